@@ -1,0 +1,65 @@
+/**
+ * One error type for the whole product. Every failure carries a stable `code` that the CLI maps to a
+ * message and an exit code, and a `hint` that tells the user what to do next.
+ */
+export const ERROR_CODES = {
+  // input
+  INVALID_ARGUMENT: "A command-line argument or option is not valid.",
+  INVALID_JSON: "A JSON document could not be parsed.",
+  INPUT_TOO_LARGE: "An input exceeds its configured size limit.",
+  ASL_INVALID: "The state machine definition is not valid Amazon States Language.",
+  ASL_UNSUPPORTED: "The state machine uses a feature the selected engine cannot run faithfully.",
+  MODEL_NOT_FOUND: "The model is not known to this data directory or the chain.",
+  TASK_HANDLER_MISSING: "A Task state has no handler for the local engine.",
+  // chain
+  RPC_UNREACHABLE: "The Ethereum RPC endpoint could not be reached.",
+  WRONG_CHAIN: "The RPC endpoint serves a different chain than expected.",
+  DEPLOYMENT_MISSING: "No registry deployment is recorded for this network.",
+  INSUFFICIENT_FUNDS: "The account cannot pay for the transaction.",
+  KEY_MISSING: "No private key is configured for this network.",
+  KEY_REFUSED: "A well-known development key was refused on a public network.",
+  TX_FAILED: "A transaction reverted or was not mined.",
+  // identity
+  IDENTITY_MISSING: "No identity exists in this data directory.",
+  KEYSTORE_PASSWORD: "The keystore password is missing or wrong.",
+  CERT_INVALID: "The certificate or key could not be read.",
+  CERT_NOT_REGISTERED: "The certificate's fingerprint is not registered for the issuer.",
+  CERT_REVOKED: "The certificate has been revoked.",
+  CERT_EXPIRED: "The certificate is outside its validity window.",
+  ENS_FAILED: "An ENS record could not be written or read back.",
+  // engine
+  ENGINE_FAILED: "The workflow engine failed.",
+  AWS_FAILED: "AWS Step Functions returned an error.",
+  // protocol, server, verifier
+  PROTOCOL_INVALID: "The instance protocol does not match its schema.",
+  NOT_FOUND: "The requested item does not exist.",
+  FETCH_FAILED: "A document could not be fetched.",
+  TLS_FAILED: "The TLS connection could not be established or its certificate was refused.",
+  VERIFY_INCOMPLETE: "Verification could not be completed.",
+  INTERNAL: "An unexpected internal error occurred.",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class StatetrailError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "StatetrailError";
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+export function isStatetrailError(error: unknown, code?: ErrorCode): error is StatetrailError {
+  return error instanceof StatetrailError && (code === undefined || error.code === code);
+}
+
+/** Wraps anything thrown into a StatetrailError, keeping a StatetrailError as it is. */
+export function toStatetrailError(error: unknown, fallback: ErrorCode = "INTERNAL"): StatetrailError {
+  if (error instanceof StatetrailError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new StatetrailError(fallback, message, { cause: error });
+}
