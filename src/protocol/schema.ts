@@ -1,0 +1,128 @@
+import { z } from "zod";
+import { StatetrailError } from "../errors";
+
+/** The wire form of a SHA-256 hash: 64 lowercase hex characters. */
+export const hexHashSchema = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters");
+export const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "expected a 0x-prefixed 20-byte address");
+export const txHashSchema = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "expected a 0x-prefixed 32-byte hash");
+
+/** The ASL state types, plus the pseudo-types of the execution's end entry. */
+export const STATE_TYPES = ["Task", "Pass", "Choice", "Wait", "Parallel", "Map", "Succeed", "Fail"] as const;
+export const END_TYPES = ["ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted"] as const;
+export const stateTypeSchema = z.enum([...STATE_TYPES, ...END_TYPES]);
+export type StateType = z.infer<typeof stateTypeSchema>;
+
+/** Name of the pseudo-state of the execution's end entry. */
+export const EXECUTION_END_STATE = "$execution";
+
+export const instanceStatusSchema = z.enum(["running", "succeeded", "failed", "aborted"]);
+export type InstanceStatus = z.infer<typeof instanceStatusSchema>;
+
+/**
+ * Where a state sits in the run: empty at top level; one step per enclosing Map iteration or
+ * Parallel branch, outermost first.
+ */
+export const iterationStepSchema = z.object({
+  parent: z.string(),
+  kind: z.enum(["map", "parallel"]),
+  index: z.number().int().nonnegative(),
+});
+export type IterationStep = z.infer<typeof iterationStepSchema>;
+
+/**
+ * The data of one entry. Its RFC 8785 canonical bytes are what `state_hash` hashes and what
+ * `/states/<state_hash>` serves. It names its instance and sequence number, so a state can't be
+ * replayed into another instance or another position without changing its hash.
+ */
+export const stateDataSchema = z.object({
+  statetrail_state: z.literal(1),
+  instance_hash: hexHashSchema,
+  seq: z.number().int().nonnegative(),
+  state_name: z.string(),
+  state_type: stateTypeSchema,
+  iteration_path: z.array(iterationStepSchema),
+  /** Retry attempt of this state (0 for the first entry). */
+  attempt: z.number().int().nonnegative(),
+  /** The state's input as the engine entered it; for end entries the execution's output. */
+  input: z.unknown(),
+  /** For a state entered through a Catch, or an execution that failed: the error and cause. */
+  error: z.object({ error: z.string(), cause: z.string().optional() }).nullable(),
+});
+export type StateData = z.infer<typeof stateDataSchema>;
+
+export const merkleProofSchema = z.object({
+  root: hexHashSchema,
+  leaf_index: z.number().int().nonnegative(),
+  siblings: z.array(hexHashSchema),
+});
+
+export const protocolEntrySchema = z.object({
+  event_type: z.literal("Register State"),
+  seq: z.number().int().nonnegative(),
+  state_name: z.string(),
+  state_type: stateTypeSchema,
+  state_hash: hexHashSchema,
+  prev_state_hash: hexHashSchema,
+  timestamp: z.number().int().nonnegative(),
+  block_nr: z.number().int().nonnegative(),
+  client_address: addressSchema,
+  transaction_hash: txHashSchema,
+  state_data: z.string(),
+  proof: merkleProofSchema.nullable(),
+});
+export type ProtocolEntry = z.infer<typeof protocolEntrySchema>;
+
+export const registriesSchema = z.object({ model: addressSchema, certificate: addressSchema, instance: addressSchema });
+export type Registries = z.infer<typeof registriesSchema>;
+
+export const protocolSchema = z.object({
+  protocol_version: z.literal(1),
+  chain_id: z.number().int().positive(),
+  registries: registriesSchema,
+  issuer: z.object({
+    address: addressSchema,
+    ens_name: z.string().nullable(),
+    url: z.string(),
+    certificate_fingerprint: hexHashSchema,
+  }),
+  model_hash: hexHashSchema,
+  model_data: z.string(),
+  instance_hash: hexHashSchema,
+  instance_data: z.string(),
+  /** Block and transaction of `createInstance`. */
+  created: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }),
+  status: instanceStatusSchema,
+  instance_protocol: z.array(protocolEntrySchema),
+  head: z.object({ seq: z.number().int(), state_hash: hexHashSchema }),
+  /** Block and transaction of `terminateInstance`, once terminated. */
+  terminated: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }).nullable(),
+  signature: z.string(),
+});
+export type InstanceProtocol = z.infer<typeof protocolSchema>;
+export type UnsignedProtocol = Omit<InstanceProtocol, "signature">;
+
+/** The canonical record hashed into `instance_hash`. */
+export const instanceRecordSchema = z.object({
+  statetrail_instance: z.literal(1),
+  model_hash: hexHashSchema,
+  input_hash: hexHashSchema,
+  issuer: addressSchema,
+  nonce: hexHashSchema,
+});
+export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
+
+/** Parses untrusted protocol JSON text, with a coded error that lists every problem with its path. */
+export function parseProtocol(text: string): InstanceProtocol {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new StatetrailError("INVALID_JSON", `protocol is not JSON: ${(error as Error).message}`, { cause: error });
+  }
+  const result = protocolSchema.safeParse(json);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
+    throw new StatetrailError("PROTOCOL_INVALID", `protocol does not match schema version 1:\n  ${problems.join("\n  ")}`);
+  }
+  return result.data;
+}
