@@ -1,0 +1,98 @@
+import { ERROR_CODES, type ErrorCode, StatetrailError, toStatetrailError } from "../errors";
+
+/**
+ * Exit codes (documented in README):
+ *   0 success (for verify: the protocol is valid)
+ *   1 verify/watch: the protocol is invalid (a check failed)
+ *   2 verify/watch: could not verify (network, RPC or data missing)
+ *   64 usage error, 65 bad input data, 69 a service is unavailable (RPC, server, AWS), 70 internal error,
+ *   75 temporary failure (try again), 77 permission or identity problem
+ */
+export const EXIT = {
+  OK: 0,
+  INVALID: 1,
+  COULD_NOT_VERIFY: 2,
+  USAGE: 64,
+  DATA: 65,
+  UNAVAILABLE: 69,
+  INTERNAL: 70,
+  TEMPORARY: 75,
+  PERMISSION: 77,
+} as const;
+
+const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
+  INVALID_ARGUMENT: EXIT.USAGE,
+  INVALID_JSON: EXIT.DATA,
+  INPUT_TOO_LARGE: EXIT.DATA,
+  ASL_INVALID: EXIT.DATA,
+  ASL_UNSUPPORTED: EXIT.DATA,
+  MODEL_NOT_FOUND: EXIT.DATA,
+  TASK_HANDLER_MISSING: EXIT.DATA,
+  PROTOCOL_INVALID: EXIT.DATA,
+  RPC_UNREACHABLE: EXIT.UNAVAILABLE,
+  FETCH_FAILED: EXIT.UNAVAILABLE,
+  TLS_FAILED: EXIT.UNAVAILABLE,
+  AWS_FAILED: EXIT.UNAVAILABLE,
+  WRONG_CHAIN: EXIT.UNAVAILABLE,
+  DEPLOYMENT_MISSING: EXIT.UNAVAILABLE,
+  INSUFFICIENT_FUNDS: EXIT.TEMPORARY,
+  TX_FAILED: EXIT.TEMPORARY,
+  KEY_MISSING: EXIT.PERMISSION,
+  KEY_REFUSED: EXIT.PERMISSION,
+  IDENTITY_MISSING: EXIT.PERMISSION,
+  KEYSTORE_PASSWORD: EXIT.PERMISSION,
+  CERT_NOT_REGISTERED: EXIT.PERMISSION,
+  CERT_REVOKED: EXIT.PERMISSION,
+  CERT_EXPIRED: EXIT.PERMISSION,
+  CERT_INVALID: EXIT.DATA,
+};
+
+export interface Output {
+  json: boolean;
+  /** Progress and logs: always stderr. */
+  log(message: string): void;
+  /** The command's result: stdout, as JSON with --json. */
+  result(data: unknown, text?: string): void;
+}
+
+export function createOutput(json: boolean, quiet = false): Output {
+  return {
+    json,
+    log: (message) => {
+      if (!quiet) process.stderr.write(`${message}\n`);
+    },
+    result: (data, text) => {
+      if (json) process.stdout.write(JSON.stringify(data, bigintReplacer, 2) + "\n");
+      else process.stdout.write((text ?? JSON.stringify(data, bigintReplacer, 2)) + "\n");
+    },
+  };
+}
+
+export function bigintReplacer(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}
+
+/** Prints a coded error (as JSON with --json) and returns the exit code for it. */
+export function reportError(error: unknown, json: boolean): number {
+  const coded = toStatetrailError(error);
+  const exit = EXIT_BY_CODE[coded.code] ?? EXIT.INTERNAL;
+  if (json) {
+    process.stdout.write(
+      JSON.stringify({ error: { code: coded.code, message: coded.message, hint: coded.hint ?? null } }, null, 2) + "\n",
+    );
+  }
+  process.stderr.write(`error ${coded.code}: ${coded.message}\n`);
+  if (coded.hint) process.stderr.write(`  what to do: ${coded.hint}\n`);
+  if (coded.code === "INTERNAL" && coded.cause instanceof Error && coded.cause.stack) {
+    process.stderr.write(`${coded.cause.stack}\n`);
+  }
+  return exit;
+}
+
+export function errorCodesHelp(): string {
+  return Object.entries(ERROR_CODES)
+    .map(([code, text]) => `  ${code.padEnd(22)} ${text}`)
+    .join("\n");
+}
+
+export { StatetrailError };
