@@ -21,7 +21,8 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
 
 // Public-network secrets come from Hardhat configuration variables (`npx hardhat vars set`) or the
 // environment; nothing is committed. An empty key list makes a deployment fail before it sends anything.
-const sepoliaUrl = process.env.SEPOLIA_RPC_URL ?? vars.get("SEPOLIA_RPC_URL", "https://ethereum-sepolia-rpc.publicnode.com");
+const sepoliaUrl =
+  process.env.SEPOLIA_RPC_URL ?? vars.get("SEPOLIA_RPC_URL", "https://ethereum-sepolia-rpc.publicnode.com");
 const sepoliaKey = process.env.SEPOLIA_PRIVATE_KEY ?? vars.get("SEPOLIA_PRIVATE_KEY", "");
 
 const config: HardhatUserConfig = {

@@ -6,12 +6,14 @@ require("ts-node").register({
   project: path.join(__dirname, "..", "tsconfig.json"),
   compilerOptions: { module: "commonjs" },
 });
-require("../src/cli/main").main(process.argv).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error) => {
-    console.error(error);
-    process.exitCode = 70;
-  },
-);
+require("../src/cli/main")
+  .main(process.argv)
+  .then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error) => {
+      console.error(error);
+      process.exitCode = 70;
+    },
+  );

@@ -9,8 +9,9 @@ import {ICertificateRegistry} from "./interfaces/ICertificateRegistry.sol";
 /// @notice See {ICertificateRegistry}.
 contract CertificateRegistry is ICertificateRegistry, EIP712 {
     /// @dev EIP-712 type of a registration; twinned in src/chain/certificate.ts.
-    bytes32 public constant CERTIFICATE_TYPEHASH =
-        keccak256("Certificate(bytes32 fingerprint,uint48 notBefore,uint48 notAfter,address holder)");
+    bytes32 public constant CERTIFICATE_TYPEHASH = keccak256(
+        "Certificate(bytes32 fingerprint,uint48 notBefore,uint48 notAfter,address holder)"
+    );
 
     mapping(bytes32 fingerprint => Certificate certificate) private _certificates;
     mapping(bytes32 fingerprint => uint48 revokedAt) private _revocations;

@@ -74,7 +74,8 @@ contract InstanceRegistry is IInstanceRegistry {
     ) external view returns (bytes32 head, InstanceStatus status) {
         bytes32 stored = _heads[issuer][instanceHash];
         if (stored == bytes32(0)) return (bytes32(0), InstanceStatus.None);
-        if (uint256(stored) <= _MAX_SENTINEL) return (_finalHeads[issuer][instanceHash], InstanceStatus(uint256(stored)));
+        if (uint256(stored) <= _MAX_SENTINEL)
+            return (_finalHeads[issuer][instanceHash], InstanceStatus(uint256(stored)));
         return (stored, InstanceStatus.Running);
     }
 

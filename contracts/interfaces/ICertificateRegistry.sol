@@ -60,7 +60,9 @@ interface ICertificateRegistry {
     function revokeCertificate(bytes32 fingerprint) external;
 
     /// @notice The registration of `fingerprint` (`holder` zero when unknown) and when it was revoked (0: not revoked).
-    function certificateOf(bytes32 fingerprint) external view returns (Certificate memory certificate, uint48 revokedAt);
+    function certificateOf(
+        bytes32 fingerprint
+    ) external view returns (Certificate memory certificate, uint48 revokedAt);
 
     /// @notice Whether `fingerprint` is registered for `holder`, not revoked, and `at` lies in its window.
     function isValid(bytes32 fingerprint, address holder, uint48 at) external view returns (bool valid);

@@ -6,6 +6,8 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
 /// @notice Test-only ERC-1271 wallet: a signature is valid when its owner signed the digest.
 contract ContractWallet is IERC1271 {
+    error NotOwner(address caller);
+
     address public immutable owner;
 
     constructor(address owner_) {
@@ -19,7 +21,8 @@ contract ContractWallet is IERC1271 {
 
     /// @notice Lets tests act as the wallet (for example to revoke its certificate).
     function execute(address target, bytes calldata data) external returns (bytes memory) {
-        require(msg.sender == owner, "not owner");
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+        // solhint-disable-next-line avoid-low-level-calls
         (bool ok, bytes memory result) = target.call(data);
         if (!ok) {
             assembly {

@@ -49,7 +49,10 @@ export function loadDeployment(network: string, dir = DEPLOYMENTS_DIR): Deployme
   }
   const parsed = deploymentSchema.safeParse(JSON.parse(fs.readFileSync(file, "utf8")));
   if (!parsed.success) {
-    throw new StatetrailError("DEPLOYMENT_MISSING", `${file} is not a valid deployment record: ${parsed.error.message}`);
+    throw new StatetrailError(
+      "DEPLOYMENT_MISSING",
+      `${file} is not a valid deployment record: ${parsed.error.message}`,
+    );
   }
   return parsed.data;
 }

@@ -122,7 +122,10 @@ export function parseProtocol(text: string): InstanceProtocol {
   const result = protocolSchema.safeParse(json);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
-    throw new StatetrailError("PROTOCOL_INVALID", `protocol does not match schema version 1:\n  ${problems.join("\n  ")}`);
+    throw new StatetrailError(
+      "PROTOCOL_INVALID",
+      `protocol does not match schema version 1:\n  ${problems.join("\n  ")}`,
+    );
   }
   return result.data;
 }

@@ -43,7 +43,8 @@ export class TransactionSender {
     }
     const receipt = response.wait(this.options.confirmations).then(
       (mined) => {
-        if (!mined || mined.status !== 1) throw new StatetrailError("TX_FAILED", `${what}: transaction ${response.hash} failed`);
+        if (!mined || mined.status !== 1)
+          throw new StatetrailError("TX_FAILED", `${what}: transaction ${response.hash} failed`);
         return mined;
       },
       (error: unknown) => {

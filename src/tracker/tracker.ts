@@ -5,7 +5,11 @@ import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
 import { type Engine, type EngineEvent } from "../engine/types";
 import { type IdentityRecord } from "../identity/record";
 import { type LoadedModel } from "../model/types";
-import { instanceHash as computeInstanceHash, stateDataBytes, stateHash as computeStateHash } from "../protocol/hashing";
+import {
+  instanceHash as computeInstanceHash,
+  stateDataBytes,
+  stateHash as computeStateHash,
+} from "../protocol/hashing";
 import {
   EXECUTION_END_STATE,
   type InstanceProtocol,
@@ -18,11 +22,7 @@ import {
 } from "../protocol/schema";
 import { signProtocol } from "../protocol/signing";
 import { type Home } from "../store/home";
-import {
-  CertificateRegistry__factory,
-  InstanceRegistry__factory,
-  ModelRegistry__factory,
-} from "../../typechain-types";
+import { CertificateRegistry__factory, InstanceRegistry__factory, ModelRegistry__factory } from "../../typechain-types";
 import { Journal } from "./journal";
 import { TransactionSender } from "./sender";
 
@@ -117,7 +117,10 @@ export class Tracker {
     const journal = new Journal(home.journalFile(instance));
     journal.append({ type: "instance", record });
 
-    const createTx = await this.instances.createInstance.populateTransaction(toBytes32(instance), toBytes32(model.hash));
+    const createTx = await this.instances.createInstance.populateTransaction(
+      toBytes32(instance),
+      toBytes32(model.hash),
+    );
     const created = await this.sender.sendAndWait(createTx, "createInstance");
     journal.append({ type: "created", transaction_hash: created.hash, block_nr: created.blockNumber });
     this.log(`instance ${instance} created in block ${created.blockNumber}`);
@@ -319,7 +322,7 @@ export function parseInput(bytes: Buffer, maxBytes = DEFAULT_MAX_INPUT_BYTES): u
   } catch (error) {
     throw new StatetrailError("INVALID_JSON", `input is not valid JSON: ${(error as Error).message}`, {
       cause: error,
-      hint: 'pass a JSON document, e.g. --input \'{"orderId": 1}\' or --input ./input.json',
+      hint: "pass a JSON document, e.g. --input '{\"orderId\": 1}' or --input ./input.json",
     });
   }
 }
