@@ -1,4 +1,5 @@
 import { ethers } from "hardhat";
+import type { TypedDataDomain } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import type {
   CertificateRegistry,
@@ -65,7 +66,7 @@ export interface CertificateBinding {
   holder: string;
 }
 
-export async function certificateDomain(registry: CertificateRegistry): Promise<ethers.TypedDataDomain> {
+export async function certificateDomain(registry: CertificateRegistry): Promise<TypedDataDomain> {
   const { chainId } = await ethers.provider.getNetwork();
   return {
     name: CERTIFICATE_DOMAIN_NAME,
