@@ -1,0 +1,542 @@
+import { X509Certificate } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import net from "node:net";
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import { type HexHash } from "../chain/hash";
+import { StatetrailError, type ErrorCode } from "../errors";
+
+/**
+ * HTTPS with certificate pinning (STACK.md, "TLS and certificates"). The issuer's server presents a
+ * certificate, usually self-signed, whose SHA-256 fingerprint is registered on-chain. Web PKI validation
+ * says nothing about that binding, so the client connects with `rejectUnauthorized: false` and checks the
+ * fingerprint itself, in the agent's `createConnection`, after the TLS handshake and BEFORE the socket is
+ * handed to the HTTP layer: on a mismatch not one HTTP byte is sent.
+ *
+ * Without a pin the certificate is still captured and returned, so a verifier can check it against the
+ * chain (V1/V3) instead of trusting it up front.
+ */
+
+export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_TIMEOUT_MS = 15_000;
+
+/** The server certificate as seen on the wire. Times are Unix seconds. */
+export interface PeerCertificate {
+  /** SHA-256 of the DER bytes, 64 lowercase hex characters (the form registered on-chain). */
+  fingerprint: HexHash;
+  der: Buffer;
+  notBefore: number;
+  notAfter: number;
+  subject: string;
+  issuer: string;
+}
+
+/** An expected fingerprint (any of `ab…`, `0xAB…`, `AB:CD:…`), or a predicate deciding on the certificate. */
+export type FingerprintPin = string | ((fingerprint: HexHash, certificate: PeerCertificate) => boolean);
+
+/** A failed fetch. `status` and `serverCode` are set when the server answered with an HTTP error. */
+export class FetchError extends StatetrailError {
+  readonly status?: number;
+  readonly serverCode?: string;
+
+  constructor(
+    code: Extract<ErrorCode, "FETCH_FAILED" | "TLS_FAILED">,
+    message: string,
+    options: { status?: number; serverCode?: string; cause?: unknown; hint?: string } = {},
+  ) {
+    super(code, message, { cause: options.cause, hint: options.hint });
+    this.name = "FetchError";
+    this.status = options.status;
+    this.serverCode = options.serverCode;
+  }
+}
+
+/** `AB:CD:…`, `0xabcd…` or `abcd…` → 64 lowercase hex characters; INVALID_ARGUMENT otherwise. */
+export function normalizeFingerprint(value: string): HexHash {
+  const bare = value.trim().replace(/^0x/i, "").replace(/:/g, "").toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(bare)) {
+    throw new StatetrailError("INVALID_ARGUMENT", `not a SHA-256 certificate fingerprint: "${value}"`);
+  }
+  return bare;
+}
+
+/** Reads the peer certificate of an established TLS socket. */
+export function peerCertificateOf(socket: tls.TLSSocket): PeerCertificate {
+  const peer = socket.getPeerCertificate(false);
+  if (!peer || !peer.raw || peer.raw.length === 0) {
+    throw new FetchError("TLS_FAILED", "the server presented no certificate");
+  }
+  const x509 = new X509Certificate(peer.raw);
+  return {
+    fingerprint: normalizeFingerprint(peer.fingerprint256),
+    der: Buffer.from(peer.raw),
+    notBefore: Math.floor(Date.parse(x509.validFrom) / 1000),
+    notAfter: Math.floor(Date.parse(x509.validTo) / 1000),
+    subject: x509.subject,
+    issuer: x509.issuer,
+  };
+}
+
+type CompiledPin = ((fingerprint: HexHash, certificate: PeerCertificate) => boolean) | undefined;
+
+function compilePin(pin: FingerprintPin | undefined): { check: CompiledPin; describe: string } {
+  if (pin === undefined) return { check: undefined, describe: "none" };
+  if (typeof pin === "function") return { check: pin, describe: "a custom check" };
+  const expected = normalizeFingerprint(pin);
+  return { check: (fingerprint) => fingerprint === expected, describe: expected };
+}
+
+/**
+ * An agent that opens one pinned TLS connection per request (no keep-alive, no TLS session cache, so every
+ * request sees the full certificate) and remembers the certificate of the last connection.
+ */
+export class PinnedAgent extends https.Agent {
+  certificate?: PeerCertificate;
+  private readonly pin: ReturnType<typeof compilePin>;
+  private readonly handshakeTimeoutMs: number;
+
+  constructor(options: { fingerprint?: FingerprintPin; timeoutMs?: number } = {}) {
+    super({ keepAlive: false, maxCachedSessions: 0 });
+    this.pin = compilePin(options.fingerprint);
+    this.handshakeTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  override createConnection(
+    options: https.RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const host = String(options.host ?? options.hostname ?? "localhost").replace(/^\[(.*)\]$/, "$1");
+    const port = Number(options.port ?? 443);
+    const socket = tls.connect({
+      host,
+      port,
+      servername: net.isIP(host) ? undefined : host,
+      rejectUnauthorized: false,
+      ALPNProtocols: ["http/1.1"],
+      minVersion: "TLSv1.2",
+    });
+    let tcpConnected = false;
+    let done = false;
+    const finish = (error: Error | null): void => {
+      if (done) return;
+      done = true;
+      socket.setTimeout(0);
+      socket.removeListener("error", onError);
+      if (error) {
+        socket.destroy();
+        // The agent wants a stream even on error; it is never used.
+        callback?.(error, socket);
+      } else {
+        callback?.(null, socket);
+      }
+    };
+    const onError = (error: NodeJS.ErrnoException): void => {
+      finish(
+        tcpConnected
+          ? new FetchError("TLS_FAILED", `TLS handshake with ${host}:${port} failed: ${error.message}`, {
+              cause: error,
+            })
+          : new FetchError("FETCH_FAILED", `cannot connect to ${host}:${port}: ${error.code ?? error.message}`, {
+              cause: error,
+            }),
+      );
+    };
+    socket.once("connect", () => (tcpConnected = true));
+    socket.on("error", onError);
+    socket.setTimeout(this.handshakeTimeoutMs, () =>
+      finish(new FetchError("FETCH_FAILED", `connection to ${host}:${port} timed out during the TLS handshake`)),
+    );
+    socket.once("secureConnect", () => {
+      let certificate: PeerCertificate;
+      try {
+        certificate = peerCertificateOf(socket);
+      } catch (error) {
+        return finish(error as Error);
+      }
+      this.certificate = certificate;
+      if (this.pin.check && !this.pin.check(certificate.fingerprint, certificate)) {
+        return finish(
+          new FetchError(
+            "TLS_FAILED",
+            `certificate of ${host}:${port} has fingerprint ${certificate.fingerprint}, expected ${this.pin.describe}`,
+            { hint: "the server is not presenting the certificate registered for the issuer" },
+          ),
+        );
+      }
+      finish(null);
+    });
+    return undefined;
+  }
+}
+
+export interface PinnedFetchOptions {
+  fingerprint?: FingerprintPin;
+  /** Largest body accepted (default 16 MiB); exceeding it aborts the transfer. */
+  maxBytes?: number;
+  /** Deadline for the whole exchange: connect, handshake, headers and body (default 15 s). */
+  timeoutMs?: number;
+  method?: string;
+  headers?: Record<string, string>;
+}
+
+export interface PinnedResponse {
+  url: string;
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  certificate: PeerCertificate;
+}
+
+function httpsUrl(url: string | URL): URL {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch (error) {
+    throw new StatetrailError("INVALID_ARGUMENT", `not a URL: ${String(url)}`, { cause: error });
+  }
+  if (target.protocol !== "https:") {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `only https URLs can be fetched with a pinned certificate: ${target}`,
+    );
+  }
+  return target;
+}
+
+/** Builds the error for an HTTP status >= 400, using the server's `{error: {code, message}}` when present. */
+function httpError(url: string, status: number, body: Buffer): FetchError {
+  let serverCode: string | undefined;
+  let message: string | undefined;
+  try {
+    const parsed = JSON.parse(body.toString("utf8")) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof parsed?.error?.message === "string") message = parsed.error.message;
+    if (typeof parsed?.error?.code === "string") serverCode = parsed.error.code;
+  } catch {
+    // not JSON: fall back to the status text
+  }
+  const detail = message ?? (http.STATUS_CODES[status] || "error");
+  return new FetchError("FETCH_FAILED", `GET ${url}: HTTP ${status}${serverCode ? ` ${serverCode}` : ""}: ${detail}`, {
+    status,
+    serverCode,
+  });
+}
+
+function classify(error: unknown, url: string): StatetrailError {
+  if (error instanceof StatetrailError) return error;
+  const err = error as NodeJS.ErrnoException;
+  return new FetchError("FETCH_FAILED", `fetching ${url} failed: ${err?.code ?? err?.message ?? String(error)}`, {
+    cause: error,
+  });
+}
+
+/**
+ * Fetches an https URL over a pinned connection. Redirects are not followed (a 3xx is returned as is).
+ * Rejects with TLS_FAILED (pin mismatch, handshake) or FETCH_FAILED (connection, timeout, size, HTTP >= 400).
+ */
+export function pinnedFetch(url: string | URL, options: PinnedFetchOptions = {}): Promise<PinnedResponse> {
+  const target = httpsUrl(url);
+  const href = target.toString();
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const agent = new PinnedAgent({ fingerprint: options.fingerprint, timeoutMs });
+  const method = (options.method ?? "GET").toUpperCase();
+
+  return new Promise<PinnedResponse>((resolve, reject) => {
+    let settled = false;
+    const settle = (error: StatetrailError | null, response?: PinnedResponse): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) {
+        request.destroy();
+        reject(error);
+      } else {
+        resolve(response!);
+      }
+      agent.destroy();
+    };
+    const timer = setTimeout(
+      () => settle(new FetchError("FETCH_FAILED", `fetching ${href} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const tooLarge = (size: number): FetchError =>
+      new FetchError("FETCH_FAILED", `response from ${href} is too large (${size} bytes, limit ${maxBytes})`);
+
+    const request = https.request(
+      target,
+      { method, agent, headers: { accept: "application/json", ...options.headers } },
+      (response) => {
+        const status = response.statusCode ?? 0;
+        const declared = Number(response.headers["content-length"]);
+        if (Number.isFinite(declared) && declared > maxBytes) return settle(tooLarge(declared));
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) return settle(tooLarge(size));
+          chunks.push(chunk);
+        });
+        response.on("error", (error) => settle(classify(error, href)));
+        response.on("end", () => {
+          const body = Buffer.concat(chunks);
+          if (status >= 400) return settle(httpError(href, status, body));
+          const certificate = agent.certificate;
+          if (!certificate) return settle(new FetchError("TLS_FAILED", `no certificate was captured for ${href}`));
+          settle(null, { url: href, status, headers: response.headers, body, certificate });
+        });
+        response.on("close", () => {
+          if (!response.complete) settle(new FetchError("FETCH_FAILED", `connection to ${href} closed mid-response`));
+        });
+      },
+    );
+    request.on("error", (error) => settle(classify(error, href)));
+    request.end();
+  });
+}
+
+/** One Server-Sent Event. `type` is the `event:` field ("message" when absent). */
+export interface SseEvent {
+  type: string;
+  data: string;
+  id?: string;
+}
+
+export interface SseSubscribeOptions {
+  fingerprint?: FingerprintPin;
+  onEvent: (event: SseEvent) => void;
+  /** Called on every connection failure; `fatal` means no reconnect follows. */
+  onError?: (error: StatetrailError, fatal: boolean) => void;
+  /** Called each time a stream is (re)opened, with the certificate of that connection. */
+  onOpen?: (certificate: PeerCertificate) => void;
+  /** Resume after this event id (sent as `Last-Event-ID`). */
+  lastEventId?: string;
+  /** Delay before reconnecting after a drop (default 2000 ms, or the server's `retry:`); false: never reconnect. */
+  reconnectMs?: number | false;
+  /** Deadline for connecting and receiving the response headers (default 15 s). */
+  timeoutMs?: number;
+  /** Reconnect when nothing, not even a heartbeat, arrived for this long (default 45 s; 0 disables). */
+  idleTimeoutMs?: number;
+  /** Largest single event accepted (default 16 MiB). */
+  maxEventBytes?: number;
+}
+
+export interface SseSubscription {
+  /** Resolves with the server certificate once the first stream is open; rejects if it never opens. */
+  readonly ready: Promise<PeerCertificate>;
+  /** The id of the last event received (what a reconnect resumes from). */
+  readonly lastEventId: string | undefined;
+  readonly closed: boolean;
+  close(): void;
+}
+
+/** Incremental parser of the `text/event-stream` format (WHATWG HTML, "server-sent events"). */
+export class SseParser {
+  private buffer = "";
+  private data: string[] = [];
+  private type = "";
+  private size = 0;
+  lastEventId: string | undefined;
+  retryMs: number | undefined;
+
+  constructor(
+    private readonly emit: (event: SseEvent) => void,
+    private readonly maxEventBytes = DEFAULT_MAX_BYTES,
+    lastEventId?: string,
+  ) {
+    this.lastEventId = lastEventId;
+  }
+
+  push(text: string): void {
+    this.buffer += text;
+    this.size += text.length;
+    if (this.size > this.maxEventBytes) {
+      throw new FetchError("FETCH_FAILED", `server-sent event larger than ${this.maxEventBytes} bytes`);
+    }
+    for (;;) {
+      const match = /[\r\n]/.exec(this.buffer);
+      if (!match) break;
+      const index = match.index;
+      // A lone CR at the end may be the first half of CRLF: wait for the next chunk.
+      if (this.buffer[index] === "\r" && index === this.buffer.length - 1) break;
+      const line = this.buffer.slice(0, index);
+      const skip = this.buffer[index] === "\r" && this.buffer[index + 1] === "\n" ? 2 : 1;
+      this.buffer = this.buffer.slice(index + skip);
+      this.line(line);
+    }
+  }
+
+  private line(line: string): void {
+    if (line === "") return this.dispatch();
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") this.type = value;
+    else if (field === "data") this.data.push(value);
+    else if (field === "id" && !value.includes("\0")) this.lastEventId = value;
+    else if (field === "retry" && /^\d+$/.test(value)) this.retryMs = Number(value);
+  }
+
+  private dispatch(): void {
+    const type = this.type || "message";
+    const data = this.data;
+    this.type = "";
+    this.data = [];
+    this.size = this.buffer.length;
+    if (data.length === 0) return;
+    this.emit({ type, data: data.join("\n"), id: this.lastEventId });
+  }
+}
+
+/**
+ * Subscribes to a Server-Sent Events stream over a pinned connection, reconnecting with `Last-Event-ID`
+ * after drops. A pin mismatch, an HTTP 4xx or an invalid URL is fatal (no reconnect).
+ */
+export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): SseSubscription {
+  const target = httpsUrl(url);
+  const href = target.toString();
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 45_000;
+  let reconnectMs = options.reconnectMs ?? 2000;
+  let lastEventId = options.lastEventId;
+  let closed = false;
+  let opened = false;
+  let request: http.ClientRequest | undefined;
+  let agent: PinnedAgent | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
+  let connectTimer: NodeJS.Timeout | undefined;
+
+  let resolveReady!: (certificate: PeerCertificate) => void;
+  let rejectReady!: (error: StatetrailError) => void;
+  const ready = new Promise<PeerCertificate>((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  ready.catch(() => undefined); // observed through onError by callers that don't await it
+
+  const teardown = (): void => {
+    clearTimeout(idleTimer);
+    clearTimeout(connectTimer);
+    request?.destroy();
+    agent?.destroy();
+    request = undefined;
+    agent = undefined;
+  };
+
+  const fail = (error: StatetrailError, fatal: boolean): void => {
+    if (closed) return;
+    teardown();
+    const final = fatal || reconnectMs === false;
+    options.onError?.(error, final);
+    if (final) {
+      closed = true;
+      rejectReady(error);
+      return;
+    }
+    retryTimer = setTimeout(connect, reconnectMs as number);
+  };
+
+  const armIdle = (): void => {
+    clearTimeout(idleTimer);
+    if (idleTimeoutMs > 0) {
+      idleTimer = setTimeout(
+        () => fail(new FetchError("FETCH_FAILED", `no data from ${href} for ${idleTimeoutMs} ms`), false),
+        idleTimeoutMs,
+      );
+    }
+  };
+
+  function connect(): void {
+    if (closed) return;
+    agent = new PinnedAgent({ fingerprint: options.fingerprint, timeoutMs });
+    const headers: Record<string, string> = { accept: "text/event-stream", "cache-control": "no-store" };
+    if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
+    const current = agent;
+    connectTimer = setTimeout(
+      () => fail(new FetchError("FETCH_FAILED", `connecting to ${href} timed out after ${timeoutMs} ms`), false),
+      timeoutMs,
+    );
+    request = https.request(target, { method: "GET", agent, headers }, (response) => {
+      clearTimeout(connectTimer);
+      const status = response.statusCode ?? 0;
+      const type = String(response.headers["content-type"] ?? "");
+      if (status !== 200 || !type.startsWith("text/event-stream")) {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size <= 65_536) chunks.push(chunk);
+        });
+        response.on("end", () => {
+          const error =
+            status >= 400
+              ? httpError(href, status, Buffer.concat(chunks))
+              : new FetchError(
+                  "FETCH_FAILED",
+                  `${href} is not an event stream (HTTP ${status}, ${type || "no type"})`,
+                  {
+                    status,
+                  },
+                );
+          fail(error, status < 500);
+        });
+        return;
+      }
+      const certificate = current.certificate!;
+      const parser = new SseParser(
+        (event) => {
+          lastEventId = event.id;
+          if (!closed) options.onEvent(event);
+        },
+        options.maxEventBytes,
+        lastEventId,
+      );
+      armIdle();
+      if (!opened) {
+        opened = true;
+        resolveReady(certificate);
+      }
+      options.onOpen?.(certificate);
+      response.setEncoding("utf8");
+      response.on("data", (text: string) => {
+        armIdle();
+        try {
+          parser.push(text);
+        } catch (error) {
+          return fail(classify(error, href), false);
+        }
+        lastEventId = parser.lastEventId;
+        if (parser.retryMs !== undefined && reconnectMs !== false) reconnectMs = parser.retryMs;
+      });
+      response.on("close", () => fail(new FetchError("FETCH_FAILED", `event stream ${href} closed`), false));
+    });
+    request.on("error", (error) => {
+      const coded = classify(error, href);
+      // A pin mismatch or a failed handshake is an attack or a misconfiguration, not a transient failure.
+      fail(coded, coded.code === "TLS_FAILED");
+    });
+    request.end();
+  }
+
+  connect();
+
+  return {
+    ready,
+    get lastEventId() {
+      return lastEventId;
+    },
+    get closed() {
+      return closed;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      clearTimeout(retryTimer);
+      teardown();
+      rejectReady(new FetchError("FETCH_FAILED", `subscription to ${href} was closed before it opened`));
+    },
+  };
+}

@@ -1,0 +1,348 @@
+import fs from "node:fs";
+import express, { type Express, type NextFunction, type Request, type Response } from "express";
+import { z } from "zod";
+import { isHexHash, sha256Hex, type HexHash } from "../chain/hash";
+import { isStatetrailError, type ErrorCode } from "../errors";
+import { readIdentity, type IdentityRecord } from "../identity/record";
+import {
+  addressSchema,
+  hexHashSchema,
+  parseProtocol,
+  registriesSchema,
+  type InstanceProtocol,
+  type Registries,
+} from "../protocol/schema";
+import { type Home } from "../store/home";
+import { parseLastEventId, SseHub, type EventStreamOptions } from "./sse";
+
+/**
+ * The issuer's HTTPS API. Read-only, and everything it serves comes from the data directory:
+ *
+ *   GET /.well-known/statetrail.json     who this server speaks for (issuer, chain, registries, certificate)
+ *   GET /models/<hash>                   exact model bytes          (content-addressed, immutable)
+ *   GET /states/<hash>                   exact state data bytes     (content-addressed, immutable)
+ *   GET /instances/<hash>/input          exact input bytes          (immutable)
+ *   GET /instances/<hash>/protocol       the signed instance protocol (no-store)
+ *   GET /instances/<hash>/events         Server-Sent Events (sse.ts)
+ *   GET /instances                       summaries, newest first
+ *
+ * Names in URLs are only ever 64 lowercase hex characters, checked before any file is touched, so no path
+ * can reach outside the store. Content-addressed bytes are re-hashed before they are sent: a corrupt store
+ * answers 500, never wrong bytes. Errors are JSON: `{"error": {"code", "message"}}`.
+ */
+
+/** `GET /.well-known/statetrail.json` */
+export const wellKnownSchema = z.object({
+  statetrail: z.literal(1),
+  issuer: addressSchema,
+  chain_id: z.number().int().positive(),
+  registries: registriesSchema,
+  ens_name: z.string().nullable(),
+  certificate_fingerprint: hexHashSchema,
+  url: z.string(),
+});
+export type WellKnownDocument = z.infer<typeof wellKnownSchema>;
+
+/** What the well-known document is built from. Without `identity`, identity.json is read on each request. */
+export interface WellKnownSource {
+  registries: Registries;
+  identity?: IdentityRecord;
+}
+
+export function buildWellKnown(identity: IdentityRecord, registries: Registries): WellKnownDocument {
+  return {
+    statetrail: 1,
+    issuer: identity.address,
+    chain_id: identity.chain_id,
+    registries,
+    ens_name: identity.ens_name,
+    certificate_fingerprint: identity.certificate_fingerprint,
+    url: identity.url,
+  };
+}
+
+/** One row of `GET /instances`. */
+export interface InstanceSummary {
+  instance_hash: HexHash;
+  model_hash: HexHash;
+  status: InstanceProtocol["status"];
+  states: number;
+  head: InstanceProtocol["head"];
+  created_block: number;
+}
+
+export interface AppOptions {
+  home: Home;
+  /** Enables `/.well-known/statetrail.json`; without it that route answers 404. */
+  wellKnown?: WellKnownSource;
+  events?: EventStreamOptions;
+  /** Adds routes (e.g. a timeline page) before the 404 and error handlers. */
+  mount?: (app: Express) => void;
+  /** Where server-side problems (corrupt store, internal errors) are reported; default stderr. */
+  log?: (message: string) => void;
+}
+
+/**
+ * The express app plus its SSE hub. The tracker's in-process hook is `app.events.notify(protocol)`
+ * (`app.notify` is taken: express routes the HTTP NOTIFY method with it).
+ */
+export type StatetrailApp = Express & { events: SseHub };
+
+/** Error codes in HTTP error bodies: the product's codes plus two that only HTTP has. */
+export type HttpErrorCode = ErrorCode | "METHOD_NOT_ALLOWED" | "TOO_MANY_CLIENTS";
+
+const IMMUTABLE = "public, max-age=31536000, immutable";
+const JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+export function sendError(res: Response, status: number, code: HttpErrorCode, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res
+    .status(status)
+    .set("Cache-Control", "no-store")
+    .type("application/json")
+    .send(
+      // A JSON body even for HEAD requests' GET twin; express drops it for HEAD.
+      JSON.stringify({ error: { code, message } }),
+    );
+}
+
+/** The route parameter as a wire hash, or a 400 answered and undefined. */
+function hashParam(req: Request, res: Response, what: string): HexHash | undefined {
+  const value = req.params.hash;
+  if (typeof value === "string" && isHexHash(value)) return value;
+  sendError(res, 400, "INVALID_ARGUMENT", `${what} must be 64 lowercase hex characters (SHA-256)`);
+  return undefined;
+}
+
+async function readOrUndefined(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fs.promises.readFile(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw error;
+  }
+}
+
+function sendJsonBytes(res: Response, bytes: Buffer, cacheControl: string, etag?: string): void {
+  res.set("Cache-Control", cacheControl);
+  if (etag) res.set("ETag", `"${etag}"`);
+  res.type("application/json").send(bytes);
+}
+
+/** Reads and validates a stored protocol; undefined if absent, throws a 500-worthy message if corrupt. */
+async function loadProtocol(
+  home: Home,
+  instance: HexHash,
+): Promise<{ bytes: Buffer; protocol: InstanceProtocol } | undefined> {
+  const bytes = await readOrUndefined(home.protocolFile(instance));
+  if (!bytes) return undefined;
+  let protocol: InstanceProtocol;
+  try {
+    protocol = parseProtocol(bytes.toString("utf8"));
+  } catch (error) {
+    throw new CorruptStore(`stored protocol of instance ${instance} is not valid: ${(error as Error).message}`);
+  }
+  if (protocol.instance_hash !== instance) {
+    throw new CorruptStore(`stored protocol under ${instance} is for instance ${protocol.instance_hash}`);
+  }
+  return { bytes, protocol };
+}
+
+class CorruptStore extends Error {}
+
+export function createApp(options: AppOptions): StatetrailApp {
+  const { home } = options;
+  const log = options.log ?? ((message: string) => process.stderr.write(`statetrail server: ${message}\n`));
+  const hub = new SseHub(home, options.events);
+  const app = express() as StatetrailApp;
+  app.events = hub;
+
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("case sensitive routing", true);
+  app.set("strict routing", true);
+
+  // Security headers on every answer, including errors.
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    res.set({
+      "X-Content-Type-Options": "nosniff",
+      "Content-Security-Policy": JSON_CSP,
+      "Referrer-Policy": "no-referrer",
+      "X-Frame-Options": "DENY",
+      // Public, read-only data: auditors' browser tools may read it from any origin.
+      "Access-Control-Allow-Origin": "*",
+      "Cross-Origin-Resource-Policy": "cross-origin",
+    });
+    next();
+  });
+
+  // Read-only: GET and HEAD, and no request bodies (none is ever read).
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.set({ Allow: "GET, HEAD", Connection: "close" });
+      return sendError(res, 405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed: this server is read-only`);
+    }
+    const length = req.headers["content-length"];
+    if (req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")) {
+      res.set("Connection", "close");
+      return sendError(res, 400, "INVALID_ARGUMENT", "request bodies are not accepted");
+    }
+    next();
+  });
+
+  app.get("/.well-known/statetrail.json", (_req: Request, res: Response) => {
+    if (!options.wellKnown) return sendError(res, 404, "NOT_FOUND", "this server has no well-known document");
+    let identity: IdentityRecord;
+    try {
+      identity = options.wellKnown.identity ?? readIdentity(home);
+    } catch (error) {
+      if (isStatetrailError(error, "IDENTITY_MISSING")) return sendError(res, 404, "IDENTITY_MISSING", error.message);
+      throw error;
+    }
+    const body = Buffer.from(JSON.stringify(buildWellKnown(identity, options.wellKnown.registries), null, 2) + "\n");
+    sendJsonBytes(res, body, "no-cache", sha256Hex(body));
+  });
+
+  const contentRoute = (what: string, fileOf: (hash: HexHash) => string) => async (req: Request, res: Response) => {
+    const hash = hashParam(req, res, `${what} hash`);
+    if (!hash) return;
+    const bytes = await readOrUndefined(fileOf(hash));
+    if (!bytes) return sendError(res, 404, "NOT_FOUND", `${what} ${hash} is not published here`);
+    if (sha256Hex(bytes) !== hash) {
+      log(`stored ${what} ${hash} does not match its hash`);
+      return sendError(res, 500, "INTERNAL", `stored ${what} ${hash} does not match its hash; refusing to serve it`);
+    }
+    sendJsonBytes(res, bytes, IMMUTABLE, hash);
+  };
+  app.get(
+    "/models/:hash",
+    contentRoute("model", (hash) => home.modelFile(hash)),
+  );
+  app.get(
+    "/states/:hash",
+    contentRoute("state", (hash) => home.stateFile(hash)),
+  );
+
+  app.get("/instances/:hash/input", async (req: Request, res: Response) => {
+    const hash = hashParam(req, res, "instance hash");
+    if (!hash) return;
+    const bytes = await readOrUndefined(home.inputFile(hash));
+    if (!bytes) return sendError(res, 404, "NOT_FOUND", `no input for instance ${hash}`);
+    // The instance hash covers the input's hash through the instance record, not the bytes directly;
+    // the ETag is the input's own SHA-256.
+    sendJsonBytes(res, bytes, IMMUTABLE, sha256Hex(bytes));
+  });
+
+  app.get("/instances/:hash/protocol", async (req: Request, res: Response) => {
+    const hash = hashParam(req, res, "instance hash");
+    if (!hash) return;
+    const loaded = await loadProtocol(home, hash);
+    if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
+    sendJsonBytes(res, loaded.bytes, "no-store");
+  });
+
+  app.get("/instances/:hash/events", async (req: Request, res: Response) => {
+    const hash = hashParam(req, res, "instance hash");
+    if (!hash) return;
+    let lastSeq: number | undefined;
+    try {
+      lastSeq = parseLastEventId(req.headers["last-event-id"]);
+    } catch (error) {
+      return sendError(res, 400, "INVALID_ARGUMENT", (error as Error).message);
+    }
+    const loaded = await loadProtocol(home, hash);
+    if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
+    if (!hub.canAccept()) {
+      res.set("Retry-After", "10");
+      return sendError(res, 503, "TOO_MANY_CLIENTS", `too many event subscribers (limit ${hub.maxClients})`);
+    }
+    if (req.method === "HEAD") {
+      res.status(200).set("Cache-Control", "no-store").type("text/event-stream").end();
+      return;
+    }
+    hub.subscribe(req, res, loaded.protocol, lastSeq ?? -1);
+  });
+
+  const summaries = new Map<HexHash, { stamp: string; summary: InstanceSummary; mtimeMs: number }>();
+  app.get("/instances", async (_req: Request, res: Response) => {
+    const rows: { summary: InstanceSummary; mtimeMs: number }[] = [];
+    for (const instance of home.listInstances()) {
+      const file = home.protocolFile(instance);
+      let stat: fs.Stats;
+      try {
+        stat = await fs.promises.stat(file);
+      } catch {
+        continue;
+      }
+      const stamp = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+      const cached = summaries.get(instance);
+      if (cached && cached.stamp === stamp) {
+        rows.push(cached);
+        continue;
+      }
+      let loaded: Awaited<ReturnType<typeof loadProtocol>>;
+      try {
+        loaded = await loadProtocol(home, instance);
+      } catch {
+        continue; // a corrupt protocol is refused at its own URL; the list just leaves it out
+      }
+      if (!loaded) continue;
+      const { protocol } = loaded;
+      const row = {
+        stamp,
+        mtimeMs: stat.mtimeMs,
+        summary: {
+          instance_hash: protocol.instance_hash,
+          model_hash: protocol.model_hash,
+          status: protocol.status,
+          states: protocol.instance_protocol.length,
+          head: protocol.head,
+          created_block: protocol.created.block_nr,
+        },
+      };
+      summaries.set(instance, row);
+      rows.push(row);
+    }
+    rows.sort(
+      (a, b) =>
+        b.summary.created_block - a.summary.created_block ||
+        b.mtimeMs - a.mtimeMs ||
+        a.summary.instance_hash.localeCompare(b.summary.instance_hash),
+    );
+    sendJsonBytes(res, Buffer.from(JSON.stringify(rows.map((row) => row.summary))), "no-store");
+  });
+
+  options.mount?.(app);
+
+  // Anything else under a hash-named collection has a malformed name (e.g. `../x`, `%2e%2e`, uppercase).
+  app.get(["/models/*rest", "/states/*rest"], (_req: Request, res: Response) =>
+    sendError(res, 400, "INVALID_ARGUMENT", "hash must be 64 lowercase hex characters (SHA-256)"),
+  );
+  app.get("/instances/*rest", (req: Request, res: Response) => {
+    const [first] = (req.params as unknown as { rest: string[] }).rest;
+    if (first !== undefined && isHexHash(first)) return sendError(res, 404, "NOT_FOUND", `no such resource`);
+    sendError(res, 400, "INVALID_ARGUMENT", "instance hash must be 64 lowercase hex characters (SHA-256)");
+  });
+
+  app.use((_req: Request, res: Response) => sendError(res, 404, "NOT_FOUND", "no such resource"));
+
+  // Last: turn anything thrown into a JSON error that reveals no file system paths.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === "number" && status >= 400 && status < 500) {
+      return sendError(res, status, "INVALID_ARGUMENT", "malformed request");
+    }
+    if (error instanceof CorruptStore) {
+      log(error.message);
+      return sendError(res, 500, "INTERNAL", error.message);
+    }
+    log(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    sendError(res, 500, "INTERNAL", "internal error");
+  });
+
+  return app;
+}

@@ -1,0 +1,155 @@
+import { X509Certificate } from "node:crypto";
+import fs from "node:fs";
+import https from "node:https";
+import net from "node:net";
+import type { Socket } from "node:net";
+import { type HexHash } from "../chain/hash";
+import { isStatetrailError, StatetrailError } from "../errors";
+import { readIdentity, type IdentityRecord } from "../identity/record";
+import { normalizeFingerprint } from "../net/pinned-fetch";
+import { type InstanceProtocol } from "../protocol/schema";
+import { type Home } from "../store/home";
+import { createApp, type AppOptions, type StatetrailApp } from "./app";
+
+export interface ServerOptions extends AppOptions {
+  /** Interface to listen on (default: identity.json `host`, else 127.0.0.1). */
+  host?: string;
+  /** Port (default: identity.json `port`, else 8443); 0 picks a free one. */
+  port?: number;
+  /** Certificate and key PEM (default: the files named in identity.json, relative to the data directory). */
+  certPem?: string | Buffer;
+  keyPem?: string | Buffer;
+}
+
+export interface RunningServer {
+  /** https://host:port of the listening server (the real port when 0 was asked for). */
+  url: string;
+  host: string;
+  port: number;
+  /** SHA-256 fingerprint of the certificate being served. */
+  fingerprint: HexHash;
+  server: https.Server;
+  app: StatetrailApp;
+  /** In-process hook for a tracker in the same process: streams the new protocol to SSE subscribers. */
+  notify: (protocol: InstanceProtocol) => void;
+  /** Ends SSE streams, closes every connection and stops listening. Idempotent. */
+  close: () => Promise<void>;
+}
+
+function tryIdentity(home: Home): IdentityRecord | undefined {
+  try {
+    return readIdentity(home);
+  } catch (error) {
+    if (isStatetrailError(error, "IDENTITY_MISSING")) return undefined;
+    throw error;
+  }
+}
+
+function readPem(home: Home, relative: string, what: string): Buffer {
+  const file = home.path(relative);
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    throw new StatetrailError("CERT_INVALID", `cannot read the ${what} (${file}): ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+function urlHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::" || host === "") return "localhost";
+  return net.isIPv6(host) ? `[${host}]` : host;
+}
+
+/** Starts the issuer's HTTPS server with its registered certificate. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { home } = options;
+  const identity = options.certPem === undefined || options.keyPem === undefined ? tryIdentity(home) : undefined;
+  let cert = options.certPem;
+  let key = options.keyPem;
+  if (cert === undefined || key === undefined) {
+    if (!identity) {
+      throw new StatetrailError("IDENTITY_MISSING", `no certificate given and no identity in ${home.root}`, {
+        hint: "create one with: statetrail identity init",
+      });
+    }
+    cert ??= readPem(home, identity.certificate, "certificate");
+    key ??= readPem(home, identity.certificate_key, "certificate key");
+  }
+
+  let fingerprint: HexHash;
+  try {
+    fingerprint = normalizeFingerprint(new X509Certificate(cert).fingerprint256);
+  } catch (error) {
+    throw new StatetrailError("CERT_INVALID", `the server certificate is not a valid PEM certificate`, {
+      cause: error,
+    });
+  }
+
+  const host = options.host ?? identity?.host ?? "127.0.0.1";
+  const port = options.port ?? identity?.port ?? 8443;
+  const app = createApp(options);
+
+  let server: https.Server;
+  try {
+    server = https.createServer({ cert, key, minVersion: "TLSv1.2" }, app);
+  } catch (error) {
+    throw new StatetrailError("CERT_INVALID", `certificate and key can't be used: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  // Slow-loris limits for request heads; SSE responses are long-lived but their requests are not.
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  // A client that fails the handshake (or pins another certificate) must not crash or log noise.
+  server.on("tlsClientError", () => undefined);
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      reject(
+        new StatetrailError("INVALID_ARGUMENT", `cannot listen on ${host}:${port}: ${error.code ?? error.message}`, {
+          cause: error,
+          hint: error.code === "EADDRINUSE" ? "choose another port with --port" : undefined,
+        }),
+      );
+    };
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.removeListener("error", onError);
+      resolve();
+    });
+  });
+
+  const address = server.address();
+  const realPort = typeof address === "object" && address ? address.port : port;
+  let closing: Promise<void> | undefined;
+
+  return {
+    url: `https://${urlHost(host)}:${realPort}`,
+    host,
+    port: realPort,
+    fingerprint,
+    server,
+    app,
+    notify: (protocol) => app.events.notify(protocol),
+    close: () => {
+      closing ??= new Promise<void>((resolve) => {
+        app.events.close();
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // Streams just ended; anything still open after a moment is cut.
+        setTimeout(() => {
+          for (const socket of sockets) socket.destroy();
+        }, 100).unref();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,292 @@
+import fs from "node:fs";
+import path from "node:path";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type HexHash } from "../chain/hash";
+import { parseProtocol, type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
+import { type Home } from "../store/home";
+
+/**
+ * Server-Sent Events for `GET /instances/<hash>/events`.
+ *
+ * On connect a client receives every entry after its `Last-Event-ID` (event `state`, id = seq, data = the
+ * protocol entry), then one `state` event per newly registered entry and one `status` event once the
+ * instance has terminated. Comment lines keep idle connections alive.
+ *
+ * New entries come from two sources, so both an in-process tracker and a separate `statetrail serve`
+ * process stream: `notify(protocol)`, called by the tracker, and a watch on `instances/<hash>/protocol.json`
+ * (fs.watch on the directory, since the file is replaced by rename, plus a stat poll as a fallback for file
+ * systems where fs.watch is silent). Delivery is idempotent: each client remembers the last seq it was sent.
+ */
+
+export interface EventStreamOptions {
+  /** Concurrent SSE clients over all instances (default 1000). */
+  maxClients?: number;
+  /** Interval of the `: heartbeat` comment (default 15 s). */
+  heartbeatMs?: number;
+  /** Stat poll of protocol.json (default 2 s; the fast path is fs.watch). */
+  pollIntervalMs?: number;
+  /** Wait this long after a file change before reading it (default 50 ms). */
+  debounceMs?: number;
+  /** Use fs.watch (default true); false leaves only the stat poll. */
+  watch?: boolean;
+  /** Drop a client whose unsent output exceeds this (default 4 MiB): a stalled reader can't exhaust memory. */
+  maxBufferedBytes?: number;
+  /** Reconnect delay advertised to clients (`retry:`, default 2000 ms). */
+  retryMs?: number;
+}
+
+interface Client {
+  res: ServerResponse;
+  lastSeq: number;
+  statusSent: boolean;
+}
+
+interface Channel {
+  instance: HexHash;
+  clients: Set<Client>;
+  watcher?: fs.FSWatcher;
+  poll?: NodeJS.Timeout;
+  debounce?: NodeJS.Timeout;
+  stamp?: string;
+  reading: boolean;
+  rereadAfter: boolean;
+}
+
+/** The data of the `status` event. */
+export interface StatusEventData {
+  instance_hash: HexHash;
+  status: InstanceProtocol["status"];
+  head: InstanceProtocol["head"];
+  terminated: InstanceProtocol["terminated"];
+}
+
+export class SseHub {
+  readonly maxClients: number;
+  private readonly heartbeatMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly debounceMs: number;
+  private readonly watch: boolean;
+  private readonly maxBufferedBytes: number;
+  private readonly retryMs: number;
+  private readonly channels = new Map<HexHash, Channel>();
+  private heartbeat?: NodeJS.Timeout;
+  private count = 0;
+  private closed = false;
+
+  constructor(
+    private readonly home: Home,
+    options: EventStreamOptions = {},
+  ) {
+    this.maxClients = options.maxClients ?? 1000;
+    this.heartbeatMs = options.heartbeatMs ?? 15_000;
+    this.pollIntervalMs = options.pollIntervalMs ?? 2000;
+    this.debounceMs = options.debounceMs ?? 50;
+    this.watch = options.watch ?? true;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 4 * 1024 * 1024;
+    this.retryMs = options.retryMs ?? 2000;
+  }
+
+  get clientCount(): number {
+    return this.count;
+  }
+
+  /** Whether one more client may subscribe. */
+  canAccept(): boolean {
+    return !this.closed && this.count < this.maxClients;
+  }
+
+  /**
+   * Starts the stream on `res` (the caller has validated the hash, found the protocol and checked
+   * `canAccept()`), replays the entries after `lastSeq` and keeps the client until it disconnects.
+   */
+  subscribe(req: IncomingMessage, res: ServerResponse, protocol: InstanceProtocol, lastSeq = -1): void {
+    res.writeHead(200, {
+      "Content-Type": "text/event-stream; charset=utf-8",
+      "Cache-Control": "no-store",
+      Connection: "keep-alive",
+      "X-Accel-Buffering": "no",
+    });
+    res.flushHeaders();
+    req.socket.setNoDelay(true);
+    req.socket.setTimeout(0);
+
+    const client: Client = { res, lastSeq, statusSent: false };
+    const channel = this.channel(protocol.instance_hash);
+    channel.clients.add(client);
+    this.count += 1;
+    this.startHeartbeat();
+
+    const remove = (): void => {
+      if (!channel.clients.delete(client)) return;
+      this.count -= 1;
+      if (channel.clients.size === 0) this.dispose(channel);
+      if (this.count === 0) this.stopHeartbeat();
+    };
+    res.on("close", remove);
+    req.on("close", remove);
+
+    this.write(client, `retry: ${this.retryMs}\n\n`);
+    this.deliver(client, protocol);
+    // The file may have changed between the caller's read and the watch starting: look once more.
+    this.schedule(channel);
+  }
+
+  /** In-process notification from a tracker: sends what is new in `protocol` to its subscribers. */
+  notify(protocol: InstanceProtocol): void {
+    const channel = this.channels.get(protocol.instance_hash);
+    if (!channel) return;
+    for (const client of [...channel.clients]) this.deliver(client, protocol);
+  }
+
+  /** Ends every stream and stops every watch. */
+  close(): void {
+    this.closed = true;
+    for (const channel of [...this.channels.values()]) {
+      for (const client of [...channel.clients]) {
+        channel.clients.delete(client);
+        this.count -= 1;
+        client.res.end();
+      }
+      this.dispose(channel);
+    }
+    this.stopHeartbeat();
+  }
+
+  private channel(instance: HexHash): Channel {
+    const existing = this.channels.get(instance);
+    if (existing) return existing;
+    const channel: Channel = { instance, clients: new Set(), reading: false, rereadAfter: false };
+    this.channels.set(instance, channel);
+    const file = this.home.protocolFile(instance);
+    channel.stamp = stampOf(file);
+    if (this.watch) {
+      try {
+        channel.watcher = fs.watch(path.dirname(file), { persistent: false }, (_event, name) => {
+          if (!name || name === path.basename(file)) this.schedule(channel);
+        });
+        channel.watcher.on("error", () => {
+          channel.watcher?.close();
+          channel.watcher = undefined;
+        });
+      } catch {
+        channel.watcher = undefined; // the poll below still sees changes
+      }
+    }
+    channel.poll = setInterval(() => {
+      const stamp = stampOf(file);
+      if (stamp !== channel.stamp) this.schedule(channel);
+    }, this.pollIntervalMs);
+    channel.poll.unref();
+    return channel;
+  }
+
+  private dispose(channel: Channel): void {
+    channel.watcher?.close();
+    clearInterval(channel.poll);
+    clearTimeout(channel.debounce);
+    channel.watcher = undefined;
+    if (this.channels.get(channel.instance) === channel) this.channels.delete(channel.instance);
+  }
+
+  private schedule(channel: Channel): void {
+    if (this.channels.get(channel.instance) !== channel) return;
+    clearTimeout(channel.debounce);
+    channel.debounce = setTimeout(() => void this.reload(channel), this.debounceMs);
+    channel.debounce.unref();
+  }
+
+  private async reload(channel: Channel): Promise<void> {
+    if (channel.reading) {
+      channel.rereadAfter = true;
+      return;
+    }
+    channel.reading = true;
+    try {
+      const file = this.home.protocolFile(channel.instance);
+      channel.stamp = stampOf(file);
+      let protocol: InstanceProtocol;
+      try {
+        protocol = parseProtocol(await fs.promises.readFile(file, "utf8"));
+      } catch {
+        return; // missing or half-written by a non-atomic writer: the next change or poll retries
+      }
+      if (protocol.instance_hash !== channel.instance) return;
+      if (this.channels.get(channel.instance) !== channel) return;
+      for (const client of [...channel.clients]) this.deliver(client, protocol);
+    } finally {
+      channel.reading = false;
+      if (channel.rereadAfter) {
+        channel.rereadAfter = false;
+        this.schedule(channel);
+      }
+    }
+  }
+
+  private deliver(client: Client, protocol: InstanceProtocol): void {
+    const entries = [...protocol.instance_protocol].sort((a, b) => a.seq - b.seq);
+    for (const entry of entries) {
+      if (entry.seq <= client.lastSeq) continue;
+      if (!this.write(client, stateEvent(entry))) return;
+      client.lastSeq = entry.seq;
+    }
+    if (protocol.status !== "running" && !client.statusSent) {
+      const data: StatusEventData = {
+        instance_hash: protocol.instance_hash,
+        status: protocol.status,
+        head: protocol.head,
+        terminated: protocol.terminated,
+      };
+      if (this.write(client, `event: status\ndata: ${JSON.stringify(data)}\n\n`)) client.statusSent = true;
+    }
+  }
+
+  /** Writes to one client; drops it (and returns false) if it is gone or too far behind. */
+  private write(client: Client, text: string): boolean {
+    const { res } = client;
+    if (res.writableEnded || res.destroyed) return false;
+    res.write(text);
+    if (res.writableLength > this.maxBufferedBytes) {
+      res.destroy();
+      return false;
+    }
+    return true;
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat) return;
+    this.heartbeat = setInterval(() => {
+      for (const channel of this.channels.values()) {
+        for (const client of [...channel.clients]) this.write(client, ": heartbeat\n\n");
+      }
+    }, this.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+}
+
+function stateEvent(entry: ProtocolEntry): string {
+  return `id: ${entry.seq}\nevent: state\ndata: ${JSON.stringify(entry)}\n\n`;
+}
+
+/** Identity of a file version as far as stat can tell (rename gives a new inode, writes change mtime/size). */
+function stampOf(file: string): string | undefined {
+  try {
+    const stat = fs.statSync(file, { bigint: true });
+    return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Parses a `Last-Event-ID` value: a non-negative integer seq, or undefined when absent. Throws on garbage. */
+export function parseLastEventId(value: string | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || text.trim() === "") return undefined;
+  if (!/^\d{1,15}$/.test(text.trim())) throw new RangeError(`Last-Event-ID must be a sequence number, got "${text}"`);
+  return Number(text.trim());
+}

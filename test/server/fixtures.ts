@@ -1,0 +1,197 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import forge from "node-forge";
+import { sha256Hex, type HexHash } from "../../src/chain/hash";
+import { writeIdentity, type IdentityRecord } from "../../src/identity/record";
+import { stateDataBytes } from "../../src/protocol/hashing";
+import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../../src/protocol/schema";
+import { Home } from "../../src/store/home";
+
+/** Shared fixtures of the server tests: a self-signed certificate and a data directory with one instance. */
+
+export interface TestCertificate {
+  certPem: string;
+  keyPem: string;
+  fingerprint: HexHash;
+}
+
+/** RSA 2048 self-signed certificate for localhost / 127.0.0.1 (about half a second: make one per file). */
+export function makeCertificate(commonName = "localhost"): TestCertificate {
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = keys.publicKey;
+  cert.serialNumber = "01" + forge.util.bytesToHex(forge.random.getBytesSync(8));
+  cert.validity.notBefore = new Date(Date.now() - 24 * 3600 * 1000);
+  cert.validity.notAfter = new Date(Date.now() + 365 * 24 * 3600 * 1000);
+  const attrs = [{ name: "commonName", value: commonName }];
+  cert.setSubject(attrs);
+  cert.setIssuer(attrs);
+  cert.setExtensions([
+    { name: "basicConstraints", cA: false },
+    { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
+    { name: "extKeyUsage", serverAuth: true },
+    {
+      name: "subjectAltName",
+      altNames: [
+        { type: 2, value: "localhost" },
+        { type: 7, ip: "127.0.0.1" },
+      ],
+    },
+  ]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  const der = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes(), "binary");
+  return {
+    certPem: forge.pki.certificateToPem(cert),
+    keyPem: forge.pki.privateKeyToPem(keys.privateKey),
+    fingerprint: sha256Hex(der),
+  };
+}
+
+export const ISSUER = "0x70997970C51812dc3A010C7d01b50e0dd17dc79C";
+export const REGISTRIES = {
+  model: "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+  certificate: "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+  instance: "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+};
+const ZERO_HASH = "0".repeat(64);
+
+export interface TestHome {
+  home: Home;
+  modelBytes: Buffer;
+  modelHash: HexHash;
+  inputBytes: Buffer;
+  instanceHash: HexHash;
+  /** State data bytes and hashes, seq 0..n-1 (more than the protocol holds, to append later). */
+  states: { bytes: Buffer; hash: HexHash }[];
+  /** The protocol with the first `count` entries and the given status. */
+  protocol(count: number, status?: InstanceProtocol["status"]): InstanceProtocol;
+  /** Another instance of the same model (a different hash), for list tests. */
+  otherProtocol(instanceHash: HexHash, createdBlock: number): InstanceProtocol;
+  cleanup(): void;
+}
+
+export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): TestHome {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-server-"));
+  const home = new Home(root).ensure();
+  const modelBytes = Buffer.from(
+    JSON.stringify({ StartAt: "A", States: { A: { Type: "Pass", Next: "B" }, B: { Type: "Succeed" } } }, null, 2),
+  );
+  const modelHash = sha256Hex(modelBytes);
+  home.writeModel(modelHash, modelBytes);
+  const inputBytes = Buffer.from('{"order": 42}\n');
+  const instanceHash = sha256Hex("instance-" + modelHash);
+  home.writeInput(instanceHash, inputBytes);
+
+  const states = Array.from({ length: stateCount }, (_, seq) => {
+    const data: StateData = {
+      statetrail_state: 1,
+      instance_hash: instanceHash,
+      seq,
+      state_name: seq % 2 === 0 ? "A" : "B",
+      state_type: seq % 2 === 0 ? "Pass" : "Succeed",
+      iteration_path: [],
+      attempt: 0,
+      input: { order: 42, step: seq },
+      error: null,
+    };
+    const bytes = stateDataBytes(data);
+    const hash = sha256Hex(bytes);
+    home.writeState(hash, bytes);
+    return { bytes, hash };
+  });
+
+  const entry = (seq: number): ProtocolEntry => ({
+    event_type: "Register State",
+    seq,
+    state_name: seq % 2 === 0 ? "A" : "B",
+    state_type: seq % 2 === 0 ? "Pass" : "Succeed",
+    state_hash: states[seq].hash,
+    prev_state_hash: seq === 0 ? ZERO_HASH : states[seq - 1].hash,
+    timestamp: 1_700_000_000 + seq,
+    block_nr: 10 + seq,
+    client_address: ISSUER,
+    transaction_hash: "0x" + sha256Hex(`tx-${seq}`),
+    state_data: `${baseUrl}/states/${states[seq].hash}`,
+    proof: null,
+  });
+
+  const base = (instance: HexHash, createdBlock: number): InstanceProtocol => ({
+    protocol_version: 1,
+    chain_id: 31337,
+    registries: REGISTRIES,
+    issuer: { address: ISSUER, ens_name: "acme.statetrail.test", url: baseUrl, certificate_fingerprint: ZERO_HASH },
+    model_hash: modelHash,
+    model_data: `${baseUrl}/models/${modelHash}`,
+    instance_hash: instance,
+    instance_data: `${baseUrl}/instances/${instance}/input`,
+    created: { block_nr: createdBlock, transaction_hash: "0x" + sha256Hex(`create-${instance}`) },
+    status: "running",
+    instance_protocol: [],
+    head: { seq: -1, state_hash: ZERO_HASH },
+    terminated: null,
+    signature: "0xnot-checked-by-the-server",
+  });
+
+  return {
+    home,
+    modelBytes,
+    modelHash,
+    inputBytes,
+    instanceHash,
+    states,
+    protocol(count, status = "running") {
+      const entries = Array.from({ length: count }, (_, seq) => entry(seq));
+      return {
+        ...base(instanceHash, 9),
+        status,
+        instance_protocol: entries,
+        head: count === 0 ? { seq: -1, state_hash: ZERO_HASH } : { seq: count - 1, state_hash: states[count - 1].hash },
+        terminated:
+          status === "running" ? null : { block_nr: 10 + count, transaction_hash: "0x" + sha256Hex("terminate") },
+      };
+    },
+    otherProtocol(instance, createdBlock) {
+      return base(instance, createdBlock);
+    },
+    cleanup() {
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Writes identity.json with the certificate stored under tls/ in the data directory. */
+export function writeTestIdentity(home: Home, cert: TestCertificate, port: number): IdentityRecord {
+  fs.writeFileSync(home.path("tls", "cert.pem"), cert.certPem);
+  fs.writeFileSync(home.path("tls", "key.pem"), cert.keyPem);
+  const record: IdentityRecord = {
+    statetrail_identity: 1,
+    network: "hardhat",
+    chain_id: 31337,
+    address: ISSUER,
+    ens_name: "acme.statetrail.test",
+    url: `https://127.0.0.1:${port}`,
+    host: "127.0.0.1",
+    port,
+    certificate_fingerprint: cert.fingerprint,
+    certificate_not_before: 1_700_000_000,
+    certificate_not_after: 1_900_000_000,
+    keystore: "keystore.json",
+    certificate: "tls/cert.pem",
+    certificate_key: "tls/key.pem",
+    previous_certificates: [],
+  };
+  writeIdentity(home, record);
+  return record;
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
+export async function waitFor<T>(check: () => T | undefined | false, timeoutMs = 5000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
