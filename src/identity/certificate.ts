@@ -35,7 +35,9 @@ export interface GenerateCertificateOptions {
 }
 
 const DEFAULT_VALIDITY_DAYS = 365;
-const CLOCK_SKEW_MS = 5 * 60 * 1000;
+/** A generated certificate starts this long before "now", so slightly slow clocks accept it. */
+export const CLOCK_SKEW_SECONDS = 5 * 60;
+const CLOCK_SKEW_MS = CLOCK_SKEW_SECONDS * 1000;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/;
 
 /** SHA-256 of the certificate's DER bytes as 64 lowercase hex (node's `fingerprint256` without colons). */

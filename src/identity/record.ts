@@ -1,9 +1,33 @@
 import fs from "node:fs";
 import { z } from "zod";
 import { StatetrailError } from "../errors";
-import { addressSchema, hexHashSchema } from "../protocol/schema";
+import { addressSchema, hexHashSchema, txHashSchema } from "../protocol/schema";
 import { type Home } from "../store/home";
 import { writeAtomic } from "../store/home";
+
+/** A certificate the identity used before. It stays registered on-chain until it is revoked. */
+export const previousCertificateSchema = z.object({
+  fingerprint: hexHashSchema,
+  revoked: z.boolean(),
+  revoked_at: z.number().int().optional(),
+  not_before: z.number().int().optional(),
+  not_after: z.number().int().optional(),
+  /** Its PEM, relative to the data directory (tls/previous/<fingerprint>.pem). */
+  certificate: z.string().optional(),
+  /** Unix seconds when it was replaced. */
+  replaced_at: z.number().int().optional(),
+});
+export type PreviousCertificate = z.infer<typeof previousCertificateSchema>;
+
+/** The on-chain registration of a certificate. */
+export const registrationSchema = z.object({
+  transaction_hash: txHashSchema,
+  block_number: z.number().int().nonnegative(),
+  /** Who sent the transaction (the holder or a relayer). */
+  relayer: addressSchema,
+  /** The holder's EIP-712 signature. */
+  signature: z.string().regex(/^0x[0-9a-fA-F]*$/),
+});
 
 /** `identity.json` in the data directory: the issuer's public identity. Secrets live beside it, encrypted. */
 export const identityRecordSchema = z.object({
@@ -25,7 +49,21 @@ export const identityRecordSchema = z.object({
   certificate: z.string(),
   certificate_key: z.string(),
   /** Earlier certificates (rotated or revoked), newest last. */
-  previous_certificates: z.array(z.object({ fingerprint: hexHashSchema, revoked: z.boolean() })).default([]),
+  previous_certificates: z.array(previousCertificateSchema).default([]),
+
+  // Added after version 1's first form; all optional, so older files still read.
+  /** How the current certificate was registered. */
+  certificate_registration: registrationSchema.optional(),
+  /** Unix seconds when the current certificate was revoked (it should then be rotated). */
+  certificate_revoked_at: z.number().int().optional(),
+  /** The registries the identity was registered with. */
+  registries: z
+    .object({ certificate: addressSchema, model: addressSchema.optional(), instance: addressSchema.optional() })
+    .optional(),
+  /** The ENS registry the name lives in (null: no ENS on this network). */
+  ens_registry: addressSchema.nullable().optional(),
+  created_at: z.string().optional(),
+  updated_at: z.string().optional(),
 });
 export type IdentityRecord = z.infer<typeof identityRecordSchema>;
 
@@ -40,7 +78,13 @@ export function readIdentity(home: Home): IdentityRecord {
       hint: "create one with: statetrail identity init",
     });
   }
-  const parsed = identityRecordSchema.safeParse(JSON.parse(fs.readFileSync(file, "utf8")));
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new StatetrailError("IDENTITY_MISSING", `${file} is not valid JSON`, { cause: error });
+  }
+  const parsed = identityRecordSchema.safeParse(json);
   if (!parsed.success) throw new StatetrailError("IDENTITY_MISSING", `${file} is not valid: ${parsed.error.message}`);
   return parsed.data;
 }
