@@ -5,6 +5,7 @@ import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
 import { type Engine, type EngineEvent } from "../engine/types";
 import { type IdentityRecord } from "../identity/record";
 import { type LoadedModel } from "../model/types";
+import { validateModel } from "../model/validate";
 import {
   instanceHash as computeInstanceHash,
   stateDataBytes,
@@ -82,6 +83,7 @@ export class Tracker {
 
   /** Registers the model's hash (if nobody has yet) and stores its bytes for publication. */
   async deployModel(model: LoadedModel): Promise<{ registered: boolean; transactionHash: string | null }> {
+    validateModel(model); // an invalid model is never registered
     this.options.home.writeModel(model.hash, model.bytes);
     const existing = await this.models.modelOf(toBytes32(model.hash));
     if (existing.registrant !== "0x0000000000000000000000000000000000000000") {

@@ -1,0 +1,114 @@
+import fs from "node:fs";
+import path from "node:path";
+import { StatetrailError } from "../../errors";
+import { isHexHash } from "../../chain/hash";
+import { createEngine } from "../../engine";
+import { loadModel, loadModelFromBytes } from "../../model/load";
+import { type LoadedModel } from "../../model/types";
+import { type Home } from "../../store/home";
+import { Tracker } from "../../tracker/tracker";
+import { openIssuer } from "../context";
+import { type CommandContext } from "../main";
+
+export interface EngineCliOptions {
+  engine: string;
+  handlers?: string;
+  taskHandler?: string;
+  skipWaits: boolean;
+  roleArn?: string;
+  region?: string;
+  endpoint?: string;
+}
+
+export function registerRun({ program, run }: CommandContext): void {
+  program
+    .command("run <model>")
+    .description("run a model (a model hash or an ASL file) and register every state it enters")
+    .option("--input <json|file>", "execution input: inline JSON or a JSON file", "{}")
+    .option("--engine <engine>", "where the model runs: local | aws", "local")
+    .option("--handlers <module>", "local engine: module exporting Task handlers keyed by state name or Resource")
+    .option("--task-handler <name>", "local engine: built-in handler for every Task without one (echo)")
+    .option("--skip-waits", "local engine: Wait states last 1 ms", false)
+    .option("--role-arn <arn>", "aws engine: IAM role for CreateStateMachine")
+    .option("--region <region>", "aws engine: region (default from the AWS settings)")
+    .option("--endpoint <url>", "aws engine: Step Functions endpoint")
+    .option("--max-in-flight <n>", "registration transactions in flight at once", "16")
+    .option("--confirmations <n>", "blocks to wait for each registration", "1")
+    .addHelpText(
+      "after",
+      `\nExample:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-input.json \\\n      --handlers examples/handlers.js --skip-waits`,
+    )
+    .action(
+      (modelRef: string, options: EngineCliOptions & { input: string; maxInFlight: string; confirmations: string }) =>
+        run(async (globals) => {
+          const issuer = await openIssuer(globals);
+          try {
+            const model = await resolveModel(modelRef, issuer.home);
+            const inputBytes = readInputArgument(options.input);
+            const tracker = new Tracker({
+              home: issuer.home,
+              signer: issuer.signer,
+              identity: issuer.identity,
+              registries: issuer.registries,
+              chainId: issuer.deployment.chainId,
+              engine: engineFromOptions(options),
+              maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
+              confirmations: positiveInt(options.confirmations, "--confirmations"),
+              log: globals.output.log,
+            });
+            const protocol = await tracker.run(model, inputBytes);
+            const url = `${issuer.identity.url}/instances/${protocol.instance_hash}/protocol`;
+            globals.output.result(
+              {
+                instance_hash: protocol.instance_hash,
+                status: protocol.status,
+                states: protocol.instance_protocol.length,
+                protocol_url: url,
+              },
+              `${protocol.status}: ${protocol.instance_protocol.length} states registered\n${url}`,
+            );
+          } finally {
+            issuer.provider.destroy();
+          }
+        }),
+    );
+}
+
+export function engineFromOptions(options: EngineCliOptions) {
+  if (options.engine !== "local" && options.engine !== "aws") {
+    throw new StatetrailError("INVALID_ARGUMENT", `--engine must be local or aws, not "${options.engine}"`);
+  }
+  return createEngine({
+    engine: options.engine,
+    handlersModule: options.handlers ? path.resolve(options.handlers) : undefined,
+    taskHandler: options.taskHandler === undefined ? undefined : (options.taskHandler as "echo"),
+    skipWaits: options.skipWaits,
+    roleArn: options.roleArn,
+    region: options.region,
+    endpoint: options.endpoint,
+  });
+}
+
+/** A model given by hash comes from the data directory; otherwise it is a file. */
+export async function resolveModel(ref: string, home: Home): Promise<LoadedModel> {
+  if (isHexHash(ref) && !fs.existsSync(ref)) return loadModelFromBytes(home.readModel(ref), { source: ref });
+  return loadModel(ref);
+}
+
+/** `--input` is inline JSON when it parses as JSON, else the path of a file holding it. Exact bytes kept. */
+export function readInputArgument(value: string): Buffer {
+  const trimmed = value.trim();
+  if (/^[[{"]/.test(trimmed) || /^(-?\d|true$|false$|null$)/.test(trimmed)) return Buffer.from(value, "utf8");
+  if (!fs.existsSync(value)) {
+    throw new StatetrailError("INVALID_ARGUMENT", `--input is neither JSON nor an existing file: ${value}`, {
+      hint: 'pass inline JSON such as --input \'{"orderId":"o-1"}\' or a path to a .json file',
+    });
+  }
+  return fs.readFileSync(value);
+}
+
+export function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new StatetrailError("INVALID_ARGUMENT", `${flag} must be a whole number`);
+  return n;
+}

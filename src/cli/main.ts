@@ -1,0 +1,85 @@
+import { Command, CommanderError } from "commander";
+import { createOutput, errorCodesHelp, EXIT, reportError } from "./output";
+import { type GlobalOptions } from "./context";
+import { registerDemo } from "./commands/demo";
+import { registerIdentity } from "./commands/identity";
+import { registerModel } from "./commands/model";
+import { registerNode } from "./commands/node";
+import { registerRun } from "./commands/run";
+import { registerServe } from "./commands/serve";
+import { registerVerify } from "./commands/verify";
+
+export type CommandAction = (globals: GlobalOptions) => Promise<number | void>;
+
+/** Builds the program. Each command lives in its own file under ./commands. */
+export function buildProgram(run: (action: CommandAction) => Promise<void>): Command {
+  const program = new Command("statetrail")
+    .description("Auditable cloud workflows: every state of a Step Functions execution registered on Ethereum.")
+    .option("--home <dir>", "data directory (default: $STATETRAIL_HOME or ~/.statetrail)")
+    .option("--network <name>", "network of deployments/<name>/ (localhost, sepolia, ...)", "localhost")
+    .option("--rpc <url>", "Ethereum JSON-RPC endpoint (default: from the network)")
+    .option("--json", "print results as JSON on stdout", false)
+    .option("-q, --quiet", "no progress on stderr", false)
+    .showHelpAfterError()
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ statetrail demo                                   everything on the embedded defaults
+  $ statetrail node                                   local chain + registries + ENS
+  $ statetrail identity init --host localhost --ens-label acme
+  $ statetrail model deploy examples/order-fulfilment.asl.json
+  $ statetrail run examples/order-fulfilment.asl.json --input '{"orderId":"o-1"}' --handlers examples/handlers.js
+  $ statetrail verify https://localhost:8443/instances/<hash>/protocol
+
+Exit codes: 0 ok · 1 invalid (verify) · 2 could not verify · 64 usage · 65 bad data ·
+            69 service unavailable · 70 internal · 75 temporary (retry) · 77 identity/permission
+Error codes:
+${errorCodesHelp()}`,
+    );
+  const context = { program, run };
+  registerNode(context);
+  registerIdentity(context);
+  registerModel(context);
+  registerRun(context);
+  registerServe(context);
+  registerVerify(context);
+  registerDemo(context);
+  return program;
+}
+
+export interface CommandContext {
+  program: Command;
+  /** Runs a command's action with the global options, turning a thrown error into its exit code. */
+  run: (action: CommandAction) => Promise<void>;
+}
+
+export function globalsOf(program: Command): GlobalOptions {
+  const options = program.opts<{ home?: string; network: string; rpc?: string; json: boolean; quiet: boolean }>();
+  return { ...options, output: createOutput(options.json, options.quiet) };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  let program: Command | undefined = undefined;
+  const run = async (action: CommandAction) => {
+    const globals = globalsOf(program!);
+    try {
+      const code = await action(globals);
+      exitCode = code ?? EXIT.OK;
+    } catch (error) {
+      exitCode = reportError(error, globals.json);
+    }
+  };
+  program = buildProgram(run);
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    return reportError(error, false);
+  }
+  return exitCode;
+}
