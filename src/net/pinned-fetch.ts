@@ -234,7 +234,7 @@ function classify(error: unknown, url: string): StatetrailError {
  * Fetches an https URL over a pinned connection. Redirects are not followed (a 3xx is returned as is).
  * Rejects with TLS_FAILED (pin mismatch, handshake) or FETCH_FAILED (connection, timeout, size, HTTP >= 400).
  */
-export function pinnedFetch(url: string | URL, options: PinnedFetchOptions = {}): Promise<PinnedResponse> {
+export async function pinnedFetch(url: string | URL, options: PinnedFetchOptions = {}): Promise<PinnedResponse> {
   const target = httpsUrl(url);
   const href = target.toString();
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;

@@ -6,7 +6,14 @@ import { isStatetrailError } from "../../src/errors";
 import { FetchError, PinnedAgent, pinnedFetch } from "../../src/net/pinned-fetch";
 import { wellKnownSchema, type InstanceSummary } from "../../src/server/app";
 import { startServer, type RunningServer } from "../../src/server/https";
-import { makeCertificate, makeHome, REGISTRIES, writeTestIdentity, type TestCertificate, type TestHome } from "./fixtures";
+import {
+  makeCertificate,
+  makeHome,
+  REGISTRIES,
+  writeTestIdentity,
+  type TestCertificate,
+  type TestHome,
+} from "./fixtures";
 
 interface RawResponse {
   status: number;
