@@ -221,7 +221,8 @@ describe("server: HTTPS app", function () {
       expect(response.headers.allow).to.equal("GET, HEAD");
       expect(errorOf(response).code).to.equal("METHOD_NOT_ALLOWED");
     }
-    for (const framing of [{ "content-length": "2" }, { "transfer-encoding": "chunked" }]) {
+    const framings: Record<string, string>[] = [{ "content-length": "2" }, { "transfer-encoding": "chunked" }];
+    for (const framing of framings) {
       const withBody = await raw(server, "GET", `/models/${fixture.modelHash}`, framing, "hi");
       expect(withBody.status).to.equal(400);
       expect(errorOf(withBody).message).to.match(/bodies/);
