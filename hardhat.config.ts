@@ -34,7 +34,8 @@ const config: HardhatUserConfig = {
     },
   },
   networks: {
-    hardhat: { chainId: 31337 },
+    // STATETRAIL_HARDHAT_CHAIN_ID lets a `hardhat node` mimic another chain (e.g. 11155111 for Sepolia) in tests.
+    hardhat: { chainId: Number(process.env.STATETRAIL_HARDHAT_CHAIN_ID ?? 31337) },
     localhost: { url: process.env.STATETRAIL_RPC_URL ?? "http://127.0.0.1:8545", chainId: 31337 },
     sepolia: { url: sepoliaUrl, chainId: 11155111, accounts: sepoliaKey ? [sepoliaKey] : [] },
   },

@@ -1,0 +1,224 @@
+import { EnsPlugin, JsonRpcProvider, Network, isError } from "ethers";
+import { StatetrailError, type ErrorCode } from "../errors";
+
+/** The ENS registry of mainnet and Sepolia (the same address on both). */
+export const CANONICAL_ENS_REGISTRY = "0x00000000000C2E074eC69A0dFb2997BA6C7d2e1e";
+
+/** Chain ids statetrail knows by name. */
+export const CHAIN_IDS = { mainnet: 1, sepolia: 11155111, local: 31337 } as const;
+
+/** Chains where the canonical ENS registry lives. */
+const CANONICAL_ENS_CHAINS: ReadonlySet<number> = new Set([CHAIN_IDS.mainnet, CHAIN_IDS.sepolia]);
+
+export interface ConnectOptions {
+  rpcUrl: string;
+  /** Refuse the endpoint unless it serves this chain (WRONG_CHAIN). */
+  expectedChainId?: number;
+  /**
+   * ENS registry of this chain, attached to the provider's Network as an `EnsPlugin` so that
+   * `resolveName`, `lookupAddress` and `getResolver` work. `null` disables ENS. When left out, mainnet
+   * and Sepolia get the canonical registry and other chains get none.
+   */
+  ensRegistry?: string | null;
+  /** How long the first `eth_chainId` may take before the endpoint counts as unreachable. Default 5 s. */
+  timeoutMs?: number;
+  /** How often ethers polls for receipts and blocks. Default 200 ms on loopback, 4 s elsewhere. */
+  pollingIntervalMs?: number;
+}
+
+/** A provider connected by {@link connect}: a static network (no polling for it) and the chain id it serves. */
+export type ChainProvider = JsonRpcProvider;
+
+/**
+ * Connects to a JSON-RPC endpoint. A raw `eth_chainId` with a timeout comes first, so an unreachable
+ * endpoint fails within seconds (RPC_UNREACHABLE) instead of ethers retrying network detection forever.
+ * The returned provider has a static Network carrying an `EnsPlugin` when an ENS registry is known:
+ * Hardhat's in-process provider can't resolve ENS, this one can.
+ */
+export async function connect(options: ConnectOptions): Promise<ChainProvider> {
+  const rpcUrl = checkRpcUrl(options.rpcUrl);
+  const chainId = await probeChainId(rpcUrl, options.timeoutMs ?? 5_000);
+  if (options.expectedChainId !== undefined && chainId !== options.expectedChainId) {
+    throw new StatetrailError(
+      "WRONG_CHAIN",
+      `${redactUrl(rpcUrl)} serves chain ${chainId} (${chainName(chainId)}), expected ${options.expectedChainId} (${chainName(options.expectedChainId)})`,
+      { hint: "point the RPC URL at the right network, or choose the network that matches this endpoint" },
+    );
+  }
+  const ensRegistry =
+    options.ensRegistry === undefined
+      ? CANONICAL_ENS_CHAINS.has(chainId)
+        ? CANONICAL_ENS_REGISTRY
+        : null
+      : options.ensRegistry;
+  const network = makeNetwork(chainId, ensRegistry);
+  const provider = new JsonRpcProvider(rpcUrl, network, {
+    staticNetwork: network,
+    // No response cache: a cached eth_getTransactionCount hands two back-to-back transactions the same nonce.
+    cacheTimeout: -1,
+    pollingInterval: options.pollingIntervalMs ?? (isLoopback(rpcUrl) ? 200 : 4_000),
+  });
+  return provider;
+}
+
+/** A Network for `chainId`, with an `EnsPlugin` when `ensRegistry` is given. */
+export function makeNetwork(chainId: number, ensRegistry: string | null): Network {
+  const network = new Network(chainName(chainId), chainId);
+  if (ensRegistry) network.attachPlugin(new EnsPlugin(ensRegistry, chainId));
+  return network;
+}
+
+/** The ENS registry the provider's Network carries, or null. */
+export async function ensRegistryOf(provider: { getNetwork(): Promise<Network> }): Promise<string | null> {
+  const network = await provider.getNetwork();
+  return network.getPlugin<EnsPlugin>("org.ethers.plugins.network.Ens")?.address ?? null;
+}
+
+/** The chain id of an already connected provider, as a number. */
+export async function chainIdOf(provider: { getNetwork(): Promise<Network> }): Promise<number> {
+  return Number((await provider.getNetwork()).chainId);
+}
+
+export function chainName(chainId: number): string {
+  switch (chainId) {
+    case CHAIN_IDS.mainnet:
+      return "mainnet";
+    case CHAIN_IDS.sepolia:
+      return "sepolia";
+    case CHAIN_IDS.local:
+      return "local";
+    default:
+      return `chain-${chainId}`;
+  }
+}
+
+/**
+ * One raw `eth_chainId` request with a deadline. Throws RPC_UNREACHABLE when the endpoint refuses the
+ * connection, does not answer in time, or does not speak JSON-RPC.
+ */
+export async function probeChainId(rpcUrl: string, timeoutMs = 5_000): Promise<number> {
+  const url = checkRpcUrl(rpcUrl);
+  const where = redactUrl(url);
+  const hint = unreachableHint(url);
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (error) {
+    throw new StatetrailError(
+      "RPC_UNREACHABLE",
+      `cannot reach the Ethereum RPC endpoint ${where}: ${describeFetchError(error, timeoutMs)}`,
+      {
+        hint,
+        cause: error,
+      },
+    );
+  }
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch (error) {
+    throw new StatetrailError(
+      "RPC_UNREACHABLE",
+      `${where} did not answer eth_chainId with JSON (HTTP ${response.status})`,
+      {
+        hint,
+        cause: error,
+      },
+    );
+  }
+  const result = (body as { result?: unknown } | null)?.result;
+  if (typeof result !== "string" || !/^0x[0-9a-fA-F]+$/.test(result)) {
+    const rpcError = (body as { error?: { message?: string } } | null)?.error?.message;
+    throw new StatetrailError(
+      "RPC_UNREACHABLE",
+      `${where} is not a usable Ethereum JSON-RPC endpoint (HTTP ${response.status}${rpcError ? `: ${rpcError}` : ""})`,
+      { hint },
+    );
+  }
+  return Number(BigInt(result));
+}
+
+/** Removes what may be a secret (API key in the path or query, credentials) from an RPC URL for messages. */
+export function redactUrl(rpcUrl: string): string {
+  try {
+    const url = new URL(rpcUrl);
+    const path = url.pathname === "/" || url.pathname === "" ? "" : "/…";
+    return `${url.protocol}//${url.host}${path}${url.search ? "?…" : ""}`;
+  } catch {
+    return "<invalid URL>";
+  }
+}
+
+export function isLoopback(rpcUrl: string): boolean {
+  try {
+    const host = new URL(rpcUrl).hostname;
+    return host === "localhost" || host === "[::1]" || host === "::1" || host.startsWith("127.");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Maps an error thrown by ethers while talking to the chain onto a StatetrailError with a useful code:
+ * INSUFFICIENT_FUNDS, RPC_UNREACHABLE, TX_FAILED (reverts, replaced or timed-out transactions), else `fallback`.
+ */
+export function toChainError(error: unknown, what: string, fallback: ErrorCode = "TX_FAILED"): StatetrailError {
+  if (error instanceof StatetrailError) return error;
+  const short =
+    (error as { shortMessage?: string }).shortMessage ?? (error instanceof Error ? error.message : String(error));
+  if (isError(error, "INSUFFICIENT_FUNDS")) {
+    return new StatetrailError("INSUFFICIENT_FUNDS", `${what}: the account cannot pay for the transaction`, {
+      hint: "fund the account (on Sepolia use a faucet) and try again",
+      cause: error,
+    });
+  }
+  if (isError(error, "NETWORK_ERROR") || isError(error, "SERVER_ERROR") || isError(error, "TIMEOUT")) {
+    return new StatetrailError("RPC_UNREACHABLE", `${what}: ${short}`, {
+      hint: "check that the RPC endpoint is up and reachable",
+      cause: error,
+    });
+  }
+  if (isError(error, "CALL_EXCEPTION") || isError(error, "TRANSACTION_REPLACED")) {
+    return new StatetrailError("TX_FAILED", `${what}: ${short}`, { cause: error });
+  }
+  return new StatetrailError(fallback, `${what}: ${short}`, { cause: error });
+}
+
+function checkRpcUrl(rpcUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(rpcUrl);
+  } catch {
+    throw new StatetrailError("INVALID_ARGUMENT", `not a valid RPC URL: "${rpcUrl}"`, {
+      hint: "use an http(s) URL such as http://127.0.0.1:8545",
+    });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new StatetrailError("INVALID_ARGUMENT", `RPC URL must use http or https, got ${url.protocol}`, {
+      hint: "use an http(s) URL such as http://127.0.0.1:8545",
+    });
+  }
+  return rpcUrl;
+}
+
+function unreachableHint(rpcUrl: string): string {
+  if (isLoopback(rpcUrl)) {
+    return "start a local chain with `statetrail node` (or `npx hardhat node`), or pass the URL of a running one";
+  }
+  return "check the RPC URL (for Sepolia set SEPOLIA_RPC_URL) and your network connection";
+}
+
+function describeFetchError(error: unknown, timeoutMs: number): string {
+  const e = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e?.name === "TimeoutError" || e?.name === "AbortError") return `no answer within ${timeoutMs} ms`;
+  const code = e?.cause?.code;
+  if (code === "ECONNREFUSED") return "connection refused";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "host not found";
+  if (code === "ECONNRESET") return "connection reset";
+  return e?.cause?.message ?? e?.message ?? String(error);
+}
