@@ -1,0 +1,54 @@
+import { type InstanceProtocol } from "../protocol/schema";
+import { type ChainView } from "./chain";
+import { type FetchSession } from "./fetcher";
+import { type StepOutcome } from "./findings";
+import { type EnsReader, type ServerCertificate, type StepId } from "./types";
+
+/** What to verify: a URL (fetched over TLS), or a protocol already read from a file or built in memory. */
+export type ProtocolInput = { url: string } | { protocol: InstanceProtocol | string; name?: string };
+
+export interface MaxBytes {
+  protocol: number;
+  model: number;
+  instanceData: number;
+  state: number;
+}
+
+export const DEFAULT_MAX_BYTES: MaxBytes = {
+  protocol: 64 * 1024 * 1024,
+  model: 8 * 1024 * 1024,
+  instanceData: 16 * 1024 * 1024,
+  state: 4 * 1024 * 1024,
+};
+
+export interface VerifySettings {
+  /** State bodies fetched at once (default 8). */
+  concurrency: number;
+  maxBytes: MaxBytes;
+  /** At most this many transactions are looked up to explain an event that is not where the protocol says. */
+  maxDiagnostics: number;
+}
+
+/** Everything a step reads. V1 fills in `protocol`, `origin` and `certificate`; the other steps only read. */
+export interface VerifyContext {
+  readonly input: ProtocolInput;
+  readonly chain: ChainView;
+  readonly web: FetchSession;
+  readonly ens: EnsReader | null;
+  readonly settings: VerifySettings;
+  /** The time validity windows are checked at (Unix seconds). */
+  now(): Promise<number>;
+  protocol: InstanceProtocol | null;
+  /** The origin the protocol speaks for: where it was fetched from, or the origin of its issuer url. */
+  origin: string | null;
+  /** The certificate the issuer's origin presented. */
+  certificate: ServerCertificate | null;
+}
+
+/** The protocol, once V1 has read it; steps run only when it is there. */
+export type ReadyContext = VerifyContext & { protocol: InstanceProtocol };
+
+export interface Step {
+  id: StepId;
+  run(context: ReadyContext): Promise<StepOutcome>;
+}

@@ -1,0 +1,69 @@
+import { StatetrailError } from "../errors";
+import { pinnedFetch } from "../net/pinned-fetch";
+import { type Fetched, type Fetcher, type ServerCertificate } from "./types";
+
+/** The real fetcher: HTTPS through {@link pinnedFetch}, capturing the server certificate; redirects refused. */
+export const pinnedFetcher: Fetcher = async (url, request) => {
+  const response = await pinnedFetch(url, {
+    fingerprint: request.fingerprint,
+    maxBytes: request.maxBytes,
+    timeoutMs: request.timeoutMs,
+  });
+  if (response.status < 200 || response.status >= 300) {
+    throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status} (redirects are not followed)`);
+  }
+  const { fingerprint, notBefore, notAfter, der, subject } = response.certificate;
+  return { bytes: response.body, certificate: { fingerprint, notBefore, notAfter, der, subject } };
+};
+
+/**
+ * One verification's view of the web: the first certificate an origin presents is remembered, and every
+ * later request to that origin is pinned to it, so all the bytes of one origin come from the server whose
+ * certificate V3 checks.
+ */
+export class FetchSession {
+  private readonly pins = new Map<string, ServerCertificate>();
+  /** Number of requests made, for tests and reports. */
+  requests = 0;
+
+  constructor(
+    private readonly fetcher: Fetcher,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** The certificate `origin` presented, if it was fetched from over TLS. */
+  certificateOf(origin: string): ServerCertificate | undefined {
+    return this.pins.get(origin);
+  }
+
+  async get(url: string, maxBytes: number): Promise<Fetched> {
+    const origin = originOf(url);
+    const pinned = this.pins.get(origin);
+    this.requests += 1;
+    const fetched = await this.fetcher(url, { maxBytes, timeoutMs: this.timeoutMs, fingerprint: pinned?.fingerprint });
+    if (fetched.bytes.length > maxBytes) {
+      throw new StatetrailError("FETCH_FAILED", `${url} is larger than ${maxBytes} bytes`);
+    }
+    const certificate = fetched.certificate;
+    if (certificate) {
+      const known = this.pins.get(origin);
+      if (known && known.fingerprint !== certificate.fingerprint) {
+        throw new StatetrailError(
+          "TLS_FAILED",
+          `${origin} presented certificate ${certificate.fingerprint}, earlier ${known.fingerprint}`,
+        );
+      }
+      if (!known) this.pins.set(origin, certificate);
+    }
+    return fetched;
+  }
+}
+
+/** `scheme://host[:port]` of a URL, or INVALID_ARGUMENT. */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch (error) {
+    throw new StatetrailError("INVALID_ARGUMENT", `not a URL: "${url}"`, { cause: error });
+  }
+}

@@ -1,0 +1,106 @@
+import { getAddress, isAddress } from "ethers";
+import { toStatetrailError, type ErrorCode } from "../errors";
+import { type StepStatus } from "./types";
+
+/** What a step returns; the pipeline adds id, title, required flag and timing. */
+export interface StepOutcome {
+  status: StepStatus;
+  detail: string;
+  problems?: string[];
+  code?: ErrorCode;
+}
+
+/** Longest list of problems a step reports; the rest are counted. */
+export const MAX_PROBLEMS = 50;
+
+/**
+ * Collects a step's findings. A failure (evidence against the protocol) outranks an error (something
+ * could not be checked): a step that found both fails.
+ */
+export class Findings {
+  readonly failures: string[] = [];
+  readonly errors: string[] = [];
+  private readonly notes: string[] = [];
+  private errorCode?: ErrorCode;
+  private failCode?: ErrorCode;
+
+  fail(message: string, code?: ErrorCode): void {
+    this.failures.push(message);
+    this.failCode ??= code;
+  }
+
+  /** Records what could not be checked; `cause` may be a thrown value or a message. */
+  error(cause: unknown, prefix?: string): void {
+    const error = typeof cause === "string" ? undefined : toStatetrailError(cause, "VERIFY_INCOMPLETE");
+    const message = error ? `${error.code}: ${error.message}` : String(cause);
+    this.errors.push(prefix ? `${prefix}: ${message}` : message);
+    this.errorCode ??= error?.code ?? "VERIFY_INCOMPLETE";
+  }
+
+  note(message: string): void {
+    this.notes.push(message);
+  }
+
+  get failed(): boolean {
+    return this.failures.length > 0;
+  }
+
+  outcome(passDetail: string): StepOutcome {
+    if (this.failures.length > 0) {
+      return {
+        status: "fail",
+        detail: summarize(this.failures),
+        problems: cap([...this.failures, ...this.errors]),
+        code: this.failCode,
+      };
+    }
+    if (this.errors.length > 0) {
+      return { status: "error", detail: summarize(this.errors), problems: cap(this.errors), code: this.errorCode };
+    }
+    return { status: "pass", detail: [passDetail, ...this.notes].join("; "), problems: [] };
+  }
+}
+
+function summarize(list: readonly string[]): string {
+  return list.length === 1 ? list[0] : `${list[0]} (and ${list.length - 1} more)`;
+}
+
+export function cap(list: readonly string[], max = MAX_PROBLEMS): string[] {
+  if (list.length <= max) return [...list];
+  return [...list.slice(0, max), `… and ${list.length - max} more`];
+}
+
+/** Maps `items` through `fn` with at most `limit` calls in flight, keeping the order. */
+export async function mapBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index], index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
+
+export function sameAddress(a: string | null | undefined, b: string | null | undefined): boolean {
+  if (!a || !b || !isAddress(a) || !isAddress(b)) return false;
+  return getAddress(a) === getAddress(b);
+}
+
+/** Unix seconds as an ISO 8601 UTC time. */
+export function iso(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? String(seconds) : date.toISOString().replace(".000Z", "Z");
+}
+
+/** A hash shortened for one-line details: `2f50a1b2…`. */
+export function short(hash: string): string {
+  const bare = hash.startsWith("0x") ? hash.slice(2) : hash;
+  return bare.length > 12 ? `${hash.startsWith("0x") ? "0x" : ""}${bare.slice(0, 10)}…` : hash;
+}

@@ -1,0 +1,241 @@
+import { getAddress, zeroPadValue, type Log, type Provider, type TopicFilter } from "ethers";
+import { fromBytes32, toBytes32, type HexHash } from "../chain/hash";
+import { StatetrailError } from "../errors";
+import { type InstanceStatus } from "../protocol/schema";
+import { IInstanceRegistry__factory } from "../../typechain-types";
+
+/**
+ * The logs reader: an instance's whole on-chain history from `eth_getLogs`, one filter for all its events,
+ * read in block chunks with retries — never one call per state.
+ */
+
+export const DEFAULT_LOG_CHUNK = 10_000;
+export const DEFAULT_LOG_RETRIES = 4;
+export const DEFAULT_BACKOFF_MS = 250;
+
+const registryInterface = IInstanceRegistry__factory.createInterface();
+
+export const INSTANCE_EVENT_TOPICS = {
+  created: registryInterface.getEvent("InstanceCreated").topicHash,
+  state: registryInterface.getEvent("StateRegistered").topicHash,
+  states: registryInterface.getEvent("StatesRegistered").topicHash,
+  terminated: registryInterface.getEvent("InstanceTerminated").topicHash,
+} as const;
+
+/** `IInstanceRegistry.InstanceStatus` by its on-chain number. */
+export const ONCHAIN_STATUS: readonly (InstanceStatus | "none")[] = [
+  "none",
+  "running",
+  "succeeded",
+  "failed",
+  "aborted",
+];
+
+export function statusFromChain(value: bigint | number): InstanceStatus | "none" {
+  const status = ONCHAIN_STATUS[Number(value)];
+  if (status === undefined) throw new StatetrailError("VERIFY_INCOMPLETE", `unknown on-chain instance status ${value}`);
+  return status;
+}
+
+/** Where an event was emitted. */
+export interface EventLocation {
+  blockNumber: number;
+  transactionHash: string;
+  logIndex: number;
+  /** The event's `issuer` (the account that called the registry). */
+  issuer: string;
+  instanceHash: HexHash;
+}
+
+export type InstanceEvent =
+  | { kind: "created"; modelHash: HexHash; at: EventLocation }
+  /** One state; a `StatesRegistered` event becomes one of these per hash, `batch` giving its place in it. */
+  | {
+      kind: "state";
+      stateHash: HexHash;
+      prevStateHash: HexHash;
+      batch: { index: number; size: number } | null;
+      at: EventLocation;
+    }
+  | { kind: "terminated"; finalHead: HexHash; status: InstanceStatus | "none"; at: EventLocation };
+
+export interface LogQuery {
+  address: string;
+  topics: TopicFilter;
+}
+
+/** The filter for every event of `issuer`'s instance `instanceHash` in the registry at `registry`. */
+export function instanceLogQuery(registry: string, issuer: string, instanceHash: HexHash): LogQuery {
+  return {
+    address: registry,
+    topics: [
+      [
+        INSTANCE_EVENT_TOPICS.created,
+        INSTANCE_EVENT_TOPICS.state,
+        INSTANCE_EVENT_TOPICS.states,
+        INSTANCE_EVENT_TOPICS.terminated,
+      ],
+      zeroPadValue(getAddress(issuer), 32),
+      toBytes32(instanceHash),
+    ],
+  };
+}
+
+export interface LogReaderOptions {
+  /** Blocks per `eth_getLogs` call (default 10,000); halved when the node refuses a range as too large. */
+  chunkSize?: number;
+  /** Retries of a failed call (default 4), with exponential backoff from `backoffMs` (default 250 ms). */
+  retries?: number;
+  backoffMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Errors by which nodes refuse a block range or a result set as too large: split the range instead of retrying. */
+export function isRangeError(error: unknown): boolean {
+  const text = errorText(error);
+  if (/rate.?limit|too many requests|\b429\b/i.test(text)) return false;
+  return /block range|range (is )?too (large|wide|big)|too many (results|logs|blocks)|more than \d+ results|limit exceeded|exceed(s|ed)? (the )?max|response size|-32005/i.test(
+    text,
+  );
+}
+
+/**
+ * All logs matching `query` in blocks `fromBlock..toBlock` (inclusive), in chain order. Throws
+ * RPC_UNREACHABLE once a chunk still fails after its retries.
+ */
+export async function getLogsChunked(
+  provider: Pick<Provider, "getLogs">,
+  query: LogQuery,
+  fromBlock: number,
+  toBlock: number,
+  options: LogReaderOptions = {},
+): Promise<Log[]> {
+  let size = Math.max(1, options.chunkSize ?? DEFAULT_LOG_CHUNK);
+  const retries = options.retries ?? DEFAULT_LOG_RETRIES;
+  const backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
+  const sleep = options.sleep ?? defaultSleep;
+  const logs: Log[] = [];
+  let start = fromBlock;
+  while (start <= toBlock) {
+    const end = Math.min(toBlock, start + size - 1);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        logs.push(...(await provider.getLogs({ ...query, fromBlock: start, toBlock: end })));
+        start = end + 1;
+        break;
+      } catch (error) {
+        if (isRangeError(error) && end > start) {
+          size = Math.max(1, Math.floor((end - start + 1) / 2));
+          break;
+        }
+        if (attempt >= retries) {
+          throw new StatetrailError(
+            "RPC_UNREACHABLE",
+            `eth_getLogs for blocks ${start}..${end} failed after ${attempt + 1} attempts: ${errorText(error)}`,
+            { cause: error },
+          );
+        }
+        await sleep(backoffMs * 2 ** attempt);
+      }
+    }
+  }
+  return logs.sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+}
+
+/**
+ * Decodes the InstanceRegistry events among `logs` (others, and logs of other contracts when `registry`
+ * is given, are ignored). `StatesRegistered` is expanded into one `state` event per hash, each linked to
+ * the one before.
+ */
+export function decodeInstanceLogs(logs: readonly Log[], registry?: string): InstanceEvent[] {
+  const events: InstanceEvent[] = [];
+  const wanted = registry === undefined ? undefined : getAddress(registry);
+  for (const log of logs) {
+    if (wanted !== undefined && getAddress(log.address) !== wanted) continue;
+    let parsed;
+    try {
+      parsed = registryInterface.parseLog({ topics: [...log.topics], data: log.data });
+    } catch {
+      continue;
+    }
+    if (!parsed) continue;
+    const at: EventLocation = {
+      blockNumber: log.blockNumber,
+      transactionHash: log.transactionHash.toLowerCase(),
+      logIndex: log.index,
+      issuer: getAddress(parsed.args.issuer as string),
+      instanceHash: fromBytes32(parsed.args.instanceHash as string),
+    };
+    switch (parsed.name) {
+      case "InstanceCreated":
+        events.push({ kind: "created", modelHash: fromBytes32(parsed.args.modelHash as string), at });
+        break;
+      case "StateRegistered":
+        events.push({
+          kind: "state",
+          stateHash: fromBytes32(parsed.args.stateHash as string),
+          prevStateHash: fromBytes32(parsed.args.prevStateHash as string),
+          batch: null,
+          at,
+        });
+        break;
+      case "StatesRegistered": {
+        const hashes = (parsed.args.stateHashes as string[]).map(fromBytes32);
+        let prev = fromBytes32(parsed.args.prevStateHash as string);
+        hashes.forEach((stateHash, index) => {
+          events.push({ kind: "state", stateHash, prevStateHash: prev, batch: { index, size: hashes.length }, at });
+          prev = stateHash;
+        });
+        break;
+      }
+      case "InstanceTerminated":
+        events.push({
+          kind: "terminated",
+          finalHead: fromBytes32(parsed.args.finalHead as string),
+          status: statusFromChain(parsed.args.status as bigint),
+          at,
+        });
+        break;
+    }
+  }
+  return events;
+}
+
+/** Reads and decodes every event of one instance between two blocks. */
+export async function readInstanceEvents(
+  provider: Pick<Provider, "getLogs">,
+  registry: string,
+  issuer: string,
+  instanceHash: HexHash,
+  fromBlock: number,
+  toBlock: number,
+  options: LogReaderOptions = {},
+): Promise<InstanceEvent[]> {
+  const logs = await getLogsChunked(
+    provider,
+    instanceLogQuery(registry, issuer, instanceHash),
+    fromBlock,
+    toBlock,
+    options,
+  );
+  return decodeInstanceLogs(logs, registry);
+}
+
+function errorText(error: unknown): string {
+  if (error === null || error === undefined) return String(error);
+  const parts: string[] = [];
+  const e = error as {
+    shortMessage?: string;
+    message?: string;
+    code?: unknown;
+    error?: { message?: string; code?: unknown };
+    info?: unknown;
+  };
+  if (e.shortMessage) parts.push(e.shortMessage);
+  if (e.message && e.message !== e.shortMessage) parts.push(e.message);
+  if (e.error?.message) parts.push(e.error.message);
+  if (e.error?.code !== undefined) parts.push(String(e.error.code));
+  return parts.length > 0 ? parts.join(" | ") : String(error);
+}

@@ -1,0 +1,172 @@
+import { type Provider } from "ethers";
+import { toStatetrailError } from "../errors";
+import { ChainView, type TrustedSetup } from "./chain";
+import {
+  DEFAULT_MAX_BYTES,
+  type MaxBytes,
+  type ProtocolInput,
+  type ReadyContext,
+  type Step,
+  type VerifyContext,
+} from "./context";
+import { FetchSession, pinnedFetcher } from "./fetcher";
+import { type StepOutcome } from "./findings";
+import { DEFAULT_BACKOFF_MS, DEFAULT_LOG_CHUNK, DEFAULT_LOG_RETRIES } from "./logs";
+import { anchorsStep } from "./steps/v0-anchors";
+import { readProtocol } from "./steps/v1-transport";
+import { ensStep } from "./steps/v2-ens";
+import { certificateStep } from "./steps/v3-certificate";
+import { modelStep } from "./steps/v4-model";
+import { instanceStep } from "./steps/v5-instance";
+import { statesStep } from "./steps/v6-states";
+import { completenessStep } from "./steps/v7-completeness";
+import { signatureStep } from "./steps/v8-signature";
+import {
+  STEP_IDS,
+  STEP_TITLES,
+  type EnsReader,
+  type Fetcher,
+  type StepId,
+  type StepResult,
+  type VerificationReport,
+} from "./types";
+import { exitCodeOf, verdictOf } from "./verdict";
+
+/** The steps after V1, in the order they run (V1 runs first: it obtains the protocol). */
+export const STEPS: readonly Step[] = [
+  anchorsStep,
+  ensStep,
+  certificateStep,
+  modelStep,
+  instanceStep,
+  statesStep,
+  completenessStep,
+  signatureStep,
+];
+
+export interface VerifyOptions {
+  /** The protocol: a URL to fetch over TLS, or a protocol read from a file (text or object). */
+  input: ProtocolInput;
+  /** An ethers provider for the chain (`connect()` from chain/provider.ts, or Hardhat's `ethers.provider`). */
+  provider: Provider;
+  /** The chain id and registries to trust (`trustedFromDeployment(loadDeployment(network))` or explicit flags). */
+  trusted: TrustedSetup;
+  /** How URLs are read; default {@link pinnedFetcher} (HTTPS, server certificate captured, pinned per origin). */
+  fetcher?: Fetcher;
+  /** ENS reads for V2 (`ensReaderFromProvider(provider)`); null or absent: V2 is skipped. */
+  ens?: EnsReader | null;
+  /**
+   * Steps allowed to be skipped or not performed without blocking the verdict "valid" (a `fail` still makes
+   * it invalid). Default none: every step is required. A caller without ENS passes `["V2"]`.
+   */
+  optional?: readonly StepId[];
+  /** The time validity windows are checked at (Unix seconds); default max(wall clock, latest block time). */
+  now?: number;
+  /** State bodies fetched at once (default 8). */
+  concurrency?: number;
+  /** Blocks per `eth_getLogs` call (default 10,000), retries (default 4) and first backoff (default 250 ms). */
+  logChunkSize?: number;
+  logRetries?: number;
+  retryBackoffMs?: number;
+  /** Deadline of one fetch (default 15 s). */
+  timeoutMs?: number;
+  maxBytes?: Partial<MaxBytes>;
+  /** Called as each step completes, for progress output. */
+  onStep?: (step: StepResult) => void;
+}
+
+/**
+ * Verifies an instance protocol against the chain, ENS and its issuer's server, and returns the report of
+ * every step (V0–V8) with the verdict. Never throws for what it finds: unreachable networks and missing
+ * data become `error` steps and the verdict `could-not-verify`.
+ */
+export async function verifyProtocol(options: VerifyOptions): Promise<VerificationReport> {
+  const chain = new ChainView(options.provider, options.trusted, {
+    chunkSize: options.logChunkSize ?? DEFAULT_LOG_CHUNK,
+    retries: options.logRetries ?? DEFAULT_LOG_RETRIES,
+    backoffMs: options.retryBackoffMs ?? DEFAULT_BACKOFF_MS,
+  });
+  let now: Promise<number> | undefined;
+  const context: VerifyContext = {
+    input: options.input,
+    chain,
+    web: new FetchSession(options.fetcher ?? pinnedFetcher, options.timeoutMs ?? 15_000),
+    ens: options.ens ?? null,
+    settings: {
+      concurrency: Math.max(1, options.concurrency ?? 8),
+      maxBytes: { ...DEFAULT_MAX_BYTES, ...options.maxBytes },
+      maxDiagnostics: 20,
+    },
+    now: () =>
+      (now ??= (async () => {
+        if (options.now !== undefined) return options.now;
+        const wall = Math.floor(Date.now() / 1000);
+        const snapshot = await chain.snapshot().catch(() => null);
+        return Math.max(wall, snapshot?.timestamp ?? 0);
+      })()),
+    protocol: null,
+    origin: null,
+    certificate: null,
+  };
+  const optional = new Set(options.optional ?? []);
+  const results: StepResult[] = [];
+  const record = (id: StepId, outcome: StepOutcome, started: number): void => {
+    const result: StepResult = {
+      id,
+      title: STEP_TITLES[id],
+      status: outcome.status,
+      detail: outcome.detail,
+      required: !optional.has(id),
+      ...(outcome.code ? { code: outcome.code } : {}),
+      problems: outcome.problems ?? [],
+      durationMs: Date.now() - started,
+    };
+    results.push(result);
+    options.onStep?.(result);
+  };
+
+  let started = Date.now();
+  record("V1", await guarded(() => readProtocol(context)), started);
+  const protocol = context.protocol;
+  for (const step of STEPS) {
+    started = Date.now();
+    if (!protocol) {
+      record(step.id, { status: "skip", detail: "no protocol to verify (see V1)" }, started);
+      continue;
+    }
+    record(step.id, await guarded(() => step.run(context as ReadyContext)), started);
+  }
+
+  const steps = STEP_IDS.map((id) => results.find((result) => result.id === id)!);
+  const verdict = verdictOf(steps);
+  const snapshot = protocol ? await chain.snapshot().catch(() => null) : null;
+  return {
+    statetrail_verification: 1,
+    verdict,
+    exit_code: exitCodeOf(verdict),
+    source: "url" in options.input ? options.input.url : (options.input.name ?? "protocol object"),
+    subject: protocol
+      ? {
+          instance_hash: protocol.instance_hash,
+          issuer: protocol.issuer.address,
+          chain_id: protocol.chain_id,
+          model_hash: protocol.model_hash,
+          states: protocol.instance_protocol.length,
+          status: protocol.status,
+        }
+      : null,
+    block_number: snapshot?.blockNumber ?? null,
+    verified_at: protocol ? await context.now() : Math.floor(Date.now() / 1000),
+    steps,
+  };
+}
+
+/** Runs a step; anything it throws becomes an `error` outcome with the error's code. */
+async function guarded(run: () => Promise<StepOutcome>): Promise<StepOutcome> {
+  try {
+    return await run();
+  } catch (cause) {
+    const error = toStatetrailError(cause, "VERIFY_INCOMPLETE");
+    return { status: "error", detail: `${error.code}: ${error.message}`, problems: [error.message], code: error.code };
+  }
+}

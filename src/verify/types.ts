@@ -1,0 +1,116 @@
+import { type ErrorCode } from "../errors";
+import { type InstanceStatus } from "../protocol/schema";
+
+/**
+ * The verifier's steps. V1–V8 follow DESIGN.md ("Verifier pipeline"); V0 is the precondition every chain
+ * step relies on: the RPC serves the trusted chain and the protocol names the trusted registries.
+ */
+export const STEP_IDS = ["V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8"] as const;
+export type StepId = (typeof STEP_IDS)[number];
+
+export const STEP_TITLES: Record<StepId, string> = {
+  V0: "chain and registries are the trusted ones",
+  V1: "protocol fetched over TLS, server certificate captured",
+  V2: "ENS name links the issuer address and the server origin",
+  V3: "server certificate registered for the issuer, in its window, not revoked",
+  V4: "model bytes hash to model_hash and the model is registered",
+  V5: "instance created on-chain by the issuer for the model",
+  V6: "every state: bytes, on-chain event, block, time, sender, link",
+  V7: "complete: the on-chain chain equals the protocol; head and status agree",
+  V8: "protocol signed by the issuer",
+};
+
+/**
+ * - `pass`: checked and holds.
+ * - `fail`: checked and does not hold — evidence that the protocol, its data or its server lies.
+ * - `skip`: not checked, with the reason (not configured, nothing to check, or a prerequisite is missing).
+ * - `error`: could not be checked (network, RPC, data not served).
+ */
+export type StepStatus = "pass" | "fail" | "skip" | "error";
+
+export interface StepResult {
+  id: StepId;
+  title: string;
+  status: StepStatus;
+  /** One line saying what was found. */
+  detail: string;
+  /** Whether the verdict "valid" needs this step to pass (see {@link verdictOf}). */
+  required: boolean;
+  /** For `error` (and some `fail`s): the StatetrailError code behind it. */
+  code?: ErrorCode;
+  /** Every individual finding behind a `fail` or `error`, capped (the last line then says how many more). */
+  problems: string[];
+  durationMs: number;
+}
+
+/**
+ * - `valid`: every required step passed (and none failed).
+ * - `invalid`: at least one step failed: the evidence contradicts the protocol.
+ * - `could-not-verify`: nothing failed, but a required step was skipped or could not be performed.
+ */
+export type Verdict = "valid" | "invalid" | "could-not-verify";
+
+export const EXIT_CODES: Record<Verdict, 0 | 1 | 2> = { valid: 0, invalid: 1, "could-not-verify": 2 };
+
+export interface VerificationReport {
+  statetrail_verification: 1;
+  verdict: Verdict;
+  exit_code: 0 | 1 | 2;
+  /** What was verified: the protocol URL, or the name the caller gave a file/object input. */
+  source: string;
+  /** From the protocol, once it could be read (claims, not findings). */
+  subject: {
+    instance_hash: string;
+    issuer: string;
+    chain_id: number;
+    model_hash: string;
+    states: number;
+    status: InstanceStatus;
+  } | null;
+  /** The block every chain read was pinned to, once the chain could be reached. */
+  block_number: number | null;
+  /** The time the validity windows were checked at (Unix seconds). */
+  verified_at: number;
+  steps: StepResult[];
+}
+
+/** The server certificate as the fetcher saw it. Times are Unix seconds. */
+export interface ServerCertificate {
+  /** SHA-256 of the DER bytes, 64 lowercase hex characters (the form registered on-chain). */
+  fingerprint: string;
+  notBefore: number;
+  notAfter: number;
+  der?: Buffer;
+  subject?: string;
+}
+
+export interface FetchRequest {
+  /** Refuse bodies larger than this. */
+  maxBytes: number;
+  /** Refuse the connection unless the server presents this certificate (64 hex). */
+  fingerprint?: string;
+  timeoutMs: number;
+}
+
+export interface Fetched {
+  bytes: Buffer;
+  /** The TLS server certificate; null when the resource did not come over TLS. */
+  certificate: ServerCertificate | null;
+}
+
+/**
+ * How the verifier reads URLs. The real one is {@link pinnedFetcher} (HTTPS with certificate capture and
+ * pinning); tests inject one that serves bytes from memory. Rejects with a StatetrailError
+ * (FETCH_FAILED, TLS_FAILED, NOT_FOUND) when the resource can't be obtained.
+ */
+export type Fetcher = (url: string, request: FetchRequest) => Promise<Fetched>;
+
+/** What V2 reads from ENS. Every method resolves null when the record does not exist. */
+export interface EnsReader {
+  /** The primary (reverse) name of `address`. */
+  primaryName(address: string): Promise<string | null>;
+  /** The `addr` record of `name`. */
+  resolveAddress(name: string): Promise<string | null>;
+  /** A text record of `name`. */
+  text(name: string, key: string): Promise<string | null>;
+}
