@@ -67,8 +67,8 @@ export function requireKey(network: string, key: string | undefined | null): str
   throw new StatetrailError("KEY_MISSING", `no private key is configured for network "${network}"`, {
     hint:
       `set ${variable}: either as an environment variable (export ${variable}=0x…) ` +
-      `or as a Hardhat configuration variable (npx hardhat vars set ${variable}); ` +
-      `the account needs Sepolia ETH from a faucet`,
+      `or as a Hardhat configuration variable (npx hardhat vars set ${variable})` +
+      (network === "sepolia" ? "; the account needs Sepolia ETH from a faucet" : ""),
   });
 }
 

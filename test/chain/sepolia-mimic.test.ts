@@ -1,0 +1,131 @@
+/**
+ * Sepolia can't be reached from here, so its code paths run against a local chain that mimics it
+ * (DESIGN.md "Testing the parts that can't be reached"): a `hardhat node` with chain id 11155111, the ENS
+ * registry's code placed at the canonical address with hardhat_setCode and configured through it, interval
+ * mining (block time > 0) and deployments waiting for 2 confirmations.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { Wallet, ZeroHash, keccak256, AbiCoder, toBeHex, type JsonRpcProvider } from "ethers";
+import { isStatetrailError, type ErrorCode } from "../../src/errors";
+import { deployAll, deployRegistries, setupEns } from "../../src/chain/deploy";
+import { loadDeployment, type Deployment } from "../../src/chain/deployments";
+import { verifyRegistryCode } from "../../src/chain/contracts";
+import {
+  ensArtifact,
+  ensContract,
+  getText,
+  labelhash,
+  lookupName,
+  publishEnsIdentity,
+  resolveAddress,
+  setResolver,
+} from "../../src/chain/ens";
+import { devPrivateKey } from "../../src/chain/keys";
+import { CANONICAL_ENS_REGISTRY, connect } from "../../src/chain/provider";
+import { useHardhatNode } from "../helpers/node-process";
+
+async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(isStatetrailError(error), String(error)).to.equal(true);
+    expect((error as { code: string }).code, (error as Error).message).to.equal(code);
+    return error as Error;
+  }
+  expect.fail(`expected ${code}`);
+}
+
+describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS address, block time)", function () {
+  const chain = useHardhatNode({ chainId: 11155111 });
+  let dir: string;
+  let provider: JsonRpcProvider;
+  let ensAdmin: Wallet;
+  let issuer: Wallet;
+  let fifsEth: string;
+  let deployment: Deployment;
+
+  before(async function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-sepolia-"));
+    // No ensRegistry given: on chain 11155111 connect() attaches the canonical registry, as on Sepolia.
+    provider = await connect({ rpcUrl: chain.url, expectedChainId: 11155111 });
+    ensAdmin = Wallet.createRandom().connect(provider);
+    issuer = Wallet.createRandom().connect(provider);
+    for (const account of [ensAdmin, issuer]) {
+      await provider.send("hardhat_setBalance", [account.address, toBeHex(10n ** 20n)]);
+    }
+  });
+
+  after(function () {
+    provider?.destroy();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("fails before sending anything when the chain has no ENS at the canonical address", async function () {
+    const error = await expectCode(deployAll(issuer, "sepolia", { dir }), "ENS_FAILED");
+    expect(error.message).to.contain(CANONICAL_ENS_REGISTRY);
+    expect(await provider.getTransactionCount(issuer.address)).to.equal(0);
+  });
+
+  it("places the ENS registry at the canonical address and configures it through it", async function () {
+    await provider.send("hardhat_setCode", [CANONICAL_ENS_REGISTRY, ensArtifact("ENSRegistry").deployedBytecode]);
+    // ENSRegistry keeps `mapping(bytes32 => Record) records` in slot 0; Record.owner is the first field.
+    const rootOwnerSlot = keccak256(AbiCoder.defaultAbiCoder().encode(["bytes32", "uint256"], [ZeroHash, 0]));
+    await provider.send("hardhat_setStorageAt", [
+      CANONICAL_ENS_REGISTRY,
+      rootOwnerSlot,
+      AbiCoder.defaultAbiCoder().encode(["address"], [ensAdmin.address]),
+    ]);
+    const ens = await setupEns(ensAdmin, CANONICAL_ENS_REGISTRY, { tlds: ["eth"] });
+    fifsEth = ens.fifsRegistrars.eth;
+    // From here on, blocks come every 250 ms as on a public chain (no automine).
+    await provider.send("evm_setAutomine", [false]);
+    await provider.send("evm_setIntervalMining", [250]);
+  });
+
+  it("refuses a development key on chain 11155111 with nothing sent", async function () {
+    const dev = new Wallet(devPrivateKey(0), provider);
+    await expectCode(deployAll(dev, "sepolia", { dir }), "KEY_REFUSED");
+    await expectCode(deployRegistries(dev, "sepolia"), "KEY_REFUSED");
+    expect(await provider.getTransactionCount(dev.address)).to.equal(0);
+  });
+
+  it("refuses an unfunded key with INSUFFICIENT_FUNDS before sending", async function () {
+    await expectCode(deployRegistries(Wallet.createRandom().connect(provider), "sepolia"), "INSUFFICIENT_FUNDS");
+  });
+
+  it("deploys the registries with 2 confirmations and finds the canonical ENS instead of deploying one", async function () {
+    ({ deployment } = await deployAll(issuer, "sepolia", { dir, confirmations: 2 }));
+    expect(deployment.chainId).to.equal(11155111);
+    expect(deployment.deployer).to.equal(issuer.address);
+    expect(deployment.ens).to.deep.equal({
+      registry: CANONICAL_ENS_REGISTRY,
+      publicResolver: deployment.ens.publicResolver,
+      reverseRegistrar: deployment.ens.reverseRegistrar,
+      fifsRegistrars: {},
+      deployedByStatetrail: false,
+    });
+    expect(deployment.ens.publicResolver).to.match(/^0x[0-9a-fA-F]{40}$/);
+    expect(deployment.ens.reverseRegistrar).to.match(/^0x[0-9a-fA-F]{40}$/);
+    expect(loadDeployment("sepolia", dir)).to.deep.equal(deployment);
+    expect(fs.existsSync(path.join(dir, "sepolia", "ENSRegistry.json"))).to.equal(false);
+    expect(await provider.getBlockNumber()).to.be.at.least(deployment.contracts.InstanceRegistry.blockNumber + 1);
+    await verifyRegistryCode(provider, deployment);
+  });
+
+  it("publishes the issuer's ENS records through the canonical registry and reads them back", async function () {
+    // The name itself is registered outside statetrail on Sepolia (the ENS app); here through the mimic's registrar.
+    const fifs = ensContract("FIFSRegistrar", fifsEth, issuer);
+    await (await fifs.register(labelhash("acme"), issuer.address)).wait();
+
+    await setResolver(issuer, deployment.ens, "acme.eth");
+    await publishEnsIdentity(issuer, deployment.ens, { name: "acme.eth", url: "https://acme.example" });
+    expect(await provider.resolveName("acme.eth")).to.equal(issuer.address);
+    expect(await provider.lookupAddress(issuer.address)).to.equal("acme.eth");
+    expect(await resolveAddress(provider, "acme.eth")).to.equal(issuer.address);
+    expect(await lookupName(provider, issuer.address)).to.equal("acme.eth");
+    expect(await getText(provider, "acme.eth", "url")).to.equal("https://acme.example");
+  });
+});
