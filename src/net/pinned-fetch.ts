@@ -426,8 +426,13 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
     agent = undefined;
   };
 
-  const fail = (error: StatetrailError, fatal: boolean): void => {
-    if (closed) return;
+  // Each connection attempt has a number; events of an attempt that was already given up are ignored, so a
+  // late `close` of an old stream can't schedule a second reconnect.
+  let attempt = 0;
+
+  const fail = (error: StatetrailError, fatal: boolean, from: number): void => {
+    if (closed || from !== attempt) return;
+    attempt += 1;
     teardown();
     const final = fatal || reconnectMs === false;
     options.onError?.(error, final);
@@ -439,11 +444,11 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
     retryTimer = setTimeout(connect, reconnectMs as number);
   };
 
-  const armIdle = (): void => {
+  const armIdle = (from: number): void => {
     clearTimeout(idleTimer);
     if (idleTimeoutMs > 0) {
       idleTimer = setTimeout(
-        () => fail(new FetchError("FETCH_FAILED", `no data from ${href} for ${idleTimeoutMs} ms`), false),
+        () => fail(new FetchError("FETCH_FAILED", `no data from ${href} for ${idleTimeoutMs} ms`), false, from),
         idleTimeoutMs,
       );
     }
@@ -451,15 +456,17 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
 
   function connect(): void {
     if (closed) return;
+    const mine = attempt;
     agent = new PinnedAgent({ fingerprint: options.fingerprint, timeoutMs });
     const headers: Record<string, string> = { accept: "text/event-stream", "cache-control": "no-store" };
     if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
     const current = agent;
     connectTimer = setTimeout(
-      () => fail(new FetchError("FETCH_FAILED", `connecting to ${href} timed out after ${timeoutMs} ms`), false),
+      () => fail(new FetchError("FETCH_FAILED", `connecting to ${href} timed out after ${timeoutMs} ms`), false, mine),
       timeoutMs,
     );
     request = https.request(target, { method: "GET", agent, headers }, (response) => {
+      if (mine !== attempt) return void response.destroy();
       clearTimeout(connectTimer);
       const status = response.statusCode ?? 0;
       const type = String(response.headers["content-type"] ?? "");
@@ -481,20 +488,21 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
                     status,
                   },
                 );
-          fail(error, status < 500);
+          fail(error, status < 500, mine);
         });
         return;
       }
       const certificate = current.certificate!;
       const parser = new SseParser(
         (event) => {
+          if (closed || mine !== attempt) return;
           lastEventId = event.id;
-          if (!closed) options.onEvent(event);
+          options.onEvent(event);
         },
         options.maxEventBytes,
         lastEventId,
       );
-      armIdle();
+      armIdle(mine);
       if (!opened) {
         opened = true;
         resolveReady(certificate);
@@ -502,21 +510,23 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
       options.onOpen?.(certificate);
       response.setEncoding("utf8");
       response.on("data", (text: string) => {
-        armIdle();
+        if (mine !== attempt) return;
+        armIdle(mine);
         try {
           parser.push(text);
         } catch (error) {
-          return fail(classify(error, href), false);
+          return fail(classify(error, href), false, mine);
         }
+        if (mine !== attempt) return; // onEvent closed or failed this attempt
         lastEventId = parser.lastEventId;
         if (parser.retryMs !== undefined && reconnectMs !== false) reconnectMs = parser.retryMs;
       });
-      response.on("close", () => fail(new FetchError("FETCH_FAILED", `event stream ${href} closed`), false));
+      response.on("close", () => fail(new FetchError("FETCH_FAILED", `event stream ${href} closed`), false, mine));
     });
     request.on("error", (error) => {
       const coded = classify(error, href);
       // A pin mismatch or a failed handshake is an attack or a misconfiguration, not a transient failure.
-      fail(coded, coded.code === "TLS_FAILED");
+      fail(coded, coded.code === "TLS_FAILED", mine);
     });
     request.end();
   }
@@ -534,6 +544,7 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
     close() {
       if (closed) return;
       closed = true;
+      attempt += 1;
       clearTimeout(retryTimer);
       teardown();
       rejectReady(new FetchError("FETCH_FAILED", `subscription to ${href} was closed before it opened`));

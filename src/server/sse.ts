@@ -39,6 +39,9 @@ interface Client {
   res: ServerResponse;
   lastSeq: number;
   statusSent: boolean;
+  /** Set while the socket's buffer is full: delivery resumes on `drain` with the newest protocol seen. */
+  pending?: InstanceProtocol;
+  draining: boolean;
 }
 
 interface Channel {
@@ -110,7 +113,7 @@ export class SseHub {
     req.socket.setNoDelay(true);
     req.socket.setTimeout(0);
 
-    const client: Client = { res, lastSeq, statusSent: false };
+    const client: Client = { res, lastSeq, statusSent: false, draining: false };
     const channel = this.channel(protocol.instance_hash);
     channel.clients.add(client);
     this.count += 1;
@@ -222,12 +225,23 @@ export class SseHub {
     }
   }
 
+  /**
+   * Sends what `client` has not seen of `protocol`. Honours backpressure: when the socket's buffer is full
+   * (a long replay, a slow reader) it stops and resumes on `drain`, so memory per client stays bounded
+   * without dropping clients that are merely behind.
+   */
   private deliver(client: Client, protocol: InstanceProtocol): void {
+    if (client.draining) {
+      if (!client.pending || newer(protocol, client.pending)) client.pending = protocol;
+      return;
+    }
     const entries = [...protocol.instance_protocol].sort((a, b) => a.seq - b.seq);
     for (const entry of entries) {
       if (entry.seq <= client.lastSeq) continue;
-      if (!this.write(client, stateEvent(entry))) return;
+      const sent = this.write(client, stateEvent(entry));
+      if (sent === "gone") return;
       client.lastSeq = entry.seq;
+      if (sent === "full") return this.waitForDrain(client, protocol);
     }
     if (protocol.status !== "running" && !client.statusSent) {
       const data: StatusEventData = {
@@ -236,27 +250,42 @@ export class SseHub {
         head: protocol.head,
         terminated: protocol.terminated,
       };
-      if (this.write(client, `event: status\ndata: ${JSON.stringify(data)}\n\n`)) client.statusSent = true;
+      const sent = this.write(client, `event: status\ndata: ${JSON.stringify(data)}\n\n`);
+      if (sent !== "gone") client.statusSent = true;
     }
   }
 
-  /** Writes to one client; drops it (and returns false) if it is gone or too far behind. */
-  private write(client: Client, text: string): boolean {
+  private waitForDrain(client: Client, protocol: InstanceProtocol): void {
+    client.draining = true;
+    if (!client.pending || newer(protocol, client.pending)) client.pending = protocol;
+    client.res.once("drain", () => {
+      client.draining = false;
+      const next = client.pending;
+      client.pending = undefined;
+      if (next) this.deliver(client, next);
+    });
+  }
+
+  /**
+   * Writes to one client: "ok", "full" (buffer above its high-water mark: wait for drain) or "gone".
+   * A client whose unsent output still exceeds `maxBufferedBytes` is dropped.
+   */
+  private write(client: Client, text: string): "ok" | "full" | "gone" {
     const { res } = client;
-    if (res.writableEnded || res.destroyed) return false;
-    res.write(text);
+    if (res.writableEnded || res.destroyed) return "gone";
+    const ok = res.write(text);
     if (res.writableLength > this.maxBufferedBytes) {
       res.destroy();
-      return false;
+      return "gone";
     }
-    return true;
+    return ok ? "ok" : "full";
   }
 
   private startHeartbeat(): void {
     if (this.heartbeat) return;
     this.heartbeat = setInterval(() => {
       for (const channel of this.channels.values()) {
-        for (const client of [...channel.clients]) this.write(client, ": heartbeat\n\n");
+        for (const client of [...channel.clients]) if (!client.draining) this.write(client, ": heartbeat\n\n");
       }
     }, this.heartbeatMs);
     this.heartbeat.unref();
@@ -266,6 +295,13 @@ export class SseHub {
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
   }
+}
+
+/** Whether `a` is a later version of the same protocol than `b` (more entries, or terminated). */
+function newer(a: InstanceProtocol, b: InstanceProtocol): boolean {
+  const length = a.instance_protocol.length - b.instance_protocol.length;
+  if (length !== 0) return length > 0;
+  return a.status !== "running" && b.status === "running";
 }
 
 function stateEvent(entry: ProtocolEntry): string {

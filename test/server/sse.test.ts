@@ -11,6 +11,7 @@ interface Collected {
   sub: SseSubscription;
   events: SseEvent[];
   errors: { error: StatetrailError; fatal: boolean }[];
+  opens: number;
   states(): ProtocolEntry[];
 }
 
@@ -56,7 +57,7 @@ describe("server: Server-Sent Events", function () {
 
   function subscribe(
     server: RunningServer,
-    options: { lastEventId?: string; reconnectMs?: number | false; fingerprint?: string } = {},
+    options: { lastEventId?: string; reconnectMs?: number | false; fingerprint?: string; idleTimeoutMs?: number } = {},
   ): Collected {
     const events: SseEvent[] = [];
     const errors: Collected["errors"] = [];
@@ -64,16 +65,20 @@ describe("server: Server-Sent Events", function () {
       fingerprint: options.fingerprint ?? cert.fingerprint,
       lastEventId: options.lastEventId,
       reconnectMs: options.reconnectMs ?? false,
+      idleTimeoutMs: options.idleTimeoutMs,
       onEvent: (event) => events.push(event),
       onError: (error, fatal) => errors.push({ error, fatal }),
+      onOpen: () => (collected.opens += 1),
     });
     subscriptions.push(sub);
-    return {
+    const collected: Collected = {
       sub,
       events,
       errors,
+      opens: 0,
       states: () => events.filter((e) => e.type === "state").map((e) => JSON.parse(e.data) as ProtocolEntry),
     };
+    return collected;
   }
 
   const seqs = (client: Collected): number[] => client.states().map((entry) => entry.seq);
@@ -187,6 +192,24 @@ describe("server: Server-Sent Events", function () {
     expect(server.app.events.clientCount).to.equal(2);
   });
 
+  it("replays a long protocol to a slow reader through backpressure, without dropping it", async () => {
+    const template = fixture.protocol(1, "succeeded");
+    const count = 3000;
+    const long = {
+      ...template,
+      instance_protocol: Array.from({ length: count }, (_, seq) => ({ ...template.instance_protocol[0], seq })),
+      head: { seq: count - 1, state_hash: template.instance_protocol[0].state_hash },
+    };
+    fixture.home.writeProtocol(long);
+    // ~1.5 MB of events against a 64 KiB limit of unsent output: only pausing on a full buffer gets it all through.
+    const server = await start({ maxBufferedBytes: 64 * 1024 });
+    const client = subscribe(server);
+    await waitFor(() => client.events.length === count + 1, 10_000, "long replay");
+    expect(seqs(client)).to.deep.equal(Array.from({ length: count }, (_, seq) => seq));
+    expect(client.events[count].type).to.equal("status");
+    expect(server.app.events.clientCount).to.equal(1);
+  });
+
   it("sends heartbeats on idle streams", async () => {
     const server = await start({ heartbeatMs: 50 });
     const text = await new Promise<string>((resolve, reject) => {
@@ -215,6 +238,22 @@ describe("server: Server-Sent Events", function () {
     });
     expect(text.match(/^: heartbeat$/gm)?.length ?? 0).to.be.at.least(2);
     await waitFor(() => server.app.events.clientCount === 0, 2000, "cleanup after disconnect");
+  });
+
+  it("a subscriber reconnects on a silent stream, one connection at a time, resuming where it was", async () => {
+    const server = await start({ heartbeatMs: 60_000, retryMs: 20 });
+    const client = subscribe(server, { reconnectMs: 20, idleTimeoutMs: 150 });
+    await waitFor(() => client.events.length === 2, 3000, "replay");
+    await waitFor(() => client.opens >= 4, 3000, "several reconnects");
+    // Each give-up is followed by exactly one new connection: never more than one open at the server.
+    expect(server.app.events.clientCount).to.be.at.most(1);
+    expect(client.opens).to.be.at.most(client.errors.length + 1);
+    expect(client.errors.every((e) => !e.fatal && /no data/.test(e.error.message))).to.equal(true);
+    expect(seqs(client)).to.deep.equal([0, 1]);
+    // Written to the file, so it arrives whether or not the client is between two connections right now.
+    fixture.home.writeProtocol(fixture.protocol(3));
+    await waitFor(() => client.events.length === 3, 2000, "entry after reconnects");
+    expect(seqs(client)).to.deep.equal([0, 1, 2]);
   });
 
   it("refuses an invalid Last-Event-ID and a wrong certificate pin", async () => {
