@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
-import { Wallet, ZeroHash, keccak256, AbiCoder, toBeHex, type JsonRpcProvider } from "ethers";
+import { AbiCoder, HDNodeWallet, Wallet, ZeroHash, keccak256, toBeHex, type JsonRpcProvider } from "ethers";
 import { isStatetrailError, type ErrorCode } from "../../src/errors";
 import { deployAll, deployRegistries, setupEns } from "../../src/chain/deploy";
 import { loadDeployment, type Deployment } from "../../src/chain/deployments";
@@ -42,8 +42,8 @@ describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS 
   const chain = useHardhatNode({ chainId: 11155111 });
   let dir: string;
   let provider: JsonRpcProvider;
-  let ensAdmin: Wallet;
-  let issuer: Wallet;
+  let ensAdmin: HDNodeWallet;
+  let issuer: HDNodeWallet;
   let fifsEth: string;
   let deployment: Deployment;
 
