@@ -103,10 +103,7 @@ export function sendError(res: Response, status: number, code: HttpErrorCode, me
     .status(status)
     .set("Cache-Control", "no-store")
     .type("application/json")
-    .send(
-      // A JSON body even for HEAD requests' GET twin; express drops it for HEAD.
-      JSON.stringify({ error: { code, message } }),
-    );
+    .send(JSON.stringify({ error: { code, message } })); // express leaves the body out for HEAD
 }
 
 /** The route parameter as a wire hash, or a 400 answered and undefined. */
