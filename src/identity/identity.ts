@@ -27,7 +27,7 @@ import {
   type EnsRecords,
 } from "./ens-records";
 import { keystoreFile, loadKeystore, openOrCreateKeystore, writeSecret, type PasswordOptions } from "./keystore";
-import { identityFile, readIdentity, writeIdentity, type IdentityRecord } from "./record";
+import { identityFile, readIdentity, toHome, writeIdentity, type IdentityRecord } from "./record";
 import {
   certificateStatus,
   referenceTime,
@@ -100,7 +100,7 @@ export interface InitIdentityResult {
  * identity.json until every step succeeded.
  */
 export async function initIdentity(options: InitIdentityOptions): Promise<InitIdentityResult> {
-  const home = (typeof options.home === "string" ? new Home(options.home) : options.home).ensure();
+  const home = toHome(options.home).ensure();
   const log = options.log ?? (() => undefined);
   const warnings: string[] = [];
   const warn = (line: string) => {
@@ -240,7 +240,7 @@ export async function showIdentity(
   provider: Provider,
   options: ShowIdentityOptions = {},
 ): Promise<IdentityView> {
-  const dir = typeof home === "string" ? new Home(home) : home;
+  const dir = toHome(home);
   const record = readIdentity(dir);
   const problems: string[] = [];
   const chainId = Number((await provider.getNetwork()).chainId);
@@ -310,7 +310,7 @@ export async function loadIdentitySigner(
   provider: Provider,
   options: PasswordOptions = {},
 ): Promise<Wallet> {
-  const dir = typeof home === "string" ? new Home(home) : home;
+  const dir = toHome(home);
   const record = readIdentity(dir);
   const wallet = (await loadKeystore(dir, options)).connect(provider);
   if (wallet.address !== getAddress(record.address)) {

@@ -2,8 +2,7 @@ import fs from "node:fs";
 import { z } from "zod";
 import { StatetrailError } from "../errors";
 import { addressSchema, hexHashSchema, txHashSchema } from "../protocol/schema";
-import { type Home } from "../store/home";
-import { writeAtomic } from "../store/home";
+import { Home, writeAtomic } from "../store/home";
 
 /** A certificate the identity used before. It stays registered on-chain until it is revoked. */
 export const previousCertificateSchema = z.object({
@@ -66,6 +65,11 @@ export const identityRecordSchema = z.object({
   updated_at: z.string().optional(),
 });
 export type IdentityRecord = z.infer<typeof identityRecordSchema>;
+
+/** A data directory given as a Home or a path. */
+export function toHome(home: Home | string): Home {
+  return typeof home === "string" ? new Home(home) : home;
+}
 
 export function identityFile(home: Home): string {
   return home.path("identity.json");

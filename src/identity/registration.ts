@@ -7,7 +7,7 @@ import { writeAtomic, type Home } from "../store/home";
 import type { CertificateRegistry } from "../../typechain-types";
 import { CLOCK_SKEW_SECONDS, generateCertificate, importCertificate, type CertificateMaterial } from "./certificate";
 import { writeSecret } from "./keystore";
-import { readIdentity, writeIdentity, type IdentityRecord } from "./record";
+import { readIdentity, toHome, writeIdentity, type IdentityRecord } from "./record";
 
 /** What is registered: a fingerprint and its validity window (unix seconds). */
 export interface RegistrationRequest {
@@ -218,7 +218,7 @@ export function assertCertificateValid(status: CertificateStatus, holder?: strin
 }
 
 export interface RotateOptions extends SendOptions {
-  home: Home;
+  home: Home | string;
   registry: CertificateRegistry;
   /** The identity's key (must be the address in identity.json), connected to a provider. */
   signer: Signer;
@@ -247,7 +247,8 @@ export interface RotateResult {
  * revoked; `revokePrevious` revokes it at the end.
  */
 export async function rotateCertificate(options: RotateOptions): Promise<RotateResult> {
-  const { home, registry, signer } = options;
+  const { registry, signer } = options;
+  const home = toHome(options.home);
   const record = readIdentity(home);
   const address = await signer.getAddress();
   if (address.toLowerCase() !== record.address.toLowerCase()) {
@@ -300,9 +301,9 @@ export async function rotateCertificate(options: RotateOptions): Promise<RotateR
   return { record: updated, certificate, registration, previous, revocation };
 }
 
-/** Revokes one of the identity's certificates (default: a previous one must be named) and records it. */
+/** Revokes one of the identity's certificates (current or previous) and records it in identity.json. */
 export async function revokeIdentityCertificate(options: {
-  home: Home;
+  home: Home | string;
   registry: CertificateRegistry;
   signer: Signer;
   fingerprint: HexHash;
@@ -310,8 +311,9 @@ export async function revokeIdentityCertificate(options: {
 }): Promise<{ record: IdentityRecord; revocation: RevocationResult }> {
   const fingerprint = parseHexHash(options.fingerprint, "fingerprint");
   const revocation = await revokeCertificate(options.registry, options.signer, fingerprint, options);
-  const record = markRevoked(readIdentity(options.home), fingerprint, revocation.revokedAt);
-  writeIdentity(options.home, record);
+  const home = toHome(options.home);
+  const record = markRevoked(readIdentity(home), fingerprint, revocation.revokedAt);
+  writeIdentity(home, record);
   return { record, revocation };
 }
 
