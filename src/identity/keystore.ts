@@ -137,8 +137,9 @@ export async function loadKeystore(home: Home, options: PasswordOptions = {}): P
         hint: `check ${PASSWORD_ENV} or the password you typed`,
       });
     }
-    throw new StatetrailError("KEYSTORE_PASSWORD", `${file} could not be decrypted: ${(error as Error).message}`, {
+    throw new StatetrailError("IDENTITY_MISSING", `${file} is not a readable keystore: ${(error as Error).message}`, {
       cause: error,
+      hint: "restore keystore.json from a backup, or start a new data directory",
     });
   }
 }

@@ -101,6 +101,13 @@ describe("identity/keystore", function () {
       expect(error.message).to.match(/wrong password/);
     });
 
+    it("reports a damaged keystore as IDENTITY_MISSING, not as a wrong password", async function () {
+      const home = tempHome();
+      fs.mkdirSync(home.root, { recursive: true });
+      fs.writeFileSync(keystoreFile(home), "{ not json");
+      await expectCode(loadKeystore(home, { password: "pw" }), "IDENTITY_MISSING");
+    });
+
     it("refuses to overwrite an existing keystore", async function () {
       const home = tempHome();
       await createKeystore(home, { password: "pw", env: FAST });
