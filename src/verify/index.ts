@@ -4,7 +4,14 @@ export { verdictOf, exitCodeOf } from "./verdict";
 export { ChainView, trustedFromDeployment, type TrustedSetup } from "./chain";
 export { pinnedFetcher, FetchSession, originOf } from "./fetcher";
 export { ensReaderFromProvider } from "./ens";
-export { getLogsChunked, readInstanceEvents, decodeInstanceLogs, instanceLogQuery, type InstanceEvent } from "./logs";
+export {
+  getLogsChunked,
+  isRangeError,
+  readInstanceEvents,
+  decodeInstanceLogs,
+  instanceLogQuery,
+  type InstanceEvent,
+} from "./logs";
 export { rebuildChain, type RebuiltChain, type ChainState } from "./rebuild";
 export { protocolUrl } from "./steps/v1-transport";
 export { DEFAULT_MAX_BYTES, type ProtocolInput, type MaxBytes } from "./context";

@@ -1,0 +1,180 @@
+import { expect } from "chai";
+import { isStatetrailError } from "../../src/errors";
+import {
+  FetchSession,
+  renderReport,
+  verdictOf,
+  type EnsReader,
+  type Fetcher,
+  type StepResult,
+  type VerificationReport,
+} from "../../src/verify";
+import { type ReadyContext } from "../../src/verify/context";
+import { ensStep } from "../../src/verify/steps/v2-ens";
+import { fakeCertificate, forgeScenario, ISSUER_ORIGIN, verifyForged } from "../helpers/forge";
+
+const ISSUER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+const NAME = "acme.statetrail.test";
+
+/** An ENS with one name, whose records can be changed per test. */
+function stubEns(records: { primary?: string | null; addr?: string | null; url?: string | null } = {}): EnsReader {
+  const { primary = NAME, addr = ISSUER, url = `${ISSUER_ORIGIN}/` } = records;
+  return {
+    primaryName: async (address) => (address.toLowerCase() === ISSUER.toLowerCase() ? primary : null),
+    resolveAddress: async (name) => (name === NAME ? addr : null),
+    text: async (name, key) => (name === NAME && key === "url" ? url : null),
+  };
+}
+
+function ensContext(ens: EnsReader | null, ensName: string | null = NAME): ReadyContext {
+  return {
+    protocol: { issuer: { address: ISSUER, ens_name: ensName, url: ISSUER_ORIGIN } },
+    ens,
+    origin: ISSUER_ORIGIN,
+  } as unknown as ReadyContext;
+}
+
+describe("verifier steps", function () {
+  describe("V2 ENS", function () {
+    it("passes when address, primary name, forward address and url record agree", async function () {
+      const outcome = await ensStep.run(ensContext(stubEns()));
+      expect(outcome.status).to.equal("pass");
+      expect(outcome.detail).to.contain(`${ISSUER} ⇄ ${NAME}`);
+    });
+
+    it("passes when the protocol names no ENS name but the address has one", async function () {
+      expect((await ensStep.run(ensContext(stubEns(), null))).status).to.equal("pass");
+    });
+
+    it("is skipped when no ENS registry is configured", async function () {
+      expect(await ensStep.run(ensContext(null))).to.include({ status: "skip" });
+    });
+
+    it("fails without a primary name", async function () {
+      const outcome = await ensStep.run(ensContext(stubEns({ primary: null })));
+      expect(outcome).to.include({ status: "fail", code: "ENS_FAILED" });
+      expect(outcome.detail).to.contain("has no primary ENS name");
+    });
+
+    it("fails when the primary name is not the protocol's ens_name", async function () {
+      const outcome = await ensStep.run(ensContext(stubEns(), "other.statetrail.test"));
+      expect(outcome.detail).to.contain("the issuer's primary name is acme.statetrail.test");
+    });
+
+    it("fails when the name resolves to another address", async function () {
+      const outcome = await ensStep.run(ensContext(stubEns({ addr: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC" })));
+      expect(outcome.status).to.equal("fail");
+      expect(outcome.detail).to.contain("not the issuer");
+    });
+
+    it("fails when the url record has another origin, or none", async function () {
+      const moved = await ensStep.run(ensContext(stubEns({ url: "https://phish.example" })));
+      expect(moved.detail).to.contain("but the protocol is served from");
+      const none = await ensStep.run(ensContext(stubEns({ url: null })));
+      expect(none.detail).to.contain("has no url text record");
+    });
+
+    it("reports a failing ENS lookup as an error", async function () {
+      const broken: EnsReader = { ...stubEns(), primaryName: () => Promise.reject(new Error("resolver down")) };
+      expect(await ensStep.run(ensContext(broken))).to.include({ status: "error" });
+    });
+
+    it("makes V2 required and passing in a whole verification when ENS is given", async function () {
+      const { env, run } = await forgeScenario();
+      const report = await verifyForged(env, { url: run.url }, { ens: stubEns(), optional: [] });
+      expect(report.steps.find((step) => step.id === "V2")).to.include({ status: "pass", required: true });
+      expect(report.verdict).to.equal("valid");
+    });
+  });
+
+  describe("FetchSession", function () {
+    const certificate = fakeCertificate("a", 0, 2 ** 40);
+    const impostor = fakeCertificate("b", 0, 2 ** 40);
+
+    it("pins every later request to an origin to the certificate it presented first", async function () {
+      const pins: (string | undefined)[] = [];
+      const fetcher: Fetcher = async (_url, request) => {
+        pins.push(request.fingerprint);
+        return { bytes: Buffer.from("x"), certificate };
+      };
+      const session = new FetchSession(fetcher, 1_000);
+      await session.get("https://a.example/1", 10);
+      await session.get("https://a.example/2", 10);
+      await session.get("https://b.example/1", 10);
+      expect(pins).to.deep.equal([undefined, certificate.fingerprint, undefined]);
+      expect(session.certificateOf("https://a.example")).to.equal(certificate);
+    });
+
+    it("refuses an origin that presents another certificate than before", async function () {
+      let next = certificate;
+      const session = new FetchSession(async () => ({ bytes: Buffer.from("x"), certificate: next }), 1_000);
+      await session.get("https://a.example/1", 10);
+      next = impostor;
+      try {
+        await session.get("https://a.example/2", 10);
+        expect.fail("should have thrown");
+      } catch (error) {
+        expect(isStatetrailError(error, "TLS_FAILED")).to.equal(true);
+      }
+    });
+
+    it("refuses bodies over the limit even if the fetcher returned them", async function () {
+      const session = new FetchSession(async () => ({ bytes: Buffer.alloc(11), certificate }), 1_000);
+      try {
+        await session.get("https://a.example/1", 10);
+        expect.fail("should have thrown");
+      } catch (error) {
+        expect(isStatetrailError(error, "FETCH_FAILED")).to.equal(true);
+      }
+    });
+  });
+
+  describe("verdict", function () {
+    const required = (status: StepResult["status"]) => ({ status, required: true });
+    const optional = (status: StepResult["status"]) => ({ status, required: false });
+
+    it("is valid only if every required step passed", function () {
+      expect(verdictOf([required("pass"), required("pass")])).to.equal("valid");
+      expect(verdictOf([required("pass"), optional("skip"), optional("error")])).to.equal("valid");
+      expect(verdictOf([required("pass"), required("skip")])).to.equal("could-not-verify");
+      expect(verdictOf([required("pass"), required("error")])).to.equal("could-not-verify");
+    });
+
+    it("is invalid as soon as any step fails, optional or not, whatever else happened", function () {
+      expect(verdictOf([required("error"), optional("fail")])).to.equal("invalid");
+      expect(verdictOf([required("skip"), required("fail")])).to.equal("invalid");
+    });
+  });
+
+  describe("renderReport", function () {
+    it("lists the problems under a failed step, capped, then the verdict", function () {
+      const problems = Array.from({ length: 14 }, (_, i) => `problem ${i}`);
+      const report: VerificationReport = {
+        statetrail_verification: 1,
+        verdict: "invalid",
+        exit_code: 1,
+        source: "protocol.json",
+        subject: null,
+        block_number: null,
+        verified_at: 0,
+        steps: [
+          {
+            id: "V6",
+            title: "states",
+            status: "fail",
+            detail: "problem 0 (and 13 more)",
+            required: true,
+            problems,
+            durationMs: 1,
+          },
+          { id: "V8", title: "signature", status: "pass", detail: "ok", required: true, problems: [], durationMs: 1 },
+        ],
+      };
+      const text = renderReport(report, { maxProblems: 5 });
+      expect(text).to.contain("FAIL  V6  states\n             problem 0 (and 13 more)\n             - problem 0\n");
+      expect(text).to.contain("- problem 4\n             - … 9 more (see --json)\n");
+      expect(text).to.contain("PASS  V8  signature\n             ok\n");
+      expect(text).to.match(/verdict: INVALID: .* \(exit 1\)\n$/);
+    });
+  });
+});
