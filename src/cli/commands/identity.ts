@@ -1,0 +1,171 @@
+import fs from "node:fs";
+import { Wallet } from "ethers";
+import { devPrivateKey } from "../../chain/keys";
+import { getRegistries } from "../../chain/contracts";
+import { initIdentity, showIdentity } from "../../identity/identity";
+import { loadKeystore } from "../../identity/keystore";
+import { readIdentity } from "../../identity/record";
+import { revokeIdentityCertificate, rotateCertificate } from "../../identity/registration";
+import { parseHexHash } from "../../chain/hash";
+import { homeOf, openChain } from "../context";
+import { type CommandContext } from "../main";
+
+interface InitOptions {
+  host: string;
+  port: string;
+  ensLabel?: string;
+  ensName?: string;
+  cert?: string;
+  key?: string;
+  privateKeyEnv?: string;
+  validityDays: string;
+  force: boolean;
+}
+
+export function registerIdentity({ program, run }: CommandContext): void {
+  const identity = program.command("identity").description("the issuer's key, TLS certificate and ENS name");
+
+  identity
+    .command("init")
+    .description("create the keystore and certificate, register the fingerprint, set the ENS records")
+    .option("--host <host>", "host name of the HTTPS server", "localhost")
+    .option("--port <port>", "port of the HTTPS server", "8443")
+    .option("--ens-label <label>", "local chain: claim <label>.test")
+    .option("--ens-name <name>", "public chains: an ENS name you already own")
+    .option("--cert <file>", "use your own certificate (PEM) instead of a generated one")
+    .option("--key <file>", "the certificate's private key (PEM)")
+    .option("--private-key-env <var>", "import the issuer key from this environment variable")
+    .option("--validity-days <days>", "validity of a generated certificate", "365")
+    .option("--force", "replace an existing identity.json (the keystore is kept)", false)
+    .addHelpText("after", "\nExample:\n  $ STATETRAIL_PASSWORD=… statetrail identity init --host localhost --port 8443 --ens-label acme")
+    .action((options: InitOptions) =>
+      run(async (globals) => {
+        const home = homeOf(globals);
+        const chain = await openChain(globals);
+        try {
+          const local = chain.deployment.chainId === 31337;
+          const result = await initIdentity({
+            home,
+            provider: chain.provider,
+            network: globals.network,
+            chainId: chain.deployment.chainId,
+            registries: chain.registries,
+            ens: chain.deployment.ens,
+            host: options.host,
+            port: Number(options.port),
+            ensLabel: options.ensLabel,
+            ensName: options.ensName,
+            certPem: options.cert ? fs.readFileSync(options.cert, "utf8") : undefined,
+            keyPem: options.key ? fs.readFileSync(options.key, "utf8") : undefined,
+            privateKey: options.privateKeyEnv ? process.env[options.privateKeyEnv] : undefined,
+            validityDays: Number(options.validityDays),
+            funder: local ? new Wallet(devPrivateKey(0), chain.provider) : undefined,
+            force: options.force,
+            log: globals.output.log,
+          });
+          for (const warning of result.warnings) globals.output.log(`warning: ${warning}`);
+          const r = result.record;
+          globals.output.result(
+            result.record,
+            [
+              `issuer       ${r.address}`,
+              `ENS name     ${r.ens_name ?? "(none)"}`,
+              `server       ${r.url}`,
+              `certificate  ${r.certificate_fingerprint}`,
+              `data         ${home.root}`,
+            ].join("\n"),
+          );
+        } finally {
+          chain.provider.destroy();
+        }
+      }),
+    );
+
+  identity
+    .command("show")
+    .description("print the identity and its live on-chain status (certificate, ENS)")
+    .action(() =>
+      run(async (globals) => {
+        const home = homeOf(globals);
+        const chain = await openChain(globals);
+        try {
+          const view = await showIdentity(home, chain.provider, {
+            certificateRegistry: chain.registries.certificate,
+            ensRegistry: chain.deployment.ens.registry,
+          });
+          const r = view.record;
+          const status = view.certificate.status;
+          const lines = [
+            `issuer       ${r.address} (chain ${r.chain_id}, ${r.network})`,
+            `ENS name     ${r.ens_name ?? "(none)"}${view.ens ? (view.ens.consistent ? " ✓ forward, reverse, url" : " ✗") : ""}`,
+            `server       ${r.url}`,
+            `certificate  ${r.certificate_fingerprint} ${status ? (status.valid ? "✓ registered, valid" : "✗ not valid") : ""}`,
+            ...view.previousCertificates.map((p) => `  previous   ${p.fingerprint}${p.revoked ? " (revoked)" : ""}`),
+            ...view.problems.map((p) => `problem: ${p}`),
+          ];
+          globals.output.result(view, lines.join("\n"));
+          return view.problems.length === 0 ? 0 : 1;
+        } finally {
+          chain.provider.destroy();
+        }
+      }),
+    );
+
+  identity
+    .command("rotate")
+    .description("register a new certificate (generated, or --cert/--key) and make it the server's")
+    .option("--cert <file>", "the new certificate (PEM)")
+    .option("--key <file>", "its private key (PEM)")
+    .option("--validity-days <days>", "validity of a generated certificate", "365")
+    .option("--revoke-previous", "revoke the previous certificate once the new one is in place", false)
+    .action((options: { cert?: string; key?: string; validityDays: string; revokePrevious: boolean }) =>
+      run(async (globals) => {
+        const home = homeOf(globals);
+        const chain = await openChain(globals);
+        try {
+          const signer = (await loadKeystore(home)).connect(chain.provider);
+          const result = await rotateCertificate({
+            home,
+            registry: getRegistries(chain.deployment, signer).certificate,
+            signer,
+            certPem: options.cert ? fs.readFileSync(options.cert, "utf8") : undefined,
+            keyPem: options.key ? fs.readFileSync(options.key, "utf8") : undefined,
+            validityDays: Number(options.validityDays),
+            revokePrevious: options.revokePrevious,
+          });
+          globals.output.result(
+            { fingerprint: result.record.certificate_fingerprint, previous: result.previous, revoked: !!result.revocation },
+            `new certificate ${result.record.certificate_fingerprint}\nprevious ${result.previous}${result.revocation ? " (revoked)" : ""}\nrestart \`statetrail serve\` to serve it`,
+          );
+        } finally {
+          chain.provider.destroy();
+        }
+      }),
+    );
+
+  identity
+    .command("revoke [fingerprint]")
+    .description("revoke a certificate of this identity (default: the current one)")
+    .action((fingerprint: string | undefined) =>
+      run(async (globals) => {
+        const home = homeOf(globals);
+        const chain = await openChain(globals);
+        try {
+          const signer = (await loadKeystore(home)).connect(chain.provider);
+          const target = parseHexHash(fingerprint ?? readIdentity(home).certificate_fingerprint, "fingerprint");
+          const result = await revokeIdentityCertificate({
+            home,
+            registry: getRegistries(chain.deployment, signer).certificate,
+            signer,
+            fingerprint: target,
+          });
+          globals.output.result(
+            { fingerprint: target, revoked_at: result.revocation.revokedAt },
+            `revoked ${target} at ${result.revocation.revokedAt}`,
+          );
+        } finally {
+          chain.provider.destroy();
+        }
+      }),
+    );
+}
