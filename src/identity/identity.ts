@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import net from "node:net";
-import { Wallet, getAddress, type Provider, type Signer } from "ethers";
+import { Wallet, ZeroAddress, getAddress, type Provider, type Signer } from "ethers";
 import { StatetrailError } from "../errors";
 import { assertKeyAllowed } from "../chain/keys";
 import { Home, writeAtomic } from "../store/home";
@@ -135,19 +135,34 @@ export async function initIdentity(options: InitIdentityOptions): Promise<InitId
   const certificate = await certificateFor(options, host, provider);
   log(`certificate ${certificate.fingerprint} for ${host}, valid until ${iso(certificate.notAfter)}`);
 
-  // 2.3 the registration, signed by the key (relayed when a relayer is given). Written to disk under a
-  // pending name first, so that a failed registration leaves an existing identity's files untouched.
+  // The ENS name is settled before anything is paid for: a name someone else holds fails here.
+  const ens = options.ens ?? null;
+  const plannedName = await planName(signer, ens, options);
+
+  // 2.3 the registration, signed by the key (relayed when a relayer is given), then 2.2 ENS. The TLS files stay
+  // under pending names until both succeeded, so a failure leaves an existing identity's files untouched.
   const pendingCert = home.path("tls", "cert.pem.pending");
   const pendingKey = home.path("tls", "key.pem.pending");
   writeAtomic(pendingCert, Buffer.from(certificate.certPem));
   writeSecret(pendingKey, certificate.keyPem);
   const registry = CertificateRegistry__factory.connect(getAddress(options.registries.certificate), provider);
   let registration: CertificateRegistration;
+  let ensName: string | null = null;
+  let records: EnsRecords | null = null;
   try {
     registration = await registerCertificate(registry, signer, certificate, {
       relayer: options.relayer,
       confirmations: options.confirmations,
     });
+    log(`registered the certificate in ${registration.transactionHash} (block ${registration.blockNumber})`);
+    if (ens === null || plannedName === null) {
+      warn(`no ENS on network "${options.network}": the identity has no name`);
+    } else {
+      ensName =
+        plannedName.label === null ? plannedName.name : await claimName(signer, ens, plannedName.label, options);
+      log(`${plannedName.label === null ? "using" : "claimed"} ${ensName}`);
+      records = await linkName(signer, ens, ensName, url, options, log, warn);
+    }
   } catch (error) {
     fs.rmSync(pendingCert, { force: true });
     fs.rmSync(pendingKey, { force: true });
@@ -156,23 +171,6 @@ export async function initIdentity(options: InitIdentityOptions): Promise<InitId
   if (previous !== null) archiveCertificate(home, previous);
   fs.renameSync(pendingCert, home.path("tls", "cert.pem"));
   fs.renameSync(pendingKey, home.path("tls", "key.pem"));
-  log(`registered the certificate in ${registration.transactionHash} (block ${registration.blockNumber})`);
-
-  // 2.2 ENS: address ↔ name ↔ URL
-  const ens = options.ens ?? null;
-  let ensName: string | null = null;
-  let records: EnsRecords | null = null;
-  if (ens === null) {
-    if (options.ensName || options.ensLabel) {
-      throw new StatetrailError("ENS_FAILED", `no ENS is known for network "${options.network}"`, {
-        hint: "deploy the local ENS (statetrail node) or leave out the ENS name",
-      });
-    }
-    warn(`no ENS on network "${options.network}": the identity has no name`);
-  } else {
-    ensName = await claimOrCheckName(signer, ens, options, log);
-    records = await linkName(signer, ens, ensName, url, options, log, warn);
-  }
 
   const now = new Date().toISOString();
   const record: IdentityRecord = {
@@ -373,14 +371,24 @@ async function fund(funder: Signer, address: string, amount: bigint, log: (line:
   }
 }
 
-/** The identity's ENS name: claimed on a local ENS, or the user's existing name elsewhere. */
-async function claimOrCheckName(
+/**
+ * Which ENS name the identity gets: the user's existing name (`label` null), or `<label>.test` to claim on a
+ * local ENS (checked to be free or already the key's). Null without ENS.
+ */
+async function planName(
   signer: Wallet,
-  ens: EnsAddresses,
+  ens: EnsAddresses | null,
   options: InitIdentityOptions,
-  log: (line: string) => void,
-): Promise<string> {
-  if (options.ensName) return normalizeEnsName(options.ensName);
+): Promise<{ name: string; label: string | null } | null> {
+  if (ens === null) {
+    if (options.ensName || options.ensLabel) {
+      throw new StatetrailError("ENS_FAILED", `no ENS is known for network "${options.network}"`, {
+        hint: "deploy the local ENS (statetrail node) or leave out the ENS name",
+      });
+    }
+    return null;
+  }
+  if (options.ensName) return { name: normalizeEnsName(options.ensName), label: null };
   if (!canRegisterLocally(ens, LOCAL_TLD)) {
     throw new StatetrailError(
       "ENS_FAILED",
@@ -391,14 +399,27 @@ async function claimOrCheckName(
     );
   }
   const label = options.ensLabel ?? `issuer-${signer.address.slice(2, 10).toLowerCase()}`;
-  if (label.includes(".")) {
-    throw new StatetrailError("INVALID_ARGUMENT", `the ENS label "${label}" must not contain dots`, {
-      hint: `the name becomes <label>.${LOCAL_TLD}`,
+  if (label.includes(".") || label === "") {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `the ENS label "${label}" must be one non-empty label, without dots`,
+      {
+        hint: `the name becomes <label>.${LOCAL_TLD}`,
+      },
+    );
+  }
+  const name = normalizeEnsName(`${label}.${LOCAL_TLD}`);
+  const owner = await nameOwner(signer.provider!, ens, name);
+  if (owner !== ZeroAddress && owner !== signer.address) {
+    throw new StatetrailError("ENS_FAILED", `${name} is already registered to ${owner}`, {
+      hint: "choose another label (--ens-label)",
     });
   }
-  const name = await claimLocalName(signer, ens, label, LOCAL_TLD, { confirmations: options.confirmations });
-  log(`claimed ${name}`);
-  return name;
+  return { name, label };
+}
+
+async function claimName(signer: Wallet, ens: EnsAddresses, label: string, options: InitIdentityOptions) {
+  return claimLocalName(signer, ens, label, LOCAL_TLD, { confirmations: options.confirmations });
 }
 
 /** Writes addr/url/primary name when the key owns the name, then reads everything back (ENS_FAILED on mismatch). */

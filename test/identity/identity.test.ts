@@ -19,6 +19,7 @@ import {
   showIdentity,
   type InitIdentityOptions,
 } from "../../src/identity/identity";
+import { loadKeystore } from "../../src/identity/keystore";
 import { readIdentity } from "../../src/identity/record";
 import { revokeIdentityCertificate, rotateCertificate } from "../../src/identity/registration";
 import { CertificateRegistry__factory } from "../../typechain-types";
@@ -242,12 +243,32 @@ describe("identity/identity", function () {
       expect(fs.existsSync(home.path(second.record.previous_certificates[0].certificate!))).to.equal(true);
     });
 
-    it("refuses an ENS name that someone else holds with ENS_FAILED, writing no identity", async function () {
-      const { options, home } = await setup();
-      await initIdentity({ ...options, home: tempHome() });
+    it("refuses an ENS name that someone else holds with ENS_FAILED before sending anything", async function () {
+      const { options, home, provider, funder } = await setup({ funder: undefined });
+      await initIdentity({ ...options, home: tempHome(), funder }); // takes acme.test
       const error = await expectCode(initIdentity(options), "ENS_FAILED");
       expect(error.message).to.match(/acme\.test is already registered/);
+      expect(error.hint).to.match(/--ens-label/);
       expect(fs.existsSync(home.path("identity.json"))).to.equal(false);
+      expect(fs.readdirSync(home.path("tls"))).to.deep.equal([]);
+      const { address } = await loadKeystore(home, { password: "pw" });
+      expect(await provider.getTransactionCount(address)).to.equal(0);
+    });
+
+    it("leaves an existing identity's files untouched when a forced re-init fails at ENS", async function () {
+      const { options, home } = await setup();
+      const first = await initIdentity(options);
+      const before = ["identity.json", "tls/cert.pem", "tls/key.pem"].map((f) => fs.readFileSync(home.path(f), "utf8"));
+      // A name this key may not write: owned by another identity, pointing elsewhere.
+      await initIdentity({ ...options, home: tempHome(), ensLabel: "other" });
+      await expectCode(
+        initIdentity({ ...options, force: true, ensLabel: undefined, ensName: "other.test" }),
+        "ENS_FAILED",
+      );
+      const after = ["identity.json", "tls/cert.pem", "tls/key.pem"].map((f) => fs.readFileSync(home.path(f), "utf8"));
+      expect(after).to.deep.equal(before);
+      expect(readIdentity(home).certificate_fingerprint).to.equal(first.record.certificate_fingerprint);
+      expect(fs.readdirSync(home.path("tls")).filter((f) => f.endsWith(".pending"))).to.deep.equal([]);
     });
 
     it("checks an existing name it does not own, and fails with ENS_FAILED when it does not point here", async function () {
