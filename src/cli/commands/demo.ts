@@ -1,0 +1,136 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { Wallet } from "ethers";
+import { ensureLocalChain } from "../../chain/local";
+import { devPrivateKey } from "../../chain/keys";
+import { freePort } from "../../chain/node";
+import { initIdentity } from "../../identity/identity";
+import { loadModel } from "../../model/load";
+import { startServer } from "../../server";
+import { Home } from "../../store/home";
+import { Tracker } from "../../tracker/tracker";
+import { ensReaderFromProvider, renderReport, trustedFromDeployment, verifyProtocol } from "../../verify";
+import { engineFromOptions, readInputArgument } from "./run";
+import { registriesOf } from "../context";
+import { EXIT } from "../output";
+import { type CommandContext } from "../main";
+
+const EXAMPLES = path.resolve(__dirname, "..", "..", "..", "examples");
+
+interface DemoOptions {
+  model: string;
+  input: string;
+  handlers: string;
+  chainPort: string;
+  serverPort?: string;
+  keepServing: boolean;
+}
+
+export function registerDemo({ program, run }: CommandContext): void {
+  program
+    .command("demo")
+    .description("everything on the embedded defaults: chain, identity, model, tracked run, HTTPS, verification")
+    .option("--model <file>", "the model to run", path.join(EXAMPLES, "order-fulfilment.asl.json"))
+    .option("--input <json|file>", "its input", path.join(EXAMPLES, "order-fulfilment.input.json"))
+    .option("--handlers <module>", "its Task handlers", path.join(EXAMPLES, "order-fulfilment.handlers.js"))
+    .option("--chain-port <port>", "JSON-RPC port of the local chain (reused when one runs there)", "8545")
+    .option("--server-port <port>", "HTTPS port (default: a free one)")
+    .option("--keep-serving", "leave the chain and the HTTPS server running until Ctrl-C", false)
+    .addHelpText("after", "\nExample:\n  $ npm run demo            (or: npx statetrail demo --keep-serving)")
+    .action((options: DemoOptions) =>
+      run(async (globals) => {
+        const log = globals.output.log;
+        const started = Date.now();
+        const step = (n: number, text: string) => log(`\n[${n}/6] ${text}`);
+
+        step(1, "local chain: hardhat node, registries, ENS");
+        const chain = await ensureLocalChain({ port: Number(options.chainPort), log });
+        const home = new Home(globals.home ?? fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-demo-"))).ensure();
+        // The demo's keystore gets a random password for this run unless the user set one.
+        process.env.STATETRAIL_PASSWORD ??= randomBytes(16).toString("hex");
+        let server: Awaited<ReturnType<typeof startServer>> | undefined;
+        try {
+          step(2, `identity: key, TLS certificate, on-chain registration, ENS (data in ${home.root})`);
+          const port = options.serverPort ? Number(options.serverPort) : await freePort();
+          const identity = await initIdentity({
+            home,
+            provider: chain.provider,
+            network: chain.deployment.network,
+            chainId: chain.deployment.chainId,
+            registries: registriesOf(chain.deployment),
+            ens: chain.deployment.ens,
+            host: "localhost",
+            port,
+            funder: new Wallet(devPrivateKey(0), chain.provider),
+            force: true,
+            log,
+          });
+          log(`  issuer ${identity.record.address} = ${identity.record.ens_name}`);
+          log(`  certificate ${identity.record.certificate_fingerprint}`);
+
+          step(3, "HTTPS server with the registered certificate");
+          server = await startServer({ home, port, wellKnown: { registries: registriesOf(chain.deployment) }, log });
+          log(`  ${server.url}`);
+
+          step(4, `model: ${path.relative(process.cwd(), options.model)}`);
+          const model = await loadModel(options.model);
+          const tracker = new Tracker({
+            home,
+            signer: identity.signer,
+            identity: identity.record,
+            registries: registriesOf(chain.deployment),
+            chainId: chain.deployment.chainId,
+            engine: engineFromOptions({ engine: "local", handlers: options.handlers, skipWaits: true }),
+            onProtocol: server.notify,
+            log,
+          });
+          const deployed = await tracker.deployModel(model);
+          log(`  model_hash ${model.hash} ${deployed.registered ? "registered" : "(already registered)"}`);
+
+          step(5, "tracked run on the local engine: every state registered on-chain");
+          const protocol = await tracker.run(model, readInputArgument(options.input));
+          const url = `${identity.record.url}/instances/${protocol.instance_hash}/protocol`;
+          for (const entry of protocol.instance_protocol) {
+            log(`  #${String(entry.seq).padStart(2)} ${entry.state_type.padEnd(18)} ${entry.state_name.padEnd(24)} block ${entry.block_nr}`);
+          }
+          log(`  ${protocol.status}: ${protocol.instance_protocol.length} states`);
+
+          step(6, "verification, as an auditor would: TLS, ENS, certificate, model, instance, states, completeness, signature");
+          const report = await verifyProtocol({
+            input: { url },
+            provider: chain.provider,
+            trusted: trustedFromDeployment(chain.deployment),
+            ens: ensReaderFromProvider(chain.provider),
+          });
+          log(renderReport(report));
+          globals.output.result(
+            {
+              protocol_url: url,
+              instance_hash: protocol.instance_hash,
+              status: protocol.status,
+              states: protocol.instance_protocol.length,
+              verdict: report.verdict,
+              home: home.root,
+              seconds: (Date.now() - started) / 1000,
+            },
+            `\nprotocol: ${url}\nverdict: ${report.verdict} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+          );
+          if (options.keepServing) {
+            log(`\nserving ${server.url} and the chain at ${chain.node.url}; press Ctrl-C to stop`);
+            log(`  try: npx statetrail verify ${url} --home ${home.root}`);
+            await new Promise<void>((resolve) => {
+              process.once("SIGINT", resolve);
+              process.once("SIGTERM", resolve);
+            });
+          }
+          return report.exit_code === 0 ? EXIT.OK : report.exit_code;
+        } finally {
+          await server?.close();
+          chain.provider.destroy();
+          if (chain.started) await chain.node.stop();
+        }
+      }),
+    );
+}
