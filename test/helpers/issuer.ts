@@ -1,0 +1,91 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Wallet } from "ethers";
+import { deployAll } from "../../src/chain/deploy";
+import { type Deployment } from "../../src/chain/deployments";
+import { devPrivateKey } from "../../src/chain/keys";
+import { freePort } from "../../src/chain/node";
+import { connect, type ChainProvider } from "../../src/chain/provider";
+import { type Engine } from "../../src/engine/types";
+import { initIdentity, type InitIdentityResult } from "../../src/identity/identity";
+import { type Registries } from "../../src/protocol/schema";
+import { startServer, type RunningServer } from "../../src/server";
+import { Home } from "../../src/store/home";
+import { Tracker, type TrackerOptions } from "../../src/tracker/tracker";
+
+export interface TestIssuer {
+  provider: ChainProvider;
+  deployment: Deployment;
+  deploymentsDir: string;
+  registries: Registries;
+  home: Home;
+  identity: InitIdentityResult;
+  server: RunningServer;
+  tracker(engine: Engine, options?: Partial<TrackerOptions>): Tracker;
+  close(): Promise<void>;
+}
+
+export function registriesOf(deployment: Deployment): Registries {
+  return {
+    model: deployment.contracts.ModelRegistry.address,
+    certificate: deployment.contracts.CertificateRegistry.address,
+    instance: deployment.contracts.InstanceRegistry.address,
+  };
+}
+
+/**
+ * A complete issuer on a real chain: registries and a local ENS deployed (recorded in a temporary
+ * deployments folder), an identity (keystore, certificate registered, ENS name), and the HTTPS server
+ * running with that certificate on a free port.
+ */
+export async function setupIssuer(rpcUrl: string, options: { label?: string } = {}): Promise<TestIssuer> {
+  process.env.STATETRAIL_PASSWORD ??= "test-password";
+  process.env.STATETRAIL_FAST_KEYSTORE = "1";
+  const deploymentsDir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-deployments-"));
+  const bootstrap = await connect({ rpcUrl, ensRegistry: null });
+  const deployer = new Wallet(devPrivateKey(0), bootstrap);
+  const { deployment } = await deployAll(deployer, "localhost", { dir: deploymentsDir });
+  bootstrap.destroy();
+  const provider = await connect({ rpcUrl, expectedChainId: deployment.chainId, ensRegistry: deployment.ens.registry });
+  const home = new Home(fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-home-"))).ensure();
+  const registries = registriesOf(deployment);
+  const port = await freePort();
+  const identity = await initIdentity({
+    home,
+    provider,
+    network: "localhost",
+    chainId: deployment.chainId,
+    registries,
+    ens: deployment.ens,
+    host: "localhost",
+    port,
+    ensLabel: options.label,
+    funder: new Wallet(devPrivateKey(0), provider),
+  });
+  const server = await startServer({ home, port, wellKnown: { registries }, log: () => undefined });
+  return {
+    provider,
+    deployment,
+    deploymentsDir,
+    registries,
+    home,
+    identity,
+    server,
+    tracker: (engine, overrides = {}) =>
+      new Tracker({
+        home,
+        signer: identity.signer,
+        identity: identity.record,
+        registries,
+        chainId: deployment.chainId,
+        engine,
+        onProtocol: server.notify,
+        ...overrides,
+      }),
+    async close() {
+      await server.close();
+      provider.destroy();
+    },
+  };
+}
