@@ -78,7 +78,7 @@ export interface InitIdentityOptions extends PasswordOptions {
   confirmations?: number;
   /** Replace an existing identity.json (the keystore is kept, never overwritten). */
   force?: boolean;
-  /** Progress lines (stderr in the CLI). */
+  /** Progress lines (stderr in the CLI). Warnings are not logged but returned in the result. */
   log?: (line: string) => void;
 }
 
@@ -102,11 +102,9 @@ export interface InitIdentityResult {
 export async function initIdentity(options: InitIdentityOptions): Promise<InitIdentityResult> {
   const home = toHome(options.home).ensure();
   const log = options.log ?? (() => undefined);
+  // Returned, not logged: the caller decides how to show them.
   const warnings: string[] = [];
-  const warn = (line: string) => {
-    warnings.push(line);
-    log(`warning: ${line}`);
-  };
+  const warn = (line: string) => void warnings.push(line);
   if (fs.existsSync(identityFile(home)) && !options.force) {
     throw new StatetrailError("INVALID_ARGUMENT", `an identity already exists in ${home.root}`, {
       hint: "show it with `statetrail identity show`, change its certificate with `statetrail identity rotate`, or pass --force",
