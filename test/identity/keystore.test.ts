@@ -160,6 +160,20 @@ describe("identity/keystore", function () {
       expect(written).to.not.contain("s3cret");
     });
 
+    it("asks twice on a TTY for a new keystore, and refuses different answers", async function () {
+      const home = tempHome();
+      const created = await createKeystore(home, {
+        env: FAST,
+        input: fakeTty(["pw1", "pw1"]),
+        output: new PassThrough(),
+      });
+      expect((await loadKeystore(home, { password: "pw1" })).address).to.equal(created.address);
+      await expectCode(
+        createKeystore(tempHome(), { env: FAST, input: fakeTty(["pw1", "pw2"]), output: new PassThrough() }),
+        "KEYSTORE_PASSWORD",
+      );
+    });
+
     it("refuses an empty password", async function () {
       await expectCode(resolvePassword({ password: "" }), "KEYSTORE_PASSWORD");
     });
