@@ -299,16 +299,16 @@ export async function deployAll(
 export function formatDeployment(deployment: Deployment): string {
   const lines = [`network ${deployment.network} (chain ${deployment.chainId}), deployer ${deployment.deployer}`];
   for (const [name, c] of Object.entries(deployment.contracts)) {
-    lines.push(`  ${name.padEnd(20)} ${c.address}  block ${c.blockNumber}  tx ${c.transactionHash}`);
+    lines.push(`  ${name.padEnd(22)} ${c.address}  block ${c.blockNumber}  tx ${c.transactionHash}`);
   }
   const { ens } = deployment;
   lines.push(
-    `  ${"ENS registry".padEnd(20)} ${ens.registry}${ens.deployedByStatetrail ? " (deployed by statetrail)" : ""}`,
+    `  ${"ENS registry".padEnd(22)} ${ens.registry}${ens.deployedByStatetrail ? " (deployed by statetrail)" : ""}`,
   );
-  lines.push(`  ${"ENS public resolver".padEnd(20)} ${ens.publicResolver ?? "-"}`);
-  lines.push(`  ${"ENS reverse registrar".padEnd(20)} ${ens.reverseRegistrar ?? "-"}`);
+  lines.push(`  ${"ENS public resolver".padEnd(22)} ${ens.publicResolver ?? "-"}`);
+  lines.push(`  ${"ENS reverse registrar".padEnd(22)} ${ens.reverseRegistrar ?? "-"}`);
   for (const [tld, address] of Object.entries(ens.fifsRegistrars)) {
-    lines.push(`  ${("FIFS ." + tld).padEnd(20)} ${address}`);
+    lines.push(`  ${("FIFS ." + tld).padEnd(22)} ${address}`);
   }
   return lines.join("\n");
 }
@@ -361,7 +361,7 @@ async function confirmDeployment(
   if (receipt.contractAddress && getAddress(receipt.contractAddress) !== address) {
     throw new StatetrailError("TX_FAILED", `${name} was deployed at ${receipt.contractAddress}, expected ${address}`);
   }
-  log(`  ${name.padEnd(20)} ${address} (block ${receipt.blockNumber}, tx ${tx.hash})`);
+  log(`  ${name.padEnd(22)} ${address} (block ${receipt.blockNumber}, tx ${tx.hash})`);
   return { address, transactionHash: tx.hash, blockNumber: receipt.blockNumber };
 }
 

@@ -368,22 +368,25 @@ export interface ReverseLookup {
   confirmed: boolean;
 }
 
-/** Reverse record of `address` and its forward check, with the details a verifier reports. */
+/**
+ * Reverse record of `address` and its forward check, with the details a verifier reports. A name that is not
+ * stored in ENS-normalised form is never confirmed.
+ */
 export async function reverseLookup(provider: AbstractProvider, address: string): Promise<ReverseLookup> {
   const checksummed = getAddress(address);
   return ensRead(provider, `looking up the name of ${checksummed}`, async () => {
     const registry = await requireEnsRegistry(provider);
     const name = await readReverseRecord(provider, registry, checksummed);
     if (!name) return { name: null, forwardAddress: null, confirmed: false };
-    let forwardAddress: string | null;
+    // A primary name must be stored normalised: "Alice.test" or a homoglyph spelling is not "alice.test".
+    let normalized: string | null;
     try {
-      forwardAddress = await resolveAddress(provider, name);
-    } catch (error) {
-      if (error instanceof StatetrailError && error.code === "INVALID_ARGUMENT") {
-        return { name, forwardAddress: null, confirmed: false };
-      }
-      throw error;
+      normalized = normalizeName(name);
+    } catch {
+      normalized = null;
     }
+    if (normalized !== name) return { name, forwardAddress: null, confirmed: false };
+    const forwardAddress = await resolveAddress(provider, name);
     return { name, forwardAddress, confirmed: forwardAddress === checksummed };
   });
 }

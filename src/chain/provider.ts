@@ -222,3 +222,15 @@ function describeFetchError(error: unknown, timeoutMs: number): string {
   if (code === "ECONNRESET") return "connection reset";
   return e?.cause?.message ?? e?.message ?? String(error);
 }
+
+/**
+ * {@link connect} for a recorded deployment: refuses an endpoint of another chain (WRONG_CHAIN) and attaches the
+ * deployment's ENS registry, so ENS reads work on the local chain too.
+ */
+export async function connectDeployment(
+  rpcUrl: string,
+  deployment: { chainId: number; ens: { registry: string } },
+  options: Omit<ConnectOptions, "rpcUrl" | "expectedChainId" | "ensRegistry"> = {},
+): Promise<ChainProvider> {
+  return connect({ ...options, rpcUrl, expectedChainId: deployment.chainId, ensRegistry: deployment.ens.registry });
+}

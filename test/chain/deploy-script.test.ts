@@ -7,7 +7,6 @@ import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import { loadDeployment } from "../../src/chain/deployments";
 import { verifyRegistryCode } from "../../src/chain/contracts";
-import { devPrivateKey } from "../../src/chain/keys";
 import { REPO_ROOT } from "../../src/chain/node";
 import { connect } from "../../src/chain/provider";
 import { useHardhatNode } from "../helpers/node-process";
@@ -63,18 +62,17 @@ describe("chain: npm run deploy", function () {
   let dir: string;
   let rpc: Awaited<ReturnType<typeof recordingServer>>;
   let missing: RunResult;
-  let devKey: RunResult;
   let local: RunResult;
 
-  // The three runs are independent child processes: run them side by side.
+  // The runs are independent child processes: run them side by side. (The refusal of development keys is
+  // covered in keys.test.ts and, through deployAll on chain 11155111, in sepolia-mimic.test.ts.)
   before(async function () {
     this.timeout(60_000);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-deploy-script-"));
     rpc = await recordingServer();
     const sepolia = { SEPOLIA_RPC_URL: rpc.url, STATETRAIL_DEPLOYMENTS_DIR: dir };
-    [missing, devKey, local] = await Promise.all([
+    [missing, local] = await Promise.all([
       runDeploy("sepolia", { ...sepolia, SEPOLIA_PRIVATE_KEY: "" }),
-      runDeploy("sepolia", { ...sepolia, SEPOLIA_PRIVATE_KEY: devPrivateKey(0) }),
       runDeploy("localhost", { STATETRAIL_RPC_URL: chain.url, STATETRAIL_DEPLOYMENTS_DIR: dir }),
     ]);
   });
@@ -90,12 +88,6 @@ describe("chain: npm run deploy", function () {
     expect(missing.stderr).to.contain("export SEPOLIA_PRIVATE_KEY=");
     expect(rpc.requests).to.deep.equal([]);
     expect(fs.existsSync(path.join(dir, "sepolia"))).to.equal(false);
-  });
-
-  it("refuses a development key on Sepolia before contacting the RPC", function () {
-    expect(devKey.code, devKey.stderr).to.equal(1);
-    expect(devKey.stderr).to.contain("KEY_REFUSED").and.contain("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
-    expect(rpc.requests).to.deep.equal([]);
   });
 
   it("deploys to a running node (--network localhost) and records it", async function () {

@@ -8,6 +8,7 @@ import { deployAll } from "../../src/chain/deploy";
 import { loadDeployment, type Deployment } from "../../src/chain/deployments";
 import { getRegistries, verifyRegistryCode } from "../../src/chain/contracts";
 import {
+  ensContract,
   getText,
   lookupName,
   ownerOf,
@@ -20,7 +21,7 @@ import {
   setText,
 } from "../../src/chain/ens";
 import { devPrivateKey } from "../../src/chain/keys";
-import { connect } from "../../src/chain/provider";
+import { connect, connectDeployment } from "../../src/chain/provider";
 import { useHardhatNode } from "../helpers/node-process";
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<Error> {
@@ -49,7 +50,7 @@ describe("chain: deployment and ENS on a real hardhat node", function () {
     const deployer = new Wallet(devPrivateKey(0), plain);
     ({ deployment } = await deployAll(deployer, "localtest", { dir }));
     plain.destroy();
-    provider = await connect({ rpcUrl: chain.url, expectedChainId: 31337, ensRegistry: deployment.ens.registry });
+    provider = await connectDeployment(chain.url, deployment);
     alice = new Wallet(devPrivateKey(1), provider);
     bob = new Wallet(devPrivateKey(2), provider);
   });
@@ -123,6 +124,13 @@ describe("chain: deployment and ENS on a real hardhat node", function () {
     expect(await lookupName(provider, bob.address)).to.equal(null);
     expect(await provider.lookupAddress(bob.address)).to.equal(null);
     expect(await lookupName(provider, Wallet.createRandom().address)).to.equal(null);
+
+    // a reverse record in another spelling than the normalised name is not confirmed either
+    await setPrimaryName(alice, deployment.ens, "alice.test");
+    const carol = new Wallet(devPrivateKey(3), provider);
+    const reverse = ensContract("ReverseRegistrar", deployment.ens.reverseRegistrar!, carol);
+    await (await reverse.setName("Alice.test")).wait();
+    expect((await reverseLookup(provider, carol.address)).confirmed).to.equal(false);
     expect(await resolveAddress(provider, "nobody.test")).to.equal(null);
   });
 
