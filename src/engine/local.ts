@@ -1,0 +1,583 @@
+// The polyfill must run before aws-local-stepfunctions is loaded (it calls Promise.withResolvers).
+import "./polyfill";
+import { AsyncLocalStorage } from "node:async_hooks";
+import path from "node:path";
+import { StateMachine } from "aws-local-stepfunctions";
+import { StatetrailError, toStatetrailError } from "../errors";
+import { assertLocalSupported } from "../model/features";
+import { type AslDefinition, type LoadedModel } from "../model/types";
+import { forEachState, validateDefinition } from "../model/validate";
+import { type IterationStep } from "../protocol/schema";
+import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
+import { type AslStateType, type Engine, type EngineEvent, type StartOptions, type StateEnteredEvent } from "./types";
+
+/** What a Task handler learns besides its input. */
+export interface TaskHandlerContext {
+  stateName: string;
+  resource: string;
+  /** Where the Task runs (outermost first): which Map iteration / Parallel branch. */
+  iterationPath: IterationStep[];
+  /** The execution's Context Object ($$). */
+  contextObject: ContextObject;
+}
+
+/**
+ * A local stand-in for a Task's resource. Its return value is the task's result; to fail the task, throw
+ * an Error whose `name` is the ASL error name (e.g. `PaymentDeclined`) and whose `message` is the cause.
+ */
+export type TaskHandler = (input: unknown, context: TaskHandlerContext) => unknown;
+
+/** Task handlers keyed by state name or by Resource ARN (a state name wins). */
+export type TaskHandlers = Record<string, TaskHandler>;
+
+export interface LocalEngineOptions {
+  /** Handlers, or the path of a CommonJS/TypeScript module exporting them (as exports or `default`). */
+  handlers?: TaskHandlers | string;
+  /** `"echo"`: a Task without a handler returns its input, so any model runs without code. */
+  taskHandler?: "echo";
+  /** Wait states and Retry intervals take 1 ms instead of their real duration (not 0: see STACK.md). */
+  skipWaits?: boolean;
+  /** The run is aborted after this many states entered (default 10,000): a guard against endless loops. */
+  maxSteps?: number;
+  /** State machine name in the Context Object (default: derived from the model hash). */
+  stateMachineName?: string;
+  region?: string;
+  accountId?: string;
+  roleArn?: string;
+  /** Called with each warning (e.g. `.waitForTaskToken` run locally). */
+  onWarning?: (message: string) => void;
+}
+
+export const DEFAULT_MAX_STEPS = 10_000;
+
+/** aws-local-stepfunctions' event log entry (its type is not exported). */
+export type LibraryEvent = ReturnType<StateMachine["run"]>["eventLogs"] extends AsyncGenerator<infer E> ? E : never;
+
+/** A library event with the Map iteration / Parallel branch path it happened in. */
+export interface TaggedEvent {
+  event: LibraryEvent;
+  path: IterationStep[];
+}
+
+export interface InterpreterOptions {
+  /** Handlers already resolved per Task state name. */
+  handlers: Map<string, { handler: TaskHandler; resource: string }>;
+  context: ContextObject;
+  skipWaits?: boolean;
+  /** The run is aborted when more states than this are entered (default 10,000). */
+  maxSteps?: number;
+}
+
+export interface InterpreterRun {
+  /** Every event of the run, nested ones included, in an order consistent with the nesting. */
+  events: AsyncGenerator<TaggedEvent>;
+  abort(): void;
+  /** Settles when the execution ends (never rejects; the end is in the events). */
+  done: Promise<void>;
+  /** Was the run aborted because it entered more than `maxSteps` states? */
+  limitExceeded(): boolean;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Nesting: aws-local-stepfunctions runs every Map iteration and Parallel branch as a nested StateMachine
+// and forwards its events to the parent's log. The forwarded events don't say which Parallel branch they
+// come from, a nested Map overwrites the outer Map's iteration index, and they are forwarded lazily, so
+// a parent's next state can be logged before the last events of its iterations. The library's
+// StateMachine.run is wrapped (once, for definitions registered here only) so that each nested run
+//  - tags its events with its step {parent, kind, index} (prepended on the way up: outermost first),
+//  - settles only after all its events reached the parent's log (the order is consistent with nesting),
+//  - on failure aborts its siblings and waits for them, and iterations queued after a failure never start
+//    (as on AWS, where the remaining iterations are aborted).
+// ---------------------------------------------------------------------------------------------------
+
+interface NestInfo {
+  parent: string;
+  kind: "map" | "parallel";
+  branch?: number;
+}
+
+interface Member {
+  abort(): void;
+  drained: Promise<void>;
+}
+
+interface Group {
+  members: Member[];
+  failed: boolean;
+}
+
+interface RunStore {
+  path: IterationStep[];
+  /** Parallel groups of the runs nested directly in this one, by Parallel state name. */
+  parallelGroups: Map<string, Group>;
+}
+
+const PATH_TAG = "__statetrailPath";
+const nesting = new WeakMap<object, NestInfo>();
+const mapGroups = new WeakMap<object, Group>();
+const mapCounters = new WeakMap<object, number>();
+const runStore = new AsyncLocalStorage<RunStore>();
+let patched = false;
+
+type RunFn = StateMachine["run"];
+type Execution = ReturnType<RunFn>;
+
+function tagOf(event: LibraryEvent): IterationStep[] {
+  return ((event as unknown as Record<string, unknown>)[PATH_TAG] as IterationStep[] | undefined) ?? [];
+}
+
+function installNestingPatch(): void {
+  if (patched) return;
+  patched = true;
+  const proto = StateMachine.prototype as unknown as { run: RunFn };
+  const original = proto.run;
+  proto.run = function (this: StateMachine, input, options): Execution {
+    const definition = (this as unknown as { definition: object }).definition;
+    const info = nesting.get(definition);
+    if (!info) return original.call(this, input, options);
+    const parentStore = runStore.getStore();
+
+    let group: Group;
+    let index: number;
+    if (info.kind === "map") {
+      // One nested StateMachine per Map state execution; the library starts iterations in index order.
+      index = mapCounters.get(this) ?? 0;
+      mapCounters.set(this, index + 1);
+      group = mapGroups.get(this) ?? { members: [], failed: false };
+      mapGroups.set(this, group);
+    } else {
+      index = info.branch ?? 0;
+      const groups = parentStore?.parallelGroups ?? new Map<string, Group>();
+      if (index === 0 || !groups.has(info.parent)) groups.set(info.parent, { members: [], failed: false });
+      group = groups.get(info.parent) as Group;
+    }
+    if (group.failed) {
+      // A sibling failed: the Map or Parallel has failed; this iteration never starts.
+      return {
+        abort: () => undefined,
+        eventLogs: (async function* () {})() as Execution["eventLogs"],
+        result: Promise.resolve(null),
+      };
+    }
+
+    const step: IterationStep = { parent: info.parent, kind: info.kind, index };
+    const store: RunStore = { path: [...(parentStore?.path ?? []), step], parallelGroups: new Map() };
+    const execution = runStore.run(store, () => original.call(this, input, options));
+
+    let markDrained!: () => void;
+    const drained = new Promise<void>((resolve) => (markDrained = resolve));
+    const member: Member = { abort: execution.abort, drained };
+    group.members.push(member);
+
+    async function* tagged(): AsyncGenerator<LibraryEvent> {
+      try {
+        for await (const event of execution.eventLogs) {
+          const record = event as unknown as Record<string, unknown>;
+          record[PATH_TAG] = [step, ...tagOf(event)];
+          yield event;
+        }
+      } finally {
+        markDrained();
+      }
+    }
+
+    const result = execution.result.then(
+      async (value) => {
+        await drained;
+        return value;
+      },
+      async (error: unknown) => {
+        if (!group.failed) {
+          group.failed = true;
+          for (const sibling of group.members) if (sibling !== member) sibling.abort();
+          await Promise.all(group.members.map((m) => m.drained));
+        } else {
+          await drained;
+        }
+        throw error;
+      },
+    );
+    return { abort: execution.abort, eventLogs: tagged() as Execution["eventLogs"], result };
+  };
+}
+
+/** Registers the nested state machines of `definition` (the very objects the library will be given). */
+function registerNesting(definition: unknown): void {
+  forEachState(definition, ({ name, state }) => {
+    if (state.Type === "Parallel" && Array.isArray(state.Branches)) {
+      state.Branches.forEach((branch: unknown, index: number) => {
+        if (branch && typeof branch === "object")
+          nesting.set(branch, { parent: name, kind: "parallel", branch: index });
+      });
+    }
+    if (state.Type === "Map") {
+      const body = (state.ItemProcessor ?? state.Iterator) as unknown;
+      if (body && typeof body === "object") nesting.set(body, { parent: name, kind: "map" });
+    }
+  });
+}
+
+/**
+ * Starts a run of `definition` on aws-local-stepfunctions and returns its events tagged with their
+ * iteration paths. Shared by LocalEngine and the in-process Step Functions endpoint. The definition must
+ * have been validated (the library's own validation is turned off: it rejects `${Placeholder}` ARNs and
+ * JSONPath filters that statetrail's validation accepts).
+ */
+export function startInterpreter(
+  definition: AslDefinition,
+  input: unknown,
+  options: InterpreterOptions,
+): InterpreterRun {
+  installNestingPatch();
+  const copy = JSON.parse(JSON.stringify(definition)) as AslDefinition;
+  registerNesting(copy);
+
+  const localHandlers: Record<string, (input: never) => Promise<never>> = {};
+  const waitOverrides: Record<string, number> = {};
+  const retryOverrides: Record<string, number> = {};
+  forEachState(copy, ({ name, state }) => {
+    if (options.skipWaits && state.Type === "Wait") waitOverrides[name] = 1;
+    if (options.skipWaits && Array.isArray(state.Retry)) retryOverrides[name] = 1;
+  });
+  for (const [name, { handler, resource }] of options.handlers) {
+    localHandlers[name] = (async (taskInput: unknown) => {
+      const context: TaskHandlerContext = {
+        stateName: name,
+        resource,
+        iterationPath: runStore.getStore()?.path ?? [],
+        contextObject: options.context,
+      };
+      let output: unknown;
+      try {
+        output = await handler(taskInput, context);
+      } catch (error) {
+        throw error instanceof Error ? error : new Error(typeof error === "string" ? error : JSON.stringify(error));
+      }
+      return (output === undefined ? null : output) as never;
+    }) as (input: never) => Promise<never>;
+  }
+
+  const machine = new StateMachine(copy as never, { validationOptions: { noValidate: true } });
+  const rootStore: RunStore = { path: [], parallelGroups: new Map() };
+  const execution = runStore.run(rootStore, () =>
+    machine.run(input as never, {
+      overrides: {
+        taskResourceLocalHandlers: localHandlers as never,
+        waitTimeOverrides: waitOverrides,
+        retryIntervalOverrides: retryOverrides,
+      },
+      noThrowOnAbort: true,
+      context: options.context as never,
+    }),
+  );
+  const done = execution.result.then(
+    () => undefined,
+    () => undefined,
+  );
+
+  // An eager pump reads the log as fast as the library writes it, so the step limit holds even when the
+  // consumer is slow (a run of Pass states never yields to the event loop: the consumer could starve).
+  const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
+  const buffer: TaggedEvent[] = [];
+  let finished = false;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  let steps = 0;
+  let limitExceeded = false;
+  const notify = (): void => {
+    wake?.();
+    wake = null;
+  };
+  void (async () => {
+    try {
+      for await (const event of execution.eventLogs) {
+        if (event.type === "StateEntered" || event.type === "StateRetried") {
+          if (limitExceeded) continue;
+          steps += 1;
+          if (steps > maxSteps) {
+            limitExceeded = true;
+            execution.abort();
+            continue;
+          }
+        }
+        buffer.push({ event, path: tagOf(event) });
+        notify();
+      }
+    } catch (error) {
+      failure = error;
+    } finally {
+      finished = true;
+      notify();
+    }
+  })();
+
+  async function* events(): AsyncGenerator<TaggedEvent> {
+    try {
+      for (;;) {
+        const next = buffer.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (finished) break;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+      if (failure) throw toStatetrailError(failure, "ENGINE_FAILED");
+    } finally {
+      execution.abort();
+    }
+  }
+  return { events: events(), abort: execution.abort, done, limitExceeded: () => limitExceeded };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------------
+
+export interface MissingHandler {
+  name: string;
+  resource: string;
+  path: string;
+}
+
+const echo: TaskHandler = (input) => input;
+
+/** Loads handlers from a module path (exports or `default` export: an object of functions). */
+export function loadHandlerModule(modulePath: string): TaskHandlers {
+  const resolved = path.resolve(modulePath);
+  let loaded: unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    loaded = require(resolved);
+  } catch (error) {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `cannot load task handlers from ${modulePath}: ${(error as Error).message}`,
+      {
+        cause: error,
+        hint: "the handler module must be CommonJS (.js) or TypeScript (.ts) exporting functions keyed by state name or Resource ARN",
+      },
+    );
+  }
+  const record = loaded as Record<string, unknown>;
+  const candidate =
+    record && typeof record.default === "object" && record.default !== null
+      ? (record.default as Record<string, unknown>)
+      : record;
+  const handlers: TaskHandlers = {};
+  for (const [key, value] of Object.entries(candidate ?? {})) {
+    if (key === "__esModule" || key === "default") continue;
+    if (typeof value !== "function") {
+      throw new StatetrailError("INVALID_ARGUMENT", `${modulePath}: export "${key}" is not a function`);
+    }
+    handlers[key] = value as TaskHandler;
+  }
+  return handlers;
+}
+
+/** Resolves a handler for every Task (nested ones too): by state name, then Resource, then the fallback. */
+export function resolveTaskHandlers(
+  definition: unknown,
+  handlers: TaskHandlers | undefined,
+  fallback?: "echo",
+): { byName: Map<string, { handler: TaskHandler; resource: string }>; missing: MissingHandler[] } {
+  const byName = new Map<string, { handler: TaskHandler; resource: string }>();
+  const missing: MissingHandler[] = [];
+  forEachState(definition, ({ name, state, pointer }) => {
+    if (state.Type !== "Task") return;
+    const resource = typeof state.Resource === "string" ? state.Resource : "";
+    const own = (key: string): TaskHandler | undefined =>
+      handlers && Object.prototype.hasOwnProperty.call(handlers, key) ? handlers[key] : undefined;
+    const handler = own(name) ?? (resource ? own(resource) : undefined) ?? (fallback === "echo" ? echo : undefined);
+    if (handler) byName.set(name, { handler, resource });
+    else missing.push({ name, resource, path: pointer });
+  });
+  return { byName, missing };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Library events → EngineEvents
+// ---------------------------------------------------------------------------------------------------
+
+const STATE_TYPES = new Set<string>(["Task", "Pass", "Choice", "Wait", "Parallel", "Map", "Succeed", "Fail"]);
+
+function causeString(cause: unknown): string | undefined {
+  if (cause === undefined || cause === null) return undefined;
+  if (typeof cause === "string") return cause;
+  if (cause instanceof Error) return cause.message;
+  try {
+    return JSON.stringify(cause);
+  } catch {
+    return String(cause);
+  }
+}
+
+/**
+ * Maps the library's events to EngineEvents:
+ *  - StateEntered → a state event (attempt 0); every StateRetried → another state event of the same state
+ *    with attempt n (the n-th retry) and the same input;
+ *  - StateFailed remembers the error; StateCaught marks it caught, and the next state entered in the same
+ *    iteration path (the Catch's Next) carries it as `caughtError`;
+ *  - the root execution's end → one `end` event (a timeout ends as failed with States.Timeout).
+ */
+export class LibraryEventMapper {
+  private readonly lastError = new Map<string, { error: string; cause?: string }>();
+  private readonly attempts = new Map<string, number>();
+  private readonly caught = new Map<string, { error: string; cause?: string }>();
+
+  map({ event, path: iterationPath }: TaggedEvent): EngineEvent | null {
+    const scope = JSON.stringify(iterationPath);
+    switch (event.type) {
+      case "StateEntered": {
+        const key = `${scope}\u0000${event.state.name}`;
+        this.attempts.set(key, 0);
+        this.lastError.delete(key);
+        const caughtError = this.caught.get(scope) ?? null;
+        this.caught.delete(scope);
+        return this.stateEvent(event.state, iterationPath, 0, caughtError);
+      }
+      case "StateFailed": {
+        this.lastError.set(`${scope}\u0000${event.state.name}`, {
+          error: String(event.Error),
+          cause: causeString(event.Cause),
+        });
+        return null;
+      }
+      case "StateRetried": {
+        const key = `${scope}\u0000${event.state.name}`;
+        const attempt = (this.attempts.get(key) ?? 0) + 1;
+        this.attempts.set(key, attempt);
+        return this.stateEvent(event.state, iterationPath, attempt, null);
+      }
+      case "StateCaught": {
+        const error = this.lastError.get(`${scope}\u0000${event.state.name}`) ?? { error: "States.ALL" };
+        this.caught.set(scope, error);
+        return null;
+      }
+      case "ExecutionSucceeded":
+        if (iterationPath.length > 0) return null;
+        return { kind: "end", status: "succeeded", output: event.output ?? null, error: null };
+      case "ExecutionFailed":
+        if (iterationPath.length > 0) return null;
+        return {
+          kind: "end",
+          status: "failed",
+          output: null,
+          error: { error: String(event.Error), cause: causeString(event.Cause) },
+        };
+      case "ExecutionAborted":
+        if (iterationPath.length > 0) return null;
+        return { kind: "end", status: "aborted", output: null, error: null };
+      case "ExecutionTimeout":
+        if (iterationPath.length > 0) return null;
+        return {
+          kind: "end",
+          status: "failed",
+          output: null,
+          error: { error: "States.Timeout", cause: "the execution ran longer than the definition's TimeoutSeconds" },
+        };
+      default:
+        return null;
+    }
+  }
+
+  private stateEvent(
+    state: { name: string; type: string; input: unknown },
+    iterationPath: IterationStep[],
+    attempt: number,
+    caughtError: { error: string; cause?: string } | null,
+  ): StateEnteredEvent {
+    if (!STATE_TYPES.has(state.type)) {
+      throw new StatetrailError(
+        "ENGINE_FAILED",
+        `the interpreter reported state "${state.name}" of unknown type ${state.type}`,
+      );
+    }
+    return {
+      kind: "state",
+      name: state.name,
+      type: state.type as AslStateType,
+      input: state.input,
+      iterationPath,
+      attempt,
+      caughtError: caughtError ? { ...caughtError } : null,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The engine
+// ---------------------------------------------------------------------------------------------------
+
+/** Runs models in-process with aws-local-stepfunctions. */
+export class LocalEngine implements Engine {
+  readonly name = "local" as const;
+  private readonly handlers: TaskHandlers | undefined;
+
+  constructor(private readonly options: LocalEngineOptions = {}) {
+    this.handlers = typeof options.handlers === "string" ? loadHandlerModule(options.handlers) : options.handlers;
+  }
+
+  /**
+   * Checks, before any run, that the model is valid, uses nothing the interpreter would ignore
+   * (ASL_UNSUPPORTED) and has a handler for every Task, nested ones included (TASK_HANDLER_MISSING).
+   */
+  async prepare(model: LoadedModel): Promise<void> {
+    this.check(model);
+  }
+
+  private check(model: LoadedModel): Map<string, { handler: TaskHandler; resource: string }> {
+    validateDefinition(model.definition, model.source);
+    const warnings = assertLocalSupported(model.definition, model.source);
+    for (const warning of warnings) this.options.onWarning?.(`${warning.path}: ${warning.message}`);
+    const { byName, missing } = resolveTaskHandlers(model.definition, this.handlers, this.options.taskHandler);
+    if (missing.length > 0) {
+      const lines = missing.map((m) => `  ${m.name} (${m.resource || "no Resource"}) at ${m.path}`).join("\n");
+      throw new StatetrailError(
+        "TASK_HANDLER_MISSING",
+        `${missing.length} Task state${missing.length === 1 ? " has" : "s have"} no handler for the local engine:\n${lines}`,
+        {
+          hint: "export a handler named after each state or its Resource ARN from the handler module, or use --task-handler echo",
+        },
+      );
+    }
+    return byName;
+  }
+
+  async *run(model: LoadedModel, options: StartOptions): AsyncGenerator<EngineEvent> {
+    const handlers = this.check(model);
+    const maxSteps = this.options.maxSteps ?? DEFAULT_MAX_STEPS;
+    const context = buildContextObject({
+      stateMachineName: this.options.stateMachineName ?? stateMachineNameForModel(model.hash),
+      executionName: options.executionName,
+      input: options.input,
+      region: this.options.region,
+      accountId: this.options.accountId,
+      roleArn: this.options.roleArn,
+    });
+    const interpreter = startInterpreter(model.definition, options.input, {
+      handlers,
+      context,
+      skipWaits: this.options.skipWaits,
+      maxSteps,
+    });
+    const mapper = new LibraryEventMapper();
+    try {
+      for await (const tagged of interpreter.events) {
+        const event = mapper.map(tagged);
+        if (!event) continue;
+        if (event.kind === "end") {
+          if (event.status === "aborted" && interpreter.limitExceeded()) {
+            event.error = { error: "statetrail.MaxStepsExceeded", cause: `more than ${maxSteps} states were entered` };
+          }
+          yield event;
+          return;
+        }
+        yield event;
+      }
+      throw new StatetrailError("ENGINE_FAILED", "the interpreter's event log ended without the execution's end");
+    } finally {
+      interpreter.abort();
+    }
+  }
+}
