@@ -93,11 +93,16 @@ export function registerDemo({ program, run }: CommandContext): void {
           const protocol = await tracker.run(model, readInputArgument(options.input));
           const url = `${identity.record.url}/instances/${protocol.instance_hash}/protocol`;
           for (const entry of protocol.instance_protocol) {
-            log(`  #${String(entry.seq).padStart(2)} ${entry.state_type.padEnd(18)} ${entry.state_name.padEnd(24)} block ${entry.block_nr}`);
+            log(
+              `  #${String(entry.seq).padStart(2)} ${entry.state_type.padEnd(18)} ${entry.state_name.padEnd(24)} block ${entry.block_nr}`,
+            );
           }
           log(`  ${protocol.status}: ${protocol.instance_protocol.length} states`);
 
-          step(6, "verification, as an auditor would: TLS, ENS, certificate, model, instance, states, completeness, signature");
+          step(
+            6,
+            "verification, as an auditor would: TLS, ENS, certificate, model, instance, states, completeness, signature",
+          );
           const report = await verifyProtocol({
             input: { url },
             provider: chain.provider,

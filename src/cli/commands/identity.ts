@@ -1,8 +1,9 @@
-import fs from "node:fs";
 import { Wallet } from "ethers";
 import { devPrivateKey } from "../../chain/keys";
 import { getRegistries } from "../../chain/contracts";
+import { readCertificateFiles } from "../../identity/certificate";
 import { initIdentity, showIdentity } from "../../identity/identity";
+import { StatetrailError } from "../../errors";
 import { loadKeystore } from "../../identity/keystore";
 import { readIdentity } from "../../identity/record";
 import { revokeIdentityCertificate, rotateCertificate } from "../../identity/registration";
@@ -37,7 +38,10 @@ export function registerIdentity({ program, run }: CommandContext): void {
     .option("--private-key-env <var>", "import the issuer key from this environment variable")
     .option("--validity-days <days>", "validity of a generated certificate", "365")
     .option("--force", "replace an existing identity.json (the keystore is kept)", false)
-    .addHelpText("after", "\nExample:\n  $ STATETRAIL_PASSWORD=… statetrail identity init --host localhost --port 8443 --ens-label acme")
+    .addHelpText(
+      "after",
+      "\nExample:\n  $ STATETRAIL_PASSWORD=… statetrail identity init --host localhost --port 8443 --ens-label acme",
+    )
     .action((options: InitOptions) =>
       run(async (globals) => {
         const home = homeOf(globals);
@@ -55,8 +59,7 @@ export function registerIdentity({ program, run }: CommandContext): void {
             port: Number(options.port),
             ensLabel: options.ensLabel,
             ensName: options.ensName,
-            certPem: options.cert ? fs.readFileSync(options.cert, "utf8") : undefined,
-            keyPem: options.key ? fs.readFileSync(options.key, "utf8") : undefined,
+            ...pemOptions(options),
             privateKey: options.privateKeyEnv ? process.env[options.privateKeyEnv] : undefined,
             validityDays: Number(options.validityDays),
             funder: local ? new Wallet(devPrivateKey(0), chain.provider) : undefined,
@@ -128,13 +131,16 @@ export function registerIdentity({ program, run }: CommandContext): void {
             home,
             registry: getRegistries(chain.deployment, signer).certificate,
             signer,
-            certPem: options.cert ? fs.readFileSync(options.cert, "utf8") : undefined,
-            keyPem: options.key ? fs.readFileSync(options.key, "utf8") : undefined,
+            ...pemOptions(options),
             validityDays: Number(options.validityDays),
             revokePrevious: options.revokePrevious,
           });
           globals.output.result(
-            { fingerprint: result.record.certificate_fingerprint, previous: result.previous, revoked: !!result.revocation },
+            {
+              fingerprint: result.record.certificate_fingerprint,
+              previous: result.previous,
+              revoked: !!result.revocation,
+            },
             `new certificate ${result.record.certificate_fingerprint}\nprevious ${result.previous}${result.revocation ? " (revoked)" : ""}\nrestart \`statetrail serve\` to serve it`,
           );
         } finally {
@@ -168,4 +174,14 @@ export function registerIdentity({ program, run }: CommandContext): void {
         }
       }),
     );
+}
+
+/** `--cert` and `--key` come together; both are read and checked (key matches, not expired) up front. */
+function pemOptions(options: { cert?: string; key?: string }): { certPem?: string; keyPem?: string } {
+  if (!options.cert && !options.key) return {};
+  if (!options.cert || !options.key) {
+    throw new StatetrailError("INVALID_ARGUMENT", "--cert and --key must be given together");
+  }
+  const material = readCertificateFiles(options.cert, options.key);
+  return { certPem: material.certPem, keyPem: material.keyPem };
 }

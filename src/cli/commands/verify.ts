@@ -28,7 +28,10 @@ export function registerVerify({ program, run }: CommandContext): void {
   program
     .command("verify <target>")
     .description("verify an instance protocol (an https URL, a file, or an issuer's ENS name) against the chain")
-    .option("--registries <model,certificate,instance>", "trust these registry addresses instead of deployments/<network>")
+    .option(
+      "--registries <model,certificate,instance>",
+      "trust these registry addresses instead of deployments/<network>",
+    )
     .option("--chain-id <id>", "the chain the registries are on (with --registries)")
     .option("--ens-registry <address>", "the ENS registry to read (default: the network's)")
     .option("--instance <hash>", "with an ENS name: verify only this instance (default: every listed one)")
@@ -63,15 +66,25 @@ export function worstExit(reports: VerificationReport[]): number {
 }
 
 /** Trusted registries come from deployments/<network>/ or the auditor's flags, never from the protocol. */
-export function trustedSetup(globals: GlobalOptions, options: VerifyCliOptions): { trusted: TrustedSetup; ens: string | null } {
+export function trustedSetup(
+  globals: GlobalOptions,
+  options: VerifyCliOptions,
+): { trusted: TrustedSetup; ens: string | null } {
   if (options.registries) {
     const parts = options.registries.split(",").map((p) => p.trim());
     if (parts.length !== 3 || !options.chainId) {
-      throw new StatetrailError("INVALID_ARGUMENT", "--registries takes model,certificate,instance addresses and needs --chain-id");
+      throw new StatetrailError(
+        "INVALID_ARGUMENT",
+        "--registries takes model,certificate,instance addresses and needs --chain-id",
+      );
     }
     const [model, certificate, instance] = parts.map((p) => getAddress(p));
     return {
-      trusted: { chainId: Number(options.chainId), registries: { model, certificate, instance }, source: "--registries" },
+      trusted: {
+        chainId: Number(options.chainId),
+        registries: { model, certificate, instance },
+        source: "--registries",
+      },
       ens: options.ensRegistry ?? null,
     };
   }
@@ -115,7 +128,10 @@ type Input = Parameters<typeof verifyProtocol>[0]["input"];
 async function resolveTargets(target: string, options: VerifyCliOptions, provider: ChainProvider): Promise<Input[]> {
   if (/^https:\/\//i.test(target)) return [{ url: target }];
   if (/^http:\/\//i.test(target)) {
-    throw new StatetrailError("INVALID_ARGUMENT", "protocols are only verified over https (the certificate is checked)");
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      "protocols are only verified over https (the certificate is checked)",
+    );
   }
   if (fs.existsSync(target)) return [{ protocol: fs.readFileSync(target, "utf8"), name: target }];
   if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(target)) return instancesOfEnsName(target, options, provider);
