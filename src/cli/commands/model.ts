@@ -1,7 +1,7 @@
 import { loadModel } from "../../model/load";
 import { validateModel } from "../../model/validate";
 import { Tracker } from "../../tracker/tracker";
-import { createEngine } from "../../engine";
+import { engineFromOptions } from "./run";
 import { openIssuer } from "../context";
 import { type CommandContext } from "../main";
 
@@ -32,13 +32,7 @@ export function registerModel({ program, run }: CommandContext): void {
         const loaded = await loadModel(file);
         validateModel(loaded);
         const issuer = await openIssuer(globals);
-        const engine = createEngine({
-          engine: options.engine as "local" | "aws",
-          taskHandler: "echo",
-          roleArn: options.roleArn,
-          region: options.region,
-          endpoint: options.endpoint,
-        });
+        const engine = engineFromOptions({ ...options, taskHandler: "echo", skipWaits: true });
         if (options.engine === "aws") await engine.prepare(loaded);
         const tracker = new Tracker({
           home: issuer.home,

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { StatetrailError } from "../../errors";
 import { isHexHash } from "../../chain/hash";
-import { createEngine } from "../../engine";
+import { createEngine, type Engine } from "../../engine";
 import { loadModel, loadModelFromBytes } from "../../model/load";
 import { type LoadedModel } from "../../model/types";
 import { type Home } from "../../store/home";
@@ -74,18 +74,21 @@ export function registerRun({ program, run }: CommandContext): void {
     );
 }
 
-export function engineFromOptions(options: EngineCliOptions) {
-  if (options.engine !== "local" && options.engine !== "aws") {
+export function engineFromOptions(options: EngineCliOptions): Engine {
+  if (options.engine === "aws") {
+    return createEngine({ engine: "aws", roleArn: options.roleArn, region: options.region, endpoint: options.endpoint });
+  }
+  if (options.engine !== "local") {
     throw new StatetrailError("INVALID_ARGUMENT", `--engine must be local or aws, not "${options.engine}"`);
   }
+  if (options.taskHandler !== undefined && options.taskHandler !== "echo") {
+    throw new StatetrailError("INVALID_ARGUMENT", `--task-handler knows only "echo", not "${options.taskHandler}"`);
+  }
   return createEngine({
-    engine: options.engine,
-    handlersModule: options.handlers ? path.resolve(options.handlers) : undefined,
-    taskHandler: options.taskHandler === undefined ? undefined : (options.taskHandler as "echo"),
+    engine: "local",
+    handlers: options.handlers ? path.resolve(options.handlers) : undefined,
+    taskHandler: options.taskHandler,
     skipWaits: options.skipWaits,
-    roleArn: options.roleArn,
-    region: options.region,
-    endpoint: options.endpoint,
   });
 }
 
