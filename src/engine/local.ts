@@ -33,6 +33,8 @@ export type TaskHandlers = Record<string, TaskHandler>;
 export interface LocalEngineOptions {
   /** Handlers, or the path of a CommonJS/TypeScript module exporting them (as exports or `default`). */
   handlers?: TaskHandlers | string;
+  /** The path of a handler module (same as `handlers` given as a path); both may be given, `handlers` wins. */
+  handlersModule?: string;
   /** `"echo"`: a Task without a handler returns its input, so any model runs without code. */
   taskHandler?: "echo";
   /** Wait states and Retry intervals take 1 ms instead of their real duration (not 0: see STACK.md). */
@@ -515,7 +517,9 @@ export class LocalEngine implements Engine {
   private readonly handlers: TaskHandlers | undefined;
 
   constructor(private readonly options: LocalEngineOptions = {}) {
-    this.handlers = typeof options.handlers === "string" ? loadHandlerModule(options.handlers) : options.handlers;
+    const fromModule = options.handlersModule ? loadHandlerModule(options.handlersModule) : undefined;
+    const given = typeof options.handlers === "string" ? loadHandlerModule(options.handlers) : options.handlers;
+    this.handlers = fromModule || given ? { ...fromModule, ...given } : undefined;
   }
 
   /**
