@@ -89,6 +89,11 @@ export const protocolSchema = z.object({
   model_data: z.string(),
   instance_hash: hexHashSchema,
   instance_data: z.string(),
+  /**
+   * The random nonce of the instance record: with model_hash, SHA-256 of the input bytes and the issuer
+   * it recomputes instance_hash, so the published input is bound to the registered instance.
+   */
+  instance_nonce: hexHashSchema,
   /** Block and transaction of `createInstance`. */
   created: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }),
   status: instanceStatusSchema,

@@ -141,6 +141,7 @@ export class Tracker {
       model_data: `${identity.url}/models/${model.hash}`,
       instance_hash: instance,
       instance_data: `${identity.url}/instances/${instance}/input`,
+      instance_nonce: record.nonce,
       created: { block_nr: created.blockNumber, transaction_hash: created.hash },
       status: "running",
       instance_protocol: [],

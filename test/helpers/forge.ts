@@ -345,6 +345,7 @@ export async function forgeRun(env: ForgeEnv, options: RunOptions = {}): Promise
     model_data: `${ISSUER_ORIGIN}/models/${modelHash}`,
     instance_hash: instanceHash,
     instance_data: inputUrl,
+    instance_nonce: record.nonce,
     created,
     status,
     instance_protocol: entries,

@@ -125,6 +125,7 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
     model_data: `${baseUrl}/models/${modelHash}`,
     instance_hash: instance,
     instance_data: `${baseUrl}/instances/${instance}/input`,
+    instance_nonce: ZERO_HASH,
     created: { block_nr: createdBlock, transaction_hash: "0x" + sha256Hex(`create-${instance}`) },
     status: "running",
     instance_protocol: [],
