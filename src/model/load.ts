@@ -315,11 +315,12 @@ class StrictJsonScanner {
   }
 
   private number(): void {
+    const start = this.i;
     const match = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(this.text.slice(this.i, this.i + 400));
-    if (!match || match[0] === "-" || match[0].length === 0) this.fail("invalid number");
+    if (!match) this.fail("invalid number", start);
     this.i += match[0].length;
     const next = this.text[this.i];
-    if (next !== undefined && /[0-9.eE+-]/.test(next)) this.fail("invalid number");
+    if (next !== undefined && /[0-9.eE+-]/.test(next)) this.fail("invalid number", start);
   }
 }
 
