@@ -65,7 +65,7 @@ export class TransactionSender {
   explain(error: unknown, what: string): StatetrailError {
     if (error instanceof StatetrailError) return error;
     const err = error as { code?: string; shortMessage?: string; message?: string; data?: string; info?: unknown };
-    if (err.code === "INSUFFICIENT_FUNDS" || /insufficient funds/i.test(err.message ?? "")) {
+    if (err.code === "INSUFFICIENT_FUNDS" || /insufficient funds|doesn't have enough funds/i.test(err.message ?? "")) {
       return new StatetrailError("INSUFFICIENT_FUNDS", `${what}: the issuer's account cannot pay for gas`, {
         cause: error,
         hint: "fund the issuer address shown by `statetrail identity show`",

@@ -1,0 +1,248 @@
+import "../../src/engine/polyfill";
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { Interface, Wallet, type TransactionReceipt } from "ethers";
+import { toBytes32, fromBytes32, sha256Hex } from "../../src/chain/hash";
+import { createEngine } from "../../src/engine";
+import { loadHandlerModule, startInterpreter } from "../../src/engine/local";
+import { buildContextObject } from "../../src/engine/context";
+import { loadModel, loadModelFromBytes } from "../../src/model/load";
+import { pinnedFetch } from "../../src/net/pinned-fetch";
+import { parseProtocol, type InstanceProtocol } from "../../src/protocol/schema";
+import { recoverProtocolSigner } from "../../src/protocol/signing";
+import { CertificateRegistry__factory, InstanceRegistry__factory } from "../../typechain-types";
+import { devPrivateKey } from "../../src/chain/keys";
+import { registerCertificate } from "../../src/identity/registration";
+import { useHardhatNode } from "../helpers/node-process";
+import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+
+const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
+const example = (name: string) => path.join(EXAMPLES, name);
+const instanceInterface = new Interface(InstanceRegistry__factory.abi);
+
+function localEngine(handlers: string) {
+  return createEngine({ engine: "local", handlers: example(handlers), skipWaits: true });
+}
+
+/** Fetches the protocol over HTTPS, pinned to the fingerprint registered on-chain for the issuer. */
+async function fetchPinned(issuer: TestIssuer, protocol: InstanceProtocol): Promise<InstanceProtocol> {
+  const registry = issuer.identity.record;
+  const [certificate] = await CertificateRegistry__factory.connect(
+    issuer.registries.certificate,
+    issuer.provider,
+  ).certificateOf(toBytes32(registry.certificate_fingerprint));
+  expect(certificate.holder).to.equal(registry.address);
+  const url = `${registry.url}/instances/${protocol.instance_hash}/protocol`;
+  const response = await pinnedFetch(url, { fingerprint: registry.certificate_fingerprint });
+  expect(response.certificate.fingerprint).to.equal(registry.certificate_fingerprint);
+  return parseProtocol(response.body.toString("utf8"));
+}
+
+/** Checks every entry against its receipt, its block and the served bytes, and the chain links. */
+async function assertConfirmedByChain(issuer: TestIssuer, protocol: InstanceProtocol): Promise<void> {
+  const fingerprint = issuer.identity.record.certificate_fingerprint;
+  let prev = protocol.instance_hash;
+  for (const entry of protocol.instance_protocol) {
+    const receipt = (await issuer.provider.getTransactionReceipt(entry.transaction_hash)) as TransactionReceipt;
+    expect(receipt, `receipt of #${entry.seq}`).to.not.equal(null);
+    expect(receipt.blockNumber).to.equal(entry.block_nr);
+    const block = await issuer.provider.getBlock(entry.block_nr);
+    expect(block?.timestamp).to.equal(entry.timestamp);
+    const events = receipt.logs
+      .filter((log) => log.address.toLowerCase() === issuer.registries.instance.toLowerCase())
+      .map((log) => instanceInterface.parseLog(log))
+      .filter((event) => event?.name === "StateRegistered");
+    expect(events, `StateRegistered in ${entry.transaction_hash}`).to.have.length(1);
+    const [issuerAddress, instanceHash, stateHash, prevStateHash] = events[0]!.args;
+    expect(issuerAddress).to.equal(issuer.identity.record.address);
+    expect(fromBytes32(instanceHash)).to.equal(protocol.instance_hash);
+    expect(fromBytes32(stateHash)).to.equal(entry.state_hash);
+    expect(fromBytes32(prevStateHash)).to.equal(entry.prev_state_hash);
+    expect(entry.prev_state_hash, `link of #${entry.seq}`).to.equal(prev);
+    const body = await pinnedFetch(entry.state_data, { fingerprint });
+    expect(sha256Hex(body.body), `bytes of #${entry.seq}`).to.equal(entry.state_hash);
+    prev = entry.state_hash;
+  }
+  const registry = InstanceRegistry__factory.connect(issuer.registries.instance, issuer.provider);
+  const [head, status] = await registry.instanceOf(issuer.identity.record.address, toBytes32(protocol.instance_hash));
+  expect(fromBytes32(head)).to.equal(protocol.head.state_hash);
+  expect(protocol.head.state_hash).to.equal(prev);
+  expect(Number(status)).to.equal({ succeeded: 2, failed: 3, aborted: 4, running: 1 }[protocol.status]);
+}
+
+/**
+ * The number of StateEntered events aws-local-stepfunctions logs for a run, nested Map iterations and
+ * Parallel branches included (read through the interpreter's complete event stream, not the engine's mapping).
+ */
+async function libraryStateEntered(model: string, handlers: string, input: unknown): Promise<number> {
+  const definition = (await loadModel(example(model))).definition;
+  const module = loadHandlerModule(example(handlers));
+  const resolved = new Map(Object.entries(module).map(([name, handler]) => [name, { handler, resource: name }]));
+  const run = startInterpreter(definition, input, {
+    handlers: resolved,
+    context: buildContextObject({ input, stateMachineName: "count", executionName: "count" }),
+    skipWaits: true,
+  });
+  let entered = 0;
+  for await (const { event } of run.events) if (event.type === "StateEntered") entered += 1;
+  return entered;
+}
+
+describe("tracked run end to end (hardhat node process, HTTPS, local engine)", function () {
+  this.timeout(180_000);
+  const chain = useHardhatNode();
+  let issuer: TestIssuer;
+
+  before(async function () {
+    issuer = await setupIssuer(chain.url);
+  });
+  after(async function () {
+    await issuer?.close();
+  });
+
+  it("registers every state of the demo model and publishes a protocol the chain confirms", async function () {
+    const model = await loadModel(example("order-fulfilment.asl.json"));
+    const inputBytes = fs.readFileSync(example("order-fulfilment.input.json"));
+    const protocol = await issuer.tracker(localEngine("order-fulfilment.handlers.js")).run(model, inputBytes);
+    expect(protocol.status).to.equal("succeeded");
+    expect(protocol.instance_protocol.length).to.be.greaterThan(5);
+
+    const served = await fetchPinned(issuer, protocol);
+    expect(served).to.deep.equal(protocol);
+    expect(recoverProtocolSigner(served)).to.equal(issuer.identity.record.address);
+    expect(protocol.instance_protocol.map((e) => e.seq)).to.deep.equal(protocol.instance_protocol.map((_, i) => i));
+    expect(protocol.instance_protocol.at(-1)?.state_type).to.equal("ExecutionSucceeded");
+    await assertConfirmedByChain(issuer, served);
+
+    // The published input and the nonce recompute the registered instance hash.
+    const inputServed = await pinnedFetch(protocol.instance_data, {
+      fingerprint: issuer.identity.record.certificate_fingerprint,
+    });
+    expect(inputServed.body.equals(inputBytes)).to.equal(true);
+  });
+
+  it("tracks a 24-iteration Map with nothing missed: one entry per StateEntered, plus the end", async function () {
+    const input = { batchId: "b-e2e" };
+    const model = await loadModel(example("batch-scoring.asl.json"));
+    const protocol = await issuer
+      .tracker(localEngine("batch-scoring.handlers.js"))
+      .run(model, Buffer.from(JSON.stringify(input)));
+    const entered = await libraryStateEntered("batch-scoring.asl.json", "batch-scoring.handlers.js", input);
+    expect(entered).to.be.greaterThan(24 * 2);
+    expect(protocol.instance_protocol).to.have.length(entered + 1);
+    const iterations = new Set(
+      protocol.instance_protocol.filter((e) => e.state_name === "Score").map((e) => e.state_data),
+    );
+    expect(iterations.size).to.equal(24);
+    await assertConfirmedByChain(issuer, await fetchPinned(issuer, protocol));
+  });
+
+  it("tracks a Map nested in a Map in a Parallel branch with nothing missed", async function () {
+    const inputBytes = fs.readFileSync(example("warehouse-sync.input.json"));
+    const model = await loadModel(example("warehouse-sync.asl.json"));
+    const protocol = await issuer.tracker(localEngine("warehouse-sync.handlers.js")).run(model, inputBytes);
+    const entered = await libraryStateEntered(
+      "warehouse-sync.asl.json",
+      "warehouse-sync.handlers.js",
+      JSON.parse(inputBytes.toString("utf8")),
+    );
+    expect(protocol.instance_protocol).to.have.length(entered + 1);
+    const nested = await Promise.all(
+      protocol.instance_protocol.map(async (entry) => {
+        const body = await pinnedFetch(entry.state_data, {
+          fingerprint: issuer.identity.record.certificate_fingerprint,
+        });
+        return JSON.parse(body.body.toString("utf8")).iteration_path.length as number;
+      }),
+    );
+    expect(Math.max(...nested)).to.be.greaterThanOrEqual(3);
+    await assertConfirmedByChain(issuer, await fetchPinned(issuer, protocol));
+  });
+
+  it("records a failed run: the Fail state, then the failed end, terminated as Failed", async function () {
+    const model = await loadModel(example("refund-request.asl.json"));
+    const inputBytes = fs.readFileSync(example("refund-request.input.json"));
+    const protocol = await issuer.tracker(localEngine("refund-request.handlers.js")).run(model, inputBytes);
+    expect(protocol.status).to.equal("failed");
+    const types = protocol.instance_protocol.map((e) => e.state_type);
+    expect(types.slice(-2)).to.deep.equal(["Fail", "ExecutionFailed"]);
+    await assertConfirmedByChain(issuer, await fetchPinned(issuer, protocol));
+  });
+
+  describe("bad input gets a coded error and registers nothing", function () {
+    async function nonce(): Promise<number> {
+      return issuer.provider.getTransactionCount(issuer.identity.record.address, "latest");
+    }
+
+    async function expectCode(action: () => Promise<unknown>, code: string): Promise<void> {
+      const before = await nonce();
+      let caught: unknown;
+      try {
+        await action();
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, `expected ${code}`).to.be.instanceOf(Error);
+      expect((caught as { code?: string }).code).to.equal(code);
+      expect(await nonce(), "no transaction was sent").to.equal(before);
+    }
+
+    it("invalid ASL", async function () {
+      const bad = Buffer.from(JSON.stringify({ StartAt: "A", States: { A: { Type: "Pass", Next: "Nowhere" } } }));
+      await expectCode(async () => {
+        const model = loadModelFromBytes(bad, { source: "bad.asl.json" });
+        await issuer.tracker(localEngine("order-fulfilment.handlers.js")).run(model, Buffer.from("{}"));
+      }, "ASL_INVALID");
+    });
+
+    it("invalid input JSON", async function () {
+      const model = await loadModel(example("refund-request.asl.json"));
+      await expectCode(
+        () => issuer.tracker(localEngine("refund-request.handlers.js")).run(model, Buffer.from("{not json")),
+        "INVALID_JSON",
+      );
+    });
+
+    it("a Task with no handler, caught before the run starts", async function () {
+      const model = await loadModel(example("order-fulfilment.asl.json"));
+      await expectCode(
+        () => issuer.tracker(createEngine({ engine: "local", handlers: {} })).run(model, Buffer.from("{}")),
+        "TASK_HANDLER_MISSING",
+      );
+    });
+
+    it("a certificate whose fingerprint is not registered", async function () {
+      const model = await loadModel(example("refund-request.asl.json"));
+      const identity = { ...issuer.identity.record, certificate_fingerprint: sha256Hex("not registered") };
+      await expectCode(
+        () => issuer.tracker(localEngine("refund-request.handlers.js"), { identity }).run(model, Buffer.from("{}")),
+        "CERT_NOT_REGISTERED",
+      );
+    });
+
+    it("insufficient funds", async function () {
+      // A key with a certificate registered for it (relayed by someone else) but no ether.
+      const model = await loadModel(example("refund-request.asl.json"));
+      const pauper = Wallet.createRandom().connect(issuer.provider);
+      const fingerprint = sha256Hex(`certificate of ${pauper.address}`);
+      const now = (await issuer.provider.getBlock("latest"))!.timestamp;
+      await registerCertificate(
+        CertificateRegistry__factory.connect(issuer.registries.certificate, issuer.provider),
+        pauper,
+        { fingerprint, notBefore: now - 60, notAfter: now + 86_400 },
+        { relayer: new Wallet(devPrivateKey(1), issuer.provider) },
+      );
+      const identity = { ...issuer.identity.record, address: pauper.address, certificate_fingerprint: fingerprint };
+      const tracker = issuer.tracker(localEngine("refund-request.handlers.js"), { signer: pauper, identity });
+      let caught: unknown;
+      try {
+        await tracker.run(model, Buffer.from("{}"));
+      } catch (error) {
+        caught = error;
+      }
+      expect((caught as { code?: string }).code).to.equal("INSUFFICIENT_FUNDS");
+      expect(await issuer.provider.getTransactionCount(pauper.address)).to.equal(0);
+    });
+  });
+});
