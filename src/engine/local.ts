@@ -153,8 +153,10 @@ function installNestingPatch(): void {
       if (index === 0 || !groups.has(info.parent)) groups.set(info.parent, { members: [], failed: false });
       group = groups.get(info.parent) as Group;
     }
-    if (group.failed) {
-      // A sibling failed: the Map or Parallel has failed; this iteration never starts.
+    const rootSignal = (options as { _rootAbortSignal?: AbortSignal } | undefined)?._rootAbortSignal;
+    if (group.failed || rootSignal?.aborted) {
+      // A sibling failed (the Map or Parallel has failed) or the execution was aborted: as on AWS, this
+      // iteration never starts (the library would still start it and call its first handler).
       return {
         abort: () => undefined,
         eventLogs: (async function* () {})() as Execution["eventLogs"],
