@@ -22,7 +22,7 @@ import {
 } from "./deployments";
 import { ensArtifact, ensContract, labelhash, type EnsAddresses, type EnsContractName } from "./ens";
 import { assertKeyAllowed, LOCAL_CHAIN_ID } from "./keys";
-import { CANONICAL_ENS_REGISTRY, chainIdOf, chainName, toChainError } from "./provider";
+import { CANONICAL_ENS_REGISTRY, chainIdOf, chainName, toChainError, waitForReceipt } from "./provider";
 
 export interface DeployOptions {
   /** Confirmations to wait for each deployment transaction. Default 1. */
@@ -351,12 +351,11 @@ async function confirmDeployment(
   if (!tx) throw new StatetrailError("INTERNAL", `${name} has no deployment transaction`);
   let receipt;
   try {
-    receipt = await tx.wait(confirmations, timeoutMs);
+    receipt = await waitForReceipt(tx.provider, tx.hash, confirmations, timeoutMs);
   } catch (error) {
     throw toChainError(error, `deploying ${name} (tx ${tx.hash})`);
   }
-  if (!receipt || receipt.status !== 1)
-    throw new StatetrailError("TX_FAILED", `deploying ${name} reverted (tx ${tx.hash})`);
+  if (receipt.status !== 1) throw new StatetrailError("TX_FAILED", `deploying ${name} reverted (tx ${tx.hash})`);
   const address = getAddress(await contract.getAddress());
   if (receipt.contractAddress && getAddress(receipt.contractAddress) !== address) {
     throw new StatetrailError("TX_FAILED", `${name} was deployed at ${receipt.contractAddress}, expected ${address}`);
@@ -377,11 +376,15 @@ async function deployEnsContract(
   try {
     const nonce = options.nonces ? await options.nonces.take() : undefined;
     contract = await factory.deploy(...args, { nonce });
-    await contract.waitForDeployment();
-    const receipt = await contract
-      .deploymentTransaction()
-      ?.wait(options.confirmations ?? 1, options.timeoutMs ?? 600_000);
-    if (receipt && receipt.status !== 1) throw new StatetrailError("TX_FAILED", `deploying ${name} reverted`);
+    const tx = contract.deploymentTransaction();
+    if (!tx) throw new StatetrailError("INTERNAL", `${name} has no deployment transaction`);
+    const receipt = await waitForReceipt(
+      tx.provider,
+      tx.hash,
+      options.confirmations ?? 1,
+      options.timeoutMs ?? 600_000,
+    );
+    if (receipt.status !== 1) throw new StatetrailError("TX_FAILED", `deploying ${name} reverted`);
   } catch (error) {
     throw ensDeployError(error, `deploying ENS ${name}`);
   }
@@ -396,8 +399,13 @@ async function sendAndWait(
 ): Promise<void> {
   try {
     const response = await call(overrides);
-    const receipt = await response.wait(options.confirmations ?? 1, options.timeoutMs ?? 600_000);
-    if (!receipt || receipt.status !== 1) throw new StatetrailError("ENS_FAILED", `${what}: transaction reverted`);
+    const receipt = await waitForReceipt(
+      response.provider,
+      response.hash,
+      options.confirmations ?? 1,
+      options.timeoutMs ?? 600_000,
+    );
+    if (receipt.status !== 1) throw new StatetrailError("ENS_FAILED", `${what}: transaction reverted`);
   } catch (error) {
     throw ensDeployError(error, what);
   }

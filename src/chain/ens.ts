@@ -40,7 +40,7 @@ import {
 } from "@ensdomains/ensjs/wallet";
 import { StatetrailError } from "../errors";
 import type { Deployment } from "./deployments";
-import { chainIdOf, chainName, ensRegistryOf, toChainError } from "./provider";
+import { chainIdOf, chainName, ensRegistryOf, toChainError, waitForReceipt } from "./provider";
 
 /** The ENS contracts of a network, as recorded in a deployment. */
 export type EnsAddresses = Deployment["ens"];
@@ -601,11 +601,11 @@ async function send(
   }
   let receipt;
   try {
-    receipt = await provider.waitForTransaction(hash, options.confirmations ?? 1, options.timeoutMs ?? 120_000);
+    receipt = await waitForReceipt(provider, hash, options.confirmations ?? 1, options.timeoutMs ?? 120_000);
   } catch (error) {
     throw ensWriteError(error, what);
   }
-  if (!receipt || receipt.status !== 1) {
+  if (receipt.status !== 1) {
     throw new StatetrailError("ENS_FAILED", `${what}: transaction ${hash} reverted`, {
       hint: "check that the signer owns the name and that the ENS contracts are the deployment's",
     });

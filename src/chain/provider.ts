@@ -1,4 +1,4 @@
-import { EnsPlugin, JsonRpcProvider, Network, isError } from "ethers";
+import { EnsPlugin, JsonRpcProvider, Network, isError, type Provider, type TransactionReceipt } from "ethers";
 import { StatetrailError, type ErrorCode } from "../errors";
 
 /** The ENS registry of mainnet and Sepolia (the same address on both). */
@@ -233,4 +233,34 @@ export async function connectDeployment(
   options: Omit<ConnectOptions, "rpcUrl" | "expectedChainId" | "ensRegistry"> = {},
 ): Promise<ChainProvider> {
   return connect({ ...options, rpcUrl, expectedChainId: deployment.chainId, ensRegistry: deployment.ens.registry });
+}
+
+/**
+ * Waits until transaction `hash` has a receipt with at least `confirmations` confirmations, polling the receipt
+ * itself. Unlike `provider.waitForTransaction` it does not depend on "block" events, which never come on an
+ * automining chain when a cached block number is one block behind (ethers caches identical requests for 250 ms
+ * in BrowserProvider and in providers not made by {@link connect}). Throws TX_FAILED on timeout.
+ */
+export async function waitForReceipt(
+  provider: Provider,
+  hash: string,
+  confirmations = 1,
+  timeoutMs = 120_000,
+): Promise<TransactionReceipt> {
+  const deadline = Date.now() + timeoutMs;
+  const interval = Math.min(Math.max((provider as { pollingInterval?: number }).pollingInterval ?? 250, 50), 4_000);
+  for (;;) {
+    const receipt = await provider.getTransactionReceipt(hash);
+    if (receipt && (confirmations <= 1 || (await receipt.confirmations()) >= confirmations)) return receipt;
+    if (Date.now() >= deadline) {
+      throw new StatetrailError(
+        "TX_FAILED",
+        receipt
+          ? `transaction ${hash} has fewer than ${confirmations} confirmations after ${timeoutMs} ms`
+          : `transaction ${hash} was not mined within ${timeoutMs} ms`,
+        { hint: "the network may be congested or the node not mining; check the transaction in a block explorer" },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(deadline - Date.now(), 1))));
+  }
 }
