@@ -4,7 +4,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { Interface, Wallet, type TransactionReceipt } from "ethers";
 import { toBytes32, fromBytes32, sha256Hex } from "../../src/chain/hash";
-import { createEngine } from "../../src/engine";
+import { createEngine, startSfnEndpoint } from "../../src/engine";
 import { loadHandlerModule, startInterpreter } from "../../src/engine/local";
 import { buildContextObject } from "../../src/engine/context";
 import { loadModel, loadModelFromBytes } from "../../src/model/load";
@@ -168,6 +168,42 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
     const types = protocol.instance_protocol.map((e) => e.state_type);
     expect(types.slice(-2)).to.deep.equal(["Fail", "ExecutionFailed"]);
     await assertConfirmedByChain(issuer, await fetchPinned(issuer, protocol));
+  });
+
+  it("tracks the same model on the AWS engine (real SFNClient over HTTP) with the same states as locally", async function () {
+    const endpoint = await startSfnEndpoint({ handlers: example("warehouse-sync.handlers.js"), skipWaits: true });
+    try {
+      const model = await loadModel(example("warehouse-sync.asl.json"));
+      const inputBytes = fs.readFileSync(example("warehouse-sync.input.json"));
+      const aws = createEngine({
+        engine: "aws",
+        endpoint: endpoint.url,
+        region: endpoint.region,
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+        roleArn: "arn:aws:iam::123456789012:role/statetrail-test",
+        pollMs: 20,
+        pageSize: 5,
+      });
+      const remote = await issuer.tracker(aws).run(model, inputBytes);
+      const local = await issuer.tracker(localEngine("warehouse-sync.handlers.js")).run(model, inputBytes);
+      expect(remote.status).to.equal("succeeded");
+      const shape = async (protocol: InstanceProtocol) =>
+        (
+          await Promise.all(
+            protocol.instance_protocol.map(async (entry) => {
+              const body = await pinnedFetch(entry.state_data, {
+                fingerprint: issuer.identity.record.certificate_fingerprint,
+              });
+              const data = JSON.parse(body.body.toString("utf8"));
+              return `${data.state_type} ${data.state_name} ${JSON.stringify(data.iteration_path)}`;
+            }),
+          )
+        ).sort();
+      expect(await shape(remote)).to.deep.equal(await shape(local));
+      await assertConfirmedByChain(issuer, await fetchPinned(issuer, remote));
+    } finally {
+      await endpoint.close();
+    }
   });
 
   describe("bad input gets a coded error and registers nothing", function () {
