@@ -1,18 +1,16 @@
-import { getAddress, type AbstractProvider } from "ethers";
+import { type AbstractProvider } from "ethers";
+import { getText, resolveAddress, reverseLookup } from "../chain/ens";
 import { type EnsReader } from "./types";
 
 /**
- * An {@link EnsReader} over an ethers provider whose Network carries an `EnsPlugin` (see chain/provider.ts
- * `connect`). `primaryName` is ethers' `lookupAddress`, which already returns null unless the reverse name
- * resolves forward to the same address; V2 checks the forward record again on its own.
+ * An {@link EnsReader} over an ethers provider whose Network carries an `EnsPlugin` (chain/provider.ts
+ * `connect` with the deployment's ENS registry). `primaryName` is the raw reverse record, unconfirmed: V2
+ * checks its normal form and its forward address itself, so that it can say which link is broken.
  */
 export function ensReaderFromProvider(provider: AbstractProvider): EnsReader {
   return {
-    primaryName: (address) => provider.lookupAddress(getAddress(address)),
-    resolveAddress: (name) => provider.resolveName(name),
-    async text(name, key) {
-      const resolver = await provider.getResolver(name);
-      return resolver ? resolver.getText(key) : null;
-    },
+    primaryName: async (address) => (await reverseLookup(provider, address)).name,
+    resolveAddress: (name) => resolveAddress(provider, name),
+    text: (name, key) => getText(provider, name, key),
   };
 }

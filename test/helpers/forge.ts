@@ -393,19 +393,33 @@ export async function deployForge(): Promise<ForgeEnv> {
   return { ...env, model };
 }
 
-async function genuineFixture(): Promise<{ env: ForgeEnv; run: ForgedRun }> {
+/** Deploys and runs the genuine scenario (without `loadFixture`, so other fixtures can build on it). */
+export async function genuineScenario(): Promise<Scenario> {
   const env = await deployForge();
   const run = await forgeRun(env);
   return { env, run };
+}
+
+export interface Scenario {
+  env: ForgeEnv;
+  run: ForgedRun;
+}
+
+/** A scenario returned by `loadFixture`, with its own copy of the server and protocol (fixtures are shared). */
+export function fresh<T extends Scenario>(scenario: T): T {
+  return {
+    ...scenario,
+    env: { ...scenario.env, server: scenario.env.server.clone() },
+    run: { ...scenario.run, protocol: structuredClone(scenario.run.protocol) },
+  };
 }
 
 /**
  * The genuine scenario: six states (three by registerState, three in one registerStates), succeeded.
  * The chain is reset to it through `loadFixture`; the server is a fresh copy for every call.
  */
-export async function forgeScenario(): Promise<{ env: ForgeEnv; run: ForgedRun }> {
-  const { env, run } = await loadFixture(genuineFixture);
-  return { env: { ...env, server: env.server.clone() }, run: { ...run, protocol: structuredClone(run.protocol) } };
+export async function forgeScenario(): Promise<Scenario> {
+  return fresh(await loadFixture(genuineScenario));
 }
 
 /** Runs the verifier on a forged scenario: Hardhat's provider, the env's trusted registries and server, no ENS. */

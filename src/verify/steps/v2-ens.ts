@@ -1,3 +1,4 @@
+import { ensNormalize } from "ethers";
 import { type Step } from "../context";
 import { originOf } from "../fetcher";
 import { Findings, sameAddress } from "../findings";
@@ -19,8 +20,18 @@ export const ensStep: Step = {
         findings.fail(`issuer ${address} has no primary ENS name`, "ENS_FAILED");
         return findings.outcome("");
       }
+      let normalized: string | null = null;
+      try {
+        normalized = ensNormalize(name);
+      } catch {
+        normalized = null;
+      }
+      if (normalized !== name) {
+        findings.fail(`the primary name "${name}" of ${address} is not in ENS-normalised form`, "ENS_FAILED");
+        return findings.outcome("");
+      }
       const claimed = protocol.issuer.ens_name;
-      if (claimed !== null && claimed.toLowerCase() !== name.toLowerCase()) {
+      if (claimed !== null && normalizedOrSelf(claimed) !== name) {
         findings.fail(`protocol names ENS name ${claimed}, the issuer's primary name is ${name}`, "ENS_FAILED");
       }
       const forward = await ens.resolveAddress(name);
@@ -45,3 +56,11 @@ export const ensStep: Step = {
     }
   },
 };
+
+function normalizedOrSelf(name: string): string {
+  try {
+    return ensNormalize(name);
+  } catch {
+    return name;
+  }
+}
