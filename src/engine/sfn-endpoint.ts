@@ -112,7 +112,8 @@ interface ExecutionRecord {
   history: HistoryRecorder;
   interpreter?: InterpreterRun;
   finished: Promise<void>;
-  stopRequested: boolean;
+  /** Set by StopExecution: the run stops before recording anything more. */
+  stop?: { error?: string; cause?: string };
 }
 
 const now = (): number => Date.now() / 1000;
@@ -592,7 +593,6 @@ export class SfnTestService {
       startDate: now(),
       history: new HistoryRecorder(machine.parsed, machine.roleArn),
       finished: Promise.resolve(),
-      stopRequested: false,
     };
     this.executions.set(arn, record);
     record.finished = this.execute(record, input);
@@ -621,16 +621,18 @@ export class SfnTestService {
     try {
       for await (const tagged of interpreter.events) {
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+        if (record.stop) break; // leaving the loop aborts the interpreter
         record.history.record(tagged);
         if (tagged.path.length === 0) this.settle(record, tagged);
       }
     } catch (error) {
-      record.history.recordAbort("States.Runtime", (error as Error).message);
-      record.status = "ABORTED";
+      record.stop ??= { error: "States.Runtime", cause: (error as Error).message };
     }
     if (record.status === "RUNNING") {
-      record.history.recordAbort();
+      record.history.recordAbort(record.stop?.error, record.stop?.cause);
       record.status = "ABORTED";
+      record.error = record.stop?.error;
+      record.cause = record.stop?.cause;
     }
     record.stopDate ??= now();
   }
@@ -689,7 +691,7 @@ export class SfnTestService {
   private async stopExecution(body: Record<string, unknown>): Promise<Json> {
     const e = this.execution(this.str(body, "executionArn") as string);
     if (e.status === "RUNNING") {
-      e.stopRequested = true;
+      e.stop = { error: this.str(body, "error", false), cause: this.str(body, "cause", false) };
       e.interpreter?.abort();
       await e.finished;
     }
