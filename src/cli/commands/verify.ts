@@ -2,6 +2,7 @@ import fs from "node:fs";
 import { getAddress } from "ethers";
 import { StatetrailError } from "../../errors";
 import { loadDeployment } from "../../chain/deployments";
+import { parseHexHash } from "../../chain/hash";
 import { connect, type ChainProvider } from "../../chain/provider";
 import { pinnedFetch } from "../../net/pinned-fetch";
 import {
@@ -148,9 +149,12 @@ async function instancesOfEnsName(name: string, options: VerifyCliOptions, provi
     });
   }
   const base = url.replace(/\/+$/, "");
-  if (options.instance) return [{ url: `${base}/instances/${options.instance}/protocol` }];
+  if (options.instance) return [{ url: `${base}/instances/${parseHexHash(options.instance, "--instance")}/protocol` }];
   const listing = await pinnedFetch(`${base}/instances`, { maxBytes: 8 * 1024 * 1024 });
   const rows = JSON.parse(listing.body.toString("utf8")) as Array<{ instance_hash: string }>;
   if (!Array.isArray(rows)) throw new StatetrailError("FETCH_FAILED", `${base}/instances did not return a list`);
-  return rows.map((row) => ({ url: `${base}/instances/${row.instance_hash}/protocol` }));
+  // The listing is untrusted: only well-formed hashes become URLs to verify.
+  return rows.map((row) => ({
+    url: `${base}/instances/${parseHexHash(String(row?.instance_hash), "listed instance")}/protocol`,
+  }));
 }
