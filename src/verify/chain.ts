@@ -127,6 +127,16 @@ export class ChainView {
     });
   }
 
+  /** The ModelRegistry the trusted InstanceRegistry checks models against. */
+  async linkedModelRegistry(): Promise<string> {
+    const { blockNumber } = await this.snapshot();
+    return this.once("linked-model-registry", async () =>
+      getAddress(
+        await this.rpc("InstanceRegistry.modelRegistry", () => this.instances.modelRegistry({ blockTag: blockNumber })),
+      ),
+    );
+  }
+
   async instanceOf(
     issuer: string,
     instanceHash: HexHash,

@@ -9,6 +9,7 @@ import {
   type VerificationReport,
 } from "../../src/verify";
 import {
+  deployRegistries,
   fakeCertificate,
   forgeRun,
   forgeScenario,
@@ -218,6 +219,25 @@ describe("verifyProtocol", function () {
       } finally {
         provider.destroy();
       }
+    });
+
+    it("refuses a trusted setup whose InstanceRegistry checks models against another ModelRegistry", async function () {
+      const { env, run } = await forgeScenario();
+      const registries = await deployRegistries(env.other);
+      const trusted = {
+        ...env.trusted,
+        registries: { ...env.trusted.registries, model: await registries.models.getAddress() },
+      };
+      const report = await verifyForged(env, { url: run.url }, { trusted });
+      expect(step(report, "V0").status).to.equal("fail");
+      const consistent = await verifyForged(
+        env,
+        { url: publish(env.server, await resign({ ...run.protocol, registries: trusted.registries }, env.issuer)) },
+        { trusted },
+      );
+      expect(step(consistent, "V0").status, renderReport(consistent)).to.equal("error");
+      expect(step(consistent, "V0").detail).to.contain("checks models against");
+      expect(consistent.verdict).to.equal("invalid");
     });
 
     it("refuses an RPC endpoint that serves another chain than the trusted deployment (WRONG_CHAIN)", async function () {

@@ -48,6 +48,18 @@ export const anchorsStep: Step = {
         findings.error(error);
       }
     }
+    if (!findings.failed && findings.errors.length === 0) {
+      try {
+        const linked = await chain.linkedModelRegistry();
+        if (linked !== getAddress(trusted.registries.model)) {
+          findings.error(
+            `the trusted InstanceRegistry checks models against ${linked}, not the trusted ModelRegistry ${trusted.registries.model}`,
+          );
+        }
+      } catch (error) {
+        findings.error(error);
+      }
+    }
     return findings.outcome(
       `chain ${snapshot.chainId} at block ${snapshot.blockNumber}; registries are the trusted ones (${trusted.source})`,
     );
