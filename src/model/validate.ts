@@ -341,14 +341,16 @@ export function checkDefinition(definition: unknown): AslCheckResult {
   // Errors asl-validator gives without a path: attach one, or drop them where a structural check below
   // reports the same problem with its path.
   const danglingTargets = new Set(
-    structural.filter((p) => p.code === "DANGLING_TARGET").map((p) => p.message.split('"')[1]),
+    structural.filter((p) => p.code === "MISSING_TRANSITION_TARGET").map((p) => p.message.split('"')[1]),
   );
   const hasStructural = (code: string): boolean => structural.some((p) => p.code === code);
   for (const error of finalErrors) {
     const message = error.Message;
     const target = /(?:target|transition to target): (.*)$/.exec(message)?.[1];
-    if (target !== undefined && (danglingTargets.has(target) || hasStructural("OUTBOUND_TRANSITION"))) continue;
-    if (error["Error code"] === "MISSING_TERMINAL_STATE" && hasStructural("NO_TERMINAL_STATE")) continue;
+    const outbound =
+      hasStructural("BRANCH_OUTBOUND_TRANSITION_TARGET") || hasStructural("MAP_OUTBOUND_TRANSITION_TARGET");
+    if (target !== undefined && (danglingTargets.has(target) || outbound)) continue;
+    if (error["Error code"] === "MISSING_TERMINAL_STATE" && hasStructural("MISSING_END_STATE")) continue;
     addError({ path: pathForMessage(definition, message), code: error["Error code"], message });
   }
   for (const problem of structural) addError(problem);
@@ -372,14 +374,16 @@ function pathForMessage(definition: unknown, message: string): string {
 /**
  * Checks asl-validator is lax about: StartAt and every Next, Default, Choices[].Next and Catch[].Next name a
  * state of the same state machine (recursively in Parallel branches and Map ItemProcessor/Iterator), and
- * every state machine has a terminal state. Unreachable states are reported by asl-validator.
+ * every state machine has a terminal state. Codes are the service's (MISSING_TRANSITION_TARGET,
+ * MISSING_END_STATE) or asl-validator's (BRANCH_/MAP_OUTBOUND_TRANSITION_TARGET). Unreachable states are
+ * reported by asl-validator (AWS refuses them too: "State X is not reachable").
  */
 export function structuralProblems(definition: unknown): AslProblem[] {
   const problems: AslProblem[] = [];
   const allNames = new Set<string>();
   forEachState(definition, (visit) => allNames.add(visit.name));
 
-  const checkMachine = (machine: unknown, pointer: string): void => {
+  const checkMachine = (machine: unknown, pointer: string, kind: "root" | "map" | "parallel"): void => {
     if (!isObject(machine)) {
       problems.push({
         path: pointer,
@@ -400,11 +404,11 @@ export function structuralProblems(definition: unknown): AslProblem[] {
       if (allNames.has(name)) {
         problems.push({
           path: at,
-          code: "OUTBOUND_TRANSITION",
+          code: kind === "map" ? "MAP_OUTBOUND_TRANSITION_TARGET" : "BRANCH_OUTBOUND_TRANSITION_TARGET",
           message: `${what} "${name}" is a state outside this state machine (a branch or iterator can't transition out of itself)`,
         });
       } else {
-        problems.push({ path: at, code: "DANGLING_TARGET", message: `${what} "${name}" names no state` });
+        problems.push({ path: at, code: "MISSING_TRANSITION_TARGET", message: `${what} "${name}" names no state` });
       }
     };
     if (typeof machine.StartAt !== "string") {
@@ -433,17 +437,19 @@ export function structuralProblems(definition: unknown): AslProblem[] {
           if (isObject(catcher)) target(catcher.Next, joinPointer(at, "Catch", i, "Next"), "Catch target");
         });
       }
-      for (const nested of nestedMachines(state, at)) checkMachine(nested.machine, nested.pointer);
+      for (const nested of nestedMachines(state, at)) {
+        checkMachine(nested.machine, nested.pointer, state.Type === "Map" ? "map" : "parallel");
+      }
     }
     if (!terminal && names.size > 0) {
       problems.push({
         path: joinPointer(pointer, "States"),
-        code: "NO_TERMINAL_STATE",
+        code: "MISSING_END_STATE",
         message: "no state ends this state machine (End: true, Succeed or Fail)",
       });
     }
   };
-  checkMachine(definition, "");
+  checkMachine(definition, "", "root");
   return problems;
 }
 

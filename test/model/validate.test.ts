@@ -110,7 +110,7 @@ describe("ASL validation", function () {
       },
     };
     const problems = structuralProblems(definition);
-    expect(problems.filter((p) => p.code === "DANGLING_TARGET").map((p) => p.path)).to.have.members([
+    expect(problems.filter((p) => p.code === "MISSING_TRANSITION_TARGET").map((p) => p.path)).to.have.members([
       "/States/Choose/Choices/0/Next",
       "/States/Choose/Default",
       "/States/Work/Catch/0/Next",
@@ -134,19 +134,19 @@ describe("ASL validation", function () {
       },
     };
     const result = checkDefinition(definition);
-    const outbound = result.errors.filter((p) => p.code === "OUTBOUND_TRANSITION");
-    expect(outbound.map((p) => p.path)).to.have.members([
-      "/States/Par/Branches/0/States/In/Next",
-      "/States/After/ItemProcessor/States/Item/Next",
+    const outbound = result.errors.filter((p) => p.code.endsWith("_OUTBOUND_TRANSITION_TARGET"));
+    expect(outbound.map((p) => [p.code, p.path])).to.have.deep.members([
+      ["BRANCH_OUTBOUND_TRANSITION_TARGET", "/States/Par/Branches/0/States/In/Next"],
+      ["MAP_OUTBOUND_TRANSITION_TARGET", "/States/After/ItemProcessor/States/Item/Next"],
     ]);
   });
 
   it("reports a state machine without a terminal state, and unreachable states with their path", function () {
     const result = checkDefinition({ StartAt: "A", States: { A: pass("B"), B: pass("A"), C: pass() } });
-    expect(result.errors.find((p) => p.code === "NO_TERMINAL_STATE")).to.equal(undefined); // C ends
+    expect(result.errors.find((p) => p.code === "MISSING_END_STATE")).to.equal(undefined); // C ends
     expect(result.errors.find((p) => p.message.includes("not reachable"))?.path).to.equal("/States/C");
     const loop = checkDefinition({ StartAt: "A", States: { A: pass("B"), B: pass("A") } });
-    expect(loop.errors.find((p) => p.code === "NO_TERMINAL_STATE")?.path).to.equal("/States");
+    expect(loop.errors.find((p) => p.code === "MISSING_END_STATE")?.path).to.equal("/States");
   });
 
   it("accepts ${Placeholder} ARNs and JSONPath filters, and says so in warnings", function () {
