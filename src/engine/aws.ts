@@ -1,5 +1,6 @@
 import {
   CreateStateMachineCommand,
+  DescribeExecutionCommand,
   DescribeStateMachineCommand,
   GetExecutionHistoryCommand,
   type HistoryEvent,
@@ -463,14 +464,14 @@ export class AwsEngine implements Engine {
   async *run(model: LoadedModel, options: StartOptions): AsyncGenerator<EngineEvent> {
     const stateMachineArn = await this.stateMachineFor(model);
     const name = assertResourceName(options.executionName, "execution name");
+    const input = JSON.stringify(options.input ?? null);
     let executionArn: string | undefined;
     try {
-      const started = await this.client.send(
-        new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(options.input ?? null) }),
-      );
+      const started = await this.client.send(new StartExecutionCommand({ stateMachineArn, name, input }));
       executionArn = started.executionArn;
     } catch (error) {
-      throw awsError(error, "StartExecution");
+      if ((error as { name?: string }).name !== "ExecutionAlreadyExists") throw awsError(error, "StartExecution");
+      executionArn = await this.existingExecution(stateMachineArn, name, input);
     }
     if (!executionArn) throw new StatetrailError("AWS_FAILED", "StartExecution returned no execution ARN");
 
@@ -491,6 +492,26 @@ export class AwsEngine implements Engine {
       delay = fresh.length > 0 ? firstPoll : Math.min(delay * 2, maxPoll);
       await sleep(delay);
     }
+  }
+
+  /**
+   * An execution of this name exists (a tracker restarted after a crash): its history is read again from
+   * the start if it ran with the same input; with another input it is an error.
+   */
+  private async existingExecution(stateMachineArn: string, name: string, input: string): Promise<string> {
+    const executionArn = `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${name}`;
+    let existing;
+    try {
+      existing = await this.client.send(new DescribeExecutionCommand({ executionArn }));
+    } catch (error) {
+      throw awsError(error, "DescribeExecution");
+    }
+    if (existing.input !== undefined && existing.input !== input) {
+      throw new StatetrailError("AWS_FAILED", `execution ${name} already exists with another input`, {
+        hint: "each run needs its own execution name",
+      });
+    }
+    return executionArn;
   }
 
   /**

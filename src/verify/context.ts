@@ -1,5 +1,6 @@
 import { type InstanceProtocol } from "../protocol/schema";
 import { type ChainView } from "./chain";
+import { type VerifiedArtifacts } from "./conformance/artifacts";
 import { type FetchSession } from "./fetcher";
 import { type StepOutcome } from "./findings";
 import { type EnsReader, type ServerCertificate, type StepId } from "./types";
@@ -27,6 +28,8 @@ export interface VerifySettings {
   maxBytes: MaxBytes;
   /** At most this many transactions are looked up to explain an event that is not where the protocol says. */
   maxDiagnostics: number;
+  /** Check V9 (conformance to the model); false: V9 is skipped (`--no-conformance`). */
+  conformance: boolean;
 }
 
 /** Everything a step reads. V1 fills in `protocol`, `origin` and `certificate`; the other steps only read. */
@@ -43,6 +46,8 @@ export interface VerifyContext {
   origin: string | null;
   /** The certificate the issuer's origin presented. */
   certificate: ServerCertificate | null;
+  /** What V4 and V6 verified and V9 reads again (model bytes, state data), so nothing is fetched twice. */
+  readonly artifacts: VerifiedArtifacts;
 }
 
 /** The protocol, once V1 has read it; steps run only when it is there. */

@@ -21,6 +21,8 @@ import { instanceStep } from "./steps/v5-instance";
 import { statesStep } from "./steps/v6-states";
 import { completenessStep } from "./steps/v7-completeness";
 import { signatureStep } from "./steps/v8-signature";
+import { conformanceStep } from "./steps/v9-conformance";
+import { VerifiedArtifacts } from "./conformance/artifacts";
 import {
   STEP_IDS,
   STEP_TITLES,
@@ -42,6 +44,7 @@ export const STEPS: readonly Step[] = [
   statesStep,
   completenessStep,
   signatureStep,
+  conformanceStep,
 ];
 
 export interface VerifyOptions {
@@ -73,11 +76,13 @@ export interface VerifyOptions {
   maxBytes?: Partial<MaxBytes>;
   /** Called as each step completes, for progress output. */
   onStep?: (step: StepResult) => void;
+  /** Check V9, conformance to the model (default true); false skips it, reported as skipped and optional. */
+  conformance?: boolean;
 }
 
 /**
  * Verifies an instance protocol against the chain, ENS and its issuer's server, and returns the report of
- * every step (V0–V8) with the verdict. Never throws for what it finds: unreachable networks and missing
+ * every step (V0–V9) with the verdict. Never throws for what it finds: unreachable networks and missing
  * data become `error` steps and the verdict `could-not-verify`.
  */
 export async function verifyProtocol(options: VerifyOptions): Promise<VerificationReport> {
@@ -96,6 +101,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
       concurrency: Math.max(1, options.concurrency ?? 8),
       maxBytes: { ...DEFAULT_MAX_BYTES, ...options.maxBytes },
       maxDiagnostics: 20,
+      conformance: options.conformance !== false,
     },
     now: () =>
       (now ??= (async () => {
@@ -107,8 +113,10 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     protocol: null,
     origin: null,
     certificate: null,
+    artifacts: new VerifiedArtifacts(options.conformance !== false),
   };
   const optional = new Set(options.optional ?? []);
+  if (options.conformance === false) optional.add("V9");
   const results: StepResult[] = [];
   const record = (id: StepId, outcome: StepOutcome, started: number): void => {
     const result: StepResult = {

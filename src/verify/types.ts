@@ -2,10 +2,10 @@ import { type ErrorCode } from "../errors";
 import { type InstanceStatus } from "../protocol/schema";
 
 /**
- * The verifier's steps. V1–V8 follow DESIGN.md ("Verifier pipeline"); V0 is the precondition every chain
+ * The verifier's steps. V1–V9 follow DESIGN.md ("Verifier pipeline"); V0 is the precondition every chain
  * step relies on: the RPC serves the trusted chain and the protocol names the trusted registries.
  */
-export const STEP_IDS = ["V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8"] as const;
+export const STEP_IDS = ["V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"] as const;
 export type StepId = (typeof STEP_IDS)[number];
 
 export const STEP_TITLES: Record<StepId, string> = {
@@ -18,6 +18,7 @@ export const STEP_TITLES: Record<StepId, string> = {
   V6: "every state: bytes, on-chain event, block, time, sender, link",
   V7: "complete: the on-chain chain equals the protocol; head and status agree",
   V8: "protocol signed by the issuer",
+  V9: "conformance: the recorded states are a legal run of the model",
 };
 
 /**

@@ -425,6 +425,24 @@ describe("AWS engine (the real SFNClient over HTTP, against the in-process Step 
     });
   });
 
+  it("reads an existing execution of the same name and input again (a restarted tracker), refuses another input", async function () {
+    const refund = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
+    await withEndpoint({ handlers: freshHandlers("refund-request") }, async (endpoint) => {
+      const first = await collect(
+        engine(endpoint).run(refund, { input: input("refund-request"), executionName: "again" }),
+      );
+      const second = await collect(
+        engine(endpoint).run(refund, { input: input("refund-request"), executionName: "again" }),
+      );
+      expect(second).to.deep.equal(first);
+      expect(endpoint.service.executions.size).to.equal(1);
+      await rejected(
+        collect(engine(endpoint).run(refund, { input: { orderId: "other" }, executionName: "again" })),
+        "AWS_FAILED",
+      );
+    });
+  });
+
   it("ends aborted when the execution is stopped", async function () {
     const scoring = await loadModel(path.join(EXAMPLES, "batch-scoring.asl.json"));
     await withEndpoint({ handlers: freshHandlers("batch-scoring"), eventDelayMs: 2 }, async (endpoint) => {

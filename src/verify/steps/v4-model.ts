@@ -5,7 +5,7 @@ import { Findings, short } from "../findings";
 /** V4: the bytes served at `model_data` hash to `model_hash`, and the trusted ModelRegistry has it. */
 export const modelStep: Step = {
   id: "V4",
-  async run({ protocol, web, chain, settings }) {
+  async run({ protocol, web, chain, settings, artifacts }) {
     const findings = new Findings();
     const expected = protocol.model_hash;
     let size = 0;
@@ -15,6 +15,8 @@ export const modelStep: Step = {
       const actual = sha256Hex(bytes);
       if (actual !== expected) {
         findings.fail(`model bytes at ${protocol.model_data} hash to ${actual}, not model_hash ${expected}`);
+      } else {
+        artifacts.model = bytes;
       }
     } catch (error) {
       findings.error(error, `fetching model_data ${protocol.model_data}`);

@@ -113,6 +113,7 @@ async function checkEntry(
         if (state.state_name !== entry.state_name) fail(`state data names "${state.state_name}"`);
         if (state.state_type !== entry.state_type)
           fail(`state data has type ${state.state_type}, entry ${entry.state_type}`);
+        if (result.failures.length === 0) context.artifacts.keepState(index, state, bytes.length);
       }
     }
   } catch (cause) {
