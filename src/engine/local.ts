@@ -304,11 +304,24 @@ export function startInterpreter(
             continue;
           }
         }
-        buffer.push({ event, path: tagOf(event) });
+        const path = tagOf(event);
+        if (event.type === "MapIterationStarted") {
+          // The iteration index of a tag is counted (the library starts iterations in index order);
+          // the library's own index must agree, or the run's iteration paths can't be trusted.
+          const step = path[path.length - 1];
+          if (step?.kind !== "map" || step.parent !== event.parentState.name || step.index !== event.index) {
+            throw new StatetrailError(
+              "ENGINE_FAILED",
+              `iteration ${event.index} of Map "${event.parentState.name}" could not be placed (tagged ${JSON.stringify(step)})`,
+            );
+          }
+        }
+        buffer.push({ event, path });
         notify();
       }
     } catch (error) {
       failure = error;
+      execution.abort();
     } finally {
       finished = true;
       notify();

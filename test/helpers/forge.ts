@@ -422,7 +422,10 @@ export async function forgeScenario(): Promise<Scenario> {
   return fresh(await loadFixture(genuineScenario));
 }
 
-/** Runs the verifier on a forged scenario: Hardhat's provider, the env's trusted registries and server, no ENS. */
+/**
+ * Runs the verifier on a forged scenario: Hardhat's provider, the env's trusted registries and server, no ENS.
+ * Conformance (V9) is off unless an override turns it on: forged states are not runs of the forged model.
+ */
 export function verifyForged(
   env: ForgeEnv,
   input: VerifyOptions["input"],
@@ -435,6 +438,7 @@ export function verifyForged(
     fetcher: env.server.fetcher,
     ens: null,
     optional: ["V2"],
+    conformance: false,
     ...overrides,
   });
 }

@@ -286,7 +286,7 @@ describe("verifyProtocol", function () {
       const { env, run } = await forgeScenario();
       const seen: string[] = [];
       const report = await verifyForged(env, { url: run.url }, { onStep: (result) => seen.push(result.id) });
-      expect(seen).to.deep.equal(["V1", "V0", "V2", "V3", "V4", "V5", "V6", "V7", "V8"]);
+      expect(seen).to.deep.equal(["V1", "V0", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9"]);
       expect(report.steps.map((result) => result.id)).to.deep.equal([
         "V0",
         "V1",
@@ -297,6 +297,7 @@ describe("verifyProtocol", function () {
         "V6",
         "V7",
         "V8",
+        "V9",
       ]);
     });
 

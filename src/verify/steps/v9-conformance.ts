@@ -1,0 +1,125 @@
+import { sha256Hex } from "../../chain/hash";
+import { loadModelFromBytes } from "../../model/load";
+import { stateDataSchema, type StateData } from "../../protocol/schema";
+import { checkConformance, type ConformanceEntry, type ConformanceStats } from "../conformance";
+import { type ReadyContext, type Step } from "../context";
+import { mapBounded } from "../findings";
+import { type StepOutcome } from "../findings";
+
+/**
+ * V9: the recorded states are a legal run of the model (see {@link checkConformance}): transitions along
+ * the ASL's edges, Choice decisions re-evaluated from the recorded input, Map iteration counts from the
+ * recorded input, Map/Parallel nesting, a terminal state consistent with the status.
+ *
+ * It reads the model bytes V4 verified and the state data V6 verified (kept in the context; data beyond
+ * V6's keep budget is fetched again and hash-checked). Skipped when not requested (`--no-conformance`),
+ * or when V4 or V6 could not verify what it needs.
+ */
+export const conformanceStep: Step = {
+  id: "V9",
+  async run(context) {
+    const { protocol, settings, artifacts } = context;
+    if (!settings.conformance) return { status: "skip", detail: "not requested (--no-conformance)" };
+    if (!artifacts.model) return { status: "skip", detail: "the model bytes were not verified (see V4)" };
+    let definition: unknown;
+    try {
+      definition = loadModelFromBytes(artifacts.model, {
+        validate: false,
+        maxBytes: settings.maxBytes.model,
+      }).definition;
+    } catch (error) {
+      const message = `the model is not a state machine definition, so no run conforms to it: ${(error as Error).message}`;
+      return { status: "fail", detail: message, problems: [message] };
+    }
+
+    const loaded = await stateData(context);
+    if ("outcome" in loaded) return loaded.outcome;
+    const entries = protocol.instance_protocol;
+    const perTransaction = new Map<string, number>();
+    for (const entry of entries) {
+      perTransaction.set(entry.transaction_hash, (perTransaction.get(entry.transaction_hash) ?? 0) + 1);
+    }
+    const walk: ConformanceEntry[] = loaded.states.map((data, index) => ({
+      seq: data.seq,
+      state_name: data.state_name,
+      state_type: data.state_type,
+      iteration_path: data.iteration_path,
+      attempt: data.attempt,
+      input: data.input,
+      error: data.error,
+      timestamp: entries[index].timestamp,
+      perState: entries[index].proof === null && perTransaction.get(entries[index].transaction_hash) === 1,
+    }));
+
+    const result = await checkConformance(definition, walk, protocol.status);
+    if (result.violation) {
+      return {
+        status: "fail",
+        detail: result.violation.message,
+        problems: [result.violation.message, ...result.notes],
+      };
+    }
+    const detail = [`${summary(result.stats)}; ${result.ending}`, ...result.notes].join("; ");
+    return { status: "pass", detail, problems: [] };
+  },
+};
+
+function plural(count: number, one: string, many = `${one}s`): string {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+function summary(stats: ConformanceStats): string {
+  const parts = [`${plural(stats.states, "state")} follow the model's edges`];
+  if (stats.choices > 0) {
+    parts.push(
+      `${stats.choicesChecked} of ${plural(stats.choices, "Choice decision")} re-evaluated from the recorded input`,
+    );
+  }
+  if (stats.maps > 0) {
+    parts.push(
+      `${plural(stats.maps, "Map")} (${plural(stats.iterations, "iteration")}; ${stats.mapsCounted} counted against their items)`,
+    );
+  }
+  if (stats.parallels > 0) parts.push(plural(stats.parallels, "Parallel"));
+  if (stats.retries > 0) parts.push(plural(stats.retries, "retry", "retries"));
+  if (stats.catches > 0) parts.push(plural(stats.catches, "caught error"));
+  return parts.join(", ");
+}
+
+/** The verified state data of every entry: as V6 kept it, or fetched again and hash-checked. */
+async function stateData(context: ReadyContext): Promise<{ states: StateData[] } | { outcome: StepOutcome }> {
+  const { protocol, artifacts, web, settings } = context;
+  const entries = protocol.instance_protocol;
+  const problems: { kind: "skip" | "error"; message: string }[] = [];
+  const states = await mapBounded(entries, settings.concurrency, async (entry, index) => {
+    const kept = artifacts.state(index);
+    if (kept) return kept;
+    try {
+      const { bytes } = await web.get(entry.state_data, settings.maxBytes.state);
+      const parsed = sha256Hex(bytes) === entry.state_hash ? stateDataSchema.safeParse(safeJson(bytes)) : null;
+      if (parsed?.success && parsed.data.seq === entry.seq) return parsed.data;
+      problems.push({ kind: "skip", message: `the state data of seq ${index} did not verify (see V6)` });
+    } catch (error) {
+      problems.push({ kind: "error", message: `fetching ${entry.state_data}: ${(error as Error).message}` });
+    }
+    return null;
+  });
+  if (problems.length > 0) {
+    const errors = problems.filter((problem) => problem.kind === "error").map((problem) => problem.message);
+    if (errors.length > 0) {
+      return {
+        outcome: { status: "error", detail: errors[0], problems: errors.slice(0, 50), code: "VERIFY_INCOMPLETE" },
+      };
+    }
+    return { outcome: { status: "skip", detail: problems[0].message } };
+  }
+  return { states: states as StateData[] };
+}
+
+function safeJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
