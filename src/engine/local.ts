@@ -526,7 +526,20 @@ export class LibraryEventMapper {
 // The engine
 // ---------------------------------------------------------------------------------------------------
 
-/** Runs models in-process with aws-local-stepfunctions. */
+/**
+ * Runs models in-process with aws-local-stepfunctions.
+ *
+ * Events: every state entered (all types, every Map iteration and Parallel branch, with its iteration
+ * path), every Retry attempt as another entry of the same state (`attempt` n, same input), the Catch's
+ * target with `caughtError`, and one `end` (a definition's TimeoutSeconds ends as failed with
+ * States.Timeout; the step cap ends as aborted with statetrail.MaxStepsExceeded).
+ *
+ * Known differences from AWS, from the interpreter: inside a Map iteration or Parallel branch,
+ * `$$.Execution.Input` and `$$.Execution.StartTime` are the iteration's input and start; the iterations of a
+ * retried Map have the same iteration paths as the first attempt's (the Map's own `attempt` tells them
+ * apart); when an iteration fails, its running siblings are aborted and reported only up to where they
+ * were, and queued ones never start.
+ */
 export class LocalEngine implements Engine {
   readonly name = "local" as const;
   private readonly handlers: TaskHandlers | undefined;

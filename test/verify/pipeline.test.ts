@@ -214,6 +214,7 @@ describe("verifyProtocol", function () {
           V6: "error",
           V7: "error",
           V8: "pass",
+          V9: "skip",
         });
         expect(report.block_number).to.equal(null);
       } finally {
