@@ -11,7 +11,6 @@ import {
   maxRetries,
   ModelIndex,
   nextOf,
-  quote,
   type Machine,
 } from "./model";
 
@@ -223,7 +222,7 @@ class Walker {
         [],
       );
     }
-    await this.transition(scope, entry, state);
+    await this.transition(scope, entry);
 
     const visit: Visit = { entry, state, scope };
     if (state.Type === "Parallel") {
@@ -299,7 +298,7 @@ class Walker {
   }
 
   /** Checks the step from the scope's current state to `entry` (a state of the scope's machine). */
-  private async transition(scope: Scope, entry: ConformanceEntry, state: AslState): Promise<void> {
+  private async transition(scope: Scope, entry: ConformanceEntry): Promise<void> {
     const prev = scope.last;
     const name = entry.state_name;
     if (!prev) {
