@@ -184,9 +184,16 @@ function setAt(root: unknown, segments: string[], value: unknown): void {
 }
 
 /** Is `path` a valid ASL Path (filters, wildcards, recursive descent allowed)? Asked of asl-validator itself. */
+const generalPaths = new Map<string, boolean>();
 function isValidGeneralPath(path: string): boolean {
-  const probe = { StartAt: "P", States: { P: { Type: "Pass", InputPath: path, End: true } } };
-  return aslValidator(probe, { checkPaths: true, checkArn: true }).isValid;
+  let valid = generalPaths.get(path);
+  if (valid === undefined) {
+    const probe = { StartAt: "P", States: { P: { Type: "Pass", InputPath: path, End: true } } };
+    valid = aslValidator(probe, { checkPaths: true, checkArn: true }).isValid;
+    if (generalPaths.size > 1000) generalPaths.clear();
+    generalPaths.set(path, valid);
+  }
+  return valid;
 }
 
 /** Pointer of the innermost state containing `segments`, or null if the location is outside every state. */
@@ -264,6 +271,27 @@ function schemaMessage(error: ValidatorError): string {
  * appears.
  */
 export function checkDefinition(definition: unknown): AslCheckResult {
+  // asl-validator compiles its schemas on every call (~0.1 s): a model validated again (by the engine,
+  // the tracker, the endpoint) is answered from a small cache keyed by its JSON text.
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(definition);
+  } catch {
+    text = undefined;
+  }
+  const cached = text === undefined ? undefined : checked.get(text);
+  if (cached) return deepClone(cached);
+  const result = checkUncached(definition);
+  if (text !== undefined) {
+    if (checked.size >= 64) checked.delete(checked.keys().next().value as string);
+    checked.set(text, deepClone(result));
+  }
+  return result;
+}
+
+const checked = new Map<string, AslCheckResult>();
+
+function checkUncached(definition: unknown): AslCheckResult {
   const errors: AslProblem[] = [];
   const warnings: AslProblem[] = [];
   const seen = new Set<string>();
