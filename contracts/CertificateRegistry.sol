@@ -13,8 +13,8 @@ contract CertificateRegistry is ICertificateRegistry, EIP712 {
         "Certificate(bytes32 fingerprint,uint48 notBefore,uint48 notAfter,address holder)"
     );
 
-    mapping(bytes32 fingerprint => Certificate certificate) private _certificates;
-    mapping(bytes32 fingerprint => uint48 revokedAt) private _revocations;
+    mapping(address holder => mapping(bytes32 fingerprint => Certificate certificate)) private _certificates;
+    mapping(address holder => mapping(bytes32 fingerprint => uint48 revokedAt)) private _revocations;
 
     constructor() EIP712("statetrail CertificateRegistry", "1") {}
 
@@ -30,40 +30,42 @@ contract CertificateRegistry is ICertificateRegistry, EIP712 {
         if (holder == address(0)) revert InvalidHolder();
         if (notBefore > notAfter) revert InvalidValidityWindow(notBefore, notAfter);
         if (notAfter < block.timestamp) revert CertificateExpired(fingerprint, notAfter);
-        address registered = _certificates[fingerprint].holder;
-        if (registered != address(0)) revert CertificateAlreadyRegistered(fingerprint, registered);
+        if (_certificates[holder][fingerprint].holder != address(0)) {
+            revert CertificateAlreadyRegistered(fingerprint, holder);
+        }
         bytes32 digest = _certificateDigest(fingerprint, notBefore, notAfter, holder);
         if (!SignatureChecker.isValidSignatureNow(holder, digest, signature)) revert InvalidSignature(holder);
 
-        _certificates[fingerprint] = Certificate({holder: holder, notBefore: notBefore, notAfter: notAfter});
+        _certificates[holder][fingerprint] = Certificate({holder: holder, notBefore: notBefore, notAfter: notAfter});
         emit CertificateRegistered(fingerprint, holder, notBefore, notAfter, msg.sender);
     }
 
     /// @inheritdoc ICertificateRegistry
     function revokeCertificate(bytes32 fingerprint) external {
-        address holder = _certificates[fingerprint].holder;
-        if (holder == address(0)) revert CertificateNotFound(fingerprint);
-        if (holder != msg.sender) revert NotCertificateHolder(fingerprint, msg.sender);
-        if (_revocations[fingerprint] != 0) revert CertificateAlreadyRevoked(fingerprint);
+        if (_certificates[msg.sender][fingerprint].holder == address(0)) {
+            revert CertificateNotFound(fingerprint, msg.sender);
+        }
+        if (_revocations[msg.sender][fingerprint] != 0) revert CertificateAlreadyRevoked(fingerprint);
         uint48 revokedAt = uint48(block.timestamp);
-        _revocations[fingerprint] = revokedAt;
-        emit CertificateRevoked(fingerprint, holder, revokedAt);
+        _revocations[msg.sender][fingerprint] = revokedAt;
+        emit CertificateRevoked(fingerprint, msg.sender, revokedAt);
     }
 
     /// @inheritdoc ICertificateRegistry
     function certificateOf(
-        bytes32 fingerprint
+        bytes32 fingerprint,
+        address holder
     ) external view returns (Certificate memory certificate, uint48 revokedAt) {
-        return (_certificates[fingerprint], _revocations[fingerprint]);
+        return (_certificates[holder][fingerprint], _revocations[holder][fingerprint]);
     }
 
     /// @inheritdoc ICertificateRegistry
     function isValid(bytes32 fingerprint, address holder, uint48 at) external view returns (bool valid) {
-        Certificate memory certificate = _certificates[fingerprint];
+        Certificate memory certificate = _certificates[holder][fingerprint];
         return
             holder != address(0) &&
             certificate.holder == holder &&
-            _revocations[fingerprint] == 0 &&
+            _revocations[holder][fingerprint] == 0 &&
             certificate.notBefore <= at &&
             at <= certificate.notAfter;
     }

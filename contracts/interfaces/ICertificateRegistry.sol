@@ -6,6 +6,9 @@ pragma solidity 0.8.28;
 /// that holds them. The holder signs the binding with EIP-712; the signature is checked on-chain for
 /// EOAs and ERC-1271 contract wallets alike, so anyone may relay the registration. A holder may hold
 /// several certificates (rotation) and revoke any of them. A revoked certificate stays revoked.
+/// Registrations are namespaced by holder: fingerprints are public, so a global namespace would let
+/// anyone front-run an issuer's registration with the same fingerprint bound to themselves and block it
+/// for good. Binding a fingerprint to oneself proves nothing about whoever else holds it.
 interface ICertificateRegistry {
     /// @notice A registered certificate. Fits one storage slot.
     struct Certificate {
@@ -38,10 +41,8 @@ interface ICertificateRegistry {
     error InvalidSignature(address holder);
     /// @notice The fingerprint is already registered (possibly revoked) for `holder`.
     error CertificateAlreadyRegistered(bytes32 fingerprint, address holder);
-    /// @notice The fingerprint was never registered.
-    error CertificateNotFound(bytes32 fingerprint);
-    /// @notice The caller is not the holder of the certificate.
-    error NotCertificateHolder(bytes32 fingerprint, address caller);
+    /// @notice The fingerprint was never registered for `holder`.
+    error CertificateNotFound(bytes32 fingerprint, address holder);
     /// @notice The certificate is already revoked.
     error CertificateAlreadyRevoked(bytes32 fingerprint);
 
@@ -56,12 +57,14 @@ interface ICertificateRegistry {
         bytes calldata signature
     ) external;
 
-    /// @notice Revokes `fingerprint`. Only its holder may call.
+    /// @notice Revokes the caller's registration of `fingerprint`.
     function revokeCertificate(bytes32 fingerprint) external;
 
-    /// @notice The registration of `fingerprint` (`holder` zero when unknown) and when it was revoked (0: not revoked).
+    /// @notice The registration of `fingerprint` for `holder` (`holder` zero when unknown) and when it was
+    /// revoked (0: not revoked).
     function certificateOf(
-        bytes32 fingerprint
+        bytes32 fingerprint,
+        address holder
     ) external view returns (Certificate memory certificate, uint48 revokedAt);
 
     /// @notice Whether `fingerprint` is registered for `holder`, not revoked, and `at` lies in its window.

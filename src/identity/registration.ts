@@ -140,7 +140,7 @@ export async function revokeCertificate(
     if (receipt === null || receipt.status !== 1) {
       throw new StatetrailError("TX_FAILED", `revokeCertificate was not mined successfully (${tx.hash})`);
     }
-    const [, revokedAt] = await registry.certificateOf(bytes32, { blockTag: receipt.blockNumber });
+    const [, revokedAt] = await registry.certificateOf(bytes32, address, { blockTag: receipt.blockNumber });
     return {
       fingerprint: fromBytes32(bytes32),
       holder: address,
@@ -164,7 +164,7 @@ export async function certificateStatus(
   const time = at === undefined ? await latestTimestamp(registryProvider(registry)) : Number(at);
   try {
     const [[certificate, revokedAt], valid] = await Promise.all([
-      registry.certificateOf(bytes32),
+      registry.certificateOf(bytes32, holder),
       registry.isValid(bytes32, holder, time),
     ]);
     const registered = certificate.holder !== "0x0000000000000000000000000000000000000000";
@@ -472,18 +472,18 @@ async function describeRevert(
   const fp = (i: number) => fromBytes32(arg(i));
   switch (revert.name) {
     case "CertificateAlreadyRegistered": {
-      const [, revokedAt] = await registry.certificateOf(arg(0)).catch(() => [null, 0n] as const);
+      const [, revokedAt] = await registry.certificateOf(arg(0), arg(1)).catch(() => [null, 0n] as const);
       if (revokedAt !== 0n) {
         return [
           "CERT_REVOKED",
           `certificate ${fp(0)} was registered for ${arg(1)} and revoked at ${iso(Number(revokedAt))}; ` +
-            "a fingerprint can be registered only once",
+            "a holder registers a fingerprint only once",
           "use a new certificate: statetrail identity rotate",
         ];
       }
       return [
         "CERT_INVALID",
-        `certificate ${fp(0)} is already registered for ${arg(1)}; a fingerprint can be registered only once`,
+        `certificate ${fp(0)} is already registered for ${arg(1)}; a holder registers a fingerprint only once`,
         "keep using the existing registration, or use a new certificate: statetrail identity rotate",
       ];
     }
@@ -498,13 +498,7 @@ async function describeRevert(
     case "InvalidValidityWindow":
       return ["INVALID_ARGUMENT", `the validity window [${arg(0)}, ${arg(1)}] ends before it starts`, undefined];
     case "CertificateNotFound":
-      return ["CERT_NOT_REGISTERED", `certificate ${fp(0)} is not registered`, undefined];
-    case "NotCertificateHolder":
-      return [
-        "CERT_NOT_REGISTERED",
-        `certificate ${fp(0)} is not registered for ${arg(1)}; only its holder may revoke it`,
-        undefined,
-      ];
+      return ["CERT_NOT_REGISTERED", `certificate ${fp(0)} is not registered for ${arg(1)}`, undefined];
     case "CertificateAlreadyRevoked":
       return ["CERT_REVOKED", `certificate ${fp(0)} is already revoked`, undefined];
     default:

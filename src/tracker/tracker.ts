@@ -289,7 +289,7 @@ export class Tracker {
     const latest = await this.sender.provider.getBlock("latest");
     const now = Math.max(Math.floor(Date.now() / 1000), latest?.timestamp ?? 0);
     const fingerprint = toBytes32(this.options.identity.certificate_fingerprint);
-    const [certificate, revokedAt] = await registry.certificateOf(fingerprint);
+    const [certificate, revokedAt] = await registry.certificateOf(fingerprint, issuer);
     if (certificate.holder.toLowerCase() !== issuer.toLowerCase()) {
       throw new StatetrailError(
         "CERT_NOT_REGISTERED",

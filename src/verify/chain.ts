@@ -151,11 +151,12 @@ export class ChainView {
     });
   }
 
-  async certificateOf(fingerprint: HexHash): Promise<CertificateRecord> {
+  /** The registration of `fingerprint` for `holder` (registrations are namespaced by holder). */
+  async certificateOf(fingerprint: HexHash, holder: string): Promise<CertificateRecord> {
     const { blockNumber } = await this.snapshot();
-    return this.once(`certificate:${fingerprint}`, async () => {
+    return this.once(`certificate:${holder.toLowerCase()}:${fingerprint}`, async () => {
       const [certificate, revokedAt] = await this.rpc("CertificateRegistry.certificateOf", () =>
-        this.certificates.certificateOf(toBytes32(fingerprint), { blockTag: blockNumber }),
+        this.certificates.certificateOf(toBytes32(fingerprint), holder, { blockTag: blockNumber }),
       );
       return {
         holder: certificate.holder === ZeroAddress ? null : getAddress(certificate.holder),

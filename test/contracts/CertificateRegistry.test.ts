@@ -127,15 +127,27 @@ describe("CertificateRegistry", function () {
         .withArgs(binding.fingerprint, issuer.address);
     });
 
-    it("reverts with CertificateAlreadyRegistered when another account binds the fingerprint to itself", async function () {
+    it("lets another account bind the same fingerprint only to itself, leaving the issuer's registration as it was", async function () {
       const { certificates, issuer, other, binding } = await loadFixture(registeredCertificateFixture);
-      const hijack: CertificateBinding = { ...binding, holder: other.address, notAfter: binding.notAfter + 1n };
-      const signature = await signCertificate(other, certificates, hijack);
+      const copy: CertificateBinding = { ...binding, holder: other.address, notAfter: binding.notAfter + 1n };
+      await registerCertificate(certificates, other, copy, await signCertificate(other, certificates, copy));
 
-      await expect(registerCertificate(certificates, other, hijack, signature))
-        .to.be.revertedWithCustomError(certificates, "CertificateAlreadyRegistered")
-        .withArgs(binding.fingerprint, issuer.address);
       await expectCertificate(certificates, binding.fingerprint, { ...binding, revokedAt: 0n });
+      await expectCertificate(certificates, binding.fingerprint, { ...copy, revokedAt: 0n });
+      expect(await certificates.isValid(binding.fingerprint, issuer.address, binding.notBefore)).to.equal(true);
+    });
+
+    it("cannot be squatted: a fingerprint bound first by a stranger still registers for its real holder", async function () {
+      const { certificates, issuer, other, relayer, binding } = await loadFixture(deployCertificateRegistryFixture);
+      const squat: CertificateBinding = { ...binding, holder: other.address };
+      await registerCertificate(certificates, other, squat, await signCertificate(other, certificates, squat));
+
+      await expect(
+        registerCertificate(certificates, relayer, binding, await signCertificate(issuer, certificates, binding)),
+      )
+        .to.emit(certificates, "CertificateRegistered")
+        .withArgs(binding.fingerprint, issuer.address, binding.notBefore, binding.notAfter, relayer.address);
+      expect(await certificates.isValid(binding.fingerprint, issuer.address, binding.notBefore)).to.equal(true);
     });
 
     it("reverts with InvalidSignature for a signature made for another chain or another registry", async function () {
@@ -166,8 +178,8 @@ describe("CertificateRegistry", function () {
       const unknown = hashOf("certificate: unknown.der");
       await expect(certificates.connect(issuer).revokeCertificate(unknown))
         .to.be.revertedWithCustomError(certificates, "CertificateNotFound")
-        .withArgs(unknown);
-      await expectCertificate(certificates, unknown, UNREGISTERED);
+        .withArgs(unknown, issuer.address);
+      await expectCertificate(certificates, unknown, UNREGISTERED, issuer.address);
     });
 
     it("cannot be revoked through a holder's wallet by anyone but the wallet's owner", async function () {
@@ -195,8 +207,8 @@ describe("CertificateRegistry", function () {
 
   describe("certificateOf", function () {
     it("returns an empty record for a fingerprint that was never registered", async function () {
-      const { certificates } = await loadFixture(registeredCertificateFixture);
-      await expectCertificate(certificates, hashOf("certificate: unknown.der"), UNREGISTERED);
+      const { certificates, issuer } = await loadFixture(registeredCertificateFixture);
+      await expectCertificate(certificates, hashOf("certificate: unknown.der"), UNREGISTERED, issuer.address);
     });
 
     it("returns the binding and a zero revocation time for a live certificate", async function () {

@@ -31,7 +31,7 @@ async function fetchPinned(issuer: TestIssuer, protocol: InstanceProtocol): Prom
   const [certificate] = await CertificateRegistry__factory.connect(
     issuer.registries.certificate,
     issuer.provider,
-  ).certificateOf(toBytes32(registry.certificate_fingerprint));
+  ).certificateOf(toBytes32(registry.certificate_fingerprint), registry.address);
   expect(certificate.holder).to.equal(registry.address);
   const url = `${registry.url}/instances/${protocol.instance_hash}/protocol`;
   const response = await pinnedFetch(url, { fingerprint: registry.certificate_fingerprint });

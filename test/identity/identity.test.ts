@@ -219,6 +219,7 @@ describe("identity/identity", function () {
           home: second,
           certPem: first.certificate.certPem,
           keyPem: first.certificate.keyPem,
+          privateKey: first.signer.privateKey,
           ensLabel: "second",
         }),
         "CERT_INVALID",

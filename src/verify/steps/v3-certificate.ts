@@ -17,7 +17,7 @@ export const certificateStep: Step = {
     const issuer = protocol.issuer.address;
     try {
       const now = await context.now();
-      const record = await chain.certificateOf(fingerprint);
+      const record = await chain.certificateOf(fingerprint, issuer);
       if (!record.holder) {
         findings.fail(
           `server certificate ${fingerprint} is not registered in the trusted CertificateRegistry`,
