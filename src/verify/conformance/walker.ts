@@ -355,13 +355,6 @@ class Walker {
         `"${name}" attempt ${entry.attempt}`,
       );
     }
-    if (isTerminal(prev.state)) {
-      this.fail(
-        entry,
-        `"${from}" (seq ${prev.entry.seq}) ends ${scope.machine.label}; nothing can follow it`,
-        await this.expectedAfter(scope),
-      );
-    }
 
     if (entry.error) {
       // Through a Catch: the first catcher whose ErrorEquals matches the recorded error decides.
@@ -379,6 +372,14 @@ class Walker {
       }
       this.stats.catches += 1;
       return;
+    }
+
+    if (isTerminal(prev.state)) {
+      this.fail(
+        entry,
+        `"${from}" (seq ${prev.entry.seq}) ends ${scope.machine.label}; nothing can follow it`,
+        await this.expectedAfter(scope),
+      );
     }
 
     if (prev.state.Type === "Choice") {

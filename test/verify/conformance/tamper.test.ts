@@ -1,0 +1,186 @@
+import fs from "node:fs";
+import { expect } from "chai";
+import { type InstanceStatus } from "../../../src/protocol/schema";
+import { renderReport, type StepResult, type VerificationReport } from "../../../src/verify";
+import { verifyForged } from "../../helpers/forge";
+import { conformanceEnv, forgeRecorded, verifyRecorded } from "./forge-recorded";
+import { example, runLocal, type LocalRun, type RecordedState } from "./helpers";
+
+type Status = Exclude<InstanceStatus, "running">;
+
+const ORDER_INPUT = JSON.parse(fs.readFileSync(example("order-fulfilment.input.json"), "utf8")) as unknown;
+
+async function orderRun(): Promise<LocalRun> {
+  // A fresh outage counter per run: the handler module counts outages per order id.
+  const input = { ...(ORDER_INPUT as object), orderId: `o-${Math.random().toString(36).slice(2, 8)}` };
+  return runLocal(example("order-fulfilment.asl.json"), input, {
+    handlersModule: example("order-fulfilment.handlers.js"),
+  });
+}
+
+function statuses(report: VerificationReport): string[] {
+  return report.steps.map((step) => `${step.id}:${step.status}`);
+}
+
+function v9(report: VerificationReport): StepResult {
+  return report.steps.find((step) => step.id === "V9")!;
+}
+
+/** V0–V8 pass (V2 skipped: no ENS here), V9 fails with a detail that names the step. */
+function expectOnlyConformanceFails(report: VerificationReport, says: RegExp): void {
+  const shown = renderReport(report);
+  expect(statuses(report), shown).to.deep.equal([
+    "V0:pass",
+    "V1:pass",
+    "V2:skip",
+    "V3:pass",
+    "V4:pass",
+    "V5:pass",
+    "V6:pass",
+    "V7:pass",
+    "V8:pass",
+    "V9:fail",
+  ]);
+  expect(report.verdict).to.equal("invalid");
+  expect(v9(report).detail, shown).to.match(says);
+}
+
+/** Forges what an issuer lying coherently would publish: `edit` rewrites the recorded states. */
+async function forgeEdited(
+  run: LocalRun,
+  edit: (states: RecordedState[]) => RecordedState[],
+  status: Status = run.status as Status,
+): Promise<VerificationReport> {
+  const env = await conformanceEnv();
+  const input = run.states[0].input;
+  const recorded = await forgeRecorded(env, run.model, input, edit(structuredClone(run.states)), status);
+  return verifyRecorded(env, recorded);
+}
+
+function indexOf(states: RecordedState[], name: string): number {
+  const index = states.findIndex((state) => state.state_name === name);
+  if (index < 0) throw new Error(`no state ${name} recorded`);
+  return index;
+}
+
+describe("V9 conformance against coherent lies (hashes, chain and signature consistent)", function () {
+  this.timeout(60_000);
+
+  it("passes every step of a genuine recorded run: V0–V9 valid", async function () {
+    const run = await orderRun();
+    const report = await forgeEdited(run, (states) => states);
+    expect(statuses(report), renderReport(report)).to.deep.equal([
+      "V0:pass",
+      "V1:pass",
+      "V2:skip",
+      "V3:pass",
+      "V4:pass",
+      "V5:pass",
+      "V6:pass",
+      "V7:pass",
+      "V8:pass",
+      "V9:pass",
+    ]);
+    expect(report.verdict).to.equal("valid");
+    expect(v9(report).detail).to.contain("16 states follow the model's edges").and.contain("1 retry");
+  });
+
+  it("catches a state the model doesn't contain", async function () {
+    const report = await forgeEdited(await orderRun(), (states) => {
+      states[indexOf(states, "Ship")].state_name = "Ship express";
+      return states;
+    });
+    expectOnlyConformanceFails(
+      report,
+      /^seq 14 "Ship express": the model has no state "Ship express"; expected "Ship" \(Next\), recorded "Ship express" \(Task\)$/,
+    );
+  });
+
+  it("catches a skipped state", async function () {
+    const report = await forgeEdited(await orderRun(), (states) => {
+      states.splice(indexOf(states, "Ship"), 1);
+      return states;
+    });
+    expectOnlyConformanceFails(
+      report,
+      /^seq 14 "Done": "Fulfil" → "Done" is not an edge of the model; expected "Ship" \(Next\), recorded "Done" \(Succeed\)$/,
+    );
+  });
+
+  it("catches a Choice branch that contradicts the Choice's recorded input", async function () {
+    // The card path replaced by the invoice path: every transition is an edge of the model, but the
+    // recorded input of "Payment method?" says card.
+    const report = await forgeEdited(await orderRun(), (states) => {
+      const charge = states[indexOf(states, "Charge card")];
+      charge.state_name = "Wait for credit check";
+      charge.state_type = "Wait";
+      return states;
+    });
+    expectOnlyConformanceFails(
+      report,
+      /^seq 3 "Wait for credit check": Choice "Payment method\?" \(seq 2\) re-evaluated on its recorded input selects "Charge card" \(Default\); expected "Charge card" \(Default\), recorded "Wait for credit check" \(Wait\)$/,
+    );
+  });
+
+  it("catches a Map with one iteration missing", async function () {
+    const run = await runLocal(
+      example("batch-scoring.asl.json"),
+      { batchId: "b-tamper" },
+      {
+        handlersModule: example("batch-scoring.handlers.js"),
+      },
+    );
+    const report = await forgeEdited(run, (states) =>
+      states.filter((state) => !state.iteration_path.some((step) => step.parent === "Score each" && step.index === 23)),
+    );
+    expectOnlyConformanceFails(
+      report,
+      /^seq 71 "Summarise": "Score each" \(seq 1\) left through its Next, but Map "Score each" ran 23 iterations and its recorded input has 24 items \(iteration 23 missing\)$/,
+    );
+  });
+
+  it("catches a run ending in a non-terminal state", async function () {
+    const report = await forgeEdited(await orderRun(), (states) => {
+      states.splice(indexOf(states, "Done"), 1);
+      return states;
+    });
+    expectOnlyConformanceFails(
+      report,
+      /^seq 15 "\$execution": the run ended in "Ship" \(seq 14, Task\), which is not a terminal state; expected "Done" \(Next\), recorded the execution's end \(ExecutionSucceeded\)$/,
+    );
+  });
+
+  it("catches a `succeeded` status on a run that ended in Fail", async function () {
+    const run = await runLocal(
+      example("refund-request.asl.json"),
+      JSON.parse(fs.readFileSync(example("refund-request.input.json"), "utf8")) as unknown,
+      { handlersModule: example("refund-request.handlers.js") },
+    );
+    expect(run.status).to.equal("failed");
+    const report = await forgeEdited(
+      run,
+      (states) => {
+        const end = states[states.length - 1];
+        end.state_type = "ExecutionSucceeded";
+        end.error = null;
+        return states;
+      },
+      "succeeded",
+    );
+    expectOnlyConformanceFails(
+      report,
+      /^seq 3 "\$execution": status succeeded, but the run ended in Fail state "Refund refused" \(seq 2, Fail\); expected ExecutionFailed \(status failed\), recorded ExecutionSucceeded \(status succeeded\)$/,
+    );
+  });
+
+  it("is skipped and optional with conformance off, so the lie is not seen (--no-conformance)", async function () {
+    const run = await orderRun();
+    const env = await conformanceEnv();
+    const states = structuredClone(run.states);
+    states.splice(indexOf(states, "Ship"), 1);
+    const recorded = await forgeRecorded(env, run.model, states[0].input, states, "succeeded");
+    const report = await verifyForged(env, { url: recorded.url }, { conformance: false });
+    expect(v9(report)).to.include({ status: "skip", detail: "not requested (--no-conformance)", required: false });
+    expect(report.verdict).to.equal("valid");
+  });
+});
