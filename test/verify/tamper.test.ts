@@ -177,6 +177,15 @@ const CASES: TamperCase[] = [
     },
   },
   {
+    name: "instance input swapped on the server",
+    fails: ["V5"],
+    says: /instance_data .* recomputes instance hash [0-9a-f]{64}, not/,
+    tamper: async (env, run) => {
+      env.server.serve(run.protocol.instance_data, Buffer.from('{"amount": 1000000}'));
+      return run.url;
+    },
+  },
+  {
     name: "model never registered",
     fails: ["V4", "V5"],
     says: /model [0-9a-f]{64} was never registered/,

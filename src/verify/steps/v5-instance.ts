@@ -1,12 +1,15 @@
+import { getAddress } from "ethers";
+import { sha256Hex } from "../../chain/hash";
+import { instanceHash } from "../../protocol/hashing";
 import { type Step } from "../context";
 import { Findings, short } from "../findings";
 import { explainTransaction, instanceChain } from "./shared";
 
 /**
  * V5: the trusted InstanceRegistry holds an InstanceCreated by the issuer for this instance hash, in the
- * block and transaction the protocol's `created` names, for `model_hash`; the instance data is served.
- * The instance hash commits to the input through a record salted with a nonce that is not published, so
- * the input bytes can't be checked against it here: only that they are served.
+ * block and transaction the protocol's `created` names, for `model_hash`; the served instance data and
+ * the published nonce recompute the instance hash (model_hash, SHA-256 of the input bytes, issuer, nonce),
+ * so the input can't be swapped after the fact.
  */
 export const instanceStep: Step = {
   id: "V5",
@@ -47,7 +50,19 @@ export const instanceStep: Step = {
     let served = "";
     try {
       const { bytes } = await web.get(protocol.instance_data, settings.maxBytes.instanceData);
-      served = `instance_data served (${bytes.length} bytes; not recomputable into the nonce-salted instance hash)`;
+      const recomputed = instanceHash({
+        statetrail_instance: 1,
+        model_hash: protocol.model_hash,
+        input_hash: sha256Hex(bytes),
+        issuer: getAddress(protocol.issuer.address),
+        nonce: protocol.instance_nonce,
+      });
+      if (recomputed !== protocol.instance_hash) {
+        findings.fail(
+          `instance_data (${bytes.length} bytes) with the nonce recomputes instance hash ${recomputed}, not ${protocol.instance_hash}`,
+        );
+      }
+      served = `instance_data (${bytes.length} bytes) and nonce recompute the instance hash`;
     } catch (error) {
       findings.error(error, `fetching instance_data ${protocol.instance_data}`);
     }
