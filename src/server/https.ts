@@ -10,6 +10,7 @@ import { normalizeFingerprint } from "../net/pinned-fetch";
 import { type InstanceProtocol } from "../protocol/schema";
 import { type Home } from "../store/home";
 import { createApp, type AppOptions, type StatetrailApp } from "./app";
+import { timelineMount, type TimelineOptions } from "./timeline";
 
 export interface ServerOptions extends AppOptions {
   /** Interface to listen on (default: identity.json `host`, else 127.0.0.1). */
@@ -19,6 +20,8 @@ export interface ServerOptions extends AppOptions {
   /** Certificate and key PEM (default: the files named in identity.json, relative to the data directory). */
   certPem?: string | Buffer;
   keyPem?: string | Buffer;
+  /** Serves the timeline page at `/` (timeline/index.ts); `true` without server-side verification. */
+  timeline?: TimelineOptions | boolean;
 }
 
 export interface RunningServer {
@@ -88,7 +91,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const host = options.host ?? identity?.host ?? "127.0.0.1";
   const port = options.port ?? identity?.port ?? 8443;
-  const app = createApp(options);
+  const timeline = options.timeline === true ? {} : options.timeline || undefined;
+  const app = createApp(timeline ? { ...options, mount: timelineMount(home, timeline, options.mount) } : options);
 
   let server: https.Server;
   try {

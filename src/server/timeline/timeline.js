@@ -1,0 +1,663 @@
+/* global document, window, location, EventSource */
+/*
+ * statetrail timeline page: plain DOM, no framework, no inline code (the page's CSP allows only scripts,
+ * styles and connections of this origin). Everything shown is built with textContent: protocol data is
+ * untrusted and never becomes markup.
+ *
+ *   #/                      the issuer, its models and instances (the list refreshes every 5 s)
+ *   #/instances/<hash>      one instance: status, the verifier's checks, the timeline of states with
+ *                           Map/Parallel nesting; live over Server-Sent Events
+ */
+"use strict";
+
+(function () {
+  var EXPLORERS = { 1: "https://etherscan.io", 11155111: "https://sepolia.etherscan.io" };
+  var STATUS_TEXT = { pass: "PASS", fail: "FAIL", skip: "SKIP", error: "ERROR" };
+  var VERDICT_TEXT = {
+    valid: ["VALID", "every required check passed"],
+    invalid: ["INVALID", "the protocol is contradicted by the evidence"],
+    "could-not-verify": ["COULD NOT VERIFY", "a required check could not be performed"],
+  };
+  var app = document.getElementById("app");
+  var current = null;
+
+  /** Builds an element: props are attributes (className, dataset via data-*), children are nodes or text. */
+  function h(tag, props, children) {
+    var node = document.createElement(tag);
+    var key;
+    for (key in props || {}) {
+      if (!Object.prototype.hasOwnProperty.call(props, key) || props[key] === undefined || props[key] === null)
+        continue;
+      if (key === "className") node.className = props[key];
+      else if (key === "text") node.textContent = props[key];
+      else node.setAttribute(key, String(props[key]));
+    }
+    (children || []).forEach(function (child) {
+      if (child === null || child === undefined || child === false) return;
+      node.appendChild(
+        typeof child === "string" || typeof child === "number" ? document.createTextNode(String(child)) : child,
+      );
+    });
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function code(value, className) {
+    return h("code", { className: className, title: value }, [value]);
+  }
+
+  function shortHex(value) {
+    return value.length > 18 ? value.slice(0, 12) + "…" + value.slice(-4) : value;
+  }
+
+  function isoTime(seconds) {
+    return new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
+  }
+
+  function safeHref(url) {
+    return /^https?:\/\//i.test(url) ? url : "#";
+  }
+
+  /** A link to the block explorer of public networks, or the plain content. */
+  function explorerLink(chainId, path, content) {
+    var base = EXPLORERS[chainId];
+    if (base) return h("a", { href: base + path, rel: "noreferrer", target: "_blank" }, [content]);
+    return typeof content === "string" ? document.createTextNode(content) : content;
+  }
+
+  async function getJson(url) {
+    var response = await fetch(url, { headers: { accept: "application/json" }, cache: "no-store" });
+    var body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      var message = body && body.error && body.error.message ? body.error.message : "HTTP " + response.status;
+      var failure = new Error(message);
+      failure.status = response.status;
+      throw failure;
+    }
+    return body;
+  }
+
+  function meta(rows) {
+    var list = h("dl", { className: "meta" });
+    rows.forEach(function (row) {
+      list.appendChild(h("dt", { text: row[0] }));
+      list.appendChild(h("dd", null, [row[1]]));
+    });
+    return list;
+  }
+
+  function issuerPanel(issuer) {
+    return meta([
+      ["issuer", explorerLink(issuer.chain_id, "/address/" + issuer.address, code(issuer.address))],
+      [
+        "ENS name",
+        issuer.ens_name
+          ? h("span", { id: "issuer-ens", text: issuer.ens_name })
+          : h("span", { className: "muted", text: "none" }),
+      ],
+      ["server", code(issuer.url)],
+      ["certificate", code(issuer.certificate_fingerprint, "hash")],
+      [
+        "chain",
+        String(issuer.chain_id) +
+          (EXPLORERS[issuer.chain_id] ? " (" + new URL(EXPLORERS[issuer.chain_id]).host + ")" : ""),
+      ],
+    ]);
+  }
+
+  // ---------------------------------------------------------------- index: issuer, models, instances
+
+  function indexView() {
+    var closed = false;
+    var timer = null;
+    clear(app);
+    var issuerBox = h("section", { id: "issuer" }, [
+      h("h2", { text: "Issuer" }),
+      h("p", { className: "muted", text: "Loading…" }),
+    ]);
+    var modelsBox = h("section", { id: "models" }, [h("h2", { text: "Models" })]);
+    var instancesBox = h("section", { id: "instances" }, [h("h2", { text: "Instances" })]);
+    app.appendChild(issuerBox);
+    app.appendChild(modelsBox);
+    app.appendChild(instancesBox);
+
+    getJson("/.well-known/statetrail.json").then(
+      function (doc) {
+        if (closed) return;
+        clear(issuerBox);
+        issuerBox.appendChild(h("h2", { text: "Issuer" }));
+        issuerBox.appendChild(
+          issuerPanel({
+            address: doc.issuer,
+            ens_name: doc.ens_name,
+            url: doc.url,
+            certificate_fingerprint: doc.certificate_fingerprint,
+            chain_id: doc.chain_id,
+          }),
+        );
+      },
+      function (error) {
+        if (closed) return;
+        clear(issuerBox);
+        issuerBox.appendChild(h("h2", { text: "Issuer" }));
+        issuerBox.appendChild(h("p", { className: "muted", text: "No identity document: " + error.message }));
+      },
+    );
+
+    function loadModels() {
+      return getJson("/models").then(function (models) {
+        if (closed) return;
+        clear(modelsBox);
+        modelsBox.appendChild(h("h2", { text: "Models (" + models.length + ")" }));
+        if (models.length === 0)
+          return void modelsBox.appendChild(h("p", { className: "muted", text: "No model is published." }));
+        var body = h("tbody");
+        models.forEach(function (model) {
+          body.appendChild(
+            h("tr", { className: "model", "data-model": model.model_hash }, [
+              h("td", null, [
+                h("a", { href: "/models/" + model.model_hash }, [code(shortHex(model.model_hash), "hash")]),
+              ]),
+              h("td", { text: model.comment || "" }),
+              h("td", { text: String(model.states) + " states" }),
+              h("td", { text: String(model.instances) }),
+            ]),
+          );
+        });
+        modelsBox.appendChild(
+          h("table", { className: "list" }, [
+            h("thead", null, [
+              h("tr", null, [
+                h("th", { text: "model hash" }),
+                h("th", { text: "comment" }),
+                h("th", { text: "size" }),
+                h("th", { text: "instances" }),
+              ]),
+            ]),
+            body,
+          ]),
+        );
+      });
+    }
+
+    function loadInstances() {
+      return getJson("/instances").then(function (rows) {
+        if (closed) return;
+        clear(instancesBox);
+        instancesBox.appendChild(h("h2", { text: "Instances (" + rows.length + ")" }));
+        if (rows.length === 0)
+          return void instancesBox.appendChild(h("p", { className: "muted", text: "No instance yet." }));
+        var body = h("tbody");
+        rows.forEach(function (row) {
+          body.appendChild(
+            h("tr", { className: "instance", "data-instance": row.instance_hash }, [
+              h("td", null, [
+                h("a", { href: "#/instances/" + row.instance_hash }, [code(shortHex(row.instance_hash), "hash")]),
+              ]),
+              h("td", null, [code(shortHex(row.model_hash), "hash")]),
+              h("td", null, [h("span", { className: "instance-status status-" + row.status, text: row.status })]),
+              h("td", { text: String(row.states) }),
+              h("td", { text: String(row.created_block) }),
+            ]),
+          );
+        });
+        instancesBox.appendChild(
+          h("table", { className: "list" }, [
+            h("thead", null, [
+              h("tr", null, [
+                h("th", { text: "instance" }),
+                h("th", { text: "model" }),
+                h("th", { text: "status" }),
+                h("th", { text: "states" }),
+                h("th", { text: "created in block" }),
+              ]),
+            ]),
+            body,
+          ]),
+        );
+      });
+    }
+
+    function refresh() {
+      Promise.all([loadModels(), loadInstances()])
+        .catch(function (error) {
+          if (!closed)
+            instancesBox.appendChild(h("p", { className: "muted", text: "Could not load: " + error.message }));
+        })
+        .then(function () {
+          if (!closed) timer = setTimeout(refresh, 5000);
+        });
+    }
+    refresh();
+
+    return {
+      close: function () {
+        closed = true;
+        clearTimeout(timer);
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- one instance
+
+  /** Nests entries by iteration path: one group per Map iteration / Parallel branch, where its first state is. */
+  function buildTree(entries, states) {
+    var root = [];
+    var groups = {};
+    entries.forEach(function (entry) {
+      if (!entry) return;
+      var data = states[entry.state_hash];
+      var container = root;
+      var key = "";
+      ((data && data.iteration_path) || []).forEach(function (step) {
+        key += "/" + step.kind + ":" + step.index + ":" + step.parent;
+        var group = groups[key];
+        if (!group) {
+          group = { kind: "group", key: key, parent: step.parent, group: step.kind, index: step.index, children: [] };
+          groups[key] = group;
+          container.push(group);
+        }
+        container = group.children;
+      });
+      container.push({ kind: "state", entry: entry, data: data });
+    });
+    return root;
+  }
+
+  function failingSeqs(report) {
+    var seqs = {};
+    (report ? report.steps : []).forEach(function (step) {
+      if (step.status !== "fail") return;
+      [step.detail].concat(step.problems).forEach(function (problem) {
+        var re = /\bseq (\d+)\b/g;
+        var match;
+        while ((match = re.exec(problem))) seqs[Number(match[1])] = true;
+      });
+    });
+    return seqs;
+  }
+
+  function stateNode(entry, data, chainId, bad, fresh) {
+    var end = entry.state_type.indexOf("Execution") === 0;
+    var classes = ["state", "type-" + entry.state_type];
+    if (end) classes.push("end");
+    if (bad) classes.push("bad");
+    if (fresh) classes.push("fresh");
+    var main = h("div", { className: "state-main" }, [
+      h("span", { className: "seq", text: "#" + entry.seq }),
+      " ",
+      h("span", { className: "state-name", text: end ? "end of execution" : entry.state_name }),
+      " ",
+      h("span", { className: "state-type", text: entry.state_type }),
+    ]);
+    if (data && data.attempt > 0)
+      main.appendChild(h("span", { className: "attempt", text: " attempt " + (data.attempt + 1) }));
+    if (data && data.error) {
+      main.appendChild(
+        h("span", {
+          className: "state-error",
+          text: " " + data.error.error + (data.error.cause ? ": " + data.error.cause : ""),
+        }),
+      );
+    }
+    var metaRow = h("div", { className: "state-meta" }, [
+      h("span", null, ["block ", explorerLink(chainId, "/block/" + entry.block_nr, String(entry.block_nr))]),
+      h("time", { text: isoTime(entry.timestamp) }),
+      h("span", null, [
+        "tx ",
+        explorerLink(chainId, "/tx/" + entry.transaction_hash, code(shortHex(entry.transaction_hash))),
+      ]),
+      h("span", null, [
+        "hash ",
+        h("code", { className: "hash", title: entry.state_hash, text: entry.state_hash.slice(0, 16) + "…" }),
+      ]),
+      h("a", {
+        className: "state-data",
+        href: safeHref(entry.state_data),
+        rel: "noreferrer",
+        target: "_blank",
+        text: "data",
+      }),
+    ]);
+    return h("li", { className: classes.join(" "), "data-seq": entry.seq, "data-state-hash": entry.state_hash }, [
+      main,
+      metaRow,
+    ]);
+  }
+
+  function timelineNode(nodes, chainId, bad, fresh) {
+    var list = h("ol", { className: "timeline" });
+    nodes.forEach(function (node) {
+      if (node.kind === "group") {
+        list.appendChild(
+          h("li", { className: "group group-" + node.group, "data-group": node.key }, [
+            h("div", {
+              className: "group-label",
+              text: node.parent + " · " + (node.group === "map" ? "iteration " : "branch ") + node.index,
+            }),
+            timelineNode(node.children, chainId, bad, fresh),
+          ]),
+        );
+      } else {
+        list.appendChild(stateNode(node.entry, node.data, chainId, bad[node.entry.seq], fresh[node.entry.seq]));
+      }
+    });
+    return list;
+  }
+
+  function checksNode(report) {
+    var body = h("tbody");
+    report.steps.forEach(function (step) {
+      var detail = h("td", { className: "check-detail" }, [step.detail]);
+      var problems = step.problems.filter(function (problem) {
+        return problem !== step.detail;
+      });
+      if ((step.status === "fail" || step.status === "error") && problems.length > 0) {
+        detail.appendChild(
+          h(
+            "ul",
+            { className: "problems" },
+            problems.map(function (problem) {
+              return h("li", { text: problem });
+            }),
+          ),
+        );
+      }
+      body.appendChild(
+        h("tr", { className: "check status-" + step.status, "data-step": step.id, "data-status": step.status }, [
+          h("td", { className: "check-id", text: step.id }),
+          h("td", { className: "check-status" }, [
+            h("span", { className: "badge status-" + step.status, text: STATUS_TEXT[step.status] }),
+          ]),
+          h("td", { className: "check-title" }, [
+            step.title,
+            step.required ? null : h("span", { className: "muted", text: " (optional)" }),
+          ]),
+          detail,
+        ]),
+      );
+    });
+    return h("table", { className: "checks" }, [
+      h("thead", null, [
+        h("tr", null, [
+          h("th", { text: "check" }),
+          h("th", { text: "status" }),
+          h("th", { text: "what" }),
+          h("th", { text: "finding" }),
+        ]),
+      ]),
+      body,
+    ]);
+  }
+
+  function instanceView(instance) {
+    var closed = false;
+    var protocol = null;
+    var entries = [];
+    var states = {};
+    var fresh = {};
+    var report = null;
+    var source = null;
+    var renderTimer = null;
+    var verifyTimer = null;
+    var verifyRound = 0;
+    var loading = {};
+    var queue = [];
+    var active = 0;
+
+    clear(app);
+    var statusLine = h("p", { id: "instance-line" }, ["Loading…"]);
+    var live = h("span", { id: "live", className: "live", "data-state": "connecting", text: "connecting…" });
+    var issuerBox = h("section", { id: "issuer" });
+    var verificationBox = h("section", { id: "verification" }, [h("h2", { text: "Verification" })]);
+    var verdictBox = h("div", { id: "verdict", className: "verdict verdict-pending", "data-verdict": "pending" }, [
+      h("span", { className: "verdict-word", text: "VERIFYING…" }),
+    ]);
+    var checksBox = h("div", { id: "checks" });
+    verificationBox.appendChild(verdictBox);
+    verificationBox.appendChild(checksBox);
+    var timelineBox = h("section", { id: "timeline" }, [h("h2", { text: "Timeline" })]);
+    var timelineBody = h("div", { id: "timeline-body" });
+    timelineBox.appendChild(timelineBody);
+    app.appendChild(h("nav", { className: "crumbs" }, [h("a", { href: "#/", text: "← issuer and instances" })]));
+    app.appendChild(h("h2", null, ["Instance ", code(instance, "hash")]));
+    app.appendChild(statusLine);
+    app.appendChild(issuerBox);
+    app.appendChild(verificationBox);
+    app.appendChild(timelineBox);
+
+    function renderHeader() {
+      clear(statusLine);
+      var count = entries.filter(Boolean).length;
+      statusLine.appendChild(
+        h("span", {
+          id: "instance-status",
+          className: "instance-status status-" + protocol.status,
+          "data-status": protocol.status,
+          text: protocol.status,
+        }),
+      );
+      statusLine.appendChild(document.createTextNode(" · "));
+      statusLine.appendChild(h("span", { id: "state-count", "data-count": count, text: count + " states" }));
+      statusLine.appendChild(document.createTextNode(" · model "));
+      statusLine.appendChild(
+        h("a", { href: "/models/" + protocol.model_hash }, [code(shortHex(protocol.model_hash), "hash")]),
+      );
+      statusLine.appendChild(document.createTextNode(" · created in block "));
+      statusLine.appendChild(
+        explorerLink(protocol.chain_id, "/block/" + protocol.created.block_nr, String(protocol.created.block_nr)),
+      );
+      statusLine.appendChild(document.createTextNode(" · "));
+      statusLine.appendChild(h("a", { href: "/instances/" + instance + "/protocol", text: "protocol" }));
+      statusLine.appendChild(document.createTextNode(" · "));
+      statusLine.appendChild(live);
+    }
+
+    function renderTimeline() {
+      renderTimer = null;
+      if (closed || !protocol) return;
+      clear(timelineBody);
+      if (!entries.some(Boolean)) {
+        timelineBody.appendChild(h("p", { className: "muted", text: "No state has been registered yet." }));
+        return;
+      }
+      timelineBody.appendChild(timelineNode(buildTree(entries, states), protocol.chain_id, failingSeqs(report), fresh));
+    }
+
+    function scheduleRender() {
+      if (renderTimer === null) renderTimer = setTimeout(renderTimeline, 30);
+    }
+
+    function renderVerification() {
+      clear(checksBox);
+      verdictBox.className = "verdict verdict-" + report.verdict;
+      verdictBox.setAttribute("data-verdict", report.verdict);
+      clear(verdictBox);
+      var words = VERDICT_TEXT[report.verdict];
+      verdictBox.appendChild(h("span", { className: "verdict-word", text: words[0] }));
+      verdictBox.appendChild(
+        h("span", {
+          className: "verdict-line",
+          text:
+            " " +
+            words[1] +
+            " · " +
+            report.subject.states +
+            " states, read at block " +
+            report.block_number +
+            ", " +
+            isoTime(report.verified_at),
+        }),
+      );
+      checksBox.appendChild(checksNode(report));
+    }
+
+    function loadVerification() {
+      verifyTimer = null;
+      var round = ++verifyRound;
+      verdictBox.setAttribute("data-busy", "true");
+      getJson("/instances/" + instance + "/verification").then(
+        function (result) {
+          if (closed || round !== verifyRound) return;
+          report = result;
+          verdictBox.removeAttribute("data-busy");
+          renderVerification();
+          scheduleRender();
+        },
+        function (error) {
+          if (closed || round !== verifyRound) return;
+          verdictBox.removeAttribute("data-busy");
+          verdictBox.className = "verdict verdict-unavailable";
+          verdictBox.setAttribute("data-verdict", "unavailable");
+          clear(verdictBox);
+          verdictBox.appendChild(h("span", { className: "verdict-word", text: "NOT VERIFIED HERE" }));
+          verdictBox.appendChild(
+            h("span", { className: "verdict-line", text: " " + error.message + " — run statetrail verify yourself." }),
+          );
+        },
+      );
+    }
+
+    function scheduleVerification(delay) {
+      clearTimeout(verifyTimer);
+      verifyTimer = setTimeout(loadVerification, delay);
+    }
+
+    /** State data is fetched six at a time, by hash, from this origin (the server re-hashes what it serves). */
+    function fetchState(hash) {
+      active += 1;
+      getJson("/states/" + hash)
+        .then(
+          function (data) {
+            states[hash] = data;
+          },
+          function () {
+            /* shown without nesting */
+          },
+        )
+        .then(function () {
+          active -= 1;
+          scheduleRender();
+          pump();
+        });
+    }
+
+    function pump() {
+      while (!closed && active < 6 && queue.length > 0) fetchState(queue.shift());
+    }
+
+    function addEntry(entry, isFresh) {
+      if (entries[entry.seq] && entries[entry.seq].state_hash === entry.state_hash) return false;
+      entries[entry.seq] = entry;
+      if (isFresh) fresh[entry.seq] = true;
+      if (!loading[entry.state_hash]) {
+        loading[entry.state_hash] = true;
+        queue.push(entry.state_hash);
+        pump();
+      }
+      return true;
+    }
+
+    function connect() {
+      source = new EventSource("/instances/" + instance + "/events");
+      source.addEventListener("open", function () {
+        live.className = "live on";
+        live.setAttribute("data-state", "live");
+        live.textContent = "● live";
+      });
+      source.addEventListener("error", function () {
+        if (closed) return;
+        live.className = "live off";
+        live.setAttribute("data-state", "reconnecting");
+        live.textContent = "reconnecting…";
+      });
+      source.addEventListener("state", function (event) {
+        var entry;
+        try {
+          entry = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        if (addEntry(entry, true)) {
+          renderHeader();
+          scheduleRender();
+          scheduleVerification(1500);
+        }
+      });
+      source.addEventListener("status", function (event) {
+        var data;
+        try {
+          data = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        protocol.status = data.status;
+        renderHeader();
+        scheduleVerification(300);
+      });
+    }
+
+    getJson("/instances/" + instance + "/protocol").then(
+      function (loaded) {
+        if (closed) return;
+        protocol = loaded;
+        document.title = "statetrail · instance " + instance.slice(0, 12) + "…";
+        loaded.instance_protocol.forEach(function (entry) {
+          addEntry(entry, false);
+        });
+        renderHeader();
+        clear(issuerBox);
+        issuerBox.appendChild(h("h2", { text: "Issuer" }));
+        issuerBox.appendChild(
+          issuerPanel({
+            address: loaded.issuer.address,
+            ens_name: loaded.issuer.ens_name,
+            url: loaded.issuer.url,
+            certificate_fingerprint: loaded.issuer.certificate_fingerprint,
+            chain_id: loaded.chain_id,
+          }),
+        );
+        renderTimeline();
+        connect();
+        scheduleVerification(0);
+      },
+      function (error) {
+        if (closed) return;
+        clear(statusLine);
+        statusLine.appendChild(
+          h("span", { className: "status-failed", text: "Cannot load this instance: " + error.message }),
+        );
+      },
+    );
+
+    return {
+      close: function () {
+        closed = true;
+        clearTimeout(renderTimer);
+        clearTimeout(verifyTimer);
+        if (source) source.close();
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  function route() {
+    if (current) current.close();
+    var match = /^#\/instances\/([0-9a-f]{64})$/.exec(location.hash);
+    current = match ? instanceView(match[1]) : indexView();
+  }
+
+  window.addEventListener("hashchange", route);
+  var loadingNote = document.getElementById("loading");
+  if (loadingNote) loadingNote.remove();
+  route();
+})();

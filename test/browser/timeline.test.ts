@@ -1,0 +1,260 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { type BrowserContext, type Page } from "playwright-core";
+import { createEngine } from "../../src/engine";
+import { loadModel } from "../../src/model/load";
+import { stateDataBytes, stateHash } from "../../src/protocol/hashing";
+import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
+import { signProtocol } from "../../src/protocol/signing";
+import { startServer, type RunningServer } from "../../src/server";
+import { TIMELINE_CSP } from "../../src/server/timeline";
+import { ensReaderFromProvider, trustedFromDeployment } from "../../src/verify";
+import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { useHardhatNode } from "../helpers/node-process";
+import { artifact, launchChromium } from "./chromium";
+
+// What the page functions below use in the browser (the project compiles without the DOM library).
+declare const document: { querySelectorAll(selector: string): { length: number } };
+declare const window: Record<string, unknown>;
+declare function getComputedStyle(element: unknown): { color: string; backgroundColor: string; borderTopColor: string };
+
+const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
+
+/** A small model whose Task waits for the test, so that states can be registered while the page is open. */
+const GATED_MODEL = JSON.stringify({
+  Comment: "gated run for the live timeline test",
+  StartAt: "Begin",
+  States: {
+    Begin: { Type: "Pass", Next: "Approve" },
+    Approve: { Type: "Task", Resource: "arn:aws:lambda:us-east-1:123456789012:function:approve", Next: "Fan out" },
+    "Fan out": {
+      Type: "Map",
+      ItemsPath: "$.items",
+      ItemProcessor: {
+        ProcessorConfig: { Mode: "INLINE" },
+        StartAt: "Handle item",
+        States: { "Handle item": { Type: "Pass", End: true } },
+      },
+      Next: "Done",
+    },
+    Done: { Type: "Succeed" },
+  },
+});
+
+async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("timeline page in Chromium", function () {
+  this.timeout(60_000);
+  const node = useHardhatNode();
+  let issuer: TestIssuer;
+  let server: RunningServer;
+  let browser: BrowserContext;
+  let genuine: InstanceProtocol;
+
+  before(async function () {
+    this.timeout(90_000);
+    issuer = await setupIssuer(node.url, { label: "acme" });
+    // The helper's server again, now with the timeline page and its verification over this chain.
+    await issuer.server.close();
+    server = await startServer({
+      home: issuer.home,
+      port: issuer.server.port,
+      wellKnown: { registries: issuer.registries },
+      events: { pollIntervalMs: 200 },
+      log: () => undefined,
+      timeline: {
+        verify: {
+          provider: issuer.provider,
+          trusted: trustedFromDeployment(issuer.deployment, "test deployment"),
+          ens: ensReaderFromProvider(issuer.provider),
+        },
+        cacheMs: 0,
+      },
+    });
+    const engine = createEngine({
+      engine: "local",
+      handlers: path.join(EXAMPLES, "order-fulfilment.handlers.js"),
+      skipWaits: true,
+    });
+    const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
+    genuine = await issuer
+      .tracker(engine, { onProtocol: server.notify })
+      .run(model, fs.readFileSync(path.join(EXAMPLES, "order-fulfilment.input.json")));
+    browser = await launchChromium();
+  });
+
+  after(async function () {
+    await browser?.close();
+    await server?.close();
+    await issuer?.close();
+  });
+
+  /** A page that records what it requested and any script or CSP error. */
+  async function openPage(url: string): Promise<{ page: Page; requests: string[]; errors: string[] }> {
+    const page = await browser.newPage();
+    const requests: string[] = [];
+    const errors: string[] = [];
+    page.on("request", (request) => void requests.push(request.url()));
+    page.on("pageerror", (error) => void errors.push(error.message));
+    page.on("console", (message) => {
+      if (message.type() === "error" && !/status of 503/.test(message.text())) errors.push(message.text());
+    });
+    const response = await page.goto(url);
+    expect(response?.status()).to.equal(200);
+    return { page, requests, errors };
+  }
+
+  it("serves the page with a strict CSP and only same-origin assets", async function () {
+    const { page, requests, errors } = await openPage(`${server.url}/`);
+    const response = await page.request.get(`${server.url}/`);
+    expect(response.headers()["content-security-policy"]).to.equal(TIMELINE_CSP);
+    expect(TIMELINE_CSP).to.include("default-src 'none'").and.include("script-src 'self'");
+    const html = await response.text();
+    expect(html).not.to.match(/<script>|<style>|\son[a-z]+=/i); // no inline code to allow
+
+    await page.waitForSelector(`tr.instance[data-instance="${genuine.instance_hash}"]`);
+    await page.waitForSelector(`tr.model[data-model="${genuine.model_hash}"]`);
+    expect(await page.textContent("#issuer-ens")).to.equal(issuer.identity.record.ens_name);
+    const issuerText = await page.textContent("#issuer");
+    expect(issuerText)
+      .to.include(issuer.identity.record.address)
+      .and.include(issuer.identity.record.certificate_fingerprint);
+    for (const url of requests) expect(url.startsWith(`${server.url}/`) || url.startsWith("data:"), url).to.equal(true);
+    expect(errors).to.deep.equal([]);
+    await page.close();
+  });
+
+  it("shows every state of a tracked run with Map/Parallel nesting, and every check passing", async function () {
+    const { page, requests, errors } = await openPage(`${server.url}/#/instances/${genuine.instance_hash}`);
+    await page.waitForSelector('#verdict[data-verdict="valid"]');
+    const entries = genuine.instance_protocol;
+    const rows = await page.$$eval("li.state", (items) =>
+      items.map((item) => ({ seq: Number(item.getAttribute("data-seq")), hash: item.getAttribute("data-state-hash") })),
+    );
+    expect(rows.map((row) => row.seq).sort((a, b) => a - b)).to.deep.equal(entries.map((entry) => entry.seq));
+    for (const row of rows) expect(row.hash).to.equal(entries[row.seq].state_hash);
+
+    // Nesting as the state data's iteration_path says: Map iterations inside the Parallel branch.
+    await page.waitForSelector("li.group-parallel li.group-map li.state");
+    const nested = await page.$$eval("li.group-parallel li.group-map li.state", (items) =>
+      items.map((item) => Number(item.getAttribute("data-seq"))),
+    );
+    const mapped = entries.filter((entry) => {
+      const data = stateDataSchema.parse(JSON.parse(issuer.home.readState(entry.state_hash).toString("utf8")));
+      return data.iteration_path.length === 2 && data.iteration_path[1].kind === "map";
+    });
+    expect(mapped).to.have.length.greaterThan(0);
+    expect(nested.sort((a, b) => a - b)).to.deep.equal(mapped.map((entry) => entry.seq));
+
+    const checks = await page.$$eval("tr.check", (items) =>
+      items.map((item) => [item.getAttribute("data-step"), item.getAttribute("data-status")]),
+    );
+    expect(checks.map(([step]) => step)).to.include.members(["V0", "V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8"]);
+    for (const [step, status] of checks) expect(status, step ?? "").to.equal("pass");
+    expect(await page.getAttribute("#instance-status", "data-status")).to.equal("succeeded");
+    const first = page.locator(`li.state[data-seq="0"]`);
+    expect(await first.textContent())
+      .to.include(`block ${entries[0].block_nr}`)
+      .and.include(entries[0].state_name);
+    expect(await first.locator("a.state-data").getAttribute("href")).to.equal(entries[0].state_data);
+
+    await page.screenshot({ path: artifact("timeline.png"), fullPage: true });
+    for (const url of requests) expect(url.startsWith(`${server.url}/`) || url.startsWith("data:"), url).to.equal(true);
+    expect(errors).to.deep.equal([]);
+    await page.close();
+  });
+
+  it("updates live while the run registers new states", async function () {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-gated-")), "gated.asl.json");
+    fs.writeFileSync(file, GATED_MODEL);
+    const model = await loadModel(file);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const engine = createEngine({
+      engine: "local",
+      skipWaits: true,
+      handlers: {
+        Approve: async (input: unknown) => {
+          await gate;
+          return input;
+        },
+      },
+    });
+    const running = issuer
+      .tracker(engine, { onProtocol: server.notify })
+      .run(model, Buffer.from('{"items":["a","b","c"]}'));
+    running.catch(() => undefined);
+
+    // The instance appears with its first two states (Begin, Approve entered); the Task then waits.
+    const instance = await until("the gated instance", () =>
+      issuer.home
+        .listInstances()
+        .map((hash) => issuer.home.readProtocol(hash))
+        .find((protocol) => protocol.model_hash === model.hash && protocol.instance_protocol.length >= 2),
+    );
+    const { page, errors } = await openPage(`${server.url}/#/instances/${instance.instance_hash}`);
+    await page.waitForSelector('#live[data-state="live"]');
+    await page.waitForFunction(() => document.querySelectorAll("li.state").length === 2);
+    expect(await page.getAttribute("#instance-status", "data-status")).to.equal("running");
+    await page.evaluate(() => (window.marker = "same document"));
+
+    release();
+    const final = await running;
+    expect(final.instance_protocol).to.have.length(8); // Begin, Approve, Fan out, 3 × Handle item, Done, end
+    await page.waitForFunction((count) => document.querySelectorAll("li.state").length === count, 8);
+    await page.waitForSelector('#instance-status[data-status="succeeded"]');
+    await page.waitForSelector('#verdict[data-verdict="valid"]');
+    expect(await page.evaluate(() => window.marker)).to.equal("same document");
+    expect(await page.locator("li.state.fresh").count()).to.equal(6);
+    await page.waitForFunction(() => document.querySelectorAll("li.group-map li.state").length === 3);
+    await page.screenshot({ path: artifact("timeline-live.png"), fullPage: true });
+    expect(errors).to.deep.equal([]);
+    await page.close();
+  });
+
+  it("shows a failed check in red for a tampered instance", async function () {
+    // The issuer lies: seq 2's data is replaced in its store, the protocol points at it and is signed again.
+    const protocol = issuer.home.readProtocol(genuine.instance_hash);
+    const entry = protocol.instance_protocol[2];
+    const data = stateDataSchema.parse(JSON.parse(issuer.home.readState(entry.state_hash).toString("utf8")));
+    const forged = { ...data, input: { forged: true } };
+    const hash = stateHash(forged);
+    issuer.home.writeState(hash, stateDataBytes(forged));
+    entry.state_hash = hash;
+    entry.state_data = `${protocol.issuer.url}/states/${hash}`;
+    protocol.instance_protocol[3].prev_state_hash = hash;
+    const { signature: _signature, ...unsigned } = protocol;
+    issuer.home.writeProtocol(await signProtocol(unsigned, issuer.identity.signer));
+
+    const { page } = await openPage(`${server.url}/#/instances/${genuine.instance_hash}`);
+    await page.waitForSelector('#verdict[data-verdict="invalid"]');
+    const v6 = page.locator('tr.check[data-step="V6"]');
+    expect(await v6.getAttribute("data-status")).to.equal("fail");
+    expect(await v6.textContent()).to.include('seq 2 "');
+    const red = "rgb(207, 34, 46)";
+    expect(await v6.locator(".badge").evaluate((badge) => getComputedStyle(badge).backgroundColor)).to.equal(red);
+    expect(
+      await v6
+        .locator("td")
+        .first()
+        .evaluate((cell) => getComputedStyle(cell).color),
+    ).to.equal(red);
+    expect(await page.locator('tr.check[data-step="V8"]').getAttribute("data-status")).to.equal("pass");
+    await page.waitForSelector('li.state.bad[data-seq="2"]');
+    expect(
+      await page.locator('li.state[data-seq="2"]').evaluate((item) => getComputedStyle(item).borderTopColor),
+    ).to.equal(red);
+    await page.screenshot({ path: artifact("timeline-tampered.png"), fullPage: true });
+    await page.close();
+  });
+});
