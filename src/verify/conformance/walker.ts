@@ -179,7 +179,12 @@ class Walker {
   private fail(entry: ConformanceEntry, problem: string, expected: string[], recorded?: string): never {
     const where = entry.iteration_path.length > 0 ? ` in ${describePath(entry.iteration_path)}` : "";
     const what = recorded ?? `"${entry.state_name}" (${entry.state_type})`;
-    const expects = expected.length > 0 ? `; expected ${expected.join(" or ")}, recorded ${what}` : "";
+    const expects =
+      expected.length > 0
+        ? `; expected ${expected.join(" or ")}, recorded ${what}`
+        : recorded !== undefined
+          ? `; recorded ${what}`
+          : "";
     throw new Violation({
       seq: entry.seq,
       state: entry.state_name,

@@ -41,9 +41,12 @@ export function recordedStates(events: readonly EngineEvent[]): RecordedState[] 
   );
 }
 
-/** Conformance entries of recorded states, dated one second apart from `start`, each in its own transaction. */
+/**
+ * Conformance entries of recorded states, renumbered by position (as a forged protocol would number them),
+ * dated one second apart from `start`, each in its own transaction.
+ */
 export function asEntries(states: readonly RecordedState[], start = 1_700_000_000): ConformanceEntry[] {
-  return states.map((state, index) => ({ ...state, timestamp: start + index, perState: true }));
+  return states.map((state, index) => ({ ...state, seq: index, timestamp: start + index, perState: true }));
 }
 
 export interface LocalRun {
