@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { StatetrailError } from "../errors";
+import { decodeUtf8, describeIssues, safeParseBounded } from "./limits";
 
 /** The wire form of a SHA-256 hash: 64 lowercase hex characters. */
 export const hexHashSchema = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters");
@@ -116,17 +117,21 @@ export const instanceRecordSchema = z.object({
 });
 export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
 
-/** Parses untrusted protocol JSON text, with a coded error that lists every problem with its path. */
-export function parseProtocol(text: string): InstanceProtocol {
+/**
+ * Parses an untrusted protocol (JSON text, or bytes decoded as strict UTF-8), with a coded error that lists the
+ * problems with their paths (the first few: a hostile document can't make the check slow).
+ */
+export function parseProtocol(source: string | Uint8Array): InstanceProtocol {
+  const text = typeof source === "string" ? source : decodeUtf8(source, "protocol");
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
     throw new StatetrailError("INVALID_JSON", `protocol is not JSON: ${(error as Error).message}`, { cause: error });
   }
-  const result = protocolSchema.safeParse(json);
+  const result = safeParseBounded(protocolSchema, json);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
+    const problems = describeIssues(result);
     throw new StatetrailError(
       "PROTOCOL_INVALID",
       `protocol does not match schema version 1:\n  ${problems.join("\n  ")}`,

@@ -1,0 +1,104 @@
+import { expect } from "chai";
+import { z } from "zod";
+import { canonicalize } from "../../src/protocol/canonical";
+import {
+  assertJsonDepth,
+  decodeUtf8,
+  jsonNestingDepth,
+  MAX_SCHEMA_ISSUES,
+  safeParseBounded,
+} from "../../src/protocol/limits";
+import { parseProtocol, protocolSchema, stateDataSchema } from "../../src/protocol/schema";
+
+function codeOf(action: () => unknown): string | undefined {
+  try {
+    action();
+  } catch (error) {
+    return (error as { code?: string }).code ?? (error as Error).constructor.name;
+  }
+  return undefined;
+}
+
+const deepArray = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+
+describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
+  it("measures nesting without recursion, skipping strings and escapes", function () {
+    expect(jsonNestingDepth("{}")).to.equal(1);
+    expect(jsonNestingDepth('{"a":[1,{"b":"[[[[\\"{{"}]}')).to.equal(3);
+    expect(jsonNestingDepth("12")).to.equal(0);
+    expect(jsonNestingDepth(deepArray(200_000))).to.equal(200_000);
+    expect(codeOf(() => assertJsonDepth(deepArray(1001), "input"))).to.equal("INPUT_TOO_LARGE");
+    expect(codeOf(() => assertJsonDepth(deepArray(1000), "input"))).to.equal(undefined);
+  });
+
+  it("canonicalize turns a stack overflow on 100k-deep arrays into INPUT_TOO_LARGE", function () {
+    const value = JSON.parse(deepArray(100_000)) as unknown;
+    expect(codeOf(() => canonicalize(value))).to.equal("INPUT_TOO_LARGE");
+    expect(canonicalize(JSON.parse(deepArray(1000)))).to.equal(deepArray(1000));
+  });
+
+  it("parseProtocol: deep, wrong-typed, non-UTF-8 and BOM documents are coded errors", function () {
+    expect(codeOf(() => parseProtocol(deepArray(100_000)))).to.equal("PROTOCOL_INVALID");
+    expect(codeOf(() => parseProtocol('{"a":'.repeat(100_000) + "1" + "}".repeat(100_000)))).to.equal(
+      "PROTOCOL_INVALID",
+    );
+    expect(codeOf(() => parseProtocol(Buffer.from([0x7b, 0xff, 0x7d])))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseProtocol(Buffer.from([0xed, 0xa0, 0x80])))).to.equal("INVALID_JSON"); // lone surrogate
+    expect(codeOf(() => parseProtocol(Buffer.from("\ufeff{}")))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseProtocol(""))).to.equal("INVALID_JSON");
+    expect(codeOf(() => decodeUtf8(Buffer.from([0xc0, 0x80]), "x"))).to.equal("INVALID_JSON"); // overlong NUL
+  });
+
+  it("a protocol of a million empty entries fails fast with a short message (was: out of memory)", function () {
+    const text = '{"instance_protocol":[' + "{},".repeat(1_000_000) + "{}]}";
+    const started = Date.now();
+    let message = "";
+    try {
+      parseProtocol(text);
+    } catch (error) {
+      expect((error as { code?: string }).code).to.equal("PROTOCOL_INVALID");
+      message = (error as Error).message;
+    }
+    expect(Date.now() - started).to.be.lessThan(3_000);
+    expect(message.split("\n").length).to.be.at.most(MAX_SCHEMA_ISSUES + 2);
+    expect(message).to.match(/more problems not listed/);
+  });
+
+  it("state data of a million empty iteration steps is refused within the issue limit (was: 2.8 GB, 44 s)", function () {
+    const data = JSON.parse('{"iteration_path":[' + "{},".repeat(1_000_000) + "{}]}") as unknown;
+    const started = Date.now();
+    const result = safeParseBounded(stateDataSchema, data);
+    expect(result.success).to.equal(false);
+    if (!result.success) {
+      expect(result.issues).to.have.length(MAX_SCHEMA_ISSUES);
+      expect(result.truncated).to.equal(true);
+    }
+    expect(Date.now() - started).to.be.lessThan(3_000);
+  });
+
+  it("safeParseBounded agrees with zod's safeParse on valid and slightly invalid documents", function () {
+    const schema = z.object({ a: z.array(z.number()), b: z.string().regex(/^x+$/, "only x"), c: z.unknown() });
+    for (const value of [
+      { a: [1, 2], b: "xx", c: null },
+      { a: [1, "2"], b: "y", c: 1 },
+      { a: "no", b: 3 },
+      null,
+      [],
+      { a: [], b: "x", c: { deep: [[[]]] }, extra: 1 },
+    ]) {
+      const expected = schema.safeParse(value);
+      const actual = safeParseBounded(schema, value);
+      expect(actual.success, JSON.stringify(value)).to.equal(expected.success);
+      if (actual.success && expected.success) expect(actual.data).to.deep.equal(expected.data);
+      if (!actual.success && !expected.success) {
+        expect(actual.issues.map((i) => [i.path, i.message])).to.deep.equal(
+          expected.error.issues.map((i) => [i.path, i.message]),
+        );
+        expect(actual.truncated).to.equal(false);
+      }
+    }
+    // The protocol schema strips unknown keys as before.
+    const stripped = safeParseBounded(protocolSchema.pick({ chain_id: true }), { chain_id: 1, junk: [[[]]] });
+    expect(stripped).to.deep.equal({ success: true, data: { chain_id: 1 } });
+  });
+});
