@@ -30,7 +30,7 @@ export async function readProtocol(context: VerifyContext): Promise<StepOutcome>
       findings.error(error, `fetching ${url.href}`);
       return findings.outcome("");
     }
-    const protocol = parse(bytes.toString("utf8"), findings, url.href);
+    const protocol = parse(bytes, findings, url.href);
     if (!protocol) return findings.outcome("");
     context.protocol = protocol;
     context.origin = url.origin;
@@ -64,7 +64,7 @@ export async function readProtocol(context: VerifyContext): Promise<StepOutcome>
       return findings.outcome("");
     }
     context.certificate = served.certificate;
-    const published = parse(served.bytes.toString("utf8"), new Findings(), url.href);
+    const published = parse(served.bytes, new Findings(), url.href);
     if (
       !published ||
       published.instance_hash !== protocol.instance_hash ||
@@ -81,8 +81,12 @@ export async function readProtocol(context: VerifyContext): Promise<StepOutcome>
   }
 }
 
-function parse(source: InstanceProtocol | string, findings: Findings, name: string): InstanceProtocol | null {
-  if (typeof source !== "string") {
+function parse(
+  source: InstanceProtocol | string | Uint8Array,
+  findings: Findings,
+  name: string,
+): InstanceProtocol | null {
+  if (typeof source !== "string" && !(source instanceof Uint8Array)) {
     const result = protocolSchema.safeParse(source);
     if (result.success) return result.data;
     const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);

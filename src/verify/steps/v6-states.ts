@@ -1,4 +1,5 @@
 import { sha256Hex } from "../../chain/hash";
+import { safeParseBounded } from "../../protocol/limits";
 import { stateDataSchema, type ProtocolEntry } from "../../protocol/schema";
 import { type ReadyContext, type Step } from "../context";
 import { cap, Findings, iso, mapBounded, sameAddress } from "../findings";
@@ -102,7 +103,7 @@ async function checkEntry(
       } catch {
         data = undefined;
       }
-      const parsed = stateDataSchema.safeParse(data);
+      const parsed = safeParseBounded(stateDataSchema, data); // bounded: a hostile document can't make it slow
       if (!parsed.success) fail(`bytes at ${entry.state_data} are not state data`);
       else {
         const state = parsed.data;

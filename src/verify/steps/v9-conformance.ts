@@ -1,5 +1,6 @@
 import { sha256Hex } from "../../chain/hash";
 import { loadModelFromBytes } from "../../model/load";
+import { safeParseBounded } from "../../protocol/limits";
 import { stateDataSchema, type StateData } from "../../protocol/schema";
 import { checkConformance, type ConformanceEntry, type ConformanceStats } from "../conformance";
 import { type ReadyContext, type Step } from "../context";
@@ -96,7 +97,7 @@ async function stateData(context: ReadyContext): Promise<{ states: StateData[] }
     if (kept) return kept;
     try {
       const { bytes } = await web.get(entry.state_data, settings.maxBytes.state);
-      const parsed = sha256Hex(bytes) === entry.state_hash ? stateDataSchema.safeParse(safeJson(bytes)) : null;
+      const parsed = sha256Hex(bytes) === entry.state_hash ? safeParseBounded(stateDataSchema, safeJson(bytes)) : null;
       if (parsed?.success && parsed.data.seq === entry.seq) return parsed.data;
       problems.push({ kind: "skip", message: `the state data of seq ${index} did not verify (see V6)` });
     } catch (error) {
