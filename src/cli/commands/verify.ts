@@ -23,6 +23,8 @@ export interface VerifyCliOptions {
   ensRegistry?: string;
   instance?: string;
   ens: boolean;
+  /** false with --no-conformance: V9 is skipped (reported as skipped, optional). */
+  conformance?: boolean;
 }
 
 export function registerVerify({ program, run }: CommandContext): void {
@@ -37,6 +39,7 @@ export function registerVerify({ program, run }: CommandContext): void {
     .option("--ens-registry <address>", "the ENS registry to read (default: the network's)")
     .option("--instance <hash>", "with an ENS name: verify only this instance (default: every listed one)")
     .option("--no-ens", "skip the ENS check (V2), reported as skipped; the verdict can then not be valid")
+    .option("--no-conformance", "skip V9 (the states are a legal run of the model), reported as skipped")
     .addHelpText(
       "after",
       `
@@ -113,6 +116,7 @@ export async function verifyTarget(
         provider,
         trusted,
         ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
+        conformance: options.conformance !== false,
         onStep: (step) => globals.output.log(`  ${step.id} ${step.status}`),
       });
       reports.push(report);
