@@ -5,6 +5,7 @@ import { registerDemo } from "./commands/demo";
 import { registerIdentity } from "./commands/identity";
 import { registerModel } from "./commands/model";
 import { registerNode } from "./commands/node";
+import { registerPublish } from "./commands/publish";
 import { registerRun } from "./commands/run";
 import { registerServe } from "./commands/serve";
 import { registerVerify } from "./commands/verify";
@@ -44,6 +45,7 @@ ${errorCodesHelp()}`,
   registerRun(context);
   registerServe(context);
   registerVerify(context);
+  registerPublish(context);
   registerDemo(context);
   return program;
 }

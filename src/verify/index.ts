@@ -16,3 +16,13 @@ export { rebuildChain, type RebuiltChain, type ChainState } from "./rebuild";
 export { protocolUrl } from "./steps/v1-transport";
 export { DEFAULT_MAX_BYTES, type ProtocolInput, type MaxBytes } from "./context";
 export * from "./types";
+export {
+  MIRROR_NOTE,
+  MIRROR_OPTIONAL_STEPS,
+  isMirrorUrl,
+  mirrorLocation,
+  storageFetcher,
+  type MirrorOptions,
+} from "./mirror";
+export { renderReportHtml, renderReportsHtml, buildTimelineTree, type ReportEvidence } from "./html";
+export { FetchRecorder } from "./recorder";

@@ -10,6 +10,7 @@ import {
   type VerifyContext,
 } from "./context";
 import { FetchSession, pinnedFetcher } from "./fetcher";
+import { MIRROR_OPTIONAL_STEPS, MirrorReader, type MirrorOptions } from "./mirror";
 import { type StepOutcome } from "./findings";
 import { DEFAULT_BACKOFF_MS, DEFAULT_LOG_CHUNK, DEFAULT_LOG_RETRIES } from "./logs";
 import { anchorsStep } from "./steps/v0-anchors";
@@ -78,6 +79,11 @@ export interface VerifyOptions {
   onStep?: (step: StepResult) => void;
   /** Check V9, conformance to the model (default true); false skips it, reported as skipped and optional. */
   conformance?: boolean;
+  /**
+   * The input URL is a copy on a mirror (untrusted storage, mirror.ts): the issuer's URLs are read from it,
+   * the issuer's TLS is not checked (V1 and V3 skipped and optional), every other check runs as usual.
+   */
+  mirror?: MirrorOptions;
 }
 
 /**
@@ -92,10 +98,11 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     backoffMs: options.retryBackoffMs ?? DEFAULT_BACKOFF_MS,
   });
   let now: Promise<number> | undefined;
+  const mirror = options.mirror ? new MirrorReader(options.mirror, options.fetcher ?? pinnedFetcher) : null;
   const context: VerifyContext = {
     input: options.input,
     chain,
-    web: new FetchSession(options.fetcher ?? pinnedFetcher, options.timeoutMs ?? 15_000),
+    web: new FetchSession(mirror?.fetcher ?? options.fetcher ?? pinnedFetcher, options.timeoutMs ?? 15_000),
     ens: options.ens ?? null,
     settings: {
       concurrency: Math.max(1, options.concurrency ?? 8),
@@ -115,7 +122,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     certificate: null,
     artifacts: new VerifiedArtifacts(options.conformance !== false),
   };
-  const optional = new Set(options.optional ?? []);
+  const optional = new Set([...(options.optional ?? []), ...(mirror ? MIRROR_OPTIONAL_STEPS : [])]);
   if (options.conformance === false) optional.add("V9");
   const results: StepResult[] = [];
   const record = (id: StepId, outcome: StepOutcome, started: number): void => {
@@ -134,7 +141,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   };
 
   let started = Date.now();
-  record("V1", await guarded(() => readProtocol(context)), started);
+  record("V1", await guarded(() => (mirror ? mirror.read(context) : readProtocol(context))), started);
   const protocol = context.protocol;
   for (const step of STEPS) {
     started = Date.now();

@@ -7,9 +7,15 @@ import { connect, type ChainProvider } from "../../chain/provider";
 import { pinnedFetch } from "../../net/pinned-fetch";
 import {
   ensReaderFromProvider,
+  FetchRecorder,
+  isMirrorUrl,
+  pinnedFetcher,
   renderReport,
+  renderReportsHtml,
+  storageFetcher,
   trustedFromDeployment,
   verifyProtocol,
+  type Fetcher,
   type TrustedSetup,
   type VerificationReport,
 } from "../../verify";
@@ -25,6 +31,9 @@ export interface VerifyCliOptions {
   ens: boolean;
   /** false with --no-conformance: V9 is skipped (reported as skipped, optional). */
   conformance?: boolean;
+  html?: string;
+  mirror?: boolean;
+  s3Endpoint?: string;
 }
 
 export function registerVerify({ program, run }: CommandContext): void {
@@ -40,6 +49,9 @@ export function registerVerify({ program, run }: CommandContext): void {
     .option("--instance <hash>", "with an ENS name: verify only this instance (default: every listed one)")
     .option("--no-ens", "skip the ENS check (V2), reported as skipped; the verdict can then not be valid")
     .option("--no-conformance", "skip V9 (the states are a legal run of the model), reported as skipped")
+    .option("--html <file>", "also write a self-contained HTML audit report (no scripts, opens offline)")
+    .option("--mirror", "the https URL is a copy on a mirror (implied for s3:// and http://): see docs/AUDITOR.md")
+    .option("--s3-endpoint <url>", "S3-compatible endpoint for s3:// mirrors (default: $AWS_ENDPOINT_URL_S3, AWS)")
     .addHelpText(
       "after",
       `
@@ -47,11 +59,19 @@ Exit codes: 0 valid · 1 invalid (a check failed) · 2 could not verify (network
 Examples:
   $ statetrail verify https://localhost:8443/instances/<hash>/protocol
   $ statetrail verify ./protocol.json --rpc http://127.0.0.1:8545
-  $ statetrail verify acme.test --json`,
+  $ statetrail verify acme.test --json
+  $ statetrail verify acme.test --html report.html
+  $ statetrail verify s3://bucket/prefix/instances/<hash>/protocol     (a mirror copy)`,
     )
     .action((target: string, options: VerifyCliOptions) =>
       run(async (globals) => {
-        const reports = await verifyTarget(target, options, globals);
+        const recorder = options.html ? new FetchRecorder() : undefined;
+        const reports = await verifyTarget(target, options, globals, undefined, recorder);
+        if (options.html && recorder) {
+          const file = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : null;
+          fs.writeFileSync(options.html, renderReportsHtml(reports.map((r) => recorder.evidenceFor(r, file))));
+          globals.output.log(`HTML report written to ${options.html}`);
+        }
         if (globals.json) {
           globals.output.result(reports.length === 1 ? reports[0] : reports);
         } else {
@@ -101,8 +121,12 @@ export async function verifyTarget(
   options: VerifyCliOptions,
   globals: GlobalOptions,
   onReport?: (report: VerificationReport) => void,
+  recorder?: FetchRecorder,
 ): Promise<VerificationReport[]> {
   const { trusted, ens } = trustedSetup(globals, options);
+  const wrap = (fetcher: Fetcher): Fetcher => (recorder ? recorder.wrap(fetcher) : fetcher);
+  // A mirror: untrusted storage holding a copy (verify/mirror.ts); s3:// and http:// can only be one.
+  const mirrored = isMirrorUrl(target) || (options.mirror === true && /^https:\/\//i.test(target));
   const provider = await connect({
     rpcUrl: rpcUrlFor(globals),
     expectedChainId: trusted.chainId,
@@ -117,6 +141,8 @@ export async function verifyTarget(
         trusted,
         ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
         conformance: options.conformance !== false,
+        fetcher: wrap(pinnedFetcher),
+        mirror: mirrored ? { fetcher: wrap(storageFetcher({ endpoint: options.s3Endpoint })) } : undefined,
         onStep: (step) => globals.output.log(`  ${step.id} ${step.status}`),
       });
       reports.push(report);
@@ -132,12 +158,7 @@ type Input = Parameters<typeof verifyProtocol>[0]["input"];
 
 async function resolveTargets(target: string, options: VerifyCliOptions, provider: ChainProvider): Promise<Input[]> {
   if (/^https:\/\//i.test(target)) return [{ url: target }];
-  if (/^http:\/\//i.test(target)) {
-    throw new StatetrailError(
-      "INVALID_ARGUMENT",
-      "protocols are only verified over https (the certificate is checked)",
-    );
-  }
+  if (isMirrorUrl(target)) return [{ url: target }]; // s3:// or http://: verified as a mirror copy
   if (fs.existsSync(target)) return [{ protocol: fs.readFileSync(target, "utf8"), name: target }];
   if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(target)) return instancesOfEnsName(target, options, provider);
   throw new StatetrailError("INVALID_ARGUMENT", `"${target}" is not an https URL, an existing file or an ENS name`);

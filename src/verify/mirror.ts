@@ -1,0 +1,202 @@
+import { type S3Client } from "@aws-sdk/client-s3";
+import { isStatetrailError, StatetrailError } from "../errors";
+import { createS3Client, getObjectBytes, parseS3Url, type S3Settings } from "../net/s3";
+import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
+import { type VerifyContext } from "./context";
+import { originOf } from "./fetcher";
+import { Findings, type StepOutcome } from "./findings";
+import { type Fetched, type Fetcher, type StepId } from "./types";
+
+/**
+ * Verifying a copy of an instance on a mirror: untrusted storage (S3 or any HTTP server) that holds the
+ * issuer's files under the same relative paths as the issuer's server:
+ *
+ *   <base>/models/<model_hash>   <base>/states/<state_hash>   <base>/instances/<h>/protocol   <base>/instances/<h>/input
+ *
+ * The protocol is read from the mirror URL; every URL inside it that points at the issuer's server
+ * (`issuer.url` + path) is read from `<base>` + the same path instead. The issuer's server is not
+ * contacted, so its TLS certificate is not seen: V1 reports `skip` with the mirror note and V3 is skipped
+ * (both are then optional). Every other check runs unchanged: the bytes hash to the hashes in the
+ * protocol (V4, V6), the chain holds the model, the instance and every state in order (V0, V4–V7), ENS links
+ * the issuer (V2, against the issuer's origin named in the protocol), and the issuer signed the protocol
+ * (V8). So a mirror can withhold data (could not verify) but can't change anything without a failed check.
+ *
+ * Verdict rule for mirrors: the usual rule (verdict.ts) with V1 and V3 optional: valid iff V0, V2 (unless
+ * ENS is off) and V4–V8 pass; any fail is invalid; otherwise could not verify.
+ */
+export const MIRROR_OPTIONAL_STEPS: readonly StepId[] = ["V1", "V3"];
+
+export const MIRROR_NOTE = "mirror: TLS of the issuer not checked, content proven by hashes + signature";
+
+export interface MirrorOptions {
+  /** Reads URLs on the mirror (s3://, http://, https://); default {@link storageFetcher} with `s3`. */
+  fetcher?: Fetcher;
+  /** Endpoint, region and credentials for s3:// mirrors (default: the environment). */
+  s3?: S3Settings;
+}
+
+/** Where a protocol URL of a mirror says the mirror's root is, and which instance it names. */
+export function mirrorLocation(url: string): { base: string; instanceHash: string } {
+  const match = /^(.*?)\/instances\/([0-9a-f]{64})\/protocol\/?$/.exec(url.trim());
+  if (!match || !/^(s3|https?):\/\/[^/]/i.test(match[1] + "/")) {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `a mirror URL must end in /instances/<instance_hash>/protocol and start with s3://, http:// or https://: "${url}"`,
+    );
+  }
+  return { base: match[1], instanceHash: match[2] };
+}
+
+/** Whether a URL can only be a mirror (s3:// and plain http:// never serve the issuer's protocol). */
+export function isMirrorUrl(url: string): boolean {
+  return /^(s3|http):\/\//i.test(url.trim());
+}
+
+/**
+ * Reads s3:// URLs with the S3 API and http(s):// URLs with a plain GET (certificates of mirrors are not
+ * evidence of anything; redirects are followed). Never returns a certificate.
+ */
+export function storageFetcher(s3: S3Settings = {}): Fetcher {
+  let client: S3Client | undefined;
+  return async (url, request): Promise<Fetched> => {
+    if (/^s3:\/\//i.test(url)) {
+      client ??= createS3Client(s3);
+      const bytes = await getObjectBytes(client, parseS3Url(url), request);
+      return { bytes, certificate: null };
+    }
+    if (!/^https?:\/\//i.test(url)) {
+      throw new StatetrailError("INVALID_ARGUMENT", `a mirror is read over s3://, http:// or https://, not "${url}"`);
+    }
+    return { bytes: await httpGet(url, request.maxBytes, request.timeoutMs), certificate: null };
+  };
+}
+
+async function httpGet(url: string, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+  let response: Response;
+  try {
+    response = await fetch(url, { redirect: "follow", signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause;
+    throw new StatetrailError("FETCH_FAILED", `GET ${url}: ${cause?.code ?? (error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status}`);
+  }
+  const declared = Number(response.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new StatetrailError("FETCH_FAILED", `${url} is larger than ${maxBytes} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response.body ?? []) {
+      size += chunk.length;
+      if (size > maxBytes) throw new StatetrailError("FETCH_FAILED", `${url} is larger than ${maxBytes} bytes`);
+      chunks.push(Buffer.from(chunk));
+    }
+  } catch (error) {
+    if (isStatetrailError(error)) throw error;
+    throw new StatetrailError("FETCH_FAILED", `reading ${url}: ${(error as Error).message}`, { cause: error });
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * One mirror verification: the fetcher for the pipeline's FetchSession (issuer URLs rewritten to the mirror,
+ * mirror URLs read from storage, anything else through `fallback`) and V1 for mirrors ({@link read}).
+ */
+export class MirrorReader {
+  /** The issuer's url from the protocol, without trailing slashes; set by {@link read}. */
+  private issuerUrl: string | null = null;
+  private base: string | null = null;
+  private readonly storage: Fetcher;
+
+  constructor(
+    options: MirrorOptions,
+    private readonly fallback: Fetcher,
+  ) {
+    this.storage = options.fetcher ?? storageFetcher(options.s3);
+  }
+
+  /** The mirror URL an issuer URL is read from, or null for URLs outside the issuer's server. */
+  rewrite(url: string): string | null {
+    if (!this.issuerUrl || !this.base) return null;
+    if (!url.startsWith(`${this.issuerUrl}/`)) return null;
+    const relative = url.slice(this.issuerUrl.length);
+    // Only the published, content-addressed paths; anything else is not on a mirror.
+    if (!/^\/(models\/[0-9a-f]{64}|states\/[0-9a-f]{64}|instances\/[0-9a-f]{64}\/(input|protocol))$/.test(relative)) {
+      return null;
+    }
+    return `${this.base}${relative}`;
+  }
+
+  readonly fetcher: Fetcher = (url, request) => {
+    const mirrored = this.rewrite(url);
+    if (mirrored) return this.storage(mirrored, request);
+    if (this.base && url.startsWith(`${this.base}/`)) return this.storage(url, request);
+    return this.fallback(url, request);
+  };
+
+  /** V1 for a mirror: read and parse the protocol, check it is the instance the URL names, set the origin. */
+  async read(context: VerifyContext): Promise<StepOutcome> {
+    const findings = new Findings();
+    if (!("url" in context.input)) {
+      findings.fail("a mirror is verified from its URL (…/instances/<instance_hash>/protocol)");
+      return findings.outcome("");
+    }
+    const url = context.input.url.trim();
+    let location: { base: string; instanceHash: string };
+    try {
+      location = mirrorLocation(url);
+    } catch (error) {
+      findings.fail((error as Error).message);
+      return findings.outcome("");
+    }
+    this.base = location.base;
+    let bytes: Buffer;
+    try {
+      ({ bytes } = await context.web.get(url, context.settings.maxBytes.protocol));
+    } catch (error) {
+      findings.error(error, `reading ${url} from the mirror`);
+      return findings.outcome("");
+    }
+    let protocol: InstanceProtocol;
+    try {
+      protocol = parseProtocol(bytes.toString("utf8"));
+    } catch (error) {
+      if (isStatetrailError(error)) findings.fail(`${url}: ${error.message.replace(/\n\s*/g, "; ")}`, error.code);
+      else findings.error(error, url);
+      return findings.outcome("");
+    }
+    if (protocol.instance_hash !== location.instanceHash) {
+      findings.fail(`${url} holds the protocol of instance ${protocol.instance_hash}`, "PROTOCOL_INVALID");
+      return findings.outcome("");
+    }
+    let origin: string;
+    try {
+      origin = originOf(protocol.issuer.url);
+    } catch {
+      findings.fail(`issuer url is not a URL: "${protocol.issuer.url}"`);
+      return findings.outcome("");
+    }
+    if (!origin.startsWith("https://")) {
+      findings.fail(`issuer url ${protocol.issuer.url} is not https`, "TLS_FAILED");
+      return findings.outcome("");
+    }
+    context.protocol = protocol;
+    context.origin = origin;
+    context.certificate = null;
+    this.issuerUrl = protocol.issuer.url.replace(/\/+$/, "");
+    return {
+      status: "skip",
+      detail:
+        `${MIRROR_NOTE}; protocol read from ${url} (${bytes.length} bytes); ` +
+        `the issuer's files under ${this.issuerUrl} are read from ${location.base}`,
+      problems: [],
+    };
+  }
+}
