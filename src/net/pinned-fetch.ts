@@ -467,10 +467,10 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
     );
     request = https.request(target, { method: "GET", agent, headers }, (response) => {
       if (mine !== attempt) return void response.destroy();
-      clearTimeout(connectTimer);
       const status = response.statusCode ?? 0;
       const type = String(response.headers["content-type"] ?? "");
       if (status !== 200 || !type.startsWith("text/event-stream")) {
+        // The connect deadline stays armed while the error body is read: a body trickled forever can't hang it.
         const chunks: Buffer[] = [];
         let size = 0;
         response.on("data", (chunk: Buffer) => {
@@ -492,6 +492,7 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
         });
         return;
       }
+      clearTimeout(connectTimer);
       const certificate = current.certificate!;
       const parser = new SseParser(
         (event) => {
