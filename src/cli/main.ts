@@ -9,6 +9,7 @@ import { registerPublish } from "./commands/publish";
 import { registerRun } from "./commands/run";
 import { registerServe } from "./commands/serve";
 import { registerVerify } from "./commands/verify";
+import { registerWatch } from "./commands/watch";
 
 export type CommandAction = (globals: GlobalOptions) => Promise<number | void>;
 
@@ -45,6 +46,7 @@ ${errorCodesHelp()}`,
   registerRun(context);
   registerServe(context);
   registerVerify(context);
+  registerWatch(context);
   registerPublish(context);
   registerDemo(context);
   return program;

@@ -53,6 +53,8 @@ export interface Output {
   log(message: string): void;
   /** The command's result: stdout, as JSON with --json. */
   result(data: unknown, text?: string): void;
+  /** One event of a stream: stdout, one compact JSON object per line with --json. */
+  event(data: unknown, text: string): void;
 }
 
 export function createOutput(json: boolean, quiet = false): Output {
@@ -64,6 +66,9 @@ export function createOutput(json: boolean, quiet = false): Output {
     result: (data, text) => {
       if (json) process.stdout.write(JSON.stringify(data, bigintReplacer, 2) + "\n");
       else process.stdout.write((text ?? JSON.stringify(data, bigintReplacer, 2)) + "\n");
+    },
+    event: (data, text) => {
+      process.stdout.write((json ? JSON.stringify(data, bigintReplacer) : text) + "\n");
     },
   };
 }

@@ -156,7 +156,11 @@ export async function verifyTarget(
 
 type Input = Parameters<typeof verifyProtocol>[0]["input"];
 
-async function resolveTargets(target: string, options: VerifyCliOptions, provider: ChainProvider): Promise<Input[]> {
+export async function resolveTargets(
+  target: string,
+  options: VerifyCliOptions,
+  provider: ChainProvider,
+): Promise<Input[]> {
   if (/^https:\/\//i.test(target)) return [{ url: target }];
   if (isMirrorUrl(target)) return [{ url: target }]; // s3:// or http://: verified as a mirror copy
   if (fs.existsSync(target)) return [{ protocol: fs.readFileSync(target, "utf8"), name: target }];

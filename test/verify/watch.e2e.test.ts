@@ -1,0 +1,203 @@
+import { expect } from "chai";
+import { type Engine, type EngineEvent } from "../../src/engine/types";
+import { toBytes32, sha256Hex } from "../../src/chain/hash";
+import { loadModelFromBytes } from "../../src/model/load";
+import { type InstanceProtocol } from "../../src/protocol/schema";
+import { signProtocol } from "../../src/protocol/signing";
+import { trustedFromDeployment } from "../../src/verify";
+import { watchInstance, type WatchEvent } from "../../src/verify/watch";
+import { CertificateRegistry__factory, InstanceRegistry__factory } from "../../typechain-types";
+import { useHardhatNode } from "../helpers/node-process";
+import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+
+const MODEL = loadModelFromBytes(
+  Buffer.from(
+    JSON.stringify({
+      StartAt: "One",
+      States: {
+        One: { Type: "Pass", Next: "Two" },
+        Two: { Type: "Pass", Next: "Three" },
+        Three: { Type: "Pass", End: true },
+      },
+    }),
+  ),
+  { source: "three-passes.asl.json" },
+);
+
+/** An engine whose states are released by the test, so the watcher can be attached mid-run. */
+class GatedEngine implements Engine {
+  readonly name = "local" as const;
+  private releases: Array<() => void> = [];
+  private waiting: Array<Promise<void>> = [];
+
+  constructor(private readonly names: string[]) {
+    for (let i = 0; i <= names.length; i++) this.waiting.push(new Promise((resolve) => this.releases.push(resolve)));
+  }
+
+  release(step: number): void {
+    this.releases[step]?.();
+  }
+
+  releaseAll(): void {
+    this.releases.forEach((release) => release());
+  }
+
+  async prepare(): Promise<void> {}
+
+  async *run(_model: unknown, options: { input: unknown }): AsyncIterable<EngineEvent> {
+    for (const [index, name] of this.names.entries()) {
+      await this.waiting[index];
+      yield {
+        kind: "state",
+        name,
+        type: "Pass",
+        input: options.input,
+        iterationPath: [],
+        attempt: 0,
+        caughtError: null,
+      };
+    }
+    await this.waiting[this.names.length];
+    yield { kind: "end", status: "succeeded", output: options.input, error: null };
+  }
+}
+
+describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
+  this.timeout(120_000);
+  const chain = useHardhatNode();
+  let issuer: TestIssuer;
+
+  before(async function () {
+    issuer = await setupIssuer(chain.url);
+  });
+  after(async function () {
+    await issuer?.close();
+  });
+
+  /** Starts a gated run and resolves with its first published protocol (the instance exists, no state yet). */
+  async function startRun(engine: GatedEngine) {
+    let first: (protocol: InstanceProtocol) => void = () => undefined;
+    const created = new Promise<InstanceProtocol>((resolve) => (first = resolve));
+    const tracker = issuer.tracker(engine, {
+      onProtocol: (protocol) => {
+        issuer.server.notify(protocol);
+        first(protocol);
+      },
+    });
+    const finished = tracker.run(MODEL, Buffer.from('{"watch": true}')).then(
+      (protocol) => ({ protocol, error: null }),
+      (error: unknown) => ({ protocol: null, error }),
+    );
+    const protocol = await created;
+    return { protocol, finished, url: `${issuer.identity.record.url}/instances/${protocol.instance_hash}/protocol` };
+  }
+
+  function watch(url: string, events: WatchEvent[], overrides: { graceMs?: number; timeoutMs?: number } = {}) {
+    return watchInstance({
+      url,
+      provider: issuer.provider,
+      trusted: trustedFromDeployment(issuer.deployment),
+      ens: null,
+      optional: ["V2"],
+      graceMs: overrides.graceMs ?? 3_000,
+      pollMs: 200,
+      timeoutMs: overrides.timeoutMs ?? 60_000,
+      onEvent: (event) => events.push(event),
+    });
+  }
+
+  it("follows a genuine run to its end: every state published and registered, final verdict valid", async function () {
+    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const run = await startRun(engine);
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events);
+    for (let step = 0; step <= 3; step++) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      engine.release(step);
+    }
+    const [result, finished] = await Promise.all([watching, run.finished]);
+    expect(finished.error).to.equal(null);
+    expect(result.exitCode, JSON.stringify(events)).to.equal(0);
+    expect(events.filter((e) => e.type === "divergence")).to.deep.equal([]);
+    expect(events.filter((e) => e.type === "registered")).to.have.length(4);
+    expect(events.filter((e) => e.type === "published").length).to.be.greaterThan(0);
+    expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
+  });
+
+  it("reports a state registered on-chain but never published as withheld", async function () {
+    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const run = await startRun(engine);
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 6_000 });
+    // The issuer registers a state behind the auditors' backs (the tracker's next registration then fails).
+    const registry = InstanceRegistry__factory.connect(issuer.registries.instance, issuer.identity.signer);
+    const hidden = sha256Hex("a state nobody was shown");
+    await (
+      await registry.registerState(
+        toBytes32(run.protocol.instance_hash),
+        toBytes32(hidden),
+        toBytes32(run.protocol.instance_hash),
+      )
+    ).wait();
+    engine.releaseAll();
+    const [result] = await Promise.all([watching, run.finished]);
+    expect(result.exitCode).to.equal(1);
+    const withheld = events.find((e) => e.type === "divergence" && e.kind === "withheld");
+    expect(withheld, JSON.stringify(events)).to.not.equal(undefined);
+    expect((withheld as { detail: string }).detail).to.contain(hidden);
+  });
+
+  it("reports a published state that is not on-chain as forged", async function () {
+    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const run = await startRun(engine);
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 6_000 });
+    // The server publishes an entry the chain never saw.
+    const forged = structuredClone(run.protocol);
+    const { signature: _signature, ...unsigned } = forged;
+    unsigned.instance_protocol.push({
+      event_type: "Register State",
+      seq: 0,
+      state_name: "One",
+      state_type: "Pass",
+      state_hash: sha256Hex("forged"),
+      prev_state_hash: run.protocol.instance_hash,
+      timestamp: run.protocol.instance_protocol[0]?.timestamp ?? 1,
+      block_nr: run.protocol.created.block_nr,
+      client_address: issuer.identity.record.address,
+      transaction_hash: run.protocol.created.transaction_hash,
+      state_data: `${issuer.identity.record.url}/states/${sha256Hex("forged")}`,
+      proof: null,
+    });
+    unsigned.head = { seq: 0, state_hash: sha256Hex("forged") };
+    const signed = await signProtocol(unsigned, issuer.identity.signer);
+    issuer.home.writeProtocol(signed);
+    issuer.server.notify(signed);
+    const [result] = await Promise.all([watching, Promise.resolve()]);
+    engine.releaseAll();
+    await run.finished;
+    expect(result.exitCode).to.equal(1);
+    expect(
+      events.some((e) => e.type === "divergence" && e.kind === "forged"),
+      JSON.stringify(events),
+    ).to.equal(true);
+  });
+
+  it("reports the server certificate revoked while watching", async function () {
+    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const run = await startRun(engine);
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 5_000 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const certificates = CertificateRegistry__factory.connect(issuer.registries.certificate, issuer.identity.signer);
+    await (await certificates.revokeCertificate(toBytes32(issuer.identity.record.certificate_fingerprint))).wait();
+    const result = await watching;
+    engine.releaseAll();
+    await run.finished;
+    expect(result.exitCode).to.equal(1);
+    expect(
+      events.some((e) => e.type === "divergence" && e.kind === "revoked"),
+      JSON.stringify(events),
+    ).to.equal(true);
+  });
+});
