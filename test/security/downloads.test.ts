@@ -14,8 +14,6 @@ import { makeCertificate, makeHome, REGISTRIES, type TestCertificate } from "../
  * configured limits with a coded error.
  */
 
-const SECOND = 1000;
-
 interface Hostile {
   url: string;
   close(): Promise<void>;
