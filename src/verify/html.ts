@@ -283,6 +283,7 @@ function text(value: string): string {
   return value.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"));
 }
 
+/** For attribute values, which are always written in double quotes. */
 function attr(value: string): string {
-  return text(value).replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  return text(value).replace(/"/g, "&quot;");
 }

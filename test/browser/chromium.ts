@@ -24,7 +24,9 @@ const ARGS = [
  * Launches headless Chromium with a fresh profile. Throws when Chromium is missing or does not start: the
  * browser tests fail then, they are never skipped.
  */
-export async function launchChromium(options: { offline?: boolean } = {}): Promise<BrowserContext> {
+export async function launchChromium(
+  options: { offline?: boolean; javaScriptEnabled?: boolean } = {},
+): Promise<BrowserContext> {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`Chromium is not installed at ${CHROMIUM}: apt-get install -y chromium`);
   }
@@ -36,6 +38,7 @@ export async function launchChromium(options: { offline?: boolean } = {}): Promi
     // The issuer's certificate is self-signed: its binding is proven on-chain, not by a CA.
     ignoreHTTPSErrors: true,
     offline: options.offline ?? false,
+    javaScriptEnabled: options.javaScriptEnabled ?? true,
     viewport: { width: 1280, height: 900 },
   });
   context.once("close", () => {
