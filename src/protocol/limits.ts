@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import { z } from "zod";
 import { StatetrailError } from "../errors";
 
@@ -111,4 +112,41 @@ export function describeIssues(result: { issues: z.ZodIssue[]; truncated: boolea
   const lines = result.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
   if (result.truncated) lines.push(`(more problems not listed: the check stops after ${result.issues.length})`);
   return lines;
+}
+
+/**
+ * Reads a file whole, refusing it before reading when it is larger than `maxBytes` (INPUT_TOO_LARGE) or not a
+ * regular file (INVALID_ARGUMENT: `/dev/zero`, a FIFO or a directory would never end or never start).
+ */
+export function readFileLimited(file: string, maxBytes: number, what: string): Buffer {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch (error) {
+    throw new StatetrailError("INVALID_ARGUMENT", `cannot read ${what} ${file}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new StatetrailError("INVALID_ARGUMENT", `${what} ${file} is not a regular file`);
+    const tooLarge = (size: number) =>
+      new StatetrailError("INPUT_TOO_LARGE", `${what} ${file} is ${size} bytes, the limit is ${maxBytes}`, {
+        hint: "use a smaller document, or raise the limit where the command offers one",
+      });
+    if (stat.size > maxBytes) throw tooLarge(stat.size);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(maxBytes + 1 - length, 1 << 20));
+      const read = fs.readSync(fd, chunk, 0, chunk.length, null);
+      if (read === 0) break;
+      chunks.push(chunk.subarray(0, read));
+      length += read;
+      if (length > maxBytes) throw tooLarge(length); // it grew since fstat
+    }
+    return Buffer.concat(chunks, length);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

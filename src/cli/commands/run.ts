@@ -5,6 +5,8 @@ import { isHexHash } from "../../chain/hash";
 import { createEngine, type Engine } from "../../engine";
 import { loadModel, loadModelFromBytes } from "../../model/load";
 import { type LoadedModel } from "../../model/types";
+import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
+import { DEFAULT_MAX_INPUT_BYTES } from "../../tracker/tracker";
 import { type Home } from "../../store/home";
 import { Tracker } from "../../tracker/tracker";
 import { openIssuer } from "../context";
@@ -98,16 +100,22 @@ export async function resolveModel(ref: string, home: Home): Promise<LoadedModel
   return loadModel(ref);
 }
 
-/** `--input` is inline JSON when it parses as JSON, else the path of a file holding it. Exact bytes kept. */
+/**
+ * `--input` is inline JSON when it parses as JSON, else the path of a file holding it. Exact bytes kept. A file
+ * larger than the tracker's input limit is not read, and input nested deeper than MAX_JSON_DEPTH (1000) levels is
+ * refused here, before anything is registered (JSON.parse accepts it; canonical hashing of the states would not).
+ */
 export function readInputArgument(value: string): Buffer {
   const trimmed = value.trim();
-  if (/^[[{"]/.test(trimmed) || /^(-?\d|true$|false$|null$)/.test(trimmed)) return Buffer.from(value, "utf8");
-  if (!fs.existsSync(value)) {
+  let bytes: Buffer;
+  if (/^[[{"]/.test(trimmed) || /^(-?\d|true$|false$|null$)/.test(trimmed)) bytes = Buffer.from(value, "utf8");
+  else if (!fs.existsSync(value)) {
     throw new StatetrailError("INVALID_ARGUMENT", `--input is neither JSON nor an existing file: ${value}`, {
       hint: 'pass inline JSON such as --input \'{"orderId":"o-1"}\' or a path to a .json file',
     });
-  }
-  return fs.readFileSync(value);
+  } else bytes = readFileLimited(value, DEFAULT_MAX_INPUT_BYTES, "--input");
+  assertJsonDepth(decodeUtf8(bytes, "--input"), "--input");
+  return bytes;
 }
 
 export function positiveInt(value: string, flag: string): number {

@@ -5,7 +5,9 @@ import { loadDeployment } from "../../chain/deployments";
 import { parseHexHash } from "../../chain/hash";
 import { connect, type ChainProvider } from "../../chain/provider";
 import { pinnedFetch } from "../../net/pinned-fetch";
+import { decodeUtf8, readFileLimited } from "../../protocol/limits";
 import {
+  DEFAULT_MAX_BYTES,
   ensReaderFromProvider,
   FetchRecorder,
   isMirrorUrl,
@@ -163,7 +165,10 @@ export async function resolveTargets(
 ): Promise<Input[]> {
   if (/^https:\/\//i.test(target)) return [{ url: target }];
   if (isMirrorUrl(target)) return [{ url: target }]; // s3:// or http://: verified as a mirror copy
-  if (fs.existsSync(target)) return [{ protocol: fs.readFileSync(target, "utf8"), name: target }];
+  if (fs.existsSync(target)) {
+    const bytes = readFileLimited(target, DEFAULT_MAX_BYTES.protocol, "protocol file");
+    return [{ protocol: decodeUtf8(bytes, target), name: target }];
+  }
   if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(target)) return instancesOfEnsName(target, options, provider);
   throw new StatetrailError("INVALID_ARGUMENT", `"${target}" is not an https URL, an existing file or an ENS name`);
 }
@@ -180,7 +185,12 @@ async function instancesOfEnsName(name: string, options: VerifyCliOptions, provi
   const base = url.replace(/\/+$/, "");
   if (options.instance) return [{ url: `${base}/instances/${parseHexHash(options.instance, "--instance")}/protocol` }];
   const listing = await pinnedFetch(`${base}/instances`, { maxBytes: 8 * 1024 * 1024 });
-  const rows = JSON.parse(listing.body.toString("utf8")) as Array<{ instance_hash: string }>;
+  let rows: Array<{ instance_hash: string }>;
+  try {
+    rows = JSON.parse(decodeUtf8(listing.body, `${base}/instances`)) as Array<{ instance_hash: string }>;
+  } catch (error) {
+    throw new StatetrailError("FETCH_FAILED", `${base}/instances did not return JSON`, { cause: error });
+  }
   if (!Array.isArray(rows)) throw new StatetrailError("FETCH_FAILED", `${base}/instances did not return a list`);
   // The listing is untrusted: only well-formed hashes become URLs to verify.
   return rows.map((row) => ({

@@ -1,0 +1,58 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { expect } from "chai";
+import { readInputArgument } from "../../src/cli/commands/run";
+import { readFileLimited } from "../../src/protocol/limits";
+import { DEFAULT_MAX_INPUT_BYTES } from "../../src/tracker/tracker";
+
+function codeOf(action: () => unknown): string | undefined {
+  try {
+    action();
+  } catch (error) {
+    return (error as { code?: string }).code ?? (error as Error).constructor.name;
+  }
+  return undefined;
+}
+
+describe("CLI inputs: --input and protocol files are bounded before they are read", function () {
+  let dir: string;
+  before(function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-cli-inputs-"));
+  });
+  after(function () {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("inline input: exact bytes kept; 100k-deep nesting refused (INPUT_TOO_LARGE) before anything runs", function () {
+    expect(readInputArgument('{"a": 1}').toString()).to.equal('{"a": 1}');
+    expect(codeOf(() => readInputArgument("[".repeat(100_000) + "]".repeat(100_000)))).to.equal("INPUT_TOO_LARGE");
+    expect(codeOf(() => readInputArgument("[".repeat(1000) + "]".repeat(1000)))).to.equal(undefined);
+  });
+
+  it("input files: too large, not regular, not UTF-8, missing", function () {
+    const big = path.join(dir, "big.json");
+    fs.writeFileSync(big, `"${"x".repeat(DEFAULT_MAX_INPUT_BYTES)}"`);
+    expect(codeOf(() => readInputArgument(big))).to.equal("INPUT_TOO_LARGE");
+    expect(codeOf(() => readInputArgument("/dev/zero"))).to.equal("INVALID_ARGUMENT");
+    expect(codeOf(() => readInputArgument(dir))).to.equal("INVALID_ARGUMENT");
+    const latin1 = path.join(dir, "latin1.json");
+    fs.writeFileSync(latin1, Buffer.from([0x22, 0xe9, 0x22]));
+    expect(codeOf(() => readInputArgument(latin1))).to.equal("INVALID_JSON");
+    expect(codeOf(() => readInputArgument(path.join(dir, "missing.json")))).to.equal("INVALID_ARGUMENT");
+    const ok = path.join(dir, "ok.json");
+    fs.writeFileSync(ok, Buffer.from('{"ok": true}\n'));
+    expect(readInputArgument(ok).equals(fs.readFileSync(ok))).to.equal(true);
+  });
+
+  it("readFileLimited: exact bytes up to the limit, one byte more is refused", function () {
+    const file = path.join(dir, "limit.bin");
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 7, 0x61);
+    fs.writeFileSync(file, bytes);
+    expect(readFileLimited(file, bytes.length, "file").equals(bytes)).to.equal(true);
+    expect(codeOf(() => readFileLimited(file, bytes.length - 1, "file"))).to.equal("INPUT_TOO_LARGE");
+    const empty = path.join(dir, "empty");
+    fs.writeFileSync(empty, "");
+    expect(readFileLimited(empty, 10, "file").length).to.equal(0);
+  });
+});
