@@ -64,7 +64,7 @@ export async function setupIssuer(rpcUrl: string, options: { label?: string } = 
     funder: new Wallet(devPrivateKey(0), provider),
   });
   const server = await startServer({ home, port, wellKnown: { registries }, log: () => undefined });
-  return {
+  const issuer: TestIssuer = {
     provider,
     deployment,
     deploymentsDir,
@@ -72,20 +72,22 @@ export async function setupIssuer(rpcUrl: string, options: { label?: string } = 
     home,
     identity,
     server,
-    tracker: (engine, overrides = {}) =>
-      new Tracker({
+    tracker(engine: Engine, overrides: Partial<TrackerOptions> = {}) {
+      return new Tracker({
         home,
         signer: identity.signer,
         identity: identity.record,
         registries,
         chainId: deployment.chainId,
         engine,
-        onProtocol: server.notify,
+        onProtocol: (protocol) => issuer.server.notify(protocol),
         ...overrides,
-      }),
+      });
+    },
     async close() {
-      await server.close();
+      await issuer.server.close();
       provider.destroy();
     },
   };
+  return issuer;
 }
