@@ -22,12 +22,15 @@ declare function getComputedStyle(element: unknown): { color: string; background
 
 const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 
+/** A state name that would run code if the page ever turned protocol data into markup. */
+const HOSTILE_NAME = `Begin <img src=x onerror="window.pwned=1">`;
+
 /** A small model whose Task waits for the test, so that states can be registered while the page is open. */
 const GATED_MODEL = JSON.stringify({
   Comment: "gated run for the live timeline test",
-  StartAt: "Begin",
+  StartAt: HOSTILE_NAME,
   States: {
-    Begin: { Type: "Pass", Next: "Approve" },
+    [HOSTILE_NAME]: { Type: "Pass", Next: "Approve" },
     Approve: { Type: "Task", Resource: "arn:aws:lambda:us-east-1:123456789012:function:approve", Next: "Fan out" },
     "Fan out": {
       Type: "Map",
@@ -215,6 +218,9 @@ describe("timeline page in Chromium", function () {
     await page.waitForSelector('#instance-status[data-status="succeeded"]');
     await page.waitForSelector('#verdict[data-verdict="valid"]');
     expect(await page.evaluate(() => window.marker)).to.equal("same document");
+    expect(await page.locator('li.state[data-seq="0"] .state-name').textContent()).to.equal(HOSTILE_NAME);
+    expect(await page.evaluate(() => window.pwned)).to.equal(undefined);
+    expect(await page.locator("li.state img").count()).to.equal(0);
     expect(await page.locator("li.state.fresh").count()).to.equal(6);
     await page.waitForFunction(() => document.querySelectorAll("li.group-map li.state").length === 3);
     await page.screenshot({ path: artifact("timeline-live.png"), fullPage: true });

@@ -1,0 +1,137 @@
+import { expect } from "chai";
+import { isStatetrailError } from "../../src/errors";
+import { joinKey, parseS3Url, s3Url } from "../../src/net/s3";
+import { DEFAULT_MAX_BYTES, isMirrorUrl, MIRROR_NOTE, mirrorLocation } from "../../src/verify";
+import { type VerifyContext } from "../../src/verify/context";
+import { FetchSession } from "../../src/verify/fetcher";
+import { MirrorReader } from "../../src/verify/mirror";
+import { type Fetcher } from "../../src/verify/types";
+
+const H = "a".repeat(64);
+const M = "b".repeat(64);
+const S = "c".repeat(64);
+
+function throwsCode(run: () => unknown, code: string): void {
+  try {
+    run();
+  } catch (error) {
+    expect(isStatetrailError(error) && error.code).to.equal(code);
+    return;
+  }
+  expect.fail("expected an error");
+}
+
+describe("mirror addressing", function () {
+  it("parses s3:// URLs and refuses what is not one", function () {
+    expect(parseS3Url("s3://audit")).to.deep.equal({ bucket: "audit", key: "" });
+    expect(parseS3Url("s3://audit/acme/2026/")).to.deep.equal({ bucket: "audit", key: "acme/2026" });
+    expect(s3Url({ bucket: "audit", key: "acme" })).to.equal("s3://audit/acme");
+    expect(joinKey("", "/models/x")).to.equal("models/x");
+    expect(joinKey("acme", "models/x")).to.equal("acme/models/x");
+    throwsCode(() => parseS3Url("https://audit/acme"), "INVALID_ARGUMENT");
+    throwsCode(() => parseS3Url("s3://Bad_Bucket/x"), "INVALID_ARGUMENT");
+    throwsCode(() => parseS3Url("s3://audit/a/../b"), "INVALID_ARGUMENT");
+  });
+
+  it("finds the mirror's root and instance from a protocol URL", function () {
+    expect(mirrorLocation(`s3://audit/acme/instances/${H}/protocol`)).to.deep.equal({
+      base: "s3://audit/acme",
+      instanceHash: H,
+    });
+    expect(mirrorLocation(`https://cdn.example/x/instances/${H}/protocol`).base).to.equal("https://cdn.example/x");
+    throwsCode(() => mirrorLocation(`s3://audit/acme/instances/${H}/input`), "INVALID_ARGUMENT");
+    throwsCode(() => mirrorLocation(`ftp://audit/instances/${H}/protocol`), "INVALID_ARGUMENT");
+    expect(isMirrorUrl("s3://a/b")).to.equal(true);
+    expect(isMirrorUrl("http://a/b")).to.equal(true);
+    expect(isMirrorUrl("https://a/b")).to.equal(false);
+  });
+});
+
+describe("MirrorReader", function () {
+  const protocolOf = (instance: string, issuerUrl = "https://issuer.test:8443") =>
+    JSON.stringify({
+      protocol_version: 1,
+      chain_id: 31337,
+      registries: {
+        model: "0x" + "01".repeat(20),
+        certificate: "0x" + "02".repeat(20),
+        instance: "0x" + "03".repeat(20),
+      },
+      issuer: { address: "0x" + "11".repeat(20), ens_name: null, url: issuerUrl, certificate_fingerprint: S },
+      model_hash: M,
+      model_data: `${issuerUrl}/models/${M}`,
+      instance_hash: instance,
+      instance_data: `${issuerUrl}/instances/${instance}/input`,
+      instance_nonce: S,
+      created: { block_nr: 1, transaction_hash: "0x" + "cd".repeat(32) },
+      status: "running",
+      instance_protocol: [],
+      head: { seq: -1, state_hash: instance },
+      terminated: null,
+      signature: "0x",
+    });
+
+  function setup(files: Record<string, string>, url: string) {
+    const storage: string[] = [];
+    const fallback: string[] = [];
+    const fetcher: Fetcher = async (u) => {
+      storage.push(u);
+      if (!(u in files)) throw new Error(`not on the mirror: ${u}`);
+      return { bytes: Buffer.from(files[u]), certificate: null };
+    };
+    const reader = new MirrorReader({ fetcher }, async (u) => {
+      fallback.push(u);
+      throw new Error("no network here");
+    });
+    const context = {
+      input: { url },
+      web: new FetchSession(reader.fetcher, 1000),
+      settings: { concurrency: 1, maxBytes: DEFAULT_MAX_BYTES, maxDiagnostics: 0 },
+      protocol: null,
+      origin: null,
+      certificate: null,
+    } as unknown as VerifyContext;
+    return { reader, context, storage, fallback };
+  }
+
+  it("reads the protocol from the mirror, skips V1 with the note and rewrites only the issuer's content URLs", async function () {
+    const url = `s3://audit/acme/instances/${H}/protocol`;
+    const { reader, context, storage, fallback } = setup({ [url]: protocolOf(H) }, url);
+    const outcome = await reader.read(context);
+    expect(outcome.status).to.equal("skip");
+    expect(outcome.detail).to.include(MIRROR_NOTE);
+    expect(context.origin).to.equal("https://issuer.test:8443");
+    expect(context.certificate).to.equal(null);
+    expect(storage).to.deep.equal([url]);
+    expect(reader.rewrite(`https://issuer.test:8443/states/${S}`)).to.equal(`s3://audit/acme/states/${S}`);
+    expect(reader.rewrite(`https://issuer.test:8443/models/${M}`)).to.equal(`s3://audit/acme/models/${M}`);
+    expect(reader.rewrite(`https://issuer.test:8443/instances/${H}/input`)).to.equal(
+      `s3://audit/acme/instances/${H}/input`,
+    );
+    expect(reader.rewrite(`https://issuer.test:8443/states/${S}/../../x`)).to.equal(null);
+    expect(reader.rewrite(`https://issuer.test:8443/.well-known/statetrail.json`)).to.equal(null);
+    expect(reader.rewrite(`https://other.test/states/${S}`)).to.equal(null);
+    await reader.fetcher(`https://other.test/states/${S}`, { maxBytes: 10, timeoutMs: 10 }).catch(() => undefined);
+    expect(fallback).to.deep.equal([`https://other.test/states/${S}`]);
+  });
+
+  it("fails a copy of another instance, a non-https issuer and a URL that names no instance", async function () {
+    const url = `s3://audit/acme/instances/${H}/protocol`;
+    let { reader, context } = setup({ [url]: protocolOf(M) }, url);
+    let outcome = await reader.read(context);
+    expect(outcome.status).to.equal("fail");
+    expect(outcome.detail).to.include(`holds the protocol of instance ${M}`);
+
+    ({ reader, context } = setup({ [url]: protocolOf(H, "http://issuer.test") }, url));
+    outcome = await reader.read(context);
+    expect(outcome.status).to.equal("fail");
+
+    ({ reader, context } = setup({}, "s3://audit/acme/protocol.json"));
+    outcome = await reader.read(context);
+    expect(outcome.status).to.equal("fail");
+
+    ({ reader, context } = setup({}, url));
+    outcome = await reader.read(context);
+    expect(outcome.status, "missing on the mirror: could not verify").to.equal("error");
+  });
+});
