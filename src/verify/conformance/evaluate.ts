@@ -64,7 +64,8 @@ function unsupportedReason(name: string, state: AslState, queryLanguage: unknown
 /** Runs a probe; resolves its output, or the error name and message the run failed with. */
 async function runProbe(machine: StateMachine, input: unknown): Promise<Checked<unknown>> {
   try {
-    const output = await machine.run(structuredClone(input ?? null) as never, { noThrowOnAbort: true }).result;
+    // The interpreter copies its input before any state touches it: the recorded input stays as it is.
+    const output = await machine.run((input ?? null) as never, { noThrowOnAbort: true }).result;
     return { ok: true, value: output };
   } catch (error) {
     const cause = (error as { cause?: { name?: string; message?: string } }).cause;

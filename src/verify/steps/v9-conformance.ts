@@ -91,7 +91,7 @@ function summary(stats: ConformanceStats): string {
 async function stateData(context: ReadyContext): Promise<{ states: StateData[] } | { outcome: StepOutcome }> {
   const { protocol, artifacts, web, settings } = context;
   const entries = protocol.instance_protocol;
-  const problems: { kind: "skip" | "error"; message: string }[] = [];
+  const problems: { kind: "skip" | "error"; index: number; message: string }[] = [];
   const states = await mapBounded(entries, settings.concurrency, async (entry, index) => {
     const kept = artifacts.state(index);
     if (kept) return kept;
@@ -99,13 +99,14 @@ async function stateData(context: ReadyContext): Promise<{ states: StateData[] }
       const { bytes } = await web.get(entry.state_data, settings.maxBytes.state);
       const parsed = sha256Hex(bytes) === entry.state_hash ? safeParseBounded(stateDataSchema, safeJson(bytes)) : null;
       if (parsed?.success && parsed.data.seq === entry.seq) return parsed.data;
-      problems.push({ kind: "skip", message: `the state data of seq ${index} did not verify (see V6)` });
+      problems.push({ kind: "skip", index, message: `the state data of seq ${index} did not verify (see V6)` });
     } catch (error) {
-      problems.push({ kind: "error", message: `fetching ${entry.state_data}: ${(error as Error).message}` });
+      problems.push({ kind: "error", index, message: `fetching ${entry.state_data}: ${(error as Error).message}` });
     }
     return null;
   });
   if (problems.length > 0) {
+    problems.sort((a, b) => a.index - b.index);
     const errors = problems.filter((problem) => problem.kind === "error").map((problem) => problem.message);
     if (errors.length > 0) {
       return {

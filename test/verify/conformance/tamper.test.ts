@@ -2,6 +2,10 @@ import fs from "node:fs";
 import { expect } from "chai";
 import { type InstanceStatus } from "../../../src/protocol/schema";
 import { renderReport, type StepResult, type VerificationReport } from "../../../src/verify";
+import { DEFAULT_MAX_BYTES, FetchSession } from "../../../src/verify";
+import { VerifiedArtifacts } from "../../../src/verify/conformance";
+import { type ReadyContext } from "../../../src/verify/context";
+import { conformanceStep } from "../../../src/verify/steps/v9-conformance";
 import { verifyForged } from "../../helpers/forge";
 import { conformanceEnv, forgeRecorded, verifyRecorded } from "./forge-recorded";
 import { example, runLocal, type LocalRun, type RecordedState } from "./helpers";
@@ -182,5 +186,34 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
     const report = await verifyForged(env, { url: recorded.url }, { conformance: false });
     expect(v9(report)).to.include({ status: "skip", detail: "not requested (--no-conformance)", required: false });
     expect(report.verdict).to.equal("valid");
+  });
+
+  it("is skipped when V4 could not verify the model bytes", async function () {
+    const run = await orderRun();
+    const env = await conformanceEnv();
+    const recorded = await forgeRecorded(env, run.model, run.states[0].input, run.states, "succeeded");
+    env.server.serve(recorded.protocol.model_data, Buffer.concat([run.model.bytes, Buffer.from("\n")]));
+    const report = await verifyRecorded(env, recorded);
+    expect(report.steps.find((step) => step.id === "V4")!.status).to.equal("fail");
+    expect(v9(report)).to.include({ status: "skip", detail: "the model bytes were not verified (see V4)" });
+  });
+
+  it("fetches and hash-checks again the state data V6 did not keep (beyond its budget)", async function () {
+    const run = await orderRun();
+    const env = await conformanceEnv();
+    const recorded = await forgeRecorded(env, run.model, run.states[0].input, run.states, "succeeded");
+    const artifacts = new VerifiedArtifacts(true, 0);
+    artifacts.model = run.model.bytes;
+    const web = new FetchSession(env.server.fetcher, 5_000);
+    const settings = { concurrency: 4, maxBytes: DEFAULT_MAX_BYTES, maxDiagnostics: 1, conformance: true };
+    const context = { protocol: recorded.protocol, artifacts, web, settings } as unknown as ReadyContext;
+    const outcome = await conformanceStep.run(context);
+    expect(outcome.status, outcome.detail).to.equal("pass");
+    expect(web.requests).to.equal(recorded.protocol.instance_protocol.length);
+    // A body that no longer hashes to its state_hash is not walked: V6 reports it.
+    const entry = recorded.protocol.instance_protocol[3];
+    env.server.serve(entry.state_data, "{}");
+    const skipped = await conformanceStep.run(context);
+    expect(skipped).to.deep.include({ status: "skip", detail: "the state data of seq 3 did not verify (see V6)" });
   });
 });
