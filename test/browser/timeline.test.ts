@@ -127,6 +127,8 @@ describe("timeline page in Chromium", function () {
 
     await page.waitForSelector(`tr.instance[data-instance="${genuine.instance_hash}"]`);
     await page.waitForSelector(`tr.model[data-model="${genuine.model_hash}"]`);
+    expect(await page.locator(`tr.model[data-model="${genuine.model_hash}"] td`).last().textContent()).to.equal("1");
+    await page.screenshot({ path: artifact("timeline-index.png"), fullPage: true });
     expect(await page.textContent("#issuer-ens")).to.equal(issuer.identity.record.ens_name);
     const issuerText = await page.textContent("#issuer");
     expect(issuerText)

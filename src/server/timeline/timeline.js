@@ -152,13 +152,17 @@
       },
     );
 
+    var counts = {};
+
     function loadModels() {
       return getJson("/models").then(function (models) {
         if (closed) return;
         clear(modelsBox);
         modelsBox.appendChild(h("h2", { text: "Models (" + models.length + ")" }));
-        if (models.length === 0)
-          return void modelsBox.appendChild(h("p", { className: "muted", text: "No model is published." }));
+        if (models.length === 0) {
+          modelsBox.appendChild(h("p", { className: "muted", text: "No model is published." }));
+          return;
+        }
         var body = h("tbody");
         models.forEach(function (model) {
           body.appendChild(
@@ -167,8 +171,8 @@
                 h("a", { href: "/models/" + model.model_hash }, [code(shortHex(model.model_hash), "hash")]),
               ]),
               h("td", { text: model.comment || "" }),
-              h("td", { text: String(model.states) + " states" }),
-              h("td", { text: String(model.instances) }),
+              h("td", { text: model.states + " states, " + model.bytes + " bytes" }),
+              h("td", { text: String(counts[model.model_hash] || 0) }),
             ]),
           );
         });
@@ -191,6 +195,10 @@
     function loadInstances() {
       return getJson("/instances").then(function (rows) {
         if (closed) return;
+        counts = {};
+        rows.forEach(function (row) {
+          counts[row.model_hash] = (counts[row.model_hash] || 0) + 1;
+        });
         clear(instancesBox);
         instancesBox.appendChild(h("h2", { text: "Instances (" + rows.length + ")" }));
         if (rows.length === 0)
@@ -227,7 +235,8 @@
     }
 
     function refresh() {
-      Promise.all([loadModels(), loadInstances()])
+      loadInstances()
+        .then(loadModels)
         .catch(function (error) {
           if (!closed)
             instancesBox.appendChild(h("p", { className: "muted", text: "Could not load: " + error.message }));
