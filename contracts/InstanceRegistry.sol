@@ -61,6 +61,23 @@ contract InstanceRegistry is IInstanceRegistry {
     }
 
     /// @inheritdoc IInstanceRegistry
+    function terminateAnchored(
+        bytes32 instanceHash,
+        bytes32 finalHead,
+        uint256 stateCount,
+        bytes32 trail,
+        InstanceStatus status
+    ) external {
+        if (status == InstanceStatus.None || status == InstanceStatus.Running) revert InvalidTerminalStatus(status);
+        if (stateCount == 0) revert EmptyBatch();
+        _requireUnreserved(finalHead);
+        _requireHead(instanceHash, instanceHash);
+        _heads[msg.sender][instanceHash] = bytes32(uint256(status));
+        _finalHeads[msg.sender][instanceHash] = finalHead;
+        emit AnchoredInstanceTerminated(msg.sender, instanceHash, finalHead, stateCount, trail, status);
+    }
+
+    /// @inheritdoc IInstanceRegistry
     function anchorBatch(bytes32 root, uint256 count) external {
         if (count == 0) revert EmptyBatch();
         _requireUnreserved(root);

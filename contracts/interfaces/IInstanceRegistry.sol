@@ -48,6 +48,17 @@ interface IInstanceRegistry {
     /// @notice `issuer` committed `root`, a Merkle root over `count` state leaves of its instances.
     event BatchAnchored(address indexed issuer, bytes32 indexed root, uint256 count);
 
+    /// @notice An instance whose states were anchored in Merkle batches ended with `status`. It had
+    /// `stateCount` states, the last one `finalHead`; `trail` digests their order (see {terminateAnchored}).
+    event AnchoredInstanceTerminated(
+        address indexed issuer,
+        bytes32 indexed instanceHash,
+        bytes32 finalHead,
+        uint256 stateCount,
+        bytes32 trail,
+        InstanceStatus status
+    );
+
     /// @notice A hash is zero or one of the reserved status sentinels (values 0 to 4).
     error ReservedHash(bytes32 hash);
     /// @notice The model was never registered in the model registry.
@@ -79,6 +90,20 @@ interface IInstanceRegistry {
 
     /// @notice Commits a Merkle root over `count` state leaves of the caller's instances.
     function anchorBatch(bytes32 root, uint256 count) external;
+
+    /// @notice Terminates the caller's instance whose states were anchored with {anchorBatch} instead of
+    /// registered: none may have been registered (the head must still be the instance hash). Commits what
+    /// the chain did not see state by state: how many states there were (`stateCount`), the last one
+    /// (`finalHead`, then returned by {instanceOf}) and `trail`, the digest of their order:
+    /// `t = instanceHash; for each state hash h in order: t = sha256(t ++ h)`. An auditor recomputes
+    /// `trail` from the published protocol, so no state can be withheld, added or reordered afterwards.
+    function terminateAnchored(
+        bytes32 instanceHash,
+        bytes32 finalHead,
+        uint256 stateCount,
+        bytes32 trail,
+        InstanceStatus status
+    ) external;
 
     /// @notice The instance's head (last state hash, instance hash before any state, the final head once
     /// terminated) and status.

@@ -56,6 +56,9 @@ export async function connect(options: ConnectOptions): Promise<ChainProvider> {
     staticNetwork: network,
     // No response cache: a cached eth_getTransactionCount hands two back-to-back transactions the same nonce.
     cacheTimeout: -1,
+    // Requests made in the same tick still go in one batch; ethers' default 10 ms stall before each batch would
+    // cap any sequence of dependent calls (send, receipt, block) at about 100 a second.
+    batchStallTime: 0,
     pollingInterval: options.pollingIntervalMs ?? (isLoopback(rpcUrl) ? 200 : 4_000),
   });
   return provider;

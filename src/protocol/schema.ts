@@ -51,11 +51,23 @@ export const stateDataSchema = z.object({
 });
 export type StateData = z.infer<typeof stateDataSchema>;
 
+/**
+ * A node of a Merkle batch tree (root or sibling): a keccak256 value as `@openzeppelin/merkle-tree` writes it,
+ * 0x-prefixed lowercase hex, so it is never mistaken for a SHA-256 hash of published bytes.
+ */
+export const merkleNodeSchema = z.string().regex(/^0x[0-9a-f]{64}$/, "expected a 0x-prefixed lowercase bytes32");
+
+/**
+ * The inclusion proof of an entry anchored in a Merkle batch (`InstanceRegistry.anchorBatch`): the leaf is
+ * (issuer, instance_hash, seq, state_hash, prev_state_hash), see src/protocol/anchoring.ts; `leaf_index` is its
+ * position among the batch's leaves.
+ */
 export const merkleProofSchema = z.object({
-  root: hexHashSchema,
+  root: merkleNodeSchema,
   leaf_index: z.number().int().nonnegative(),
-  siblings: z.array(hexHashSchema),
+  siblings: z.array(merkleNodeSchema),
 });
+export type MerkleProof = z.infer<typeof merkleProofSchema>;
 
 export const protocolEntrySchema = z.object({
   event_type: z.literal("Register State"),

@@ -1,22 +1,19 @@
 import { randomBytes } from "node:crypto";
-import { type Block, type Signer, type TransactionReceipt } from "ethers";
+import fs from "node:fs";
+import path from "node:path";
+import { type Block, type Signer } from "ethers";
 import { StatetrailError } from "../errors";
 import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
 import { type Engine, type EngineEvent } from "../engine/types";
 import { type IdentityRecord } from "../identity/record";
 import { type LoadedModel } from "../model/types";
 import { validateModel } from "../model/validate";
-import {
-  instanceHash as computeInstanceHash,
-  stateDataBytes,
-  stateHash as computeStateHash,
-} from "../protocol/hashing";
+import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
 import {
   EXECUTION_END_STATE,
   type InstanceProtocol,
   type InstanceRecord,
   type InstanceStatus,
-  type ProtocolEntry,
   type Registries,
   type StateData,
   type UnsignedProtocol,
@@ -24,7 +21,9 @@ import {
 import { signProtocol } from "../protocol/signing";
 import { type Home } from "../store/home";
 import { CertificateRegistry__factory, InstanceRegistry__factory, ModelRegistry__factory } from "../../typechain-types";
-import { Journal } from "./journal";
+import { createAnchor, DEFAULT_ANCHOR_SETTINGS, type Anchor } from "./anchors";
+import { Publisher, TrackedInstance } from "./instance";
+import { Journal, type AnchorMode } from "./journal";
 import { TransactionSender } from "./sender";
 
 /** On-chain status numbers of InstanceRegistry.InstanceStatus. */
@@ -32,6 +31,8 @@ const CHAIN_STATUS: Record<Exclude<InstanceStatus, "running">, number> = { succe
 
 export const DEFAULT_MAX_STATE_BYTES = 256 * 1024;
 export const DEFAULT_MAX_INPUT_BYTES = 256 * 1024;
+export const DEFAULT_MAX_IN_FLIGHT = 16;
+export const DEFAULT_PUBLISH_INTERVAL_MS = 250;
 
 export interface TrackerOptions {
   home: Home;
@@ -41,28 +42,48 @@ export interface TrackerOptions {
   registries: Registries;
   chainId: number;
   engine: Engine;
-  /** Transactions kept in flight at once (1 = the paper's one-at-a-time behaviour). */
+  /** How states reach the chain (default `per-state`, the paper's behaviour). */
+  anchor?: AnchorMode;
+  /** `batch`: anchor a root once this many states wait (default 1,000). */
+  batchSize?: number;
+  /** `batch`: ...or once the oldest waiting state has waited this long (default 5,000 ms). */
+  batchIntervalMs?: number;
+  /** Transactions kept in flight at once (1 = the paper's one-at-a-time behaviour; default 16). */
   maxInFlight?: number;
+  /** Blocks a transaction needs (its own included) before its states enter the protocol (default 1). */
   confirmations?: number;
   maxStateBytes?: number;
+  /** The protocol is republished at most this often while states are confirmed (default 250 ms). */
+  publishIntervalMs?: number;
   /** Called after every published protocol update (the server's SSE notifier). */
   onProtocol?: (protocol: InstanceProtocol) => void;
+  /** Called as states are entered and as they become final (progress output, benchmarks). */
+  onProgress?: (event: TrackerProgress) => void;
   log?: (message: string) => void;
+}
+
+/** A state of `instance` was entered (hashed and stored) or became final on-chain. */
+export interface TrackerProgress {
+  kind: "entered" | "final";
+  instance: HexHash;
+  seq: number;
 }
 
 /**
  * Runs a model on an engine and leaves a verifiable trail: every state entered is hashed, written to
- * the data directory, registered on-chain linked to the previous state, appended to the signed
- * instance protocol and published.
+ * the data directory, journalled, made final on-chain in the configured anchoring mode, appended to the
+ * signed instance protocol and published. Several runs may share one tracker (and, in `batch` mode, one
+ * Merkle root).
  */
 export class Tracker {
   private readonly sender: TransactionSender;
+  private readonly anchor: Anchor;
   private readonly blocks = new Map<number, Promise<Block | null>>();
   private readonly log: (message: string) => void;
 
   constructor(private readonly options: TrackerOptions) {
     this.sender = new TransactionSender(options.signer, {
-      maxInFlight: options.maxInFlight ?? 16,
+      maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
       confirmations: options.confirmations ?? 1,
       errorInterfaces: [
         InstanceRegistry__factory.createInterface(),
@@ -70,7 +91,24 @@ export class Tracker {
         CertificateRegistry__factory.createInterface(),
       ],
     });
+    this.anchor = createAnchor(
+      options.anchor ?? "per-state",
+      {
+        sender: this.sender,
+        registry: this.instances,
+        issuer: options.identity.address,
+        blockTime: async (receipt) => (await this.block(receipt.blockNumber)).timestamp,
+      },
+      {
+        batchSize: options.batchSize ?? DEFAULT_ANCHOR_SETTINGS.batchSize,
+        batchIntervalMs: options.batchIntervalMs ?? DEFAULT_ANCHOR_SETTINGS.batchIntervalMs,
+      },
+    );
     this.log = options.log ?? (() => undefined);
+  }
+
+  get mode(): AnchorMode {
+    return this.anchor.mode;
   }
 
   private get models() {
@@ -117,14 +155,20 @@ export class Tracker {
     const instance = computeInstanceHash(record);
     home.writeInput(instance, inputBytes);
     const journal = new Journal(home.journalFile(instance));
-    journal.append({ type: "instance", record });
+    journal.append({ type: "instance", record, anchor: this.anchor.mode });
 
+    journal.append({ type: "intent", action: "createInstance" });
     const createTx = await this.instances.createInstance.populateTransaction(
       toBytes32(instance),
       toBytes32(model.hash),
     );
     const created = await this.sender.sendAndWait(createTx, "createInstance");
-    journal.append({ type: "created", transaction_hash: created.hash, block_nr: created.blockNumber });
+    journal.append({
+      type: "final",
+      action: "createInstance",
+      transaction_hash: created.hash,
+      block_nr: created.blockNumber,
+    });
     this.log(`instance ${instance} created in block ${created.blockNumber}`);
 
     const protocol: UnsignedProtocol = {
@@ -148,70 +192,110 @@ export class Tracker {
       head: { seq: -1, state_hash: instance },
       terminated: null,
     };
-    await this.publish(protocol);
+    let publisher: Publisher | undefined = undefined;
+    const run = new TrackedInstance(
+      instance,
+      journal,
+      protocol,
+      (hash) => `${identity.url}/states/${hash}`,
+      (seq) => {
+        this.options.onProgress?.({ kind: "final", instance, seq });
+        publisher?.request();
+      },
+    );
+    publisher = new Publisher(
+      () => this.publish(protocol),
+      this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,
+      (error) => run.fail(error),
+    );
+    await publisher.flush();
 
     let head = instance;
     let seq = 0;
     let status: Exclude<InstanceStatus, "running"> = "aborted";
-    // Receipts confirm in nonce order; entries are appended as they confirm, in the same order.
-    let confirmed: Promise<void> = Promise.resolve();
-    let failure: unknown;
+    const limit = this.options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
     try {
       for await (const event of engine.run(model, { input, executionName: instance.slice(0, 40) })) {
-        if (failure !== undefined) throw failure;
+        // Stop at the first failed registration instead of at the end of a long run.
+        if (run.failure !== undefined) throw run.failure;
         const data = this.stateData(instance, seq, event);
         const bytes = stateDataBytes(data);
-        const limit = this.options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
         if (bytes.length > limit) {
           throw new StatetrailError("INPUT_TOO_LARGE", `state ${data.state_name} has ${bytes.length} bytes of data`, {
             hint: `raise the limit (--max-state-bytes, now ${limit}) or keep large payloads out of state data`,
           });
         }
-        const hash = computeStateHash(data);
-        home.writeState(hash, bytes);
-        journal.append({ type: "intent", seq, state_hash: hash, prev_state_hash: head });
-        const tx = await this.instances.registerState.populateTransaction(
-          toBytes32(instance),
-          toBytes32(hash),
-          toBytes32(head),
-        );
-        const sent = await this.sender.send(tx, `registerState #${seq} ${data.state_name}`);
-        const entry = { seq, data, hash, prev: head };
-        confirmed = confirmed.then(async () => {
-          const receipt = await sent.receipt;
-          journal.append({ type: "registered", seq, transaction_hash: receipt.hash, block_nr: receipt.blockNumber });
-          protocol.instance_protocol.push(await this.entry(entry, receipt));
-          protocol.head = { seq: entry.seq, state_hash: entry.hash };
-          await this.publish(protocol);
-        });
-        // Stop at the first failed registration instead of at the end of a long run.
-        confirmed.catch((error: unknown) => {
-          failure ??= error;
-        });
+        const hash = sha256Hex(bytes);
+        // The journal holds the bytes durably (committed before any transaction carries the state), so the
+        // published file needs no fsync of its own.
+        writeFileAtomic(home.stateFile(hash), bytes);
+        journal.record({ type: "entered", seq, state_hash: hash, prev_state_hash: head, state_data: bytes.toString() });
+        run.trail.push(hash);
+        this.options.onProgress?.({ kind: "entered", instance, seq });
+        this.anchor.submit(run, { seq, name: data.state_name, type: data.state_type, hash, prev: head });
         head = hash;
         seq += 1;
         if (event.kind === "end") status = event.status;
       }
-      await confirmed;
+      await this.anchor.settle(run);
     } catch (error) {
-      await confirmed.catch(() => undefined);
+      await this.anchor.settle(run).catch(() => undefined);
+      publisher.cancel();
       journal.append({ type: "error", message: (error as Error).message });
       journal.close();
       throw error;
     }
 
-    const terminateTx = await this.instances.terminateInstance.populateTransaction(
-      toBytes32(instance),
-      toBytes32(head),
-      CHAIN_STATUS[status],
-    );
-    const terminated = await this.sender.sendAndWait(terminateTx, "terminateInstance");
-    journal.append({ type: "terminated", status, transaction_hash: terminated.hash, block_nr: terminated.blockNumber });
+    const terminal = await this.terminate(run, head, seq, status);
     journal.close();
     protocol.status = status;
-    protocol.terminated = { block_nr: terminated.blockNumber, transaction_hash: terminated.hash };
+    protocol.terminated = terminal;
     this.log(`instance ${instance} ${status} after ${seq} states`);
-    return this.publish(protocol);
+    return publisher.flush();
+  }
+
+  /**
+   * Terminates the instance on-chain: `terminateInstance` with the final head when its states were
+   * registered, `terminateAnchored` with the final head, the number of states and the trail when they were
+   * anchored in Merkle batches (the chain never saw them one by one).
+   */
+  private async terminate(
+    run: TrackedInstance,
+    head: HexHash,
+    count: number,
+    status: Exclude<InstanceStatus, "running">,
+  ): Promise<{ block_nr: number; transaction_hash: string }> {
+    const anchored = this.anchor.mode === "batch" && count > 0;
+    const action = anchored ? "terminateAnchored" : "terminateInstance";
+    const trail = run.trail.value;
+    run.journal.append({
+      type: "intent",
+      action,
+      status,
+      final_head: head,
+      ...(anchored ? { state_count: count, trail } : {}),
+    });
+    const tx = anchored
+      ? await this.instances.terminateAnchored.populateTransaction(
+          toBytes32(run.hash),
+          toBytes32(head),
+          count,
+          toBytes32(trail),
+          CHAIN_STATUS[status],
+        )
+      : await this.instances.terminateInstance.populateTransaction(
+          toBytes32(run.hash),
+          toBytes32(head),
+          CHAIN_STATUS[status],
+        );
+    const receipt = await this.sender.sendAndWait(tx, action);
+    run.journal.append({ type: "final", action, transaction_hash: receipt.hash, block_nr: receipt.blockNumber });
+    return { block_nr: receipt.blockNumber, transaction_hash: receipt.hash };
+  }
+
+  /** Stops the batch timer; call when no run is going on any more. */
+  close(): void {
+    this.anchor.close();
   }
 
   private stateData(instance: HexHash, seq: number, event: EngineEvent): StateData {
@@ -239,27 +323,6 @@ export class Tracker {
       attempt: event.attempt,
       input: event.input ?? null,
       error: event.caughtError,
-    };
-  }
-
-  private async entry(
-    entry: { seq: number; data: StateData; hash: HexHash; prev: HexHash },
-    receipt: TransactionReceipt,
-  ): Promise<ProtocolEntry> {
-    const block = await this.block(receipt.blockNumber);
-    return {
-      event_type: "Register State",
-      seq: entry.seq,
-      state_name: entry.data.state_name,
-      state_type: entry.data.state_type,
-      state_hash: entry.hash,
-      prev_state_hash: entry.prev,
-      timestamp: block.timestamp,
-      block_nr: receipt.blockNumber,
-      client_address: receipt.from,
-      transaction_hash: receipt.hash,
-      state_data: `${this.options.identity.url}/states/${entry.hash}`,
-      proof: null,
     };
   }
 
@@ -330,4 +393,12 @@ export function parseInput(bytes: Buffer, maxBytes = DEFAULT_MAX_INPUT_BYTES): u
       hint: "pass a JSON document, e.g. --input '{\"orderId\": 1}' or --input ./input.json",
     });
   }
+}
+
+/** Writes a file atomically (a temporary file renamed into place) without fsync: for bytes the journal holds. */
+function writeFileAtomic(file: string, bytes: Buffer): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(temp, bytes);
+  fs.renameSync(temp, file);
 }

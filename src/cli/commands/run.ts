@@ -8,7 +8,8 @@ import { type LoadedModel } from "../../model/types";
 import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
 import { DEFAULT_MAX_INPUT_BYTES } from "../../tracker/tracker";
 import { type Home } from "../../store/home";
-import { Tracker } from "../../tracker/tracker";
+import { ANCHOR_MODES, type AnchorMode } from "../../tracker/journal";
+import { Tracker, type TrackerOptions } from "../../tracker/tracker";
 import { openIssuer } from "../context";
 import { type CommandContext } from "../main";
 
@@ -34,6 +35,9 @@ export function registerRun({ program, run }: CommandContext): void {
     .option("--role-arn <arn>", "aws engine: IAM role for CreateStateMachine")
     .option("--region <region>", "aws engine: region (default from the AWS settings)")
     .option("--endpoint <url>", "aws engine: Step Functions endpoint")
+    .option("--anchor <mode>", "how states reach the chain: per-state | multi | batch (Merkle roots)", "per-state")
+    .option("--batch-size <n>", "batch: anchor a root once this many states wait", "1000")
+    .option("--batch-interval <seconds>", "batch: ...or once the oldest state has waited this long", "5")
     .option("--max-in-flight <n>", "registration transactions in flight at once", "16")
     .option("--confirmations <n>", "blocks to wait for each registration", "1")
     .addHelpText(
@@ -41,7 +45,10 @@ export function registerRun({ program, run }: CommandContext): void {
       `\nExample:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-input.json \\\n      --handlers examples/handlers.js --skip-waits`,
     )
     .action(
-      (modelRef: string, options: EngineCliOptions & { input: string; maxInFlight: string; confirmations: string }) =>
+      (
+        modelRef: string,
+        options: EngineCliOptions & AnchorCliOptions & { input: string; maxInFlight: string; confirmations: string },
+      ) =>
         run(async (globals) => {
           const issuer = await openIssuer(globals);
           try {
@@ -56,6 +63,7 @@ export function registerRun({ program, run }: CommandContext): void {
               engine: engineFromOptions(options),
               maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
               confirmations: positiveInt(options.confirmations, "--confirmations"),
+              ...anchoringFromOptions(options),
               log: globals.output.log,
             });
             const protocol = await tracker.run(model, inputBytes);
@@ -76,9 +84,41 @@ export function registerRun({ program, run }: CommandContext): void {
     );
 }
 
+interface AnchorCliOptions {
+  anchor: string;
+  batchSize: string;
+  batchInterval: string;
+}
+
+/** `--anchor`, `--batch-size`, `--batch-interval` as tracker options. */
+export function anchoringFromOptions(
+  options: AnchorCliOptions,
+): Pick<TrackerOptions, "anchor" | "batchSize" | "batchIntervalMs"> {
+  if (!(ANCHOR_MODES as readonly string[]).includes(options.anchor)) {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `--anchor must be ${ANCHOR_MODES.join(", ")}, not "${options.anchor}"`,
+    );
+  }
+  const seconds = Number(options.batchInterval);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new StatetrailError("INVALID_ARGUMENT", "--batch-interval must be a number of seconds above 0");
+  }
+  return {
+    anchor: options.anchor as AnchorMode,
+    batchSize: positiveInt(options.batchSize, "--batch-size"),
+    batchIntervalMs: seconds * 1000,
+  };
+}
+
 export function engineFromOptions(options: EngineCliOptions): Engine {
   if (options.engine === "aws") {
-    return createEngine({ engine: "aws", roleArn: options.roleArn, region: options.region, endpoint: options.endpoint });
+    return createEngine({
+      engine: "aws",
+      roleArn: options.roleArn,
+      region: options.region,
+      endpoint: options.endpoint,
+    });
   }
   if (options.engine !== "local") {
     throw new StatetrailError("INVALID_ARGUMENT", `--engine must be local or aws, not "${options.engine}"`);
