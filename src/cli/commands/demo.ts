@@ -71,7 +71,20 @@ export function registerDemo({ program, run }: CommandContext): void {
           log(`  certificate ${identity.record.certificate_fingerprint}`);
 
           step(3, "HTTPS server with the registered certificate");
-          server = await startServer({ home, port, wellKnown: { registries: registriesOf(chain.deployment) }, log });
+          server = await startServer({
+            home,
+            port,
+            wellKnown: { registries: registriesOf(chain.deployment) },
+            // The timeline page at /, verifying with the demo's chain connection.
+            timeline: {
+              verify: {
+                provider: chain.provider,
+                trusted: trustedFromDeployment(chain.deployment),
+                ens: ensReaderFromProvider(chain.provider),
+              },
+            },
+            log,
+          });
           log(`  ${server.url}`);
 
           step(4, `model: ${path.relative(process.cwd(), options.model)}`);
@@ -124,6 +137,7 @@ export function registerDemo({ program, run }: CommandContext): void {
           );
           if (options.keepServing) {
             log(`\nserving ${server.url} and the chain at ${chain.node.url}; press Ctrl-C to stop`);
+            log(`  timeline: ${server.url}/#/instances/${protocol.instance_hash}`);
             log(`  try: npx statetrail verify ${url} --home ${home.root}`);
             await new Promise<void>((resolve) => {
               process.once("SIGINT", resolve);
