@@ -3,7 +3,7 @@ import tseslint from "typescript-eslint";
 import prettier from "eslint-config-prettier";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "artifacts/", "cache/", "typechain-types/", "coverage/", "dist/", "deployments/"] },
+  { ignores: [".*.ts", ".*.js", "node_modules/", "artifacts/", "cache/", "typechain-types/", "coverage/", "dist/", "deployments/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,
