@@ -271,6 +271,9 @@ class Walker {
           [],
         );
       }
+      if (step.kind !== (owner.state.Type === "Map" ? "map" : "parallel")) {
+        this.fail(entry, `"${step.parent}" is a ${owner.state.Type} state, the iteration path says ${step.kind}`, []);
+      }
       let child = owner.children.get(step.index);
       if (!child) {
         if (i < path.length - 1) {
@@ -290,9 +293,6 @@ class Walker {
             [],
           );
         }
-        if (step.kind !== (owner.state.Type === "Map" ? "map" : "parallel")) {
-          this.fail(entry, `"${step.parent}" is a ${owner.state.Type}, the iteration path says ${step.kind}`, []);
-        }
         if (step.kind === "map") this.stats.iterations += 1;
         child = { machine, path: path.slice(0, i + 1), last: null };
         owner.children.set(step.index, child);
@@ -308,7 +308,7 @@ class Walker {
     const name = entry.state_name;
     if (!prev) {
       if (name !== scope.machine.startAt) {
-        this.fail(entry, `${scope.machine.label} starts at "${scope.machine.startAt}"`, [
+        this.fail(entry, `the first state of ${scope.machine.label} is "${scope.machine.startAt}"`, [
           `"${scope.machine.startAt}" (StartAt)`,
         ]);
       }

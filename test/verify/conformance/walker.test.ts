@@ -195,7 +195,7 @@ describe("conformance walker", function () {
       await expectViolation(
         await orderRun(),
         (states) => states.slice(2),
-        /^seq 0 "Payment method\?": the top level starts at "Validate order"; expected "Validate order" \(StartAt\)/,
+        /^seq 0 "Payment method\?": the first state of the top level is "Validate order"; expected "Validate order" \(StartAt\)/,
       );
     });
 
@@ -204,7 +204,7 @@ describe("conformance walker", function () {
         await orderRun(),
         (states) =>
           states.filter((state, i) => !(state.state_name === "Reserve stock" && i === at(states, "Reserve stock", 1))),
-        /"Pick items" iteration 1: the iterations of Map "Pick items" starts at "Reserve stock"; expected "Reserve stock" \(StartAt\), recorded "Pack item" \(Pass\)$/,
+        /"Pick items" iteration 1: the first state of the iterations of Map "Pick items" is "Reserve stock"; expected "Reserve stock" \(StartAt\), recorded "Pack item" \(Pass\)$/,
       );
     });
 
