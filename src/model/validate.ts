@@ -312,7 +312,7 @@ function checkUncached(definition: unknown): AslCheckResult {
 
   const substituted = substitutePlaceholders(definition);
   warnings.push(...substituted.found);
-  const work = deepClone(substituted.definition) as JsonObject;
+  const work = validatorCopy(deepClone(substituted.definition) as JsonObject, addError);
 
   const structural = structuralProblems(definition);
   let finalErrors: ValidatorError[] = [];
@@ -383,6 +383,67 @@ function checkUncached(definition: unknown): AslCheckResult {
   }
   for (const problem of structural) addError(problem);
   return { valid: errors.length === 0, errors, warnings };
+}
+
+/** What a `States` property in data is renamed to in asl-validator's copy (see {@link validatorCopy}). */
+const DATA_STATES_KEY = "States\u0000(data)";
+
+function put(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * The copy asl-validator checks. It treats every property named `States` anywhere as a state machine (it selects
+ * `$..States`): a Pass state's `Result` of `{"States": {"CA": "California"}}` made it throw a TypeError instead of
+ * a finding, `{"States": {"CA": {…}}}` made it report unreachable states of a machine that isn't one, and a state
+ * that is `null` or a string made it throw too. In the copy a `States` property in data (Parameters, Result,
+ * ItemSelector, …) is renamed, and a state that is not an object is replaced by a stand-in and reported here.
+ */
+function validatorCopy(definition: JsonObject, addError: (problem: AslProblem) => void): JsonObject {
+  const data = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(data);
+    if (!isObject(value)) return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) put(out, key === "States" ? DATA_STATES_KEY : key, data(item));
+    return out;
+  };
+  const machine = (value: unknown, pointer: string): unknown => {
+    if (!isObject(value)) return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      if (key !== "States") put(out, key, data(item));
+      else if (!isObject(item))
+        put(out, key, {}); // structuralProblems reports NO_STATES
+      else {
+        const states: Record<string, unknown> = {};
+        for (const [name, state] of Object.entries(item)) {
+          const statePointer = joinPointer(pointer, "States", name);
+          if (!isObject(state)) {
+            addError({ path: statePointer, code: "NOT_A_STATE", message: "a state must be a JSON object" });
+            put(states, name, { Type: "Succeed" });
+            continue;
+          }
+          const nested = new Map(nestedMachines(state, statePointer).map((n) => [n.pointer, n.machine]));
+          const copy: Record<string, unknown> = {};
+          for (const [field, fieldValue] of Object.entries(state)) {
+            const fieldPointer = joinPointer(statePointer, field);
+            if (nested.has(fieldPointer)) put(copy, field, machine(fieldValue, fieldPointer));
+            else if (field === "Branches" && Array.isArray(fieldValue) && state.Type === "Parallel") {
+              put(
+                copy,
+                field,
+                fieldValue.map((branch, index) => machine(branch, joinPointer(fieldPointer, index))),
+              );
+            } else put(copy, field, data(fieldValue));
+          }
+          put(states, name, copy);
+        }
+        put(out, key, states);
+      }
+    }
+    return out;
+  };
+  return machine(definition, "") as JsonObject;
 }
 
 /** Finds the state a path-less asl-validator message names (`State X is not reachable`, `State "X" MUST …`). */
