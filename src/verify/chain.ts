@@ -92,7 +92,7 @@ export class ChainView {
   constructor(
     readonly provider: Provider,
     readonly trusted: TrustedSetup,
-    private readonly logOptions: LogReaderOptions = {},
+    readonly logOptions: LogReaderOptions = {},
   ) {
     this.instances = IInstanceRegistry__factory.connect(trusted.registries.instance, provider);
     this.certificates = ICertificateRegistry__factory.connect(trusted.registries.certificate, provider);

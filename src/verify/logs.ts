@@ -20,6 +20,7 @@ export const INSTANCE_EVENT_TOPICS = {
   state: registryInterface.getEvent("StateRegistered").topicHash,
   states: registryInterface.getEvent("StatesRegistered").topicHash,
   terminated: registryInterface.getEvent("InstanceTerminated").topicHash,
+  anchoredTerminated: registryInterface.getEvent("AnchoredInstanceTerminated").topicHash,
 } as const;
 
 /** `IInstanceRegistry.InstanceStatus` by its on-chain number. */
@@ -57,7 +58,14 @@ export type InstanceEvent =
       batch: { index: number; size: number } | null;
       at: EventLocation;
     }
-  | { kind: "terminated"; finalHead: HexHash; status: InstanceStatus | "none"; at: EventLocation };
+  | {
+      kind: "terminated";
+      finalHead: HexHash;
+      status: InstanceStatus | "none";
+      /** For an instance whose states were Merkle-anchored (AnchoredInstanceTerminated): what it committed. */
+      anchored: { stateCount: number; trail: HexHash } | null;
+      at: EventLocation;
+    };
 
 export interface LogQuery {
   address: string;
@@ -74,6 +82,7 @@ export function instanceLogQuery(registry: string, issuer: string, instanceHash:
         INSTANCE_EVENT_TOPICS.state,
         INSTANCE_EVENT_TOPICS.states,
         INSTANCE_EVENT_TOPICS.terminated,
+        INSTANCE_EVENT_TOPICS.anchoredTerminated,
       ],
       zeroPadValue(getAddress(issuer), 32),
       toBytes32(instanceHash),
@@ -160,7 +169,7 @@ export function decodeInstanceLogs(logs: readonly Log[], registry?: string): Ins
     } catch {
       continue;
     }
-    if (!parsed) continue;
+    if (!parsed || parsed.args.instanceHash === undefined) continue; // BatchAnchored names no instance
     const at: EventLocation = {
       blockNumber: log.blockNumber,
       transactionHash: log.transactionHash.toLowerCase(),
@@ -195,6 +204,19 @@ export function decodeInstanceLogs(logs: readonly Log[], registry?: string): Ins
           kind: "terminated",
           finalHead: fromBytes32(parsed.args.finalHead as string),
           status: statusFromChain(parsed.args.status as bigint),
+          anchored: null,
+          at,
+        });
+        break;
+      case "AnchoredInstanceTerminated":
+        events.push({
+          kind: "terminated",
+          finalHead: fromBytes32(parsed.args.finalHead as string),
+          status: statusFromChain(parsed.args.status as bigint),
+          anchored: {
+            stateCount: Number(parsed.args.stateCount as bigint),
+            trail: fromBytes32(parsed.args.trail as string),
+          },
           at,
         });
         break;

@@ -16,8 +16,14 @@ export interface ChainState {
 export interface RebuiltChain {
   created: { modelHash: HexHash; at: EventLocation } | null;
   states: ChainState[];
-  terminated: { finalHead: HexHash; status: InstanceStatus | "none"; at: EventLocation } | null;
-  /** The last state hash, or the instance hash before any state. */
+  terminated: {
+    finalHead: HexHash;
+    status: InstanceStatus | "none";
+    /** What an instance whose states were Merkle-anchored committed at its termination (terminateAnchored). */
+    anchored: { stateCount: number; trail: HexHash } | null;
+    at: EventLocation;
+  } | null;
+  /** The last state hash (committed by terminateAnchored for anchored states), or the instance hash before any. */
   head: HexHash;
   /** What does not fit the registry's rules (a correct registry and node never produce any). */
   anomalies: string[];
@@ -62,12 +68,18 @@ export function rebuildChain(instanceHash: HexHash, events: readonly InstanceEve
         chain.head = event.stateHash;
         break;
       case "terminated":
-        if (event.finalHead !== chain.head) {
+        if (event.anchored) {
+          // terminateAnchored accepts only an instance with no registered state; its final head is new.
+          if (chain.states.length > 0) {
+            chain.anomalies.push(`anchored termination of an instance with registered states (${where})`);
+          }
+          chain.head = event.finalHead;
+        } else if (event.finalHead !== chain.head) {
           chain.anomalies.push(
             `termination names final head ${event.finalHead}, but the head was ${chain.head} (${where})`,
           );
         }
-        chain.terminated = { finalHead: event.finalHead, status: event.status, at: event.at };
+        chain.terminated = { finalHead: event.finalHead, status: event.status, anchored: event.anchored, at: event.at };
         break;
     }
   }

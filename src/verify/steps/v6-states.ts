@@ -4,12 +4,15 @@ import { stateDataSchema, type ProtocolEntry } from "../../protocol/schema";
 import { type ReadyContext, type Step } from "../context";
 import { cap, Findings, iso, mapBounded, sameAddress } from "../findings";
 import { type ChainState, type RebuiltChain } from "../rebuild";
+import { checkAnchoredEntry } from "../batch";
 import { explainTransaction, instanceChain } from "./shared";
 
 interface EntryFindings {
   failures: string[];
   errors: string[];
   batched: boolean;
+  /** Merkle-anchored: checked against a BatchAnchored root (src/verify/batch.ts). */
+  anchored: boolean;
 }
 
 /**
@@ -43,9 +46,11 @@ export const statesStep: Step = {
       checkEntry(context, entry, index, chain ? byTransaction : null, budget),
     );
     let batched = 0;
+    let anchored = 0;
     let failedStates = 0;
     for (const result of results) {
       if (result.batched) batched += 1;
+      if (result.anchored) anchored += 1;
       if (result.failures.length > 0) failedStates += 1;
       result.failures.forEach((message) => findings.fail(message));
       result.errors.forEach((message) => findings.error(message));
@@ -54,7 +59,8 @@ export const statesStep: Step = {
       entries.length === 0
         ? "the protocol lists no states"
         : `${entries.length} states: bytes hash to state_hash and are the entries' data; events in the named ` +
-            `transactions and blocks (${entries.length - batched} StateRegistered, ${batched} in StatesRegistered), ` +
+            `transactions and blocks (${entries.length - batched - anchored} StateRegistered, ${batched} in ` +
+            `StatesRegistered${anchored > 0 ? `, ${anchored} Merkle-anchored in BatchAnchored roots` : ""}), ` +
             `sent by the issuer; timestamps are block times; linked from the instance hash`,
     );
     if (outcome.status === "fail") {
@@ -73,7 +79,7 @@ async function checkEntry(
   budget: { diagnostics: number },
 ): Promise<EntryFindings> {
   const { protocol, chain, web, settings } = context;
-  const result: EntryFindings = { failures: [], errors: [], batched: false };
+  const result: EntryFindings = { failures: [], errors: [], batched: false, anchored: false };
   const label = `seq ${index} "${entry.state_name}"`;
   const fail = (message: string): void => void result.failures.push(`${label}: ${message}`);
   const error = (message: string): void => void result.errors.push(`${label}: ${message}`);
@@ -89,7 +95,6 @@ async function checkEntry(
   }
   if (!sameAddress(entry.client_address, issuer))
     fail(`client_address ${entry.client_address} is not the issuer ${issuer}`);
-  if (entry.proof !== null) error("the entry is Merkle-anchored; batch proofs are not verified yet");
 
   try {
     const { bytes } = await web.get(entry.state_data, settings.maxBytes.state);
@@ -121,6 +126,11 @@ async function checkEntry(
     error(`fetching ${entry.state_data}: ${(cause as Error).message}`);
   }
 
+  if (entry.proof !== null) {
+    result.anchored = true;
+    await checkAnchoredEntry(context, entry, fail, error);
+    return result;
+  }
   if (!byTransaction) return result;
   const transaction = entry.transaction_hash.toLowerCase();
   const event = (byTransaction.get(transaction) ?? []).find((state) => state.stateHash === entry.state_hash);

@@ -1,5 +1,6 @@
 import { type Step } from "../context";
 import { Findings, short } from "../findings";
+import { checkAnchoredCompleteness, isAnchored } from "../batch";
 import { instanceChain } from "./shared";
 
 /**
@@ -36,56 +37,65 @@ export const completenessStep: Step = {
         );
       }
 
-      // The sequences, compared as a whole so that one dropped state is reported once, not at every later seq.
-      const listed = protocol.instance_protocol.map((entry) => entry.state_hash);
-      const registered = rebuilt.states.map((state) => state.stateHash);
-      const listedAt = new Map(listed.map((hash, index) => [hash, index]));
-      const registeredAt = new Map(registered.map((hash, index) => [hash, index]));
-      const withheld = registered.filter((hash) => !listedAt.has(hash));
-      const unregistered = listed.filter((hash) => !registeredAt.has(hash));
-      if (withheld.length > 0) {
-        findings.fail(
-          `${withheld.length} state(s) registered on-chain are missing from the protocol (withheld): ` +
-            withheld.map((hash) => `seq ${registeredAt.get(hash)} ${hash}`).join(", "),
-        );
-      }
-      if (unregistered.length > 0) {
-        findings.fail(
-          `${unregistered.length} protocol entr${unregistered.length === 1 ? "y is" : "ies are"} not registered on-chain for this instance: ` +
-            unregistered.map((hash) => `seq ${listedAt.get(hash)} ${hash}`).join(", "),
-        );
-      }
-      const common = listed.filter((hash) => registeredAt.has(hash));
-      const commonOnChain = registered.filter((hash) => listedAt.has(hash));
-      const moved = common.filter((hash, index) => commonOnChain[index] !== hash);
-      if (moved.length > 0) {
-        findings.fail(
-          `the protocol reorders states: ` +
-            moved
-              .map(
-                (hash) =>
-                  `${short(hash)} listed at seq ${listedAt.get(hash)}, registered at seq ${registeredAt.get(hash)}`,
-              )
-              .join(", "),
-        );
-      } else if (withheld.length === 0 && unregistered.length === 0) {
-        protocol.instance_protocol.forEach((entry, index) => {
-          const state = rebuilt.states[index];
-          if (entry.seq !== state.seq) findings.fail(`entry ${index} says seq ${entry.seq}, on-chain seq ${state.seq}`);
-        });
-      }
+      // Merkle-anchored states: the sequence is what terminateAnchored committed (count, final head, trail).
+      const anchored = isAnchored(protocol);
+      let complete = true;
+      if (anchored) complete = checkAnchoredCompleteness(protocol, rebuilt, onchain, findings);
+      else {
+        // The sequences, compared as a whole so that one dropped state is reported once, not at every later seq.
+        const listed = protocol.instance_protocol.map((entry) => entry.state_hash);
+        const registered = rebuilt.states.map((state) => state.stateHash);
+        const listedAt = new Map(listed.map((hash, index) => [hash, index]));
+        const registeredAt = new Map(registered.map((hash, index) => [hash, index]));
+        const withheld = registered.filter((hash) => !listedAt.has(hash));
+        const unregistered = listed.filter((hash) => !registeredAt.has(hash));
+        if (withheld.length > 0) {
+          findings.fail(
+            `${withheld.length} state(s) registered on-chain are missing from the protocol (withheld): ` +
+              withheld.map((hash) => `seq ${registeredAt.get(hash)} ${hash}`).join(", "),
+          );
+        }
+        if (unregistered.length > 0) {
+          findings.fail(
+            `${unregistered.length} protocol entr${unregistered.length === 1 ? "y is" : "ies are"} not registered on-chain for this instance: ` +
+              unregistered.map((hash) => `seq ${listedAt.get(hash)} ${hash}`).join(", "),
+          );
+        }
+        const common = listed.filter((hash) => registeredAt.has(hash));
+        const commonOnChain = registered.filter((hash) => listedAt.has(hash));
+        const moved = common.filter((hash, index) => commonOnChain[index] !== hash);
+        if (moved.length > 0) {
+          findings.fail(
+            `the protocol reorders states: ` +
+              moved
+                .map(
+                  (hash) =>
+                    `${short(hash)} listed at seq ${listedAt.get(hash)}, registered at seq ${registeredAt.get(hash)}`,
+                )
+                .join(", "),
+          );
+        } else if (withheld.length === 0 && unregistered.length === 0) {
+          protocol.instance_protocol.forEach((entry, index) => {
+            const state = rebuilt.states[index];
+            if (entry.seq !== state.seq)
+              findings.fail(`entry ${index} says seq ${entry.seq}, on-chain seq ${state.seq}`);
+          });
+        }
 
-      // The head.
-      const expectedHeadSeq = rebuilt.states.length - 1;
-      if (protocol.head.state_hash !== onchain.head) {
-        findings.fail(`protocol head ${protocol.head.state_hash} is not the on-chain head ${onchain.head}`);
-      }
-      if (protocol.head.seq !== expectedHeadSeq) {
-        findings.fail(`protocol head seq is ${protocol.head.seq}, the on-chain chain's last seq is ${expectedHeadSeq}`);
-      }
-      const lastListed = listed.length > 0 ? listed[listed.length - 1] : protocol.instance_hash;
-      if (protocol.head.state_hash !== lastListed) {
-        findings.fail(`protocol head ${protocol.head.state_hash} is not its last entry ${lastListed}`);
+        // The head.
+        const expectedHeadSeq = rebuilt.states.length - 1;
+        if (protocol.head.state_hash !== onchain.head) {
+          findings.fail(`protocol head ${protocol.head.state_hash} is not the on-chain head ${onchain.head}`);
+        }
+        if (protocol.head.seq !== expectedHeadSeq) {
+          findings.fail(
+            `protocol head seq is ${protocol.head.seq}, the on-chain chain's last seq is ${expectedHeadSeq}`,
+          );
+        }
+        const lastListed = listed.length > 0 ? listed[listed.length - 1] : protocol.instance_hash;
+        if (protocol.head.state_hash !== lastListed) {
+          findings.fail(`protocol head ${protocol.head.state_hash} is not its last entry ${lastListed}`);
+        }
       }
 
       // Status and termination.
@@ -116,9 +126,23 @@ export const completenessStep: Step = {
         }
       }
       const ended = rebuilt.terminated ? `, terminated in block ${rebuilt.terminated.at.blockNumber}` : "";
+      if (anchored) {
+        if (!complete && !findings.failed && findings.errors.length === 0) {
+          return {
+            status: "skip",
+            detail:
+              `${protocol.instance_protocol.length} Merkle-anchored states; the instance is still running: ` +
+              `completeness is committed on-chain only at its termination (count, final head, trail)`,
+          };
+        }
+        return findings.outcome(
+          `${protocol.instance_protocol.length} Merkle-anchored states are exactly the ${rebuilt.terminated?.anchored?.stateCount ?? 0} ` +
+            `committed at termination (count, final head ${short(onchain.head ?? "")}, trail); status ${onchain.status}${ended}`,
+        );
+      }
       return findings.outcome(
         `${rebuilt.states.length} states rebuilt from the logs equal the protocol's entries in order; ` +
-          `head ${short(onchain.head ?? "")} (seq ${expectedHeadSeq}); status ${onchain.status}${ended}`,
+          `head ${short(onchain.head ?? "")} (seq ${rebuilt.states.length - 1}); status ${onchain.status}${ended}`,
       );
     } catch (error) {
       findings.error(error);
