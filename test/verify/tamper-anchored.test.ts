@@ -1,0 +1,280 @@
+import { expect } from "chai";
+import { toBytes32 } from "../../src/chain/hash";
+import { type InstanceProtocol } from "../../src/protocol/schema";
+import { renderReport, type StepId, type VerificationReport } from "../../src/verify";
+import { publish, publishState, resign, verifyForged, type ForgeEnv } from "../helpers/forge";
+import {
+  anchor,
+  anchorExtra,
+  finish,
+  forgeAnchoredScenario,
+  start,
+  type AnchoredRun,
+  type AnchoredScenario,
+} from "../helpers/forge-anchored";
+
+/** A tampering of the anchored scenario; returns the protocol URL to verify. */
+type Tamper = (scenario: AnchoredScenario) => Promise<string>;
+
+interface TamperCase {
+  name: string;
+  fails: StepId[];
+  aimed?: StepId;
+  says: RegExp;
+  tamper: Tamper;
+}
+
+/** Edits a copy of instance A's genuine protocol, has the issuer sign it again and publishes it. */
+function edit(
+  change: (protocol: InstanceProtocol, scenario: AnchoredScenario) => void | Promise<void>,
+  run: (scenario: AnchoredScenario) => AnchoredRun = (scenario) => scenario.a,
+): Tamper {
+  return async (scenario) => {
+    const protocol = structuredClone(run(scenario).protocol);
+    await change(protocol, scenario);
+    return publish(scenario.env.server, await resign(protocol, scenario.env.issuer));
+  };
+}
+
+/** Renumbers and relinks the entries after an edit of their order, as a careful forger would. */
+function relink(protocol: InstanceProtocol): void {
+  protocol.instance_protocol.forEach((entry, index, entries) => {
+    entry.seq = index;
+    entry.prev_state_hash = index === 0 ? protocol.instance_hash : entries[index - 1].state_hash;
+  });
+  const last = protocol.instance_protocol[protocol.instance_protocol.length - 1];
+  protocol.head = { seq: last.seq, state_hash: last.state_hash };
+}
+
+const CASES: TamperCase[] = [
+  {
+    name: "bad proof (a sibling altered)",
+    fails: ["V6"],
+    says: /seq 1 "Step1": the Merkle proof does not lead from the leaf .* to root 0x/,
+    tamper: edit((protocol) => {
+      const proof = protocol.instance_protocol[1].proof!;
+      proof.siblings[0] = proof.siblings[proof.siblings.length - 1];
+    }),
+  },
+  {
+    name: "proof against another root (the issuer's other anchored root and its transaction)",
+    fails: ["V6"],
+    says: /seq 1 "Step1": the Merkle proof does not lead from the leaf .* to root 0x/,
+    tamper: edit((protocol) => {
+      const [entry, other] = [protocol.instance_protocol[1], protocol.instance_protocol[5]];
+      entry.proof!.root = other.proof!.root;
+      entry.transaction_hash = other.transaction_hash;
+      entry.block_nr = other.block_nr;
+      entry.timestamp = other.timestamp;
+    }),
+  },
+  {
+    name: "leaf of another instance (B's anchored state and proof put in A's protocol)",
+    fails: ["V6", "V7"],
+    says: /seq 2 "Step2": state data belongs to instance [0-9a-f]{64} \(replayed from another instance\)/,
+    tamper: edit((protocol, { b }) => {
+      const entries = protocol.instance_protocol;
+      entries[2] = { ...b.protocol.instance_protocol[2], prev_state_hash: entries[1].state_hash };
+      entries[3].prev_state_hash = entries[2].state_hash;
+    }),
+  },
+  {
+    name: "a withheld batched state (middle; later entries renumbered and relinked)",
+    fails: ["V6", "V7"],
+    aimed: "V7",
+    says: /the issuer committed 6 states at termination, the protocol lists 5: 1 withheld/,
+    tamper: edit((protocol) => {
+      protocol.instance_protocol.splice(2, 1);
+      relink(protocol);
+    }),
+  },
+  {
+    name: "the last batched state withheld (status and termination kept)",
+    fails: ["V7"],
+    says: /committed 6 states at termination, the protocol lists 5: 1 withheld.*committed final head is/s,
+    tamper: edit((protocol) => {
+      protocol.instance_protocol.splice(5);
+      relink(protocol);
+    }),
+  },
+  {
+    name: "the last batched states withheld, claimed still running",
+    fails: ["V7"],
+    says: /protocol status is running, on-chain status is succeeded/,
+    tamper: edit((protocol) => {
+      protocol.instance_protocol.splice(4);
+      relink(protocol);
+      protocol.status = "running";
+      protocol.terminated = null;
+    }),
+  },
+  {
+    name: "two batched states swapped",
+    fails: ["V6", "V7"],
+    aimed: "V7",
+    says: /the trail of the protocol's 6 states is [0-9a-f]{64}, the issuer committed [0-9a-f]{64}/,
+    tamper: edit((protocol) => {
+      const entries = protocol.instance_protocol;
+      [entries[1], entries[2]] = [entries[2], entries[1]];
+      relink(protocol);
+    }),
+  },
+  {
+    name: "a state replaced by one anchored after the termination",
+    fails: ["V6", "V7"],
+    says: /seq 3 "Step3": root 0x[0-9a-f]+… was anchored in block \d+, after the instance was terminated/,
+    tamper: async (scenario) => {
+      const { env, a } = scenario;
+      const data = { ...a.stateData[3], input: { altered: true } };
+      const { hash, url } = publishState(env.server, data);
+      const leaf = {
+        issuer: env.issuer.address,
+        instanceHash: a.instanceHash,
+        seq: 3,
+        stateHash: hash,
+        prevStateHash: a.hashes[2],
+      };
+      const { batch, at } = await anchorExtra(env, [leaf]);
+      return edit((protocol) => {
+        const entry = protocol.instance_protocol[3];
+        Object.assign(entry, {
+          state_hash: hash,
+          state_data: url,
+          proof: batch.proof(0),
+          transaction_hash: at.transaction_hash,
+          block_nr: at.block_nr,
+          timestamp: at.timestamp,
+        });
+        protocol.instance_protocol[4].prev_state_hash = hash;
+      })(scenario);
+    },
+  },
+  {
+    name: "anchoring transaction moved to the issuer's other batch",
+    fails: ["V6"],
+    says: /seq 0 "Step0": root 0x[0-9a-f]+… is anchored by the issuer in tx 0x[0-9a-f]+ \(block \d+\), not in tx/,
+    tamper: edit((protocol) => {
+      const [entry, other] = [protocol.instance_protocol[0], protocol.instance_protocol[5]];
+      entry.transaction_hash = other.transaction_hash;
+      entry.block_nr = other.block_nr;
+    }),
+  },
+  {
+    name: "wrong timestamp of a batched state",
+    fails: ["V6"],
+    says: /seq 4 "Step4": timestamp \d+ .* is not block \d+'s time/,
+    tamper: edit((protocol) => {
+      protocol.instance_protocol[4].timestamp -= 60;
+    }),
+  },
+  {
+    name: "leaf_index outside the anchored batch",
+    fails: ["V6"],
+    says: /seq 2 "Step2": leaf_index 6 is outside the anchored batch of 6 leaves/,
+    tamper: edit((protocol) => {
+      protocol.instance_protocol[2].proof!.leaf_index = 6;
+    }),
+  },
+  {
+    name: "proof dropped from one entry of an anchored protocol",
+    fails: ["V6", "V7"],
+    aimed: "V7",
+    says: /1 entry has no Merkle proof in a Merkle-anchored protocol: seq 3/,
+    tamper: edit((protocol) => {
+      protocol.instance_protocol[3].proof = null;
+    }),
+  },
+  {
+    name: "anchored states, but terminated with terminateInstance (nothing committed)",
+    fails: ["V7"],
+    says: /terminated with terminateInstance \(final head [0-9a-f]{64}\), which commits no Merkle-anchored states/,
+    tamper: async ({ env }) => {
+      const run = await start(env, "terminated without commitment", 3);
+      await anchor(env, [{ run, from: 0, to: 3 }]);
+      const finished = await finish(env, run, false);
+      const receipt = await (
+        await env.instances
+          .connect(env.issuer)
+          .terminateInstance(toBytes32(run.instanceHash), toBytes32(run.instanceHash), 2)
+      ).wait();
+      const protocol = structuredClone(finished.protocol);
+      protocol.status = "succeeded";
+      protocol.terminated = { block_nr: receipt!.blockNumber, transaction_hash: receipt!.hash };
+      return publish(env.server, await resign(protocol, env.issuer));
+    },
+  },
+];
+
+function failing(report: VerificationReport): StepId[] {
+  return report.steps.filter((step) => step.status === "fail").map((step) => step.id);
+}
+
+function verify(env: ForgeEnv, url: string): Promise<VerificationReport> {
+  return verifyForged(env, { url });
+}
+
+describe("verifyProtocol: Merkle-anchored instances (tamper matrix)", function () {
+  it("passes every step of both genuine anchored protocols (two instances sharing two roots)", async function () {
+    const { env, a, b } = await forgeAnchoredScenario();
+    for (const run of [a, b]) {
+      const report = await verify(env, run.url);
+      expect(report.verdict, renderReport(report)).to.equal("valid");
+      expect(report.steps.map((step) => `${step.id}:${step.status}`)).to.deep.equal([
+        "V0:pass",
+        "V1:pass",
+        "V2:skip",
+        "V3:pass",
+        "V4:pass",
+        "V5:pass",
+        "V6:pass",
+        "V7:pass",
+        "V8:pass",
+        "V9:skip",
+      ]);
+      const v6 = report.steps.find((step) => step.id === "V6")!;
+      expect(v6.detail).to.match(new RegExp(`${run.hashes.length} Merkle-anchored in BatchAnchored roots`));
+      const v7 = report.steps.find((step) => step.id === "V7")!;
+      expect(v7.detail).to.match(/Merkle-anchored states are exactly the \d+ committed at termination/);
+    }
+  });
+
+  it("can't show a running anchored instance complete: V7 skipped, verdict could-not-verify, nothing failed", async function () {
+    const { env, running } = await forgeAnchoredScenario();
+    const report = await verify(env, running.url);
+    expect(failing(report)).to.deep.equal([]);
+    const v7 = report.steps.find((step) => step.id === "V7")!;
+    expect(v7.status).to.equal("skip");
+    expect(v7.detail).to.match(/still running: completeness is committed on-chain only at its termination/);
+    expect(report.verdict).to.equal("could-not-verify");
+    expect(report.exit_code).to.equal(2);
+  });
+
+  it("fails a running anchored instance whose protocol claims it ended", async function () {
+    const scenario = await forgeAnchoredScenario();
+    const url = await edit(
+      (protocol) => void (protocol.status = "succeeded"),
+      (s) => s.running,
+    )(scenario);
+    const report = await verify(scenario.env, url);
+    expect(failing(report)).to.deep.equal(["V7"]);
+    expect(report.steps.find((step) => step.id === "V7")!.problems.join("\n")).to.match(
+      /protocol status is succeeded, on-chain status is running/,
+    );
+  });
+
+  for (const { name, fails, aimed = fails[0], says, tamper } of CASES) {
+    it(`detects: ${name} (${aimed}; fails ${fails.join(", ")})`, async function () {
+      const scenario = await forgeAnchoredScenario();
+      const url = await tamper(scenario);
+      const report = await verify(scenario.env, url);
+      if (process.env.SHOW_REPORTS) console.log(renderReport(report));
+      expect(report.verdict, JSON.stringify(report.steps, null, 2)).to.equal("invalid");
+      expect(report.exit_code).to.equal(1);
+      expect(failing(report), JSON.stringify(report.steps, null, 2)).to.deep.equal(fails);
+      const step = report.steps.find((candidate) => candidate.id === aimed)!;
+      expect(step.problems.join("\n")).to.match(says);
+      const others = report.steps.filter((step) => !fails.includes(step.id) && step.id !== "V2" && step.id !== "V9");
+      for (const step of others) expect(step.status, `${step.id}: ${step.detail}`).to.equal("pass");
+    });
+  }
+});
