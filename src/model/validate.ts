@@ -385,33 +385,43 @@ function checkUncached(definition: unknown): AslCheckResult {
   return { valid: errors.length === 0, errors, warnings };
 }
 
-/** What a `States` property in data is renamed to in asl-validator's copy (see {@link validatorCopy}). */
-const DATA_STATES_KEY = "States\u0000(data)";
+/**
+ * Keys asl-validator looks for anywhere in a definition (`$..States`, `$..Branches`, `$..Iterator`,
+ * `$..[StartAt,Next,Default]`), renamed where they are data in the copy it checks (see {@link validatorCopy}).
+ */
+const STRUCTURAL_KEYS = new Set(["States", "StartAt", "Next", "Default", "Branches", "Iterator", "ItemProcessor"]);
+
+/** Fields of a state that hold transitions or nested machines; every other field is data or a scalar setting. */
+const TRANSITION_FIELDS = new Set(["Type", "Next", "End", "Default", "Choices", "Catch", "Retry"]);
 
 function put(target: Record<string, unknown>, key: string, value: unknown): void {
   Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /**
- * The copy asl-validator checks. It treats every property named `States` anywhere as a state machine (it selects
- * `$..States`): a Pass state's `Result` of `{"States": {"CA": "California"}}` made it throw a TypeError instead of
- * a finding, `{"States": {"CA": {…}}}` made it report unreachable states of a machine that isn't one, and a state
- * that is `null` or a string made it throw too. In the copy a `States` property in data (Parameters, Result,
- * ItemSelector, …) is renamed, and a state that is not an object is replaced by a stand-in and reported here.
+ * The copy asl-validator checks. It takes every property named `States`, `Branches`, `Iterator`, `Next`,
+ * `Default` or `StartAt` anywhere for ASL structure: a Pass state's `Result` of `{"States": {"CA": "California"}}`
+ * or `{"Branches": 1}` made it throw a TypeError instead of giving a finding, and `{"Next": "page-2"}` or
+ * `{"States": {"CA": {…}}}` made it refuse valid models (missing targets, unreachable states); a state that is
+ * `null` or a string made it throw too. In the copy these keys are renamed inside data (Parameters, Result,
+ * ItemSelector, …), and a state that is not an object is replaced by a stand-in and reported here.
  */
 function validatorCopy(definition: JsonObject, addError: (problem: AslProblem) => void): JsonObject {
   const data = (value: unknown): unknown => {
     if (Array.isArray(value)) return value.map(data);
     if (!isObject(value)) return value;
     const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) put(out, key === "States" ? DATA_STATES_KEY : key, data(item));
+    for (const [key, item] of Object.entries(value)) {
+      put(out, STRUCTURAL_KEYS.has(key) ? `${key}\u0000(data)` : key, data(item));
+    }
     return out;
   };
   const machine = (value: unknown, pointer: string): unknown => {
     if (!isObject(value)) return value;
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
-      if (key !== "States") put(out, key, data(item));
+      if (key === "StartAt") put(out, key, item);
+      else if (key !== "States") put(out, key, data(item));
       else if (!isObject(item))
         put(out, key, {}); // structuralProblems reports NO_STATES
       else {
@@ -434,7 +444,7 @@ function validatorCopy(definition: JsonObject, addError: (problem: AslProblem) =
                 field,
                 fieldValue.map((branch, index) => machine(branch, joinPointer(fieldPointer, index))),
               );
-            } else put(copy, field, data(fieldValue));
+            } else put(copy, field, TRANSITION_FIELDS.has(field) ? fieldValue : data(fieldValue));
           }
           put(states, name, copy);
         }

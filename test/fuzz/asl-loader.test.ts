@@ -164,6 +164,8 @@ describe("fuzz: ASL loader", function () {
         "loaded",
       ],
       ['{"StartAt":"A","States":{"A":{"Type":"Pass","Parameters":{"States":null},"End":true}}}', "loaded"],
+      ['{"StartAt":"A","States":{"A":{"Type":"Pass","Result":{"Next":"page-2","StartAt":"x"},"End":true}}}', "loaded"],
+      ['{"StartAt":"A","States":{"A":{"Type":"Pass","Result":{"Branches":1,"Iterator":[null]},"End":true}}}', "loaded"],
     ];
     for (const [text, code] of cases) expect(check(Buffer.from(text, "utf8")), text.slice(0, 40)).to.equal(code);
     expect(check(Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]))).to.equal("INVALID_JSON");
