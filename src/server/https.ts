@@ -3,6 +3,7 @@ import fs from "node:fs";
 import https from "node:https";
 import net from "node:net";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { type HexHash } from "../chain/hash";
 import { isStatetrailError, StatetrailError } from "../errors";
 import { readIdentity, type IdentityRecord } from "../identity/record";
@@ -114,6 +115,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   // A client that fails the handshake (or pins another certificate) must not crash or log noise.
   server.on("tlsClientError", () => undefined);
+  // Requests Node's HTTP parser refuses (unknown method, malformed request line or header, oversized head, head
+  // too slow) never reach the app: they get the API's JSON error form too, then the connection is closed.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    const busy = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+    if (!socket.writable || busy || error.code === "ECONNRESET") return void socket.destroy();
+    const [status, reason, message] =
+      error.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "Request Header Fields Too Large", "request head too large"]
+        : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout", "request head not received in time"]
+          : [400, "Bad Request", "malformed request"];
+    const body = JSON.stringify({ error: { code: "INVALID_ARGUMENT", message } });
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
