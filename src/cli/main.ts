@@ -76,7 +76,13 @@ export async function main(argv: string[]): Promise<number> {
     }
   };
   program = buildProgram(run);
-  program.exitOverride();
+  // Every command, not only the program: commander's subcommands don't inherit an override set after they were
+  // added, and a usage error in one (`statetrail model hash --bogus`) called process.exit(1) instead of 64.
+  const override = (command: Command): void => {
+    command.exitOverride();
+    command.commands.forEach(override);
+  };
+  override(program);
   try {
     await program.parseAsync(argv);
   } catch (error) {
