@@ -1,0 +1,222 @@
+import "../../src/engine/polyfill";
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "chai";
+import { connect } from "../../src/chain/provider";
+import { createEngine } from "../../src/engine";
+import { loadModel } from "../../src/model/load";
+import { type InstanceProtocol } from "../../src/protocol/schema";
+import { ChainView, rebuildChain, verifyProtocol } from "../../src/verify";
+import { runCli } from "../helpers/cli-run";
+import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { useHardhatNode } from "../helpers/node-process";
+import { startRpcProxy, type RpcProxy } from "../helpers/rpc-proxy";
+
+/**
+ * RPC faults through a TCP proxy between the tracker and a `hardhat node` process (DESIGN.md, "Faults"): the
+ * provider reports an unreachable node with RPC_UNREACHABLE at once, and a run whose connections drop mid-way
+ * fails with a coded error, leaving a published protocol that verifies as what was registered so far.
+ */
+
+const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
+
+async function codeOf(promise: Promise<unknown>): Promise<{ code?: string; message: string; ms: number }> {
+  const started = Date.now();
+  try {
+    await promise;
+  } catch (error) {
+    return { code: (error as { code?: string }).code, message: (error as Error).message, ms: Date.now() - started };
+  }
+  return { code: undefined, message: "resolved", ms: Date.now() - started };
+}
+
+describe("RPC faults (TCP proxy in front of a hardhat node process)", function () {
+  this.timeout(120_000);
+  const chain = useHardhatNode();
+  let proxy: RpcProxy;
+
+  before(async function () {
+    proxy = await startRpcProxy(chain.url);
+  });
+  after(async function () {
+    await proxy?.close();
+  });
+
+  describe("unreachable at the start: connect() fails fast with RPC_UNREACHABLE", function () {
+    afterEach(async function () {
+      proxy.reset(false);
+      proxy.blackhole(false);
+      await proxy.accept();
+    });
+
+    it("refused (nothing listens)", async function () {
+      await proxy.refuse();
+      const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 5_000 }));
+      expect(result.code).to.equal("RPC_UNREACHABLE");
+      expect(result.message).to.match(/connection refused/);
+      expect(result.ms).to.be.lessThan(2_000);
+    });
+
+    it("reset on accept", async function () {
+      proxy.reset(true);
+      const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 5_000 }));
+      expect(result.code).to.equal("RPC_UNREACHABLE");
+      expect(result.ms).to.be.lessThan(2_000);
+    });
+
+    it("accepted but never answered: the probe's deadline", async function () {
+      proxy.blackhole(true);
+      const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 700 }));
+      expect(result.code).to.equal("RPC_UNREACHABLE");
+      expect(result.message).to.match(/no answer within 700 ms/);
+      expect(result.ms).to.be.within(650, 3_000);
+    });
+
+    it("the CLI: exit 69 with the coded error and a hint", async function () {
+      await proxy.refuse();
+      const result = await runCli(["--json", "--rpc", proxy.url, "verify", "https://127.0.0.1:1/instances/x/protocol"]);
+      expect(result.code).to.equal(69);
+      const error = JSON.parse(result.stdout).error as { code: string; hint: string | null };
+      expect(error.code).to.equal("RPC_UNREACHABLE");
+      expect(error.hint).to.be.a("string");
+    });
+
+    it("through the proxy when it is healthy, the same endpoint works", async function () {
+      const provider = await connect({ rpcUrl: proxy.url });
+      expect(Number((await provider.getNetwork()).chainId)).to.equal(31337);
+      provider.destroy();
+    });
+  });
+
+  describe("connections dropped mid-run", function () {
+    let issuer: TestIssuer;
+    before(async function () {
+      issuer = await setupIssuer(proxy.url);
+    });
+    after(async function () {
+      await issuer?.close();
+    });
+    afterEach(async function () {
+      proxy.delay(0);
+      await proxy.accept();
+    });
+
+    /** A tracked run of the 24-item Map model; `fault` is applied once `after` states are published. */
+    async function faultyRun(after: number, fault: () => void, options: { maxInFlight?: number } = {}) {
+      const model = await loadModel(path.join(EXAMPLES, "batch-scoring.asl.json"));
+      const engine = createEngine({
+        engine: "local",
+        handlers: path.join(EXAMPLES, "batch-scoring.handlers.js"),
+        skipWaits: true,
+      });
+      let published: InstanceProtocol | undefined;
+      let faulted = false;
+      const tracker = issuer.tracker(engine, {
+        maxInFlight: options.maxInFlight ?? 1,
+        onProtocol: (protocol) => {
+          issuer.server.notify(protocol);
+          published = protocol;
+          if (!faulted && protocol.instance_protocol.length >= after) {
+            faulted = true;
+            fault();
+          }
+        },
+      });
+      const outcome = await codeOf(tracker.run(model, Buffer.from(`{"batchId":"fault-${Date.now()}"}`)));
+      expect(faulted, "the fault was injected").to.equal(true);
+      return { outcome, protocol: published! };
+    }
+
+    /**
+     * Verifies the published protocol reading the chain directly: every check passes except that V7 may find
+     * states registered after the last published one (the run died between registering and publishing them).
+     * Returns how many states the chain holds beyond the protocol.
+     */
+    async function verifyPrefix(protocol: InstanceProtocol): Promise<{ beyond: number; verdict: string }> {
+      const provider = await connect({ rpcUrl: chain.url, ensRegistry: issuer.deployment.ens.registry });
+      try {
+        const trusted = { chainId: 31337, registries: issuer.registries, source: "test" };
+        const report = await verifyProtocol({
+          input: { url: `${issuer.identity.record.url}/instances/${protocol.instance_hash}/protocol` },
+          provider,
+          trusted,
+          optional: ["V2"],
+          ens: null,
+        });
+        for (const id of ["V0", "V1", "V3", "V4", "V5", "V6", "V8", "V9"]) {
+          const step = report.steps.find((s) => s.id === id)!;
+          expect(step.status, `${id}: ${step.detail}`).to.equal("pass");
+        }
+        const view = new ChainView(provider, trusted);
+        const events = await view.instanceEvents(
+          protocol.issuer.address,
+          protocol.instance_hash,
+          protocol.created.block_nr,
+        );
+        const onChain = rebuildChain(protocol.instance_hash, events);
+        expect(onChain.anomalies).to.deep.equal([]);
+        const published = protocol.instance_protocol.map((entry) => entry.state_hash);
+        // The published entries are exactly the first states of the on-chain chain.
+        expect(onChain.states.slice(0, published.length).map((state) => state.stateHash)).to.deep.equal(published);
+        const beyond = onChain.states.length - published.length;
+        const v7 = report.steps.find((s) => s.id === "V7")!;
+        if (beyond === 0) expect(v7.status, v7.detail).to.equal("pass");
+        else {
+          expect(v7.status).to.equal("fail");
+          expect(v7.detail).to.match(/withheld/);
+          // Their data was stored before they were sent: a resuming tracker can publish them.
+          for (const state of onChain.states.slice(published.length)) {
+            expect(fs.existsSync(issuer.home.stateFile(state.stateHash)), state.stateHash).to.equal(true);
+          }
+        }
+        return { beyond, verdict: report.verdict };
+      } finally {
+        provider.destroy();
+      }
+    }
+
+    it("the node becomes unreachable: a coded error; the protocol verifies as a prefix of the chain", async function () {
+      const { outcome, protocol } = await faultyRun(5, () => void proxy.refuse());
+      await proxy.accept();
+      expect(outcome.message).to.not.equal("resolved");
+      expect(["RPC_UNREACHABLE", "TX_FAILED"], outcome.message).to.include(outcome.code);
+      expect(protocol.status).to.equal("running");
+      const { beyond, verdict } = await verifyPrefix(protocol);
+      console.log(
+        `      node unreachable: ${outcome.code} (${outcome.message.split("\n")[0].slice(0, 80)}) after ` +
+          `${protocol.instance_protocol.length} published states; ${beyond} more on-chain; verdict ${verdict}`,
+      );
+    });
+
+    it("all connections dropped once (the node stays up): finishes, or a coded error and a verifiable prefix", async function () {
+      const { outcome, protocol } = await faultyRun(5, () => proxy.dropAll(), { maxInFlight: 4 });
+      if (outcome.message === "resolved") {
+        expect(protocol.status).to.equal("succeeded");
+      } else {
+        expect(["RPC_UNREACHABLE", "TX_FAILED"], outcome.message).to.include(outcome.code);
+      }
+      const { beyond, verdict } = await verifyPrefix(protocol);
+      console.log(
+        `      connections dropped once: ${outcome.code ?? "completed"} after ${protocol.instance_protocol.length} ` +
+          `published states; ${beyond} more on-chain; verdict ${verdict}`,
+      );
+    });
+
+    it("a slow link (every chunk delayed 20 ms) only makes the run slower", async function () {
+      proxy.delay(20);
+      const model = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
+      const engine = createEngine({
+        engine: "local",
+        handlers: path.join(EXAMPLES, "refund-request.handlers.js"),
+        skipWaits: true,
+      });
+      const protocol = await issuer
+        .tracker(engine)
+        .run(model, fs.readFileSync(path.join(EXAMPLES, "refund-request.input.json")));
+      expect(protocol.status).to.equal("failed"); // the example ends in its Fail state
+      const { beyond, verdict } = await verifyPrefix(protocol);
+      expect(beyond).to.equal(0);
+      expect(verdict).to.equal("valid");
+    });
+  });
+});
