@@ -1,0 +1,27 @@
+import { expect } from "chai";
+import { renderTable, runLoadTest } from "../../scripts/load-test";
+
+/**
+ * A bounded version of scripts/load-test.ts: protocol requests from 16 keep-alive connections and 200 SSE
+ * subscribers while a run is tracked. Asserts correctness only (no errors, every subscriber got every state
+ * once and the final status, memory back near where it was), not timing: the figures go to LOADTEST.md from the
+ * script.
+ */
+describe("load: protocol requests and 200 SSE subscribers while a run is tracked", function () {
+  this.timeout(120_000);
+
+  it("no errors, all 200 subscribers got every event exactly once", async function () {
+    const result = await runLoadTest({ seconds: 3, connections: 16, subscribers: 200, requests: 3_000 });
+    if (process.env.STATETRAIL_LOAD_VERBOSE) console.log(renderTable(result));
+    expect(result.problems).to.deep.equal([]);
+    expect(result.http.errors).to.equal(0);
+    expect(result.http.requests).to.be.greaterThan(0);
+    expect(result.sse.opened).to.equal(200);
+    expect(result.sse.complete).to.equal(200);
+    expect(result.sse.duplicates).to.equal(0);
+    expect(result.sse.events_delivered).to.equal(200 * result.tracked_run.states);
+    expect(result.tracked_run.status).to.equal("succeeded");
+    // Bounded memory: what the load added is released (generous: GC timing varies).
+    expect(result.rss_mb.after - result.rss_mb.before).to.be.lessThan(300);
+  });
+});
