@@ -40,7 +40,10 @@ export function deploymentFile(network: string, dir = DEPLOYMENTS_DIR): string {
   return path.join(dir, network, "deployment.json");
 }
 
-export function loadDeployment(network: string, dir = DEPLOYMENTS_DIR): Deployment {
+export function loadDeployment(
+  network: string,
+  dir = process.env.STATETRAIL_DEPLOYMENTS_DIR || DEPLOYMENTS_DIR,
+): Deployment {
   const file = deploymentFile(network, dir);
   if (!fs.existsSync(file)) {
     throw new StatetrailError("DEPLOYMENT_MISSING", `no deployment recorded for network "${network}" (${file})`, {

@@ -48,7 +48,9 @@ export type JournalRecord =
       first_seq?: number;
       last_seq?: number;
     }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string }
+  /** A tracker resumed the instance after a crash (src/tracker/resume.ts); `states` were journalled before. */
+  | { type: "resume"; states: number };
 
 /**
  * Append-only journal of what the tracker intends and what happened, one JSON object per line. Records
@@ -63,6 +65,12 @@ export class Journal {
   constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     this.fd = fs.openSync(file, "a");
+    // Names the process tracking the instance: a resume leaves alone an instance whose tracker is alive.
+    fs.writeFileSync(this.pidFile, `${process.pid}\n`);
+  }
+
+  private get pidFile(): string {
+    return path.join(path.dirname(this.file), "tracker.pid");
   }
 
   /** Adds a record; it is durable after the next {@link commit}. */
@@ -91,6 +99,7 @@ export class Journal {
     this.commit();
     this.closed = true;
     fs.closeSync(this.fd);
+    fs.rmSync(this.pidFile, { force: true });
   }
 
   static read(file: string): Array<Record<string, unknown>> {

@@ -24,6 +24,7 @@ import { CertificateRegistry__factory, InstanceRegistry__factory, ModelRegistry_
 import { createAnchor, DEFAULT_ANCHOR_SETTINGS, type Anchor } from "./anchors";
 import { Publisher, TrackedInstance } from "./instance";
 import { Journal, type AnchorMode } from "./journal";
+import { resumeInstance, type ResumeOptions } from "./resume";
 import { TransactionSender } from "./sender";
 
 /** On-chain status numbers of InstanceRegistry.InstanceStatus. */
@@ -291,6 +292,29 @@ export class Tracker {
     const receipt = await this.sender.sendAndWait(tx, action);
     run.journal.append({ type: "final", action, transaction_hash: receipt.hash, block_nr: receipt.blockNumber });
     return { block_nr: receipt.blockNumber, transaction_hash: receipt.hash };
+  }
+
+  /**
+   * Finishes an instance a killed (or failed) tracker left unfinished in the data directory, from its journal
+   * and the chain: see {@link resumeInstance}.
+   */
+  async resume(instance: HexHash, options: ResumeOptions = {}): Promise<InstanceProtocol> {
+    await this.requireCertificateRegistered();
+    return resumeInstance(
+      {
+        options: this.options,
+        sender: this.sender,
+        anchor: this.anchor,
+        instances: this.instances,
+        publishIntervalMs: this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,
+        block: (blockNumber) => this.block(blockNumber),
+        publish: (protocol) => this.publish(protocol),
+        stateData: (hash, seq, event) => this.stateData(hash, seq, event),
+        terminate: (run, head, count, status) => this.terminate(run, head, count, status),
+      },
+      instance,
+      options,
+    );
   }
 
   /** Stops the batch timer; call when no run is going on any more. */

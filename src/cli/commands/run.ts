@@ -1,17 +1,21 @@
 import fs from "node:fs";
 import path from "node:path";
-import { StatetrailError } from "../../errors";
-import { isHexHash } from "../../chain/hash";
+import { isStatetrailError, StatetrailError } from "../../errors";
+import { isHexHash, parseHexHash } from "../../chain/hash";
 import { createEngine, type Engine } from "../../engine";
 import { loadModel, loadModelFromBytes } from "../../model/load";
 import { type LoadedModel } from "../../model/types";
 import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
 import { DEFAULT_MAX_INPUT_BYTES } from "../../tracker/tracker";
+import { type InstanceProtocol } from "../../protocol/schema";
 import { type Home } from "../../store/home";
+import { unfinishedInstances } from "../../tracker/resume";
+import { retryRpc } from "../../tracker/rpc-retry";
 import { ANCHOR_MODES, type AnchorMode } from "../../tracker/journal";
 import { Tracker, type TrackerOptions } from "../../tracker/tracker";
-import { openIssuer } from "../context";
+import { homeOf, openIssuer } from "../context";
 import { type CommandContext } from "../main";
+import { type Output } from "../output";
 
 export interface EngineCliOptions {
   engine: string;
@@ -25,8 +29,12 @@ export interface EngineCliOptions {
 
 export function registerRun({ program, run }: CommandContext): void {
   program
-    .command("run <model>")
+    .command("run [model]")
     .description("run a model (a model hash or an ASL file) and register every state it enters")
+    .option("--resume <instance>", "finish an instance a killed or failed tracker left unfinished, and exit")
+    .option("--list-unfinished", "list the unfinished instances of the data directory, and exit", false)
+    .option("--no-resume-unfinished", "do not finish the unfinished instances before the run (only list them)")
+    .option("--rpc-timeout <seconds>", "give up when the RPC endpoint stays unreachable this long", "120")
     .option("--input <json|file>", "execution input: inline JSON or a JSON file", "{}")
     .option("--engine <engine>", "where the model runs: local | aws", "local")
     .option("--handlers <module>", "local engine: module exporting Task handlers keyed by state name or Resource")
@@ -44,44 +52,118 @@ export function registerRun({ program, run }: CommandContext): void {
       "after",
       `\nExample:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-input.json \\\n      --handlers examples/handlers.js --skip-waits`,
     )
-    .action(
-      (
-        modelRef: string,
-        options: EngineCliOptions & AnchorCliOptions & { input: string; maxInFlight: string; confirmations: string },
-      ) =>
-        run(async (globals) => {
-          const issuer = await openIssuer(globals);
-          try {
-            const model = await resolveModel(modelRef, issuer.home);
+    .action((modelRef: string | undefined, options: EngineCliOptions & AnchorCliOptions & RunCliOptions) =>
+      run(async (globals) => {
+        if (options.listUnfinished) {
+          listUnfinished(homeOf(globals), globals.output);
+          return;
+        }
+        if (modelRef === undefined && options.resume === undefined) {
+          throw new StatetrailError("INVALID_ARGUMENT", "name the model to run (or --resume <instance>)", {
+            hint: "statetrail run <model.asl.json> --input <json>",
+          });
+        }
+        const rpcTimeoutMs = positiveInt(options.rpcTimeout, "--rpc-timeout") * 1000;
+        const issuer = await openIssuer(globals);
+        retryRpc(issuer.provider, { giveUpMs: rpcTimeoutMs, status: (line) => process.stderr.write(`${line}\n`) });
+        let current: string | undefined = options.resume;
+        try {
+          const tracker = new Tracker({
+            home: issuer.home,
+            signer: issuer.signer,
+            identity: issuer.identity,
+            registries: issuer.registries,
+            chainId: issuer.deployment.chainId,
+            engine: engineFromOptions(options),
+            maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
+            confirmations: positiveInt(options.confirmations, "--confirmations"),
+            ...anchoringFromOptions(options),
+            log: globals.output.log,
+            onProgress: (event) => (current = event.instance),
+          });
+          let protocol: InstanceProtocol;
+          if (options.resume !== undefined) {
+            protocol = await tracker.resume(parseHexHash(options.resume, "--resume"));
+          } else {
+            const model = await resolveModel(modelRef!, issuer.home);
             const inputBytes = readInputArgument(options.input);
-            const tracker = new Tracker({
-              home: issuer.home,
-              signer: issuer.signer,
-              identity: issuer.identity,
-              registries: issuer.registries,
-              chainId: issuer.deployment.chainId,
-              engine: engineFromOptions(options),
-              maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
-              confirmations: positiveInt(options.confirmations, "--confirmations"),
-              ...anchoringFromOptions(options),
-              log: globals.output.log,
-            });
-            const protocol = await tracker.run(model, inputBytes);
-            const url = `${issuer.identity.url}/instances/${protocol.instance_hash}/protocol`;
-            globals.output.result(
-              {
-                instance_hash: protocol.instance_hash,
-                status: protocol.status,
-                states: protocol.instance_protocol.length,
-                protocol_url: url,
-              },
-              `${protocol.status}: ${protocol.instance_protocol.length} states registered\n${url}`,
-            );
-          } finally {
-            issuer.provider.destroy();
+            await finishUnfinished(tracker, issuer.home, options.resumeUnfinished, globals.output);
+            current = undefined;
+            protocol = await tracker.run(model, inputBytes);
           }
-        }),
+          const url = `${issuer.identity.url}/instances/${protocol.instance_hash}/protocol`;
+          globals.output.result(
+            {
+              instance_hash: protocol.instance_hash,
+              status: protocol.status,
+              states: protocol.instance_protocol.length,
+              protocol_url: url,
+            },
+            `${protocol.status}: ${protocol.instance_protocol.length} states registered\n${url}`,
+          );
+        } catch (error) {
+          throw withResumeHint(error, current);
+        } finally {
+          issuer.provider.destroy();
+        }
+      }),
     );
+}
+
+interface RunCliOptions {
+  input: string;
+  maxInFlight: string;
+  confirmations: string;
+  resume?: string;
+  listUnfinished: boolean;
+  resumeUnfinished: boolean;
+  rpcTimeout: string;
+}
+
+function listUnfinished(home: Home, output: Output): void {
+  const found = unfinishedInstances(home);
+  output.result(
+    { unfinished: found },
+    found.length === 0
+      ? "no unfinished instance"
+      : found.map((u) => `${u.instance}  ${u.states} states${u.error ? `  (failed: ${u.error})` : ""}`).join("\n") +
+          "\nfinish one with: statetrail run --resume <instance>",
+  );
+}
+
+/**
+ * Before a new run: instances a killed tracker left unfinished are finished (`--no-resume-unfinished`: only
+ * listed); instances whose run failed with an error are listed with the command that finishes them.
+ */
+async function finishUnfinished(tracker: Tracker, home: Home, resume: boolean, output: Output): Promise<void> {
+  for (const unfinished of unfinishedInstances(home)) {
+    const command = `statetrail run --resume ${unfinished.instance}`;
+    if (!resume || unfinished.error !== null) {
+      output.log(
+        `unfinished instance ${unfinished.instance} (${unfinished.states} states` +
+          `${unfinished.error ? `, failed: ${unfinished.error}` : ""}); finish it with: ${command}`,
+      );
+      continue;
+    }
+    output.log(`finishing instance ${unfinished.instance} left unfinished by a stopped tracker`);
+    try {
+      const protocol = await tracker.resume(unfinished.instance);
+      output.log(`instance ${unfinished.instance}: ${protocol.status}, ${protocol.instance_protocol.length} states`);
+    } catch (error) {
+      output.log(
+        `instance ${unfinished.instance} could not be finished: ${(error as Error).message}; retry: ${command}`,
+      );
+    }
+  }
+}
+
+/** An RPC endpoint that stayed unreachable: the journal keeps everything, so the hint is to resume. */
+function withResumeHint(error: unknown, instance: string | undefined): unknown {
+  if (!isStatetrailError(error, "RPC_UNREACHABLE") || instance === undefined) return error;
+  return new StatetrailError("RPC_UNREACHABLE", error.message, {
+    cause: error,
+    hint: `the journal keeps every state entered; once the node is back, finish the instance with: statetrail run --resume ${instance}`,
+  });
 }
 
 interface AnchorCliOptions {

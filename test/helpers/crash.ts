@@ -1,0 +1,261 @@
+import "../../src/engine/polyfill";
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { connect } from "../../src/chain/provider";
+import { type InstanceProtocol } from "../../src/protocol/schema";
+import { readJournal, TRACKER_CRASHED } from "../../src/tracker/resume";
+import { ChainView, rebuildChain, verifyProtocol } from "../../src/verify";
+import { setupIssuer, type TestIssuer } from "./issuer";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const BIN = path.join(ROOT, "bin", "statetrail.js");
+const EXAMPLES = path.join(ROOT, "examples");
+
+export interface CrashCampaignOptions {
+  rpcUrl: string;
+  /** Stop after this many kills (the run in progress is finished and checked). */
+  kills: number;
+  /** Parallel workers, each with its own issuer (key, data directory). */
+  workers?: number;
+  /** Stop starting new runs after this long. */
+  budgetMs?: number;
+  /** Seed of the random kill points. */
+  seed?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunOutcome {
+  instance: string;
+  anchor: string;
+  kills: number;
+  status: string;
+  states: number;
+  onChain: number;
+  verdict: string;
+  problems: string[];
+}
+
+export interface CrashCampaignResult {
+  kills: number;
+  runs: RunOutcome[];
+  problems: string[];
+}
+
+interface Spawned {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function spawnCli(args: string[], env: NodeJS.ProcessEnv): Spawned {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  const spawned: Spawned = {
+    child,
+    stdout: "",
+    stderr: "",
+    exited: new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal }))),
+  };
+  child.stdout!.on("data", (chunk: Buffer) => (spawned.stdout += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (spawned.stderr += chunk.toString()));
+  return spawned;
+}
+
+/** A small deterministic generator (mulberry32). */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `predicate` holds or `ms` pass; true if it held. */
+async function until(predicate: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > end) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+function instancesOf(issuer: TestIssuer): Set<string> {
+  const dir = issuer.home.path("instances");
+  return new Set(fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)) : []);
+}
+
+/**
+ * Crash campaign (issue 7): real `statetrail run` processes against a real node, killed with SIGKILL at random
+ * points, finished with `run --resume` (itself sometimes killed too), and checked after each run: the chain's
+ * states are exactly the journal's, none twice, and the protocol verifies (valid; an aborted instance ends with
+ * the tracker-crashed entry).
+ */
+export async function crashCampaign(options: CrashCampaignOptions): Promise<CrashCampaignResult> {
+  const log = options.log ?? (() => undefined);
+  const rand = random(options.seed ?? Date.now());
+  const deadline = Date.now() + (options.budgetMs ?? 170_000);
+  const result: CrashCampaignResult = { kills: 0, runs: [], problems: [] };
+  const workers = options.workers ?? 2;
+  const issuers: TestIssuer[] = [];
+  for (let i = 0; i < workers; i++) issuers.push(await setupIssuer(options.rpcUrl));
+  // A typical tracked run's length, learnt from the runs seen (kill points are spread over it).
+  let typicalMs = 4_000;
+
+  const worker = async (issuer: TestIssuer, index: number): Promise<void> => {
+    const env = {
+      STATETRAIL_DEPLOYMENTS_DIR: issuer.deploymentsDir,
+      STATETRAIL_PASSWORD: process.env.STATETRAIL_PASSWORD ?? "test-password",
+      STATETRAIL_FAST_KEYSTORE: "1",
+    };
+    const base = ["--home", issuer.home.root, "--network", "localhost", "--rpc", options.rpcUrl];
+    for (let run = 0; result.kills < options.kills && Date.now() < deadline; run++) {
+      const anchor = rand() < 0.6 ? "per-state" : "multi";
+      const inFlight = String(1 + Math.floor(rand() * 8));
+      const before = instancesOf(issuer);
+      const first = spawnCli(
+        [
+          ...base,
+          "run",
+          path.join(EXAMPLES, "batch-scoring.asl.json"),
+          "--input",
+          `{"batchId":"crash-${index}-${run}-${Date.now()}"}`,
+          "--handlers",
+          path.join(EXAMPLES, "batch-scoring.handlers.js"),
+          "--skip-waits",
+          "--anchor",
+          anchor,
+          "--max-in-flight",
+          inFlight,
+        ],
+        env,
+      );
+      // Kill points: mostly while states are registered (after the creation), some earlier.
+      let kills = 0;
+      const started = Date.now();
+      const early = rand() < 0.15;
+      if (!early) await until(() => /created in block/.test(first.stderr) || first.child.exitCode !== null, 60_000);
+      const createdAt = Date.now();
+      const delay = early ? rand() * 6_000 : rand() * typicalMs;
+      const done = await Promise.race([first.exited.then(() => true), sleep(delay).then(() => false)]);
+      if (!done) {
+        first.child.kill("SIGKILL");
+        await first.exited;
+        kills += 1;
+        result.kills += 1;
+      } else {
+        typicalMs = Math.max(1_000, Date.now() - createdAt);
+      }
+      const created = [...instancesOf(issuer)].filter((name) => !before.has(name));
+      if (created.length === 0) {
+        // Killed before the instance existed (start-up, certificate check): nothing to resume.
+        log(`  worker ${index} run ${run}: killed after ${Date.now() - started} ms, before any instance`);
+        continue;
+      }
+      const instance = created[0];
+      // Resume until it finishes; the resume itself is killed now and then.
+      for (let attempt = 0; ; attempt++) {
+        const exit = done && attempt === 0 ? await first.exited : undefined;
+        if (exit && exit.code === 0) break;
+        const resume = spawnCli([...base, "run", "--resume", instance, "--anchor", anchor], env);
+        const killResume = attempt < 3 && result.kills < options.kills && rand() < 0.35;
+        if (killResume) {
+          await until(() => /waiting for|registering|journalled|created|re-attaching/.test(resume.stderr), 30_000);
+          const finished = await Promise.race([
+            resume.exited.then(() => true),
+            sleep(rand() * 1_500).then(() => false),
+          ]);
+          if (!finished) {
+            resume.child.kill("SIGKILL");
+            await resume.exited;
+            kills += 1;
+            result.kills += 1;
+            continue;
+          }
+        }
+        const { code } = await resume.exited;
+        if (code !== 0) {
+          result.problems.push(`resume of ${instance} exited ${code}: ${resume.stderr.slice(-400)} ${resume.stdout}`);
+          break;
+        }
+        break;
+      }
+      const outcome = await check(issuer, instance, anchor, kills);
+      result.runs.push(outcome);
+      result.problems.push(...outcome.problems.map((p) => `${instance.slice(0, 12)}: ${p}`));
+      log(
+        `  worker ${index} run ${run} (${anchor}, in flight ${inFlight}): ${kills} kill(s); ${outcome.status}, ` +
+          `${outcome.states} states, ${outcome.onChain} on-chain, ${outcome.verdict}` +
+          `${outcome.problems.length ? ` PROBLEMS: ${outcome.problems.join("; ")}` : ""}`,
+      );
+    }
+  };
+  try {
+    await Promise.all(issuers.map((issuer, i) => worker(issuer, i)));
+  } finally {
+    for (const issuer of issuers) await issuer.close();
+  }
+  return result;
+}
+
+async function check(issuer: TestIssuer, instance: string, anchor: string, kills: number): Promise<RunOutcome> {
+  const problems: string[] = [];
+  const journal = readJournal(issuer.home, instance);
+  const outcome: RunOutcome = { instance, anchor, kills, status: "?", states: 0, onChain: 0, verdict: "?", problems };
+  let protocol: InstanceProtocol;
+  try {
+    protocol = issuer.home.readProtocol(instance);
+  } catch (error) {
+    problems.push(`no protocol: ${(error as Error).message}`);
+    return outcome;
+  }
+  outcome.status = protocol.status;
+  outcome.states = protocol.instance_protocol.length;
+  const provider = await connect({ rpcUrl: issuer.provider._getConnection().url, ensRegistry: null });
+  try {
+    const trusted = { chainId: issuer.deployment.chainId, registries: issuer.registries, source: "crash test" };
+    const view = new ChainView(provider, trusted);
+    const chain = rebuildChain(
+      instance,
+      await view.instanceEvents(issuer.identity.record.address, instance, protocol.created.block_nr),
+    );
+    outcome.onChain = chain.states.length;
+    if (chain.anomalies.length > 0) problems.push(`anomalies: ${chain.anomalies.join("; ")}`);
+    const onChain = chain.states.map((s) => s.stateHash);
+    const journalled = journal.states.map((s) => s.hash);
+    if (JSON.stringify(onChain) !== JSON.stringify(journalled)) {
+      problems.push(`on-chain ${onChain.length} states differ from the journal's ${journalled.length}`);
+    }
+    if (new Set(onChain).size !== onChain.length) problems.push("a state is registered twice");
+    const published = protocol.instance_protocol.map((e) => e.state_hash);
+    if (JSON.stringify(published) !== JSON.stringify(onChain))
+      problems.push("the protocol's entries differ from the chain");
+    if (!chain.terminated) problems.push("not terminated on-chain");
+    if (protocol.status === "running") problems.push("still running");
+    if (protocol.status === "aborted") {
+      const last = journal.states[journal.states.length - 1];
+      if (last?.data.error?.error !== TRACKER_CRASHED.error) problems.push("aborted without the tracker-crashed entry");
+    }
+    const report = await verifyProtocol({
+      input: { url: `${issuer.identity.record.url}/instances/${instance}/protocol` },
+      provider,
+      trusted,
+      optional: ["V2"],
+      ens: null,
+    });
+    outcome.verdict = report.verdict;
+    if (report.verdict !== "valid") {
+      const failed = report.steps.filter((s) => s.status === "fail").map((s) => `${s.id}: ${s.detail}`);
+      problems.push(`verdict ${report.verdict}: ${failed.join("; ")}`);
+    }
+  } finally {
+    provider.destroy();
+  }
+  return outcome;
+}
