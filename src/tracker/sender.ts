@@ -1,4 +1,5 @@
 import {
+  type BigNumberish,
   type ContractTransaction,
   type TransactionReceipt,
   type TransactionRequest,
@@ -6,6 +7,7 @@ import {
   type Signer,
   Interface,
   isError,
+  keccak256,
 } from "ethers";
 import { StatetrailError } from "../errors";
 
@@ -36,6 +38,12 @@ export interface SenderOptions {
   errorInterfaces: Interface[];
   /** How long fee data is reused before it is read again (default 10 s). */
   feeTtlMs?: number;
+  /**
+   * How long a transaction may wait for its block before it is looked up in the node's pool: one the node
+   * dropped (or a reorg took out of the chain) is sent again, same bytes and nonce; one still waiting there is
+   * replaced with the same nonce and bumped fees (default 30 s).
+   */
+  resendAfterMs?: number;
 }
 
 type Fees = Pick<TransactionRequest, "gasPrice" | "maxFeePerGas" | "maxPriorityFeePerGas">;
@@ -46,6 +54,22 @@ interface Ready {
   request: TransactionRequest;
   raw: string | null;
   release(): void;
+}
+
+/** A transaction the node accepted. */
+interface Accepted {
+  hash: string;
+  nonce: number;
+  release(): void;
+  ready: Ready;
+}
+
+/** A transaction on its way to a block: its hashes (a fee bump adds one) and what can sign it again. */
+interface Attempt {
+  hashes: string[];
+  ready: Ready;
+  /** When it was sent or last seen in a block. */
+  since: number;
 }
 
 /** A provider that takes raw JSON-RPC calls (ethers' JsonRpcProvider). */
@@ -135,8 +159,12 @@ export class TransactionSender {
     this.inFlight.add(slot);
     void slot.finally(() => this.inFlight.delete(slot));
     try {
-      const request: TransactionRequest = { ...tx, ...(await this.feeData()), nonce, gasLimit: options.gasLimit };
-      if (options.gasLimit === undefined || !isRawCapable(this.provider)) return { nonce, request, raw: null, release };
+      // Without a gas limit the node estimates (a revert is explained before anything is sent), so that this
+      // transaction too is signed here and its hash is known before it is sent.
+      const gasLimit =
+        options.gasLimit ?? (isRawCapable(this.provider) ? ((await this.signer.estimateGas(tx)) * 6n) / 5n : undefined);
+      const request: TransactionRequest = { ...tx, ...(await this.feeData()), nonce, gasLimit };
+      if (gasLimit === undefined || !isRawCapable(this.provider)) return { nonce, request, raw: null, release };
       this.chainId ??= (await this.provider.getNetwork()).chainId;
       let raw: string | null = null;
       try {
@@ -152,56 +180,148 @@ export class TransactionSender {
     }
   }
 
-  private async broadcast(ready: Ready, what: string): Promise<{ hash: string; nonce: number; release(): void }> {
+  private async broadcast(ready: Ready, what: string): Promise<Accepted> {
     try {
       const hash = ready.raw
         ? ((await (this.provider as unknown as RawCapable).send("eth_sendRawTransaction", [ready.raw])) as string)
         : (await this.signer.sendTransaction(ready.request)).hash;
-      return { hash, nonce: ready.nonce, release: ready.release };
+      return { hash, nonce: ready.nonce, release: ready.release, ready };
     } catch (error) {
+      const taken = await this.nonceTaken(ready, error);
+      if (taken === "ours") return { hash: keccak256(ready.raw!), nonce: ready.nonce, release: ready.release, ready };
       ready.release();
+      if (taken === "another") {
+        this.nextNonce = undefined;
+        throw this.nonceConflict(ready.nonce, what, error);
+      }
       if (/underpriced|fee cap|max fee|too low/i.test(errorMessage(error))) this.fees = undefined;
       this.nextNonce = undefined; // re-read from the node: the nonce may not have been used
       throw this.explain(error, what);
     }
   }
 
-  private track(
-    tx: ContractTransaction,
-    accepted: { hash: string; nonce: number; release(): void },
-    what: string,
-    options: SendOptions,
-  ): SentTransaction {
+  /**
+   * Whether the nonce of a transaction the node refused is used: by this very transaction ("ours": an earlier
+   * attempt reached the node, e.g. a request resent after a dropped connection), by another one ("another":
+   * another process signs with this key), or not known to be used (null).
+   */
+  private async nonceTaken(ready: Ready, error: unknown): Promise<"ours" | "another" | null> {
+    if (
+      !/nonce too low|nonce has already been used|already known|known transaction|replacement/i.test(
+        errorMessage(error),
+      )
+    ) {
+      return null;
+    }
+    if (ready.raw) {
+      const ours = await this.provider.getTransaction(keccak256(ready.raw)).catch(() => null);
+      if (ours) return "ours";
+    }
+    return "another";
+  }
+
+  private nonceConflict(nonce: number, what: string, cause?: unknown): StatetrailError {
+    return new StatetrailError(
+      "TX_FAILED",
+      `${what}: nonce ${nonce} of the issuer's account was used by another transaction (${errorMessage(cause).trim().slice(0, 120) || "not this one"})`,
+      {
+        cause,
+        hint:
+          "another process uses this key: run one tracker per key (stop the other one), then finish the " +
+          "instance with: statetrail run --resume <instance>",
+      },
+    );
+  }
+
+  private track(tx: ContractTransaction, accepted: Accepted, what: string, options: SendOptions): SentTransaction {
     const { hash, nonce } = accepted;
     const check = (receipt: TransactionReceipt): TransactionReceipt | Promise<never> =>
       receipt.status === 1 ? receipt : this.failure(tx, receipt, what, options.gasLimit);
-    const mined = this.waitForReceipt(hash, 1, what).then(check);
+    // Every hash this transaction has had (a fee bump replaces it); the first mined one counts.
+    const attempt: Attempt = { hashes: [hash], ready: accepted.ready, since: Date.now() };
+    const mined = this.waitForReceipt(attempt, 1, what).then(check);
     const receipt =
       this.options.confirmations <= 1
         ? mined
-        : mined.then(() => this.waitForReceipt(hash, this.options.confirmations, what)).then(check);
+        : mined.then(() => this.waitForReceipt(attempt, this.options.confirmations, what)).then(check);
     // Callers that only await `receipt` must not see an unhandled rejection of `mined`.
     mined.catch(() => undefined);
     void receipt.catch(() => undefined).finally(accepted.release);
     return { hash, nonce, mined, receipt };
   }
 
-  /** Polls for the receipt until it has `confirmations` blocks (its own included). */
-  private async waitForReceipt(hash: string, confirmations: number, what: string): Promise<TransactionReceipt> {
+  /**
+   * Polls for the receipt until it has `confirmations` blocks (its own included). The receipt is read again on
+   * every poll, so a reorg that moves the transaction is followed; one that drops it (or a node that drops it
+   * from its pool) gets it sent again after `resendAfterMs` without a block, see {@link resend}.
+   */
+  private async waitForReceipt(attempt: Attempt, confirmations: number, what: string): Promise<TransactionReceipt> {
     const pollMs = (this.provider as { pollingInterval?: number }).pollingInterval ?? 1_000;
     for (let failures = 0; ;) {
       try {
-        const receipt = await this.provider.getTransactionReceipt(hash);
-        if (receipt) {
-          if (confirmations <= 1) return receipt;
-          const latest = await this.provider.getBlockNumber();
-          if (latest - receipt.blockNumber + 1 >= confirmations) return receipt;
+        for (const hash of attempt.hashes) {
+          const receipt = await this.provider.getTransactionReceipt(hash);
+          if (receipt) {
+            attempt.since = Date.now();
+            if (confirmations <= 1) return receipt;
+            const latest = await this.provider.getBlockNumber();
+            if (latest - receipt.blockNumber + 1 >= confirmations) return receipt;
+            break;
+          }
         }
+        if (Date.now() - attempt.since >= (this.options.resendAfterMs ?? 30_000)) await this.resend(attempt, what);
         failures = 0;
       } catch (error) {
-        if (++failures > 5) throw this.explain(error, what);
+        if (error instanceof StatetrailError || ++failures > 5) throw this.explain(error, what);
       }
       await sleep(pollMs);
+    }
+  }
+
+  /**
+   * A transaction still without a block after `resendAfterMs`: if the node no longer knows it (dropped from
+   * its pool, or taken out of the chain by a reorg) it is sent again with the same bytes; if it waits in the
+   * pool (underpriced), it is replaced with the same nonce and fees bumped by a quarter. A nonce used by
+   * another transaction is refused (another process uses this key).
+   */
+  private async resend(attempt: Attempt, what: string): Promise<void> {
+    attempt.since = Date.now();
+    const ready = attempt.ready;
+    if (!ready?.raw || !isRawCapable(this.provider)) return;
+    const provider = this.provider as unknown as RawCapable;
+    const known = await Promise.all(attempt.hashes.map((hash) => this.provider.getTransaction(hash)));
+    const from = await this.signer.getAddress();
+    if (known.every((tx) => tx === null)) {
+      const used = await this.provider.getTransactionCount(from, "latest");
+      if (used > ready.nonce) throw this.nonceConflict(ready.nonce, what); // none of ours was mined at it
+      try {
+        await provider.send("eth_sendRawTransaction", [ready.raw]);
+        return;
+      } catch (error) {
+        if ((await this.nonceTaken(ready, error)) === "ours") return;
+        if (!/underpriced|fee cap|max fee|too low/i.test(errorMessage(error))) throw this.explain(error, what);
+      }
+    }
+    const bump = (value: BigNumberish | null | undefined): bigint | undefined =>
+      value === null || value === undefined ? undefined : (BigInt(value) * 5n) / 4n + 1n;
+    const request: TransactionRequest = {
+      ...ready.request,
+      gasPrice: bump(ready.request.gasPrice),
+      maxFeePerGas: bump(ready.request.maxFeePerGas),
+      maxPriorityFeePerGas: bump(ready.request.maxPriorityFeePerGas),
+    };
+    this.chainId ??= (await this.provider.getNetwork()).chainId;
+    const raw = await this.signer.signTransaction({ ...request, chainId: this.chainId });
+    try {
+      const hash = (await provider.send("eth_sendRawTransaction", [raw])) as string;
+      attempt.ready = { ...ready, request, raw };
+      attempt.hashes.push(hash);
+      this.fees = undefined;
+    } catch (error) {
+      const taken = await this.nonceTaken({ ...ready, raw }, error);
+      if (taken === "another" && !/replacement/i.test(errorMessage(error)))
+        throw this.nonceConflict(ready.nonce, what, error);
+      // A replacement refused as underpriced: the next round bumps again from the same fees.
     }
   }
 

@@ -86,6 +86,14 @@ async function until(predicate: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
+function journalLines(issuer: TestIssuer, instance: string): number {
+  try {
+    return fs.readFileSync(issuer.home.journalFile(instance), "utf8").split("\n").length - 1;
+  } catch {
+    return 0;
+  }
+}
+
 function instancesOf(issuer: TestIssuer): Set<string> {
   const dir = issuer.home.path("instances");
   return new Set(fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)) : []);
@@ -105,8 +113,8 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
   const workers = options.workers ?? 2;
   const issuers: TestIssuer[] = [];
   for (let i = 0; i < workers; i++) issuers.push(await setupIssuer(options.rpcUrl));
-  // A typical tracked run's length, learnt from the runs seen (kill points are spread over it).
-  let typicalMs = 4_000;
+  // A typical run's journal length, learnt from the runs seen: kill points are spread over it.
+  let typicalLines = 150;
 
   const worker = async (issuer: TestIssuer, index: number): Promise<void> => {
     const env = {
@@ -136,23 +144,29 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
         ],
         env,
       );
-      // Kill points: mostly while states are registered (after the creation), some earlier.
+      // Kill points: mostly once the journal holds a random number of records (anywhere in the run: states
+      // entered, intents, sent, final), some at a random time from the start (start-up, certificate, model).
       let kills = 0;
       const started = Date.now();
-      const early = rand() < 0.15;
-      if (!early) await until(() => /created in block/.test(first.stderr) || first.child.exitCode !== null, 60_000);
-      const createdAt = Date.now();
-      const delay = early ? rand() * 6_000 : rand() * typicalMs;
-      const done = await Promise.race([first.exited.then(() => true), sleep(delay).then(() => false)]);
+      const fresh = (): string | undefined => [...instancesOf(issuer)].find((name) => !before.has(name));
+      let done: boolean;
+      if (rand() < 0.1) {
+        done = await Promise.race([first.exited.then(() => true), sleep(rand() * 6_000).then(() => false)]);
+      } else {
+        const target = 1 + Math.floor(rand() * typicalLines);
+        await until(() => {
+          const name = fresh();
+          return first.child.exitCode !== null || (name !== undefined && journalLines(issuer, name) >= target);
+        }, 120_000);
+        done = first.child.exitCode !== null;
+      }
       if (!done) {
         first.child.kill("SIGKILL");
         await first.exited;
         kills += 1;
         result.kills += 1;
-      } else {
-        typicalMs = Math.max(1_000, Date.now() - createdAt);
       }
-      const created = [...instancesOf(issuer)].filter((name) => !before.has(name));
+      const created = fresh() === undefined ? [] : [fresh()!];
       if (created.length === 0) {
         // Killed before the instance existed (start-up, certificate check): nothing to resume.
         log(`  worker ${index} run ${run}: killed after ${Date.now() - started} ms, before any instance`);
@@ -164,14 +178,12 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
         const exit = done && attempt === 0 ? await first.exited : undefined;
         if (exit && exit.code === 0) break;
         const resume = spawnCli([...base, "run", "--resume", instance, "--anchor", anchor], env);
-        const killResume = attempt < 3 && result.kills < options.kills && rand() < 0.35;
+        const killResume = attempt < 3 && result.kills < options.kills && rand() < 0.4;
         if (killResume) {
-          await until(() => /waiting for|registering|journalled|created|re-attaching/.test(resume.stderr), 30_000);
-          const finished = await Promise.race([
-            resume.exited.then(() => true),
-            sleep(rand() * 1_500).then(() => false),
-          ]);
-          if (!finished) {
+          // Killed once the resume has written a few records (registering what the chain lacks, terminating).
+          const target = journalLines(issuer, instance) + 1 + Math.floor(rand() * 12);
+          await until(() => resume.child.exitCode !== null || journalLines(issuer, instance) >= target, 60_000);
+          if (resume.child.exitCode === null) {
             resume.child.kill("SIGKILL");
             await resume.exited;
             kills += 1;
@@ -186,6 +198,7 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
         }
         break;
       }
+      if (kills === 0) typicalLines = Math.max(typicalLines, journalLines(issuer, instance));
       const outcome = await check(issuer, instance, anchor, kills);
       result.runs.push(outcome);
       result.problems.push(...outcome.problems.map((p) => `${instance.slice(0, 12)}: ${p}`));

@@ -1,0 +1,221 @@
+import "../../src/engine/polyfill";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { expect } from "chai";
+import { Wallet, type ContractTransaction } from "ethers";
+import { devPrivateKey } from "../../src/chain/keys";
+import { connect, type ChainProvider } from "../../src/chain/provider";
+import { TransactionSender } from "../../src/tracker/sender";
+import { verifyProtocol } from "../../src/verify";
+import { crashCampaign } from "../helpers/crash";
+import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { useHardhatNode } from "../helpers/node-process";
+import { startRpcProxy, type RpcProxy } from "../helpers/rpc-proxy";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const BIN = path.join(ROOT, "bin", "statetrail.js");
+const EXAMPLES = path.join(ROOT, "examples");
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Issue 7, the tracker: killed trackers finish with `run --resume` (SIGKILL at random points of real `statetrail
+ * run` processes; `scripts/crash-test.ts` runs the full 50-kill campaign), a node that goes away mid-run (its
+ * connections dropped and refused through a TCP proxy, as a restarted node looks to the tracker), a nonce taken
+ * by another process, a registration dropped by a reorg.
+ */
+describe("Tracker crash safety and faults (hardhat node process)", function () {
+  this.timeout(180_000);
+  const chain = useHardhatNode();
+
+  it("SIGKILLed at random points and resumed: the chain equals the journal, no state twice, protocols valid", async function () {
+    const kills = Number(process.env.STATETRAIL_CRASH_KILLS ?? 10);
+    const result = await crashCampaign({
+      rpcUrl: chain.url,
+      kills,
+      workers: 2,
+      budgetMs: 90_000,
+      seed: Number(process.env.STATETRAIL_CRASH_SEED ?? 7),
+      log: (line) => console.log(line),
+    });
+    console.log(`      ${result.kills} SIGKILLs over ${result.runs.length} runs, ${result.problems.length} problems`);
+    expect(result.problems).to.deep.equal([]);
+    expect(result.kills).to.be.at.least(Math.min(kills, 4));
+    for (const run of result.runs) {
+      expect(run.verdict, run.instance).to.equal("valid");
+      expect(run.onChain, run.instance).to.equal(run.states);
+    }
+  });
+
+  describe("the node goes away mid-run (TCP proxy)", function () {
+    let proxy: RpcProxy;
+    let issuer: TestIssuer;
+    before(async function () {
+      proxy = await startRpcProxy(chain.url);
+      issuer = await setupIssuer(chain.url);
+    });
+    after(async function () {
+      await issuer?.close();
+      await proxy?.close();
+    });
+    afterEach(async function () {
+      await proxy.accept();
+    });
+
+    function cli(args: string[]): { stderr: () => string; exited: Promise<{ code: number | null; stdout: string }> } {
+      const child = spawn(
+        process.execPath,
+        [BIN, "--home", issuer.home.root, "--network", "localhost", "--rpc", proxy.url, "--json", ...args],
+        {
+          cwd: ROOT,
+          env: {
+            ...process.env,
+            STATETRAIL_DEPLOYMENTS_DIR: issuer.deploymentsDir,
+            STATETRAIL_PASSWORD: process.env.STATETRAIL_PASSWORD ?? "test-password",
+            STATETRAIL_FAST_KEYSTORE: "1",
+          },
+        },
+      );
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      return {
+        stderr: () => stderr,
+        exited: new Promise((resolve) => child.on("exit", (code) => resolve({ code, stdout }))),
+      };
+    }
+
+    const runArgs = (tag: string): string[] => [
+      "run",
+      path.join(EXAMPLES, "batch-scoring.asl.json"),
+      "--input",
+      `{"batchId":"${tag}-${Date.now()}"}`,
+      "--handlers",
+      path.join(EXAMPLES, "batch-scoring.handlers.js"),
+      "--skip-waits",
+      "--max-in-flight",
+      "2",
+    ];
+
+    async function untilCreated(stderr: () => string): Promise<void> {
+      for (let i = 0; i < 600 && !/created in block/.test(stderr()); i++) await sleep(50);
+      expect(stderr()).to.match(/created in block/);
+    }
+
+    async function assertValid(instance: string): Promise<void> {
+      const provider = await connect({ rpcUrl: chain.url, ensRegistry: null });
+      try {
+        const report = await verifyProtocol({
+          input: { url: `${issuer.identity.record.url}/instances/${instance}/protocol` },
+          provider,
+          trusted: { chainId: 31337, registries: issuer.registries, source: "test" },
+          optional: ["V2"],
+          ens: null,
+        });
+        const failed = report.steps.filter((s) => s.status === "fail").map((s) => `${s.id}: ${s.detail}`);
+        expect(report.verdict, failed.join("; ")).to.equal("valid");
+      } finally {
+        provider.destroy();
+      }
+    }
+
+    it("refused and dropped for 3 s (a node restart): retried with status lines, the run completes valid", async function () {
+      const run = cli(runArgs("restart"));
+      await untilCreated(run.stderr);
+      await sleep(300);
+      await proxy.refuse();
+      await sleep(3_000);
+      await proxy.accept();
+      const { code, stdout } = await run.exited;
+      expect(code, run.stderr()).to.equal(0);
+      expect(run.stderr()).to.match(/RPC endpoint .* unreachable \(/);
+      expect(run.stderr()).to.match(/reachable again after/);
+      const result = JSON.parse(stdout) as { instance_hash: string; status: string; states: number };
+      expect(result.status).to.equal("succeeded");
+      await assertValid(result.instance_hash);
+    });
+
+    it("unreachable past --rpc-timeout: RPC_UNREACHABLE with a hint to --resume, which then finishes it", async function () {
+      const run = cli([...runArgs("give-up"), "--rpc-timeout", "2"]);
+      await untilCreated(run.stderr);
+      await proxy.refuse();
+      const { code, stdout } = await run.exited;
+      await proxy.accept();
+      expect(code).to.equal(69);
+      const error = (JSON.parse(stdout) as { error: { code: string; hint: string } }).error;
+      expect(error.code).to.equal("RPC_UNREACHABLE");
+      expect(run.stderr()).to.match(/giving up/);
+      const instance = /--resume ([0-9a-f]{64})/.exec(error.hint)?.[1];
+      expect(instance, error.hint).to.be.a("string");
+      const resumed = cli(["run", "--resume", instance!]);
+      const finished = await resumed.exited;
+      expect(finished.code, resumed.stderr()).to.equal(0);
+      // The execution went on while the chain was away, or was cut short: either way every journalled state is on-chain.
+      expect(["succeeded", "aborted"]).to.include((JSON.parse(finished.stdout) as { status: string }).status);
+      await assertValid(instance!);
+    });
+  });
+
+  describe("the sender: nonces and dropped transactions", function () {
+    let provider: ChainProvider;
+    let key: Wallet;
+    before(async function () {
+      provider = await connect({ rpcUrl: chain.url, ensRegistry: null });
+      key = new Wallet(Wallet.createRandom().privateKey, provider);
+      const funder = new Wallet(devPrivateKey(2), provider);
+      await (await funder.sendTransaction({ to: key.address, value: 10n ** 18n })).wait();
+    });
+    after(function () {
+      provider?.destroy();
+    });
+    const transfer = (): ContractTransaction => ({ to: key.address, data: "0x" });
+
+    it("a nonce taken by another process using the same key: refused with TX_FAILED and the reason", async function () {
+      const sender = new TransactionSender(key, { maxInFlight: 1, confirmations: 1, errorInterfaces: [] });
+      await sender.sendAndWait(transfer(), "first");
+      // Another process with the same key uses the nonce the sender counts on next.
+      await (await new Wallet(key.privateKey, provider).sendTransaction({ to: key.address, value: 0n })).wait();
+      let caught: { code?: string; message: string; hint?: string } | undefined;
+      try {
+        await sender.sendAndWait(transfer(), "second");
+      } catch (error) {
+        caught = error as typeof caught;
+      }
+      expect(caught?.code).to.equal("TX_FAILED");
+      expect(caught?.message).to.match(/nonce \d+ of the issuer's account was used by another transaction/);
+      expect(caught?.hint).to.match(/another process uses this key/);
+    });
+
+    it("a transaction taken out by a reorg (evm_snapshot/evm_revert) is sent again with its nonce", async function () {
+      const sender = new TransactionSender(key, {
+        maxInFlight: 1,
+        confirmations: 2,
+        errorInterfaces: [],
+        resendAfterMs: 400,
+      });
+      await provider.send("evm_setAutomine", [false]);
+      try {
+        const snapshot = (await provider.send("evm_snapshot", [])) as string;
+        const sent = await sender.send(transfer(), "reorged");
+        await provider.send("evm_mine", []);
+        const first = await sent.mined;
+        // The block holding it is reorganised away, and its transaction with it.
+        await provider.send("evm_revert", [snapshot]);
+        expect(await provider.getTransaction(sent.hash)).to.equal(null);
+        let final: Awaited<typeof sent.receipt> | undefined;
+        void sent.receipt.then((r) => (final = r));
+        for (let i = 0; i < 100 && !final; i++) {
+          await sleep(100);
+          if (i % 5 === 4) await provider.send("evm_mine", []);
+        }
+        expect(final, "final receipt").to.not.equal(undefined);
+        expect(final!.hash).to.equal(sent.hash); // the same bytes: the same nonce, the same hash
+        expect(final!.status).to.equal(1);
+        expect((await provider.getTransactionReceipt(sent.hash))?.blockNumber).to.equal(final!.blockNumber);
+        console.log(`      mined in block ${first.blockNumber}, reorged out, final in block ${final!.blockNumber}`);
+      } finally {
+        await provider.send("evm_setAutomine", [true]);
+      }
+    });
+  });
+});
