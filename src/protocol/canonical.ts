@@ -1,4 +1,3 @@
-import canonicalizeImpl from "canonicalize";
 import { StatetrailError } from "../errors";
 
 /**
@@ -9,7 +8,7 @@ import { StatetrailError } from "../errors";
 export function canonicalize(value: unknown): string {
   let text: string | undefined;
   try {
-    text = (canonicalizeImpl as (input: unknown) => string | undefined)(value);
+    text = canonicalText(value);
   } catch (error) {
     if (error instanceof RangeError) {
       throw new StatetrailError("INPUT_TOO_LARGE", `value is nested too deeply or too large to canonicalize as JSON`, {
@@ -25,4 +24,62 @@ export function canonicalize(value: unknown): string {
 
 export function canonicalBytes(value: unknown): Buffer {
   return Buffer.from(canonicalize(value), "utf8");
+}
+
+/**
+ * The text the `canonicalize` package (an RFC 8785 implementation) returns for `value`, written piece by piece
+ * and joined in chunks. The package concatenates as it recurses: for a protocol of 100,000 entries that left
+ * gigabytes of intermediate strings to the garbage collector (the verifier's V8 peaked at 3.7 GB); this makes
+ * the same bytes (tested against the package) with about twice the output's size in memory.
+ */
+function canonicalText(value: unknown): string | undefined {
+  if (value === undefined || typeof value === "function" || typeof value === "symbol") return undefined;
+  const chunks: string[] = [];
+  let pieces: string[] = [];
+  const write = (piece: string): void => {
+    pieces.push(piece);
+    if (pieces.length >= 8192) {
+      chunks.push(pieces.join(""));
+      pieces = [];
+    }
+  };
+  writeCanonical(value, write);
+  chunks.push(pieces.join(""));
+  return chunks.length === 1 ? chunks[0] : chunks.join("");
+}
+
+/** Writes the RFC 8785 form of `value` as pieces, following the `canonicalize` package rule by rule. */
+export function writeCanonical(value: unknown, write: (piece: string) => void): void {
+  if (typeof value === "number" && isNaN(value)) throw new Error("NaN is not allowed");
+  if (typeof value === "number" && !isFinite(value)) throw new Error("Infinity is not allowed");
+  if (value === null || typeof value !== "object") {
+    write(String(JSON.stringify(value))); // as the package's template literals do
+    return;
+  }
+  const object = value as { toJSON?: unknown } & Record<string, unknown>;
+  if (object.toJSON instanceof Function) {
+    writeCanonical((object.toJSON as () => unknown)(), write);
+    return;
+  }
+  if (Array.isArray(object)) {
+    write("[");
+    object.forEach((item: unknown, index) => {
+      if (index > 0) write(",");
+      writeCanonical(item === undefined || typeof item === "symbol" ? null : item, write);
+    });
+    write("]");
+    return;
+  }
+  write("{");
+  let first = true;
+  for (const key of Object.keys(object).sort()) {
+    const item = object[key];
+    if (item === undefined || typeof item === "symbol") continue;
+    if (!first) write(",");
+    first = false;
+    write(JSON.stringify(key));
+    write(":");
+    writeCanonical(item, write);
+  }
+  write("}");
 }

@@ -89,8 +89,24 @@ export async function mapBounded<T, R>(
 }
 
 export function sameAddress(a: string | null | undefined, b: string | null | undefined): boolean {
-  if (!a || !b || !isAddress(a) || !isAddress(b)) return false;
-  return getAddress(a) === getAddress(b);
+  if (!a || !b) return false;
+  const left = checksummed(a);
+  return left !== null && left === checksummed(b);
+}
+
+/**
+ * getAddress of a valid address, else null; remembered, since V6 compares every entry's client_address
+ * (the same string thousands of times) and each check computes keccak256 twice.
+ */
+const checksums = new Map<string, string | null>();
+function checksummed(address: string): string | null {
+  let known = checksums.get(address);
+  if (known === undefined) {
+    known = isAddress(address) ? getAddress(address) : null;
+    if (checksums.size >= 1024) checksums.clear();
+    checksums.set(address, known);
+  }
+  return known;
 }
 
 /** Unix seconds as an ISO 8601 UTC time. */
