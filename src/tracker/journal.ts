@@ -61,6 +61,7 @@ export class Journal {
   private readonly fd: number;
   private buffered: string[] = [];
   private closed = false;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -77,7 +78,16 @@ export class Journal {
   record(record: JournalRecord): void {
     if (this.closed) return;
     this.buffered.push(JSON.stringify({ at: new Date().toISOString(), ...record }) + "\n");
+    // Records wait at most this long for a commit: states keep being journalled while no transaction can be sent
+    // (the chain is slow or away), so a tracker killed then loses none of them.
+    this.timer ??= setTimeout(() => {
+      this.timer = null;
+      this.commit();
+    }, Journal.MAX_COMMIT_DELAY_MS).unref();
   }
+
+  /** The longest a record waits in memory before it is written and fsync'd. */
+  static readonly MAX_COMMIT_DELAY_MS = 250;
 
   /** Writes and fsyncs the buffered records. */
   commit(): void {
@@ -96,6 +106,8 @@ export class Journal {
 
   close(): void {
     if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     this.commit();
     this.closed = true;
     fs.closeSync(this.fd);

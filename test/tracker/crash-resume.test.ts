@@ -5,6 +5,9 @@ import { expect } from "chai";
 import { Wallet, type ContractTransaction } from "ethers";
 import { devPrivateKey } from "../../src/chain/keys";
 import { connect, type ChainProvider } from "../../src/chain/provider";
+import { createEngine, startSfnEndpoint, type Engine } from "../../src/engine";
+import { loadModel } from "../../src/model/load";
+import { readJournal, unfinishedInstances } from "../../src/tracker/resume";
 import { TransactionSender } from "../../src/tracker/sender";
 import { verifyProtocol } from "../../src/verify";
 import { crashCampaign } from "../helpers/crash";
@@ -33,7 +36,7 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       rpcUrl: chain.url,
       kills,
       workers: 2,
-      budgetMs: 90_000,
+      budgetMs: 80_000,
       seed: Number(process.env.STATETRAIL_CRASH_SEED ?? 7),
       log: (line) => console.log(line),
     });
@@ -154,6 +157,71 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       expect(["succeeded", "aborted"]).to.include((JSON.parse(finished.stdout) as { status: string }).status);
       await assertValid(instance!);
     });
+  });
+
+  it("AWS engine: a tracker stopped mid-run re-attaches to the execution and registers the rest, each once", async function () {
+    const endpoint = await startSfnEndpoint({
+      handlers: path.join(EXAMPLES, "batch-scoring.handlers.js"),
+      skipWaits: true,
+      eventDelayMs: 2,
+    });
+    const issuer = await setupIssuer(chain.url);
+    try {
+      const aws = (): Engine =>
+        createEngine({
+          engine: "aws",
+          endpoint: endpoint.url,
+          region: endpoint.region,
+          credentials: { accessKeyId: "test", secretAccessKey: "test" },
+          roleArn: "arn:aws:iam::123456789012:role/statetrail-test",
+          pollMs: 20,
+        });
+      // The tracker stops after 12 states (as if killed); the execution goes on at "AWS".
+      const inner = aws();
+      const stopping: Engine = {
+        name: "aws",
+        prepare: (model) => inner.prepare(model),
+        async *run(model, options) {
+          let count = 0;
+          for await (const event of inner.run(model, options)) {
+            yield event;
+            if (++count === 12) throw new Error("the tracker stopped");
+          }
+        },
+      };
+      const model = await loadModel(path.join(EXAMPLES, "batch-scoring.asl.json"));
+      const input = Buffer.from(`{"batchId":"aws-resume-${Date.now()}"}`);
+      let stopped: unknown;
+      await issuer
+        .tracker(stopping)
+        .run(model, input)
+        .catch((error: unknown) => (stopped = error));
+      expect((stopped as Error).message).to.equal("the tracker stopped");
+      const [unfinished] = unfinishedInstances(issuer.home);
+      expect(unfinished.states).to.be.at.least(12);
+      const protocol = await issuer.tracker(aws()).resume(unfinished.instance);
+      expect(protocol.status).to.equal("succeeded");
+      expect(protocol.instance_protocol.length).to.equal(76);
+      const journal = readJournal(issuer.home, unfinished.instance);
+      expect(protocol.instance_protocol.map((e) => e.state_hash)).to.deep.equal(journal.states.map((s) => s.hash));
+      expect(unfinishedInstances(issuer.home)).to.deep.equal([]);
+      const provider = await connect({ rpcUrl: chain.url, ensRegistry: null });
+      try {
+        const report = await verifyProtocol({
+          input: { url: `${issuer.identity.record.url}/instances/${unfinished.instance}/protocol` },
+          provider,
+          trusted: { chainId: 31337, registries: issuer.registries, source: "test" },
+          optional: ["V2"],
+          ens: null,
+        });
+        expect(report.verdict).to.equal("valid");
+      } finally {
+        provider.destroy();
+      }
+    } finally {
+      await issuer.close();
+      await endpoint.close();
+    }
   });
 
   describe("the sender: nonces and dropped transactions", function () {
