@@ -18,6 +18,8 @@ export interface ServerOptions extends AppOptions {
   host?: string;
   /** Port (default: identity.json `port`, else 8443); 0 picks a free one. */
   port?: number;
+  /** A connection that has not completed its TLS handshake by then is closed (default 10 s; Node's is 120 s). */
+  handshakeTimeoutMs?: number;
   /** Certificate and key PEM (default: the files named in identity.json, relative to the data directory). */
   certPem?: string | Buffer;
   keyPem?: string | Buffer;
@@ -97,7 +99,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   let server: https.Server;
   try {
-    server = https.createServer({ cert, key, minVersion: "TLSv1.2" }, app);
+    server = https.createServer(
+      { cert, key, minVersion: "TLSv1.2", handshakeTimeout: options.handshakeTimeoutMs ?? 10_000 },
+      app,
+    );
   } catch (error) {
     throw new StatetrailError("CERT_INVALID", `certificate and key can't be used: ${(error as Error).message}`, {
       cause: error,
@@ -119,7 +124,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // too slow) never reach the app: they get the API's JSON error form too, then the connection is closed.
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     const busy = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
-    if (!socket.writable || busy || error.code === "ECONNRESET") return void socket.destroy();
+    // Only HTTP parser errors get an answer; anything else (a TLS handshake time-out is reported here too, on a
+    // socket that can't carry an answer) is cut at once.
+    const http = error.code?.startsWith("HPE_") === true || error.code === "ERR_HTTP_REQUEST_TIMEOUT";
+    if (!http || !socket.writable || busy) return void socket.destroy();
     const [status, reason, message] =
       error.code === "HPE_HEADER_OVERFLOW"
         ? [431, "Request Header Fields Too Large", "request head too large"]
@@ -127,6 +135,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           ? [408, "Request Timeout", "request head not received in time"]
           : [400, "Bad Request", "malformed request"];
     const body = JSON.stringify({ error: { code: "INVALID_ARGUMENT", message } });
+    setTimeout(() => socket.destroy(), 1_000).unref(); // a peer that doesn't read can't keep it
     socket.end(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
