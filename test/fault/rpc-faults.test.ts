@@ -197,7 +197,8 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       }
       const { beyond, verdict } = await verifyPrefix(protocol);
       console.log(
-        `      connections dropped once: ${outcome.code ?? "completed"} after ${protocol.instance_protocol.length} ` +
+        `      connections dropped once: ${outcome.code ?? "completed"} (${outcome.message.split("\n")[0].slice(0, 80)}) ` +
+          `after ${protocol.instance_protocol.length} ` +
           `published states; ${beyond} more on-chain; verdict ${verdict}`,
       );
     });
