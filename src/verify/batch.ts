@@ -1,6 +1,6 @@
 import { getAddress, zeroPadValue, type Provider } from "ethers";
 import { type HexHash } from "../chain/hash";
-import { ProofChecker, trailOf } from "../protocol/anchoring";
+import { ProofChecker, trailOf, verifyLeafProof } from "../protocol/anchoring";
 import { type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
 import { IInstanceRegistry__factory } from "../../typechain-types";
 import { type ChainView } from "./chain";
@@ -181,6 +181,31 @@ export async function checkAnchoredEntry(
   } catch (cause) {
     error((cause as Error).message);
   }
+}
+
+/**
+ * The block in which `entry`'s Merkle proof reaches a root the issuer anchored in the entry's transaction, or
+ * null (for `statetrail watch`, which follows a running instance: the full checks are V6's).
+ */
+export function anchoredAt(
+  anchors: Map<string, BatchAnchor[]>,
+  issuer: string,
+  instanceHash: HexHash,
+  entry: ProtocolEntry,
+): number | null {
+  const proof = entry.proof;
+  if (!proof) return null;
+  const leaf = {
+    issuer,
+    instanceHash,
+    seq: entry.seq,
+    stateHash: entry.state_hash,
+    prevStateHash: entry.prev_state_hash,
+  };
+  if (!verifyLeafProof(leaf, proof)) return null;
+  const transaction = entry.transaction_hash.toLowerCase();
+  const anchor = (anchors.get(proof.root) ?? []).find((candidate) => candidate.transactionHash === transaction);
+  return anchor ? anchor.blockNumber : null;
 }
 
 function before(a: { blockNumber: number; logIndex: number }, b: { blockNumber: number; logIndex: number }): boolean {

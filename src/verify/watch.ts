@@ -2,7 +2,8 @@ import { type Provider } from "ethers";
 import { toStatetrailError } from "../errors";
 import { type HexHash } from "../chain/hash";
 import { pinnedFetch, sseSubscribe, type SseSubscription } from "../net/pinned-fetch";
-import { parseProtocol, protocolEntrySchema, type InstanceProtocol } from "../protocol/schema";
+import { parseProtocol, protocolEntrySchema, type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
+import { anchoredAt, issuerAnchors } from "./batch";
 import { ChainView, type TrustedSetup } from "./chain";
 import { verifyProtocol } from "./pipeline";
 import { rebuildChain } from "./rebuild";
@@ -76,9 +77,10 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const protocol: InstanceProtocol = parseProtocol(first.body.toString("utf8"));
   const issuer = protocol.issuer.address;
 
-  const published = new Map<number, { hash: HexHash; seenAt: number }>();
+  // Merkle-anchored entries (`--anchor batch`) are on-chain when their proof reaches a root the issuer anchored.
+  const published = new Map<number, { hash: HexHash; seenAt: number; entry: ProtocolEntry }>();
   for (const entry of protocol.instance_protocol)
-    published.set(entry.seq, { hash: entry.state_hash, seenAt: Date.now() });
+    published.set(entry.seq, { hash: entry.state_hash, seenAt: Date.now(), entry });
   const onChainSince = new Map<number, { hash: HexHash; seenAt: number }>();
   const reported = new Set<string>();
   let divergences = report.verdict === "invalid" ? 1 : 0;
@@ -105,7 +107,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
             diverge(`rewritten:${entry.data.seq}`, "forged", `the server changed published state #${entry.data.seq}`);
           }
           if (!seen) {
-            published.set(entry.data.seq, { hash: entry.data.state_hash, seenAt: Date.now() });
+            published.set(entry.data.seq, { hash: entry.data.state_hash, seenAt: Date.now(), entry: entry.data });
             emit({
               type: "published",
               seq: entry.data.seq,
@@ -139,7 +141,24 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         }
       }
       lastChainLength = rebuilt.states.length;
+      const anchored = [...published.values()].some(({ entry }) => entry.proof !== null)
+        ? await issuerAnchors(chain, issuer, protocol.created.block_nr)
+        : null;
       for (const [seq, entry] of published) {
+        if (anchored && entry.entry.proof !== null) {
+          const at = anchoredAt(anchored, issuer, protocol.instance_hash, entry.entry);
+          if (at !== null && !onChainSince.has(seq)) {
+            onChainSince.set(seq, { hash: entry.hash, seenAt: now });
+            emit({ type: "registered", seq, state_hash: entry.hash, block_nr: at });
+          } else if (at === null && now - entry.seenAt > graceMs) {
+            diverge(
+              `forged:${seq}`,
+              "forged",
+              `published state #${seq} ${entry.hash} is not in a Merkle root the issuer anchored after ${graceMs} ms`,
+            );
+          }
+          continue;
+        }
         const onChain = onChainSince.get(seq);
         if (onChain && onChain.hash !== entry.hash) {
           diverge(
