@@ -56,7 +56,7 @@ function spawnCli(args: string[], env: NodeJS.ProcessEnv): Spawned {
     child,
     stdout: "",
     stderr: "",
-    exited: new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal }))),
+    exited: new Promise((resolve) => child.on("close", (code, signal) => resolve({ code, signal }))),
   };
   child.stdout!.on("data", (chunk: Buffer) => (spawned.stdout += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (spawned.stderr += chunk.toString()));
@@ -116,8 +116,10 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
   for (let i = 0; i < workers; i++) issuers.push(await setupIssuer(options.rpcUrl));
   // A typical run's journal length, learnt from the runs seen: kill points are spread over it.
   const typicalLines = new Map<string, number>([
-    ["per-state", 150],
-    ["multi", 60],
+    ["per-state fast", 150],
+    ["multi fast", 60],
+    ["per-state slow", 150],
+    ["multi slow", 60],
   ]);
 
   const worker = async (issuer: TestIssuer, index: number): Promise<void> => {
@@ -130,6 +132,8 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
     for (let run = 0; result.kills < options.kills && Date.now() < deadline; run++) {
       const anchor = rand() < 0.6 ? "per-state" : "multi";
       const inFlight = String(1 + Math.floor(rand() * 8));
+      // Half the runs take their time in Task handlers: killed while the execution still runs (ends aborted).
+      const slow = rand() < 0.5;
       const before = instancesOf(issuer);
       const first = spawnCli(
         [
@@ -139,7 +143,9 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
           "--input",
           `{"batchId":"crash-${index}-${run}-${Date.now()}"}`,
           "--handlers",
-          path.join(EXAMPLES, "batch-scoring.handlers.js"),
+          slow
+            ? path.join(ROOT, "test", "fixtures", "slow-scoring.handlers.js")
+            : path.join(EXAMPLES, "batch-scoring.handlers.js"),
           "--skip-waits",
           "--anchor",
           anchor,
@@ -157,7 +163,7 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
       if (rand() < 0.1) {
         done = await Promise.race([first.exited.then(() => true), sleep(rand() * 6_000).then(() => false)]);
       } else {
-        const target = 1 + Math.floor(rand() * typicalLines.get(anchor)!);
+        const target = 1 + Math.floor(rand() * typicalLines.get(`${anchor} ${slow ? "slow" : "fast"}`)!);
         await until(() => {
           const name = fresh();
           return first.child.exitCode !== null || (name !== undefined && journalLines(issuer, name) >= target);
@@ -207,12 +213,12 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
         }
         break;
       }
-      if (kills === 0) typicalLines.set(anchor, journalLines(issuer, instance));
+      if (kills === 0) typicalLines.set(`${anchor} ${slow ? "slow" : "fast"}`, journalLines(issuer, instance));
       const outcome = await check(issuer, instance, anchor, kills);
       result.runs.push(outcome);
       result.problems.push(...outcome.problems.map((p) => `${instance.slice(0, 12)}: ${p}`));
       log(
-        `  worker ${index} run ${run} (${anchor}, in flight ${inFlight}): ${kills} kill(s); ${outcome.status}, ` +
+        `  worker ${index} run ${run} (${anchor}${slow ? ", slow tasks" : ""}, in flight ${inFlight}): ${kills} kill(s); ${outcome.status}, ` +
           `${outcome.states} states, ${outcome.onChain} on-chain, ${outcome.verdict}` +
           `${outcome.problems.length ? ` PROBLEMS: ${outcome.problems.join("; ")}` : ""}`,
       );

@@ -36,7 +36,7 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       rpcUrl: chain.url,
       kills,
       workers: 2,
-      budgetMs: 80_000,
+      budgetMs: 60_000,
       seed: Number(process.env.STATETRAIL_CRASH_SEED ?? 7),
       log: (line) => console.log(line),
     });
@@ -64,7 +64,11 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       await proxy.accept();
     });
 
-    function cli(args: string[]): { stderr: () => string; exited: Promise<{ code: number | null; stdout: string }> } {
+    function cli(args: string[]): {
+      stderr: () => string;
+      kill: () => void;
+      exited: Promise<{ code: number | null; stdout: string }>;
+    } {
       const child = spawn(
         process.execPath,
         [BIN, "--home", issuer.home.root, "--network", "localhost", "--rpc", proxy.url, "--json", ...args],
@@ -84,7 +88,8 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
       return {
         stderr: () => stderr,
-        exited: new Promise((resolve) => child.on("exit", (code) => resolve({ code, stdout }))),
+        kill: () => child.kill("SIGKILL"),
+        exited: new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout }))),
       };
     }
 
@@ -156,6 +161,24 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       // The execution went on while the chain was away, or was cut short: either way every journalled state is on-chain.
       expect(["succeeded", "aborted"]).to.include((JSON.parse(finished.stdout) as { status: string }).status);
       await assertValid(instance!);
+    });
+
+    it("a killed run: listed by --list-unfinished, finished by the next `run` before it starts", async function () {
+      const killed = cli(runArgs("killed"));
+      await untilCreated(killed.stderr);
+      await sleep(150);
+      killed.kill();
+      await killed.exited;
+      const listed = await cli(["run", "--list-unfinished"]).exited;
+      const { unfinished } = JSON.parse(listed.stdout) as { unfinished: Array<{ instance: string; error: null }> };
+      expect(unfinished).to.have.length(1);
+      expect(unfinished[0].error).to.equal(null);
+      const next = cli(runArgs("next"));
+      const { code, stdout } = await next.exited;
+      expect(code, next.stderr()).to.equal(0);
+      expect(next.stderr()).to.include(`finishing instance ${unfinished[0].instance}`);
+      await assertValid(unfinished[0].instance);
+      await assertValid((JSON.parse(stdout) as { instance_hash: string }).instance_hash);
     });
   });
 
