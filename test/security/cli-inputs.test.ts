@@ -4,6 +4,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { readInputArgument } from "../../src/cli/commands/run";
 import { readFileLimited } from "../../src/protocol/limits";
+import { runCli } from "../helpers/cli-run";
 import { DEFAULT_MAX_INPUT_BYTES } from "../../src/tracker/tracker";
 
 function codeOf(action: () => unknown): string | undefined {
@@ -54,5 +55,29 @@ describe("CLI inputs: --input and protocol files are bounded before they are rea
     const empty = path.join(dir, "empty");
     fs.writeFileSync(empty, "");
     expect(readFileLimited(empty, 10, "file").length).to.equal(0);
+  });
+});
+
+describe("CLI size limits are configurable", function () {
+  it("model hash --max-model-bytes: the default refuses a 1.5 MiB model, a larger limit accepts it", async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-cli-limits-"));
+    try {
+      const file = path.join(dir, "big.asl.json");
+      const model = {
+        Comment: "x".repeat(1.5 * 1024 * 1024),
+        StartAt: "A",
+        States: { A: { Type: "Succeed" } },
+      };
+      fs.writeFileSync(file, JSON.stringify(model));
+      const refused = await runCli(["--json", "model", "hash", file]);
+      expect(refused.code).to.equal(65);
+      expect(JSON.parse(refused.stdout).error.code).to.equal("INPUT_TOO_LARGE");
+      const accepted = await runCli(["--json", "model", "hash", file, "--max-model-bytes", String(2 * 1024 * 1024)]);
+      expect(accepted.code).to.equal(0);
+      const usage = await runCli(["model", "hash", file, "--max-model-bytes", "lots"]);
+      expect(usage.code).to.equal(64);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

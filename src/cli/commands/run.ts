@@ -3,10 +3,10 @@ import path from "node:path";
 import { isStatetrailError, StatetrailError } from "../../errors";
 import { isHexHash, parseHexHash } from "../../chain/hash";
 import { createEngine, type Engine } from "../../engine";
-import { loadModel, loadModelFromBytes } from "../../model/load";
+import { DEFAULT_MAX_MODEL_BYTES, loadModel, loadModelFromBytes } from "../../model/load";
 import { type LoadedModel } from "../../model/types";
 import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
-import { DEFAULT_MAX_INPUT_BYTES } from "../../tracker/tracker";
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STATE_BYTES } from "../../tracker/tracker";
 import { type InstanceProtocol } from "../../protocol/schema";
 import { type Home } from "../../store/home";
 import { unfinishedInstances } from "../../tracker/resume";
@@ -46,6 +46,8 @@ export function registerRun({ program, run }: CommandContext): void {
     .option("--anchor <mode>", "how states reach the chain: per-state | multi | batch (Merkle roots)", "per-state")
     .option("--batch-size <n>", "batch: anchor a root once this many states wait", "1000")
     .option("--batch-interval <seconds>", "batch: ...or once the oldest state has waited this long", "5")
+    .option("--max-model-bytes <n>", "refuse a model file larger than this", String(DEFAULT_MAX_MODEL_BYTES))
+    .option("--max-state-bytes <n>", "refuse a state whose data is larger than this", String(DEFAULT_MAX_STATE_BYTES))
     .option("--max-in-flight <n>", "registration transactions in flight at once", "16")
     .option("--confirmations <n>", "blocks to wait for each registration", "1")
     .addHelpText(
@@ -77,6 +79,7 @@ export function registerRun({ program, run }: CommandContext): void {
             engine: engineFromOptions(options),
             maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
             confirmations: positiveInt(options.confirmations, "--confirmations"),
+            maxStateBytes: positiveInt(options.maxStateBytes, "--max-state-bytes"),
             ...anchoringFromOptions(options),
             log: globals.output.log,
             onProgress: (event) => (current = event.instance),
@@ -85,7 +88,11 @@ export function registerRun({ program, run }: CommandContext): void {
           if (options.resume !== undefined) {
             protocol = await tracker.resume(parseHexHash(options.resume, "--resume"));
           } else {
-            const model = await resolveModel(modelRef!, issuer.home);
+            const model = await resolveModel(
+              modelRef!,
+              issuer.home,
+              positiveInt(options.maxModelBytes, "--max-model-bytes"),
+            );
             const inputBytes = readInputArgument(options.input);
             await finishUnfinished(tracker, issuer.home, options.resumeUnfinished, globals.output);
             current = undefined;
@@ -112,6 +119,8 @@ export function registerRun({ program, run }: CommandContext): void {
 
 interface RunCliOptions {
   input: string;
+  maxModelBytes: string;
+  maxStateBytes: string;
   maxInFlight: string;
   confirmations: string;
   resume?: string;
@@ -217,9 +226,9 @@ export function engineFromOptions(options: EngineCliOptions): Engine {
 }
 
 /** A model given by hash comes from the data directory; otherwise it is a file. */
-export async function resolveModel(ref: string, home: Home): Promise<LoadedModel> {
-  if (isHexHash(ref) && !fs.existsSync(ref)) return loadModelFromBytes(home.readModel(ref), { source: ref });
-  return loadModel(ref);
+export async function resolveModel(ref: string, home: Home, maxBytes?: number): Promise<LoadedModel> {
+  if (isHexHash(ref) && !fs.existsSync(ref)) return loadModelFromBytes(home.readModel(ref), { source: ref, maxBytes });
+  return loadModel(ref, { maxBytes });
 }
 
 /**
