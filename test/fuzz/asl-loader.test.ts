@@ -13,6 +13,7 @@ import {
   runs,
   textMutationArb,
   watchUnhandledRejections,
+  fuzzTimeout,
 } from "./helpers";
 
 /**
@@ -41,7 +42,7 @@ function check(bytes: Uint8Array): string {
 }
 
 describe("fuzz: ASL loader", function () {
-  this.timeout(60_000);
+  this.timeout(fuzzTimeout());
   watchUnhandledRejections();
   const examples = exampleModels();
   const outcomes = new Map<string, number>();

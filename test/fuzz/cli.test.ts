@@ -8,7 +8,7 @@ import * as local from "../../src/chain/local";
 import { freePort } from "../../src/chain/node";
 import { StatetrailError } from "../../src/errors";
 import { runCli } from "../helpers/cli-run";
-import { exampleModels, runs, watchUnhandledRejections } from "./helpers";
+import { exampleModels, runs, watchUnhandledRejections, fuzzTimeout } from "./helpers";
 
 /**
  * The CLI in-process on random argv: commands, flags and values in any order, files that are models, garbage,
@@ -21,7 +21,7 @@ const DOCUMENTED = [0, 1, 2, 64, 65, 69, 75, 77];
 const REPO = path.resolve(__dirname, "..", "..");
 
 describe("fuzz: CLI argv", function () {
-  this.timeout(60_000);
+  this.timeout(fuzzTimeout());
   watchUnhandledRejections();
   let dir: string;
   let env: Record<string, string>;

@@ -24,6 +24,12 @@ export function runs(base: number): number {
   return Math.max(1, Math.round(base * (Number.isFinite(scale) && scale > 0 ? scale : 1)));
 }
 
+/** A suite's time-out: a minute at the default scale, longer for a long hunt. */
+export function fuzzTimeout(): number {
+  const scale = Number(process.env.STATETRAIL_FUZZ_SCALE ?? 1);
+  return 60_000 * (Number.isFinite(scale) && scale > 1 ? scale : 1);
+}
+
 /** Whether `error` is a coded StatetrailError (or subclass) with a documented code. */
 export function isCoded(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;

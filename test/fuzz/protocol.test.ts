@@ -18,6 +18,7 @@ import {
   runs,
   textMutationArb,
   watchUnhandledRejections,
+  fuzzTimeout,
 } from "./helpers";
 
 /**
@@ -32,7 +33,7 @@ const BASE = "https://issuer.example:8443";
 const PARSE_CODES = ["INVALID_JSON", "PROTOCOL_INVALID"];
 
 describe("fuzz: instance protocol parser and verifier", function () {
-  this.timeout(60_000);
+  this.timeout(fuzzTimeout());
   watchUnhandledRejections();
   let fixture: TestHome;
   let genuine: InstanceProtocol[];

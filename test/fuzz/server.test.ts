@@ -7,7 +7,7 @@ import { sha256Hex } from "../../src/chain/hash";
 import { parseProtocol } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server";
 import { makeCertificate, makeHome, type TestHome } from "../server/fixtures";
-import { runs, watchUnhandledRejections } from "./helpers";
+import { runs, watchUnhandledRejections, fuzzTimeout } from "./helpers";
 
 /**
  * The HTTPS server on random requests: random methods, paths (traversal, encodings, malformed escapes, huge
@@ -24,7 +24,7 @@ interface Answer {
 const HEX = "0123456789abcdef";
 
 describe("fuzz: HTTPS server routes", function () {
-  this.timeout(60_000);
+  this.timeout(fuzzTimeout());
   watchUnhandledRejections();
   let fixture: TestHome;
   let server: RunningServer;
