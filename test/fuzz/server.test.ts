@@ -42,6 +42,7 @@ describe("fuzz: HTTPS server routes", function () {
       certPem: cert.certPem,
       keyPem: cert.keyPem,
       events: { maxClients: 50, heartbeatMs: 60_000 },
+      timeline: true, // the page and its routes, as `statetrail serve` mounts them (no chain: verification is 503)
       log: (message) => void logged.push(message),
     });
     agent = new https.Agent({ keepAlive: true, maxSockets: 8, rejectUnauthorized: false });
@@ -110,9 +111,19 @@ describe("fuzz: HTTPS server routes", function () {
     );
   const routeArb = fc
     .tuple(
-      fc.constantFrom("/models/", "/states/", "/instances/", "/instances", "/.well-known/statetrail.json"),
+      fc.constantFrom(
+        "/models/",
+        "/states/",
+        "/instances/",
+        "/instances",
+        "/.well-known/statetrail.json",
+        "/models",
+        "/",
+        "/assets/timeline.js",
+        "/assets/",
+      ),
       hashArb,
-      fc.constantFrom("/protocol", "/input", "/events", "", "/protocol/", "/PROTOCOL"),
+      fc.constantFrom("/protocol", "/input", "/events", "/verification", "", "/protocol/", "/PROTOCOL"),
     )
     .map(
       ([route, hash, tail]) =>
