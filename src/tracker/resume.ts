@@ -50,6 +50,8 @@ export interface JournalSummary {
   instance: HexHash;
   record: InstanceRecord;
   anchor: AnchorMode;
+  /** The engine the execution ran on (null in journals written before it was recorded). */
+  engine: "local" | "aws" | null;
   /** The journalled states, in order, each linked to the one before (a torn tail is cut off). */
   states: JournalledState[];
   /** The end entry's status when the journal holds the execution's end. */
@@ -72,7 +74,8 @@ const END_STATUS: Record<string, FinalStatus> = {
 export function readJournal(home: Home, instance: HexHash): JournalSummary {
   const file = home.journalFile(instance);
   const records = Journal.read(file);
-  const head = records.find((r) => r.type === "instance") as { record: InstanceRecord; anchor: AnchorMode } | undefined;
+  const head = records.find((r) => r.type === "instance") as
+    { record: InstanceRecord; anchor: AnchorMode; engine?: "local" | "aws" } | undefined;
   if (!head) {
     throw new StatetrailError("NOT_FOUND", `no journal of instance ${instance} in ${home.root}`, {
       hint: "list unfinished instances with: statetrail run --list-unfinished",
@@ -114,7 +117,17 @@ export function readJournal(home: Home, instance: HexHash): JournalSummary {
   const last = states[states.length - 1];
   const ended =
     last && last.data.state_name === EXECUTION_END_STATE ? (END_STATUS[last.data.state_type] ?? null) : null;
-  return { instance, record: head.record, anchor: head.anchor, states, ended, created, terminated, error };
+  return {
+    instance,
+    record: head.record,
+    anchor: head.anchor,
+    engine: head.engine ?? null,
+    states,
+    ended,
+    created,
+    terminated,
+    error,
+  };
 }
 
 /** An instance of the data directory whose tracker did not finish it. */
@@ -217,6 +230,11 @@ export async function resumeInstance(
   if (summary.anchor !== ctx.anchor.mode) {
     throw new StatetrailError("INVALID_ARGUMENT", `instance ${instance} was tracked with --anchor ${summary.anchor}`, {
       hint: `resume it with --anchor ${summary.anchor}`,
+    });
+  }
+  if (summary.engine !== null && summary.engine !== ctx.options.engine.name) {
+    throw new StatetrailError("INVALID_ARGUMENT", `instance ${instance} ran on the ${summary.engine} engine`, {
+      hint: `resume it with --engine ${summary.engine} (and that engine's options)`,
     });
   }
   const issuer = await ctx.options.signer.getAddress();

@@ -156,7 +156,7 @@ export class Tracker {
     const instance = computeInstanceHash(record);
     home.writeInput(instance, inputBytes);
     const journal = new Journal(home.journalFile(instance));
-    journal.append({ type: "instance", record, anchor: this.anchor.mode });
+    journal.append({ type: "instance", record, anchor: this.anchor.mode, engine: engine.name });
 
     journal.append({ type: "intent", action: "createInstance" });
     const createTx = await this.instances.createInstance.populateTransaction(
