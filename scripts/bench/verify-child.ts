@@ -1,11 +1,13 @@
 /**
  * One verification in a process of its own, so that its peak RSS is its own: reads a JSON job from argv[2],
  * verifies the protocol against the node with the file-backed fetcher, and prints one JSON line: the verdict,
- * the time of verifyProtocol, each step's time, the peak RSS, and the RSS before verifying (Node, ts-node
- * and the modules loaded).
+ * the time of verifyProtocol, each step's time, the peak RSS, and the RSS before verifying (Node and the
+ * modules loaded).
  */
 import { connect } from "../../src/chain/provider";
-import { verifyProtocol, type TrustedSetup } from "../../src/verify";
+import { type TrustedSetup } from "../../src/verify/chain";
+// The pipeline itself, not src/verify/index.ts: that also loads the mirror (AWS SDK), HTML report and watch modules.
+import { verifyProtocol } from "../../src/verify/pipeline";
 import { fileFetcher } from "./common";
 
 interface Job {
