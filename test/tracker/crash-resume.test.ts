@@ -277,6 +277,41 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       expect(caught?.hint).to.match(/another process uses this key/);
     });
 
+    it("a transaction left waiting as underpriced is replaced with the same nonce and bumped fees", async function () {
+      const sender = new TransactionSender(key, {
+        maxInFlight: 1,
+        confirmations: 1,
+        errorInterfaces: [],
+        resendAfterMs: 300,
+      });
+      await provider.send("evm_setAutomine", [false]);
+      try {
+        const sent = await sender.send(transfer(), "underpriced");
+        const signed = await provider.getTransaction(sent.hash);
+        // The base fee jumps above what the transaction offers: it waits in the pool.
+        const baseFee = (signed!.maxFeePerGas! * 13n) / 10n;
+        await provider.send("hardhat_setNextBlockBaseFeePerGas", [`0x${baseFee.toString(16)}`]);
+        await provider.send("evm_mine", []);
+        expect(await provider.getTransactionReceipt(sent.hash)).to.equal(null);
+        let final: Awaited<typeof sent.receipt> | undefined;
+        void sent.receipt.then((r) => (final = r));
+        for (let i = 0; i < 100 && !final; i++) {
+          await sleep(100);
+          if (i % 5 === 4) {
+            await provider.send("hardhat_setNextBlockBaseFeePerGas", [`0x${baseFee.toString(16)}`]);
+            await provider.send("evm_mine", []);
+          }
+        }
+        expect(final, "final receipt").to.not.equal(undefined);
+        expect(final!.hash).to.not.equal(sent.hash); // a replacement
+        const replacement = await provider.getTransaction(final!.hash);
+        expect(replacement!.nonce).to.equal(sent.nonce);
+        expect(replacement!.maxFeePerGas! > baseFee).to.equal(true);
+      } finally {
+        await provider.send("evm_setAutomine", [true]);
+      }
+    });
+
     it("a transaction taken out by a reorg (evm_snapshot/evm_revert) is sent again with its nonce", async function () {
       const sender = new TransactionSender(key, {
         maxInFlight: 1,
