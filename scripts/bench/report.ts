@@ -167,6 +167,23 @@ export function renderMarkdown(results: BenchResults): string {
     );
   }
 
+  out.push(
+    "",
+    "## What bounds these figures",
+    "",
+    "- **Local-engine throughput** is bounded by the interpreter (aws-local-stepfunctions enters the states of the " +
+      "Map in the same thread as the tracker); the replay rows show what the tracker itself sustains.",
+    "- **per-state** on an automining node is one block per transaction: each state costs the node a block, a " +
+      "receipt and a block read. Pipelining overlaps them (transactions are signed ahead and sent in nonce order).",
+    "- **Verifier time** at large sizes goes to V8 (the signature: RFC 8785 canonical form of the whole protocol, " +
+      "then keccak256 over it, in JavaScript) and V6 (every state body read, hashed, parsed and checked).",
+    "- **Verifier memory** at 100,000 states: V6 streams the bodies (8 at a time; kept only for V9, within a budget), but the protocol is one " +
+      "JSON document held in memory as objects, and the registry's events are decoded for the whole instance; the " +
+      "peak also holds garbage from decoding the `eth_getLogs` response (ethers' UTF-8 decoder) and the canonical " +
+      "payload of V8. A 100,000-state verification within 200 MB needs a protocol read in pages (entries streamed " +
+      "from the document or served in ranges) and the events consumed as they are read.",
+  );
+
   if (results.goals.length > 0) {
     out.push(
       "",

@@ -18,7 +18,7 @@ export const GAS_LIMITS = {
   anchorBatch: 80_000n,
 } as const;
 
-/** Most states one registerStates carries (about 3 M gas). */
+/** Most states one registerStates carries (about 1.3 M gas; its limit above about 4 M). */
 export const MAX_STATES_PER_TRANSACTION = 1_000;
 
 export interface AnchorSettings {
@@ -326,7 +326,10 @@ class BatchAnchor implements Anchor {
   }
 
   settle(run: TrackedInstance): Promise<void> {
-    if (run.failure === undefined && this.waiting.some((item) => item.run === run)) this.flush();
+    if (run.failure !== undefined) {
+      // A failed run's waiting states are not anchored with others' (its journal has them for a resume).
+      this.waiting = this.waiting.filter((item) => item.run !== run);
+    } else if (this.waiting.some((item) => item.run === run)) this.flush();
     return run.idle();
   }
 
