@@ -74,7 +74,19 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
 
     it("the CLI: exit 69 with the coded error and a hint", async function () {
       await proxy.refuse();
-      const result = await runCli(["--json", "--rpc", proxy.url, "verify", "https://127.0.0.1:1/instances/x/protocol"]);
+      // Registries given explicitly: no deployments/localhost needed (it is not in a fresh checkout).
+      const registries = ["0x" + "11".repeat(20), "0x" + "22".repeat(20), "0x" + "33".repeat(20)].join(",");
+      const result = await runCli([
+        "--json",
+        "--rpc",
+        proxy.url,
+        "verify",
+        "https://127.0.0.1:1/instances/x/protocol",
+        "--registries",
+        registries,
+        "--chain-id",
+        "31337",
+      ]);
       expect(result.code).to.equal(69);
       const error = JSON.parse(result.stdout).error as { code: string; hint: string | null };
       expect(error.code).to.equal("RPC_UNREACHABLE");
