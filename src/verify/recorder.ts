@@ -1,4 +1,5 @@
 import { sha256Hex } from "../chain/hash";
+import { safeParseBounded } from "../protocol/limits";
 import { parseProtocol, stateDataSchema, type InstanceProtocol, type StateData } from "../protocol/schema";
 import { type ReportEvidence } from "./html";
 import { type Fetcher, type VerificationReport } from "./types";
@@ -46,7 +47,7 @@ export class FetchRecorder {
       const bytes = this.byHash.get(entry.state_hash);
       if (!bytes) continue;
       try {
-        const parsed = stateDataSchema.safeParse(JSON.parse(bytes.toString("utf8")));
+        const parsed = safeParseBounded(stateDataSchema, JSON.parse(bytes.toString("utf8")));
         if (parsed.success) states.set(entry.state_hash, parsed.data);
       } catch {
         // not state data: shown without nesting

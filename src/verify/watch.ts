@@ -2,6 +2,7 @@ import { type Provider } from "ethers";
 import { toStatetrailError } from "../errors";
 import { type HexHash } from "../chain/hash";
 import { pinnedFetch, sseSubscribe, type SseSubscription } from "../net/pinned-fetch";
+import { safeParseBounded } from "../protocol/limits";
 import { parseProtocol, protocolEntrySchema, type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
 import { anchoredAt, issuerAnchors } from "./batch";
 import { ChainView, type TrustedSetup } from "./chain";
@@ -99,7 +100,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       lastEventId: protocol.instance_protocol.length > 0 ? String(protocol.head.seq) : undefined,
       onEvent: (event) => {
         if (event.type === "state") {
-          const entry = protocolEntrySchema.safeParse(safeJson(event.data));
+          const entry = safeParseBounded(protocolEntrySchema, safeJson(event.data)); // a hostile event can't make it slow
           if (!entry.success)
             return diverge(`malformed:${event.id}`, "invalid", `malformed SSE state event ${event.id}`);
           const seen = published.get(entry.data.seq);

@@ -8,7 +8,7 @@ import {
   MAX_SCHEMA_ISSUES,
   safeParseBounded,
 } from "../../src/protocol/limits";
-import { parseProtocol, protocolSchema, stateDataSchema } from "../../src/protocol/schema";
+import { parseProtocol, protocolEntrySchema, protocolSchema, stateDataSchema } from "../../src/protocol/schema";
 
 function codeOf(action: () => unknown): string | undefined {
   try {
@@ -73,6 +73,16 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
       expect(result.issues).to.have.length(MAX_SCHEMA_ISSUES);
       expect(result.truncated).to.equal(true);
     }
+    expect(Date.now() - started).to.be.lessThan(3_000);
+  });
+
+  it("a watched SSE state event with two million proof siblings is refused within the issue limit", function () {
+    const event = JSON.parse(
+      '{"proof":{"root":"x","leaf_index":0,"siblings":[' + "1,".repeat(2_000_000) + "1]}}",
+    ) as unknown;
+    const started = Date.now();
+    const result = safeParseBounded(protocolEntrySchema, event);
+    expect(result.success).to.equal(false);
     expect(Date.now() - started).to.be.lessThan(3_000);
   });
 
