@@ -222,11 +222,6 @@ export async function resumeInstance(
   const { home, identity } = ctx.options;
   const log = ctx.options.log ?? (() => undefined);
   const summary = readJournal(home, instance);
-  if (summary.anchor === "batch" && summary.states.length > 0) {
-    throw new StatetrailError("INVALID_ARGUMENT", `instance ${instance} was anchored in Merkle batches`, {
-      hint: "resuming batch-anchored instances is not supported yet; terminate it with per-state or multi anchoring",
-    });
-  }
   if (summary.anchor !== ctx.anchor.mode) {
     throw new StatetrailError("INVALID_ARGUMENT", `instance ${instance} was tracked with --anchor ${summary.anchor}`, {
       hint: `resume it with --anchor ${summary.anchor}`,
@@ -327,9 +322,19 @@ export async function resumeInstance(
       }),
     );
   }
-  if (chain.states.length > 0) {
-    const last = chain.states[chain.states.length - 1];
-    protocol.head = { seq: last.seq, state_hash: last.stateHash };
+  if (summary.anchor === "batch") {
+    // Anchored states leave no event of their own: their entries (with their proofs) come from the protocol
+    // published before the crash, as far as it matches the journal; the rest are anchored again.
+    for (const entry of publishedEntries(home, instance)) {
+      const state = summary.states[entry.seq];
+      if (entry.seq !== protocol.instance_protocol.length || state?.hash !== entry.state_hash || !entry.proof) break;
+      protocol.instance_protocol.push(entry);
+    }
+  }
+  const done = protocol.instance_protocol.length;
+  if (done > 0) {
+    const last = protocol.instance_protocol[done - 1];
+    protocol.head = { seq: last.seq, state_hash: last.state_hash };
   }
 
   let publisher: Publisher | undefined = undefined;
@@ -359,8 +364,8 @@ export async function resumeInstance(
     return publisher.flush();
   }
 
-  let head = chain.head;
-  let seq = chain.states.length;
+  let head = protocol.head.state_hash;
+  let seq = done;
   let status: FinalStatus = "aborted";
   const submit = (state: JournalledState): void => {
     ctx.anchor.submit(run, {
@@ -374,13 +379,14 @@ export async function resumeInstance(
     seq = state.seq + 1;
   };
   try {
-    const missing = summary.states.slice(chain.states.length);
+    const missing = summary.states.slice(done);
     if (missing.length > 0) log(`registering ${missing.length} journalled state(s) the chain lacks (from #${seq})`);
     for (const state of missing) submit(state);
     const fresh = (data: StateData): void => {
       const bytes = stateDataBytes(data);
       const hash = sha256Hex(bytes);
       home.writeState(hash, bytes);
+      run.trail.push(hash);
       journal.record({ type: "entered", seq, state_hash: hash, prev_state_hash: head, state_data: bytes.toString() });
       submit({ seq, hash, prev: head, bytes, data });
     };
@@ -437,6 +443,15 @@ export async function resumeInstance(
   protocol.terminated = terminal;
   log(`instance ${instance} ${status} after ${seq} states (resumed)`);
   return publisher.flush();
+}
+
+/** The entries of the protocol published for `instance` before, if any. */
+function publishedEntries(home: Home, instance: HexHash): ProtocolEntry[] {
+  try {
+    return home.readProtocol(instance).instance_protocol;
+  } catch {
+    return [];
+  }
 }
 
 function entryOf(
