@@ -54,14 +54,14 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 5_000 }));
       expect(result.code).to.equal("RPC_UNREACHABLE");
       expect(result.message).to.match(/connection refused/);
-      expect(result.ms).to.be.lessThan(2_000);
+      expect(result.ms).to.be.lessThan(5_000);
     });
 
     it("reset on accept", async function () {
       proxy.reset(true);
       const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 5_000 }));
       expect(result.code).to.equal("RPC_UNREACHABLE");
-      expect(result.ms).to.be.lessThan(2_000);
+      expect(result.ms).to.be.lessThan(5_000);
     });
 
     it("accepted but never answered: the probe's deadline", async function () {
@@ -69,7 +69,7 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 700 }));
       expect(result.code).to.equal("RPC_UNREACHABLE");
       expect(result.message).to.match(/no answer within 700 ms/);
-      expect(result.ms).to.be.within(650, 3_000);
+      expect(result.ms).to.be.within(650, 5_000);
     });
 
     it("the CLI: exit 69 with the coded error and a hint", async function () {

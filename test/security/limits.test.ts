@@ -59,7 +59,7 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
       expect((error as { code?: string }).code).to.equal("PROTOCOL_INVALID");
       message = (error as Error).message;
     }
-    expect(Date.now() - started).to.be.lessThan(3_000);
+    expect(Date.now() - started).to.be.lessThan(10_000);
     expect(message.split("\n").length).to.be.at.most(MAX_SCHEMA_ISSUES + 2);
     expect(message).to.match(/more problems not listed/);
   });
@@ -73,7 +73,7 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
       expect(result.issues).to.have.length(MAX_SCHEMA_ISSUES);
       expect(result.truncated).to.equal(true);
     }
-    expect(Date.now() - started).to.be.lessThan(3_000);
+    expect(Date.now() - started).to.be.lessThan(10_000);
   });
 
   it("a watched SSE state event with two million proof siblings is refused within the issue limit", function () {
@@ -83,7 +83,7 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
     const started = Date.now();
     const result = safeParseBounded(protocolEntrySchema, event);
     expect(result.success).to.equal(false);
-    expect(Date.now() - started).to.be.lessThan(3_000);
+    expect(Date.now() - started).to.be.lessThan(10_000);
   });
 
   it("safeParseBounded agrees with zod's safeParse on valid and slightly invalid documents", function () {
