@@ -23,6 +23,7 @@ export const pinnedFetcher: Fetcher = async (url, request) => {
  */
 export class FetchSession {
   private readonly pins = new Map<string, ServerCertificate>();
+  private allowed: string | null = null;
   /** Number of requests made, for tests and reports. */
   requests = 0;
 
@@ -36,8 +37,19 @@ export class FetchSession {
     return this.pins.get(origin);
   }
 
+  /**
+   * From now on only `origin` (the issuer's) is fetched from: a hostile protocol can't make the auditor's
+   * machine send requests to other hosts, such as services on its internal network.
+   */
+  restrictTo(origin: string): void {
+    this.allowed = origin;
+  }
+
   async get(url: string, maxBytes: number): Promise<Fetched> {
     const origin = originOf(url);
+    if (this.allowed !== null && origin !== this.allowed) {
+      throw new StatetrailError("FETCH_FAILED", `refused to fetch ${url}: not on the issuer's origin ${this.allowed}`);
+    }
     const pinned = this.pins.get(origin);
     this.requests += 1;
     const fetched = await this.fetcher(url, { maxBytes, timeoutMs: this.timeoutMs, fingerprint: pinned?.fingerprint });

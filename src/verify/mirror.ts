@@ -190,6 +190,7 @@ export class MirrorReader {
     context.protocol = protocol;
     context.origin = origin;
     context.certificate = null;
+    context.web.restrictTo(origin);
     this.issuerUrl = protocol.issuer.url.replace(/\/+$/, "");
     return {
       status: "skip",

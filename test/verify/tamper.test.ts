@@ -330,6 +330,31 @@ describe("verifyProtocol: tamper matrix", function () {
     ]);
   });
 
+  it("refuses data URLs off the issuer's origin without fetching them (V1 fails, no request leaves)", async function () {
+    const { env, run } = await forgeScenario();
+    const internal = "https://169.254.169.254/latest/meta-data";
+    const url = await edit((protocol) => {
+      protocol.instance_protocol[1].state_data = internal;
+    })(env, run);
+    const requested: string[] = [];
+    const report = await verifyForged(
+      env,
+      { url },
+      {
+        fetcher: (target, request) => {
+          requested.push(target);
+          return env.server.fetcher(target, request);
+        },
+      },
+    );
+    expect(report.verdict).to.equal("invalid");
+    expect(failing(report)).to.include("V1");
+    expect(report.steps.find((step) => step.id === "V1")!.problems.join("\n")).to.match(
+      /not the issuer's content-addressed URL/,
+    );
+    expect(requested.filter((target) => target.startsWith(internal))).to.deep.equal([]);
+  });
+
   for (const { name, fails, aimed = fails[0], says, tamper } of CASES) {
     it(`detects: ${name} (${aimed}; fails ${fails.join(", ")})`, async function () {
       const { env, run } = await forgeScenario();

@@ -34,12 +34,14 @@ export async function readProtocol(context: VerifyContext): Promise<StepOutcome>
     if (!protocol) return findings.outcome("");
     context.protocol = protocol;
     context.origin = url.origin;
+    const issuerOrigin = issuerOriginOf(protocol, findings);
+    context.web.restrictTo(issuerOrigin ?? url.origin);
+    checkContentUrls(protocol, findings);
     if (!certificate) {
       findings.fail(`${url.href} was not served over TLS: no server certificate`, "TLS_FAILED");
       return findings.outcome("");
     }
     context.certificate = certificate;
-    const issuerOrigin = issuerOriginOf(protocol, findings);
     if (issuerOrigin && issuerOrigin !== url.origin) {
       findings.fail(`protocol served from ${url.origin}, but its issuer url is ${protocol.issuer.url}`);
     }
@@ -55,6 +57,8 @@ export async function readProtocol(context: VerifyContext): Promise<StepOutcome>
   const issuerOrigin = issuerOriginOf(protocol, findings);
   if (!issuerOrigin) return findings.outcome("");
   context.origin = issuerOrigin;
+  context.web.restrictTo(issuerOrigin);
+  checkContentUrls(protocol, findings);
   const url = checkedHttps(protocolUrl(issuerOrigin, protocol.instance_hash), findings, "issuer url");
   if (!url) return findings.outcome("");
   try {
@@ -128,4 +132,24 @@ function issuerOriginOf(protocol: InstanceProtocol, findings: Findings): string 
 
 function describe(certificate: ServerCertificate): string {
   return `${short(certificate.fingerprint)} (valid ${iso(certificate.notBefore)} to ${iso(certificate.notAfter)})`;
+}
+
+/**
+ * Every data URL of a protocol is the issuer's content-addressed URL for its hash (DESIGN.md): anything
+ * else is refused rather than fetched.
+ */
+export function checkContentUrls(protocol: InstanceProtocol, findings: Findings): void {
+  const base = protocol.issuer.url.replace(/\/+$/, "");
+  const expected: Array<[string, string, string]> = [
+    ["model_data", protocol.model_data, `${base}/models/${protocol.model_hash}`],
+    ["instance_data", protocol.instance_data, `${base}/instances/${protocol.instance_hash}/input`],
+  ];
+  for (const entry of protocol.instance_protocol) {
+    expected.push([`state_data of seq ${entry.seq}`, entry.state_data, `${base}/states/${entry.state_hash}`]);
+  }
+  const wrong = expected.filter(([, actual, canonical]) => actual !== canonical);
+  for (const [what, actual, canonical] of wrong.slice(0, 5)) {
+    findings.fail(`${what} is ${actual}, not the issuer's content-addressed URL ${canonical}`);
+  }
+  if (wrong.length > 5) findings.fail(`${wrong.length - 5} more data URLs are not the issuer's`);
 }
