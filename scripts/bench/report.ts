@@ -1,3 +1,5 @@
+import path from "node:path";
+import fs from "node:fs";
 import { int } from "./common";
 import { type BenchResults } from "./index";
 
@@ -184,6 +186,8 @@ export function renderMarkdown(results: BenchResults): string {
       "from the document or served in ranges) and the events consumed as they are read.",
   );
 
+  out.push(...loadTestSection());
+
   if (results.goals.length > 0) {
     out.push(
       "",
@@ -196,4 +200,55 @@ export function renderMarkdown(results: BenchResults): string {
     );
   }
   return out.join("\n") + "\n";
+}
+
+/**
+ * The HTTPS server under load, from the last `scripts/load-test.ts` run (load-test.json; see LOADTEST.md).
+ * It is a separate script because it needs minutes of its own; its figures are copied here, not re-measured.
+ */
+function loadTestSection(): string[] {
+  const file = path.join(__dirname, "..", "..", "load-test.json");
+  if (!fs.existsSync(file)) return [];
+  const load = JSON.parse(fs.readFileSync(file, "utf8")) as {
+    date: string;
+    machine: { load_average: number[] };
+    options: { seconds: number; connections: number; subscribers: number };
+    protocol: { states: number; bytes: number };
+    http: { requests: number; requests_per_second: number; errors: number; latency_ms: Record<string, number> };
+    sse: { clients: number; complete: number; events_delivered: number; duplicates: number };
+  };
+  const { sse } = load;
+  return [
+    "",
+    "## 5. Server under load",
+    "",
+    `From \`scripts/load-test.ts\` (${load.date}, load average ${load.machine.load_average[0]}; details in LOADTEST.md): ` +
+      `protocol GETs (${load.protocol.states} states, ${load.protocol.bytes} bytes) from ${load.options.connections} ` +
+      `keep-alive connections for ${load.options.seconds} s while a run is tracked and streamed to ${load.options.subscribers} SSE subscribers.`,
+    "",
+    table(
+      [
+        "requests",
+        "requests/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "SSE subscribers complete",
+        "events delivered",
+        "duplicates",
+      ],
+      [
+        [
+          String(load.http.requests),
+          `**${Math.round(load.http.requests_per_second)}**`,
+          load.http.latency_ms.p50.toFixed(1),
+          load.http.latency_ms.p99.toFixed(1),
+          String(load.http.errors),
+          `${sse.complete}/${sse.clients}`,
+          String(sse.events_delivered),
+          String(sse.duplicates),
+        ],
+      ],
+    ),
+  ];
 }
