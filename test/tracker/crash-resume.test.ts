@@ -10,6 +10,7 @@ import { loadModel } from "../../src/model/load";
 import { readJournal, unfinishedInstances } from "../../src/tracker/resume";
 import { TransactionSender } from "../../src/tracker/sender";
 import { verifyProtocol } from "../../src/verify";
+import { runCli } from "../helpers/cli-run";
 import { crashCampaign } from "../helpers/crash";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
@@ -169,8 +170,11 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       await sleep(150);
       killed.kill();
       await killed.exited;
-      const unfinished = unfinishedInstances(issuer.home); // what `run --list-unfinished` prints
+      const unfinished = unfinishedInstances(issuer.home);
       expect(unfinished).to.have.length(1);
+      const listed = await runCli(["--home", issuer.home.root, "--json", "run", "--list-unfinished"]);
+      expect(listed.code).to.equal(0);
+      expect(JSON.parse(listed.stdout)).to.deep.equal({ unfinished });
       expect(unfinished[0].error).to.equal(null);
       const next = cli(runArgs("next"));
       const { code, stdout } = await next.exited;
