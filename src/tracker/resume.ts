@@ -222,6 +222,14 @@ export async function resumeInstance(
   const { home, identity } = ctx.options;
   const log = ctx.options.log ?? (() => undefined);
   const summary = readJournal(home, instance);
+  const pidFile = path.join(home.instanceDir(instance), "tracker.pid");
+  if (trackerAlive(pidFile)) {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `instance ${instance} is being tracked by process ${fs.readFileSync(pidFile, "utf8").trim()}`,
+      { hint: "one tracker per instance: wait for that process to finish (or stop it), then resume" },
+    );
+  }
   if (summary.anchor !== ctx.anchor.mode) {
     throw new StatetrailError("INVALID_ARGUMENT", `instance ${instance} was tracked with --anchor ${summary.anchor}`, {
       hint: `resume it with --anchor ${summary.anchor}`,
