@@ -32,8 +32,8 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
   const chain = useHardhatNode();
 
   it("SIGKILLed at random points and resumed: the chain equals the journal, no state twice, protocols valid", async function () {
-    // 10 kills by default (about 45 s); STATETRAIL_CRASH_KILLS=50 runs the full campaign here too.
-    const kills = Number(process.env.STATETRAIL_CRASH_KILLS ?? 10);
+    // The issue's campaign: at least 50 SIGKILLs (about 3 minutes on 2 cores); STATETRAIL_CRASH_KILLS changes it.
+    const kills = Number(process.env.STATETRAIL_CRASH_KILLS ?? 50);
     this.timeout(Math.max(180_000, kills * 15_000));
     const result = await crashCampaign({
       rpcUrl: chain.url,
@@ -45,7 +45,7 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
     });
     console.log(`      ${result.kills} SIGKILLs over ${result.runs.length} runs, ${result.problems.length} problems`);
     expect(result.problems).to.deep.equal([]);
-    expect(result.kills).to.be.at.least(Math.min(kills, 4));
+    expect(result.kills).to.be.at.least(kills);
     for (const run of result.runs) {
       expect(run.verdict, run.instance).to.equal("valid");
       expect(run.onChain, run.instance).to.equal(run.states);
