@@ -16,6 +16,7 @@ import {
   type StateType,
   type UnsignedProtocol,
 } from "../protocol/schema";
+import { contentUrls, initialProtocol } from "../protocol/urls";
 import { type Home } from "../store/home";
 import { ChainView } from "../verify/chain";
 import { rebuildChain, type RebuiltChain } from "../verify/rebuild";
@@ -294,9 +295,8 @@ export async function resumeInstance(
   });
   const createdAt = chain.created!.at;
 
-  const protocol: UnsignedProtocol = {
-    protocol_version: 1,
-    chain_id: ctx.options.chainId,
+  const protocol = initialProtocol({
+    chainId: ctx.options.chainId,
     registries: ctx.options.registries,
     issuer: {
       address: issuer,
@@ -304,18 +304,12 @@ export async function resumeInstance(
       url: identity.url,
       certificate_fingerprint: identity.certificate_fingerprint,
     },
-    model_hash: model.hash,
-    model_data: `${identity.url}/models/${model.hash}`,
-    instance_hash: instance,
-    instance_data: `${identity.url}/instances/${instance}/input`,
-    instance_nonce: summary.record.nonce,
+    modelHash: model.hash,
+    instanceHash: instance,
+    nonce: summary.record.nonce,
     created: { block_nr: createdAt.blockNumber, transaction_hash: createdAt.transactionHash },
-    status: "running",
-    instance_protocol: [],
-    head: { seq: -1, state_hash: instance },
-    terminated: null,
-  };
-  const stateUrl = (hash: HexHash): string => `${identity.url}/states/${hash}`;
+  });
+  const stateUrl = contentUrls(identity.url).state;
   // The states already on-chain enter the protocol as the chain has them.
   for (const state of chain.states) {
     const data = summary.states[state.seq].data;

@@ -19,6 +19,7 @@ import {
   type UnsignedProtocol,
 } from "../protocol/schema";
 import { signProtocol } from "../protocol/signing";
+import { contentUrls, initialProtocol } from "../protocol/urls";
 import { type Home } from "../store/home";
 import { CertificateRegistry__factory, InstanceRegistry__factory, ModelRegistry__factory } from "../../typechain-types";
 import { createAnchor, DEFAULT_ANCHOR_SETTINGS, type Anchor } from "./anchors";
@@ -130,7 +131,7 @@ export class Tracker {
     }
     const tx = await this.models.registerModel.populateTransaction(
       toBytes32(model.hash),
-      `${this.options.identity.url}/models/${model.hash}`,
+      contentUrls(this.options.identity.url).model(model.hash),
     );
     const receipt = await this.sender.sendAndWait(tx, "registerModel");
     return { registered: true, transactionHash: receipt.hash };
@@ -172,9 +173,8 @@ export class Tracker {
     });
     this.log(`instance ${instance} created in block ${created.blockNumber}`);
 
-    const protocol: UnsignedProtocol = {
-      protocol_version: 1,
-      chain_id: this.options.chainId,
+    const protocol = initialProtocol({
+      chainId: this.options.chainId,
       registries: this.options.registries,
       issuer: {
         address: issuer,
@@ -182,28 +182,16 @@ export class Tracker {
         url: identity.url,
         certificate_fingerprint: identity.certificate_fingerprint,
       },
-      model_hash: model.hash,
-      model_data: `${identity.url}/models/${model.hash}`,
-      instance_hash: instance,
-      instance_data: `${identity.url}/instances/${instance}/input`,
-      instance_nonce: record.nonce,
+      modelHash: model.hash,
+      instanceHash: instance,
+      nonce: record.nonce,
       created: { block_nr: created.blockNumber, transaction_hash: created.hash },
-      status: "running",
-      instance_protocol: [],
-      head: { seq: -1, state_hash: instance },
-      terminated: null,
-    };
+    });
     let publisher: Publisher | undefined = undefined;
-    const run = new TrackedInstance(
-      instance,
-      journal,
-      protocol,
-      (hash) => `${identity.url}/states/${hash}`,
-      (seq) => {
-        this.options.onProgress?.({ kind: "final", instance, seq });
-        publisher?.request();
-      },
-    );
+    const run = new TrackedInstance(instance, journal, protocol, contentUrls(identity.url).state, (seq) => {
+      this.options.onProgress?.({ kind: "final", instance, seq });
+      publisher?.request();
+    });
     publisher = new Publisher(
       () => this.publish(protocol),
       this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,

@@ -1,5 +1,6 @@
 import { isStatetrailError } from "../../errors";
 import { parseProtocol, protocolSchema, type InstanceProtocol } from "../../protocol/schema";
+import { contentUrls } from "../../protocol/urls";
 import { type VerifyContext } from "../context";
 import { originOf } from "../fetcher";
 import { Findings, iso, sameAddress, short, type StepOutcome } from "../findings";
@@ -139,13 +140,13 @@ function describe(certificate: ServerCertificate): string {
  * else is refused rather than fetched.
  */
 export function checkContentUrls(protocol: InstanceProtocol, findings: Findings): void {
-  const base = protocol.issuer.url.replace(/\/+$/, "");
+  const urls = contentUrls(protocol.issuer.url);
   const expected: Array<[string, string, string]> = [
-    ["model_data", protocol.model_data, `${base}/models/${protocol.model_hash}`],
-    ["instance_data", protocol.instance_data, `${base}/instances/${protocol.instance_hash}/input`],
+    ["model_data", protocol.model_data, urls.model(protocol.model_hash)],
+    ["instance_data", protocol.instance_data, urls.input(protocol.instance_hash)],
   ];
   for (const entry of protocol.instance_protocol) {
-    expected.push([`state_data of seq ${entry.seq}`, entry.state_data, `${base}/states/${entry.state_hash}`]);
+    expected.push([`state_data of seq ${entry.seq}`, entry.state_data, urls.state(entry.state_hash)]);
   }
   const wrong = expected.filter(([, actual, canonical]) => actual !== canonical);
   for (const [what, actual, canonical] of wrong.slice(0, 5)) {

@@ -1,0 +1,45 @@
+import { type HexHash } from "../chain/hash";
+import { type Registries, type UnsignedProtocol } from "./schema";
+
+/**
+ * The issuer's content-addressed URLs (DESIGN.md): the one definition the tracker writes into protocols,
+ * the CLI prints and the verifier requires.
+ */
+export const contentUrls = (base: string) => {
+  const root = base.replace(/\/+$/, "");
+  return {
+    model: (hash: HexHash) => `${root}/models/${hash}`,
+    state: (hash: HexHash) => `${root}/states/${hash}`,
+    input: (instance: HexHash) => `${root}/instances/${instance}/input`,
+    protocol: (instance: HexHash) => `${root}/instances/${instance}/protocol`,
+  };
+};
+
+/** A protocol of a just-created instance: no state yet, running. */
+export function initialProtocol(fields: {
+  chainId: number;
+  registries: Registries;
+  issuer: UnsignedProtocol["issuer"];
+  modelHash: HexHash;
+  instanceHash: HexHash;
+  nonce: HexHash;
+  created: UnsignedProtocol["created"];
+}): UnsignedProtocol {
+  const urls = contentUrls(fields.issuer.url);
+  return {
+    protocol_version: 1,
+    chain_id: fields.chainId,
+    registries: fields.registries,
+    issuer: fields.issuer,
+    model_hash: fields.modelHash,
+    model_data: urls.model(fields.modelHash),
+    instance_hash: fields.instanceHash,
+    instance_data: urls.input(fields.instanceHash),
+    instance_nonce: fields.nonce,
+    created: fields.created,
+    status: "running",
+    instance_protocol: [],
+    head: { seq: -1, state_hash: fields.instanceHash },
+    terminated: null,
+  };
+}
