@@ -8,7 +8,9 @@ import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 /// @notice See {IInstanceRegistry}.
 /// @dev Gas is a feature: `registerState` reads and writes a single warm-able slot. The slot holds the
 /// head while the instance runs and a sentinel (the status number) once it is terminated, so the
-/// append path needs no second read. Hashes at or below `_MAX_SENTINEL` are refused everywhere.
+/// append path needs no second read. Hashes at or below `_MAX_SENTINEL` are refused everywhere, and a
+/// state hash equal to its instance hash is refused too: the head equals the instance hash exactly while no
+/// state was registered, which is what {terminateAnchored} relies on to keep the anchoring modes apart.
 contract InstanceRegistry is IInstanceRegistry {
     uint256 private constant _MAX_SENTINEL = uint256(type(InstanceStatus).max);
 
@@ -33,7 +35,7 @@ contract InstanceRegistry is IInstanceRegistry {
 
     /// @inheritdoc IInstanceRegistry
     function registerState(bytes32 instanceHash, bytes32 stateHash, bytes32 prevStateHash) external {
-        _requireUnreserved(stateHash);
+        _requireStateHash(instanceHash, stateHash);
         _requireHead(instanceHash, prevStateHash);
         _heads[msg.sender][instanceHash] = stateHash;
         emit StateRegistered(msg.sender, instanceHash, stateHash, prevStateHash);
@@ -44,7 +46,7 @@ contract InstanceRegistry is IInstanceRegistry {
         uint256 length = stateHashes.length;
         if (length == 0) revert EmptyBatch();
         for (uint256 i = 0; i < length; ++i) {
-            _requireUnreserved(stateHashes[i]);
+            _requireStateHash(instanceHash, stateHashes[i]);
         }
         _requireHead(instanceHash, prevStateHash);
         _heads[msg.sender][instanceHash] = stateHashes[length - 1];
@@ -70,7 +72,7 @@ contract InstanceRegistry is IInstanceRegistry {
     ) external {
         if (status == InstanceStatus.None || status == InstanceStatus.Running) revert InvalidTerminalStatus(status);
         if (stateCount == 0) revert EmptyBatch();
-        _requireUnreserved(finalHead);
+        _requireStateHash(instanceHash, finalHead);
         _requireHead(instanceHash, instanceHash);
         _heads[msg.sender][instanceHash] = bytes32(uint256(status));
         _finalHeads[msg.sender][instanceHash] = finalHead;
@@ -98,7 +100,7 @@ contract InstanceRegistry is IInstanceRegistry {
 
     /// @inheritdoc IInstanceRegistry
     function version() external pure returns (string memory) {
-        return "1.0.0";
+        return "1.1.0";
     }
 
     /// @dev Reverts unless `prevStateHash` is the head of the caller's running instance.
@@ -110,6 +112,15 @@ contract InstanceRegistry is IInstanceRegistry {
                 revert InstanceAlreadyTerminated(msg.sender, instanceHash, InstanceStatus(uint256(head)));
             }
             revert HeadMismatch(instanceHash, head, prevStateHash);
+        }
+    }
+
+    /// @dev Reverts for a state hash that is reserved (a sentinel) or equal to its instance hash (the head
+    /// before any state). One more comparison on the append path; the cause is told apart only when reverting.
+    function _requireStateHash(bytes32 instanceHash, bytes32 stateHash) private pure {
+        if (uint256(stateHash) <= _MAX_SENTINEL || stateHash == instanceHash) {
+            _requireUnreserved(stateHash);
+            revert StateHashIsInstanceHash(instanceHash);
         }
     }
 

@@ -61,6 +61,11 @@ interface IInstanceRegistry {
 
     /// @notice A hash is zero or one of the reserved status sentinels (values 0 to 4).
     error ReservedHash(bytes32 hash);
+    /// @notice A state hash (or an anchored instance's final head) equals its instance hash. The head is the
+    /// instance hash exactly while no state has been registered: such a state would put the head back to the
+    /// creation head and let an instance whose states were registered one by one be closed with
+    /// {terminateAnchored}, mixing the anchoring modes.
+    error StateHashIsInstanceHash(bytes32 instanceHash);
     /// @notice The model was never registered in the model registry.
     error ModelNotRegistered(bytes32 modelHash);
     /// @notice The caller already has an instance with this hash.
@@ -80,9 +85,11 @@ interface IInstanceRegistry {
     function createInstance(bytes32 instanceHash, bytes32 modelHash) external;
 
     /// @notice Appends `stateHash` to the caller's instance; `prevStateHash` must be the current head.
+    /// `stateHash` may not be reserved nor equal to `instanceHash`.
     function registerState(bytes32 instanceHash, bytes32 stateHash, bytes32 prevStateHash) external;
 
     /// @notice Appends `stateHashes` in order to the caller's instance; `prevStateHash` must be the current head.
+    /// No element may be reserved nor equal to `instanceHash`.
     function registerStates(bytes32 instanceHash, bytes32 prevStateHash, bytes32[] calldata stateHashes) external;
 
     /// @notice Terminates the caller's instance; `finalHead` must be the current head.
@@ -97,6 +104,9 @@ interface IInstanceRegistry {
     /// (`finalHead`, then returned by {instanceOf}) and `trail`, the digest of their order:
     /// `t = instanceHash; for each state hash h in order: t = sha256(t ++ h)`. An auditor recomputes
     /// `trail` from the published protocol, so no state can be withheld, added or reordered afterwards.
+    /// Since no state hash can equal its instance hash, the head is the instance hash only before any state
+    /// was registered: an instance registered state by state can never be closed this way. `finalHead` may
+    /// not be reserved nor equal to `instanceHash`.
     function terminateAnchored(
         bytes32 instanceHash,
         bytes32 finalHead,

@@ -353,9 +353,9 @@ describe("InstanceRegistry", function () {
   });
 
   describe("version", function () {
-    it("is 1.0.0", async function () {
+    it("is 1.1.0 (1.1: a state hash equal to its instance hash is refused)", async function () {
       const { instances } = await loadFixture(deployInstanceRegistryFixture);
-      expect(await instances.version()).to.equal("1.0.0");
+      expect(await instances.version()).to.equal("1.1.0");
     });
   });
 });
