@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   AWS_FAILED: "AWS Step Functions returned an error.",
   // protocol, server, verifier
   PROTOCOL_INVALID: "The instance protocol does not match its schema.",
+  PROTOCOL_VERSION: "The instance protocol or state data is of a version this verifier does not read.",
+  NOT_REPLAYABLE: "The recorded run can't be replayed from the model, so its conformance can't be established.",
   NOT_FOUND: "The requested item does not exist.",
   FETCH_FAILED: "A document could not be fetched.",
   TLS_FAILED: "The TLS connection could not be established or its certificate was refused.",

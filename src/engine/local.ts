@@ -7,7 +7,7 @@ import { StatetrailError, toStatetrailError } from "../errors";
 import { assertLocalSupported } from "../model/features";
 import { type AslDefinition, type LoadedModel } from "../model/types";
 import { forEachState, validateDefinition } from "../model/validate";
-import { type IterationStep } from "../protocol/schema";
+import { type ErrorInfo, type IterationStep, type Outcome } from "../protocol/schema";
 import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
 import { type AslStateType, type Engine, type EngineEvent, type StartOptions, type StateEnteredEvent } from "./types";
 
@@ -64,6 +64,7 @@ export interface TaggedEvent {
 export interface InterpreterOptions {
   /** Handlers already resolved per Task state name. */
   handlers: Map<string, { handler: TaskHandler; resource: string }>;
+  /** The Context Object; its `Execution.StartTime` is what every run and nested run sees (as on AWS). */
   context: ContextObject;
   skipWaits?: boolean;
   /** The run is aborted when more states than this are entered (default 10,000). */
@@ -78,6 +79,60 @@ export interface InterpreterRun {
   done: Promise<void>;
   /** Was the run aborted because it entered more than `maxSteps` states? */
   limitExceeded(): boolean;
+  /** What each Task handler call returned or threw, in call order (see {@link TaskCallLog}). */
+  taskCalls: TaskCallLog;
+}
+
+/**
+ * The raw outcome of every Task handler call, queued per iteration path and state name in call order.
+ * The library's events carry only the processed output, so the mapper takes a Task attempt's raw result
+ * from here when the attempt's StateExited or StateFailed arrives. Attempts of one state in one iteration
+ * run one after another, so the queue's head belongs to the attempt whose end is being mapped; a failure
+ * before the handler (InputPath/Parameters) repeats on every attempt with the same input, so it never
+ * leaves a later attempt's call at the head.
+ */
+export class TaskCallLog {
+  private readonly calls = new Map<string, Outcome[]>();
+
+  static key(path: IterationStep[], name: string): string {
+    return `${JSON.stringify(path)}\u0000${name}`;
+  }
+
+  record(key: string, outcome: Outcome): void {
+    const queue = this.calls.get(key);
+    if (queue) queue.push(outcome);
+    else this.calls.set(key, [outcome]);
+  }
+
+  take(key: string): Outcome | undefined {
+    const queue = this.calls.get(key);
+    const head = queue?.shift();
+    if (queue && queue.length === 0) this.calls.delete(key);
+    return head;
+  }
+}
+
+/**
+ * Runs `start` with `new Date()` (no arguments) reading `iso`: the library stamps `$$.Execution.StartTime`
+ * with the wall clock when a run starts (synchronously, in `run`), and AWS gives every state of an
+ * execution, nested iterations included, the execution's start time. `Date.now()` is left alone.
+ */
+function withStartTime<T>(iso: string | undefined, start: () => T): T {
+  const fixed = iso === undefined ? NaN : Date.parse(iso);
+  if (Number.isNaN(fixed)) return start();
+  const RealDate = Date;
+  class StartDate extends RealDate {
+    constructor(...args: unknown[]) {
+      if (args.length === 0) super(fixed);
+      else super(...(args as [string]));
+    }
+  }
+  globalThis.Date = StartDate as DateConstructor;
+  try {
+    return start();
+  } finally {
+    globalThis.Date = RealDate;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -110,6 +165,8 @@ interface Group {
 
 interface RunStore {
   path: IterationStep[];
+  /** The execution's start time (ISO), for nested runs' `$$.Execution.StartTime`. */
+  startTime: string | undefined;
   /** Parallel groups of the runs nested directly in this one, by Parallel state name. */
   parallelGroups: Map<string, Group>;
 }
@@ -165,8 +222,14 @@ function installNestingPatch(): void {
     }
 
     const step: IterationStep = { parent: info.parent, kind: info.kind, index };
-    const store: RunStore = { path: [...(parentStore?.path ?? []), step], parallelGroups: new Map() };
-    const execution = runStore.run(store, () => original.call(this, input, options));
+    const store: RunStore = {
+      path: [...(parentStore?.path ?? []), step],
+      startTime: parentStore?.startTime,
+      parallelGroups: new Map(),
+    };
+    const execution = runStore.run(store, () =>
+      withStartTime(store.startTime, () => original.call(this, input, options)),
+    );
 
     let markDrained!: () => void;
     const drained = new Promise<void>((resolve) => (markDrained = resolve));
@@ -243,36 +306,43 @@ export function startInterpreter(
     if (options.skipWaits && state.Type === "Wait") waitOverrides[name] = 1;
     if (options.skipWaits && Array.isArray(state.Retry)) retryOverrides[name] = 1;
   });
+  const taskCalls = new TaskCallLog();
   for (const [name, { handler, resource }] of options.handlers) {
     localHandlers[name] = (async (taskInput: unknown) => {
-      const context: TaskHandlerContext = {
-        stateName: name,
-        resource,
-        iterationPath: runStore.getStore()?.path ?? [],
-        contextObject: options.context,
-      };
+      const iterationPath = runStore.getStore()?.path ?? [];
+      const key = TaskCallLog.key(iterationPath, name);
+      const context: TaskHandlerContext = { stateName: name, resource, iterationPath, contextObject: options.context };
       let output: unknown;
       try {
         output = await handler(taskInput, context);
-      } catch (error) {
-        throw error instanceof Error ? error : new Error(typeof error === "string" ? error : JSON.stringify(error));
+      } catch (thrown) {
+        const error =
+          thrown instanceof Error ? thrown : new Error(typeof thrown === "string" ? thrown : JSON.stringify(thrown));
+        taskCalls.record(key, { error: libraryErrorInfo(error) });
+        throw error;
       }
-      return (output === undefined ? null : output) as never;
+      const result = output === undefined ? null : output;
+      // A copy: the library may process (and so mutate) the very object the handler returned.
+      taskCalls.record(key, { result: JSON.parse(JSON.stringify(result)) as unknown });
+      return result as never;
     }) as (input: never) => Promise<never>;
   }
 
   const machine = new StateMachine(copy as never, { validationOptions: { noValidate: true } });
-  const rootStore: RunStore = { path: [], parallelGroups: new Map() };
+  const startTime = options.context.Execution.StartTime;
+  const rootStore: RunStore = { path: [], startTime, parallelGroups: new Map() };
   const execution = runStore.run(rootStore, () =>
-    machine.run(input as never, {
-      overrides: {
-        taskResourceLocalHandlers: localHandlers as never,
-        waitTimeOverrides: waitOverrides,
-        retryIntervalOverrides: retryOverrides,
-      },
-      noThrowOnAbort: true,
-      context: options.context as never,
-    }),
+    withStartTime(startTime, () =>
+      machine.run(input as never, {
+        overrides: {
+          taskResourceLocalHandlers: localHandlers as never,
+          waitTimeOverrides: waitOverrides,
+          retryIntervalOverrides: retryOverrides,
+        },
+        noThrowOnAbort: true,
+        context: options.context as never,
+      }),
+    ),
   );
   const done = execution.result.then(
     () => undefined,
@@ -344,7 +414,7 @@ export function startInterpreter(
       execution.abort();
     }
   }
-  return { events: events(), abort: execution.abort, done, limitExceeded: () => limitExceeded };
+  return { events: events(), abort: execution.abort, done, limitExceeded: () => limitExceeded, taskCalls };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -429,20 +499,39 @@ function causeString(cause: unknown): string | undefined {
   }
 }
 
+/** The error of a thrown Error as the library reports it (StateFailed / ExecutionFailed: name, cause ?? message). */
+function libraryErrorInfo(error: Error): ErrorInfo {
+  const cause = causeString((error as { cause?: unknown }).cause ?? error.message);
+  return { error: error.name, ...(cause !== undefined ? { cause } : {}) };
+}
+
+/** A Task attempt entered whose end has not been mapped yet. */
+interface OpenAttempt {
+  event: StateEnteredEvent;
+  key: string;
+  scope: string;
+}
+
 /**
  * Maps the library's events to EngineEvents:
  *  - StateEntered → a state event (attempt 0); every StateRetried → another state event of the same state
  *    with attempt n (the n-th retry) and the same input;
+ *  - a Task attempt is held until it ends: StateExited gives it the handler's raw result (from the
+ *    {@link TaskCallLog}), StateFailed its error (and the raw result when the handler returned and processing
+ *    failed); attempts still open when their iteration or the execution ends are emitted with a null outcome;
  *  - StateFailed remembers the error; StateCaught marks it caught, and the next state entered in the same
  *    iteration path (the Catch's Next) carries it as `caughtError`;
  *  - the root execution's end → one `end` event (a timeout ends as failed with States.Timeout).
  */
 export class LibraryEventMapper {
-  private readonly lastError = new Map<string, { error: string; cause?: string }>();
+  private readonly lastError = new Map<string, ErrorInfo>();
   private readonly attempts = new Map<string, number>();
-  private readonly caught = new Map<string, { error: string; cause?: string }>();
+  private readonly caught = new Map<string, ErrorInfo>();
+  private readonly open = new Map<string, OpenAttempt>();
 
-  map({ event, path: iterationPath }: TaggedEvent): EngineEvent | null {
+  constructor(private readonly taskCalls: TaskCallLog = new TaskCallLog()) {}
+
+  map({ event, path: iterationPath }: TaggedEvent): EngineEvent[] {
     const scope = JSON.stringify(iterationPath);
     switch (event.type) {
       case "StateEntered": {
@@ -451,58 +540,108 @@ export class LibraryEventMapper {
         this.lastError.delete(key);
         const caughtError = this.caught.get(scope) ?? null;
         this.caught.delete(scope);
-        return this.stateEvent(event.state, iterationPath, 0, caughtError);
+        return this.entered(event.state, iterationPath, 0, caughtError);
+      }
+      case "StateExited": {
+        const key = TaskCallLog.key(iterationPath, event.state.name);
+        const open = this.open.get(key);
+        if (!open) return [];
+        this.open.delete(key);
+        const call = this.taskCalls.take(key);
+        open.event.outcome = call && "result" in call ? { result: call.result } : { result: null };
+        return [open.event];
       }
       case "StateFailed": {
-        this.lastError.set(`${scope}\u0000${event.state.name}`, {
-          error: String(event.Error),
-          cause: causeString(event.Cause),
-        });
-        return null;
+        const error: ErrorInfo = { error: String(event.Error), cause: causeString(event.Cause) };
+        if (error.cause === undefined) delete error.cause;
+        this.lastError.set(`${scope}\u0000${event.state.name}`, error);
+        const key = TaskCallLog.key(iterationPath, event.state.name);
+        const open = this.open.get(key);
+        if (!open) return [];
+        this.open.delete(key);
+        const call = this.taskCalls.take(key);
+        open.event.outcome = call && "result" in call && !call.error ? { result: call.result, error } : { error };
+        return [open.event];
       }
       case "StateRetried": {
         const key = `${scope}\u0000${event.state.name}`;
         const attempt = (this.attempts.get(key) ?? 0) + 1;
         this.attempts.set(key, attempt);
-        return this.stateEvent(event.state, iterationPath, attempt, null);
+        return this.entered(event.state, iterationPath, attempt, null);
       }
       case "StateCaught": {
         const error = this.lastError.get(`${scope}\u0000${event.state.name}`) ?? { error: "States.ALL" };
         this.caught.set(scope, error);
-        return null;
+        return [];
       }
       case "ExecutionSucceeded":
-        if (iterationPath.length > 0) return null;
-        return { kind: "end", status: "succeeded", output: event.output ?? null, error: null };
-      case "ExecutionFailed":
-        if (iterationPath.length > 0) return null;
-        return {
-          kind: "end",
-          status: "failed",
-          output: null,
-          error: { error: String(event.Error), cause: causeString(event.Cause) },
-        };
+        if (iterationPath.length > 0) return this.close(scope);
+        return [...this.close(scope), { kind: "end", status: "succeeded", output: event.output ?? null, error: null }];
+      case "ExecutionFailed": {
+        if (iterationPath.length > 0) return this.close(scope);
+        const cause = causeString(event.Cause);
+        return [
+          ...this.close(scope),
+          {
+            kind: "end",
+            status: "failed",
+            output: null,
+            error: { error: String(event.Error), ...(cause !== undefined ? { cause } : {}) },
+          },
+        ];
+      }
       case "ExecutionAborted":
-        if (iterationPath.length > 0) return null;
-        return { kind: "end", status: "aborted", output: null, error: null };
+        if (iterationPath.length > 0) return this.close(scope);
+        return [...this.close(scope), { kind: "end", status: "aborted", output: null, error: null }];
       case "ExecutionTimeout":
-        if (iterationPath.length > 0) return null;
-        return {
-          kind: "end",
-          status: "failed",
-          output: null,
-          error: { error: "States.Timeout", cause: "the execution ran longer than the definition's TimeoutSeconds" },
-        };
+        if (iterationPath.length > 0) return this.close(scope);
+        return [
+          ...this.close(scope),
+          {
+            kind: "end",
+            status: "failed",
+            output: null,
+            error: { error: "States.Timeout", cause: "the execution ran longer than the definition's TimeoutSeconds" },
+          },
+        ];
       default:
-        return null;
+        return [];
     }
+  }
+
+  /** The attempts still open in `scope` or nested in it (their run ended under them): null outcomes. */
+  private close(scope: string): StateEnteredEvent[] {
+    const prefix = scope === "[]" ? "[" : scope.slice(0, -1);
+    const closed: StateEnteredEvent[] = [];
+    for (const [key, open] of this.open) {
+      if (open.scope === scope || open.scope.startsWith(prefix)) {
+        this.open.delete(key);
+        closed.push(open.event);
+      }
+    }
+    return closed;
+  }
+
+  private entered(
+    state: { name: string; type: string; input: unknown },
+    iterationPath: IterationStep[],
+    attempt: number,
+    caughtError: ErrorInfo | null,
+  ): StateEnteredEvent[] {
+    const event = this.stateEvent(state, iterationPath, attempt, caughtError);
+    if (event.type !== "Task") return [event];
+    const key = TaskCallLog.key(iterationPath, state.name);
+    // An attempt whose end was never reported (it can't be: the library ends one before the next) is not lost.
+    const stale = this.open.get(key);
+    this.open.set(key, { event, key, scope: JSON.stringify(iterationPath) });
+    return stale ? [stale.event] : [];
   }
 
   private stateEvent(
     state: { name: string; type: string; input: unknown },
     iterationPath: IterationStep[],
     attempt: number,
-    caughtError: { error: string; cause?: string } | null,
+    caughtError: ErrorInfo | null,
   ): StateEnteredEvent {
     if (!STATE_TYPES.has(state.type)) {
       throw new StatetrailError(
@@ -518,6 +657,7 @@ export class LibraryEventMapper {
       iterationPath,
       attempt,
       caughtError: caughtError ? { ...caughtError } : null,
+      outcome: null,
     };
   }
 }
@@ -593,19 +733,23 @@ export class LocalEngine implements Engine {
       skipWaits: this.options.skipWaits,
       maxSteps,
     });
-    const mapper = new LibraryEventMapper();
+    const mapper = new LibraryEventMapper(interpreter.taskCalls);
+    yield { kind: "started", context };
     try {
       for await (const tagged of interpreter.events) {
-        const event = mapper.map(tagged);
-        if (!event) continue;
-        if (event.kind === "end") {
-          if (event.status === "aborted" && interpreter.limitExceeded()) {
-            event.error = { error: "statetrail.MaxStepsExceeded", cause: `more than ${maxSteps} states were entered` };
+        for (const event of mapper.map(tagged)) {
+          if (event.kind === "end") {
+            if (event.status === "aborted" && interpreter.limitExceeded()) {
+              event.error = {
+                error: "statetrail.MaxStepsExceeded",
+                cause: `more than ${maxSteps} states were entered`,
+              };
+            }
+            yield event;
+            return;
           }
           yield event;
-          return;
         }
-        yield event;
       }
       throw new StatetrailError("ENGINE_FAILED", "the interpreter's event log ended without the execution's end");
     } finally {

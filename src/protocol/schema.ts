@@ -30,24 +30,51 @@ export const iterationStepSchema = z.object({
 });
 export type IterationStep = z.infer<typeof iterationStepSchema>;
 
+export const errorInfoSchema = z.object({ error: z.string(), cause: z.string().optional() });
+export type ErrorInfo = z.infer<typeof errorInfoSchema>;
+
+/**
+ * How a Task attempt ended: the task's raw result (before ResultSelector/ResultPath/OutputPath), its error,
+ * or both when the task returned and processing its result failed. For the end entry: the execution's
+ * output or error. The verifier's replay feeds exactly these to the model (V9).
+ */
+export const outcomeSchema = z.union([
+  z.object({ result: z.unknown(), error: errorInfoSchema.optional() }).strict(),
+  z.object({ error: errorInfoSchema }).strict(),
+]);
+export type Outcome = z.infer<typeof outcomeSchema>;
+
+/** The version of state data this code writes and reads; earlier versions are refused with STATE_DATA_VERSION. */
+export const STATE_DATA_VERSION = 2;
+
 /**
  * The data of one entry. Its RFC 8785 canonical bytes are what `state_hash` hashes and what
  * `/states/<state_hash>` serves. It names its instance and sequence number, so a state can't be
- * replayed into another instance or another position without changing its hash.
+ * replayed into another instance or another position without changing its hash, and it carries a random
+ * 256-bit salt, so a published hash can't be brute-forced from guessable inputs.
  */
 export const stateDataSchema = z.object({
-  statetrail_state: z.literal(1),
+  statetrail_state: z.literal(STATE_DATA_VERSION),
   instance_hash: hexHashSchema,
   seq: z.number().int().nonnegative(),
+  salt: hexHashSchema,
   state_name: z.string(),
   state_type: stateTypeSchema,
   iteration_path: z.array(iterationStepSchema),
   /** Retry attempt of this state (0 for the first entry). */
   attempt: z.number().int().nonnegative(),
-  /** The state's input as the engine entered it; for end entries the execution's output. */
+  /** The state's raw input as the engine entered it; null for the end entry. */
   input: z.unknown(),
-  /** For a state entered through a Catch, or an execution that failed: the error and cause. */
-  error: z.object({ error: z.string(), cause: z.string().optional() }).nullable(),
+  /** For a state entered through a Catch: the error it caught. */
+  caught: errorInfoSchema.nullable(),
+  /**
+   * Task attempts: how the attempt ended (null: it never ended — the run was aborted while it ran). The end
+   * entry: the execution's output or error (null when aborted). Every other state: null (its output is a
+   * function of its input, recomputed by the replay and checked through the next state's input).
+   */
+  outcome: outcomeSchema.nullable(),
+  /** Entry 0 only: the execution's Context Object (`$$`) the run saw; null on every other entry. */
+  context: z.record(z.unknown()).nullable(),
 });
 export type StateData = z.infer<typeof stateDataSchema>;
 
@@ -88,8 +115,14 @@ export type ProtocolEntry = z.infer<typeof protocolEntrySchema>;
 export const registriesSchema = z.object({ model: addressSchema, certificate: addressSchema, instance: addressSchema });
 export type Registries = z.infer<typeof registriesSchema>;
 
+/**
+ * Version 2 (statetrail 0.2): state data records Task outcomes, the Context Object and a salt, so V9 replays
+ * the run. Version 1 protocols can't be replayed and are refused with PROTOCOL_VERSION.
+ */
+export const PROTOCOL_VERSION = 2;
+
 export const protocolSchema = z.object({
-  protocol_version: z.literal(1),
+  protocol_version: z.literal(PROTOCOL_VERSION),
   chain_id: z.number().int().positive(),
   registries: registriesSchema,
   issuer: z.object({
@@ -141,12 +174,25 @@ export function parseProtocol(source: string | Uint8Array): InstanceProtocol {
   } catch (error) {
     throw new StatetrailError("INVALID_JSON", `protocol is not JSON: ${(error as Error).message}`, { cause: error });
   }
+  const version = (json as { protocol_version?: unknown } | null)?.protocol_version;
+  if (typeof version === "number" && version !== PROTOCOL_VERSION) {
+    throw new StatetrailError(
+      "PROTOCOL_VERSION",
+      `protocol_version ${version} is not supported: this verifier reads version ${PROTOCOL_VERSION}`,
+      {
+        hint:
+          version < PROTOCOL_VERSION
+            ? "version 1 protocols record no Task outcomes, so their runs can't be replayed (V9); verify them with statetrail 0.1, or have the issuer run the workflow again with statetrail 0.2"
+            : "upgrade statetrail",
+      },
+    );
+  }
   const result = safeParseBounded(protocolSchema, json);
   if (!result.success) {
     const problems = describeIssues(result);
     throw new StatetrailError(
       "PROTOCOL_INVALID",
-      `protocol does not match schema version 1:\n  ${problems.join("\n  ")}`,
+      `protocol does not match schema version ${PROTOCOL_VERSION}:\n  ${problems.join("\n  ")}`,
     );
   }
   return result.data;

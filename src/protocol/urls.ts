@@ -1,5 +1,5 @@
 import { type HexHash } from "../chain/hash";
-import { type Registries, type UnsignedProtocol } from "./schema";
+import { PROTOCOL_VERSION, type Registries, type UnsignedProtocol } from "./schema";
 
 /**
  * The issuer's content-addressed URLs (DESIGN.md): the one definition the tracker writes into protocols,
@@ -27,7 +27,7 @@ export function initialProtocol(fields: {
 }): UnsignedProtocol {
   const urls = contentUrls(fields.issuer.url);
   return {
-    protocol_version: 1,
+    protocol_version: PROTOCOL_VERSION,
     chain_id: fields.chainId,
     registries: fields.registries,
     issuer: fields.issuer,

@@ -6,6 +6,8 @@ import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
 import { type EngineEvent } from "../engine/types";
 import { loadModelFromBytes } from "../model/load";
 import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
+import { type ContextObject } from "../engine/context";
+import { buildStateData } from "./state-data";
 import {
   EXECUTION_END_STATE,
   type InstanceProtocol,
@@ -187,7 +189,6 @@ export interface ResumeContext {
   publishIntervalMs: number;
   block(blockNumber: number): Promise<Block>;
   publish(protocol: UnsignedProtocol): Promise<InstanceProtocol>;
-  stateData(instance: HexHash, seq: number, event: EngineEvent): StateData;
   terminate(
     run: TrackedInstance,
     head: HexHash,
@@ -400,9 +401,16 @@ export async function resumeInstance(
       let index = 0;
       log(`re-attaching to the execution of instance ${instance} (${journalled} states journalled)`);
       const input: unknown = JSON.parse(inputBytes.toString("utf8"));
+      let context: ContextObject | null = null;
       for await (const event of ctx.options.engine.run(model, { input, executionName: instance.slice(0, 40) })) {
         if (run.failure !== undefined) throw run.failure;
-        const data = ctx.stateData(instance, index, event);
+        if (event.kind === "started") {
+          context = event.context;
+          continue;
+        }
+        // A journalled entry is rebuilt with its own salt: the history must give the very same bytes.
+        const salt = index < journalled ? summary.states[index].data.salt : undefined;
+        const data = buildStateData(instance, index, event, index === 0 ? context : null, salt);
         if (index < journalled) {
           if (sha256Hex(stateDataBytes(data)) !== summary.states[index].hash) {
             throw new StatetrailError(
@@ -417,17 +425,14 @@ export async function resumeInstance(
         if (event.kind === "end") status = event.status;
       }
     } else {
-      fresh({
-        statetrail_state: 1,
-        instance_hash: instance,
-        seq,
-        state_name: EXECUTION_END_STATE,
-        state_type: "ExecutionAborted",
-        iteration_path: [],
-        attempt: 0,
-        input: null,
-        error: { ...TRACKER_CRASHED },
-      });
+      fresh(
+        buildStateData(
+          instance,
+          seq,
+          { kind: "end", status: "aborted", output: null, error: { ...TRACKER_CRASHED } },
+          null,
+        ),
+      );
       status = "aborted";
     }
     await ctx.anchor.settle(run);

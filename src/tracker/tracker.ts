@@ -4,7 +4,8 @@ import path from "node:path";
 import { type Block, type Signer } from "ethers";
 import { StatetrailError } from "../errors";
 import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
-import { type Engine, type EngineEvent } from "../engine/types";
+import { type Engine } from "../engine/types";
+import { type ContextObject } from "../engine/context";
 import { type IdentityRecord } from "../identity/record";
 import { type LoadedModel } from "../model/types";
 import { validateModel } from "../model/validate";
@@ -26,6 +27,7 @@ import { createAnchor, DEFAULT_ANCHOR_SETTINGS, type Anchor } from "./anchors";
 import { Publisher, TrackedInstance } from "./instance";
 import { Journal, type AnchorMode } from "./journal";
 import { resumeInstance, type ResumeOptions } from "./resume";
+import { buildStateData } from "./state-data";
 import { TransactionSender } from "./sender";
 
 /** On-chain status numbers of InstanceRegistry.InstanceStatus. */
@@ -201,13 +203,18 @@ export class Tracker {
 
     let head = instance;
     let seq = 0;
+    let context: ContextObject | null = null;
     let status: Exclude<InstanceStatus, "running"> = "aborted";
     const limit = this.options.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES;
     try {
       for await (const event of engine.run(model, { input, executionName: instance.slice(0, 40) })) {
         // Stop at the first failed registration instead of at the end of a long run.
         if (run.failure !== undefined) throw run.failure;
-        const data = this.stateData(instance, seq, event);
+        if (event.kind === "started") {
+          context = event.context;
+          continue;
+        }
+        const data = buildStateData(instance, seq, event, seq === 0 ? context : null);
         const bytes = stateDataBytes(data);
         if (bytes.length > limit) {
           throw new StatetrailError("INPUT_TOO_LARGE", `state ${data.state_name} has ${bytes.length} bytes of data`, {
@@ -297,7 +304,6 @@ export class Tracker {
         publishIntervalMs: this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,
         block: (blockNumber) => this.block(blockNumber),
         publish: (protocol) => this.publish(protocol),
-        stateData: (hash, seq, event) => this.stateData(hash, seq, event),
         terminate: (run, head, count, status) => this.terminate(run, head, count, status),
       },
       instance,
@@ -308,34 +314,6 @@ export class Tracker {
   /** Stops the batch timer; call when no run is going on any more. */
   close(): void {
     this.anchor.close();
-  }
-
-  private stateData(instance: HexHash, seq: number, event: EngineEvent): StateData {
-    if (event.kind === "end") {
-      const type = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" } as const;
-      return {
-        statetrail_state: 1,
-        instance_hash: instance,
-        seq,
-        state_name: EXECUTION_END_STATE,
-        state_type: type[event.status],
-        iteration_path: [],
-        attempt: 0,
-        input: event.output ?? null,
-        error: event.error,
-      };
-    }
-    return {
-      statetrail_state: 1,
-      instance_hash: instance,
-      seq,
-      state_name: event.name,
-      state_type: event.type,
-      iteration_path: event.iterationPath,
-      attempt: event.attempt,
-      input: event.input ?? null,
-      error: event.caughtError,
-    };
   }
 
   private async block(blockNumber: number): Promise<Block> {

@@ -236,10 +236,10 @@ function stateHtml(entry: ProtocolEntry, data: StateData | undefined, bad: boole
   const classes = ["state", `type-${entry.state_type}`, end ? "end" : "", bad ? "bad" : ""].filter(Boolean).join(" ");
   const extras: string[] = [];
   if (data && data.attempt > 0) extras.push(`<span class="attempt">attempt ${data.attempt + 1}</span>`);
-  if (data?.error) {
-    extras.push(
-      `<span class="state-error">${text(data.error.error)}${data.error.cause ? `: ${text(data.error.cause)}` : ""}</span>`,
-    );
+  // The error a state was entered with (a Catch), or the one its Task attempt (or the execution) ended with.
+  const error = data?.caught ?? data?.outcome?.error;
+  if (error) {
+    extras.push(`<span class="state-error">${text(error.error)}${error.cause ? `: ${text(error.cause)}` : ""}</span>`);
   }
   const block = link(explorer && `${explorer}/block/${entry.block_nr}`, String(entry.block_nr));
   const tx = link(

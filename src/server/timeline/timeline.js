@@ -309,11 +309,13 @@
     ]);
     if (data && data.attempt > 0)
       main.appendChild(h("span", { className: "attempt", text: " attempt " + (data.attempt + 1) }));
-    if (data && data.error) {
+    // The error a state was entered with (a Catch), or the one its Task attempt (or the execution) ended with.
+    var error = data && (data.caught || (data.outcome && data.outcome.error));
+    if (error) {
       main.appendChild(
         h("span", {
           className: "state-error",
-          text: " " + data.error.error + (data.error.cause ? ": " + data.error.cause : ""),
+          text: " " + error.error + (error.cause ? ": " + error.cause : ""),
         }),
       );
     }

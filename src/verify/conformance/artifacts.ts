@@ -12,6 +12,8 @@ export const DEFAULT_KEPT_STATE_BYTES = 256 * 1024 * 1024;
 export class VerifiedArtifacts {
   /** The model bytes, once V4 found that they hash to model_hash. */
   model: Buffer | null = null;
+  /** The execution input's bytes, once V5 found that they recompute instance_hash. */
+  input: Buffer | null = null;
   private readonly states = new Map<number, StateData>();
   private keptBytes = 0;
 

@@ -1,5 +1,11 @@
 import { type AslState } from "../../model/types";
-import { EXECUTION_END_STATE, type InstanceStatus, type IterationStep, type StateData } from "../../protocol/schema";
+import {
+  EXECUTION_END_STATE,
+  type ErrorInfo,
+  type InstanceStatus,
+  type IterationStep,
+  type StateData,
+} from "../../protocol/schema";
 import { evaluateChoice, mapIterations, waitRequirement, type ChoiceOutcome } from "./evaluate";
 import {
   catchersOf,
@@ -15,10 +21,11 @@ import {
 } from "./model";
 
 /** One recorded state as the conformance check reads it: its state data and its block time. */
-export type ConformanceEntry = Pick<
-  StateData,
-  "seq" | "state_name" | "state_type" | "iteration_path" | "attempt" | "input" | "error"
-> & {
+export type ConformanceEntry = Pick<StateData, "seq" | "state_name" | "state_type" | "iteration_path" | "attempt"> & {
+  /** The state's input; for the end entry the execution's output. */
+  input: unknown;
+  /** The error a state was entered with through a Catch; for the end entry the execution's error. */
+  error: ErrorInfo | null;
   /** Block time of the entry's registration (Unix seconds); null when not known. */
   timestamp: number | null;
   /** The entry was registered in a transaction of its own (per-state anchoring), so its block time dates it. */

@@ -61,6 +61,9 @@ export const instanceStep: Step = {
         findings.fail(
           `instance_data (${bytes.length} bytes) with the nonce recomputes instance hash ${recomputed}, not ${protocol.instance_hash}`,
         );
+      } else {
+        // The bytes the instance hash commits to: the execution input V9 replays the model from.
+        context.artifacts.input = bytes;
       }
       served = `instance_data (${bytes.length} bytes) and nonce recompute the instance hash`;
     } catch (error) {

@@ -1,20 +1,25 @@
 import { sha256Hex } from "../../chain/hash";
 import { loadModelFromBytes } from "../../model/load";
 import { safeParseBounded } from "../../protocol/limits";
-import { stateDataSchema, type StateData } from "../../protocol/schema";
+import { EXECUTION_END_STATE, stateDataSchema, type StateData } from "../../protocol/schema";
 import { checkConformance, type ConformanceEntry, type ConformanceStats } from "../conformance";
+import { replayRun } from "../conformance/replay";
 import { type ReadyContext, type Step } from "../context";
 import { mapBounded } from "../findings";
 import { type StepOutcome } from "../findings";
 
 /**
- * V9: the recorded states are a legal run of the model (see {@link checkConformance}): transitions along
- * the ASL's edges, Choice decisions re-evaluated from the recorded input, Map iteration counts from the
- * recorded input, Map/Parallel nesting, a terminal state consistent with the status.
+ * V9: the recorded run is the model's run. Two checks, both on the data V4–V6 verified:
+ *  - the walk ({@link checkConformance}): transitions along the ASL's edges, Map/Parallel nesting, Wait
+ *    durations against block times, a terminal state consistent with the status — with messages that name
+ *    the edge the record leaves;
+ *  - the replay ({@link replayRun}): the model executed again from the verified execution input and the
+ *    recorded Context Object, each Task attempt fed its recorded outcome; the replayed trace must equal the
+ *    protocol entry by entry. A run that can't be replayed is never valid (an error, NOT_REPLAYABLE).
  *
- * It reads the model bytes V4 verified and the state data V6 verified (kept in the context; data beyond
- * V6's keep budget is fetched again and hash-checked). Skipped when not requested (`--no-conformance`),
- * or when V4 or V6 could not verify what it needs.
+ * It reads the model bytes V4 verified, the input bytes V5 verified and the state data V6 verified (kept in
+ * the context; data beyond V6's keep budget is fetched again and hash-checked). Skipped when not requested
+ * (`--no-conformance`), or when V4, V5 or V6 could not verify what it needs.
  */
 export const conformanceStep: Step = {
   id: "V9",
@@ -22,6 +27,7 @@ export const conformanceStep: Step = {
     const { protocol, settings, artifacts } = context;
     if (!settings.conformance) return { status: "skip", detail: "not requested (--no-conformance)" };
     if (!artifacts.model) return { status: "skip", detail: "the model bytes were not verified (see V4)" };
+    if (!artifacts.input) return { status: "skip", detail: "the execution input was not verified (see V5)" };
     let definition: unknown;
     try {
       definition = loadModelFromBytes(artifacts.model, {
@@ -32,6 +38,13 @@ export const conformanceStep: Step = {
       const message = `the model is not a state machine definition, so no run conforms to it: ${(error as Error).message}`;
       return { status: "fail", detail: message, problems: [message] };
     }
+    let input: unknown;
+    try {
+      input = JSON.parse(artifacts.input.toString("utf8"));
+    } catch (error) {
+      const message = `the execution input is not JSON, so no execution ran on it: ${(error as Error).message}`;
+      return { status: "fail", detail: message, problems: [message] };
+    }
 
     const loaded = await stateData(context);
     if ("outcome" in loaded) return loaded.outcome;
@@ -40,17 +53,20 @@ export const conformanceStep: Step = {
     for (const entry of entries) {
       perTransaction.set(entry.transaction_hash, (perTransaction.get(entry.transaction_hash) ?? 0) + 1);
     }
-    const walk: ConformanceEntry[] = loaded.states.map((data, index) => ({
-      seq: data.seq,
-      state_name: data.state_name,
-      state_type: data.state_type,
-      iteration_path: data.iteration_path,
-      attempt: data.attempt,
-      input: data.input,
-      error: data.error,
-      timestamp: entries[index].timestamp,
-      perState: entries[index].proof === null && perTransaction.get(entries[index].transaction_hash) === 1,
-    }));
+    const walk: ConformanceEntry[] = loaded.states.map((data, index) => {
+      const end = data.state_name === EXECUTION_END_STATE;
+      return {
+        seq: data.seq,
+        state_name: data.state_name,
+        state_type: data.state_type,
+        iteration_path: data.iteration_path,
+        attempt: data.attempt,
+        input: end ? ((data.outcome as { result?: unknown } | null)?.result ?? null) : data.input,
+        error: end ? (data.outcome?.error ?? null) : data.caught,
+        timestamp: entries[index].timestamp,
+        perState: entries[index].proof === null && perTransaction.get(entries[index].transaction_hash) === 1,
+      };
+    });
 
     const result = await checkConformance(definition, walk, protocol.status);
     if (result.violation) {
@@ -60,7 +76,20 @@ export const conformanceStep: Step = {
         problems: [result.violation.message, ...result.notes],
       };
     }
-    const detail = [`${summary(result.stats)}; ${result.ending}`, ...result.notes].join("; ");
+
+    const replay = await replayRun({ definition, input, states: loaded.states, status: protocol.status });
+    if (replay.kind === "not-replayable") {
+      const message = `the run can't be replayed, so its conformance to the model is not established: ${replay.message}`;
+      return { status: "error", detail: message, problems: [message], code: "NOT_REPLAYABLE" };
+    }
+    if (replay.kind === "mismatch") {
+      const message = `the replay of the model disagrees with the protocol: ${replay.message}`;
+      return { status: "fail", detail: message, problems: [message, ...replay.notes] };
+    }
+    const replayed = `replayed from the verified input: ${plural(replay.summary.entries, "entry", "entries")} and ${plural(replay.summary.taskAttempts, "Task outcome")} agree`;
+    const detail = [`${summary(result.stats)}; ${result.ending}`, replayed, ...replay.notes, ...result.notes].join(
+      "; ",
+    );
     return { status: "pass", detail, problems: [] };
   },
 };

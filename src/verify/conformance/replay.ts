@@ -1,0 +1,401 @@
+import { type ContextObject } from "../../engine/context";
+import { LibraryEventMapper, startInterpreter, TaskCallLog, type TaskHandler } from "../../engine/local";
+import { type ExecutionEndEvent, type StateEnteredEvent } from "../../engine/types";
+import { analyzeLocalSupport } from "../../model/features";
+import { forEachState } from "../../model/validate";
+import { canonicalize } from "../../protocol/canonical";
+import {
+  EXECUTION_END_STATE,
+  type ErrorInfo,
+  type InstanceStatus,
+  type IterationStep,
+  type Outcome,
+  type StateData,
+} from "../../protocol/schema";
+
+/**
+ * V9's replay: the model is executed again in the embedded interpreter from the verified execution input and
+ * the recorded Context Object, each Task attempt fed the result or error recorded for it, and the trace it
+ * produces must equal the recorded one, iteration by iteration and branch by branch, entry by entry: names,
+ * types, attempts, inputs, caught errors, outcomes, Map iterations, Parallel branches and the end. Everything
+ * deterministic (Pass, Choice, Wait, Succeed, Fail, intrinsics, the five paths, Retry and Catch routing) is so
+ * checked by construction, the way Temporal's replayer checks a workflow history against its code.
+ *
+ * What is not deterministic is never taken on trust: a model that draws random values (States.UUID,
+ * States.MathRandom), reads what the interpreter does not reproduce (`$$.State`) or uses features it does not
+ * implement can't be replayed, and the replay says so instead of passing.
+ */
+
+export type ReplayVerdict =
+  | { kind: "match"; summary: ReplaySummary; notes: string[] }
+  | { kind: "mismatch"; seq: number | null; message: string; notes: string[] }
+  | { kind: "not-replayable"; message: string };
+
+export interface ReplaySummary {
+  entries: number;
+  taskAttempts: number;
+  iterations: number;
+}
+
+export interface ReplayInput {
+  definition: unknown;
+  /** The execution input, parsed from the bytes V5 verified. */
+  input: unknown;
+  /** The verified state data of every entry, in seq order. */
+  states: readonly StateData[];
+  status: InstanceStatus;
+}
+
+/** The fields the replay compares, in a stable order. */
+interface Comparable {
+  seq: number | null;
+  state_name: string;
+  state_type: string;
+  attempt: number;
+  input: unknown;
+  caught: ErrorInfo | null;
+  outcome: Outcome | null;
+}
+
+/** Quiet turns of the event loop after which a replay whose remaining Tasks all wait is stuck (see below). */
+const QUIET_TURNS = 3;
+/** A replay that makes no progress at all for this long, with nothing waiting, is stopped. */
+const STALL_MS = 30_000;
+
+/** Why a model can't be replayed faithfully, or null. */
+export function nonReplayableReason(definition: unknown): string | null {
+  const unsupported = analyzeLocalSupport(definition).unsupported;
+  if (unsupported.length > 0) {
+    const first = unsupported[0];
+    return `${first.path} uses ${first.feature}, which the verifier's interpreter does not implement`;
+  }
+  let reason: string | null = null;
+  forEachState(definition, ({ name, state }) => {
+    if (reason) return;
+    const own = { ...state } as Record<string, unknown>;
+    delete own.Branches;
+    delete own.Iterator;
+    delete own.ItemProcessor;
+    const text = JSON.stringify(own);
+    const random = /States\.(UUID|MathRandom)\s*\(/.exec(text);
+    if (random) reason = `state "${name}" draws a random value (States.${random[1]}), which no replay can reproduce`;
+    else if (/"\$\$\.State\b/.test(text))
+      reason = `state "${name}" reads $$.State, which the verifier's interpreter does not reproduce`;
+  });
+  return reason;
+}
+
+export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
+  const { definition, states, status } = run;
+  const reason = nonReplayableReason(definition);
+  if (reason) return { kind: "not-replayable", message: reason };
+  if (states.length === 0) return { kind: "mismatch", seq: null, message: "the protocol records no entry", notes: [] };
+  const recordedContext = states[0].context;
+  if (!recordedContext) {
+    return { kind: "mismatch", seq: 0, message: "entry 0 does not record the execution's Context Object", notes: [] };
+  }
+  const recordedEnd = states[states.length - 1];
+
+  // Every Task attempt's recorded outcome, queued per iteration path and state, in seq order.
+  const outcomes = new Map<string, (Outcome | null)[]>();
+  let taskAttempts = 0;
+  for (const data of states) {
+    if (data.state_type !== "Task") continue;
+    taskAttempts += 1;
+    const key = TaskCallLog.key(data.iteration_path, data.state_name);
+    const queue = outcomes.get(key) ?? [];
+    queue.push(data.outcome);
+    outcomes.set(key, queue);
+  }
+
+  let progress = 0;
+  let waiting = 0;
+  let stopped = false;
+  /** Resolves after the replay stops changing: every other branch has run as far as it can. */
+  const quiet = async (): Promise<void> => {
+    for (let still = 0; still < QUIET_TURNS && !stopped;) {
+      const before = progress;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      still = progress === before ? still + 1 : 0;
+    }
+  };
+  const replayHandler: TaskHandler = async (_input, context) => {
+    const outcome = outcomes.get(TaskCallLog.key(context.iterationPath, context.stateName))?.shift();
+    if (!outcome) {
+      // No recorded end for this attempt: it was still running when the execution (or its branch) ended.
+      waiting += 1;
+      return new Promise(() => undefined);
+    }
+    const recorded = outcome.error;
+    if ("result" in outcome || !recorded) return (outcome as { result?: unknown }).result ?? null;
+    // A failure inside a Map or Parallel may end it and abort its siblings: let them first run as far as
+    // their own recorded outcomes take them, as they did in the recorded run.
+    if (context.iterationPath.length > 0) await quiet();
+    const error = new Error(recorded.cause ?? "");
+    error.name = recorded.error;
+    throw error;
+  };
+  const handlers = new Map<string, { handler: TaskHandler; resource: string }>();
+  forEachState(definition, ({ name, state }) => {
+    if (state.Type === "Task") handlers.set(name, { handler: replayHandler, resource: String(state.Resource ?? "") });
+  });
+
+  const context = {
+    ...(recordedContext as ContextObject),
+    Execution: { ...(recordedContext as ContextObject).Execution, Input: run.input },
+  } as ContextObject;
+  const interpreter = startInterpreter(definition as never, run.input, {
+    handlers,
+    context,
+    skipWaits: true,
+    maxSteps: states.length + 16,
+  });
+  const mapper = new LibraryEventMapper(interpreter.taskCalls);
+  const replayed: StateEnteredEvent[] = [];
+  const failedContainers = new Set<string>();
+  let end: ExecutionEndEvent | null = null;
+  let stuck = false;
+
+  // The watchdog: a replay whose every remaining Task waits for an outcome the protocol doesn't record is
+  // stuck; it is stopped and ends as aborted (it matches only a run that ended there).
+  const watchdog = (async () => {
+    let quietTurns = 0;
+    let lastChange = Date.now();
+    while (!stopped) {
+      const before = progress;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (progress !== before) {
+        quietTurns = 0;
+        lastChange = Date.now();
+        continue;
+      }
+      quietTurns += 1;
+      if ((waiting > 0 && quietTurns >= QUIET_TURNS) || Date.now() - lastChange > STALL_MS) {
+        stuck = true;
+        interpreter.abort();
+        return;
+      }
+    }
+  })();
+
+  try {
+    for await (const tagged of interpreter.events) {
+      progress += 1;
+      const { event, path } = tagged;
+      if (event.type === "StateFailed" && (event.state.type === "Map" || event.state.type === "Parallel")) {
+        failedContainers.add(TaskCallLog.key(path, event.state.name));
+      }
+      for (const mapped of mapper.map(tagged)) {
+        if (mapped.kind === "end") end = mapped;
+        else if (mapped.kind === "state") replayed.push(mapped);
+      }
+      if (end) break;
+    }
+  } catch (error) {
+    return { kind: "not-replayable", message: `the replay failed: ${(error as Error).message}` };
+  } finally {
+    stopped = true;
+    interpreter.abort();
+    await watchdog;
+  }
+  if (interpreter.limitExceeded()) {
+    return {
+      kind: "mismatch",
+      seq: null,
+      message: `the replay enters more than ${states.length + 16} states, far more than the ${states.length} entries recorded`,
+      notes: [],
+    };
+  }
+  if (!end) return { kind: "not-replayable", message: "the replay ended without the execution's end" };
+
+  const notes: string[] = [];
+  const mismatch = compareTraces(states, replayed, failedContainers, status === "aborted", notes);
+  if (mismatch) return { kind: "mismatch", ...mismatch, notes };
+  const endMismatch = compareEnd(recordedEnd, end, stuck, definition);
+  if (endMismatch) return { kind: "mismatch", seq: recordedEnd.seq, message: endMismatch, notes };
+  const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
+  return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
+}
+
+function comparable(data: StateData): Comparable {
+  return {
+    seq: data.seq,
+    state_name: data.state_name,
+    state_type: data.state_type,
+    attempt: data.attempt,
+    input: data.input,
+    caught: data.caught,
+    outcome: data.outcome,
+  };
+}
+
+function replayedComparable(event: StateEnteredEvent): Comparable {
+  return {
+    seq: null,
+    state_name: event.name,
+    state_type: event.type,
+    attempt: event.attempt,
+    input: event.input ?? null,
+    caught: event.caughtError,
+    outcome: event.outcome,
+  };
+}
+
+/** An error's canonical form: a missing cause and an empty one are the same (AWS omits empty causes). */
+function normalError(error: ErrorInfo | null | undefined): unknown {
+  if (!error) return null;
+  return { error: error.error, cause: error.cause ?? "" };
+}
+
+function normalOutcome(outcome: Outcome | null): unknown {
+  if (!outcome) return null;
+  return "result" in outcome
+    ? { result: outcome.result === undefined ? null : outcome.result, error: normalError(outcome.error) }
+    : { error: normalError(outcome.error) };
+}
+
+/** The first field in which two entries differ, or null. */
+function difference(recorded: Comparable, replayed: Comparable): string | null {
+  if (recorded.state_name !== replayed.state_name || recorded.state_type !== replayed.state_type) {
+    return `the model's replay enters ${replayed.state_type} "${replayed.state_name}" here, the protocol records ${recorded.state_type} "${recorded.state_name}"`;
+  }
+  if (recorded.attempt !== replayed.attempt) {
+    return `the replay makes attempt ${replayed.attempt} of "${recorded.state_name}" here, the protocol records attempt ${recorded.attempt}`;
+  }
+  if (canonicalize(recorded.input) !== canonicalize(replayed.input)) {
+    return `"${recorded.state_name}" is entered with input ${preview(replayed.input)} in the replay, the protocol records ${preview(recorded.input)}`;
+  }
+  if (canonicalize(normalError(recorded.caught)) !== canonicalize(normalError(replayed.caught))) {
+    return `"${recorded.state_name}" is entered through a Catch of ${preview(replayed.caught)} in the replay, the protocol records ${preview(recorded.caught)}`;
+  }
+  if (canonicalize(normalOutcome(recorded.outcome)) !== canonicalize(normalOutcome(replayed.outcome))) {
+    return `"${recorded.state_name}" ends with ${preview(replayed.outcome)} in the replay, the protocol records ${preview(recorded.outcome)}`;
+  }
+  return null;
+}
+
+function preview(value: unknown): string {
+  const text = value === undefined ? "nothing" : canonicalize(value);
+  return text.length > 160 ? `${text.slice(0, 157)}...` : text;
+}
+
+function where(path: IterationStep[]): string {
+  if (path.length === 0) return "top level";
+  return path
+    .map((step) => `${step.kind === "map" ? "iteration" : "branch"} ${step.index} of "${step.parent}"`)
+    .join(" > ");
+}
+
+/**
+ * Compares the recorded and replayed traces per iteration path (concurrent iterations and branches interleave
+ * freely, each one's own order is fixed). A branch cut short is accepted only where the run was: in a
+ * Map/Parallel that failed (its siblings were aborted wherever they were) or in an aborted execution.
+ */
+function compareTraces(
+  states: readonly StateData[],
+  replayed: readonly StateEnteredEvent[],
+  failedContainers: ReadonlySet<string>,
+  aborted: boolean,
+  notes: string[],
+): { seq: number | null; message: string } | null {
+  const recordedGroups = new Map<string, { path: IterationStep[]; entries: Comparable[] }>();
+  for (const data of states) {
+    if (data.state_name === EXECUTION_END_STATE) continue;
+    const key = JSON.stringify(data.iteration_path);
+    const group = recordedGroups.get(key) ?? { path: data.iteration_path, entries: [] };
+    group.entries.push(comparable(data));
+    recordedGroups.set(key, group);
+  }
+  const replayedGroups = new Map<string, { path: IterationStep[]; entries: Comparable[] }>();
+  for (const event of replayed) {
+    const key = JSON.stringify(event.iterationPath);
+    const group = replayedGroups.get(key) ?? { path: event.iterationPath, entries: [] };
+    group.entries.push(replayedComparable(event));
+    replayedGroups.set(key, group);
+  }
+  const cutShortAllowed = (path: IterationStep[]): boolean => {
+    if (aborted) return true;
+    for (let depth = path.length; depth > 0; depth -= 1) {
+      const step = path[depth - 1];
+      if (failedContainers.has(TaskCallLog.key(path.slice(0, depth - 1), step.parent))) return true;
+    }
+    return false;
+  };
+
+  let cutShort = 0;
+  for (const [key, group] of recordedGroups) {
+    const other = replayedGroups.get(key)?.entries ?? [];
+    const limit = Math.min(group.entries.length, other.length);
+    for (let i = 0; i < limit; i += 1) {
+      const problem = difference(group.entries[i], other[i]);
+      if (problem)
+        return { seq: group.entries[i].seq, message: `seq ${group.entries[i].seq} (${where(group.path)}): ${problem}` };
+    }
+    if (group.entries.length > other.length) {
+      const extra = group.entries[other.length];
+      return {
+        seq: extra.seq,
+        message: `seq ${extra.seq} (${where(group.path)}): the protocol records ${extra.state_type} "${extra.state_name}", where the model's replay ${other.length === 0 ? "never runs this iteration" : `ends after "${other[other.length - 1].state_name}"`}`,
+      };
+    }
+    if (other.length > group.entries.length) {
+      if (!cutShortAllowed(group.path)) {
+        const missing = other[group.entries.length];
+        const last = group.entries[group.entries.length - 1];
+        return {
+          seq: last.seq,
+          message: `${where(group.path)}: the model's replay enters ${missing.state_type} "${missing.state_name}" after seq ${last.seq} "${last.state_name}", which the protocol does not record`,
+        };
+      }
+      cutShort += 1;
+    }
+  }
+  for (const [key, group] of replayedGroups) {
+    if (recordedGroups.has(key)) continue;
+    if (!cutShortAllowed(group.path)) {
+      return {
+        seq: null,
+        message: `${where(group.path)}: the model's replay runs it (entering "${group.entries[0].state_name}"), the protocol records none of it`,
+      };
+    }
+    cutShort += 1;
+  }
+  if (cutShort > 0) {
+    notes.push(
+      `${cutShort} iteration${cutShort === 1 ? "" : "s"} or branch${cutShort === 1 ? "" : "es"} end earlier than the replay, where ${aborted ? "the execution was aborted" : "a Map or Parallel failed and aborted its siblings"}`,
+    );
+  }
+  return null;
+}
+
+/** How the recorded end differs from the replayed one, or null. */
+function compareEnd(recorded: StateData, end: ExecutionEndEvent, stuck: boolean, definition: unknown): string | null {
+  const type = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" }[end.status];
+  if (recorded.state_name !== EXECUTION_END_STATE) {
+    return `the protocol's last entry is "${recorded.state_name}", not the execution's end`;
+  }
+  // A run the replay can't finish (Tasks waiting for outcomes never recorded) matches an aborted run, and a
+  // run that timed out if the definition has a timeout: the wall clock that ended it isn't replayed.
+  // An aborted run claims no end: its entries are checked (above), wherever it stopped.
+  if (recorded.state_type === "ExecutionAborted") return null;
+  if (stuck) {
+    const timeout = (definition as { TimeoutSeconds?: unknown } | null)?.TimeoutSeconds;
+    if (
+      recorded.state_type === "ExecutionFailed" &&
+      recorded.outcome?.error?.error === "States.Timeout" &&
+      timeout !== undefined
+    ) {
+      return null;
+    }
+    return `the model's replay can't go on past the last recorded Task outcomes (the run ${recorded.state_type === "ExecutionSucceeded" ? "can't have succeeded" : "ends otherwise"}), the protocol records ${recorded.state_type}`;
+  }
+  if (recorded.state_type !== type) {
+    return `the model's replay ends with ${type}${end.error ? ` (${end.error.error})` : ""}, the protocol records ${recorded.state_type}`;
+  }
+  if (end.status === "aborted") return null;
+  const replayedOutcome: Outcome | null = end.error ? { error: end.error } : { result: end.output ?? null };
+  if (canonicalize(normalOutcome(recorded.outcome)) !== canonicalize(normalOutcome(replayedOutcome))) {
+    return `the execution ends with ${preview(replayedOutcome)} in the replay, the protocol records ${preview(recorded.outcome)}`;
+  }
+  return null;
+}
