@@ -67,7 +67,7 @@ export function renderReportsHtml(items: readonly ReportEvidence[], title?: stri
     title ??
     `statetrail audit report — ${VERDICT_TEXT[worst][0]}` +
       (items.length === 1 && first ? ` — instance ${first.instance_hash.slice(0, 12)}…` : "");
-  const sections = items.map((item, index) => section(item, items.length > 1 ? index + 1 : null)).join("\n");
+  const sections = items.map((item, index) => safeSection(item, items.length > 1 ? index + 1 : null)).join("\n");
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -96,7 +96,29 @@ recomputed with <code>sha256sum</code> over the published bytes; every block and
 `;
 }
 
-function section(item: ReportEvidence, number: number | null): string {
+/**
+ * One instance's section; if what its untrusted protocol claims can't be rendered, a section with the
+ * verdict and the checks only, so one instance never takes down the report of the others.
+ */
+function safeSection(item: ReportEvidence, number: number | null): string {
+  try {
+    return section(item, number);
+  } catch (error) {
+    const note = `The timeline of this instance could not be rendered: ${(error as Error).message}`;
+    try {
+      return section({ report: item.report, protocol: null }, number, note);
+    } catch {
+      const verdict = attr(item.report.verdict);
+      return (
+        `<section class="instance-report" data-verdict="${verdict}"><div class="verdict verdict-${verdict}" data-verdict="${verdict}">` +
+        `<span class="verdict-word">${text(VERDICT_TEXT[item.report.verdict]?.[0] ?? "INVALID")}</span></div>` +
+        `<p class="muted">${text(note)}; this section could not be rendered either.</p></section>`
+      );
+    }
+  }
+}
+
+function section(item: ReportEvidence, number: number | null, unrendered?: string): string {
   const { report, protocol } = item;
   const [verdictWord, verdictLine] = VERDICT_TEXT[report.verdict];
   const explorer = explorerFor(report.subject?.chain_id ?? protocol?.chain_id);
@@ -112,7 +134,9 @@ function section(item: ReportEvidence, number: number | null): string {
   if (protocol) {
     parts.push(timelineHtml(protocol, item.states ?? new Map(), failingSeqs(report), explorer));
   } else {
-    parts.push(`<p class="muted">No protocol could be read, so there is no timeline to show.</p>`);
+    parts.push(
+      `<p class="muted">${text(unrendered ?? "No protocol could be read, so there is no timeline to show.")}</p>`,
+    );
   }
   parts.push(`</section>`);
   return parts.join("\n");
@@ -275,8 +299,10 @@ function shortHex(value: string): string {
   return value.length > 18 ? `${value.slice(0, 12)}…${value.slice(-4)}` : value;
 }
 
+/** Unix seconds as ISO 8601; a protocol is untrusted, so a time no Date can hold is shown, not thrown. */
 export function isoTime(seconds: number): string {
-  return new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
+  const date = new Date(seconds * 1000);
+  return Number.isFinite(date.getTime()) ? date.toISOString().replace(".000Z", "Z") : `invalid time (${seconds})`;
 }
 
 function text(value: string): string {
