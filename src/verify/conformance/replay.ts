@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { type ContextObject } from "../../engine/context";
 import { LibraryEventMapper, startInterpreter, TaskCallLog, type TaskHandler } from "../../engine/local";
 import { type ExecutionEndEvent, type StateEnteredEvent } from "../../engine/types";
@@ -44,7 +45,34 @@ export interface ReplayInput {
   /** The verified state data of every entry, in seq order. */
   states: readonly StateData[];
   status: InstanceStatus;
+  /**
+   * When the run can have started, Unix seconds: the block times of the instance's creation and of entry 0.
+   * The recorded `$$.Execution.StartTime` must fall inside (with {@link CLOCK_SKEW_S}), so a model that
+   * compares times with it can't be steered by a start time chosen afterwards.
+   */
+  startWindow?: { from: number | null; to: number | null };
 }
+
+/** Clock difference allowed between the engine's start time and block times (seconds). */
+export const CLOCK_SKEW_S = 300;
+
+/** The recorded Context Object's shape: what the engines write, nothing else (it is fed to the model). */
+const contextSchema = z
+  .object({
+    Execution: z
+      .object({
+        Id: z.string(),
+        Name: z.string(),
+        Input: z.unknown(),
+        StartTime: z.string(),
+        RoleArn: z.string(),
+        RedriveCount: z.number().int().nonnegative(),
+      })
+      .strict(),
+    StateMachine: z.object({ Id: z.string(), Name: z.string() }).strict(),
+    Task: z.object({ Token: z.string() }).strict(),
+  })
+  .strict();
 
 /** The fields the replay compares, in a stable order. */
 interface Comparable {
@@ -90,11 +118,23 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
   const reason = nonReplayableReason(definition);
   if (reason) return { kind: "not-replayable", message: reason };
   if (states.length === 0) return { kind: "mismatch", seq: null, message: "the protocol records no entry", notes: [] };
-  const recordedContext = states[0].context;
-  if (!recordedContext) {
-    return { kind: "mismatch", seq: 0, message: "entry 0 does not record the execution's Context Object", notes: [] };
-  }
+  const contextProblem = checkContext(states, run.input, run.startWindow);
+  if (contextProblem) return { kind: "mismatch", seq: 0, message: contextProblem, notes: [] };
+  const recordedContext = states[0].context as ContextObject;
   const recordedEnd = states[states.length - 1];
+  const misplacedEnd = states.findIndex((data, index) => {
+    const end = data.state_name === EXECUTION_END_STATE || data.state_type.startsWith("Execution");
+    return end !== (index === states.length - 1 && run.status !== "running");
+  });
+  if (misplacedEnd >= 0) {
+    const data = states[misplacedEnd];
+    return {
+      kind: "mismatch",
+      seq: data.seq,
+      message: `seq ${data.seq}: ${data.state_type} "${data.state_name}" ${misplacedEnd === states.length - 1 ? (run.status === "running" ? "ends a run that is still running" : "is not the execution's end") : "is an end of the execution before its last entry"}`,
+      notes: [],
+    };
+  }
 
   // Every Task attempt's recorded outcome, queued per iteration path and state, in seq order.
   const outcomes = new Map<string, (Outcome | null)[]>();
@@ -140,10 +180,7 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
     if (state.Type === "Task") handlers.set(name, { handler: replayHandler, resource: String(state.Resource ?? "") });
   });
 
-  const context = {
-    ...(recordedContext as ContextObject),
-    Execution: { ...(recordedContext as ContextObject).Execution, Input: run.input },
-  } as ContextObject;
+  const context = structuredClone(recordedContext);
   const interpreter = startInterpreter(definition as never, run.input, {
     handlers,
     context,
@@ -198,7 +235,9 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
     interpreter.abort();
     await watchdog;
   }
-  if (interpreter.limitExceeded()) {
+  // A run still going (or aborted) claims no end: its entries must be the start of the replay's.
+  const open = status === "running" || status === "aborted";
+  if (interpreter.limitExceeded() && !open) {
     return {
       kind: "mismatch",
       seq: null,
@@ -209,12 +248,42 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
   if (!end) return { kind: "not-replayable", message: "the replay ended without the execution's end" };
 
   const notes: string[] = [];
-  const mismatch = compareTraces(states, replayed, failedContainers, status === "aborted", notes);
+  const mismatch = compareTraces(states, replayed, failedContainers, open, notes);
   if (mismatch) return { kind: "mismatch", ...mismatch, notes };
+  if (status === "running") {
+    const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
+    return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
+  }
   const endMismatch = compareEnd(recordedEnd, end, stuck, definition);
   if (endMismatch) return { kind: "mismatch", seq: recordedEnd.seq, message: endMismatch, notes };
   const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
   return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
+}
+
+/** What is wrong with entry 0's Context Object, or null. */
+function checkContext(states: readonly StateData[], input: unknown, window: ReplayInput["startWindow"]): string | null {
+  const recorded = states[0].context;
+  if (!recorded) return "entry 0 does not record the execution's Context Object";
+  const later = states.findIndex((data, index) => index > 0 && data.context !== null);
+  if (later > 0) return `seq ${states[later].seq} records a Context Object; only entry 0 may`;
+  const parsed = contextSchema.safeParse(recorded);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return `entry 0's Context Object is not the one an engine gives: ${issue.path.join(".") || "(root)"}: ${issue.message}`;
+  }
+  if (canonicalize(parsed.data.Execution.Input) !== canonicalize(input)) {
+    return "entry 0's Context Object names another execution input than the one the instance hash commits to";
+  }
+  const started = Date.parse(parsed.data.Execution.StartTime);
+  if (Number.isNaN(started)) return `$$.Execution.StartTime ${parsed.data.Execution.StartTime} is not a time`;
+  const seconds = started / 1000;
+  if (window?.from != null && seconds < window.from - CLOCK_SKEW_S) {
+    return `$$.Execution.StartTime ${parsed.data.Execution.StartTime} is before the instance was created (block time ${new Date(window.from * 1000).toISOString()})`;
+  }
+  if (window?.to != null && seconds > window.to + CLOCK_SKEW_S) {
+    return `$$.Execution.StartTime ${parsed.data.Execution.StartTime} is after entry 0 was registered (block time ${new Date(window.to * 1000).toISOString()})`;
+  }
+  return null;
 }
 
 function comparable(data: StateData): Comparable {
@@ -295,7 +364,7 @@ function compareTraces(
   states: readonly StateData[],
   replayed: readonly StateEnteredEvent[],
   failedContainers: ReadonlySet<string>,
-  aborted: boolean,
+  open: boolean,
   notes: string[],
 ): { seq: number | null; message: string } | null {
   const recordedGroups = new Map<string, { path: IterationStep[]; entries: Comparable[] }>();
@@ -314,7 +383,7 @@ function compareTraces(
     replayedGroups.set(key, group);
   }
   const cutShortAllowed = (path: IterationStep[]): boolean => {
-    if (aborted) return true;
+    if (open) return true;
     for (let depth = path.length; depth > 0; depth -= 1) {
       const step = path[depth - 1];
       if (failedContainers.has(TaskCallLog.key(path.slice(0, depth - 1), step.parent))) return true;
@@ -362,7 +431,7 @@ function compareTraces(
   }
   if (cutShort > 0) {
     notes.push(
-      `${cutShort} iteration${cutShort === 1 ? "" : "s"} or branch${cutShort === 1 ? "" : "es"} end earlier than the replay, where ${aborted ? "the execution was aborted" : "a Map or Parallel failed and aborted its siblings"}`,
+      `${cutShort} iteration${cutShort === 1 ? "" : "s"} or branch${cutShort === 1 ? "" : "es"} end earlier than the replay, where ${open ? "the execution was aborted or is still running" : "a Map or Parallel failed and aborted its siblings"}`,
     );
   }
   return null;

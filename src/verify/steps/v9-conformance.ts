@@ -77,7 +77,14 @@ export const conformanceStep: Step = {
       };
     }
 
-    const replay = await replayRun({ definition, input, states: loaded.states, status: protocol.status });
+    const createdAt = await context.chain.blockTimestamp(protocol.created.block_nr).catch(() => null);
+    const replay = await replayRun({
+      definition,
+      input,
+      states: loaded.states,
+      status: protocol.status,
+      startWindow: { from: createdAt, to: entries[0]?.timestamp ?? null },
+    });
     if (replay.kind === "not-replayable") {
       const message = `the run can't be replayed, so its conformance to the model is not established: ${replay.message}`;
       return { status: "error", detail: message, problems: [message], code: "NOT_REPLAYABLE" };
