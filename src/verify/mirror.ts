@@ -54,7 +54,8 @@ export function isMirrorUrl(url: string): boolean {
 
 /**
  * Reads s3:// URLs with the S3 API and http(s):// URLs with a plain GET (certificates of mirrors are not
- * evidence of anything; redirects are followed). Never returns a certificate.
+ * evidence of anything). Redirects are refused: a hostile mirror could point the auditor's machine at any
+ * URL, internal services included (SSRF). Never returns a certificate.
  */
 export function storageFetcher(s3: S3Settings = {}): Fetcher {
   let client: S3Client | undefined;
@@ -74,11 +75,17 @@ export function storageFetcher(s3: S3Settings = {}): Fetcher {
 async function httpGet(url: string, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   let response: Response;
   try {
-    response = await fetch(url, { redirect: "follow", signal: AbortSignal.timeout(timeoutMs) });
+    response = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause;
     throw new StatetrailError("FETCH_FAILED", `GET ${url}: ${cause?.code ?? (error as Error).message}`, {
       cause: error,
+    });
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status}, a redirect (not followed)`, {
+      hint: "a mirror must serve its copies at the URLs it is given; use the final URL of the copy",
     });
   }
   if (!response.ok) {
