@@ -7,17 +7,26 @@
  * the code that runs against the real service. Executions run on aws-local-stepfunctions; their history is
  * written in the service's shapes: sequential ids with previousEventId links, `<Type>StateEntered` /
  * `<Type>StateExited` with stateEnteredEventDetails {name, input} and stateExitedEventDetails {name, output},
- * TaskScheduled/TaskStarted/TaskSucceeded/TaskFailed (LambdaFunction* for Lambda function ARNs),
- * MapStateStarted {length}, MapIterationStarted/Succeeded/Failed {name, index}, ParallelStateStarted/
- * Succeeded/Failed, and ExecutionStarted/Succeeded/Failed/Aborted/TimedOut. GetExecutionHistory pages
- * with maxResults and nextToken, forwards or in reverse order, while the execution runs.
+ * for each Task attempt TaskScheduled {parameters: the handler's input} / TaskStarted / TaskSucceeded {output:
+ * the handler's raw result, before ResultSelector/ResultPath/OutputPath} or TaskFailed {error, cause}
+ * (LambdaFunction* for Lambda function ARNs), nothing scheduled when InputPath/Parameters fail, and an
+ * ExecutionFailed cause naming the state ("An error occurred while executing the state 'X' (entered at the
+ * event id #N). …") when a state's input or result processing failed; MapStateStarted {length},
+ * MapIterationStarted/Succeeded/Failed {name, index}, ParallelStateStarted/Succeeded/Failed, TaskStateAborted
+ * for the Tasks of a failed Map/Parallel, and ExecutionStarted/Succeeded/Failed/Aborted/TimedOut.
+ * GetExecutionHistory pages with maxResults and nextToken, forwards or in reverse order, while the execution
+ * runs. DescribeExecution gives the startDate the run's `$$.Execution.StartTime` is; DescribeStateMachine the
+ * roleArn. ValidateStateMachineDefinition answers with statetrail's own ASL validation.
  *
- * Actions: CreateStateMachine, DescribeStateMachine, ListStateMachines, StartExecution,
- * DescribeExecution, StopExecution, GetExecutionHistory.
+ * Actions: CreateStateMachine, DescribeStateMachine, ListStateMachines, ValidateStateMachineDefinition,
+ * StartExecution, DescribeExecution, StopExecution, GetExecutionHistory.
  *
- * Known differences from the service: TaskScheduled.parameters holds the state's raw input (not the
- * effective Parameters); states interrupted by a StopExecution or a failed sibling iteration get no
- * `*Aborted` events; a retried Map or Parallel gets another MapStateStarted / ParallelStateStarted.
+ * Known differences from the service: a Task's events are written when its attempt ends (AWS writes
+ * TaskScheduled/TaskStarted when it starts; a Task still running when the execution ends gets them then);
+ * the other states interrupted by a StopExecution or a failed sibling iteration get no `*Aborted` events, and
+ * no MapIterationAborted is written; a retried Map or Parallel gets another MapStateStarted /
+ * ParallelStateStarted; the ExecutionStarted, StateEntered and ExecutionFailed events of a run are the
+ * interpreter's.
  * It is used by the tests and by `statetrail demo --engine aws` when no AWS account is configured;
  * it is not a Step Functions implementation to deploy.
  */
@@ -28,6 +37,7 @@ import express, { type Request, type Response } from "express";
 import { analyzeLocalSupport } from "../model/features";
 import { type AslDefinition } from "../model/types";
 import { checkDefinition, forEachState } from "../model/validate";
+import { type IterationStep } from "../protocol/schema";
 import {
   buildContextObject,
   DEFAULT_ACCOUNT_ID,
@@ -41,8 +51,10 @@ import {
   loadHandlerModule,
   resolveTaskHandlers,
   startInterpreter,
+  TaskCallLog,
   type InterpreterRun,
   type TaggedEvent,
+  type TaskHandler,
   type TaskHandlers,
 } from "./local";
 
@@ -169,10 +181,33 @@ interface OpenState {
   name: string;
   type: string;
   resource: string;
+  /** The iteration path of the state and its key in the TaskCallLog. */
+  path: IterationStep[];
+  key: string;
   failed: boolean;
+  /** Id of the state's `<Type>StateEntered` event. */
+  enteredId: number;
   /** Map/Parallel: id of the (latest) *StateStarted event and of the last iteration/branch event. */
   startedId: number;
   lastChildId: number;
+}
+
+/** Where the outcomes of Task handler calls come from and whether a call is running (see `HistoryRecorder.attach`). */
+export interface TaskCallSource {
+  /** The interpreter's log of handler outcomes, queued per iteration path and state name. */
+  calls: TaskCallLog;
+  /** Is a handler call of this key running right now? */
+  running(key: string): boolean;
+  /** The input the oldest handler call of this key not yet written was given (its effective parameters). */
+  takeInput(key: string): unknown;
+}
+
+/**
+ * The service's cause of an execution that failed while a state processed its input or result:
+ * `An error occurred while executing the state 'X' (entered at the event id #N). <message>`.
+ */
+export function stateErrorCause(name: string, enteredId: number, message: string | undefined): string {
+  return `An error occurred while executing the state '${name}' (entered at the event id #${enteredId}).${message ? ` ${message}` : ""}`;
 }
 
 /** Turns interpreter events into the service's history events. */
@@ -181,6 +216,9 @@ export class HistoryRecorder {
   private readonly lastInScope = new Map<string, number>();
   private readonly open = new Map<string, OpenState>();
   private readonly states = new Map<string, { resource: string; state: Record<string, unknown> }>();
+  private tasks: TaskCallSource = { calls: new TaskCallLog(), running: () => false, takeInput: () => undefined };
+  /** The first state that failed processing its input or result (not in a handler), for the execution's cause. */
+  private stateFailure: { name: string; enteredId: number; error: string } | null = null;
 
   constructor(
     definition: AslDefinition,
@@ -189,6 +227,11 @@ export class HistoryRecorder {
     forEachState(definition, ({ name, state }) => {
       this.states.set(name, { resource: typeof state.Resource === "string" ? state.Resource : "", state });
     });
+  }
+
+  /** Task attempts are written when they end, with the handler's raw result or error taken from `source`. */
+  attach(source: TaskCallSource): void {
+    this.tasks = source;
   }
 
   private add(type: string, previousEventId: number, details: Record<string, unknown> = {}): number {
@@ -218,12 +261,20 @@ export class HistoryRecorder {
         let id = this.add(`${type}StateEntered`, last(), {
           stateEnteredEventDetails: { name, input: json(input), inputDetails: { truncated: false } },
         });
-        const open: OpenState = { name, type, resource, failed: false, startedId: 0, lastChildId: 0 };
+        const open: OpenState = {
+          name,
+          type,
+          resource,
+          path,
+          key: TaskCallLog.key(path, name),
+          failed: false,
+          enteredId: id,
+          startedId: 0,
+          lastChildId: 0,
+        };
         this.open.set(scope, open);
-        if (type === "Task") id = this.scheduleTask(resource, input, id);
-        if (type === "Map" || type === "Parallel") {
-          id = this.startContainer(open, input, id);
-        }
+        // A Task's TaskScheduled/TaskStarted/outcome are written when its attempt ends (see taskEnded).
+        if (type === "Map" || type === "Parallel") id = this.startContainer(open, input, id);
         this.lastInScope.set(scope, id);
         return;
       }
@@ -235,14 +286,12 @@ export class HistoryRecorder {
         const cause = typeof event.Cause === "string" ? event.Cause : json(event.Cause);
         let id = 0;
         if (open.type === "Task") {
-          const r = describeResource(open.resource);
-          id = r.lambdaFunction
-            ? this.add("LambdaFunctionFailed", last(), { lambdaFunctionFailedEventDetails: { error, cause } })
-            : this.add("TaskFailed", last(), {
-                taskFailedEventDetails: { resourceType: r.resourceType, resource: r.resource, error, cause },
-              });
+          id = this.taskEnded(open, last(), { error, cause });
         } else if (open.type === "Map" || open.type === "Parallel") {
+          this.abortNested(path);
           id = this.add(`${open.type}StateFailed`, open.lastChildId || open.startedId);
+        } else if (error === "States.Runtime") {
+          this.stateFailure ??= { name: open.name, enteredId: open.enteredId, error };
         }
         if (id) this.lastInScope.set(scope, id);
         return;
@@ -252,7 +301,6 @@ export class HistoryRecorder {
         if (!open) return;
         open.failed = false;
         let id = last();
-        if (open.type === "Task") id = this.scheduleTask(open.resource, event.state.input, id);
         if (open.type === "Map" || open.type === "Parallel") id = this.startContainer(open, event.state.input, id);
         this.lastInScope.set(scope, id);
         return;
@@ -263,19 +311,7 @@ export class HistoryRecorder {
         let prev = last();
         if (open && !open.failed) {
           if (type === "Task") {
-            const r = describeResource(open.resource);
-            prev = r.lambdaFunction
-              ? this.add("LambdaFunctionSucceeded", prev, {
-                  lambdaFunctionSucceededEventDetails: { output: json(output), outputDetails: { truncated: false } },
-                })
-              : this.add("TaskSucceeded", prev, {
-                  taskSucceededEventDetails: {
-                    resourceType: r.resourceType,
-                    resource: r.resource,
-                    output: json(output),
-                    outputDetails: { truncated: false },
-                  },
-                });
+            prev = this.taskEnded(open, prev, null, output);
           } else if (type === "Map" || type === "Parallel") {
             prev = this.add(`${type}StateSucceeded`, open.lastChildId || open.startedId);
           }
@@ -322,21 +358,24 @@ export class HistoryRecorder {
           executionSucceededEventDetails: { output: json(event.output), outputDetails: { truncated: false } },
         });
         return;
-      case "ExecutionFailed":
+      case "ExecutionFailed": {
         if (path.length > 0) return;
-        this.add("ExecutionFailed", last(), {
-          executionFailedEventDetails: {
-            error: String(event.Error),
-            cause: typeof event.Cause === "string" ? event.Cause : json(event.Cause),
-          },
-        });
+        const error = String(event.Error);
+        let cause = typeof event.Cause === "string" ? event.Cause : json(event.Cause);
+        if (this.stateFailure && this.stateFailure.error === error) {
+          cause = stateErrorCause(this.stateFailure.name, this.stateFailure.enteredId, cause);
+        }
+        this.add("ExecutionFailed", last(), { executionFailedEventDetails: { error, cause } });
         return;
+      }
       case "ExecutionAborted":
         if (path.length > 0) return;
+        this.writeRunningTasks();
         this.add("ExecutionAborted", last(), { executionAbortedEventDetails: {} });
         return;
       case "ExecutionTimeout":
         if (path.length > 0) return;
+        this.writeRunningTasks();
         this.add("ExecutionTimedOut", last(), {
           executionTimedOutEventDetails: { error: "States.Timeout", cause: "The execution timed out" },
         });
@@ -346,19 +385,113 @@ export class HistoryRecorder {
     }
   }
 
+  /** The execution's failure as recorded (error, cause), if it failed. */
+  failure(): { error: string; cause: string } | undefined {
+    const event = this.events[this.events.length - 1];
+    return event?.type === "ExecutionFailed"
+      ? (event.executionFailedEventDetails as { error: string; cause: string })
+      : undefined;
+  }
+
   /** Appends an ExecutionAborted when the run stops without its own end event (e.g. StopExecution). */
   recordAbort(error?: string, cause?: string): void {
+    this.writeRunningTasks();
     const lastId = this.events.length;
     this.add("ExecutionAborted", lastId, {
       executionAbortedEventDetails: { ...(error ? { error } : {}), ...(cause ? { cause } : {}) },
     });
   }
 
-  private scheduleTask(resource: string, input: unknown, prev: number): number {
-    const r = describeResource(resource);
+  /**
+   * Writes the end of a Task attempt as the service does: TaskScheduled and TaskStarted, then TaskSucceeded
+   * with the handler's raw result (before ResultSelector/ResultPath/OutputPath) or TaskFailed with its error
+   * (LambdaFunction* for Lambda function ARNs). An attempt that failed before its handler was called
+   * (InputPath/Parameters) schedules nothing; one whose handler returned but whose result could not be
+   * processed has TaskSucceeded and the execution's failure names the state. Returns the last event id.
+   */
+  private taskEnded(
+    open: OpenState,
+    prev: number,
+    failure: { error: string; cause: string } | null,
+    output?: unknown,
+  ): number {
+    const call = this.tasks.calls.take(open.key);
+    if (!call) {
+      if (!failure) return this.taskResult(open, this.schedule(open, prev), output);
+      if (failure.error === "States.Runtime")
+        this.stateFailure ??= { name: open.name, enteredId: open.enteredId, error: failure.error };
+      return prev;
+    }
+    const started = this.schedule(open, prev);
+    if ("result" in call && !call.error) {
+      const id = this.taskResult(open, started, call.result);
+      if (failure) this.stateFailure ??= { name: open.name, enteredId: open.enteredId, error: failure.error };
+      return id;
+    }
+    const { error, cause } = failure ?? {
+      error: call.error?.error ?? "States.TaskFailed",
+      cause: call.error?.cause ?? "",
+    };
+    const r = describeResource(open.resource);
+    return r.lambdaFunction
+      ? this.add("LambdaFunctionFailed", started, { lambdaFunctionFailedEventDetails: { error, cause } })
+      : this.add("TaskFailed", started, {
+          taskFailedEventDetails: { resourceType: r.resourceType, resource: r.resource, error, cause },
+        });
+  }
+
+  private taskResult(open: OpenState, prev: number, result: unknown): number {
+    const r = describeResource(open.resource);
+    return r.lambdaFunction
+      ? this.add("LambdaFunctionSucceeded", prev, {
+          lambdaFunctionSucceededEventDetails: { output: json(result), outputDetails: { truncated: false } },
+        })
+      : this.add("TaskSucceeded", prev, {
+          taskSucceededEventDetails: {
+            resourceType: r.resourceType,
+            resource: r.resource,
+            output: json(result),
+            outputDetails: { truncated: false },
+          },
+        });
+  }
+
+  /** Tasks whose handler is still running when the execution ends: their TaskScheduled and TaskStarted. */
+  private writeRunningTasks(): void {
+    for (const [scope, open] of this.open) {
+      if (open.type !== "Task" || open.failed || !this.tasks.running(open.key)) continue;
+      this.lastInScope.set(scope, this.schedule(open, this.lastInScope.get(scope) ?? open.enteredId));
+      open.failed = true;
+    }
+  }
+
+  /**
+   * A Map or Parallel failed: the Tasks still running in its iterations/branches are aborted (the interpreter
+   * stops them without an event): TaskScheduled/TaskStarted if their handler runs, then TaskStateAborted.
+   */
+  private abortNested(path: IterationStep[]): void {
+    const prefix = JSON.stringify(path).slice(0, -1);
+    for (const [scope, open] of [...this.open]) {
+      if (scope.length <= prefix.length + 1 || !scope.startsWith(prefix) || open.type !== "Task" || open.failed)
+        continue;
+      let prev = this.lastInScope.get(scope) ?? open.enteredId;
+      if (this.tasks.running(open.key)) prev = this.schedule(open, prev);
+      else if (this.tasks.calls.take(open.key)) this.tasks.takeInput(open.key); // its handler had returned
+      this.lastInScope.set(scope, this.add("TaskStateAborted", prev));
+      this.open.delete(scope);
+    }
+  }
+
+  private schedule(open: OpenState, prev: number): number {
+    const parameters = json(this.tasks.takeInput(open.key));
+    const r = describeResource(open.resource);
     if (r.lambdaFunction) {
       const scheduled = this.add("LambdaFunctionScheduled", prev, {
-        lambdaFunctionScheduledEventDetails: { resource, input: json(input), inputDetails: { truncated: false } },
+        lambdaFunctionScheduledEventDetails: {
+          resource: open.resource,
+          input: parameters,
+          inputDetails: { truncated: false },
+        },
       });
       return this.add("LambdaFunctionStarted", scheduled);
     }
@@ -367,7 +500,7 @@ export class HistoryRecorder {
         resourceType: r.resourceType,
         resource: r.resource,
         region: DEFAULT_REGION,
-        parameters: json(input),
+        parameters,
       },
     });
     return this.add("TaskStarted", scheduled, {
@@ -441,6 +574,8 @@ export class SfnTestService {
         return this.stopExecution(body);
       case "GetExecutionHistory":
         return this.getExecutionHistory(body);
+      case "ValidateStateMachineDefinition":
+        return this.validateStateMachineDefinition(body);
       default:
         throw new SfnServiceError(
           "UnknownOperationException",
@@ -525,6 +660,53 @@ export class SfnTestService {
     return { stateMachineArn: arn, creationDate: record.creationDate };
   }
 
+  /**
+   * ValidateStateMachineDefinition, answered with statetrail's own validation (src/model/validate.ts): its
+   * errors as ERROR diagnostics (result FAIL), its warnings as WARNING diagnostics when asked for, each with
+   * the code, message and JSON Pointer location. Like the service, it never throws for a bad definition.
+   */
+  private validateStateMachineDefinition(body: Record<string, unknown>): Json {
+    const definition = this.str(body, "definition") as string;
+    const type = this.str(body, "type", false) ?? "STANDARD";
+    if (type !== "STANDARD" && type !== "EXPRESS") {
+      throw new SfnServiceError("ValidationException", `type must be STANDARD or EXPRESS, got ${type}`);
+    }
+    const severity = this.str(body, "severity", false) ?? "ERROR";
+    if (severity !== "ERROR" && severity !== "WARNING") {
+      throw new SfnServiceError("ValidationException", `severity must be ERROR or WARNING, got ${severity}`);
+    }
+    const max = this.maxResults(body) || 100;
+    const diagnostics: { severity: string; code: string; message: string; location?: string }[] = [];
+    if (definition.trim() === "") {
+      diagnostics.push({ severity: "ERROR", code: "MISSING_DESCRIPTION", message: "the definition is empty" });
+    } else {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(definition);
+      } catch (error) {
+        parsed = undefined;
+        diagnostics.push({ severity: "ERROR", code: "INVALID_JSON_DESCRIPTION", message: (error as Error).message });
+      }
+      if (parsed !== undefined) {
+        const check = checkDefinition(parsed);
+        for (const e of check.errors) {
+          diagnostics.push({ severity: "ERROR", code: e.code, message: e.message, location: e.path || "/" });
+        }
+        if (severity === "WARNING") {
+          for (const w of check.warnings) {
+            diagnostics.push({ severity: "WARNING", code: w.code, message: w.message, location: w.path || "/" });
+          }
+        }
+      }
+    }
+    const failed = diagnostics.some((d) => d.severity === "ERROR");
+    return {
+      result: failed ? "FAIL" : "OK",
+      diagnostics: diagnostics.slice(0, max),
+      truncated: diagnostics.length > max,
+    };
+  }
+
   private machine(arn: string): MachineRecord {
     const machine = this.machines.get(arn);
     if (!machine) throw new SfnServiceError("StateMachineDoesNotExist", `State Machine Does Not Exist: '${arn}'`);
@@ -590,7 +772,7 @@ export class SfnTestService {
       machine,
       input: inputText,
       status: "RUNNING",
-      startDate: now(),
+      startDate: Date.now() / 1000, // whole milliseconds, as the service's timestamps
       history: new HistoryRecorder(machine.parsed, machine.roleArn),
       finished: Promise.resolve(),
     };
@@ -605,16 +787,40 @@ export class SfnTestService {
       stateMachineName: record.machine.name,
       executionName: record.name,
       input,
-      startTime: new Date(record.startDate * 1000),
+      startTime: new Date(Math.round(record.startDate * 1000)),
       region: this.region,
       accountId: this.accountId,
       roleArn: record.machine.roleArn,
     });
+    // Which handler calls run, and what each was given (TaskScheduled's parameters), per iteration path and state.
+    const running = new Map<string, number>();
+    const inputs = new Map<string, unknown[]>();
+    const handlers = new Map<string, { handler: TaskHandler; resource: string }>();
+    for (const [name, { handler, resource }] of byName) {
+      const wrapped: TaskHandler = async (taskInput, handlerContext) => {
+        const key = TaskCallLog.key(handlerContext.iterationPath, name);
+        running.set(key, (running.get(key) ?? 0) + 1);
+        const queue = inputs.get(key) ?? [];
+        queue.push(JSON.parse(json(taskInput)) as unknown);
+        inputs.set(key, queue);
+        try {
+          return await handler(taskInput, handlerContext);
+        } finally {
+          running.set(key, (running.get(key) ?? 1) - 1);
+        }
+      };
+      handlers.set(name, { handler: wrapped, resource });
+    }
     const interpreter = startInterpreter(record.machine.parsed, input, {
-      handlers: byName,
+      handlers,
       context,
       skipWaits: this.options.skipWaits,
       maxSteps: this.options.maxSteps ?? DEFAULT_MAX_STEPS,
+    });
+    record.history.attach({
+      calls: interpreter.taskCalls,
+      running: (key) => (running.get(key) ?? 0) > 0,
+      takeInput: (key) => inputs.get(key)?.shift(),
     });
     record.interpreter = interpreter;
     const delay = this.options.eventDelayMs ?? 0;
@@ -643,11 +849,13 @@ export class SfnTestService {
         record.status = "SUCCEEDED";
         record.output = json(event.output);
         break;
-      case "ExecutionFailed":
+      case "ExecutionFailed": {
+        const recorded = record.history.failure();
         record.status = "FAILED";
-        record.error = String(event.Error);
-        record.cause = typeof event.Cause === "string" ? event.Cause : json(event.Cause);
+        record.error = recorded?.error ?? String(event.Error);
+        record.cause = recorded?.cause ?? (typeof event.Cause === "string" ? event.Cause : json(event.Cause));
         break;
+      }
       case "ExecutionAborted":
         record.status = "ABORTED";
         break;

@@ -120,7 +120,12 @@ describe("AWS engine (the real SFNClient over HTTP, against the in-process Step 
     await withEndpoint({ handlers: freshHandlers("order-fulfilment") }, async (endpoint) => {
       const calls: string[] = [];
       await engine(endpoint, calls).prepare(orders);
-      expect(calls).to.deep.equal(["ListStateMachines", "CreateStateMachine", "DescribeStateMachine"]);
+      expect(calls).to.deep.equal([
+        "ValidateStateMachineDefinition",
+        "ListStateMachines",
+        "CreateStateMachine",
+        "DescribeStateMachine",
+      ]);
       const [machine] = [...endpoint.service.machines.values()];
       expect(machine.definition).to.equal(orders.bytes.toString("utf8"));
       expect(machine.name).to.equal(`statetrail-${orders.hash.slice(0, 32)}`);
@@ -128,7 +133,7 @@ describe("AWS engine (the real SFNClient over HTTP, against the in-process Step 
 
       const again: string[] = [];
       await engine(endpoint, again).prepare(orders);
-      expect(again).to.deep.equal(["ListStateMachines", "DescribeStateMachine"]);
+      expect(again).to.deep.equal(["ValidateStateMachineDefinition", "ListStateMachines", "DescribeStateMachine"]);
       expect(endpoint.service.machines.size).to.equal(1);
 
       const other = loadModelFromBytes(
@@ -165,7 +170,7 @@ describe("AWS engine (the real SFNClient over HTTP, against the in-process Step 
       roleArn: ROLE,
     });
     const error = await rejected(unreachable.prepare(orders), "AWS_FAILED");
-    expect(error.message).to.contain("ListStateMachines");
+    expect(error.message).to.contain("ValidateStateMachineDefinition");
   });
 
   it("pages through the history with a small maxResults while the execution runs", async function () {
