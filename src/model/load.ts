@@ -1,8 +1,8 @@
 import { open, readFile } from "node:fs/promises";
 import { type HexHash, sha256Hex } from "../chain/hash";
 import { StatetrailError } from "../errors";
-import { type AslDefinition, type LoadedModel } from "./types";
-import { validateDefinition } from "./validate";
+import { type AslDefinition, type LoadedModel, type ValidationStrictness } from "./types";
+import { type AslProblem, validateDefinition } from "./validate";
 
 /** Models larger than this are refused unless a larger limit is configured. */
 export const DEFAULT_MAX_MODEL_BYTES = 1024 * 1024;
@@ -17,6 +17,10 @@ export interface LoadModelOptions {
   source?: string;
   /** Validate the ASL (default true). With false only JSON syntax and the top-level shape are checked. */
   validate?: boolean;
+  /** How strictly (default "local"; "aws" when AWS Step Functions is the authority): see `CheckOptions`. */
+  strictness?: ValidationStrictness;
+  /** Receives the validation warnings (relaxed paths, placeholders, with "aws" what asl-validator refuses). */
+  onWarning?: (warning: AslProblem) => void;
 }
 
 /**
@@ -47,8 +51,13 @@ export function loadModelFromBytes(input: Uint8Array, options: LoadModelOptions 
   const text = decodeUtf8Strict(copy, source);
   const json = parseStrictJson(text, source);
   const definition = asDefinitionShape(json, source);
-  if (options.validate !== false) validateDefinition(definition, source);
-  return { hash: sha256Hex(copy), bytes: copy, definition, source };
+  if (options.validate !== false) {
+    const warnings = validateDefinition(definition, source, { strictness: options.strictness });
+    for (const warning of warnings) options.onWarning?.(warning);
+  }
+  const model: LoadedModel = { hash: sha256Hex(copy), bytes: copy, definition, source };
+  if (options.strictness !== undefined) model.strictness = options.strictness;
+  return model;
 }
 
 /** SHA-256 (hex) of a file's exact bytes, the model_hash it would get. */

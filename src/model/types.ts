@@ -10,7 +10,15 @@ export interface LoadedModel {
   definition: AslDefinition;
   /** Where it was loaded from, for messages. */
   source: string;
+  /**
+   * How strictly it was validated when loaded, and is validated again by `validateModel`: "local" (default)
+   * for the embedded interpreter, "aws" when AWS Step Functions is the authority (see `CheckOptions`).
+   */
+  strictness?: ValidationStrictness;
 }
+
+/** See `CheckOptions.strictness` in validate.ts. */
+export type ValidationStrictness = "local" | "aws";
 
 /** The parts of an ASL definition statetrail reads; everything else is passed through untouched. */
 export interface AslDefinition {

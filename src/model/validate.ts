@@ -1,5 +1,6 @@
 import { StatetrailError } from "../errors";
-import { type AslDefinition, type AslState, type LoadedModel } from "./types";
+import { checkPath, type PathContext } from "./paths";
+import { type AslDefinition, type AslState, type LoadedModel, type ValidationStrictness } from "./types";
 
 interface ValidatorError {
   "Error code": string;
@@ -24,8 +25,21 @@ export interface AslProblem {
 export interface AslCheckResult {
   valid: boolean;
   errors: AslProblem[];
-  /** Not fatal: `${Placeholder}` substitutions and paths accepted by the relaxed path check. */
+  /**
+   * Not fatal: `${Placeholder}` substitutions, paths accepted by the relaxed path check and, with
+   * strictness "aws", what asl-validator refuses (code ASL_VALIDATOR_REFUSED, the validator's own code in the message).
+   */
   warnings: AslProblem[];
+}
+
+export interface CheckOptions {
+  /**
+   * "local" (default): what the embedded interpreter runs; every asl-validator finding not explained by the
+   * relaxed path check is an error. "aws": AWS Step Functions is the authority on validity (it validates at
+   * CreateStateMachine / ValidateStateMachineDefinition): asl-validator's findings become warnings, and only the
+   * structural checks (JSON object, States, StartAt, transition targets, terminal states, state types) are errors.
+   */
+  strictness?: ValidationStrictness;
 }
 
 /** One enclosing Map iteration or Parallel branch of a state, outermost first. */
@@ -270,7 +284,8 @@ function schemaMessage(error: ValidatorError): string {
  * replaced by a neutral stand-in (keeping its transitions) and the check runs again, until no new error
  * appears.
  */
-export function checkDefinition(definition: unknown): AslCheckResult {
+export function checkDefinition(definition: unknown, options: CheckOptions = {}): AslCheckResult {
+  const strictness = options.strictness ?? "local";
   // asl-validator compiles its schemas on every call (~0.1 s): a model validated again (by the engine,
   // the tracker, the endpoint) is answered from a small cache keyed by its JSON text.
   let text: string | undefined;
@@ -279,28 +294,40 @@ export function checkDefinition(definition: unknown): AslCheckResult {
   } catch {
     text = undefined;
   }
-  const cached = text === undefined ? undefined : checked.get(text);
+  const key = text === undefined ? undefined : `${strictness}\u0000${text}`;
+  const cached = key === undefined ? undefined : checked.get(key);
   if (cached) return deepClone(cached);
-  const result = checkUncached(definition);
-  if (text !== undefined) {
+  const result = checkUncached(definition, strictness);
+  if (key !== undefined) {
     if (checked.size >= 64) checked.delete(checked.keys().next().value as string);
-    checked.set(text, deepClone(result));
+    checked.set(key, deepClone(result));
   }
   return result;
 }
 
 const checked = new Map<string, AslCheckResult>();
 
-function checkUncached(definition: unknown): AslCheckResult {
+function checkUncached(definition: unknown, strictness: ValidationStrictness): AslCheckResult {
   const errors: AslProblem[] = [];
   const warnings: AslProblem[] = [];
   const seen = new Set<string>();
-  const addError = (problem: AslProblem): void => {
+  const structural = structuralProblems(definition);
+  // A state type the structural check already refuses is not reported again from asl-validator's enum.
+  const typeRefused = new Set(structural.filter((p) => p.code === "UNKNOWN_STATE_TYPE").map((p) => p.path));
+  const addProblem = (problem: AslProblem, fromValidator: boolean): void => {
     const key = `${problem.path}\u0000${problem.message}`;
     if (seen.has(key)) return;
+    if (fromValidator && typeRefused.has(problem.path)) return;
     seen.add(key);
-    errors.push(problem);
+    if (fromValidator && strictness === "aws") {
+      warnings.push({
+        path: problem.path,
+        code: "ASL_VALIDATOR_REFUSED",
+        message: `asl-validator refuses this (${problem.code}: ${problem.message}); AWS Step Functions decides when the state machine is created`,
+      });
+    } else errors.push(problem);
   };
+  const addError = (problem: AslProblem): void => addProblem(problem, true);
 
   if (!isObject(definition)) {
     return {
@@ -312,9 +339,9 @@ function checkUncached(definition: unknown): AslCheckResult {
 
   const substituted = substitutePlaceholders(definition);
   warnings.push(...substituted.found);
-  const work = validatorCopy(deepClone(substituted.definition) as JsonObject, addError);
-
-  const structural = structuralProblems(definition);
+  const relaxedCopy = deepClone(substituted.definition) as JsonObject;
+  warnings.push(...relaxPaths(relaxedCopy));
+  const work = validatorCopy(relaxedCopy, (problem) => addProblem(problem, false));
   let finalErrors: ValidatorError[] = [];
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     // asl-validator adds QueryLanguage to every state of what it is given: give it a copy.
@@ -381,8 +408,72 @@ function checkUncached(definition: unknown): AslCheckResult {
     if (error["Error code"] === "MISSING_TERMINAL_STATE" && hasStructural("MISSING_END_STATE")) continue;
     addError({ path: pathForMessage(definition, message), code: error["Error code"], message });
   }
-  for (const problem of structural) addError(problem);
+  for (const problem of structural) addProblem(problem, false);
   return { valid: errors.length === 0, errors, warnings };
+}
+
+/** Fields holding a JSONPath, by the context asl-validator checks them in (ResultPath is never relaxed). */
+const PATH_FIELDS: Record<string, PathContext> = {
+  InputPath: "path",
+  OutputPath: "path",
+  ItemsPath: "reference_path",
+  SecondsPath: "reference_path",
+  TimestampPath: "reference_path",
+  TimeoutSecondsPath: "reference_path",
+  HeartbeatSecondsPath: "reference_path",
+  MaxConcurrencyPath: "reference_path",
+  ToleratedFailureCountPath: "reference_path",
+  ToleratedFailurePercentagePath: "reference_path",
+};
+/** Fields holding a payload template (`"key.$"` values are paths or intrinsic functions). */
+const PAYLOAD_FIELDS = ["Parameters", "ResultSelector", "ItemSelector"];
+
+/**
+ * Finds every JSONPath of every state that asl-validator's grammar refuses but the relaxed path check accepts
+ * (see {@link checkPath}), reports each as a RELAXED_PATH warning and replaces it in `copy` by `$`, so
+ * asl-validator checks everything else. Paths the relaxed check refuses are left for asl-validator to report.
+ */
+function relaxPaths(copy: JsonObject): AslProblem[] {
+  const warnings: AslProblem[] = [];
+  const relax = (holder: Record<string, unknown>, key: string, context: PathContext, pointer: string): void => {
+    const value = holder[key];
+    if (typeof value !== "string") return;
+    const verdict = checkPath(value, context);
+    if (verdict.valid && "relaxed" in verdict) {
+      warnings.push({ path: pointer, code: "RELAXED_PATH", message: verdict.relaxed });
+      holder[key] = "$";
+    }
+  };
+  const template = (value: unknown, pointer: string): void => {
+    if (Array.isArray(value)) value.forEach((item, i) => template(item, joinPointer(pointer, i)));
+    else if (isObject(value)) {
+      for (const key of Object.keys(value)) {
+        const at = joinPointer(pointer, key);
+        if (key.endsWith(".$")) relax(value, key, "payload_template", at);
+        else template(value[key], at);
+      }
+    }
+  };
+  const rule = (value: unknown, pointer: string): void => {
+    if (!isObject(value)) return;
+    for (const key of Object.keys(value)) {
+      const at = joinPointer(pointer, key);
+      if (key === "Variable" || key.endsWith("Path")) relax(value, key, "reference_path", at);
+      else if ((key === "And" || key === "Or") && Array.isArray(value[key])) {
+        (value[key] as unknown[]).forEach((inner, i) => rule(inner, joinPointer(at, i)));
+      } else if (key === "Not") rule(value[key], at);
+    }
+  };
+  forEachState(copy, ({ state, pointer }) => {
+    const fields = state as Record<string, unknown>;
+    for (const [field, context] of Object.entries(PATH_FIELDS))
+      relax(fields, field, context, joinPointer(pointer, field));
+    for (const field of PAYLOAD_FIELDS) template(fields[field], joinPointer(pointer, field));
+    if (state.Type === "Choice" && Array.isArray(state.Choices)) {
+      state.Choices.forEach((choice, i) => rule(choice, joinPointer(pointer, "Choices", i)));
+    }
+  });
+  return warnings;
 }
 
 /**
@@ -477,6 +568,8 @@ function pathForMessage(definition: unknown, message: string): string {
  * MISSING_END_STATE) or asl-validator's (BRANCH_/MAP_OUTBOUND_TRANSITION_TARGET). Unreachable states are
  * reported by asl-validator (AWS refuses them too: "State X is not reachable").
  */
+const STATE_TYPES = new Set(["Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"]);
+
 export function structuralProblems(definition: unknown): AslProblem[] {
   const problems: AslProblem[] = [];
   const allNames = new Set<string>();
@@ -523,6 +616,13 @@ export function structuralProblems(definition: unknown): AslProblem[] {
     for (const [name, state] of Object.entries(states)) {
       if (!isObject(state)) continue;
       const at = joinPointer(pointer, "States", name);
+      if (typeof state.Type !== "string" || !STATE_TYPES.has(state.Type)) {
+        problems.push({
+          path: joinPointer(at, "Type"),
+          code: "UNKNOWN_STATE_TYPE",
+          message: `Type must be one of ${[...STATE_TYPES].join(", ")}${state.Type === undefined ? "" : `, not ${JSON.stringify(state.Type)}`}`,
+        });
+      }
       if (state.End === true || state.Type === "Succeed" || state.Type === "Fail") terminal = true;
       target(state.Next, joinPointer(at, "Next"), "Next");
       target(state.Default, joinPointer(at, "Default"), "Default");
@@ -557,9 +657,17 @@ export function formatProblems(problems: AslProblem[]): string {
   return problems.map((p) => `  ${p.path || "/"}: ${p.message}`).join("\n");
 }
 
-/** Validates a definition; throws ASL_INVALID listing every error with its path. Returns the warnings. */
-export function validateDefinition(definition: unknown, source = "the definition"): AslProblem[] {
-  const result = checkDefinition(definition);
+/**
+ * Validates a definition; throws ASL_INVALID listing every error with its path. Returns the warnings (never
+ * fatal; show them). With `{ strictness: "aws" }` only structural problems throw and what asl-validator refuses
+ * comes back as ASL_VALIDATOR_REFUSED warnings: for a model that AWS Step Functions will validate itself.
+ */
+export function validateDefinition(
+  definition: unknown,
+  source = "the definition",
+  options: CheckOptions = {},
+): AslProblem[] {
+  const result = checkDefinition(definition, options);
   if (!result.valid) {
     throw new StatetrailError(
       "ASL_INVALID",
@@ -570,7 +678,12 @@ export function validateDefinition(definition: unknown, source = "the definition
   return result.warnings;
 }
 
-/** Validates a loaded model (see validateDefinition). */
-export function validateModel(model: LoadedModel): AslProblem[] {
-  return validateDefinition(model.definition as AslDefinition, model.source);
+/**
+ * Validates a loaded model (see validateDefinition), as strictly as `options` say or, by default, as the
+ * model was loaded for (`LoadedModel.strictness`, "local" when unset).
+ */
+export function validateModel(model: LoadedModel, options: CheckOptions = {}): AslProblem[] {
+  return validateDefinition(model.definition as AslDefinition, model.source, {
+    strictness: options.strictness ?? model.strictness ?? "local",
+  });
 }
