@@ -115,6 +115,7 @@ describe("local engine", function () {
       iterationPath: [],
       attempt: 0,
       caughtError: null,
+      outcome: null,
     });
     expect(states.find((s) => s.name === "Kind?")?.input).to.deep.equal({ items: [1, 2], kind: "big", worked: true });
     expect(states.filter((s) => s.name === "Item").map((s) => s.input)).to.have.members([1, 2]);
@@ -596,5 +597,157 @@ describe("local engine", function () {
       'Try@[{"parent":"Each","kind":"map","index":2}]#1',
       'Try@[{"parent":"Each","kind":"map","index":3}]#0',
     ]);
+  });
+
+  describe("what a replay needs: Task outcomes and the Context Object", function () {
+    it("starts with the Context Object, and the run reads its start time in nested Map iterations too", async function () {
+      const m = model({
+        StartAt: "Each",
+        States: {
+          Each: {
+            Type: "Map",
+            ItemsPath: "$.items",
+            ItemSelector: { "started.$": "$$.Execution.StartTime", "item.$": "$$.Map.Item.Value" },
+            ItemProcessor: {
+              StartAt: "Stamp",
+              States: {
+                Stamp: {
+                  Type: "Pass",
+                  Parameters: { "at.$": "$$.Execution.StartTime", "item.$": "$.item" },
+                  End: true,
+                },
+              },
+            },
+            End: true,
+          },
+        },
+      });
+      const { all, end } = await collect(
+        new LocalEngine().run(m, { input: { items: [1, 2] }, executionName: "clock" }),
+      );
+      const first = all[0];
+      expect(first.kind).to.equal("started");
+      const startTime = first.kind === "started" ? first.context.Execution.StartTime : "";
+      expect(Date.parse(startTime)).to.not.be.NaN;
+      // As on AWS: every state of the execution, nested or not, sees the execution's start time.
+      expect(end.output).to.deep.equal([
+        { at: startTime, item: 1 },
+        { at: startTime, item: 2 },
+      ]);
+    });
+
+    it("emits a Task attempt when it ends, with the raw result before ResultSelector and ResultPath", async function () {
+      const m = model({
+        StartAt: "Work",
+        States: {
+          Work: {
+            Type: "Task",
+            Resource: `${LAMBDA}work`,
+            ResultSelector: { "total.$": "$.sum" },
+            ResultPath: "$.work",
+            Next: "After",
+          },
+          After: { Type: "Pass", End: true },
+        },
+      });
+      const engine = new LocalEngine({ handlers: { Work: () => ({ sum: 5, noise: "dropped" }) } });
+      const { states, end } = await collect(engine.run(m, { input: { id: 1 }, executionName: "raw" }));
+      expect(states.map((s) => [s.name, s.outcome])).to.deep.equal([
+        ["Work", { result: { sum: 5, noise: "dropped" } }],
+        ["After", null],
+      ]);
+      expect(end.output).to.deep.equal({ id: 1, work: { total: 5 } });
+    });
+
+    it("records each failed attempt's error, and the result too when the handler returned and processing failed", async function () {
+      let calls = 0;
+      const m = model({
+        StartAt: "Flaky",
+        States: {
+          Flaky: {
+            Type: "Task",
+            Resource: `${LAMBDA}flaky`,
+            ResultSelector: { "value.$": "$.value" },
+            Retry: [{ ErrorEquals: ["Transient"], IntervalSeconds: 1, MaxAttempts: 2 }],
+            End: true,
+          },
+        },
+      });
+      const engine = new LocalEngine({
+        skipWaits: true,
+        handlers: {
+          Flaky: () => {
+            calls += 1;
+            if (calls === 1) throw fail("Transient", "try again");
+            return { other: true };
+          },
+        },
+      });
+      const { states, end } = await collect(engine.run(m, { input: {}, executionName: "processing" }));
+      expect(states.map((s) => [s.attempt, s.outcome?.error?.error, s.outcome && "result" in s.outcome])).to.deep.equal(
+        [
+          [0, "Transient", false],
+          [1, end.error?.error, true],
+        ],
+      );
+      expect(states[0].outcome).to.deep.equal({ error: { error: "Transient", cause: "try again" } });
+      expect(states[1].outcome).to.deep.include({ result: { other: true } });
+      expect(end.status).to.equal("failed");
+    });
+
+    it("records a failure before the handler (Parameters) as the attempt's error, with no result", async function () {
+      let called = false;
+      const m = model({
+        StartAt: "Work",
+        States: {
+          Work: { Type: "Task", Resource: `${LAMBDA}work`, Parameters: { "x.$": "$.missing.deep" }, End: true },
+        },
+      });
+      const engine = new LocalEngine({
+        handlers: {
+          Work: () => {
+            called = true;
+            return 1;
+          },
+        },
+      });
+      const { states, end } = await collect(engine.run(m, { input: {}, executionName: "params" }));
+      expect(called).to.equal(false);
+      expect(states).to.have.length(1);
+      expect(states[0].outcome).to.not.have.property("result");
+      expect(states[0].outcome?.error?.error).to.equal(end.error?.error);
+    });
+
+    it("emits a Task attempt still running when its Map fails with a null outcome, before the end", async function () {
+      const m = model({
+        StartAt: "Each",
+        States: {
+          Each: {
+            Type: "Map",
+            ItemsPath: "$",
+            ItemProcessor: {
+              StartAt: "Work",
+              States: { Work: { Type: "Task", Resource: `${LAMBDA}work`, End: true } },
+            },
+            End: true,
+          },
+        },
+      });
+      const engine = new LocalEngine({
+        handlers: {
+          Work: (n) =>
+            n === 0
+              ? new Promise((_, reject) => setTimeout(() => reject(fail("Boom", "item 0")), 20))
+              : new Promise(() => undefined), // never ends: aborted when item 0 fails
+        },
+      });
+      const { states, end } = await collect(engine.run(m, { input: [0, 1], executionName: "abort" }));
+      const work = states.filter((s) => s.name === "Work");
+      expect(work.map((s) => [s.iterationPath[0].index, s.outcome])).to.have.deep.members([
+        [0, { error: { error: "Boom", cause: "item 0" } }],
+        [1, null],
+      ]);
+      expect(end.status).to.equal("failed");
+    });
   });
 });
