@@ -1,0 +1,384 @@
+// The polyfill must run before aws-local-stepfunctions is loaded (it calls Promise.withResolvers).
+import "./polyfill";
+import fs from "node:fs";
+import { Session } from "node:inspector";
+import path from "node:path";
+import { StateMachine } from "aws-local-stepfunctions";
+import { StatetrailError } from "../errors";
+
+/**
+ * Corrections to aws-local-stepfunctions 3.0.0 where it disagrees with AWS Step Functions. The interpreter
+ * judges recorded runs (V9 replays them), so where it differs from the service a genuine run is judged
+ * invalid, or the local engine takes a branch AWS would not. Each correction is checked by
+ * test/engine/interpreter-conformance.test.ts against decisions and executions recorded on AWS
+ * (test/fixtures/aws-recorded/).
+ *
+ * 1. Choice rules follow the service:
+ *    - `IsBoolean`/`IsNull`/`IsNumeric`/`IsString`/`IsTimestamp`/`IsPresent: false` mean "is not …"
+ *      (the library required the type *and* a true flag, so `IsBoolean: false` never matched);
+ *    - a comparison whose Variable is not of the operator's type does not match (the library compared with
+ *      JavaScript's operators: `null < 1`, `"" < 1`, `false < 1` and `[] < 1` all matched NumericLessThan,
+ *      `new Date(0)` made `0` a timestamp);
+ *    - `StringMatches`: only `*` is a wildcard, `\*` is a literal `*` and `\\` a literal backslash (the
+ *      library's glob also treated `?` as a wildcard);
+ *    - timestamps are compared at full precision (the library truncated fractions to milliseconds);
+ *    - an unknown rule fails the state with States.Runtime (the library silently took it as not matching);
+ *    - as before, a Variable (or a …Path value) that does not resolve fails the state with States.Runtime,
+ *      except for `IsPresent`.
+ * 2. A Wait whose duration is overridden (`waitTimeOverrides`, what `skipWaits` uses) still evaluates its
+ *    `SecondsPath`/`TimestampPath`: a path that does not resolve, or resolves to something that is not a
+ *    non-negative integer / an RFC 3339 timestamp, fails the state with States.Runtime as it does without
+ *    the override and on AWS; only the waiting is shortened. A `TimestampPath` more than 2^31 - 1 seconds
+ *    ahead fails with States.Runtime ("Wait state delay is too long"), as on AWS (the library's timer
+ *    overflowed and ended the wait at once).
+ *
+ * The library exports neither the Choice nor the Wait implementation, so their classes are looked up in the
+ * closure of the exported `StateMachine.prototype.execute` through the in-process inspector (read-only, no
+ * debugger is enabled), and their prototype methods are replaced. The library's version and the shape of
+ * the replaced code are checked first: any other version fails with ENGINE_FAILED instead of running
+ * uncorrected.
+ */
+
+export const PATCHED_LIBRARY_VERSION = "3.0.0";
+
+type Json = unknown;
+type Context = unknown;
+
+interface JsonPathOptions {
+  constraints?: unknown[];
+  ignoreDefinedValueConstraint?: boolean;
+}
+
+type JsonPathQuery = (pathExpression: string, json: Json, context: Context, options?: JsonPathOptions) => Json;
+
+interface Constraint {
+  new (pathExpression: string): { test(value: unknown): void };
+}
+
+interface IntegerConstraintClass extends Constraint {
+  greaterThanOrEqual(n: number): Constraint;
+}
+
+interface ActionClass {
+  prototype: Record<string, unknown>;
+}
+
+interface Internals {
+  ChoiceStateAction: ActionClass;
+  WaitStateAction: ActionClass;
+  jsonPathQuery: JsonPathQuery;
+  StatesRuntimeError: new (message?: string) => Error;
+  StringConstraint: Constraint;
+  NumberConstraint: Constraint;
+  BooleanConstraint: Constraint;
+  RFC3339TimestampConstraint: Constraint;
+  IntegerConstraint: IntegerConstraintClass;
+}
+
+const INTERNAL_NAMES: (keyof Internals)[] = [
+  "ChoiceStateAction",
+  "WaitStateAction",
+  "jsonPathQuery",
+  "StatesRuntimeError",
+  "StringConstraint",
+  "NumberConstraint",
+  "BooleanConstraint",
+  "RFC3339TimestampConstraint",
+  "IntegerConstraint",
+];
+
+const PATCHED = Symbol.for("statetrail.interpreterPatches");
+let installed = false;
+
+function unsupported(message: string, cause?: unknown): StatetrailError {
+  return new StatetrailError("ENGINE_FAILED", `cannot correct aws-local-stepfunctions: ${message}`, {
+    cause,
+    hint: `statetrail corrects aws-local-stepfunctions ${PATCHED_LIBRARY_VERSION} where it disagrees with AWS Step Functions; install exactly that version (npm ci), or port src/engine/interpreter-patches.ts to the new one and run test/engine/interpreter-conformance.test.ts`,
+  });
+}
+
+function libraryVersion(): string {
+  const main = require.resolve("aws-local-stepfunctions");
+  const manifest = path.join(path.dirname(main), "..", "package.json");
+  const parsed = JSON.parse(fs.readFileSync(manifest, "utf8")) as { name?: string; version?: string };
+  if (parsed.name !== "aws-local-stepfunctions") throw unsupported(`${manifest} is not the library's manifest`);
+  return String(parsed.version);
+}
+
+/** Reads the library's module-scope bindings that `StateMachine.prototype.execute` closes over. */
+function readInternals(): Internals {
+  const session = new Session();
+  const post = <T>(method: string, params: object): T => {
+    let settled = false;
+    let failure: Error | null = null;
+    let result: T | undefined;
+    session.post(method, params, (error: Error | null, value?: object) => {
+      settled = true;
+      failure = error;
+      result = value as T;
+    });
+    if (!settled) throw unsupported(`the inspector did not answer ${method} synchronously`);
+    if (failure) throw unsupported(`${method} failed`, failure);
+    return result as T;
+  };
+  type Property = { name: string; value?: { objectId?: string } };
+  type Properties = { result: Property[]; internalProperties?: Property[] };
+  const slot = `__statetrailInterpreterProbe${process.pid}`;
+  const global = globalThis as Record<string, unknown>;
+  const found: Partial<Record<keyof Internals, unknown>> = {};
+  session.connect();
+  try {
+    global[slot] = (StateMachine.prototype as unknown as { execute: unknown }).execute;
+    const probe = post<{ result: { objectId?: string } }>("Runtime.evaluate", { expression: `globalThis.${slot}` });
+    const own = post<Properties>("Runtime.getProperties", { objectId: probe.result.objectId, ownProperties: true });
+    const scopes = own.internalProperties?.find((p) => p.name === "[[Scopes]]")?.value?.objectId;
+    if (!scopes) throw unsupported("StateMachine.prototype.execute has no closure to read");
+    for (const scope of post<Properties>("Runtime.getProperties", { objectId: scopes, ownProperties: true }).result) {
+      const objectId = scope.value?.objectId;
+      if (!objectId) continue;
+      for (const binding of post<Properties>("Runtime.getProperties", { objectId, ownProperties: true }).result) {
+        const name = binding.name as keyof Internals;
+        if (!INTERNAL_NAMES.includes(name) || name in found || !binding.value?.objectId) continue;
+        post("Runtime.callFunctionOn", {
+          objectId: binding.value.objectId,
+          functionDeclaration: `function () { globalThis.${slot} = this; }`,
+        });
+        found[name] = global[slot];
+      }
+    }
+  } finally {
+    delete global[slot];
+    session.disconnect();
+  }
+  const missing = INTERNAL_NAMES.filter((name) => typeof found[name] !== "function");
+  if (missing.length > 0) throw unsupported(`the library's ${missing.join(", ")} could not be found`);
+  return found as Internals;
+}
+
+/** The code being replaced must be the code these corrections were written for. */
+function checkShape(internals: Internals): void {
+  const choice = internals.ChoiceStateAction.prototype.testChoiceRule;
+  const wait = internals.WaitStateAction.prototype.execute;
+  if (typeof choice !== "function" || typeof wait !== "function") throw unsupported("Choice/Wait methods not found");
+  const choiceSource = String(choice);
+  const waitSource = String(wait);
+  const expected = [
+    [choiceSource, "IsBooleanTrue && typeof varValue"],
+    [choiceSource, "import_wildcard_match"],
+    [waitSource, "waitTimeOverrideOption !== void 0"],
+    [waitSource, "IntegerConstraint.greaterThanOrEqual(0)"],
+  ];
+  for (const [source, fragment] of expected) {
+    if (!source.includes(fragment)) throw unsupported(`its code differs from ${PATCHED_LIBRARY_VERSION} (${fragment})`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Choice rules (JSONPath), as AWS Step Functions evaluates them
+// ---------------------------------------------------------------------------------------------------
+
+type Rule = Record<string, unknown>;
+
+const RFC3339 =
+  /^(\d{4}-(?:0[1-9]|1[012])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)(?:\.(\d+))?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
+
+/** An RFC 3339 timestamp (uppercase T and Z) as [epoch seconds, fraction digits], or null. */
+function parseTimestamp(value: unknown): [number, string] | null {
+  if (typeof value !== "string") return null;
+  const match = RFC3339.exec(value);
+  if (!match) return null;
+  const seconds = Date.parse(`${match[1]}${match[3]}`);
+  if (Number.isNaN(seconds)) return null;
+  return [seconds / 1000, (match[2] ?? "").replace(/0+$/, "")];
+}
+
+function compareTimestamps(a: [number, string], b: [number, string]): number {
+  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
+  const width = Math.max(a[1].length, b[1].length);
+  const fa = a[1].padEnd(width, "0");
+  const fb = b[1].padEnd(width, "0");
+  return fa === fb ? 0 : fa < fb ? -1 : 1;
+}
+
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+
+/** StringMatches: `*` matches any run of characters, `\` makes the next character literal. */
+export function stringMatches(value: string, pattern: string): boolean {
+  let source = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const char = pattern[i];
+    if (char === "\\" && i + 1 < pattern.length) {
+      i += 1;
+      source += escapeRegExp(pattern[i]);
+    } else if (char === "*") {
+      source += "[\\s\\S]*";
+    } else {
+      source += escapeRegExp(char);
+    }
+  }
+  return new RegExp(`^${source}$`).test(value);
+}
+
+const TYPE_TESTS: Record<string, (value: unknown) => boolean> = {
+  IsNull: (value) => value === null,
+  IsNumeric: (value) => typeof value === "number",
+  IsString: (value) => typeof value === "string",
+  IsBoolean: (value) => typeof value === "boolean",
+  IsTimestamp: (value) => parseTimestamp(value) !== null,
+};
+
+type Kind = "String" | "Numeric" | "Boolean" | "Timestamp";
+const COMPARISONS: Record<string, { kind: Kind; test: (order: number) => boolean }> = {};
+for (const kind of ["String", "Numeric", "Timestamp"] as const) {
+  COMPARISONS[`${kind}Equals`] = { kind, test: (order) => order === 0 };
+  COMPARISONS[`${kind}LessThan`] = { kind, test: (order) => order < 0 };
+  COMPARISONS[`${kind}GreaterThan`] = { kind, test: (order) => order > 0 };
+  COMPARISONS[`${kind}LessThanEquals`] = { kind, test: (order) => order <= 0 };
+  COMPARISONS[`${kind}GreaterThanEquals`] = { kind, test: (order) => order >= 0 };
+}
+COMPARISONS.BooleanEquals = { kind: "Boolean", test: (order) => order === 0 };
+
+function makeChoiceEvaluator(internals: Internals) {
+  const { jsonPathQuery, StatesRuntimeError } = internals;
+  const pathConstraint: Record<Kind, Constraint> = {
+    String: internals.StringConstraint,
+    Numeric: internals.NumberConstraint,
+    Boolean: internals.BooleanConstraint,
+    Timestamp: internals.RFC3339TimestampConstraint,
+  };
+
+  function order(kind: Kind, variable: unknown, value: unknown): number | null {
+    switch (kind) {
+      case "String":
+      case "Numeric": {
+        const type = kind === "String" ? "string" : "number";
+        if (typeof variable !== type || typeof value !== type) return null;
+        const a = variable as string | number;
+        const b = value as string | number;
+        return a === b ? 0 : a < b ? -1 : 1;
+      }
+      case "Boolean":
+        if (typeof variable !== "boolean" || typeof value !== "boolean") return null;
+        return variable === value ? 0 : 1;
+      case "Timestamp": {
+        const a = parseTimestamp(variable);
+        const b = parseTimestamp(value);
+        return a && b ? compareTimestamps(a, b) : null;
+      }
+    }
+  }
+
+  return function testChoiceRule(rule: Rule, input: Json, context: Context): boolean {
+    if ("And" in rule) return (rule.And as Rule[]).every((r) => testChoiceRule(r, input, context));
+    if ("Or" in rule) return (rule.Or as Rule[]).some((r) => testChoiceRule(r, input, context));
+    if ("Not" in rule) return !testChoiceRule(rule.Not as Rule, input, context);
+    const variable = rule.Variable;
+    if (typeof variable !== "string") throw new StatesRuntimeError("A Choice rule has no Variable");
+    if ("IsPresent" in rule) {
+      const value = jsonPathQuery(variable, input, context, { ignoreDefinedValueConstraint: true });
+      return (value !== undefined) === (rule.IsPresent === true);
+    }
+    for (const [operator, isType] of Object.entries(TYPE_TESTS)) {
+      if (operator in rule) return isType(jsonPathQuery(variable, input, context)) === (rule[operator] === true);
+    }
+    if ("StringMatches" in rule) {
+      const value = jsonPathQuery(variable, input, context);
+      return (
+        typeof value === "string" && typeof rule.StringMatches === "string" && stringMatches(value, rule.StringMatches)
+      );
+    }
+    for (const [operator, { kind, test }] of Object.entries(COMPARISONS)) {
+      const pathOperator = `${operator}Path`;
+      if (!(operator in rule) && !(pathOperator in rule)) continue;
+      const value = jsonPathQuery(variable, input, context);
+      const other =
+        operator in rule
+          ? rule[operator]
+          : jsonPathQuery(String(rule[pathOperator]), input, context, { constraints: [pathConstraint[kind]] });
+      const compared = order(kind, value, other);
+      return compared !== null && test(compared);
+    }
+    throw new StatesRuntimeError(
+      `Choice rule ${JSON.stringify(Object.keys(rule))} has no comparison operator this interpreter knows`,
+    );
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Wait
+// ---------------------------------------------------------------------------------------------------
+
+/** The longest delay AWS accepts for a Wait, in seconds (a Wait 24,856 days ahead fails, 24,855 does not). */
+const MAX_WAIT_SECONDS = 2 ** 31 - 1;
+
+function makeWaitCheck(internals: Internals) {
+  const { jsonPathQuery, StatesRuntimeError, IntegerConstraint, RFC3339TimestampConstraint } = internals;
+  return function checkWait(state: Record<string, unknown>, input: Json, context: Context): void {
+    if (typeof state.SecondsPath === "string") {
+      jsonPathQuery(state.SecondsPath, input, context, { constraints: [IntegerConstraint.greaterThanOrEqual(0)] });
+    } else if (typeof state.TimestampPath === "string") {
+      const timestamp = jsonPathQuery(state.TimestampPath, input, context, {
+        constraints: [RFC3339TimestampConstraint],
+      }) as string;
+      if ((Date.parse(timestamp) - Date.now()) / 1000 > MAX_WAIT_SECONDS) {
+        throw new StatesRuntimeError("Wait state delay is too long.");
+      }
+    } else if (typeof state.Timestamp === "string") {
+      if ((Date.parse(state.Timestamp) - Date.now()) / 1000 > MAX_WAIT_SECONDS) {
+        throw new StatesRuntimeError("Wait state delay is too long.");
+      }
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Installs the corrections into aws-local-stepfunctions (once per process; later calls do nothing).
+ * Throws ENGINE_FAILED when the installed library is not the version they were written for.
+ */
+export function installInterpreterPatches(): void {
+  if (installed) return;
+  const version = libraryVersion();
+  if (version !== PATCHED_LIBRARY_VERSION) {
+    throw unsupported(`version ${version} is installed, the corrections are for ${PATCHED_LIBRARY_VERSION}`);
+  }
+  const internals = readInternals();
+  const choiceProto = internals.ChoiceStateAction.prototype;
+  const waitProto = internals.WaitStateAction.prototype;
+  if (choiceProto[PATCHED as unknown as string] && waitProto[PATCHED as unknown as string]) {
+    installed = true;
+    return;
+  }
+  checkShape(internals);
+
+  const testChoiceRule = makeChoiceEvaluator(internals);
+  Object.defineProperty(choiceProto, "testChoiceRule", {
+    configurable: true,
+    writable: true,
+    value: function (this: unknown, rule: Rule, input: Json, context: Context): boolean {
+      return testChoiceRule(rule, input, context);
+    },
+  });
+
+  const checkWait = makeWaitCheck(internals);
+  const originalWait = waitProto.execute as (this: unknown, ...args: unknown[]) => Promise<unknown>;
+  Object.defineProperty(waitProto, "execute", {
+    configurable: true,
+    writable: true,
+    value: async function (
+      this: { stateDefinition: Record<string, unknown> },
+      input: Json,
+      context: Context,
+      options: unknown,
+    ): Promise<unknown> {
+      checkWait(this.stateDefinition, input, context);
+      return originalWait.call(this, input, context, options);
+    },
+  });
+
+  for (const proto of [choiceProto, waitProto]) {
+    Object.defineProperty(proto, PATCHED, { value: true, configurable: false, enumerable: false });
+  }
+  installed = true;
+}
