@@ -105,6 +105,13 @@ function libraryVersion(): string {
   return String(parsed.version);
 }
 
+/** Throws ENGINE_FAILED unless `version` is the one the corrections were written for. */
+export function assertPatchableVersion(version: string): void {
+  if (version !== PATCHED_LIBRARY_VERSION) {
+    throw unsupported(`version ${version} is installed, the corrections are for ${PATCHED_LIBRARY_VERSION}`);
+  }
+}
+
 /** Reads the library's module-scope bindings that `StateMachine.prototype.execute` closes over. */
 function readInternals(): Internals {
   const session = new Session();
@@ -339,10 +346,7 @@ function makeWaitCheck(internals: Internals) {
  */
 export function installInterpreterPatches(): void {
   if (installed) return;
-  const version = libraryVersion();
-  if (version !== PATCHED_LIBRARY_VERSION) {
-    throw unsupported(`version ${version} is installed, the corrections are for ${PATCHED_LIBRARY_VERSION}`);
-  }
+  assertPatchableVersion(libraryVersion());
   const internals = readInternals();
   const choiceProto = internals.ChoiceStateAction.prototype;
   const waitProto = internals.WaitStateAction.prototype;

@@ -1,7 +1,8 @@
 import { isDeepStrictEqual } from "node:util";
 import { expect } from "chai";
 import { buildContextObject } from "../../src/engine/context";
-import { installInterpreterPatches, stringMatches } from "../../src/engine/interpreter-patches";
+import { assertPatchableVersion, installInterpreterPatches, stringMatches } from "../../src/engine/interpreter-patches";
+import { StatetrailError } from "../../src/errors";
 import { startInterpreter } from "../../src/engine/local";
 import { type AslDefinition } from "../../src/model/types";
 import choiceOperators from "../fixtures/aws-recorded/choice-operators.json";
@@ -69,6 +70,15 @@ describe("interpreter conformance with AWS Step Functions", function () {
     installInterpreterPatches();
     installInterpreterPatches();
     expect(await decide({ Variable: "$.v", IsBoolean: false }, { v: 0 })).to.equal("taken");
+  });
+
+  it("refuses, with ENGINE_FAILED, a library version the corrections were not written for", function () {
+    assertPatchableVersion("3.0.0");
+    for (const version of ["3.0.1", "3.1.0", "2.1.0"]) {
+      expect(() => assertPatchableVersion(version))
+        .to.throw(StatetrailError, version)
+        .with.property("code", "ENGINE_FAILED");
+    }
   });
 
   describe("Choice type tests with false (issue 12, finding 13)", function () {
