@@ -371,7 +371,7 @@ export class HistoryRecorder {
       case "ExecutionAborted":
         if (path.length > 0) return;
         this.writeRunningTasks();
-        this.add("ExecutionAborted", last(), { executionAbortedEventDetails: {} });
+        this.add("ExecutionAborted", last(), { executionAbortedEventDetails: { ...this.abortReason } });
         return;
       case "ExecutionTimeout":
         if (path.length > 0) return;
@@ -384,6 +384,9 @@ export class HistoryRecorder {
         return;
     }
   }
+
+  /** The error and cause the interpreter's own abort is recorded with (the step limit). */
+  abortReason: { error?: string; cause?: string } = {};
 
   /** The execution's failure as recorded (error, cause), if it failed. */
   failure(): { error: string; cause: string } | undefined {
@@ -828,6 +831,13 @@ export class SfnTestService {
       for await (const tagged of interpreter.events) {
         if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
         if (record.stop) break; // leaving the loop aborts the interpreter
+        if (tagged.path.length === 0 && tagged.event.type === "ExecutionAborted" && interpreter.limitExceeded()) {
+          // What the local engine reports for the same run (see LocalEngine.run).
+          record.history.abortReason = {
+            error: "statetrail.MaxStepsExceeded",
+            cause: `more than ${this.options.maxSteps ?? DEFAULT_MAX_STEPS} states were entered`,
+          };
+        }
         record.history.record(tagged);
         if (tagged.path.length === 0) this.settle(record, tagged);
       }
@@ -858,6 +868,8 @@ export class SfnTestService {
       }
       case "ExecutionAborted":
         record.status = "ABORTED";
+        record.error = record.history.abortReason.error;
+        record.cause = record.history.abortReason.cause;
         break;
       case "ExecutionTimeout":
         record.status = "TIMED_OUT";
