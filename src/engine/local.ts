@@ -9,6 +9,7 @@ import { type AslDefinition, type LoadedModel } from "../model/types";
 import { forEachState, validateDefinition } from "../model/validate";
 import { type ErrorInfo, type IterationStep, type Outcome } from "../protocol/schema";
 import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
+import { installInterpreterPatches } from "./interpreter-patches";
 import { type AslStateType, type Engine, type EngineEvent, type StartOptions, type StateEnteredEvent } from "./types";
 
 /** What a Task handler learns besides its input. */
@@ -295,6 +296,9 @@ export function startInterpreter(
   input: unknown,
   options: InterpreterOptions,
 ): InterpreterRun {
+  // The interpreter must agree with AWS (Choice type tests, Waits evaluated when skipped): the verifier's replay
+  // judges every run with it.
+  installInterpreterPatches();
   installNestingPatch();
   const copy = JSON.parse(JSON.stringify(definition)) as AslDefinition;
   registerNesting(copy);

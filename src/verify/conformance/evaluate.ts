@@ -1,6 +1,7 @@
 // The polyfill must run before aws-local-stepfunctions is loaded (it calls Promise.withResolvers).
 import "../../engine/polyfill";
 import { StateMachine } from "aws-local-stepfunctions";
+import { installInterpreterPatches } from "../../engine/interpreter-patches";
 import { analyzeLocalSupport } from "../../model/features";
 import { type AslState } from "../../model/types";
 
@@ -38,6 +39,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function newMachine(definition: object): StateMachine {
+  // The same interpreter, patched to agree with AWS, as the engine and the replay run.
+  installInterpreterPatches();
   return new StateMachine(definition as never, { validationOptions: { noValidate: true } });
 }
 
