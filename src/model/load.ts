@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { open, readFile } from "node:fs/promises";
 import { type HexHash, sha256Hex } from "../chain/hash";
 import { StatetrailError } from "../errors";
@@ -60,6 +61,84 @@ export function loadModelFromBytes(input: Uint8Array, options: LoadModelOptions 
   return model;
 }
 
+/** What {@link inspectModelFile} found: the hash of any file, and whether it is a model statetrail accepts. */
+export interface ModelFileInspection {
+  /** SHA-256 (hex) of the file's exact bytes, whatever they are. */
+  hash: HexHash;
+  /** The file's size in bytes. */
+  size: number;
+  /** Why the bytes are not an acceptable model (INPUT_TOO_LARGE, INVALID_JSON, ASL_INVALID), or null. */
+  problem: { code: string; message: string; hint: string | null } | null;
+  /** Validation warnings of an acceptable model (relaxed paths, placeholders…). */
+  warnings: AslProblem[];
+}
+
+/**
+ * Hashes a file's exact bytes (any bytes, any size: read in chunks), then, as a separate matter, checks whether
+ * they are a model that `loadModel` would accept with these options. Only an unreadable file throws
+ * (INVALID_ARGUMENT): an auditor must be able to hash whatever it was given.
+ */
+export async function inspectModelFile(
+  file: string,
+  options: { maxBytes?: number; strictness?: ValidationStrictness } = {},
+): Promise<ModelFileInspection> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
+  let handle;
+  try {
+    handle = await open(file, "r");
+  } catch (error) {
+    throw new StatetrailError("INVALID_ARGUMENT", `cannot read ${file}: ${(error as Error).message}`, {
+      cause: error,
+      hint: "check the path of the file",
+    });
+  }
+  const digest = createHash("sha256");
+  let size = 0;
+  let kept: Buffer[] | null = [];
+  try {
+    if (!(await handle.stat()).isFile()) {
+      throw new StatetrailError("INVALID_ARGUMENT", `${file} is not a regular file`, {
+        hint: "give the path of a file",
+      });
+    }
+    for await (const chunk of handle.createReadStream({ autoClose: false })) {
+      const bytes = chunk as Buffer;
+      digest.update(bytes);
+      size += bytes.length;
+      if (kept !== null && size <= maxBytes) kept.push(bytes);
+      else kept = null; // larger than a model may be: hash on, keep nothing
+    }
+  } finally {
+    await handle.close();
+  }
+  const hash = digest.digest("hex") as HexHash;
+  if (kept === null) {
+    return {
+      hash,
+      size,
+      problem: {
+        code: "INPUT_TOO_LARGE",
+        message: `${file} is ${size} bytes, more than the model limit of ${maxBytes} bytes`,
+        hint: "raise the model size limit if this model is intended",
+      },
+      warnings: [],
+    };
+  }
+  const warnings: AslProblem[] = [];
+  try {
+    loadModelFromBytes(Buffer.concat(kept), {
+      source: file,
+      maxBytes,
+      strictness: options.strictness,
+      onWarning: (warning) => warnings.push(warning),
+    });
+  } catch (error) {
+    if (!(error instanceof StatetrailError)) throw error;
+    return { hash, size, problem: { code: error.code, message: error.message, hint: error.hint ?? null }, warnings };
+  }
+  return { hash, size, problem: null, warnings };
+}
+
 /** SHA-256 (hex) of a file's exact bytes, the model_hash it would get. */
 export async function modelHashOfFile(file: string, options: { maxBytes?: number } = {}): Promise<HexHash> {
   return sha256Hex(await readModelBytes(file, options.maxBytes));
@@ -78,7 +157,10 @@ export async function readModelBytes(file: string, maxBytes = DEFAULT_MAX_MODEL_
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) throw new StatetrailError("INVALID_ARGUMENT", `${file} is not a regular file`);
+    if (!stat.isFile())
+      throw new StatetrailError("INVALID_ARGUMENT", `${file} is not a regular file`, {
+        hint: "give the path of a model file",
+      });
     checkSize(stat.size, maxBytes, file);
     const bytes = await readFile(handle);
     checkSize(bytes.byteLength, maxBytes, file); // the file may have grown between stat and read
@@ -336,7 +418,9 @@ class StrictJsonScanner {
 /** The minimal top-level shape every later step relies on; full validation is in validate.ts. */
 function asDefinitionShape(json: unknown, source: string): AslDefinition {
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new StatetrailError("ASL_INVALID", `${source}: a state machine definition must be a JSON object`);
+    throw new StatetrailError("ASL_INVALID", `${source}: a state machine definition must be a JSON object`, {
+      hint: "give an Amazon States Language definition: a JSON object with StartAt and States",
+    });
   }
   return json as AslDefinition;
 }

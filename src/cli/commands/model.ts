@@ -1,5 +1,5 @@
-import { DEFAULT_MAX_MODEL_BYTES, loadModel } from "../../model/load";
-import { validateModel } from "../../model/validate";
+import { DEFAULT_MAX_MODEL_BYTES, inspectModelFile, loadModel } from "../../model/load";
+import { type AslProblem, validateModel } from "../../model/validate";
 import { Tracker } from "../../tracker/tracker";
 import { engineFromOptions, positiveInt } from "./run";
 import { openIssuer } from "../context";
@@ -10,13 +10,42 @@ export function registerModel({ program, run }: CommandContext): void {
 
   model
     .command("hash <file>")
-    .description("print the model hash: SHA-256 of the file's exact bytes")
-    .option("--max-model-bytes <n>", "refuse a model file larger than this", String(DEFAULT_MAX_MODEL_BYTES))
-    .addHelpText("after", "\nExample:\n  $ statetrail model hash examples/order-fulfilment.asl.json")
+    .description(
+      "print the model hash: SHA-256 of the file's exact bytes (any file); whether it is a valid model is a warning",
+    )
+    .option(
+      "--max-model-bytes <n>",
+      "warn when the file is larger than a model may be",
+      String(DEFAULT_MAX_MODEL_BYTES),
+    )
+    .addHelpText(
+      "after",
+      "\nThe hash is printed for any bytes, exit 0; a file that is not a model statetrail accepts (not JSON, invalid\n" +
+        "ASL, too large) gets a warning on stderr (and `validation` in --json).\n\nExample:\n" +
+        "  $ statetrail model hash examples/order-fulfilment.asl.json",
+    )
     .action((file: string, options: { maxModelBytes: string }) =>
       run(async (globals) => {
-        const loaded = await loadModel(file, { maxBytes: positiveInt(options.maxModelBytes, "--max-model-bytes") });
-        globals.output.result({ model_hash: loaded.hash, bytes: loaded.bytes.length }, loaded.hash);
+        const inspected = await inspectModelFile(file, {
+          maxBytes: positiveInt(options.maxModelBytes, "--max-model-bytes"),
+        });
+        if (inspected.problem) {
+          globals.output.log(
+            `warning ${inspected.problem.code}: not a model statetrail accepts: ${inspected.problem.message}`,
+          );
+          if (inspected.problem.hint) globals.output.log(`  what to do: ${inspected.problem.hint}`);
+        }
+        logWarnings(globals.output.log, inspected.warnings);
+        globals.output.result(
+          {
+            model_hash: inspected.hash,
+            bytes: inspected.size,
+            valid_model: inspected.problem === null,
+            validation: inspected.problem,
+            warnings: inspected.warnings,
+          },
+          inspected.hash,
+        );
       }),
     );
 
@@ -35,8 +64,14 @@ export function registerModel({ program, run }: CommandContext): void {
         options: { engine: string; roleArn?: string; region?: string; endpoint?: string; maxModelBytes: string },
       ) =>
         run(async (globals) => {
-          const loaded = await loadModel(file, { maxBytes: positiveInt(options.maxModelBytes, "--max-model-bytes") });
-          validateModel(loaded);
+          // With --engine aws, AWS Step Functions is the authority on validity: what asl-validator refuses is a
+          // warning, structural problems still refuse the model (the model keeps the strictness it was loaded with).
+          const strictness = options.engine === "aws" ? "aws" : "local";
+          const loaded = await loadModel(file, {
+            maxBytes: positiveInt(options.maxModelBytes, "--max-model-bytes"),
+            strictness,
+          });
+          logWarnings(globals.output.log, validateModel(loaded));
           const issuer = await openIssuer(globals);
           const engine = engineFromOptions({ ...options, taskHandler: "echo", skipWaits: true });
           if (options.engine === "aws") await engine.prepare(loaded);
@@ -63,4 +98,8 @@ export function registerModel({ program, run }: CommandContext): void {
           issuer.provider.destroy();
         }),
     );
+}
+
+function logWarnings(log: (message: string) => void, warnings: AslProblem[]): void {
+  for (const warning of warnings) log(`warning ${warning.code}: ${warning.path || "/"}: ${warning.message}`);
 }
