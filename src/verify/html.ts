@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../protocol/schema";
+import { subjectLine } from "./report";
 import { type StepStatus, type Verdict, type VerificationReport } from "./types";
 
 /**
@@ -145,6 +146,17 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
 function subjectList(report: VerificationReport, protocol: InstanceProtocol | null, explorer: string | null): string {
   const rows: [string, string][] = [["source", `<code>${text(report.source)}</code>`]];
   const subject = report.subject;
+  if (subject) rows.push(["subject", text(subjectLine(subject.instance_hash, subject.issuer, subject.ens_name))]);
+  const asked = report.expected;
+  if (asked) {
+    const matched =
+      asked.matched === null ? "not compared (no protocol)" : asked.matched ? "matched" : "NOT MATCHED (see V1)";
+    rows.push([
+      "asked",
+      `${text(subjectLine(asked.instance_hash, asked.issuer, asked.ens_name))}: ` +
+        `<strong data-subject-matched="${attr(String(asked.matched))}">${text(matched)}</strong>`,
+    ]);
+  }
   if (subject) {
     rows.push(["instance", `<code class="hash">${text(subject.instance_hash)}</code>`]);
     rows.push([

@@ -5,7 +5,8 @@ import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
 import { type VerifyContext } from "./context";
 import { originOf } from "./fetcher";
 import { Findings, type StepOutcome } from "./findings";
-import { type Fetched, type Fetcher, type StepId } from "./types";
+import { checkSubject } from "./steps/v1-transport";
+import { type ExpectedSubject, type Fetched, type Fetcher, type StepId } from "./types";
 
 /**
  * Verifying a copy of an instance on a mirror: untrusted storage (S3 or any HTTP server) that holds the
@@ -149,7 +150,7 @@ export class MirrorReader {
   };
 
   /** V1 for a mirror: read and parse the protocol, check it is the instance the URL names, set the origin. */
-  async read(context: VerifyContext): Promise<StepOutcome> {
+  async read(context: VerifyContext, expected: ExpectedSubject = {}): Promise<StepOutcome> {
     const findings = new Findings();
     if (!("url" in context.input)) {
       findings.fail("a mirror is verified from its URL (…/instances/<instance_hash>/protocol)");
@@ -183,6 +184,8 @@ export class MirrorReader {
       findings.fail(`${url} holds the protocol of instance ${protocol.instance_hash}`, "PROTOCOL_INVALID");
       return findings.outcome("");
     }
+    checkSubject(protocol, expected, findings);
+    if (findings.failed) return findings.outcome("");
     let origin: string;
     try {
       origin = originOf(protocol.issuer.url);

@@ -14,7 +14,7 @@ import { MIRROR_OPTIONAL_STEPS, MirrorReader, type MirrorOptions } from "./mirro
 import { type StepOutcome } from "./findings";
 import { DEFAULT_BACKOFF_MS, DEFAULT_LOG_CHUNK, DEFAULT_LOG_RETRIES } from "./logs";
 import { anchorsStep } from "./steps/v0-anchors";
-import { readProtocol } from "./steps/v1-transport";
+import { instanceNamedBy, matchesExpected, readProtocol } from "./steps/v1-transport";
 import { ensStep } from "./steps/v2-ens";
 import { certificateStep } from "./steps/v3-certificate";
 import { modelStep } from "./steps/v4-model";
@@ -28,6 +28,7 @@ import {
   STEP_IDS,
   STEP_TITLES,
   type EnsReader,
+  type ExpectedSubject,
   type Fetcher,
   type StepId,
   type StepResult,
@@ -84,6 +85,11 @@ export interface VerifyOptions {
    * the issuer's TLS is not checked (V1 and V3 skipped and optional), every other check runs as usual.
    */
   mirror?: MirrorOptions;
+  /**
+   * What the auditor asked about: the verdict is bound to it (V1 fails a protocol about another instance or
+   * issuer). A URL input always expects the instance it names.
+   */
+  expected?: ExpectedSubject;
 }
 
 /**
@@ -141,7 +147,12 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   };
 
   let started = Date.now();
-  record("V1", await guarded(() => (mirror ? mirror.read(context) : readProtocol(context))), started);
+  const expected = options.expected ?? {};
+  record(
+    "V1",
+    await guarded(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected))),
+    started,
+  );
   const protocol = context.protocol;
   for (const step of STEPS) {
     started = Date.now();
@@ -155,6 +166,8 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   const steps = STEP_IDS.map((id) => results.find((result) => result.id === id)!);
   const verdict = verdictOf(steps);
   const snapshot = protocol ? await chain.snapshot().catch(() => null) : null;
+  const url = "url" in options.input ? options.input.url : null;
+  const asked = expected.instanceHash || expected.issuer || (url && instanceNamedBy(url));
   return {
     statetrail_verification: 1,
     verdict,
@@ -164,12 +177,23 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
       ? {
           instance_hash: protocol.instance_hash,
           issuer: protocol.issuer.address,
+          ens_name: protocol.issuer.ens_name,
           chain_id: protocol.chain_id,
           model_hash: protocol.model_hash,
           states: protocol.instance_protocol.length,
           status: protocol.status,
         }
       : null,
+    ...(asked
+      ? {
+          expected: {
+            instance_hash: expected.instanceHash?.toLowerCase() ?? (url ? instanceNamedBy(url) : null),
+            issuer: expected.issuer ?? null,
+            ens_name: expected.ensName ?? null,
+            matched: protocol ? matchesExpected(protocol, expected, url) : null,
+          },
+        }
+      : {}),
     block_number: snapshot?.blockNumber ?? null,
     verified_at: protocol ? await context.now() : Math.floor(Date.now() / 1000),
     steps,

@@ -1,4 +1,13 @@
-import { type StepStatus, type VerificationReport } from "./types";
+import { type ErrorCode } from "../errors";
+import {
+  STEP_IDS,
+  STEP_TITLES,
+  type ExpectedSubject,
+  type StepResult,
+  type StepStatus,
+  type VerificationReport,
+} from "./types";
+import { exitCodeOf, verdictOf } from "./verdict";
 
 const LABELS: Record<StepStatus, string> = { pass: "PASS ", fail: "FAIL ", skip: "SKIP ", error: "ERROR" };
 
@@ -21,6 +30,13 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
   const maxProblems = options.maxProblems ?? 10;
   const lines: string[] = [`statetrail verify ${report.source}`];
   const subject = report.subject;
+  if (subject) lines.push(`  Subject: ${subjectLine(subject.instance_hash, subject.issuer, subject.ens_name)}`);
+  const asked = report.expected;
+  if (asked) {
+    const verdict =
+      asked.matched === null ? "not compared (no protocol)" : asked.matched ? "matched" : "NOT MATCHED (see V1)";
+    lines.push(`  Asked:   ${subjectLine(asked.instance_hash, asked.issuer, asked.ens_name)}: ${verdict}`);
+  }
   if (subject) {
     lines.push(
       `  instance ${subject.instance_hash}`,
@@ -47,6 +63,54 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
   }
   lines.push("", `verdict: ${VERDICT_LINES[report.verdict]} (exit ${report.exit_code})`);
   return lines.join("\n") + "\n";
+}
+
+/** "instance X of issuer 0x… (name)", with "any" for what was not given. */
+export function subjectLine(instance: string | null, issuer: string | null, ensName?: string | null): string {
+  return `instance ${instance ?? "any"} of issuer ${issuer ?? "any"}${ensName ? ` (${ensName})` : ""}`;
+}
+
+/**
+ * The report of a question refused before any protocol was read, e.g. an ENS name whose server does not
+ * present a certificate registered for the name's address: V1 fails with `code`, every other step is skipped.
+ */
+export function refusedReport(
+  source: string,
+  expected: ExpectedSubject,
+  detail: string,
+  code: ErrorCode,
+  verifiedAt = Math.floor(Date.now() / 1000),
+): VerificationReport {
+  const steps: StepResult[] = STEP_IDS.map((id) =>
+    id === "V1"
+      ? { id, title: STEP_TITLES[id], status: "fail", detail, required: true, code, problems: [detail], durationMs: 0 }
+      : {
+          id,
+          title: STEP_TITLES[id],
+          status: "skip",
+          detail: "no protocol to verify (see V1)",
+          required: true,
+          problems: [],
+          durationMs: 0,
+        },
+  );
+  const verdict = verdictOf(steps);
+  return {
+    statetrail_verification: 1,
+    verdict,
+    exit_code: exitCodeOf(verdict),
+    source,
+    subject: null,
+    expected: {
+      instance_hash: expected.instanceHash?.toLowerCase() ?? null,
+      issuer: expected.issuer ?? null,
+      ens_name: expected.ensName ?? null,
+      matched: null,
+    },
+    block_number: null,
+    verified_at: verifiedAt,
+    steps,
+  };
 }
 
 /** The report as JSON text: every check with id, title, status, detail, problems. */

@@ -59,20 +59,46 @@ export interface VerificationReport {
   exit_code: 0 | 1 | 2;
   /** What was verified: the protocol URL, or the name the caller gave a file/object input. */
   source: string;
-  /** From the protocol, once it could be read (claims, not findings). */
+  /** From the protocol, once it could be read (claims, not findings: the steps check them). */
   subject: {
     instance_hash: string;
     issuer: string;
+    /** The issuer's ENS name the protocol claims (V2 checks it is the issuer's primary name). */
+    ens_name?: string | null;
     chain_id: number;
     model_hash: string;
     states: number;
     status: InstanceStatus;
   } | null;
+  /**
+   * What the auditor asked about (the instance in the URL or `--instance`, the issuer an ENS name resolves to
+   * or `--issuer`), and whether the protocol is about exactly that; absent when nothing was asked.
+   */
+  expected?: {
+    instance_hash: string | null;
+    issuer: string | null;
+    ens_name: string | null;
+    /** null: no protocol could be read to compare. */
+    matched: boolean | null;
+  };
   /** The block every chain read was pinned to, once the chain could be reached. */
   block_number: number | null;
   /** The time the validity windows were checked at (Unix seconds). */
   verified_at: number;
   steps: StepResult[];
+}
+
+/**
+ * What the auditor asked about. The verdict is bound to it: a protocol about another instance or another
+ * issuer fails V1 (SUBJECT_MISMATCH), however genuine it is otherwise.
+ */
+export interface ExpectedSubject {
+  /** The instance asked for (`--instance`; a URL's `/instances/<hash>/protocol` is always expected too). */
+  instanceHash?: string;
+  /** The issuer asked for: the address an ENS name resolves to (`addr`), or `--issuer`. */
+  issuer?: string;
+  /** The ENS name `issuer` was resolved from, for the report. */
+  ensName?: string;
 }
 
 /** The server certificate as the fetcher saw it. Times are Unix seconds. */

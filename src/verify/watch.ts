@@ -8,7 +8,8 @@ import { anchoredAt, issuerAnchors } from "./batch";
 import { ChainView, type TrustedSetup } from "./chain";
 import { verifyProtocol } from "./pipeline";
 import { rebuildChain } from "./rebuild";
-import { type EnsReader, type VerificationReport } from "./types";
+import { sameAddress } from "./findings";
+import { type EnsReader, type ExpectedSubject, type VerificationReport } from "./types";
 
 /** What `statetrail watch` reports, one event per line. */
 export type WatchEvent =
@@ -26,6 +27,8 @@ export interface WatchOptions {
   trusted: TrustedSetup;
   ens?: EnsReader | null;
   optional?: Parameters<typeof verifyProtocol>[0]["optional"];
+  /** What the auditor asked about (the issuer of an ENS name, `--issuer`, `--instance`): see verifyProtocol. */
+  expected?: ExpectedSubject;
   /** How long a state may be on-chain but unpublished, or published but not yet seen on-chain (default 10 s). */
   graceMs?: number;
   /** How often the chain is read (default 1 s). */
@@ -61,6 +64,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       trusted: options.trusted,
       ens: options.ens,
       optional: options.optional,
+      expected: options.expected,
     });
     emit({
       type: "verified",
@@ -73,10 +77,25 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
 
   let report = await verify();
   if (!report.subject) return { report, divergences: 0, exitCode: report.exit_code };
+  // Not what was asked: following it would watch someone else's instance.
+  if (report.expected?.matched === false) return { report, divergences: 1, exitCode: 1 };
   const first = await pinnedFetch(options.url, { maxBytes: 64 * 1024 * 1024 });
+  if (first.status !== 200) {
+    emit({ type: "error", code: "FETCH_FAILED", message: `GET ${options.url}: HTTP ${first.status} (not followed)` });
+    return { report, divergences: 0, exitCode: 2 };
+  }
   const fingerprint = first.certificate.fingerprint;
   const protocol: InstanceProtocol = parseProtocol(first.body.toString("utf8"));
   const issuer = protocol.issuer.address;
+  // What is followed must be what was just verified: a server can't swap the subject between two reads.
+  if (protocol.instance_hash !== report.subject.instance_hash || !sameAddress(issuer, report.subject.issuer)) {
+    emit({
+      type: "divergence",
+      kind: "forged",
+      detail: `the server now serves instance ${protocol.instance_hash} of ${issuer} at ${options.url}, not the verified one`,
+    });
+    return { report, divergences: 1, exitCode: 1 };
+  }
 
   // Merkle-anchored entries (`--anchor batch`) are on-chain when their proof reaches a root the issuer anchored.
   const published = new Map<number, { hash: HexHash; seenAt: number; entry: ProtocolEntry }>();

@@ -1,10 +1,11 @@
 import fs from "node:fs";
-import { getAddress } from "ethers";
+import { getAddress, isAddress } from "ethers";
 import { StatetrailError } from "../../errors";
 import { loadDeployment } from "../../chain/deployments";
 import { parseHexHash } from "../../chain/hash";
+import { getText, resolveAddress } from "../../chain/ens";
 import { connect, type ChainProvider } from "../../chain/provider";
-import { pinnedFetch } from "../../net/pinned-fetch";
+import { pinnedFetch, type PeerCertificate } from "../../net/pinned-fetch";
 import { decodeUtf8, readFileLimited } from "../../protocol/limits";
 import {
   DEFAULT_MAX_BYTES,
@@ -17,10 +18,14 @@ import {
   storageFetcher,
   trustedFromDeployment,
   verifyProtocol,
+  ChainView,
+  type ExpectedSubject,
   type Fetcher,
   type TrustedSetup,
   type VerificationReport,
 } from "../../verify";
+import { sameAddress } from "../../verify/findings";
+import { refusedReport } from "../../verify/report";
 import { rpcUrlFor, type GlobalOptions } from "../context";
 import { EXIT } from "../output";
 import { type CommandContext } from "../main";
@@ -30,6 +35,8 @@ export interface VerifyCliOptions {
   chainId?: string;
   ensRegistry?: string;
   instance?: string;
+  /** The issuer asked about (for URL and file inputs; with an ENS name it must be the name's address). */
+  issuer?: string;
   ens: boolean;
   /** false with --no-conformance: V9 is skipped (reported as skipped, optional). */
   conformance?: boolean;
@@ -48,7 +55,11 @@ export function registerVerify({ program, run }: CommandContext): void {
     )
     .option("--chain-id <id>", "the chain the registries are on (with --registries)")
     .option("--ens-registry <address>", "the ENS registry to read (default: the network's)")
-    .option("--instance <hash>", "with an ENS name: verify only this instance (default: every listed one)")
+    .option(
+      "--instance <hash>",
+      "the instance asked about; with an ENS name: verify only this one (default: every listed one)",
+    )
+    .option("--issuer <address>", "the issuer asked about: a protocol of any other issuer is invalid")
     .option("--no-ens", "skip the ENS check (V2), reported as skipped; the verdict can then not be valid")
     .option("--no-conformance", "skip V9 (the states are a legal run of the model), reported as skipped")
     .option("--html <file>", "also write a self-contained HTML audit report (no scripts, opens offline)")
@@ -60,6 +71,7 @@ export function registerVerify({ program, run }: CommandContext): void {
 Exit codes: 0 valid · 1 invalid (a check failed) · 2 could not verify (network, RPC or data missing)
 Examples:
   $ statetrail verify https://localhost:8443/instances/<hash>/protocol
+  $ statetrail verify https://localhost:8443/instances/<hash>/protocol --issuer 0x…
   $ statetrail verify ./protocol.json --rpc http://127.0.0.1:8545
   $ statetrail verify acme.test --json
   $ statetrail verify acme.test --html report.html
@@ -136,9 +148,16 @@ export async function verifyTarget(
   });
   try {
     const reports: VerificationReport[] = [];
-    for (const input of await resolveTargets(target, options, provider)) {
+    for (const resolved of await resolveTargets(target, options, provider, trusted)) {
+      if ("refused" in resolved) {
+        reports.push(resolved.refused);
+        onReport?.(resolved.refused);
+        continue;
+      }
+      const { input, expected } = resolved;
       const report = await verifyProtocol({
         input,
+        expected,
         provider,
         trusted,
         ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
@@ -158,42 +177,108 @@ export async function verifyTarget(
 
 type Input = Parameters<typeof verifyProtocol>[0]["input"];
 
+/** What to verify and what it must be about; or a question refused before any protocol was read. */
+export type Resolved = { input: Input; expected: ExpectedSubject } | { refused: VerificationReport };
+
+/**
+ * The protocols a target names, each with what the auditor asked: the instance of a URL (V1 reads it from the
+ * URL) or `--instance`, the issuer of `--issuer` or the address an ENS name resolves to.
+ */
 export async function resolveTargets(
   target: string,
   options: VerifyCliOptions,
   provider: ChainProvider,
-): Promise<Input[]> {
-  if (/^https:\/\//i.test(target)) return [{ url: target }];
-  if (isMirrorUrl(target)) return [{ url: target }]; // s3:// or http://: verified as a mirror copy
+  trusted: TrustedSetup,
+): Promise<Resolved[]> {
+  const asked: ExpectedSubject = {};
+  if (options.issuer !== undefined) {
+    if (!isAddress(options.issuer)) {
+      throw new StatetrailError("INVALID_ARGUMENT", `--issuer is not an address: "${options.issuer}"`, {
+        hint: "give the issuer's Ethereum address, 0x followed by 40 hex digits",
+      });
+    }
+    asked.issuer = getAddress(options.issuer);
+  }
+  if (options.instance !== undefined) asked.instanceHash = parseHexHash(options.instance, "--instance");
+  if (/^https:\/\//i.test(target) || isMirrorUrl(target)) return [{ input: { url: target }, expected: asked }];
   if (fs.existsSync(target)) {
     const bytes = readFileLimited(target, DEFAULT_MAX_BYTES.protocol, "protocol file");
-    return [{ protocol: decodeUtf8(bytes, target), name: target }];
+    return [{ input: { protocol: decodeUtf8(bytes, target), name: target }, expected: asked }];
   }
-  if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(target)) return instancesOfEnsName(target, options, provider);
+  if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(target)) return instancesOfEnsName(target, asked, provider, trusted);
   throw new StatetrailError("INVALID_ARGUMENT", `"${target}" is not an https URL, an existing file or an ENS name`);
 }
 
-/** An issuer named in ENS: its `url` text record, then the instances its server lists. */
-async function instancesOfEnsName(name: string, options: VerifyCliOptions, provider: ChainProvider): Promise<Input[]> {
-  const resolver = await provider.getResolver(name).catch(() => null);
-  const url = resolver ? await resolver.getText("url").catch(() => null) : null;
-  if (!url) {
-    throw new StatetrailError("VERIFY_INCOMPLETE", `ENS name ${name} has no "url" text record on this chain`, {
-      hint: "check the name and --network / --ens-registry",
+/**
+ * An issuer named in ENS: the name's address is the issuer asked about, its `url` record the server. The
+ * listing of instances is taken only from a server presenting a certificate registered for that address, and
+ * every listed instance must then be that issuer's: whoever answers at the url can't substitute another
+ * issuer's instances, however genuine.
+ */
+async function instancesOfEnsName(
+  name: string,
+  asked: ExpectedSubject,
+  provider: ChainProvider,
+  trusted: TrustedSetup,
+): Promise<Resolved[]> {
+  const [url, address] = await Promise.all([getText(provider, name, "url"), resolveAddress(provider, name)]);
+  const hint = "check the name and --network / --ens-registry";
+  if (!url)
+    throw new StatetrailError("VERIFY_INCOMPLETE", `ENS name ${name} has no "url" text record on this chain`, { hint });
+  if (!address) {
+    throw new StatetrailError("VERIFY_INCOMPLETE", `ENS name ${name} resolves to no address: no issuer to verify`, {
+      hint,
     });
   }
+  if (asked.issuer && !sameAddress(asked.issuer, address)) {
+    throw new StatetrailError("INVALID_ARGUMENT", `--issuer ${asked.issuer} is not ${name}'s address ${address}`, {
+      hint: "give the name or the address, or both of the same issuer",
+    });
+  }
+  const expected: ExpectedSubject = { ...asked, issuer: getAddress(address), ensName: name };
   const base = url.replace(/\/+$/, "");
-  if (options.instance) return [{ url: `${base}/instances/${parseHexHash(options.instance, "--instance")}/protocol` }];
-  const listing = await pinnedFetch(`${base}/instances`, { maxBytes: 8 * 1024 * 1024 });
+  if (expected.instanceHash)
+    return [{ input: { url: `${base}/instances/${expected.instanceHash}/protocol` }, expected }];
+  const listingUrl = `${base}/instances`;
+  const listing = await pinnedFetch(listingUrl, { maxBytes: 8 * 1024 * 1024 });
+  if (listing.status !== 200) {
+    throw new StatetrailError("FETCH_FAILED", `GET ${listingUrl}: HTTP ${listing.status} (redirects are not followed)`);
+  }
+  const refusal = await notTheIssuers(listing.certificate, listingUrl, expected, provider, trusted);
+  if (refusal) return [{ refused: refusedReport(listingUrl, expected, refusal, "CERT_NOT_REGISTERED") }];
   let rows: Array<{ instance_hash: string }>;
   try {
-    rows = JSON.parse(decodeUtf8(listing.body, `${base}/instances`)) as Array<{ instance_hash: string }>;
+    rows = JSON.parse(decodeUtf8(listing.body, listingUrl)) as Array<{ instance_hash: string }>;
   } catch (error) {
-    throw new StatetrailError("FETCH_FAILED", `${base}/instances did not return JSON`, { cause: error });
+    throw new StatetrailError("FETCH_FAILED", `${listingUrl} did not return JSON`, { cause: error });
   }
-  if (!Array.isArray(rows)) throw new StatetrailError("FETCH_FAILED", `${base}/instances did not return a list`);
-  // The listing is untrusted: only well-formed hashes become URLs to verify.
+  if (!Array.isArray(rows)) throw new StatetrailError("FETCH_FAILED", `${listingUrl} did not return a list`);
+  // The listing is untrusted: only well-formed hashes become URLs, each verified as the named issuer's.
   return rows.map((row) => ({
-    url: `${base}/instances/${parseHexHash(String(row?.instance_hash), "listed instance")}/protocol`,
+    input: { url: `${base}/instances/${parseHexHash(String(row?.instance_hash), "listed instance")}/protocol` },
+    expected,
   }));
+}
+
+/** Why the certificate a server presented does not speak for the issuer now, or null when it does. */
+async function notTheIssuers(
+  certificate: PeerCertificate,
+  url: string,
+  expected: ExpectedSubject,
+  provider: ChainProvider,
+  trusted: TrustedSetup,
+): Promise<string | null> {
+  const chain = new ChainView(provider, trusted);
+  const issuer = `${expected.issuer} (${expected.ensName}'s address)`;
+  const record = await chain.certificateOf(certificate.fingerprint, expected.issuer!);
+  const presented = `the server at ${new URL(url).origin} presents certificate ${certificate.fingerprint}`;
+  if (!record.holder || !sameAddress(record.holder, expected.issuer)) {
+    return `${presented}, which is not registered for ${issuer}: its listing of instances is not the issuer's`;
+  }
+  if (record.revokedAt !== 0) return `${presented}, which ${issuer} revoked at ${record.revokedAt}`;
+  const now = Math.max(Math.floor(Date.now() / 1000), (await chain.snapshot()).timestamp);
+  if (now < record.notBefore || now > record.notAfter) {
+    return `${presented}, which is outside its registered window (${record.notBefore} to ${record.notAfter}) now`;
+  }
+  return null;
 }

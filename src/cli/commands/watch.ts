@@ -1,6 +1,6 @@
 import { StatetrailError } from "../../errors";
 import { connect } from "../../chain/provider";
-import { ensReaderFromProvider } from "../../verify";
+import { ensReaderFromProvider, renderReport } from "../../verify";
 import { watchInstance, type WatchEvent } from "../../verify/watch";
 import { rpcUrlFor } from "../context";
 import { type CommandContext } from "../main";
@@ -16,7 +16,8 @@ export function registerWatch({ program, run }: CommandContext): void {
     )
     .option("--chain-id <id>", "the chain the registries are on (with --registries)")
     .option("--ens-registry <address>", "the ENS registry to read (default: the network's)")
-    .option("--instance <hash>", "with an ENS name: the instance to watch (default: the newest)")
+    .option("--instance <hash>", "the instance asked about; with an ENS name: the one to watch (default: the newest)")
+    .option("--issuer <address>", "the issuer asked about: a protocol of any other issuer is invalid")
     .option("--no-ens", "skip the ENS check (V2)")
     .option("--grace <seconds>", "how long a state may be registered but unpublished (or the reverse)", "10")
     .option("--poll <seconds>", "how often the chain is read", "1")
@@ -39,13 +40,18 @@ Example:
           ensRegistry: options.ens ? ens : null,
         });
         try {
-          const targets = await resolveTargets(target, options, provider);
+          const targets = await resolveTargets(target, options, provider, trusted);
           const first = targets[0];
-          if (!first || !("url" in first)) {
+          if (first && "refused" in first) {
+            globals.output.result(first.refused, renderReport(first.refused));
+            return first.refused.exit_code;
+          }
+          if (!first || !("url" in first.input)) {
             throw new StatetrailError("INVALID_ARGUMENT", "watch follows a protocol served over https, not a file");
           }
           const result = await watchInstance({
-            url: first.url,
+            url: first.input.url,
+            expected: first.expected,
             provider,
             trusted,
             ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
