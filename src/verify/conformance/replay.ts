@@ -109,6 +109,8 @@ export function nonReplayableReason(definition: unknown): string | null {
     if (random) reason = `state "${name}" draws a random value (States.${random[1]}), which no replay can reproduce`;
     else if (/"\$\$\.State\b/.test(text))
       reason = `state "${name}" reads $$.State, which the verifier's interpreter does not reproduce`;
+    else if (state.Type === "Fail" && [state.ErrorPath, state.CausePath].some((p) => /^States\./.test(String(p ?? ""))))
+      reason = `Fail state "${name}" computes its error with an intrinsic function, which the verifier's interpreter does not implement there`;
   });
   return reason;
 }
