@@ -1,11 +1,16 @@
 import { type Step } from "../context";
+import { type InstanceProtocol, type ProtocolEntry } from "../../protocol/schema";
+import { trailOf } from "../../protocol/anchoring";
 import { Findings, short } from "../findings";
 import { checkAnchoredCompleteness, isAnchored } from "../batch";
+import { type ChainState, type RebuiltChain } from "../rebuild";
 import { instanceChain } from "./shared";
 
 /**
- * V7: the instance's chain rebuilt from the trusted registry's logs equals the protocol's entries, state by
- * state: nothing withheld, nothing added, nothing reordered. The protocol's head is the registry's head
+ * V7: the instance's chain rebuilt from the trusted registry's logs equals the protocol's entries position by
+ * position (seq): the same state hash, registered in the transaction and block the entry names. Nothing
+ * withheld, added or reordered, and a hash registered twice can't stand for both positions, nor can an entry
+ * pick the later registration (and so its block and time). The protocol's head is the registry's head
  * (`instanceOf`, the final head once terminated), and its status and termination are the registry's.
  */
 export const completenessStep: Step = {
@@ -42,45 +47,10 @@ export const completenessStep: Step = {
       let complete = true;
       if (anchored) complete = checkAnchoredCompleteness(protocol, rebuilt, onchain, findings);
       else {
-        // The sequences, compared as a whole so that one dropped state is reported once, not at every later seq.
+        checkSequence(protocol.instance_protocol, rebuilt.states, findings);
+        // A count and trail committed by terminateAnchored bind the run too, whatever the protocol's mode.
+        if (rebuilt.terminated?.anchored) checkCommittedCount(protocol, rebuilt.terminated, findings);
         const listed = protocol.instance_protocol.map((entry) => entry.state_hash);
-        const registered = rebuilt.states.map((state) => state.stateHash);
-        const listedAt = new Map(listed.map((hash, index) => [hash, index]));
-        const registeredAt = new Map(registered.map((hash, index) => [hash, index]));
-        const withheld = registered.filter((hash) => !listedAt.has(hash));
-        const unregistered = listed.filter((hash) => !registeredAt.has(hash));
-        if (withheld.length > 0) {
-          findings.fail(
-            `${withheld.length} state(s) registered on-chain are missing from the protocol (withheld): ` +
-              withheld.map((hash) => `seq ${registeredAt.get(hash)} ${hash}`).join(", "),
-          );
-        }
-        if (unregistered.length > 0) {
-          findings.fail(
-            `${unregistered.length} protocol entr${unregistered.length === 1 ? "y is" : "ies are"} not registered on-chain for this instance: ` +
-              unregistered.map((hash) => `seq ${listedAt.get(hash)} ${hash}`).join(", "),
-          );
-        }
-        const common = listed.filter((hash) => registeredAt.has(hash));
-        const commonOnChain = registered.filter((hash) => listedAt.has(hash));
-        const moved = common.filter((hash, index) => commonOnChain[index] !== hash);
-        if (moved.length > 0) {
-          findings.fail(
-            `the protocol reorders states: ` +
-              moved
-                .map(
-                  (hash) =>
-                    `${short(hash)} listed at seq ${listedAt.get(hash)}, registered at seq ${registeredAt.get(hash)}`,
-                )
-                .join(", "),
-          );
-        } else if (withheld.length === 0 && unregistered.length === 0) {
-          protocol.instance_protocol.forEach((entry, index) => {
-            const state = rebuilt.states[index];
-            if (entry.seq !== state.seq)
-              findings.fail(`entry ${index} says seq ${entry.seq}, on-chain seq ${state.seq}`);
-          });
-        }
 
         // The head.
         const expectedHeadSeq = rebuilt.states.length - 1;
@@ -93,8 +63,11 @@ export const completenessStep: Step = {
           );
         }
         const lastListed = listed.length > 0 ? listed[listed.length - 1] : protocol.instance_hash;
-        if (protocol.head.state_hash !== lastListed) {
-          findings.fail(`protocol head ${protocol.head.state_hash} is not its last entry ${lastListed}`);
+        if (protocol.head.state_hash !== lastListed || protocol.head.seq !== listed.length - 1) {
+          findings.fail(
+            `protocol head (seq ${protocol.head.seq}, ${protocol.head.state_hash}) is not its last entry ` +
+              `(seq ${listed.length - 1}, ${lastListed})`,
+          );
         }
       }
 
@@ -150,3 +123,80 @@ export const completenessStep: Step = {
     }
   },
 };
+
+/** At most this many positions are named in one finding; the rest are counted. */
+const NAMED = 10;
+
+function named(items: readonly string[]): string {
+  return items.length > NAMED
+    ? `${items.slice(0, NAMED).join(", ")} and ${items.length - NAMED} more`
+    : items.join(", ");
+}
+
+/** The protocol's entries against the on-chain sequence, one position (seq) at a time. */
+function checkSequence(entries: readonly ProtocolEntry[], states: readonly ChainState[], findings: Findings): void {
+  const positions = new Map<string, number[]>();
+  states.forEach((state) => positions.set(state.stateHash, [...(positions.get(state.stateHash) ?? []), state.seq]));
+  const differing: string[] = [];
+  for (let seq = 0; seq < Math.min(entries.length, states.length); seq++) {
+    const entry = entries[seq];
+    const state = states[seq];
+    const problems: string[] = [];
+    if (entry.seq !== seq) problems.push(`the entry says seq ${entry.seq}`);
+    if (entry.state_hash !== state.stateHash) {
+      const elsewhere = positions.get(entry.state_hash);
+      problems.push(
+        `the protocol lists ${short(entry.state_hash)}, the chain registered ${short(state.stateHash)}` +
+          (elsewhere ? ` (the listed hash is registered at seq ${elsewhere.join(", ")}: reordered)` : ""),
+      );
+    } else {
+      if (entry.transaction_hash.toLowerCase() !== state.at.transactionHash.toLowerCase()) {
+        problems.push(
+          `the entry names tx ${entry.transaction_hash}, this position was registered in tx ${state.at.transactionHash}`,
+        );
+      }
+      if (entry.block_nr !== state.at.blockNumber) {
+        problems.push(`the entry names block ${entry.block_nr}, this position is in block ${state.at.blockNumber}`);
+      }
+    }
+    if (problems.length > 0) differing.push(`seq ${seq}: ${problems.join("; ")}`);
+  }
+  if (states.length > entries.length) {
+    const withheld = states.slice(entries.length).map((state) => `seq ${state.seq} ${state.stateHash}`);
+    findings.fail(
+      `${withheld.length} state(s) registered on-chain are missing from the protocol (withheld): ${named(withheld)}`,
+    );
+  }
+  if (entries.length > states.length) {
+    const added = entries
+      .slice(states.length)
+      .map((entry, index) => `seq ${states.length + index} ${entry.state_hash}`);
+    findings.fail(
+      `${added.length} protocol entr${added.length === 1 ? "y is" : "ies are"} not registered on-chain for this ` +
+        `instance (the chain holds ${states.length}): ${named(added)}`,
+    );
+  }
+  if (differing.length > 0) {
+    findings.fail(`the protocol's entries differ from the on-chain sequence: ${named(differing)}`);
+  }
+}
+
+/** What terminateAnchored committed (count, final head, trail) must be the protocol's entries. */
+function checkCommittedCount(
+  protocol: InstanceProtocol,
+  terminated: NonNullable<RebuiltChain["terminated"]>,
+  findings: Findings,
+): void {
+  const { stateCount, trail } = terminated.anchored!;
+  const hashes = protocol.instance_protocol.map((entry) => entry.state_hash);
+  const last = hashes.length > 0 ? hashes[hashes.length - 1] : protocol.instance_hash;
+  if (stateCount !== hashes.length) {
+    findings.fail(`the issuer committed ${stateCount} states at termination, the protocol lists ${hashes.length}`);
+  }
+  if (terminated.finalHead !== last) {
+    findings.fail(`the committed final head is ${terminated.finalHead}, the protocol's last state is ${last}`);
+  }
+  if (trailOf(protocol.instance_hash, hashes) !== trail) {
+    findings.fail(`the trail the issuer committed at termination is not the trail of the protocol's states`);
+  }
+}
