@@ -6,6 +6,7 @@ import { StateMachine } from "aws-local-stepfunctions";
 import { StatetrailError, toStatetrailError } from "../errors";
 import { assertLocalSupported } from "../model/features";
 import { type AslDefinition, type LoadedModel } from "../model/types";
+import { withoutDotBeforeBracket } from "../model/paths";
 import { forEachState, validateDefinition } from "../model/validate";
 import { type ErrorInfo, type IterationStep, type Outcome } from "../protocol/schema";
 import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
@@ -285,6 +286,29 @@ function registerNesting(definition: unknown): void {
   });
 }
 
+/** Fields whose string value is a path (Choice comparisons `…Path` included). */
+const PATH_FIELD = /(^|[a-z])Path$|^Variable$/;
+
+/**
+ * Rewrites `.[` to `[` in every path of a definition (in place): AWS reads `$.[0]` and `$.a.[0].b` as `$[0]` and
+ * `$.a[0].b`, the interpreter's JSONPath engine as recursive descent (`$..[0]`), which differs as soon as a
+ * deeper node matches too. Payload templates' `"x.$"` paths included; intrinsic calls and ResultPath untouched.
+ */
+export function normalizePathsForInterpreter(node: unknown, key = ""): unknown {
+  if (Array.isArray(node)) {
+    node.forEach((item, index) => (node[index] = normalizePathsForInterpreter(item, key)));
+    return node;
+  }
+  if (node !== null && typeof node === "object") {
+    const record = node as Record<string, unknown>;
+    for (const [field, value] of Object.entries(record)) record[field] = normalizePathsForInterpreter(value, field);
+    return node;
+  }
+  if (typeof node !== "string" || !node.startsWith("$") || key === "ResultPath") return node;
+  if (!(PATH_FIELD.test(key) || key.endsWith(".$"))) return node;
+  return node.includes(".[") ? (withoutDotBeforeBracket(node) ?? node) : node;
+}
+
 /**
  * Starts a run of `definition` on aws-local-stepfunctions and returns its events tagged with their
  * iteration paths. Shared by LocalEngine and the in-process Step Functions endpoint. The definition must
@@ -300,7 +324,7 @@ export function startInterpreter(
   // judges every run with it.
   installInterpreterPatches();
   installNestingPatch();
-  const copy = JSON.parse(JSON.stringify(definition)) as AslDefinition;
+  const copy = normalizePathsForInterpreter(JSON.parse(JSON.stringify(definition))) as AslDefinition;
   registerNesting(copy);
 
   const localHandlers: Record<string, (input: never) => Promise<never>> = {};

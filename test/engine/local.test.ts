@@ -750,4 +750,21 @@ describe("local engine", function () {
       expect(end.status).to.equal("failed");
     });
   });
+
+  it("reads `.[` as `[`, as AWS does, even where a deeper node matches too", async function () {
+    const m = model({
+      StartAt: "First",
+      States: { First: { Type: "Pass", Parameters: { "first.$": "$.[0]", "inner.$": "$.[1].[0]" }, End: true } },
+    });
+    const { end } = await collect(
+      new LocalEngine().run(m, {
+        input: [
+          [1, 2],
+          [[3], 4],
+        ],
+        executionName: "dot-bracket",
+      }),
+    );
+    expect(end.output).to.deep.equal({ first: [1, 2], inner: [3] });
+  });
 });

@@ -2,6 +2,7 @@
 import "../../engine/polyfill";
 import { StateMachine } from "aws-local-stepfunctions";
 import { installInterpreterPatches } from "../../engine/interpreter-patches";
+import { normalizePathsForInterpreter } from "../../engine/local";
 import { analyzeLocalSupport } from "../../model/features";
 import { type AslState } from "../../model/types";
 
@@ -41,7 +42,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function newMachine(definition: object): StateMachine {
   // The same interpreter, patched to agree with AWS, as the engine and the replay run.
   installInterpreterPatches();
-  return new StateMachine(definition as never, { validationOptions: { noValidate: true } });
+  return new StateMachine(normalizePathsForInterpreter(structuredClone(definition)) as never, {
+    validationOptions: { noValidate: true },
+  });
 }
 
 /** Why the interpreter cannot answer for `state`, or null if it can. */
