@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
+import { sha256Hex } from "../../src/chain/hash";
 import { freePort, findRunningNode } from "../../src/chain/node";
 import { main } from "../../src/cli/main";
 import { useHardhatNode } from "../helpers/node-process";
@@ -81,12 +82,13 @@ describe("statetrail CLI", function () {
     expect(JSON.parse(result.stdout).model_hash).to.equal(expected);
   });
 
-  it("reports invalid ASL with every problem's path and exit 65", async function () {
+  it("hashes invalid ASL (the exact bytes) and warns with every problem's path", async function () {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-cli-"));
     const file = path.join(dir, "bad.asl.json");
     fs.writeFileSync(file, JSON.stringify({ StartAt: "A", States: { A: { Type: "Task", Next: "B" } } }));
     const result = await cli("model", "hash", file);
-    expect(result.code).to.equal(65);
+    expect(result.code).to.equal(0);
+    expect(result.stdout).to.contain(sha256Hex(fs.readFileSync(file)));
     expect(result.stderr).to.contain("ASL_INVALID").and.contain("/States/A");
   });
 
