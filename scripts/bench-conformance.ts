@@ -7,39 +7,22 @@
  * A genuine run is made with the local engine: a Map over BENCH_ITERATIONS items (default 3,332), each
  * iteration a Task, a Choice and one of two Pass states, between four top-level states — 10,000 states
  * and the end entry. Its states are registered on the in-process chain in registerStates batches of 500,
- * published in memory (the forge helpers: no network), and the protocol is verified BENCH_ROUNDS times with
+ * published in memory (test/helpers/forge.ts, the one forge helper: no network), and the protocol is verified BENCH_ROUNDS times with
  * conformance on and off (alternating, after a warm-up of each). Printed, and returned as JSON on the last
  * line (medians): V9's own step time — the time conformance adds, since V9 is the only extra work (V6 merely
  * keeps the state data it already parsed) — with its cost per state; the walker alone (checkConformance on
- * state data in memory); and the whole verification with and without V9, whose difference is within the
+ * state data in memory); the replay alone (replayRun); and the whole verification with and without V9, whose difference is within the
  * noise of a ~6 s verification on a shared machine.
  */
-import { ethers } from "hardhat";
-import type { ContractTransactionResponse } from "ethers";
-import { sha256Hex, toBytes32 } from "../src/chain/hash";
 import { LocalEngine } from "../src/engine/local";
 import { type EngineEvent } from "../src/engine/types";
 import { loadModelFromBytes } from "../src/model/load";
-import { instanceHash as instanceHashOf } from "../src/protocol/hashing";
-import {
-  EXECUTION_END_STATE,
-  type InstanceStatus,
-  type ProtocolEntry,
-  type StateData,
-  type UnsignedProtocol,
-} from "../src/protocol/schema";
-import { signProtocol } from "../src/protocol/signing";
+import { type InstanceStatus } from "../src/protocol/schema";
 import { type VerificationReport } from "../src/verify";
 import { checkConformance } from "../src/verify/conformance";
-import {
-  addressesOf,
-  deployForge,
-  ISSUER_ORIGIN,
-  publish,
-  publishModel,
-  publishState,
-  verifyForged,
-} from "../test/helpers/forge";
+import { replayRun } from "../src/verify/conformance/replay";
+import { deployForge, forgeRecordedRun, recordedStates, verifyForged } from "../test/helpers/forge";
+import { conformanceEntry } from "../test/verify/conformance/helpers";
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 3332);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -76,14 +59,6 @@ const MODEL = {
   },
 };
 
-async function mined(
-  tx: Promise<ContractTransactionResponse>,
-): Promise<{ block_nr: number; transaction_hash: string }> {
-  const receipt = await (await tx).wait();
-  if (!receipt) throw new Error("transaction not mined");
-  return { block_nr: receipt.blockNumber, transaction_hash: receipt.hash };
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -109,102 +84,13 @@ async function main(): Promise<void> {
   if (end.kind !== "end" || end.status !== "succeeded") throw new Error("the benchmark run did not succeed");
   const status: InstanceStatus = "succeeded";
 
-  // Forge the genuine run on the in-process chain.
+  // Forge the genuine run on the in-process chain (the one forge helper: registerStates batches of 500).
   started = performance.now();
   const env = await deployForge();
-  await publishModel(env, model.bytes, { models: env.models, signer: env.issuer });
-  const instances = env.instances.connect(env.issuer);
-  const inputBytes = Buffer.from(JSON.stringify(input));
-  const record = {
-    statetrail_instance: 1 as const,
-    model_hash: model.hash,
-    input_hash: sha256Hex(inputBytes),
-    issuer: env.issuer.address,
-    nonce: sha256Hex("bench-conformance"),
-  };
-  const instanceHash = instanceHashOf(record);
-  const inputUrl = env.server.serve(`${ISSUER_ORIGIN}/instances/${instanceHash}/input`, inputBytes);
-  const created = await mined(instances.createInstance(toBytes32(instanceHash), toBytes32(model.hash)));
-  const states: StateData[] = events.map((event, seq) =>
-    event.kind === "end"
-      ? {
-          statetrail_state: 1,
-          instance_hash: instanceHash,
-          seq,
-          state_name: EXECUTION_END_STATE,
-          state_type: "ExecutionSucceeded",
-          iteration_path: [],
-          attempt: 0,
-          input: event.output ?? null,
-          error: event.error,
-        }
-      : {
-          statetrail_state: 1,
-          instance_hash: instanceHash,
-          seq,
-          state_name: event.name,
-          state_type: event.type,
-          iteration_path: event.iterationPath,
-          attempt: event.attempt,
-          input: event.input ?? null,
-          error: event.caughtError,
-        },
-  );
-  const published = states.map((data) => publishState(env.server, data));
-  const entries: ProtocolEntry[] = [];
-  let prev = instanceHash;
-  for (let first = 0; first < states.length; first += BATCH) {
-    const chunk = published.slice(first, first + BATCH);
-    const at = await mined(
-      instances.registerStates(
-        toBytes32(instanceHash),
-        toBytes32(prev),
-        chunk.map((state) => toBytes32(state.hash)),
-      ),
-    );
-    const timestamp = (await ethers.provider.getBlock(at.block_nr))!.timestamp;
-    chunk.forEach((state, i) => {
-      const seq = first + i;
-      entries.push({
-        event_type: "Register State",
-        seq,
-        state_name: states[seq].state_name,
-        state_type: states[seq].state_type,
-        state_hash: state.hash,
-        prev_state_hash: seq === 0 ? instanceHash : published[seq - 1].hash,
-        timestamp,
-        block_nr: at.block_nr,
-        client_address: env.issuer.address,
-        transaction_hash: at.transaction_hash,
-        state_data: state.url,
-        proof: null,
-      });
-    });
-    prev = chunk[chunk.length - 1].hash;
-  }
-  const terminated = await mined(instances.terminateInstance(toBytes32(instanceHash), toBytes32(prev), 2));
-  const unsigned: UnsignedProtocol = {
-    protocol_version: 1,
-    chain_id: env.chainId,
-    registries: await addressesOf(env),
-    issuer: {
-      address: env.issuer.address,
-      ens_name: null,
-      url: ISSUER_ORIGIN,
-      certificate_fingerprint: env.server.certificate.fingerprint,
-    },
-    model_hash: model.hash,
-    model_data: `${ISSUER_ORIGIN}/models/${model.hash}`,
-    instance_hash: instanceHash,
-    instance_data: inputUrl,
-    instance_nonce: record.nonce,
-    created,
-    status,
-    instance_protocol: entries,
-    head: { seq: entries.length - 1, state_hash: prev },
-    terminated,
-  };
-  const url = publish(env.server, await signProtocol(unsigned, env.issuer));
+  const states = recordedStates(events);
+  const forged = await forgeRecordedRun(env, model, input, states, status, { perState: 0, batch: BATCH });
+  const { url } = forged;
+  const entries = forged.protocol.instance_protocol;
   const forgeMs = performance.now() - started;
 
   // Verify with and without conformance, alternating, after one warm-up of each (not counted).
@@ -241,11 +127,20 @@ async function main(): Promise<void> {
     started = performance.now();
     const result = await checkConformance(
       model.definition,
-      states.map((data, i) => ({ ...data, timestamp: entries[i].timestamp, perState: false })),
+      forged.stateData.map((data, i) => conformanceEntry(data, entries[i].timestamp, false)),
       status,
     );
     walker.push(performance.now() - started);
     if (result.violation) throw new Error(result.violation.message);
+  }
+
+  // The replay alone, on data already in memory.
+  const replay: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    started = performance.now();
+    const result = await replayRun({ definition: model.definition, input, states: forged.stateData, status });
+    replay.push(performance.now() - started);
+    if (result.kind !== "match") throw new Error(`replay: ${result.message}`);
   }
 
   const figures = {
@@ -262,6 +157,7 @@ async function main(): Promise<void> {
     v6_keeping_state_data_ms: Math.round(median(v6Step.with)),
     v6_not_keeping_ms: Math.round(median(v6Step.without)),
     walker_only_ms: Math.round(median(walker)),
+    replay_only_ms: Math.round(median(replay)),
   };
   console.log(`conformance benchmark: ${figures.states} states + end entry (${ROUNDS} rounds, medians)`);
   console.log(`  local engine run                     ${figures.engine_run_ms} ms`);
@@ -270,6 +166,7 @@ async function main(): Promise<void> {
     `  conformance adds (V9 step)           ${figures.conformance_adds_ms} ms (${figures.conformance_us_per_state} µs/state)`,
   );
   console.log(`  walker alone (data in memory)        ${figures.walker_only_ms} ms`);
+  console.log(`  replay alone (data in memory)        ${figures.replay_only_ms} ms`);
   console.log(`  verify V0–V9                         ${figures.verify_with_conformance_ms} ms`);
   console.log(`  verify V0–V8 (--no-conformance)      ${figures.verify_without_conformance_ms} ms`);
   console.log(`  difference of the two (noisy)        ${figures.end_to_end_difference_ms} ms`);

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import { randomBytes } from "node:crypto";
 import { type Block, type TransactionReceipt } from "ethers";
 import { sha256Hex, toBytes32, type HexHash } from "../../src/chain/hash";
+import { buildContextObject, stateMachineNameForModel } from "../../src/engine/context";
 import { loadModelFromBytes } from "../../src/model/load";
 import { LeafBatch, Trail } from "../../src/protocol/anchoring";
 import { canonicalBytes } from "../../src/protocol/canonical";
@@ -10,7 +11,9 @@ import {
   EXECUTION_END_STATE,
   type InstanceRecord,
   type MerkleProof,
+  PROTOCOL_VERSION,
   type ProtocolEntry,
+  STATE_DATA_VERSION,
   type StateData,
   type UnsignedProtocol,
 } from "../../src/protocol/schema";
@@ -125,11 +128,24 @@ export async function buildInstance(
   // The states, as the tracker hashes and publishes them.
   const items = Array.from({ length: iterations }, (_, i) => i + 1);
   const loaded = { batchId: `bench-${states}`, items };
-  const base = { statetrail_state: 1 as const, instance_hash: instance, attempt: 0, error: null };
+  const common = {
+    statetrail_state: STATE_DATA_VERSION as typeof STATE_DATA_VERSION,
+    instance_hash: instance,
+    attempt: 0,
+    caught: null,
+  };
+  const context = buildContextObject({
+    stateMachineName: stateMachineNameForModel(model.hash),
+    executionName: `bench-${states}`,
+    input: { batchId: loaded.batchId },
+  });
   const data = (seq: number): StateData => {
+    // Version 2 state data: a random salt each; Task attempts record their result, the end entry the output.
+    const base = { ...common, salt: randomBytes(32).toString("hex"), outcome: null, context: null };
     if (seq === 0)
       return {
         ...base,
+        context: structuredClone(context) as Record<string, unknown>,
         seq,
         state_name: "Load items",
         state_type: "Pass",
@@ -147,6 +163,7 @@ export async function buildInstance(
         state_type: "Task",
         iteration_path: [{ parent: "Score each", kind: "map", index }],
         input: { batchId: loaded.batchId, item: index + 1 },
+        outcome: { result: { item: index + 1, score: (index * 37) % 100 } },
       };
     }
     if (seq === states - 2)
@@ -157,7 +174,8 @@ export async function buildInstance(
       state_name: EXECUTION_END_STATE,
       state_type: "ExecutionSucceeded",
       iteration_path: [],
-      input: loaded,
+      input: null,
+      outcome: { result: loaded },
     };
   };
   fs.mkdirSync(home.path("states"), { recursive: true });
@@ -256,7 +274,7 @@ export async function buildInstance(
     }
   }
   const unsigned: UnsignedProtocol = {
-    protocol_version: 1,
+    protocol_version: PROTOCOL_VERSION,
     chain_id: deployment.chainId,
     registries,
     issuer: {

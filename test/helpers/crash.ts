@@ -16,12 +16,18 @@ const EXAMPLES = path.join(ROOT, "examples");
 
 export interface CrashCampaignOptions {
   rpcUrl: string;
-  /** Stop after this many kills (the run in progress is finished and checked). */
+  /**
+   * Stop after this many kills (the runs in progress are finished and checked). The campaign is bounded by this
+   * count, never by time: how long it takes is a benchmark figure (scripts/bench-crash.ts), not a pass condition.
+   */
   kills: number;
   /** Parallel workers, each with its own issuer (key, data directory). */
   workers?: number;
-  /** Stop starting new runs after this long. */
-  budgetMs?: number;
+  /**
+   * A bound on the runs (default 4 per kill): runs that all finish before their kill point would otherwise never
+   * reach the count. Reaching it is reported as a problem.
+   */
+  maxRuns?: number;
   /** Seed of the random kill points. */
   seed?: number;
   log?: (line: string) => void;
@@ -36,6 +42,9 @@ export interface RunOutcome {
   onChain: number;
   verdict: string;
   problems: string[];
+  /** Wall time from the first start to the end of the last resume, and of the resumes alone (benchmark figures). */
+  ms: number;
+  resumeMs: number;
 }
 
 export interface CrashCampaignResult {
@@ -76,6 +85,9 @@ function random(seed: number): () => number {
   };
 }
 
+/** A process of the campaign still running after this long is hung (not slow): the campaign reports it. */
+const HUNG_MS = 600_000;
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Waits until `predicate` holds or `ms` pass; true if it held. */
@@ -110,7 +122,8 @@ function instancesOf(issuer: TestIssuer): Set<string> {
 export async function crashCampaign(options: CrashCampaignOptions): Promise<CrashCampaignResult> {
   const log = options.log ?? (() => undefined);
   const rand = random(options.seed ?? Date.now());
-  const deadline = Date.now() + (options.budgetMs ?? 170_000);
+  const maxRuns = options.maxRuns ?? Math.max(8, options.kills * 4);
+  let runsStarted = 0;
   const result: CrashCampaignResult = { kills: 0, runs: [], problems: [] };
   const workers = options.workers ?? 2;
   const issuers: TestIssuer[] = [];
@@ -132,7 +145,11 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
       STATETRAIL_FAST_KEYSTORE: "1",
     };
     const base = ["--home", issuer.home.root, "--network", "localhost", "--rpc", options.rpcUrl];
-    for (let run = 0; result.kills < options.kills && Date.now() < deadline; run++) {
+    for (let run = 0; result.kills < options.kills; run++) {
+      if (runsStarted++ >= maxRuns) {
+        result.problems.push(`${maxRuns} runs started and only ${result.kills} of ${options.kills} kills made`);
+        return;
+      }
       const pick = rand();
       const anchor = pick < 0.45 ? "per-state" : pick < 0.75 ? "multi" : "batch";
       const inFlight = String(1 + Math.floor(rand() * 8));
@@ -162,6 +179,7 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
       // Kill points: mostly once the journal holds a random number of records (anywhere in the run: states
       // entered, intents, sent, final), some at a random time from the start (start-up, certificate, model).
       let kills = 0;
+      let resumeMs = 0;
       const started = Date.now();
       const fresh = (): string | undefined => [...instancesOf(issuer)].find((name) => !before.has(name));
       let done: boolean;
@@ -174,6 +192,11 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
           return first.child.exitCode !== null || (name !== undefined && journalLines(issuer, name) >= target);
         }, 120_000);
         done = first.child.exitCode !== null;
+      }
+      if (!done && result.kills >= options.kills) {
+        // The other worker made the last kill meanwhile: this run ends on its own, so the count is exact.
+        await first.exited;
+        done = true;
       }
       if (!done) {
         first.child.kill("SIGKILL");
@@ -197,7 +220,9 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
       for (let attempt = 0; ; attempt++) {
         const exit = done && attempt === 0 ? await first.exited : undefined;
         if (exit && exit.code === 0) break;
+        const resumeStarted = Date.now();
         const resume = spawnCli([...base, "run", "--resume", instance, "--anchor", anchor], env);
+        void resume.exited.then(() => (resumeMs += Date.now() - resumeStarted));
         const killResume = attempt < 3 && result.kills < options.kills && rand() < 0.4;
         if (killResume) {
           // Killed once the resume has written a few records (registering what the chain lacks, terminating).
@@ -211,7 +236,15 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
             continue;
           }
         }
+        // Not a time limit on the campaign: a resume still running after 10 minutes is hung, and reported so.
+        let hung = false;
+        const watchdog = setTimeout(() => ((hung = true), resume.child.kill("SIGKILL")), HUNG_MS);
         const { code } = await resume.exited;
+        clearTimeout(watchdog);
+        if (hung) {
+          result.problems.push(`resume of ${instance} hung (killed after ${HUNG_MS / 60_000} minutes)`);
+          break;
+        }
         if (code !== 0) {
           result.problems.push(`resume of ${instance} exited ${code}: ${resume.stderr.slice(-400)} ${resume.stdout}`);
           break;
@@ -219,7 +252,10 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
         break;
       }
       if (kills === 0) typicalLines.set(`${anchor} ${slow ? "slow" : "fast"}`, journalLines(issuer, instance));
+      const ms = Date.now() - started;
       const outcome = await check(issuer, instance, anchor, kills);
+      outcome.ms = ms;
+      outcome.resumeMs = resumeMs;
       result.runs.push(outcome);
       result.problems.push(...outcome.problems.map((p) => `${instance.slice(0, 12)}: ${p}`));
       log(
@@ -240,7 +276,18 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
 async function check(issuer: TestIssuer, instance: string, anchor: string, kills: number): Promise<RunOutcome> {
   const problems: string[] = [];
   const journal = readJournal(issuer.home, instance);
-  const outcome: RunOutcome = { instance, anchor, kills, status: "?", states: 0, onChain: 0, verdict: "?", problems };
+  const outcome: RunOutcome = {
+    instance,
+    anchor,
+    kills,
+    status: "?",
+    states: 0,
+    onChain: 0,
+    verdict: "?",
+    problems,
+    ms: 0,
+    resumeMs: 0,
+  };
   let protocol: InstanceProtocol;
   try {
     protocol = issuer.home.readProtocol(instance);
@@ -283,7 +330,8 @@ async function check(issuer: TestIssuer, instance: string, anchor: string, kills
     if (protocol.status === "running") problems.push("still running");
     if (protocol.status === "aborted") {
       const last = journal.states[journal.states.length - 1];
-      if (last?.data.error?.error !== TRACKER_CRASHED.error) problems.push("aborted without the tracker-crashed entry");
+      if (last?.data.outcome?.error?.error !== TRACKER_CRASHED.error)
+        problems.push("aborted without the tracker-crashed entry");
     }
     const report = await verifyProtocol({
       input: { url: `${issuer.identity.record.url}/instances/${instance}/protocol` },

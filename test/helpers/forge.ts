@@ -8,6 +8,7 @@
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-toolbox/network-helpers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { randomBytes } from "node:crypto";
 import type { ContractTransactionResponse } from "ethers";
 import {
   CertificateRegistry__factory,
@@ -19,19 +20,26 @@ import {
 } from "../../typechain-types";
 import { signCertificateBinding } from "../../src/chain/certificate";
 import { sha256Hex, toBytes32, type HexHash } from "../../src/chain/hash";
+import { buildContextObject, type ContextObject } from "../../src/engine/context";
+import { type EngineEvent } from "../../src/engine/types";
 import { StatetrailError } from "../../src/errors";
+import { LeafBatch, Trail, type LeafFields } from "../../src/protocol/anchoring";
 import { canonicalBytes } from "../../src/protocol/canonical";
 import { instanceHash as instanceHashOf, stateDataBytes, stateHash as stateHashOf } from "../../src/protocol/hashing";
 import {
   EXECUTION_END_STATE,
   type InstanceProtocol,
   type InstanceStatus,
+  type MerkleProof,
+  PROTOCOL_VERSION,
   type ProtocolEntry,
+  STATE_DATA_VERSION,
   type StateData,
   type StateType,
   type UnsignedProtocol,
 } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
+import { buildStateData } from "../../src/tracker/state-data";
 import { verifyProtocol, type TrustedSetup, type VerificationReport, type VerifyOptions } from "../../src/verify";
 import { type Fetcher, type ServerCertificate } from "../../src/verify/types";
 
@@ -133,11 +141,6 @@ async function mined(
   return { block_nr: receipt.blockNumber, transaction_hash: receipt.hash };
 }
 
-async function blockTime(blockNumber: number): Promise<number> {
-  const block = await ethers.provider.getBlock(blockNumber);
-  return block!.timestamp;
-}
-
 export interface Model {
   bytes: Buffer;
   hash: HexHash;
@@ -194,7 +197,10 @@ export async function registerServerCertificate(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Runs
+// Runs: one way to forge them. An instance is started (created on-chain, its input and state data published),
+// its states reach the chain per state, in registerStates batches or in Merkle roots (with other instances'),
+// and it is finished (terminated as its anchoring requires) with a protocol built and signed as the issuer
+// would. The states are synthetic (`states: n`) or recorded (`states: [...]`, a real run, possibly edited).
 // ---------------------------------------------------------------------------------------------------------------
 
 export interface ForgeEnv extends Registries {
@@ -208,29 +214,40 @@ export interface ForgeEnv extends Registries {
   model: Model;
 }
 
-export interface RunOptions {
-  /** Who runs the instance (default the issuer). */
-  signer?: HardhatEthersSigner;
-  modelHash?: HexHash;
-  /** Entries, the end entry included when the run terminates (default 6). */
-  states?: number;
-  /** How many are registered one per transaction before the rest go in one registerStates (default 3). */
-  perState?: number;
-  /** Default "succeeded"; "running" leaves the instance open, with no end entry. */
-  status?: InstanceStatus;
-  /** Distinguishes instances: it goes into their input and nonce. */
-  label?: string;
-  /** Registries to run on (default the trusted ones). */
-  registries?: Registries;
+/** Where a transaction was mined. */
+export interface Location {
+  block_nr: number;
+  transaction_hash: string;
+  timestamp: number;
 }
 
-export interface ForgedRun {
-  protocol: InstanceProtocol;
-  /** Where the protocol is published. */
-  url: string;
-  instanceHash: HexHash;
-  stateData: StateData[];
-  signer: HardhatEthersSigner;
+async function minedAt(tx: Promise<ContractTransactionResponse>): Promise<Location> {
+  const receipt = await (await tx).wait();
+  if (!receipt) throw new Error("transaction not mined");
+  const block = (await ethers.provider.getBlock(receipt.blockNumber))!;
+  return { block_nr: receipt.blockNumber, transaction_hash: receipt.hash, timestamp: block.timestamp };
+}
+
+/** A state of a forged run: its state data without what the forge fills in (version, instance, seq, salt). */
+export type ForgedState = Omit<StateData, "statetrail_state" | "instance_hash" | "seq" | "salt"> & {
+  seq?: number;
+  salt?: HexHash;
+};
+
+export function randomSalt(): HexHash {
+  return randomBytes(32).toString("hex");
+}
+
+/** The (version 2) state data of entry `seq` of `instanceHash`: a fresh random salt unless `state` has one. */
+export function forgeStateData(instanceHash: HexHash, seq: number, state: ForgedState): StateData {
+  const { seq: _seq, salt, ...fields } = state;
+  return {
+    statetrail_state: STATE_DATA_VERSION,
+    instance_hash: instanceHash,
+    seq,
+    salt: salt ?? randomSalt(),
+    ...fields,
+  };
 }
 
 const STATE_TYPES: StateType[] = ["Pass", "Task", "Choice", "Wait", "Task", "Map", "Parallel"];
@@ -240,6 +257,326 @@ const END_TYPES: Record<Exclude<InstanceStatus, "running">, StateType> = {
   aborted: "ExecutionAborted",
 };
 const STATUS_NUMBER: Record<InstanceStatus, number> = { running: 1, succeeded: 2, failed: 3, aborted: 4 };
+
+/** The Context Object a synthetic run records on entry 0. */
+export function forgedContext(label: string, input: unknown): Record<string, unknown> {
+  const executionName = label.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 80) || "forged";
+  return buildContextObject({ stateMachineName: "statetrail-forge", executionName, input, taskToken: "forged" });
+}
+
+/** The state data of a run without its instance: what an engine's events record, seq by position. */
+export type RecordedState = Omit<StateData, "statetrail_state" | "instance_hash">;
+
+/**
+ * Maps engine events to state data exactly as the tracker does ({@link buildStateData}; the started event gives
+ * entry 0 its Context Object). The instance is filled in when the run is forged.
+ */
+export function recordedStates(events: readonly EngineEvent[]): RecordedState[] {
+  let context: ContextObject | null = null;
+  const states: RecordedState[] = [];
+  for (const event of events) {
+    if (event.kind === "started") {
+      context = event.context;
+      continue;
+    }
+    const seq = states.length;
+    const data = buildStateData(PLACEHOLDER_INSTANCE, seq, event, seq === 0 ? context : null);
+    const { statetrail_state: _version, instance_hash: _instance, ...fields } = data;
+    states.push(fields);
+  }
+  return states;
+}
+
+const PLACEHOLDER_INSTANCE = "00".repeat(32);
+
+/**
+ * Synthetic states (not a run of any model: only V9 tells): `Step<seq>` of `types` in turn, each with input
+ * `{label, seq}`, Task attempts with a result, the end entry last unless `status` is running.
+ */
+export function syntheticStates(
+  count: number,
+  status: InstanceStatus,
+  label: string,
+  types: readonly StateType[] = STATE_TYPES,
+  input: unknown = null,
+): ForgedState[] {
+  return Array.from({ length: count }, (_, seq): ForgedState => {
+    const common = {
+      iteration_path: [],
+      attempt: 0,
+      caught: null,
+      context: seq === 0 ? forgedContext(label, input) : null,
+    };
+    if (status !== "running" && seq === count - 1) {
+      const outcome =
+        status === "failed"
+          ? { error: { error: "States.TaskFailed", cause: "forged failure" } }
+          : status === "succeeded"
+            ? { result: { label, seq } }
+            : null;
+      return { ...common, state_name: EXECUTION_END_STATE, state_type: END_TYPES[status], input: null, outcome };
+    }
+    const type = types[seq % types.length];
+    const outcome = type === "Task" ? { result: { label, seq } } : null;
+    return { ...common, state_name: `Step${seq}`, state_type: type, input: { label, seq }, outcome };
+  });
+}
+
+export interface StartOptions {
+  /** Who runs the instance (default the issuer). */
+  signer?: HardhatEthersSigner;
+  /** Registries to run on (default the trusted ones). */
+  registries?: Registries;
+  /** The model: a hash already registered (default the env's model), or bytes, registered when they aren't. */
+  model?: HexHash | { bytes: Buffer; hash: HexHash };
+  /** Distinguishes instances: it goes into the default input and the nonce. */
+  label?: string;
+  /** The execution input (default `{order: label, items: [1, 2, 3]}`), published as canonical JSON. */
+  input?: unknown;
+  /** The instance nonce (default derived from label and signer). */
+  nonce?: HexHash;
+  /** Synthetic states (a count, default 6) or the states of a recorded run, renumbered by position. */
+  states?: number | readonly ForgedState[];
+  /** Default "succeeded"; "running" means no end entry among synthetic states. */
+  status?: InstanceStatus;
+}
+
+/** An instance created on-chain whose states are published but not (all) on the chain yet. */
+export interface PendingRun {
+  label: string;
+  signer: HardhatEthersSigner;
+  registries: Registries;
+  modelHash: HexHash;
+  instanceHash: HexHash;
+  nonce: HexHash;
+  created: Location;
+  inputUrl: string;
+  status: InstanceStatus;
+  stateData: StateData[];
+  hashes: HexHash[];
+  urls: string[];
+  /** Where each entry reached the chain (and its Merkle proof when anchored in a root). */
+  anchored: Array<{ at: Location; proof: MerkleProof | null }>;
+}
+
+/** Creates an instance on-chain and publishes its input and state data. */
+export async function startRun(env: ForgeEnv, options: StartOptions = {}): Promise<PendingRun> {
+  const signer = options.signer ?? env.issuer;
+  const registries = options.registries ?? env;
+  const label = options.label ?? "run";
+  const status = options.status ?? "succeeded";
+  let modelHash = env.model.hash;
+  if (typeof options.model === "string") modelHash = options.model;
+  else if (options.model) {
+    modelHash = options.model.hash;
+    const registered = await registries.models.modelOf(toBytes32(modelHash));
+    if (registered.registrant === ethers.ZeroAddress) {
+      await publishModel(env, options.model.bytes, { models: registries.models, signer });
+    } else {
+      env.server.serve(`${ISSUER_ORIGIN}/models/${modelHash}`, options.model.bytes);
+    }
+  }
+  const inputValue = options.input === undefined ? { order: label, items: [1, 2, 3] } : options.input;
+  const input = canonicalBytes(inputValue);
+  const nonce = options.nonce ?? sha256Hex(`nonce/${label}/${signer.address}`);
+  const record = {
+    statetrail_instance: 1 as const,
+    model_hash: modelHash,
+    input_hash: sha256Hex(input),
+    issuer: signer.address,
+    nonce,
+  };
+  const instanceHash = instanceHashOf(record);
+  const inputUrl = env.server.serve(`${ISSUER_ORIGIN}/instances/${instanceHash}/input`, input);
+  const created = await minedAt(
+    registries.instances.connect(signer).createInstance(toBytes32(instanceHash), toBytes32(modelHash)),
+  );
+  const states =
+    typeof options.states === "object"
+      ? options.states
+      : syntheticStates(options.states ?? 6, status, label, STATE_TYPES, inputValue);
+  const stateData = states.map((state, seq) => forgeStateData(instanceHash, seq, state));
+  const published = stateData.map((data) => publishState(env.server, data));
+  return {
+    label,
+    signer,
+    registries,
+    modelHash,
+    instanceHash,
+    nonce,
+    created,
+    inputUrl,
+    status,
+    stateData,
+    hashes: published.map((state) => state.hash),
+    urls: published.map((state) => state.url),
+    anchored: [],
+  };
+}
+
+/**
+ * Registers the states `from`..`to` of a pending run: the first `perState` one per transaction
+ * (registerState), the rest with registerStates in batches of `batch` (default all in one).
+ */
+export async function registerRun(
+  run: PendingRun,
+  options: { perState?: number; batch?: number; from?: number; to?: number } = {},
+): Promise<void> {
+  const instances = run.registries.instances.connect(run.signer);
+  const from = options.from ?? run.anchored.length;
+  const to = options.to ?? run.hashes.length;
+  const perState = Math.min(from + (options.perState ?? to - from), to);
+  const prev = (seq: number): HexHash => (seq === 0 ? run.instanceHash : run.hashes[seq - 1]);
+  const instance = toBytes32(run.instanceHash);
+  for (let seq = from; seq < perState; seq++) {
+    const at = await minedAt(instances.registerState(instance, toBytes32(run.hashes[seq]), toBytes32(prev(seq))));
+    run.anchored[seq] = { at, proof: null };
+  }
+  const batch = options.batch ?? Math.max(1, to - perState);
+  for (let first = perState; first < to; first += batch) {
+    const last = Math.min(to, first + batch);
+    const chunk = run.hashes.slice(first, last).map(toBytes32);
+    const at = await minedAt(instances.registerStates(instance, toBytes32(prev(first)), chunk));
+    for (let seq = first; seq < last; seq++) run.anchored[seq] = { at, proof: null };
+  }
+}
+
+/** Anchors one Merkle root over the given states of the given runs (in that order), by the first run's signer. */
+export async function anchorRuns(
+  env: ForgeEnv,
+  parts: ReadonlyArray<{ run: PendingRun; from: number; to: number }>,
+): Promise<void> {
+  const leaves: LeafFields[] = [];
+  const owners: Array<{ run: PendingRun; seq: number }> = [];
+  for (const { run, from, to } of parts) {
+    for (let seq = from; seq < to; seq++) {
+      leaves.push({
+        issuer: run.signer.address,
+        instanceHash: run.instanceHash,
+        seq,
+        stateHash: run.hashes[seq],
+        prevStateHash: seq === 0 ? run.instanceHash : run.hashes[seq - 1],
+      });
+      owners.push({ run, seq });
+    }
+  }
+  const { batch, at } = await anchorLeaves(env, leaves, parts[0]?.run.signer);
+  owners.forEach(({ run, seq }, index) => (run.anchored[seq] = { at, proof: batch.proof(index) }));
+}
+
+/** Anchors `leaves` in a root of their own (a root the issuer, or `signer`, really anchored). */
+export async function anchorLeaves(
+  env: ForgeEnv,
+  leaves: LeafFields[],
+  signer: HardhatEthersSigner = env.issuer,
+): Promise<{ batch: LeafBatch; at: Location }> {
+  const batch = new LeafBatch(leaves);
+  const at = await minedAt(env.instances.connect(signer).anchorBatch(batch.root, batch.size));
+  return { batch, at };
+}
+
+/**
+ * Terminates a run whose states are all on the chain (unless its status is running, or `terminate` is false):
+ * with terminateInstance, or terminateAnchored (count, final head, trail) when its states have Merkle proofs;
+ * then builds, signs and publishes its protocol.
+ */
+export async function finishRun(
+  env: ForgeEnv,
+  run: PendingRun,
+  options: { terminate?: boolean } = {},
+): Promise<ForgedRun> {
+  const count = run.hashes.length;
+  if (run.anchored.length < count || run.anchored.some((entry) => entry === undefined)) {
+    throw new Error(`finishRun: ${run.label} has states not on the chain`);
+  }
+  const instances = run.registries.instances.connect(run.signer);
+  const head = count > 0 ? run.hashes[count - 1] : run.instanceHash;
+  const terminate = (options.terminate ?? true) && run.status !== "running";
+  const merkle = run.anchored.some((entry) => entry.proof !== null);
+  let terminated: Location | null = null;
+  if (terminate && merkle) {
+    const trail = new Trail(run.instanceHash);
+    run.hashes.forEach((hash) => trail.push(hash));
+    terminated = await minedAt(
+      instances.terminateAnchored(
+        toBytes32(run.instanceHash),
+        toBytes32(head),
+        count,
+        toBytes32(trail.value),
+        STATUS_NUMBER[run.status],
+      ),
+    );
+  } else if (terminate) {
+    terminated = await minedAt(
+      instances.terminateInstance(toBytes32(run.instanceHash), toBytes32(head), STATUS_NUMBER[run.status]),
+    );
+  }
+  const entries: ProtocolEntry[] = run.stateData.map((data, seq) => ({
+    event_type: "Register State",
+    seq,
+    state_name: data.state_name,
+    state_type: data.state_type,
+    state_hash: run.hashes[seq],
+    prev_state_hash: seq === 0 ? run.instanceHash : run.hashes[seq - 1],
+    timestamp: run.anchored[seq].at.timestamp,
+    block_nr: run.anchored[seq].at.block_nr,
+    client_address: run.signer.address,
+    transaction_hash: run.anchored[seq].at.transaction_hash,
+    state_data: run.urls[seq],
+    proof: run.anchored[seq].proof,
+  }));
+  const unsigned: UnsignedProtocol = {
+    protocol_version: PROTOCOL_VERSION,
+    chain_id: env.chainId,
+    registries: await addressesOf(run.registries),
+    issuer: {
+      address: run.signer.address,
+      ens_name: null,
+      url: ISSUER_ORIGIN,
+      certificate_fingerprint: env.server.certificate.fingerprint,
+    },
+    model_hash: run.modelHash,
+    model_data: `${ISSUER_ORIGIN}/models/${run.modelHash}`,
+    instance_hash: run.instanceHash,
+    instance_data: run.inputUrl,
+    instance_nonce: run.nonce,
+    created: { block_nr: run.created.block_nr, transaction_hash: run.created.transaction_hash },
+    status: terminate ? run.status : "running",
+    instance_protocol: entries,
+    head: { seq: count - 1, state_hash: head },
+    terminated: terminated && { block_nr: terminated.block_nr, transaction_hash: terminated.transaction_hash },
+  };
+  const protocol = await signProtocol(unsigned, run.signer);
+  return {
+    protocol,
+    url: publish(env.server, protocol),
+    instanceHash: run.instanceHash,
+    stateData: run.stateData,
+    hashes: run.hashes,
+    signer: run.signer,
+  };
+}
+
+export interface RunOptions extends StartOptions {
+  /**
+   * How the states reach the chain: "per-state" (registerState for the first `perState`, default 3, then
+   * registerStates in batches of `batch`, default all in one), or "merkle" (one root over all of them, the
+   * instance terminated with terminateAnchored).
+   */
+  anchoring?: "per-state" | "merkle";
+  perState?: number;
+  batch?: number;
+}
+
+export interface ForgedRun {
+  protocol: InstanceProtocol;
+  /** Where the protocol is published. */
+  url: string;
+  instanceHash: HexHash;
+  stateData: StateData[];
+  hashes: HexHash[];
+  signer: HardhatEthersSigner;
+}
 
 export function stateUrl(hash: HexHash): string {
   return `${ISSUER_ORIGIN}/states/${hash}`;
@@ -257,104 +594,13 @@ export function publishState(server: MemoryServer, data: StateData): { hash: Hex
 
 /** Runs an instance on-chain, publishes its data and returns its signed protocol, published too. */
 export async function forgeRun(env: ForgeEnv, options: RunOptions = {}): Promise<ForgedRun> {
-  const signer = options.signer ?? env.issuer;
-  const registries = options.registries ?? env;
-  const modelHash = options.modelHash ?? env.model.hash;
-  const status = options.status ?? "succeeded";
-  const count = options.states ?? 6;
-  const perState = Math.min(options.perState ?? 3, count);
-  const label = options.label ?? "run";
-  const instances = registries.instances.connect(signer);
-
-  const input = canonicalBytes({ order: label, items: [1, 2, 3] });
-  const record = {
-    statetrail_instance: 1 as const,
-    model_hash: modelHash,
-    input_hash: sha256Hex(input),
-    issuer: signer.address,
-    nonce: sha256Hex(`nonce/${label}/${signer.address}`),
-  };
-  const instanceHash = instanceHashOf(record);
-  const inputUrl = env.server.serve(`${ISSUER_ORIGIN}/instances/${instanceHash}/input`, input);
-  const created = await mined(instances.createInstance(toBytes32(instanceHash), toBytes32(modelHash)));
-
-  const stateData: StateData[] = Array.from({ length: count }, (_, seq) => {
-    const end = status !== "running" && seq === count - 1;
-    return {
-      statetrail_state: 1,
-      instance_hash: instanceHash,
-      seq,
-      state_name: end ? EXECUTION_END_STATE : `Step${seq}`,
-      state_type: end ? END_TYPES[status as Exclude<InstanceStatus, "running">] : STATE_TYPES[seq % STATE_TYPES.length],
-      iteration_path: [],
-      attempt: 0,
-      input: { label, seq },
-      error: end && status === "failed" ? { error: "States.TaskFailed", cause: "forged failure" } : null,
-    };
-  });
-  const published = stateData.map((data) => publishState(env.server, data));
-  const hashes = published.map((state) => state.hash);
-
-  const locations: { block_nr: number; transaction_hash: string }[] = [];
-  let prev = instanceHash;
-  for (let seq = 0; seq < perState; seq++) {
-    locations.push(
-      await mined(instances.registerState(toBytes32(instanceHash), toBytes32(hashes[seq]), toBytes32(prev))),
-    );
-    prev = hashes[seq];
+  const run = await startRun(env, options);
+  if (options.anchoring === "merkle") {
+    if (run.hashes.length > 0) await anchorRuns(env, [{ run, from: 0, to: run.hashes.length }]);
+  } else {
+    await registerRun(run, { perState: options.perState ?? 3, batch: options.batch });
   }
-  if (perState < count) {
-    const rest = hashes.slice(perState);
-    const batch = await mined(instances.registerStates(toBytes32(instanceHash), toBytes32(prev), rest.map(toBytes32)));
-    rest.forEach(() => locations.push(batch));
-    prev = rest[rest.length - 1];
-  }
-  const terminated =
-    status === "running"
-      ? null
-      : await mined(instances.terminateInstance(toBytes32(instanceHash), toBytes32(prev), STATUS_NUMBER[status]));
-
-  const entries: ProtocolEntry[] = [];
-  for (let seq = 0; seq < count; seq++) {
-    entries.push({
-      event_type: "Register State",
-      seq,
-      state_name: stateData[seq].state_name,
-      state_type: stateData[seq].state_type,
-      state_hash: hashes[seq],
-      prev_state_hash: seq === 0 ? instanceHash : hashes[seq - 1],
-      timestamp: await blockTime(locations[seq].block_nr),
-      block_nr: locations[seq].block_nr,
-      client_address: signer.address,
-      transaction_hash: locations[seq].transaction_hash,
-      state_data: published[seq].url,
-      proof: null,
-    });
-  }
-  const unsigned: UnsignedProtocol = {
-    protocol_version: 1,
-    chain_id: env.chainId,
-    registries: await addressesOf(registries),
-    issuer: {
-      address: signer.address,
-      ens_name: null,
-      url: ISSUER_ORIGIN,
-      certificate_fingerprint: env.server.certificate.fingerprint,
-    },
-    model_hash: modelHash,
-    model_data: `${ISSUER_ORIGIN}/models/${modelHash}`,
-    instance_hash: instanceHash,
-    instance_data: inputUrl,
-    instance_nonce: record.nonce,
-    created,
-    status,
-    instance_protocol: entries,
-    head: { seq: count - 1, state_hash: count > 0 ? hashes[count - 1] : instanceHash },
-    terminated,
-  };
-  const protocol = await signProtocol(unsigned, signer);
-  const url = publish(env.server, protocol);
-  return { protocol, url, instanceHash, stateData, signer };
+  return finishRun(env, run);
 }
 
 /** Publishes a protocol at its canonical URL and returns the URL. */
@@ -420,6 +666,93 @@ export function fresh<T extends Scenario>(scenario: T): T {
  */
 export async function forgeScenario(): Promise<Scenario> {
   return fresh(await loadFixture(genuineScenario));
+}
+
+/** The forge environment alone (registries, issuer certificate, model), the chain reset to it by `loadFixture`. */
+export async function forgeEnv(): Promise<ForgeEnv> {
+  const env = await loadFixture(deployForge);
+  return { ...env, server: env.server.clone() };
+}
+
+export interface AnchoredScenario {
+  env: ForgeEnv;
+  /** Six states, anchored four in the first root and two in the second; terminated (succeeded). */
+  a: ForgedRun;
+  /** Four states, two in each root, interleaved with A's; terminated (succeeded). */
+  b: ForgedRun;
+  /** Three states in one root of its own; still running (not terminated). */
+  running: ForgedRun;
+}
+
+const ANCHORED_TYPES: StateType[] = ["Pass", "Task", "Choice", "Task", "Map"];
+
+/** A synthetic succeeded run for Merkle anchoring: `count` states, the last its end. */
+export function startAnchored(env: ForgeEnv, label: string, count: number): Promise<PendingRun> {
+  return startRun(env, {
+    label,
+    input: { order: label },
+    nonce: sha256Hex(`nonce/${label}`),
+    states: syntheticStates(count, "succeeded", label, ANCHORED_TYPES, { order: label }),
+    status: "succeeded",
+  });
+}
+
+/** Deploys and runs the anchored scenario (two instances sharing two roots, one running), without loadFixture. */
+export async function genuineAnchoredScenario(): Promise<AnchoredScenario> {
+  const env = await deployForge();
+  const a = await startAnchored(env, "anchored A", 6);
+  const b = await startAnchored(env, "anchored B", 4);
+  await anchorRuns(env, [
+    { run: a, from: 0, to: 4 },
+    { run: b, from: 0, to: 2 },
+  ]);
+  await anchorRuns(env, [
+    { run: b, from: 2, to: 4 },
+    { run: a, from: 4, to: 6 },
+  ]);
+  const running = await startAnchored(env, "anchored running", 3);
+  await anchorRuns(env, [{ run: running, from: 0, to: 3 }]);
+  return {
+    env,
+    a: await finishRun(env, a),
+    b: await finishRun(env, b),
+    running: await finishRun(env, running, { terminate: false }),
+  };
+}
+
+/** The anchored scenario, the chain reset to it by `loadFixture`, with its own copy of the server and protocols. */
+export async function forgeAnchoredScenario(): Promise<AnchoredScenario> {
+  const scenario = await loadFixture(genuineAnchoredScenario);
+  const copy = (run: ForgedRun): ForgedRun => ({ ...run, protocol: structuredClone(run.protocol) });
+  const env = { ...scenario.env, server: scenario.env.server.clone() };
+  return { env, a: copy(scenario.a), b: copy(scenario.b), running: copy(scenario.running) };
+}
+
+/**
+ * Forges the protocol of a recorded run (genuine, or edited as a lying issuer would): its states (renumbered by
+ * position) are published, registered one transaction each and terminated with `status`, for `model` run with
+ * `input`; the issuer signs. Hashes, chain and signature agree, so V0–V8 pass whatever the states say; only
+ * conformance (V9) judges them.
+ */
+export function forgeRecordedRun(
+  env: ForgeEnv,
+  model: { bytes: Buffer; hash: HexHash },
+  input: unknown,
+  states: readonly ForgedState[],
+  status: Exclude<InstanceStatus, "running">,
+  options: Pick<RunOptions, "perState" | "batch" | "anchoring"> = {},
+): Promise<ForgedRun> {
+  return forgeRun(env, {
+    model,
+    input,
+    states,
+    status,
+    label: `recorded-${model.hash.slice(0, 8)}`,
+    nonce: randomSalt(),
+    perState: options.perState ?? states.length,
+    batch: options.batch,
+    anchoring: options.anchoring,
+  });
 }
 
 /**

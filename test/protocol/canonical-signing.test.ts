@@ -40,7 +40,7 @@ class MessageOnlySigner extends AbstractSigner {
 
 const H = "a".repeat(64);
 const PROTOCOL: UnsignedProtocol = {
-  protocol_version: 1,
+  protocol_version: 2,
   chain_id: 31337,
   registries: { model: "0x" + "1".repeat(40), certificate: "0x" + "2".repeat(40), instance: "0x" + "3".repeat(40) },
   issuer: {

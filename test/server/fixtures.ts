@@ -85,7 +85,7 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
 
   const states = Array.from({ length: stateCount }, (_, seq) => {
     const data: StateData = {
-      statetrail_state: 1,
+      statetrail_state: 2,
       instance_hash: instanceHash,
       seq,
       state_name: seq % 2 === 0 ? "A" : "B",
@@ -93,7 +93,10 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
       iteration_path: [],
       attempt: 0,
       input: { order: 42, step: seq },
-      error: null,
+      caught: null,
+      outcome: null,
+      context: null,
+      salt: "5a".repeat(32),
     };
     const bytes = stateDataBytes(data);
     const hash = sha256Hex(bytes);
@@ -117,7 +120,7 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
   });
 
   const base = (instance: HexHash, createdBlock: number): InstanceProtocol => ({
-    protocol_version: 1,
+    protocol_version: 2,
     chain_id: 31337,
     registries: REGISTRIES,
     issuer: { address: ISSUER, ens_name: "acme.statetrail.test", url: baseUrl, certificate_fingerprint: ZERO_HASH },

@@ -27,7 +27,7 @@ function entry(seq: number, name: string, extra: Partial<ProtocolEntry> = {}): P
 
 function data(seq: number, name: string, path: StateData["iteration_path"]): StateData {
   return {
-    statetrail_state: 1,
+    statetrail_state: 2,
     instance_hash: HASH(99),
     seq,
     state_name: name,
@@ -35,13 +35,16 @@ function data(seq: number, name: string, path: StateData["iteration_path"]): Sta
     iteration_path: path,
     attempt: 0,
     input: {},
-    error: null,
+    caught: null,
+    outcome: null,
+    context: null,
+    salt: "5a".repeat(32),
   };
 }
 
 function protocolOf(entries: ProtocolEntry[], chainId = 31337, ensName = "acme.test"): InstanceProtocol {
   return {
-    protocol_version: 1,
+    protocol_version: 2,
     chain_id: chainId,
     registries: {
       model: "0x" + "01".repeat(20),

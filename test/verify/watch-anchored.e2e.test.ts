@@ -41,6 +41,7 @@ function pacedEngine(ms: number, hold: Promise<void> = Promise.resolve()): Engin
           iterationPath: [],
           attempt: 0,
           caughtError: null,
+          outcome: null,
         };
       }
       await hold;

@@ -55,6 +55,7 @@ class GatedEngine implements Engine {
         iterationPath: [],
         attempt: 0,
         caughtError: null,
+        outcome: null,
       };
     }
     await this.waiting[this.names.length];

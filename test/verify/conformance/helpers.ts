@@ -5,40 +5,32 @@ import { startSfnEndpoint } from "../../../src/engine/sfn-endpoint";
 import { type EngineEvent } from "../../../src/engine/types";
 import { loadModel, loadModelFromBytes } from "../../../src/model/load";
 import { type LoadedModel } from "../../../src/model/types";
-import { EXECUTION_END_STATE, type InstanceStatus, type StateData } from "../../../src/protocol/schema";
+import { EXECUTION_END_STATE, type InstanceStatus } from "../../../src/protocol/schema";
+import { recordedStates, type RecordedState } from "../../helpers/forge";
 import { type ConformanceEntry } from "../../../src/verify/conformance";
 
 export const EXAMPLES = path.resolve(__dirname, "..", "..", "..", "examples");
 export const example = (name: string): string => path.join(EXAMPLES, name);
 
-/** The state data fields of an engine event, as the tracker records them (seq = position). */
-export type RecordedState = Omit<StateData, "statetrail_state" | "instance_hash">;
+export { recordedStates, type RecordedState } from "../../helpers/forge";
 
-const END_TYPES = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" } as const;
-
-/** Maps engine events to state data fields exactly as the tracker does (Tracker.stateData). */
-export function recordedStates(events: readonly EngineEvent[]): RecordedState[] {
-  return events.map((event, seq) =>
-    event.kind === "end"
-      ? {
-          seq,
-          state_name: EXECUTION_END_STATE,
-          state_type: END_TYPES[event.status],
-          iteration_path: [],
-          attempt: 0,
-          input: event.output ?? null,
-          error: event.error,
-        }
-      : {
-          seq,
-          state_name: event.name,
-          state_type: event.type,
-          iteration_path: event.iterationPath,
-          attempt: event.attempt,
-          input: event.input ?? null,
-          error: event.caughtError,
-        },
-  );
+/**
+ * The conformance entry of recorded state data, as V9 hands it to the walker: the end entry's input is the
+ * execution's output, its error the execution's error; any other entry's error is the one it caught.
+ */
+export function conformanceEntry(state: RecordedState, timestamp: number | null, perState: boolean): ConformanceEntry {
+  const end = state.state_name === EXECUTION_END_STATE;
+  return {
+    seq: state.seq,
+    state_name: state.state_name,
+    state_type: state.state_type,
+    iteration_path: state.iteration_path,
+    attempt: state.attempt,
+    input: end ? ((state.outcome as { result?: unknown } | null)?.result ?? null) : state.input,
+    error: end ? (state.outcome?.error ?? null) : state.caught,
+    timestamp,
+    perState,
+  };
 }
 
 /**
@@ -46,11 +38,28 @@ export function recordedStates(events: readonly EngineEvent[]): RecordedState[] 
  * dated one second apart from `start`, each in its own transaction.
  */
 export function asEntries(states: readonly RecordedState[], start = 1_700_000_000): ConformanceEntry[] {
-  return states.map((state, index) => ({ ...state, seq: index, timestamp: start + index, perState: true }));
+  return states.map((state, index) => conformanceEntry({ ...state, seq: index }, start + index, true));
+}
+
+/** A state of a hand-written run for the walker: the v2 fields a test does not care about filled in. */
+export function recorded(
+  fields: Pick<RecordedState, "seq" | "state_name" | "state_type" | "input"> & Partial<RecordedState>,
+): RecordedState {
+  return {
+    iteration_path: [],
+    attempt: 0,
+    caught: null,
+    outcome: null,
+    context: null,
+    salt: "5a".repeat(32),
+    ...fields,
+  };
 }
 
 export interface LocalRun {
   model: LoadedModel;
+  /** The execution input the run started with. */
+  input: unknown;
   events: EngineEvent[];
   states: RecordedState[];
   status: InstanceStatus;
@@ -73,7 +82,7 @@ export async function runLocal(
   for await (const event of engine.run(loaded, { input, executionName: "conformance" })) events.push(event);
   const end = events[events.length - 1];
   const status = end.kind === "end" ? end.status : "running";
-  return { model: loaded, events, states: recordedStates(events), status };
+  return { model: loaded, input, events, states: recordedStates(events), status };
 }
 
 /**
@@ -108,6 +117,7 @@ export async function runAws(
     const end = events[events.length - 1];
     return {
       model: loaded,
+      input,
       events,
       states: recordedStates(events),
       status: end.kind === "end" ? end.status : "running",

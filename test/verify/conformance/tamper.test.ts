@@ -1,12 +1,15 @@
 import fs from "node:fs";
 import { expect } from "chai";
+import { ethers } from "hardhat";
+import { canonicalBytes } from "../../../src/protocol/canonical";
 import { type InstanceStatus } from "../../../src/protocol/schema";
 import { renderReport, type StepResult, type VerificationReport } from "../../../src/verify";
 import { DEFAULT_MAX_BYTES, FetchSession } from "../../../src/verify";
 import { VerifiedArtifacts } from "../../../src/verify/conformance";
 import { type ReadyContext } from "../../../src/verify/context";
 import { conformanceStep } from "../../../src/verify/steps/v9-conformance";
-import { verifyForged } from "../../helpers/forge";
+import { verifyForged, type ForgeEnv } from "../../helpers/forge";
+import { runAttacks, type Attack } from "../tamper-runner";
 import { conformanceEnv, forgeRecorded, verifyRecorded } from "./forge-recorded";
 import { example, runLocal, type LocalRun, type RecordedState } from "./helpers";
 
@@ -30,35 +33,15 @@ function v9(report: VerificationReport): StepResult {
   return report.steps.find((step) => step.id === "V9")!;
 }
 
-/** V0–V8 pass (V2 skipped: no ENS here), V9 fails with a detail that names the step. */
-function expectOnlyConformanceFails(report: VerificationReport, says: RegExp): void {
-  const shown = renderReport(report);
-  expect(statuses(report), shown).to.deep.equal([
-    "V0:pass",
-    "V1:pass",
-    "V2:skip",
-    "V3:pass",
-    "V4:pass",
-    "V5:pass",
-    "V6:pass",
-    "V7:pass",
-    "V8:pass",
-    "V9:fail",
-  ]);
-  expect(report.verdict).to.equal("invalid");
-  expect(v9(report).detail, shown).to.match(says);
-}
-
 /** Forges what an issuer lying coherently would publish: `edit` rewrites the recorded states. */
 async function forgeEdited(
+  env: ForgeEnv,
   run: LocalRun,
   edit: (states: RecordedState[]) => RecordedState[],
   status: Status = run.status as Status,
-): Promise<VerificationReport> {
-  const env = await conformanceEnv();
-  const input = run.states[0].input;
-  const recorded = await forgeRecorded(env, run.model, input, edit(structuredClone(run.states)), status);
-  return verifyRecorded(env, recorded);
+): Promise<string> {
+  const recorded = await forgeRecorded(env, run.model, run.input, edit(structuredClone(run.states)), status);
+  return recorded.url;
 }
 
 function indexOf(states: RecordedState[], name: string): number {
@@ -67,12 +50,114 @@ function indexOf(states: RecordedState[], name: string): number {
   return index;
 }
 
+async function refundRun(): Promise<LocalRun> {
+  const run = await runLocal(
+    example("refund-request.asl.json"),
+    JSON.parse(fs.readFileSync(example("refund-request.input.json"), "utf8")) as unknown,
+    { handlersModule: example("refund-request.handlers.js") },
+  );
+  expect(run.status).to.equal("failed");
+  return run;
+}
+
+async function batchRun(): Promise<LocalRun> {
+  return runLocal(
+    example("batch-scoring.asl.json"),
+    { batchId: "b-tamper" },
+    { handlersModule: example("batch-scoring.handlers.js") },
+  );
+}
+
+/** A coherent lie about a recorded run: V0–V8 pass, only V9 fails, its detail naming the state. */
+function lie(
+  name: string,
+  run: () => Promise<LocalRun>,
+  edit: (states: RecordedState[]) => RecordedState[],
+  says: RegExp,
+  status?: Status,
+): Attack<{ env: ForgeEnv }> {
+  return {
+    name,
+    claim: "conformance: the states are the model's run",
+    fails: ["V9"],
+    says,
+    in: "detail",
+    mutate: async ({ env }) => {
+      const recorded = await run();
+      return forgeEdited(env, recorded, edit, status ?? (recorded.status as Status));
+    },
+  };
+}
+
+const LIES: Array<Attack<{ env: ForgeEnv }>> = [
+  lie(
+    "a state the model doesn't contain",
+    orderRun,
+    (states) => {
+      states[indexOf(states, "Ship")].state_name = "Ship express";
+      return states;
+    },
+    /^seq 14 "Ship express": the model has no state "Ship express"; expected "Ship" \(Next\), recorded "Ship express" \(Task\)$/,
+  ),
+  lie(
+    "a skipped state",
+    orderRun,
+    (states) => {
+      states.splice(indexOf(states, "Ship"), 1);
+      return states;
+    },
+    /^seq 14 "Done": "Fulfil" → "Done" is not an edge of the model; expected "Ship" \(Next\), recorded "Done" \(Succeed\)$/,
+  ),
+  // The card path replaced by the invoice path: every transition is an edge of the model, but the recorded
+  // input of "Payment method?" says card.
+  lie(
+    "a Choice branch that contradicts the Choice's recorded input",
+    orderRun,
+    (states) => {
+      const charge = states[indexOf(states, "Charge card")];
+      charge.state_name = "Wait for credit check";
+      charge.state_type = "Wait";
+      return states;
+    },
+    /^seq 3 "Wait for credit check": Choice "Payment method\?" \(seq 2\) re-evaluated on its recorded input selects "Charge card" \(Default\); expected "Charge card" \(Default\), recorded "Wait for credit check" \(Wait\)$/,
+  ),
+  lie(
+    "a Map with one iteration missing",
+    batchRun,
+    (states) =>
+      states.filter((state) => !state.iteration_path.some((step) => step.parent === "Score each" && step.index === 23)),
+    /^seq 71 "Summarise": "Score each" \(seq 1\) left through its Next, but Map "Score each" ran 23 iterations and its recorded input has 24 items \(iteration 23 missing\)$/,
+  ),
+  lie(
+    "a run ending in a non-terminal state",
+    orderRun,
+    (states) => {
+      states.splice(indexOf(states, "Done"), 1);
+      return states;
+    },
+    /^seq 15 "\$execution": the run ended in "Ship" \(seq 14, Task\), which is not a terminal state; expected "Done" \(Next\), recorded the execution's end \(ExecutionSucceeded\)$/,
+  ),
+  lie(
+    "a `succeeded` status on a run that ended in Fail",
+    refundRun,
+    (states) => {
+      const end = states[states.length - 1];
+      end.state_type = "ExecutionSucceeded";
+      end.outcome = { result: null };
+      return states;
+    },
+    /^seq 3 "\$execution": status succeeded, but the run ended in Fail state "Refund refused" \(seq 2, Fail\); expected ExecutionFailed \(status failed\), recorded ExecutionSucceeded \(status succeeded\)$/,
+    "succeeded",
+  ),
+];
+
 describe("V9 conformance against coherent lies (hashes, chain and signature consistent)", function () {
   this.timeout(60_000);
 
-  it("passes every step of a genuine recorded run: V0–V9 valid", async function () {
-    const run = await orderRun();
-    const report = await forgeEdited(run, (states) => states);
+  it("passes every step of a genuine recorded run: V0–V9 valid, the walk and the replay", async function () {
+    const env = await conformanceEnv();
+    const url = await forgeEdited(env, await orderRun(), (states) => states);
+    const report = await verifyRecorded(env, { url });
     expect(statuses(report), renderReport(report)).to.deep.equal([
       "V0:pass",
       "V1:pass",
@@ -86,103 +171,27 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
       "V9:pass",
     ]);
     expect(report.verdict).to.equal("valid");
-    expect(v9(report).detail).to.contain("16 states follow the model's edges").and.contain("1 retry");
+    expect(v9(report).detail)
+      .to.contain("16 states follow the model's edges")
+      .and.contain("1 retry")
+      .and.match(/replayed from the verified input: 17 entries and \d+ Task outcomes? agree/);
   });
 
-  it("catches a state the model doesn't contain", async function () {
-    const report = await forgeEdited(await orderRun(), (states) => {
-      states[indexOf(states, "Ship")].state_name = "Ship express";
-      return states;
-    });
-    expectOnlyConformanceFails(
-      report,
-      /^seq 14 "Ship express": the model has no state "Ship express"; expected "Ship" \(Next\), recorded "Ship express" \(Task\)$/,
-    );
-  });
-
-  it("catches a skipped state", async function () {
-    const report = await forgeEdited(await orderRun(), (states) => {
-      states.splice(indexOf(states, "Ship"), 1);
-      return states;
-    });
-    expectOnlyConformanceFails(
-      report,
-      /^seq 14 "Done": "Fulfil" → "Done" is not an edge of the model; expected "Ship" \(Next\), recorded "Done" \(Succeed\)$/,
-    );
-  });
-
-  it("catches a Choice branch that contradicts the Choice's recorded input", async function () {
-    // The card path replaced by the invoice path: every transition is an edge of the model, but the
-    // recorded input of "Payment method?" says card.
-    const report = await forgeEdited(await orderRun(), (states) => {
-      const charge = states[indexOf(states, "Charge card")];
-      charge.state_name = "Wait for credit check";
-      charge.state_type = "Wait";
-      return states;
-    });
-    expectOnlyConformanceFails(
-      report,
-      /^seq 3 "Wait for credit check": Choice "Payment method\?" \(seq 2\) re-evaluated on its recorded input selects "Charge card" \(Default\); expected "Charge card" \(Default\), recorded "Wait for credit check" \(Wait\)$/,
-    );
-  });
-
-  it("catches a Map with one iteration missing", async function () {
-    const run = await runLocal(
-      example("batch-scoring.asl.json"),
-      { batchId: "b-tamper" },
-      {
-        handlersModule: example("batch-scoring.handlers.js"),
-      },
-    );
-    const report = await forgeEdited(run, (states) =>
-      states.filter((state) => !state.iteration_path.some((step) => step.parent === "Score each" && step.index === 23)),
-    );
-    expectOnlyConformanceFails(
-      report,
-      /^seq 71 "Summarise": "Score each" \(seq 1\) left through its Next, but Map "Score each" ran 23 iterations and its recorded input has 24 items \(iteration 23 missing\)$/,
-    );
-  });
-
-  it("catches a run ending in a non-terminal state", async function () {
-    const report = await forgeEdited(await orderRun(), (states) => {
-      states.splice(indexOf(states, "Done"), 1);
-      return states;
-    });
-    expectOnlyConformanceFails(
-      report,
-      /^seq 15 "\$execution": the run ended in "Ship" \(seq 14, Task\), which is not a terminal state; expected "Done" \(Next\), recorded the execution's end \(ExecutionSucceeded\)$/,
-    );
-  });
-
-  it("catches a `succeeded` status on a run that ended in Fail", async function () {
-    const run = await runLocal(
-      example("refund-request.asl.json"),
-      JSON.parse(fs.readFileSync(example("refund-request.input.json"), "utf8")) as unknown,
-      { handlersModule: example("refund-request.handlers.js") },
-    );
-    expect(run.status).to.equal("failed");
-    const report = await forgeEdited(
-      run,
-      (states) => {
-        const end = states[states.length - 1];
-        end.state_type = "ExecutionSucceeded";
-        end.error = null;
-        return states;
-      },
-      "succeeded",
-    );
-    expectOnlyConformanceFails(
-      report,
-      /^seq 3 "\$execution": status succeeded, but the run ended in Fail state "Refund refused" \(seq 2, Fail\); expected ExecutionFailed \(status failed\), recorded ExecutionSucceeded \(status succeeded\)$/,
-    );
-  });
+  runAttacks<{ env: ForgeEnv }>(
+    {
+      scenario: async () => ({ env: await conformanceEnv() }),
+      verify: ({ env }, url) => verifyRecorded(env, { url }),
+      unjudged: ["V2"],
+    },
+    LIES,
+  );
 
   it("is skipped and optional with conformance off, so the lie is not seen (--no-conformance)", async function () {
     const run = await orderRun();
     const env = await conformanceEnv();
     const states = structuredClone(run.states);
     states.splice(indexOf(states, "Ship"), 1);
-    const recorded = await forgeRecorded(env, run.model, states[0].input, states, "succeeded");
+    const recorded = await forgeRecorded(env, run.model, run.input, states, "succeeded");
     const report = await verifyForged(env, { url: recorded.url }, { conformance: false });
     expect(v9(report)).to.include({ status: "skip", detail: "not requested (--no-conformance)", required: false });
     expect(report.verdict).to.equal("valid");
@@ -191,7 +200,7 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
   it("is skipped when V4 could not verify the model bytes", async function () {
     const run = await orderRun();
     const env = await conformanceEnv();
-    const recorded = await forgeRecorded(env, run.model, run.states[0].input, run.states, "succeeded");
+    const recorded = await forgeRecorded(env, run.model, run.input, run.states, "succeeded");
     env.server.serve(recorded.protocol.model_data, Buffer.concat([run.model.bytes, Buffer.from("\n")]));
     const report = await verifyRecorded(env, recorded);
     expect(report.steps.find((step) => step.id === "V4")!.status).to.equal("fail");
@@ -201,12 +210,17 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
   it("fetches and hash-checks again the state data V6 did not keep (beyond its budget)", async function () {
     const run = await orderRun();
     const env = await conformanceEnv();
-    const recorded = await forgeRecorded(env, run.model, run.states[0].input, run.states, "succeeded");
+    const recorded = await forgeRecorded(env, run.model, run.input, run.states, "succeeded");
     const artifacts = new VerifiedArtifacts(true, 0);
     artifacts.model = run.model.bytes;
+    artifacts.input = canonicalBytes(run.input);
     const web = new FetchSession(env.server.fetcher, 5_000);
     const settings = { concurrency: 4, maxBytes: DEFAULT_MAX_BYTES, maxDiagnostics: 1, conformance: true };
-    const context = { protocol: recorded.protocol, artifacts, web, settings } as unknown as ReadyContext;
+    // The chain, as far as V9 reads it: block times (of the creation, for the recorded start time).
+    const chain = {
+      blockTimestamp: async (number: number) => (await ethers.provider.getBlock(number))?.timestamp ?? null,
+    };
+    const context = { protocol: recorded.protocol, artifacts, web, settings, chain } as unknown as ReadyContext;
     const outcome = await conformanceStep.run(context);
     expect(outcome.status, outcome.detail).to.equal("pass");
     expect(web.requests).to.equal(recorded.protocol.instance_protocol.length);

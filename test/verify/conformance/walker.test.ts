@@ -6,6 +6,7 @@ import { checkConformance, type ConformanceResult } from "../../../src/verify/co
 import { asEntries, example, runAws, runLocal, type LocalRun, type RecordedState } from "./helpers";
 import { FIXTURES } from "./models";
 
+const SALT = "5a".repeat(32);
 const read = (name: string): unknown => JSON.parse(fs.readFileSync(example(name), "utf8"));
 const uniqueOrder = (input: unknown): unknown => ({
   ...(input as object),
@@ -294,7 +295,7 @@ describe("conformance walker", function () {
       await expectViolation(
         declined,
         (states) => {
-          states[at(states, "Payment declined")].error = null;
+          states[at(states, "Payment declined")].caught = null;
           return states;
         },
         /"Payment declined" follows "Charge card" \(seq \d+\) only through a Catch, but no caught error is recorded/,
@@ -302,7 +303,7 @@ describe("conformance walker", function () {
       await expectViolation(
         declined,
         (states) => {
-          states[at(states, "Payment declined")].error = { error: "ServiceUnavailable" };
+          states[at(states, "Payment declined")].caught = { error: "ServiceUnavailable" };
           return states;
         },
         /no Catch of "Charge card" \(seq \d+\) catches ServiceUnavailable into "Payment declined"; expected .*"Payment declined" \(Catch \[PaymentDeclined\], with the error recorded\)/,
@@ -314,7 +315,7 @@ describe("conformance walker", function () {
       await expectViolation(
         run,
         (states) => {
-          states[at(states, "Recover")].error = { error: "Fraud" };
+          states[at(states, "Recover")].caught = { error: "Fraud" };
           return states;
         },
         /^seq 1 "Recover": "Charge" catches Fraud with its Catch \[Fraud\] → "Block"/,
@@ -395,7 +396,7 @@ describe("conformance walker", function () {
       await expectViolation(
         run,
         (states) => {
-          states[states.length - 1].error = { error: "Stock.Refilled" };
+          states[states.length - 1].outcome = { error: { error: "Stock.Refilled" } };
           return states;
         },
         /the run ended in Fail state "Out of stock" \(seq 2, Fail\), which fails with Stock\.Empty; expected error Stock\.Empty, recorded error Stock\.Refilled/,
@@ -474,7 +475,10 @@ describe("conformance walker", function () {
           iteration_path: [],
           attempt: 0,
           input: { items: [1] },
-          error: null,
+          caught: null,
+          outcome: null,
+          context: null,
+          salt: SALT,
         },
         {
           seq: 1,
@@ -483,18 +487,46 @@ describe("conformance walker", function () {
           iteration_path: [{ parent: "Items", kind: "map", index: 0 }],
           attempt: 0,
           input: 1,
-          error: null,
+          caught: null,
+          outcome: null,
+          context: null,
+          salt: SALT,
         },
-        { seq: 2, state_name: "Route", state_type: "Choice", iteration_path: [], attempt: 0, input: [1], error: null },
-        { seq: 3, state_name: "A", state_type: "Succeed", iteration_path: [], attempt: 0, input: [1], error: null },
+        {
+          seq: 2,
+          state_name: "Route",
+          state_type: "Choice",
+          iteration_path: [],
+          attempt: 0,
+          input: [1],
+          caught: null,
+          outcome: null,
+          context: null,
+          salt: SALT,
+        },
+        {
+          seq: 3,
+          state_name: "A",
+          state_type: "Succeed",
+          iteration_path: [],
+          attempt: 0,
+          input: [1],
+          caught: null,
+          outcome: null,
+          context: null,
+          salt: SALT,
+        },
         {
           seq: 4,
           state_name: "$execution",
           state_type: "ExecutionSucceeded",
           iteration_path: [],
           attempt: 0,
-          input: [1],
-          error: null,
+          input: null,
+          caught: null,
+          outcome: { result: [1] },
+          context: null,
+          salt: SALT,
         },
       ];
       const result = await checkConformance(model.definition, asEntries(states), "succeeded");
@@ -513,7 +545,10 @@ describe("conformance walker", function () {
             iteration_path: [],
             attempt: 0,
             input: { name: "Ada" },
-            error: null,
+            caught: null,
+            outcome: null,
+            context: null,
+            salt: SALT,
           },
           {
             seq: 1,
@@ -522,17 +557,34 @@ describe("conformance walker", function () {
             iteration_path: [],
             attempt: 0,
             input: {},
-            error: null,
+            caught: null,
+            outcome: null,
+            context: null,
+            salt: SALT,
           },
-          { seq: 2, state_name: "Done", state_type: "Succeed", iteration_path: [], attempt: 0, input: {}, error: null },
+          {
+            seq: 2,
+            state_name: "Done",
+            state_type: "Succeed",
+            iteration_path: [],
+            attempt: 0,
+            input: {},
+            caught: null,
+            outcome: null,
+            context: null,
+            salt: SALT,
+          },
           {
             seq: 3,
             state_name: "$execution",
             state_type: "ExecutionSucceeded",
             iteration_path: [],
             attempt: 0,
-            input: {},
-            error: null,
+            input: null,
+            caught: null,
+            outcome: { result: {} },
+            context: null,
+            salt: SALT,
           },
         ]),
         "succeeded",
