@@ -630,7 +630,9 @@ export class SfnTestService {
     } catch (error) {
       throw new SfnServiceError("InvalidDefinition", `Invalid State Machine Definition: '${(error as Error).message}'`);
     }
-    const check = checkDefinition(parsed);
+    // As the service: only what it would refuse is refused (statetrail's "aws" strictness: asl-validator's
+    // findings are not errors, structural problems are).
+    const check = checkDefinition(parsed, { strictness: "aws" });
     if (!check.valid) {
       const list = check.errors.map((e) => `${e.code} at ${e.path || "/"}: ${e.message}`).join(", ");
       throw new SfnServiceError("InvalidDefinition", `Invalid State Machine Definition: '${list}'`);
@@ -664,9 +666,10 @@ export class SfnTestService {
   }
 
   /**
-   * ValidateStateMachineDefinition, answered with statetrail's own validation (src/model/validate.ts): its
-   * errors as ERROR diagnostics (result FAIL), its warnings as WARNING diagnostics when asked for, each with
-   * the code, message and JSON Pointer location. Like the service, it never throws for a bad definition.
+   * ValidateStateMachineDefinition, answered with statetrail's own validation (src/model/validate.ts, strictness
+   * "aws"): its errors as ERROR diagnostics (result FAIL), its warnings (asl-validator's findings, relaxed paths,
+   * placeholders) as WARNING diagnostics when asked for, each with the code, message and JSON Pointer location.
+   * Like the service, it answers a bad definition with diagnostics, not an error.
    */
   private validateStateMachineDefinition(body: Record<string, unknown>): Json {
     const definition = this.str(body, "definition") as string;
@@ -691,7 +694,7 @@ export class SfnTestService {
         diagnostics.push({ severity: "ERROR", code: "INVALID_JSON_DESCRIPTION", message: (error as Error).message });
       }
       if (parsed !== undefined) {
-        const check = checkDefinition(parsed);
+        const check = checkDefinition(parsed, { strictness: "aws" });
         for (const e of check.errors) {
           diagnostics.push({ severity: "ERROR", code: e.code, message: e.message, location: e.path || "/" });
         }

@@ -81,12 +81,12 @@ async function rejected(promise: Promise<unknown>, code: ErrorCode): Promise<Sta
   expect.fail(`expected ${code}`);
 }
 
-/** Per iteration path, the states in the order they were entered. */
+/** Per iteration path, the states (Task attempts with their outcomes) in the order they were emitted. */
 function byScope(states: StateEnteredEvent[], withInput: boolean): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const s of states) {
     const scope = JSON.stringify(s.iterationPath);
-    const entry = JSON.stringify([s.name, s.type, s.attempt, s.caughtError, withInput ? s.input : null]);
+    const entry = JSON.stringify([s.name, s.type, s.attempt, s.caughtError, s.outcome, withInput ? s.input : null]);
     (out[scope] ??= []).push(entry);
   }
   return out;
@@ -171,6 +171,34 @@ describe("AWS engine (the real SFNClient over HTTP, against the in-process Step 
     });
     const error = await rejected(unreachable.prepare(orders), "AWS_FAILED");
     expect(error.message).to.contain("ValidateStateMachineDefinition");
+  });
+
+  it("asks AWS to validate the model (ValidateStateMachineDefinition): refuses with ASL_INVALID only on AWS's errors, passes its warnings on", async function () {
+    await withEndpoint({ taskHandler: "echo" }, async (endpoint) => {
+      const dangling = loadModelFromBytes(
+        Buffer.from(JSON.stringify({ StartAt: "A", States: { A: { Type: "Pass", Next: "B" } } })),
+        { validate: false, source: "dangling.asl.json" },
+      );
+      const calls: string[] = [];
+      const error = await rejected(engine(endpoint, calls).prepare(dangling), "ASL_INVALID");
+      expect(error.message).to.contain("AWS Step Functions refuses dangling.asl.json");
+      expect(error.message).to.contain('/States/A/Next: MISSING_TRANSITION_TARGET: Next "B" names no state');
+      expect(calls).to.deep.equal(["ValidateStateMachineDefinition"]); // nothing created
+
+      // asl-validator refuses the unknown field; AWS (here: the endpoint) accepts it with a warning, so the
+      // model deploys and runs on the AWS engine.
+      const lenient = loadModelFromBytes(
+        Buffer.from(JSON.stringify({ StartAt: "A", States: { A: { Type: "Pass", Bogus: 1, End: true } } })),
+        { validate: false, source: "lenient.asl.json" },
+      );
+      const warnings: string[] = [];
+      const aws = engine(endpoint, [], { onWarning: (w) => warnings.push(w) });
+      await aws.prepare(lenient);
+      expect(warnings).to.have.length(1);
+      expect(warnings[0]).to.match(/^AWS: lenient\.asl\.json: \/States\/A: ASL_VALIDATOR_REFUSED: /);
+      const { end } = await collect(aws.run(lenient, { input: { a: 1 }, executionName: "lenient" }));
+      expect(end).to.deep.include({ status: "succeeded", output: { a: 1 } });
+    });
   });
 
   it("pages through the history with a small maxResults while the execution runs", async function () {

@@ -7,6 +7,7 @@ import {
   type ListStateMachinesCommandOutput,
   SFNClient,
   StartExecutionCommand,
+  ValidateStateMachineDefinitionCommand,
 } from "@aws-sdk/client-sfn";
 import { type SfnEndpoint, startSfnEndpoint } from "../../src/engine/sfn-endpoint";
 
@@ -158,5 +159,44 @@ describe("in-process Step Functions endpoint (test double of the AWS service)", 
     );
     const unnamed = await sfn.send(new StartExecutionCommand({ stateMachineArn }));
     expect(unnamed.executionArn).to.match(/:execution:runner:[0-9a-f-]{36}$/);
+  });
+
+  it("validates definitions (ValidateStateMachineDefinition) as the service answers: result, diagnostics, no exception", async function () {
+    const validate = (definition: unknown, severity?: "ERROR" | "WARNING") =>
+      sfn.send(
+        new ValidateStateMachineDefinitionCommand({
+          definition: typeof definition === "string" ? definition : JSON.stringify(definition),
+          ...(severity ? { severity } : {}),
+        }),
+      );
+    const ok = await validate(JSON.parse(DEFINITION));
+    expect(ok).to.deep.include({ result: "OK", diagnostics: [], truncated: false });
+
+    const dangling = await validate({ StartAt: "A", States: { A: { Type: "Pass", Next: "B" } } });
+    expect(dangling.result).to.equal("FAIL");
+    expect(dangling.diagnostics).to.deep.include({
+      severity: "ERROR",
+      code: "MISSING_TRANSITION_TARGET",
+      message: 'Next "B" names no state',
+      location: "/States/A/Next",
+    });
+
+    // What only asl-validator refuses is not an error (AWS decides): a warning, when warnings are asked for.
+    const unknownField = { StartAt: "A", States: { A: { Type: "Pass", Bogus: 1, End: true } } };
+    expect(await validate(unknownField)).to.deep.include({ result: "OK", diagnostics: [] });
+    const warned = await validate(unknownField, "WARNING");
+    expect(warned.result).to.equal("OK");
+    expect(warned.diagnostics?.map((d) => [d.severity, d.code, d.location])).to.deep.equal([
+      ["WARNING", "ASL_VALIDATOR_REFUSED", "/States/A"],
+    ]);
+
+    const notJson = await validate("{");
+    expect(notJson.result).to.equal("FAIL");
+    expect(notJson.diagnostics?.[0]).to.deep.include({ severity: "ERROR", code: "INVALID_JSON_DESCRIPTION" });
+    expect(
+      await serviceError(
+        sfn.send(new ValidateStateMachineDefinitionCommand({ definition: DEFINITION, type: "X" as never })),
+      ),
+    ).to.equal("ValidationException");
   });
 });
