@@ -1,11 +1,16 @@
-import { type Step } from "../context";
+import { toBytes32 } from "../../chain/hash";
+import { ICertificateRegistry__factory } from "../../../typechain-types";
+import { type CertificateRecord } from "../chain";
+import { type ReadyContext, type Step } from "../context";
 import { Findings, iso, sameAddress, short } from "../findings";
 
 /**
  * V3: the certificate the issuer's server presented is registered in the trusted CertificateRegistry for
  * the issuer (the registry checked the holder's EIP-712 signature on-chain when it accepted the
- * registration, so holder = issuer is the proof), not revoked, and inside its registered window now and at
- * every state's timestamp; the X.509 window also covers now.
+ * registration, so holder = issuer is the proof), not revoked, and inside its registered window now; the X.509
+ * window also covers now. The certificate of the run (the protocol's `certificate_fingerprint`: the served
+ * one unless rotated since) was registered for the issuer at the block of the first state, and its registered
+ * window covers every state's time (V6 proves each is its block's time) with no revocation up to the last.
  */
 export const certificateStep: Step = {
   id: "V3",
@@ -47,17 +52,24 @@ export const certificateStep: Step = {
           "CERT_EXPIRED",
         );
       }
-      // The served certificate authenticates the server now; what the states say rests on the issuer's
-      // signature and the chain. After a rotation the protocol still names the certificate of its run:
-      // that one must have been the issuer's too.
+      // The certificate of the run (the one the protocol names: the served one, unless rotated since) must
+      // have spoken for the issuer when each state was registered: registered by then, inside its window, and
+      // not yet revoked. A revocation in the same second as a state counts as before it.
       const named = protocol.issuer.certificate_fingerprint;
-      if (named !== fingerprint) {
-        const earlier = await chain.certificateOf(named, issuer);
-        if (!earlier.holder || !sameAddress(earlier.holder, issuer)) {
-          findings.fail(`the protocol names certificate ${named}, which is not registered for the issuer`);
-        } else {
+      const run = named === fingerprint ? record : await chain.certificateOf(named, issuer);
+      if (!run.holder || !sameAddress(run.holder, issuer)) {
+        findings.fail(
+          `the protocol names certificate ${named}, which is not registered for the issuer`,
+          "CERT_NOT_REGISTERED",
+        );
+      } else {
+        const span = await checkAtStates(context, named, run, findings);
+        const rotated = named !== fingerprint;
+        if (rotated || span) {
+          const revoked = run.revokedAt ? `, revoked at ${iso(run.revokedAt)}` : "";
           findings.note(
-            `the protocol names certificate ${short(named)} (rotated since${earlier.revokedAt ? `, revoked at ${iso(earlier.revokedAt)}` : ""})`,
+            (rotated ? `the protocol names certificate ${short(named)} (rotated since${revoked})` : "it is the run's") +
+              (span ? `, ${span}` : ""),
           );
         }
       }
@@ -71,3 +83,65 @@ export const certificateStep: Step = {
     }
   },
 };
+
+/**
+ * The run's certificate at the states' times: the window and the revocation against the earliest and latest
+ * state time (a window is an interval, a revocation a point, so the two ends decide for every state between),
+ * and the registration read at the earliest state's block. Returns what held, for the detail.
+ */
+async function checkAtStates(
+  { protocol, chain }: ReadyContext,
+  fingerprint: string,
+  record: CertificateRecord,
+  findings: Findings,
+): Promise<string> {
+  const entries = protocol.instance_protocol;
+  if (entries.length === 0) return "";
+  let first = entries[0];
+  let last = entries[0];
+  let earliestBlock = entries[0].block_nr;
+  for (const entry of entries) {
+    if (entry.timestamp < first.timestamp) first = entry;
+    if (entry.timestamp > last.timestamp) last = entry;
+    earliestBlock = Math.min(earliestBlock, entry.block_nr);
+  }
+  const window = `registered window ${iso(record.notBefore)} to ${iso(record.notAfter)}`;
+  const which = `certificate ${short(fingerprint)} of the run`;
+  if (first.timestamp < record.notBefore) {
+    findings.fail(
+      `${which} was not yet valid at seq ${first.seq} (${iso(first.timestamp)}; ${window})`,
+      "CERT_EXPIRED",
+    );
+  }
+  if (last.timestamp > record.notAfter) {
+    findings.fail(`${which} had expired at seq ${last.seq} (${iso(last.timestamp)}; ${window})`, "CERT_EXPIRED");
+  }
+  if (record.revokedAt !== 0 && record.revokedAt <= last.timestamp) {
+    findings.fail(
+      `${which} was revoked at ${iso(record.revokedAt)}, before seq ${last.seq} at ${iso(last.timestamp)}`,
+      "CERT_REVOKED",
+    );
+  }
+  const registry = ICertificateRegistry__factory.connect(chain.trusted.registries.certificate, chain.provider);
+  try {
+    const [then] = await registry.certificateOf(toBytes32(fingerprint), protocol.issuer.address, {
+      blockTag: earliestBlock,
+    });
+    if (!sameAddress(then.holder, protocol.issuer.address)) {
+      findings.fail(
+        `${which} was not yet registered for the issuer at block ${earliestBlock}, the first state's`,
+        "CERT_NOT_REGISTERED",
+      );
+    }
+  } catch (error) {
+    findings.error(
+      error,
+      `reading the certificate's registration at block ${earliestBlock} (the first state's; this needs an RPC ` +
+        `endpoint that serves historical state, e.g. an archive node)`,
+    );
+  }
+  return (
+    `registered at the first state's block ${earliestBlock}, in its window and unrevoked over the states' ` +
+    `times ${iso(first.timestamp)} to ${iso(last.timestamp)}`
+  );
+}
