@@ -282,7 +282,9 @@ export class HistoryMapper {
       info.path = this.pathOf(name, anc, id);
       info.entry = this.current.get(JSON.stringify(info.path)) ?? info.entry;
       const entry = info.entry;
-      if (entry?.attempt && entry.name === name) out.push(this.emit(entry, this.unfinishedOutcome(entry)));
+      // The attempt ended well (a failure would have come first): its result, whatever preceded the exit.
+      const result = entry?.attempt?.result;
+      if (entry?.attempt && entry.name === name) out.push(this.emit(entry, result ? { result: result.value } : null));
       return out;
     }
 

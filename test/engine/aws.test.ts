@@ -469,6 +469,18 @@ describe("AWS engine (the real SFNClient over HTTP, against the in-process Step 
       );
       expect(second).to.deep.equal(first);
       expect(endpoint.service.executions.size).to.equal(1);
+      // The started event of the run read again is the first one's: the same Context Object (StartTime too).
+      const startedOf = async (): Promise<EngineEvent> => {
+        for await (const event of engine(endpoint).run(refund, {
+          input: input("refund-request"),
+          executionName: "again",
+        }))
+          return event;
+        expect.fail("no event");
+      };
+      const [once, twice] = [await startedOf(), await startedOf()];
+      expect(once.kind).to.equal("started");
+      expect(twice).to.deep.equal(once);
       await rejected(
         collect(engine(endpoint).run(refund, { input: { orderId: "other" }, executionName: "again" })),
         "AWS_FAILED",
