@@ -31,6 +31,9 @@ const config: HardhatUserConfig = {
     settings: {
       optimizer: { enabled: true, runs: 10_000 },
       evmVersion: "cancun",
+      // No metadata hash in the bytecode: the registries' CREATE2 addresses (deployments/canonical.json) then
+      // depend on the code and these settings only, not on comments, line endings or file paths.
+      metadata: { bytecodeHash: "none" },
     },
   },
   networks: {

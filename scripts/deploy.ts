@@ -55,6 +55,8 @@ async function main(): Promise<void> {
   const { deployment, file } = await deployAll(signer, network, {
     dir: process.env.STATETRAIL_DEPLOYMENTS_DIR || DEPLOYMENTS_DIR,
     confirmations: network === "sepolia" ? 2 : 1,
+    // The canonical CREATE2 addresses of deployments/canonical.json: idempotent, the same on every chain.
+    canonical: true,
     log: (line) => console.log(line),
   });
   console.log("");

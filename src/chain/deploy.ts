@@ -16,10 +16,12 @@ import { checkRegistryCode, registryAbis, type RegistryName } from "./contracts"
 import {
   DEPLOYMENTS_DIR,
   deploymentSchema,
+  loadDeployment,
   saveDeployment,
   type DeployedContract,
   type Deployment,
 } from "./deployments";
+import { DETERMINISTIC_DEPLOYER, canonicalRegistries, deployCanonicalRegistries } from "./create2";
 import { ensArtifact, ensContract, labelhash, type EnsAddresses, type EnsContractName } from "./ens";
 import { assertKeyAllowed, LOCAL_CHAIN_ID } from "./keys";
 import { CANONICAL_ENS_REGISTRY, chainIdOf, chainName, toChainError, waitForReceipt } from "./provider";
@@ -36,6 +38,12 @@ export interface DeployOptions {
    * `eth_getTransactionCount` briefly). Default: a fresh counter from the pending nonce.
    */
   nonces?: NonceCounter;
+  /**
+   * Deploy through the deterministic deployment proxy at the canonical CREATE2 addresses of
+   * deployments/canonical.json (installing the proxy if the chain lacks it): idempotent, the same addresses on
+   * every chain. Default false: plain deployments at fresh addresses (test fixtures that want their own).
+   */
+  canonical?: boolean;
 }
 
 /** Hands out consecutive nonces for one account, starting at its pending nonce. */
@@ -68,11 +76,34 @@ export async function deployRegistries(
   const chainId = await chainIdOf(provider);
   const deployer = getAddress(await signer.getAddress());
   assertKeyAllowed(deployer, chainId);
-  await requireFunds(provider, deployer, chainId);
+  // Deploying what is already at the canonical addresses costs nothing: only a missing contract needs funds.
+  if (!options.canonical || (await canonicalMissing(provider))) await requireFunds(provider, deployer, chainId);
   const log = options.log ?? (() => undefined);
   const confirmations = options.confirmations ?? 1;
   const timeoutMs = options.timeoutMs ?? 600_000;
 
+  if (options.canonical) {
+    log(`deploying the registries to ${network} (chain ${chainId}) at their canonical addresses, from ${deployer}`);
+    const deployed = await deployCanonicalRegistries(signer, { confirmations, timeoutMs, log });
+    const entry = (name: RegistryName): DeployedContract => {
+      const { address, transactionHash, blockNumber, codeHash, salt } = deployed[name];
+      return { address, transactionHash, blockNumber, codeHash, salt };
+    };
+    const result: RegistriesDeployment = {
+      network,
+      chainId,
+      deployer: DETERMINISTIC_DEPLOYER,
+      deployedAt: new Date().toISOString(),
+      canonical: true,
+      contracts: {
+        ModelRegistry: entry("ModelRegistry"),
+        CertificateRegistry: entry("CertificateRegistry"),
+        InstanceRegistry: entry("InstanceRegistry"),
+      },
+    };
+    await assertRegistryCode(provider, result);
+    return result;
+  }
   log(`deploying the registries to ${network} (chain ${chainId}) from ${deployer}`);
   const nonces = options.nonces ?? new NonceCounter(signer);
   let model, certificate, instance;
@@ -97,12 +128,44 @@ export async function deployRegistries(
     deployedAt: new Date().toISOString(),
     contracts,
   };
+  await assertRegistryCode(provider, result);
+  return result;
+}
+
+/**
+ * A registry found already at its address (idempotent redeployment) keeps the transaction and block the previous
+ * record of the network gave it.
+ */
+function keepRecordedTransactions(deployment: Deployment, dir: string): void {
+  let previous: Deployment;
+  try {
+    previous = loadDeployment(deployment.network, dir);
+  } catch {
+    return;
+  }
+  if (previous.chainId !== deployment.chainId) return;
+  for (const name of Object.keys(deployment.contracts) as RegistryName[]) {
+    const now = deployment.contracts[name];
+    const before = previous.contracts[name];
+    if (now.transactionHash === null && before.transactionHash !== null && before.address === now.address) {
+      now.transactionHash = before.transactionHash;
+      now.blockNumber = before.blockNumber;
+    }
+  }
+}
+
+async function canonicalMissing(provider: Provider): Promise<boolean> {
+  const addresses = [DETERMINISTIC_DEPLOYER, ...Object.values(canonicalRegistries()).map((c) => c.address)];
+  const codes = await Promise.all(addresses.map((a) => provider.getCode(a)));
+  return codes.some((code) => code === "0x");
+}
+
+async function assertRegistryCode(provider: Provider, result: RegistriesDeployment): Promise<void> {
   const checks = await checkRegistryCode(provider, { ...result, ens: placeholderEns() });
   const failed = checks.filter((c) => !c.ok);
   if (failed.length > 0) {
     throw new StatetrailError("TX_FAILED", `deployed, but ${failed.map((c) => c.detail).join("; ")}`);
   }
-  return result;
 }
 
 /**
@@ -281,6 +344,7 @@ export async function deployAll(
   const registries = await deployRegistries(signer, network, shared);
   const ens = canonical ?? (await deployLocalEns(signer, shared));
   const deployment = deploymentSchema.parse({ ...registries, ens });
+  keepRecordedTransactions(deployment, options.dir ?? DEPLOYMENTS_DIR);
   let file: string | null = null;
   if (options.save ?? true) {
     const abis: Record<string, unknown> = { ...registryAbis() };
@@ -299,7 +363,9 @@ export async function deployAll(
 export function formatDeployment(deployment: Deployment): string {
   const lines = [`network ${deployment.network} (chain ${deployment.chainId}), deployer ${deployment.deployer}`];
   for (const [name, c] of Object.entries(deployment.contracts)) {
-    lines.push(`  ${name.padEnd(22)} ${c.address}  block ${c.blockNumber}  tx ${c.transactionHash}`);
+    const where =
+      c.transactionHash === null ? "not deployed by this record" : `block ${c.blockNumber}  tx ${c.transactionHash}`;
+    lines.push(`  ${name.padEnd(22)} ${c.address}  ${where}${c.codeHash ? `  code ${c.codeHash}` : ""}`);
   }
   const { ens } = deployment;
   lines.push(

@@ -6,8 +6,20 @@ import { addressSchema, txHashSchema } from "../protocol/schema";
 
 const deployedContractSchema = z.object({
   address: addressSchema,
-  transactionHash: txHashSchema,
-  blockNumber: z.number().int().nonnegative(),
+  /** The deployment transaction and its block; null when this record did not deploy it (a canonical address
+   * computed offline, or code found already there). */
+  transactionHash: txHashSchema.nullable(),
+  blockNumber: z.number().int().nonnegative().nullable(),
+  /** keccak256 of the runtime code at the address; checked by `npm run deploy` and the verifier's V0. */
+  codeHash: z
+    .string()
+    .regex(/^0x[0-9a-f]{64}$/)
+    .optional(),
+  /** The CREATE2 salt, for a registry at its canonical address (deployed through the deterministic proxy). */
+  salt: z
+    .string()
+    .regex(/^0x[0-9a-f]{64}$/)
+    .optional(),
 });
 export type DeployedContract = z.infer<typeof deployedContractSchema>;
 
@@ -15,8 +27,12 @@ export type DeployedContract = z.infer<typeof deployedContractSchema>;
 export const deploymentSchema = z.object({
   network: z.string(),
   chainId: z.number().int().positive(),
+  /** Who deployed: the account, or the deterministic deployment proxy for canonical CREATE2 addresses. */
   deployer: addressSchema,
-  deployedAt: z.string(),
+  /** When this record was made; null for a record computed offline (deployments/sepolia before anyone deploys). */
+  deployedAt: z.string().nullable(),
+  /** True when the registries sit at the canonical CREATE2 addresses of deployments/canonical.json. */
+  canonical: z.boolean().optional(),
   contracts: z.object({
     ModelRegistry: deployedContractSchema,
     CertificateRegistry: deployedContractSchema,

@@ -46,7 +46,7 @@ export async function ensureLocalChain(
   if (!deployment) {
     log("deploying registries and ENS");
     const deployer = new Wallet(devPrivateKey(0), provider);
-    deployment = (await deployAll(deployer, network, { dir: options.dir, log })).deployment;
+    deployment = (await deployAll(deployer, network, { dir: options.dir, log, canonical: true })).deployment;
     deployed = true;
   }
   const ensProvider = await connect({

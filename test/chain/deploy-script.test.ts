@@ -6,7 +6,7 @@ import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import { loadDeployment } from "../../src/chain/deployments";
-import { verifyRegistryCode } from "../../src/chain/contracts";
+import { REGISTRY_NAMES, verifyRegistryCode } from "../../src/chain/contracts";
 import { REPO_ROOT } from "../../src/chain/node";
 import { connect } from "../../src/chain/provider";
 import { useHardhatNode } from "../helpers/node-process";
@@ -95,6 +95,11 @@ describe("chain: npm run deploy", function () {
     expect(local.stdout).to.contain("ModelRegistry").and.contain("ENS registry");
     const deployment = loadDeployment("localhost", dir);
     expect(deployment.chainId).to.equal(31337);
+    // The canonical CREATE2 addresses: the same as Sepolia's committed ones.
+    const sepolia = loadDeployment("sepolia");
+    for (const name of REGISTRY_NAMES) {
+      expect(deployment.contracts[name].address).to.equal(sepolia.contracts[name].address);
+    }
     expect(deployment.ens.deployedByStatetrail).to.equal(true);
     expect(fs.existsSync(path.join(dir, "localhost", "InstanceRegistry.json"))).to.equal(true);
     const provider = await connect({ rpcUrl: chain.url, expectedChainId: 31337 });
@@ -102,6 +107,17 @@ describe("chain: npm run deploy", function () {
       await verifyRegistryCode(provider, deployment);
     } finally {
       provider.destroy();
+    }
+  });
+
+  it("is idempotent: run again, it reports the registries as already there and keeps their transactions", async function () {
+    const first = loadDeployment("localhost", dir);
+    const again = await runDeploy("localhost", { STATETRAIL_RPC_URL: chain.url, STATETRAIL_DEPLOYMENTS_DIR: dir });
+    expect(again.code, again.stderr + again.stdout).to.equal(0);
+    expect(again.stdout.match(/already there/g)).to.have.length(3);
+    const second = loadDeployment("localhost", dir);
+    for (const name of REGISTRY_NAMES) {
+      expect(second.contracts[name]).to.deep.equal(first.contracts[name]);
     }
   });
 });

@@ -12,7 +12,8 @@ import { AbiCoder, HDNodeWallet, Wallet, ZeroHash, keccak256, toBeHex, type Json
 import { isStatetrailError, type ErrorCode } from "../../src/errors";
 import { deployAll, deployRegistries, setupEns } from "../../src/chain/deploy";
 import { loadDeployment, type Deployment } from "../../src/chain/deployments";
-import { verifyRegistryCode } from "../../src/chain/contracts";
+import { REGISTRY_NAMES, verifyRegistryCode } from "../../src/chain/contracts";
+import { DETERMINISTIC_DEPLOYER } from "../../src/chain/create2";
 import {
   ensArtifact,
   ensContract,
@@ -96,10 +97,15 @@ describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS 
     await expectCode(deployRegistries(Wallet.createRandom().connect(provider), "sepolia"), "INSUFFICIENT_FUNDS");
   });
 
-  it("deploys the registries with 2 confirmations and finds the canonical ENS instead of deploying one", async function () {
-    ({ deployment } = await deployAll(issuer, "sepolia", { dir, confirmations: 2 }));
+  it("deploys the registries at the committed Sepolia addresses (CREATE2) with 2 confirmations and finds the canonical ENS", async function () {
+    ({ deployment } = await deployAll(issuer, "sepolia", { dir, confirmations: 2, canonical: true }));
     expect(deployment.chainId).to.equal(11155111);
-    expect(deployment.deployer).to.equal(issuer.address);
+    expect(deployment.deployer).to.equal(DETERMINISTIC_DEPLOYER);
+    const committed = loadDeployment("sepolia");
+    for (const name of REGISTRY_NAMES) {
+      expect(deployment.contracts[name].address).to.equal(committed.contracts[name].address);
+      expect(deployment.contracts[name].codeHash).to.equal(committed.contracts[name].codeHash);
+    }
     expect(deployment.ens).to.deep.equal({
       registry: CANONICAL_ENS_REGISTRY,
       publicResolver: deployment.ens.publicResolver,
@@ -111,8 +117,18 @@ describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS 
     expect(deployment.ens.reverseRegistrar).to.match(/^0x[0-9a-fA-F]{40}$/);
     expect(loadDeployment("sepolia", dir)).to.deep.equal(deployment);
     expect(fs.existsSync(path.join(dir, "sepolia", "ENSRegistry.json"))).to.equal(false);
-    expect(await provider.getBlockNumber()).to.be.at.least(deployment.contracts.InstanceRegistry.blockNumber + 1);
+    expect(await provider.getBlockNumber()).to.be.at.least(deployment.contracts.InstanceRegistry.blockNumber! + 1);
     await verifyRegistryCode(provider, deployment);
+  });
+
+  it("deploying again is idempotent: nothing sent, everything reported as there", async function () {
+    const nonce = await provider.getTransactionCount(issuer.address);
+    const lines: string[] = [];
+    const again = await deployAll(issuer, "sepolia", { dir, canonical: true, log: (l) => lines.push(l) });
+    expect(await provider.getTransactionCount(issuer.address)).to.equal(nonce);
+    expect(lines.filter((l) => l.includes("already there"))).to.have.length(3);
+    expect(again.deployment.contracts.ModelRegistry.transactionHash).to.equal(null);
+    ({ deployment } = again);
   });
 
   it("publishes the issuer's ENS records through the canonical registry and reads them back", async function () {

@@ -1,9 +1,10 @@
-import { getAddress, isAddress } from "ethers";
+import { getAddress, isAddress, keccak256 } from "ethers";
+import { committedCodeHash } from "../../chain/create2";
 import { type Registries } from "../../protocol/schema";
 import { type Step } from "../context";
 import { Findings } from "../findings";
 
-const REGISTRY_NAMES: Record<keyof Registries, string> = {
+const REGISTRY_NAMES: Record<keyof Registries, "ModelRegistry" | "CertificateRegistry" | "InstanceRegistry"> = {
   model: "ModelRegistry",
   certificate: "CertificateRegistry",
   instance: "InstanceRegistry",
@@ -12,13 +13,16 @@ const REGISTRY_NAMES: Record<keyof Registries, string> = {
 /**
  * V0: the RPC endpoint serves the trusted chain, the protocol claims that chain, and it names exactly the
  * trusted registries. A protocol pointing at other registries (look-alikes its author controls) fails
- * here; every chain step reads the trusted registries regardless of what the protocol names.
+ * here; every chain step reads the trusted registries regardless of what the protocol names. At the canonical
+ * CREATE2 addresses (deployments/canonical.json) the code's keccak256 must equal the committed runtime code hash
+ * for the chain: other code at a trusted address (a look-alike placed there) fails too.
  */
 export const anchorsStep: Step = {
   id: "V0",
   async run({ protocol, chain }) {
     const findings = new Findings();
     const trusted = chain.trusted;
+    const pinned: string[] = [];
     let snapshot;
     try {
       snapshot = await chain.snapshot();
@@ -43,6 +47,24 @@ export const anchorsStep: Step = {
       try {
         if (!(await chain.hasCode(expected))) {
           findings.error(`no contract at the trusted ${REGISTRY_NAMES[key]} ${expected} on chain ${snapshot.chainId}`);
+          continue;
+        }
+      } catch (error) {
+        findings.error(error);
+        continue;
+      }
+      const committed = committedCodeHash(REGISTRY_NAMES[key], expected, snapshot.chainId);
+      if (committed === null) {
+        pinned.push(`${REGISTRY_NAMES[key]} code hash not pinned (not its canonical address on this chain)`);
+        continue;
+      }
+      try {
+        const codeHash = keccak256(await chain.provider.getCode(expected, snapshot.blockNumber));
+        if (codeHash !== committed) {
+          findings.fail(
+            `the code at the trusted ${REGISTRY_NAMES[key]} ${expected} hashes to ${codeHash}, the committed runtime code hash (deployments/canonical.json, chain ${snapshot.chainId}) is ${committed}: look-alike contract`,
+            "DEPLOYMENT_MISSING",
+          );
         }
       } catch (error) {
         findings.error(error);
@@ -60,8 +82,10 @@ export const anchorsStep: Step = {
         findings.error(error);
       }
     }
+    for (const line of pinned) findings.note(line);
+    const codeHashes = pinned.length === 0 ? "; code hashes are the committed ones" : "";
     return findings.outcome(
-      `chain ${snapshot.chainId} at block ${snapshot.blockNumber}; registries are the trusted ones (${trusted.source})`,
+      `chain ${snapshot.chainId} at block ${snapshot.blockNumber}; registries are the trusted ones (${trusted.source})${codeHashes}`,
     );
   },
 };
