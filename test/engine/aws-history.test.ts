@@ -397,6 +397,24 @@ describe("HistoryMapper on histories recorded against AWS Step Functions", funct
     expect(statesOf(run)[0].outcome?.error?.cause).to.not.equal(states[0].outcome?.error?.cause);
   });
 
+  it("a Task retried then caught inside a Map iteration; the Catch target fails evaluating (test_map_catch_error, JSONata)", function () {
+    const f = fixture("map-task-retry-catch.json");
+    const out = mapAll(f.definition, asRecorded(f.events));
+    const states = statesOf(out);
+    expect(states.map(label)).to.deep.equal([
+      "ProcessItems#0",
+      "ProcessItem[0]#0",
+      "ProcessItem[0]#1",
+      "Fallback[0]#0",
+    ]);
+    expect(states.slice(1, 3).map((s) => s.outcome?.error?.error)).to.deep.equal(["Exception", "Exception"]);
+    expect(states[1].input).to.equal(1);
+    expect(states[3].caughtError?.error).to.equal("Exception");
+    expect(states[3].outcome).to.equal(null);
+    expect(out[out.length - 1]).to.deep.include({ kind: "end", status: "failed" });
+    expect((out[out.length - 1] as ExecutionEndEvent).error?.error).to.equal("States.QueryEvaluationError");
+  });
+
   it("4 concurrent Map iterations whose Tasks time out; the Map fails, the rest are aborted (test_service_lambda_map_timeout)", function () {
     const f = fixture("map-task-timeout.json");
     const out = mapAll(f.definition, asRecorded(f.events));
