@@ -14,12 +14,28 @@ import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
  *   instances/<hash>/input.json     exact input bytes
  *   instances/<hash>/protocol.json  the signed instance protocol
  *   instances/<hash>/journal.jsonl  the tracker's journal
+ *   chain.json                      the chain the directory was first used with (chain id, genesis block hash)
  */
+/**
+ * `~` and `~/…` are the user's home directory, as a shell would expand them (a `--home ~/x` inside quotes or a
+ * variable reaches statetrail unexpanded); `~user/…` is refused rather than made a folder named `~user`.
+ */
+export function expandHome(dir: string): string {
+  if (dir === "~") return os.homedir();
+  if (dir.startsWith("~/") || dir.startsWith(`~${path.sep}`)) return path.join(os.homedir(), dir.slice(2));
+  if (dir.startsWith("~")) {
+    throw new StatetrailError("INVALID_ARGUMENT", `--home ${dir}: only ~ and ~/… are expanded`, {
+      hint: "give the data directory as an absolute path, or as ~/… for one in your home directory",
+    });
+  }
+  return dir;
+}
+
 export class Home {
   readonly root: string;
 
   constructor(root?: string) {
-    this.root = path.resolve(root ?? process.env.STATETRAIL_HOME ?? path.join(os.homedir(), ".statetrail"));
+    this.root = path.resolve(expandHome(root ?? process.env.STATETRAIL_HOME ?? path.join(os.homedir(), ".statetrail")));
   }
 
   path(...parts: string[]): string {
@@ -89,6 +105,37 @@ export class Home {
     return parseProtocol(readOrNotFound(this.protocolFile(instance), `instance ${instance}`).toString("utf8"));
   }
 
+  chainFile(): string {
+    return this.path("chain.json");
+  }
+
+  /** The chain this data directory belongs to, or null before its first use with a chain. */
+  readChain(): ChainRecord | null {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.chainFile(), "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw error;
+    }
+    const record = JSON.parse(text) as Partial<ChainRecord>;
+    if (
+      record.statetrail_chain !== 1 ||
+      typeof record.chain_id !== "number" ||
+      typeof record.genesis_hash !== "string" ||
+      !/^0x[0-9a-f]{64}$/.test(record.genesis_hash)
+    ) {
+      throw new StatetrailError("INVALID_JSON", `${this.chainFile()} is not a chain record`, {
+        hint: "delete it: the next command records the chain it is used with again",
+      });
+    }
+    return record as ChainRecord;
+  }
+
+  writeChain(record: ChainRecord): void {
+    writeAtomic(this.chainFile(), Buffer.from(JSON.stringify(record, null, 2) + "\n"));
+  }
+
   listModels(): HexHash[] {
     return listNames(this.path("models"), ".asl.json");
   }
@@ -100,6 +147,21 @@ export class Home {
       .readdirSync(dir)
       .filter((name) => /^[0-9a-f]{64}$/.test(name) && fs.existsSync(path.join(dir, name, "protocol.json")));
   }
+}
+
+/**
+ * `chain.json`: the chain a data directory belongs to, recorded when it is first used with one. Its identity
+ * (certificate registration, ENS name) and its instances exist on that chain only; a local chain that restarts
+ * keeps its chain id (31337) but starts from a new genesis block.
+ */
+export interface ChainRecord {
+  statetrail_chain: 1;
+  chain_id: number;
+  /** Hash of block 0, lower-case 0x-hex. */
+  genesis_hash: string;
+  /** The RPC endpoint it was first used through (informational). */
+  rpc_url: string;
+  recorded_at: string;
 }
 
 function listNames(dir: string, suffix: string): string[] {

@@ -44,6 +44,8 @@ export function registerIdentity({ program, run }: CommandContext): void {
     )
     .action((options: InitOptions) =>
       run(async (globals) => {
+        // Read the key before anything else: an unset variable must not fall back to making a new, unfunded key.
+        const privateKey = options.privateKeyEnv ? privateKeyFromEnvironment(options.privateKeyEnv) : undefined;
         const home = homeOf(globals);
         const chain = await openChain(globals);
         try {
@@ -60,7 +62,7 @@ export function registerIdentity({ program, run }: CommandContext): void {
             ensLabel: options.ensLabel,
             ensName: options.ensName,
             ...pemOptions(options),
-            privateKey: options.privateKeyEnv ? process.env[options.privateKeyEnv] : undefined,
+            privateKey,
             validityDays: Number(options.validityDays),
             funder: local ? new Wallet(devPrivateKey(0), chain.provider) : undefined,
             force: options.force,
@@ -184,4 +186,21 @@ function pemOptions(options: { cert?: string; key?: string }): { certPem?: strin
   }
   const material = readCertificateFiles(options.cert, options.key);
   return { certPem: material.certPem, keyPem: material.keyPem };
+}
+
+/**
+ * The key in environment variable `name` (`--private-key-env`). KEY_MISSING naming the variable when it is unset
+ * or empty: statetrail reads only the environment, not Hardhat's configuration variables.
+ */
+export function privateKeyFromEnvironment(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[name]?.trim();
+  if (!value) {
+    throw new StatetrailError("KEY_MISSING", `--private-key-env ${name}: the environment variable ${name} is not set`, {
+      hint:
+        `export ${name}=0x… (64 hex characters) in this shell; a key stored with \`npx hardhat vars set ${name}\` ` +
+        `is not read by statetrail: export ${name}="$(npx hardhat vars get ${name})". Leave --private-key-env out ` +
+        "to make a new key instead",
+    });
+  }
+  return value;
 }
