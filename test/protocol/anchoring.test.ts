@@ -184,7 +184,7 @@ const H = "a".repeat(64);
 const ADDRESS = "0x" + "1".repeat(40);
 const TX = "0x" + "2".repeat(64);
 const MINIMAL = JSON.stringify({
-  protocol_version: 1,
+  protocol_version: 2,
   chain_id: 31337,
   registries: { model: ADDRESS, certificate: ADDRESS, instance: ADDRESS },
   issuer: { address: ADDRESS, ens_name: null, url: "https://issuer.test", certificate_fingerprint: H },

@@ -1,7 +1,9 @@
 import { expect } from "chai";
 import { sha256Hex } from "../../src/chain/hash";
-import { type Engine, type EngineEvent } from "../../src/engine/types";
+import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
+import { buildContextObject, stateMachineNameForModel, type ContextObject } from "../../src/engine/context";
 import { loadModelFromBytes } from "../../src/model/load";
+import { type LoadedModel } from "../../src/model/types";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { trustedFromDeployment } from "../../src/verify";
@@ -25,12 +27,22 @@ const MODEL = loadModelFromBytes(
   { source: "four-passes.asl.json" },
 );
 
+/** The Context Object of a run, as the local engine hands it to the model (the replay checks it). */
+function contextOf(model: LoadedModel, options: StartOptions): ContextObject {
+  return buildContextObject({
+    stateMachineName: stateMachineNameForModel(model.hash),
+    executionName: options.executionName,
+    input: options.input,
+  });
+}
+
 /** Yields its states `ms` apart, so the watcher sees them anchored root by root; the end waits for `hold`. */
 function pacedEngine(ms: number, hold: Promise<void> = Promise.resolve()): Engine {
   return {
     name: "local",
     prepare: async () => undefined,
-    async *run(_model, options): AsyncIterable<EngineEvent> {
+    async *run(model, options): AsyncIterable<EngineEvent> {
+      yield { kind: "started", context: contextOf(model, options) };
       for (const name of NAMES) {
         await new Promise((resolve) => setTimeout(resolve, ms));
         yield {

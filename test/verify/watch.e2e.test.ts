@@ -1,7 +1,9 @@
 import { expect } from "chai";
-import { type Engine, type EngineEvent } from "../../src/engine/types";
+import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
 import { toBytes32, sha256Hex } from "../../src/chain/hash";
+import { buildContextObject, stateMachineNameForModel, type ContextObject } from "../../src/engine/context";
 import { loadModelFromBytes } from "../../src/model/load";
+import { type LoadedModel } from "../../src/model/types";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { trustedFromDeployment } from "../../src/verify";
@@ -24,6 +26,15 @@ const MODEL = loadModelFromBytes(
   { source: "three-passes.asl.json" },
 );
 
+/** The Context Object of a run, as the local engine hands it to the model (the replay checks it). */
+function contextOf(model: LoadedModel, options: StartOptions): ContextObject {
+  return buildContextObject({
+    stateMachineName: stateMachineNameForModel(model.hash),
+    executionName: options.executionName,
+    input: options.input,
+  });
+}
+
 /** An engine whose states are released by the test, so the watcher can be attached mid-run. */
 class GatedEngine implements Engine {
   readonly name = "local" as const;
@@ -44,7 +55,8 @@ class GatedEngine implements Engine {
 
   async prepare(): Promise<void> {}
 
-  async *run(_model: unknown, options: { input: unknown }): AsyncIterable<EngineEvent> {
+  async *run(model: LoadedModel, options: StartOptions): AsyncIterable<EngineEvent> {
+    yield { kind: "started", context: contextOf(model, options) };
     for (const [index, name] of this.names.entries()) {
       await this.waiting[index];
       yield {
