@@ -13,7 +13,7 @@ import { isStatetrailError, type ErrorCode } from "../../src/errors";
 import { deployAll, deployRegistries, setupEns } from "../../src/chain/deploy";
 import { loadDeployment, type Deployment } from "../../src/chain/deployments";
 import { REGISTRY_NAMES, verifyRegistryCode } from "../../src/chain/contracts";
-import { DETERMINISTIC_DEPLOYER } from "../../src/chain/create2";
+import { DETERMINISTIC_DEPLOYER, DETERMINISTIC_DEPLOYER_SIGNER } from "../../src/chain/create2";
 import {
   ensArtifact,
   ensContract,
@@ -26,6 +26,8 @@ import {
 } from "../../src/chain/ens";
 import { devPrivateKey } from "../../src/chain/keys";
 import { CANONICAL_ENS_REGISTRY, connect } from "../../src/chain/provider";
+import { ChainView, trustedFromDeployment } from "../../src/verify/chain";
+import { anchorsStep } from "../../src/verify/steps/v0-anchors";
 import { useHardhatNode } from "../helpers/node-process";
 
 async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
@@ -38,6 +40,25 @@ async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<E
   }
   expect.fail(`expected ${code}`);
 }
+
+/** Gas of every transaction sent by `from` in blocks `fromBlock`..latest, in order. */
+async function gasSince(provider: JsonRpcProvider, from: string[], fromBlock: number): Promise<bigint[]> {
+  const senders = new Set(from.map((a) => a.toLowerCase()));
+  const latest = await provider.getBlockNumber();
+  const gas: bigint[] = [];
+  for (let n = fromBlock; n <= latest; n++) {
+    const block = await provider.getBlock(n, true);
+    for (const tx of block?.prefetchedTransactions ?? []) {
+      if (!senders.has(tx.from.toLowerCase())) continue;
+      const receipt = await provider.getTransactionReceipt(tx.hash);
+      gas.push(receipt!.gasUsed);
+    }
+  }
+  return gas;
+}
+
+/** Measured gas by transaction, for docs/SEPOLIA.md's cost list (printed once at the end). */
+const measured: Record<string, bigint> = {};
 
 describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS address, block time)", function () {
   const chain = useHardhatNode({ chainId: 11155111 });
@@ -60,6 +81,10 @@ describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS 
   });
 
   after(function () {
+    if (Object.keys(measured).length > 0) {
+      console.log("      gas measured on the Sepolia mimic:");
+      for (const [what, gas] of Object.entries(measured)) console.log(`        ${what.padEnd(46)} ${gas}`);
+    }
     provider?.destroy();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -98,7 +123,22 @@ describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS 
   });
 
   it("deploys the registries at the committed Sepolia addresses (CREATE2) with 2 confirmations and finds the canonical ENS", async function () {
+    const start = (await provider.getBlockNumber()) + 1;
     ({ deployment } = await deployAll(issuer, "sepolia", { dir, confirmations: 2, canonical: true }));
+    const [funding, proxy, ...registries] = await gasSince(
+      provider,
+      [issuer.address, DETERMINISTIC_DEPLOYER_SIGNER],
+      start,
+    );
+    Object.assign(measured, {
+      "fund the proxy's one-time account (if missing)": funding,
+      "install the proxy (its published tx, if missing)": proxy,
+      "ModelRegistry through the proxy": registries[0],
+      "CertificateRegistry through the proxy": registries[1],
+      "InstanceRegistry through the proxy": registries[2],
+    });
+    expect(registries).to.have.length(3);
+    expect(registries.reduce((a, b) => a + b, 0n)).to.be.below(2_500_000n);
     expect(deployment.chainId).to.equal(11155111);
     expect(deployment.deployer).to.equal(DETERMINISTIC_DEPLOYER);
     const committed = loadDeployment("sepolia");
@@ -127,21 +167,47 @@ describe("chain: a local chain mimicking Sepolia (chain 11155111, canonical ENS 
     const again = await deployAll(issuer, "sepolia", { dir, canonical: true, log: (l) => lines.push(l) });
     expect(await provider.getTransactionCount(issuer.address)).to.equal(nonce);
     expect(lines.filter((l) => l.includes("already there"))).to.have.length(3);
-    expect(again.deployment.contracts.ModelRegistry.transactionHash).to.equal(null);
+    // What was already there keeps the transaction the previous record gave it.
+    expect(again.deployment.contracts.ModelRegistry.transactionHash).to.equal(
+      deployment.contracts.ModelRegistry.transactionHash,
+    );
     ({ deployment } = again);
   });
 
   it("publishes the issuer's ENS records through the canonical registry and reads them back", async function () {
     // The name itself is registered outside statetrail on Sepolia (the ENS app); here through the mimic's registrar.
     const fifs = ensContract("FIFSRegistrar", fifsEth, issuer);
+    let start = (await provider.getBlockNumber()) + 1;
     await (await fifs.register(labelhash("acme"), issuer.address)).wait();
+    measured["name registration (mimic FIFS registrar)"] = (await gasSince(provider, [issuer.address], start))[0];
 
+    start = (await provider.getBlockNumber()) + 1;
     await setResolver(issuer, deployment.ens, "acme.eth");
     await publishEnsIdentity(issuer, deployment.ens, { name: "acme.eth", url: "https://acme.example" });
+    const [resolver, addr, url, primary] = await gasSince(provider, [issuer.address], start);
+    Object.assign(measured, {
+      "ENS setResolver (public resolver)": resolver,
+      "ENS setAddr": addr,
+      'ENS setText "url"': url,
+      "ENS primary name (ReverseRegistrar.setName)": primary,
+    });
+    for (const gas of [resolver, addr, url, primary]) expect(gas).to.be.below(150_000n);
     expect(await provider.resolveName("acme.eth")).to.equal(issuer.address);
     expect(await provider.lookupAddress(issuer.address)).to.equal("acme.eth");
     expect(await resolveAddress(provider, "acme.eth")).to.equal(issuer.address);
     expect(await lookupName(provider, issuer.address)).to.equal("acme.eth");
     expect(await getText(provider, "acme.eth", "url")).to.equal("https://acme.example");
+  });
+
+  it("an auditor's V0 passes on the mimic with the committed deployments/sepolia record and no address flags", async function () {
+    const trusted = trustedFromDeployment(loadDeployment("sepolia"));
+    expect(trusted.source).to.equal("deployments/sepolia");
+    const view = new ChainView(provider, trusted);
+    const protocol = { chain_id: 11155111, registries: trusted.registries };
+    const outcome = await anchorsStep.run({ protocol, chain: view } as unknown as Parameters<
+      typeof anchorsStep.run
+    >[0]);
+    expect(outcome.status, outcome.detail).to.equal("pass");
+    expect(outcome.detail).to.contain("code hashes are the committed ones");
   });
 });
