@@ -167,6 +167,8 @@ interface Group {
 
 interface RunStore {
   path: IterationStep[];
+  /** This run or one enclosing it was aborted: a handler still running in it has no attempt to report to. */
+  aborted: () => boolean;
   /** The execution's start time (ISO), for nested runs' `$$.Execution.StartTime`. */
   startTime: string | undefined;
   /** Parallel groups of the runs nested directly in this one, by Parallel state name. */
@@ -224,8 +226,10 @@ function installNestingPatch(): void {
     }
 
     const step: IterationStep = { parent: info.parent, kind: info.kind, index };
+    let abortedHere = false;
     const store: RunStore = {
       path: [...(parentStore?.path ?? []), step],
+      aborted: () => abortedHere || (parentStore?.aborted() ?? false),
       startTime: parentStore?.startTime,
       parallelGroups: new Map(),
     };
@@ -235,7 +239,11 @@ function installNestingPatch(): void {
 
     let markDrained!: () => void;
     const drained = new Promise<void>((resolve) => (markDrained = resolve));
-    const member: Member = { abort: execution.abort, drained };
+    const abort = (): void => {
+      abortedHere = true;
+      execution.abort();
+    };
+    const member: Member = { abort, drained };
     group.members.push(member);
 
     async function* tagged(): AsyncGenerator<LibraryEvent> {
@@ -266,7 +274,7 @@ function installNestingPatch(): void {
         throw error;
       },
     );
-    return { abort: execution.abort, eventLogs: tagged() as Execution["eventLogs"], result };
+    return { abort, eventLogs: tagged() as Execution["eventLogs"], result };
   };
 }
 
@@ -284,6 +292,15 @@ function registerNesting(definition: unknown): void {
       if (body && typeof body === "object") nesting.set(body, { parent: name, kind: "map" });
     }
   });
+}
+
+/** A JSON copy of a handler's result (the library may mutate the very object); the value itself if it has none. */
+function jsonCopy(value: unknown): unknown {
+  try {
+    return JSON.parse(JSON.stringify(value)) as unknown;
+  } catch {
+    return value;
+  }
 }
 
 /** Fields whose string value is a path (Choice comparisons `…Path` included). */
@@ -337,7 +354,8 @@ export function startInterpreter(
   const taskCalls = new TaskCallLog();
   for (const [name, { handler, resource }] of options.handlers) {
     localHandlers[name] = (async (taskInput: unknown) => {
-      const iterationPath = runStore.getStore()?.path ?? [];
+      const store = runStore.getStore();
+      const iterationPath = store?.path ?? [];
       const key = TaskCallLog.key(iterationPath, name);
       const context: TaskHandlerContext = { stateName: name, resource, iterationPath, contextObject: options.context };
       let output: unknown;
@@ -346,19 +364,21 @@ export function startInterpreter(
       } catch (thrown) {
         const error =
           thrown instanceof Error ? thrown : new Error(typeof thrown === "string" ? thrown : JSON.stringify(thrown));
-        taskCalls.record(key, { error: libraryErrorInfo(error) });
+        // A call that outlived its aborted iteration must not be taken for a later attempt's (a retried Map).
+        if (!store?.aborted()) taskCalls.record(key, { error: libraryErrorInfo(error) });
         throw error;
       }
       const result = output === undefined ? null : output;
       // A copy: the library may process (and so mutate) the very object the handler returned.
-      taskCalls.record(key, { result: JSON.parse(JSON.stringify(result)) as unknown });
+      if (!store?.aborted()) taskCalls.record(key, { result: jsonCopy(result) });
       return result as never;
     }) as (input: never) => Promise<never>;
   }
 
   const machine = new StateMachine(copy as never, { validationOptions: { noValidate: true } });
   const startTime = options.context.Execution.StartTime;
-  const rootStore: RunStore = { path: [], startTime, parallelGroups: new Map() };
+  let rootAborted = false;
+  const rootStore: RunStore = { path: [], aborted: () => rootAborted, startTime, parallelGroups: new Map() };
   const execution = runStore.run(rootStore, () =>
     withStartTime(startTime, () =>
       machine.run(input as never, {
@@ -376,6 +396,10 @@ export function startInterpreter(
     () => undefined,
     () => undefined,
   );
+  const abort = (): void => {
+    rootAborted = true;
+    execution.abort();
+  };
 
   // An eager pump reads the log as fast as the library writes it, so the step limit holds even when the
   // consumer is slow (a run of Pass states never yields to the event loop: the consumer could starve).
@@ -398,7 +422,7 @@ export function startInterpreter(
           steps += 1;
           if (steps > maxSteps) {
             limitExceeded = true;
-            execution.abort();
+            abort();
             continue;
           }
         }
@@ -419,7 +443,7 @@ export function startInterpreter(
       }
     } catch (error) {
       failure = error;
-      execution.abort();
+      abort();
     } finally {
       finished = true;
       notify();
@@ -439,10 +463,10 @@ export function startInterpreter(
       }
       if (failure) throw toStatetrailError(failure, "ENGINE_FAILED");
     } finally {
-      execution.abort();
+      abort();
     }
   }
-  return { events: events(), abort: execution.abort, done, limitExceeded: () => limitExceeded, taskCalls };
+  return { events: events(), abort, done, limitExceeded: () => limitExceeded, taskCalls };
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -312,9 +312,17 @@ function replayedComparable(event: StateEnteredEvent): Comparable {
   };
 }
 
-/** An error's canonical form: a missing cause and an empty one are the same (AWS omits empty causes). */
+/** Errors a worker may raise itself: their causes are data, fed to the replay and compared. */
+const WORKER_ERRORS = new Set(["States.TaskFailed", "States.Permissions"]);
+
+/**
+ * An error's canonical form: a missing cause and an empty one are the same (AWS omits empty causes), and the
+ * cause of an error the runtime raises itself (`States.Runtime`, `States.Timeout`…) is left out: AWS and the
+ * interpreter word it differently, and the error's name is what routes the run.
+ */
 function normalError(error: ErrorInfo | null | undefined): unknown {
   if (!error) return null;
+  if (error.error.startsWith("States.") && !WORKER_ERRORS.has(error.error)) return { error: error.error };
   return { error: error.error, cause: error.cause ?? "" };
 }
 
