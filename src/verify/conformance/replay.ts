@@ -161,6 +161,13 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
       still = progress === before ? still + 1 : 0;
     }
   };
+  // Failures wait for one shared quiet moment and are then released together: concurrent iterations that all
+  // failed in the recorded run each raise their error before their Map or Parallel aborts the others.
+  let quietMoment: Promise<void> | null = null;
+  const sharedQuiet = (): Promise<void> =>
+    (quietMoment ??= quiet().finally(() => {
+      quietMoment = null;
+    }));
   const replayHandler: TaskHandler = async (_input, context) => {
     const outcome = outcomes.get(TaskCallLog.key(context.iterationPath, context.stateName))?.shift();
     if (!outcome) {
@@ -172,7 +179,7 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
     if ("result" in outcome || !recorded) return (outcome as { result?: unknown }).result ?? null;
     // A failure inside a Map or Parallel may end it and abort its siblings: let them first run as far as
     // their own recorded outcomes take them, as they did in the recorded run.
-    if (context.iterationPath.length > 0) await quiet();
+    if (context.iterationPath.length > 0) await sharedQuiet();
     const error = new Error(recorded.cause ?? "");
     error.name = recorded.error;
     throw error;
@@ -406,7 +413,13 @@ function compareTraces(
     const other = replayedGroups.get(key)?.entries ?? [];
     const limit = Math.min(group.entries.length, other.length);
     for (let i = 0; i < limit; i += 1) {
-      const problem = difference(group.entries[i], other[i]);
+      // Where the run was cut short, the last attempt may have been aborted before it ended (no outcome).
+      const abortedAttempt =
+        i === group.entries.length - 1 &&
+        group.entries[i].state_type === "Task" &&
+        group.entries[i].outcome === null &&
+        cutShortAllowed(group.path);
+      const problem = difference(group.entries[i], abortedAttempt ? { ...other[i], outcome: null } : other[i]);
       if (problem)
         return { seq: group.entries[i].seq, message: `seq ${group.entries[i].seq} (${where(group.path)}): ${problem}` };
     }
