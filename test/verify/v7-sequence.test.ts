@@ -111,14 +111,15 @@ describe("V7 compares the on-chain sequence position by position (issue 12, find
     const outcome = await v7(protocolOf(twice, positions, { seq: 11, state_hash: s(5) }), chainOf(twice));
     expect(outcome.status).to.equal("fail");
     const problems = outcome.problems!.join("\n");
-    expect(problems).to.contain(`seq 2: the entry names tx ${tx(8)}, this position was registered in tx ${tx(2)}`);
-    expect(problems).to.contain(`seq 8: the entry names tx ${tx(2)}`);
+    expect(problems).to.contain(`seq 2 names the registration of its state at seq 8 (tx ${tx(8)}, block 108)`);
+    expect(problems).to.contain(`not its own (tx ${tx(2)}, block 102)`);
+    expect(problems).to.contain(`seq 8 names the registration of its state at seq 2`);
   });
 
   it("fails a reordered protocol, naming where the listed hash is registered", async function () {
     const outcome = await v7(protocolOf(RUN, [0, 2, 1, 3, 4, 5], { seq: 5, state_hash: s(5) }), chainOf(RUN));
     expect(outcome.status).to.equal("fail");
-    expect(outcome.problems!.join("\n")).to.contain("registered at seq 2: reordered");
+    expect(outcome.problems!.join("\n")).to.match(/reorders states: .* listed at seq 1, registered at seq 2/);
   });
 
   it("fails a protocol whose head seq is not its last entry's", async function () {

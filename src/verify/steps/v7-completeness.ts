@@ -133,51 +133,75 @@ function named(items: readonly string[]): string {
     : items.join(", ");
 }
 
-/** The protocol's entries against the on-chain sequence, one position (seq) at a time. */
+/**
+ * The protocol's entries against the on-chain sequence. Hashes missing on either side are named first (what
+ * was withheld or added); with the same hashes on both sides, the counts (a hash registered twice can't stand
+ * for both positions), then every position (seq): its hash, and the registration its entry names. An entry
+ * naming a transaction that holds no such registration is V6's finding; one naming this hash's registration
+ * at another position (a repeated hash, to pick its block and time) is this step's.
+ */
 function checkSequence(entries: readonly ProtocolEntry[], states: readonly ChainState[], findings: Findings): void {
-  const positions = new Map<string, number[]>();
-  states.forEach((state) => positions.set(state.stateHash, [...(positions.get(state.stateHash) ?? []), state.seq]));
-  const differing: string[] = [];
-  for (let seq = 0; seq < Math.min(entries.length, states.length); seq++) {
-    const entry = entries[seq];
-    const state = states[seq];
-    const problems: string[] = [];
-    if (entry.seq !== seq) problems.push(`the entry says seq ${entry.seq}`);
-    if (entry.state_hash !== state.stateHash) {
-      const elsewhere = positions.get(entry.state_hash);
-      problems.push(
-        `the protocol lists ${short(entry.state_hash)}, the chain registered ${short(state.stateHash)}` +
-          (elsewhere ? ` (the listed hash is registered at seq ${elsewhere.join(", ")}: reordered)` : ""),
-      );
-    } else {
-      if (entry.transaction_hash.toLowerCase() !== state.at.transactionHash.toLowerCase()) {
-        problems.push(
-          `the entry names tx ${entry.transaction_hash}, this position was registered in tx ${state.at.transactionHash}`,
-        );
-      }
-      if (entry.block_nr !== state.at.blockNumber) {
-        problems.push(`the entry names block ${entry.block_nr}, this position is in block ${state.at.blockNumber}`);
-      }
-    }
-    if (problems.length > 0) differing.push(`seq ${seq}: ${problems.join("; ")}`);
-  }
-  if (states.length > entries.length) {
-    const withheld = states.slice(entries.length).map((state) => `seq ${state.seq} ${state.stateHash}`);
+  const listedHashes = new Set(entries.map((entry) => entry.state_hash));
+  const registered = new Map<string, ChainState[]>();
+  for (const state of states) registered.set(state.stateHash, [...(registered.get(state.stateHash) ?? []), state]);
+  const withheld = states.filter((state) => !listedHashes.has(state.stateHash));
+  const added = entries.filter((entry) => !registered.has(entry.state_hash));
+  if (withheld.length > 0) {
     findings.fail(
-      `${withheld.length} state(s) registered on-chain are missing from the protocol (withheld): ${named(withheld)}`,
+      `${withheld.length} state(s) registered on-chain are missing from the protocol (withheld): ` +
+        named(withheld.map((state) => `seq ${state.seq} ${state.stateHash}`)),
     );
   }
+  if (added.length > 0) {
+    findings.fail(
+      `${added.length} protocol entr${added.length === 1 ? "y is" : "ies are"} not registered on-chain for this ` +
+        `instance: ${named(added.map((entry) => `seq ${entry.seq} ${entry.state_hash}`))}`,
+    );
+  }
+  if (withheld.length > 0 || added.length > 0) return;
+  if (states.length > entries.length) {
+    const extra = states.slice(entries.length).map((state) => `seq ${state.seq} ${state.stateHash}`);
+    findings.fail(
+      `${extra.length} state(s) registered on-chain are missing from the protocol (withheld): ${named(extra)} ` +
+        `(their hashes are listed once, registered more than once)`,
+    );
+    return;
+  }
   if (entries.length > states.length) {
-    const added = entries
+    const extra = entries
       .slice(states.length)
       .map((entry, index) => `seq ${states.length + index} ${entry.state_hash}`);
     findings.fail(
-      `${added.length} protocol entr${added.length === 1 ? "y is" : "ies are"} not registered on-chain for this ` +
-        `instance (the chain holds ${states.length}): ${named(added)}`,
+      `${extra.length} protocol entr${extra.length === 1 ? "y is" : "ies are"} not registered on-chain for this ` +
+        `instance (the chain holds ${states.length} states; these repeat registered hashes): ${named(extra)}`,
     );
+    return;
   }
-  if (differing.length > 0) {
-    findings.fail(`the protocol's entries differ from the on-chain sequence: ${named(differing)}`);
+  const reordered: string[] = [];
+  const misplaced: string[] = [];
+  entries.forEach((entry, seq) => {
+    const state = states[seq];
+    if (entry.seq !== seq) findings.fail(`entry ${seq} says seq ${entry.seq}, on-chain seq ${state.seq}`);
+    if (entry.state_hash !== state.stateHash) {
+      const at = registered.get(entry.state_hash)!.map((other) => other.seq);
+      reordered.push(`${short(entry.state_hash)} listed at seq ${seq}, registered at seq ${at.join(", ")}`);
+      return;
+    }
+    const transaction = entry.transaction_hash.toLowerCase();
+    if (transaction === state.at.transactionHash.toLowerCase()) return;
+    const other = registered
+      .get(entry.state_hash)!
+      .find((candidate) => candidate.at.transactionHash.toLowerCase() === transaction);
+    if (other) {
+      misplaced.push(
+        `seq ${seq} names the registration of its state at seq ${other.seq} (tx ${transaction}, block ` +
+          `${other.at.blockNumber}), not its own (tx ${state.at.transactionHash}, block ${state.at.blockNumber})`,
+      );
+    }
+  });
+  if (reordered.length > 0) findings.fail(`the protocol reorders states: ${named(reordered)}`);
+  if (misplaced.length > 0) {
+    findings.fail(`entries name another position's registration of a repeated hash: ${named(misplaced)}`);
   }
 }
 
