@@ -72,18 +72,20 @@ export function subjectLine(instance: string | null, issuer: string | null, ensN
 
 /**
  * The report of a question refused before any protocol was read, e.g. an ENS name whose server does not
- * present a certificate registered for the name's address: V1 fails with `code`, every other step is skipped.
+ * present a certificate registered for the name's address: V1 fails with `code` (or, with `status` "error",
+ * could not be performed), every other step is skipped.
  */
 export function refusedReport(
   source: string,
   expected: ExpectedSubject,
   detail: string,
   code: ErrorCode,
-  verifiedAt = Math.floor(Date.now() / 1000),
+  status: "fail" | "error" = "fail",
 ): VerificationReport {
+  const verifiedAt = Math.floor(Date.now() / 1000);
   const steps: StepResult[] = STEP_IDS.map((id) =>
     id === "V1"
-      ? { id, title: STEP_TITLES[id], status: "fail", detail, required: true, code, problems: [detail], durationMs: 0 }
+      ? { id, title: STEP_TITLES[id], status, detail, required: true, code, problems: [detail], durationMs: 0 }
       : {
           id,
           title: STEP_TITLES[id],

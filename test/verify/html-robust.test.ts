@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { type InstanceProtocol, type ProtocolEntry } from "../../src/protocol/schema";
 import { renderReportsHtml, STEP_IDS, STEP_TITLES, type VerificationReport } from "../../src/verify";
 import { isoTime } from "../../src/verify/html";
+import { refusedReport } from "../../src/verify/report";
 
 /**
  * Finding 8 of issue 12: the HTML report renders whatever an untrusted protocol claims. A time out of the
@@ -104,5 +105,15 @@ describe("HTML report with hostile values (issue 12, finding 8)", function () {
     expect(html.match(/<section class="instance-report"/g)).to.have.length(2);
     expect(html).to.include("could not be rendered");
     expect(html).to.include(HASH(4));
+  });
+
+  it("reports an instance the verifier broke on as could-not-verify, next to the others", function () {
+    const broken = refusedReport("https://issuer.test/instances/x/protocol", {}, "INTERNAL: boom", "INTERNAL", "error");
+    expect(broken.verdict).to.equal("could-not-verify");
+    expect(broken.steps.find((step) => step.id === "V1")).to.include({ status: "error", code: "INTERNAL" });
+    const good = protocolOf(5, [entry(0, 1_700_000_000)]);
+    const html = renderReportsHtml([{ report: broken }, { report: reportOf(good, "valid"), protocol: good }]);
+    expect(html).to.include('data-overall-verdict="could-not-verify"');
+    expect(html).to.include("INTERNAL: boom").and.to.include(HASH(5));
   });
 });

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { getAddress, isAddress } from "ethers";
-import { StatetrailError } from "../../errors";
+import { StatetrailError, toStatetrailError } from "../../errors";
 import { loadDeployment } from "../../chain/deployments";
 import { parseHexHash } from "../../chain/hash";
 import { getText, resolveAddress } from "../../chain/ens";
@@ -155,6 +155,7 @@ export async function verifyTarget(
         continue;
       }
       const { input, expected } = resolved;
+      // One instance that breaks the verifier must not take down the others' reports.
       const report = await verifyProtocol({
         input,
         expected,
@@ -165,6 +166,10 @@ export async function verifyTarget(
         fetcher: wrap(pinnedFetcher),
         mirror: mirrored ? { fetcher: wrap(storageFetcher({ endpoint: options.s3Endpoint })) } : undefined,
         onStep: (step) => globals.output.log(`  ${step.id} ${step.status}`),
+      }).catch((cause: unknown) => {
+        const error = toStatetrailError(cause);
+        const source = "url" in input ? input.url : (input.name ?? "protocol object");
+        return refusedReport(source, expected, `${error.code}: ${error.message}`, error.code, "error");
       });
       reports.push(report);
       onReport?.(report);
