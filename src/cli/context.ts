@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import { type Wallet } from "ethers";
 import { connect, type ChainProvider } from "../chain/provider";
 import { loadDeployment, type Deployment } from "../chain/deployments";
@@ -7,6 +8,7 @@ import { loadKeystore } from "../identity/keystore";
 import { readIdentity, type IdentityRecord } from "../identity/record";
 import { type Registries } from "../protocol/schema";
 import { Home } from "../store/home";
+import { identityFile } from "../identity/record";
 import { StatetrailError } from "../errors";
 import { type Output } from "./output";
 
@@ -39,7 +41,10 @@ export interface ChainContext {
   registries: Registries;
 }
 
-/** The network's recorded deployment, a provider checked to serve its chain, and its registries' code checked. */
+/**
+ * The network's recorded deployment, a provider checked to serve its chain, the data directory checked to belong
+ * to that chain (assertHomeChain), and the registries' code checked.
+ */
 export async function openChain(globals: GlobalOptions): Promise<ChainContext> {
   const deployment = loadDeployment(globals.network);
   const provider = await connect({
@@ -48,8 +53,19 @@ export async function openChain(globals: GlobalOptions): Promise<ChainContext> {
     ensRegistry: deployment.ens.registry,
   });
   try {
+    await assertHomeChain(homeOf(globals), provider, globals, {
+      registriesMissing: async () => {
+        try {
+          await verifyRegistryCode(provider, deployment);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+    });
     await verifyRegistryCode(provider, deployment);
   } catch (error) {
+    provider.destroy();
     if (error instanceof StatetrailError && error.code === "DEPLOYMENT_MISSING" && globals.network === "localhost") {
       throw new StatetrailError("DEPLOYMENT_MISSING", error.message, {
         hint: "the local chain was restarted since the deployment; run `statetrail node` (it redeploys)",
@@ -59,6 +75,110 @@ export async function openChain(globals: GlobalOptions): Promise<ChainContext> {
     throw error;
   }
   return { deployment, provider, registries: registriesOf(deployment) };
+}
+
+/** `statetrail` with the global options that name this data directory, network and RPC endpoint again. */
+export function commandPrefix(globals: Pick<GlobalOptions, "home" | "network" | "rpc">): string {
+  const parts = ["statetrail"];
+  if (globals.home !== undefined) parts.push("--home", shellQuote(globals.home));
+  if (globals.network !== "localhost") parts.push("--network", shellQuote(globals.network));
+  if (globals.rpc !== undefined) parts.push("--rpc", shellQuote(globals.rpc));
+  return parts.join(" ");
+}
+
+function shellQuote(value: string): string {
+  return /^[\w@%+=:,./~-]+$/.test(value) ? value : `'${value.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * Issue 15: a data directory belongs to the chain it was first used with (chain id and genesis block hash, in
+ * `chain.json`): its identity and instances exist there only. A restarted local chain keeps chain id 31337 but has
+ * a new genesis block, and everything the directory publishes would then fail verification while looking fine
+ * locally. Every issuer command (serve, run, model deploy, identity) checks it through openChain, and refuses with
+ * WRONG_CHAIN and one way out: set the directory aside and create the identity again on this chain.
+ *
+ * A directory made before chain.json existed is recorded on its first use, unless its identity's certificate
+ * registration transaction is not on this chain (then it belongs to another one).
+ */
+export async function assertHomeChain(
+  home: Home,
+  provider: ChainProvider,
+  globals: Pick<GlobalOptions, "home" | "network" | "rpc">,
+  options: { registriesMissing?: () => Promise<boolean> } = {},
+): Promise<void> {
+  const chainId = Number((await provider.getNetwork()).chainId);
+  const genesis = (await provider.getBlock(0))?.hash?.toLowerCase();
+  if (!genesis) {
+    throw new StatetrailError("RPC_UNREACHABLE", `the RPC endpoint ${rpcUrlFor(globals)} did not return block 0`, {
+      hint: "check --rpc: it must be a full node of the chain",
+    });
+  }
+  const recorded = home.readChain();
+  let was: string | null = null;
+  if (recorded === null) {
+    const identity = readIdentityLoosely(home);
+    const tx = identity?.certificate_registration?.transaction_hash;
+    if (identity && identity.chain_id === chainId && tx && (await provider.getTransactionReceipt(tx)) === null) {
+      was = `chain ${identity.chain_id}, where its certificate was registered in transaction ${tx}, which this chain does not have`;
+    } else {
+      home.writeChain({
+        statetrail_chain: 1,
+        chain_id: chainId,
+        genesis_hash: genesis,
+        rpc_url: rpcUrlFor(globals),
+        recorded_at: new Date().toISOString(),
+      });
+      return;
+    }
+  } else if (recorded.chain_id !== chainId || recorded.genesis_hash !== genesis) {
+    was = `chain ${recorded.chain_id} with genesis block ${recorded.genesis_hash} (first used through ${recorded.rpc_url} at ${recorded.recorded_at})`;
+  }
+  if (was === null) return;
+  const identity = readIdentityLoosely(home);
+  const aside = `${home.root}.chain-${recorded?.chain_id ?? chainId}-${(recorded?.genesis_hash ?? "0xunknown").slice(2, 10)}`;
+  const init = identityInitCommand(globals, identity, {});
+  const node = (await options.registriesMissing?.())
+    ? `${commandPrefix({ ...globals, home: undefined })} node, then `
+    : "";
+  throw new StatetrailError(
+    "WRONG_CHAIN",
+    `the data directory ${home.root} belongs to another chain: ${was}; the RPC endpoint ${rpcUrlFor(globals)} ` +
+      `serves chain ${chainId} with genesis block ${genesis} (a restarted local chain is a new chain). ` +
+      `Its identity and instances can't be verified on this chain.`,
+    {
+      hint: `keep it aside and start again on this chain: ${node}mv ${shellQuote(home.root)} ${shellQuote(aside)} && ${init}`,
+    },
+  );
+}
+
+/**
+ * The `identity init` command line that makes (or with `force`, replaces) this identity: same host, port and ENS
+ * name unless `port` says otherwise.
+ */
+export function identityInitCommand(
+  globals: Pick<GlobalOptions, "home" | "network" | "rpc">,
+  identity: IdentityRecord | null,
+  options: { port?: string | number; force?: boolean },
+): string {
+  const name = identity?.ens_name ?? null;
+  return [
+    commandPrefix(globals),
+    "identity init",
+    ...(options.force ? ["--force"] : []),
+    `--host ${identity?.host ?? "localhost"}`,
+    `--port ${options.port ?? identity?.port ?? 8443}`,
+    ...(name === null ? [] : name.endsWith(".test") ? [`--ens-label ${name.slice(0, -5)}`] : [`--ens-name ${name}`]),
+  ].join(" ");
+}
+
+/** identity.json's chain, registration and server, or null when there is none or it can't be read. */
+export function readIdentityLoosely(home: Home): IdentityRecord | null {
+  if (!fs.existsSync(identityFile(home))) return null;
+  try {
+    return readIdentity(home);
+  } catch {
+    return null;
+  }
 }
 
 export function registriesOf(deployment: Deployment): Registries {

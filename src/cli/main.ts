@@ -6,7 +6,8 @@ import { registerIdentity } from "./commands/identity";
 import { registerModel } from "./commands/model";
 import { registerNode } from "./commands/node";
 import { registerPublish } from "./commands/publish";
-import { registerRun } from "./commands/run";
+import { localEngineWarnings, registerRun } from "./commands/run";
+import { loadModel } from "../model/load";
 import { registerServe } from "./commands/serve";
 import { registerVerify } from "./commands/verify";
 import { registerWatch } from "./commands/watch";
@@ -31,8 +32,12 @@ Examples:
   $ statetrail node                                   local chain + registries + ENS
   $ statetrail identity init --host localhost --ens-label acme
   $ statetrail model deploy examples/order-fulfilment.asl.json
-  $ statetrail run examples/order-fulfilment.asl.json --input '{"orderId":"o-1"}' --handlers examples/handlers.js
+  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-fulfilment.input.json \\
+      --handlers examples/order-fulfilment.handlers.js --skip-waits
+  $ statetrail serve
   $ statetrail verify https://localhost:8443/instances/<hash>/protocol
+
+(In a clone of the repository: npx statetrail …, or npm link once to put statetrail on PATH.)
 
 Exit codes: 0 ok · 1 invalid (verify) · 2 could not verify · 64 usage · 65 bad data ·
             69 service unavailable · 70 internal · 75 temporary (retry) · 77 identity/permission
@@ -49,7 +54,29 @@ ${errorCodesHelp()}`,
   registerWatch(context);
   registerPublish(context);
   registerDemo(context);
+  warnAtModelDeploy(program);
   return program;
+}
+
+/**
+ * Issue 15, item 8: `model deploy` of a model the local engine refuses warns before it is registered. A hook, so
+ * the warning comes with every `model deploy` (commands/model.ts is the natural home for the one call).
+ */
+function warnAtModelDeploy(program: Command): void {
+  const deploy = program.commands.find((c) => c.name() === "model")?.commands.find((c) => c.name() === "deploy");
+  deploy?.hook("preAction", async (command) => {
+    const options = command.opts<{ engine?: string; maxModelBytes?: string }>();
+    if (options.engine !== undefined && options.engine !== "local") return;
+    let lines: string[];
+    try {
+      const model = await loadModel(command.args[0], { maxBytes: Number(options.maxModelBytes) || undefined });
+      lines = localEngineWarnings(model);
+    } catch {
+      return; // the command itself reports a model it can't load
+    }
+    const { output } = globalsOf(program);
+    for (const line of lines) output.log(line);
+  });
 }
 
 export interface CommandContext {

@@ -62,6 +62,24 @@ function readPem(home: Home, relative: string, what: string): Buffer {
   }
 }
 
+/**
+ * What to do when the port is taken. The identity's URL (in its ENS `url` record and every protocol) names its
+ * port: another port only works once the registration says so, so that is the only other way offered.
+ */
+export function portInUseHint(port: number, identity: IdentityRecord | undefined): string {
+  if (!identity || identity.port !== port) return `stop the process listening on port ${port}, or choose another port`;
+  return (
+    `another process listens on port ${port}, the port of the registered URL ${identity.url} (another ` +
+    `\`statetrail serve\`?): stop it. Serving on another port breaks every verification until the registration ` +
+    `names it: statetrail identity init --force --host ${identity.host} --port <new port>` +
+    (identity.ens_name === null
+      ? ""
+      : identity.ens_name.endsWith(".test")
+        ? ` --ens-label ${identity.ens_name.slice(0, -".test".length)}`
+        : ` --ens-name ${identity.ens_name}`)
+  );
+}
+
 function urlHost(host: string): string {
   if (host === "0.0.0.0" || host === "::" || host === "") return "localhost";
   return net.isIPv6(host) ? `[${host}]` : host;
@@ -147,7 +165,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       reject(
         new StatetrailError("INVALID_ARGUMENT", `cannot listen on ${host}:${port}: ${error.code ?? error.message}`, {
           cause: error,
-          hint: error.code === "EADDRINUSE" ? "choose another port with --port" : undefined,
+          hint: error.code === "EADDRINUSE" ? portInUseHint(port, identity) : undefined,
         }),
       );
     };

@@ -38,7 +38,11 @@ export function registerDemo({ program, run }: CommandContext): void {
     .option("--chain-port <port>", "JSON-RPC port of the local chain (reused when one runs there)", "8545")
     .option("--server-port <port>", "HTTPS port (default: a free one)")
     .option("--keep-serving", "leave the chain and the HTTPS server running until Ctrl-C", false)
-    .addHelpText("after", "\nExample:\n  $ npm run demo            (or: npx statetrail demo --keep-serving)")
+    .addHelpText(
+      "after",
+      "\nWithout --home the data directory is a temporary one, removed at the end.\n" +
+        "Examples:\n  $ npm run demo\n  $ npx statetrail demo --keep-serving",
+    )
     .action((options: DemoOptions) =>
       run(async (globals) => {
         const log = globals.output.log;
@@ -47,12 +51,18 @@ export function registerDemo({ program, run }: CommandContext): void {
 
         step(1, "local chain: hardhat node, registries, ENS");
         const chain = await ensureLocalChain({ port: Number(options.chainPort), log });
+        // Without --home: a temporary data directory (keystore included), removed when the demo ends.
+        const temporary = globals.home === undefined;
         const home = new Home(globals.home ?? fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-demo-"))).ensure();
         // The demo's keystore gets a random password for this run unless the user set one.
         process.env.STATETRAIL_PASSWORD ??= randomBytes(16).toString("hex");
         let server: Awaited<ReturnType<typeof startServer>> | undefined;
         try {
-          step(2, `identity: key, TLS certificate, on-chain registration, ENS (data in ${home.root})`);
+          step(
+            2,
+            `identity: key, TLS certificate, on-chain registration, ENS (data in ${home.root}` +
+              `${temporary ? ", removed at the end" : ""})`,
+          );
           const port = options.serverPort ? Number(options.serverPort) : await freePort();
           const identity = await initIdentity({
             home,
@@ -130,7 +140,7 @@ export function registerDemo({ program, run }: CommandContext): void {
               status: protocol.status,
               states: protocol.instance_protocol.length,
               verdict: report.verdict,
-              home: home.root,
+              home: temporary ? null : home.root,
               seconds: (Date.now() - started) / 1000,
             },
             `\nprotocol: ${url}\nverdict: ${report.verdict} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
@@ -138,7 +148,7 @@ export function registerDemo({ program, run }: CommandContext): void {
           if (options.keepServing) {
             log(`\nserving ${server.url} and the chain at ${chain.node.url}; press Ctrl-C to stop`);
             log(`  timeline: ${server.url}/#/instances/${protocol.instance_hash}`);
-            log(`  try: npx statetrail verify ${url} --home ${home.root}`);
+            log(`  try: npx statetrail verify ${url}`);
             await new Promise<void>((resolve) => {
               process.once("SIGINT", resolve);
               process.once("SIGTERM", resolve);
@@ -149,6 +159,7 @@ export function registerDemo({ program, run }: CommandContext): void {
           await server?.close();
           chain.provider.destroy();
           if (chain.started) await chain.node.stop();
+          if (temporary) fs.rmSync(home.root, { recursive: true, force: true });
         }
       }),
     );

@@ -4,6 +4,7 @@ import { isStatetrailError, StatetrailError } from "../../errors";
 import { isHexHash, parseHexHash } from "../../chain/hash";
 import { createEngine, type Engine } from "../../engine";
 import { DEFAULT_MAX_MODEL_BYTES, loadModel, loadModelFromBytes } from "../../model/load";
+import { unsupportedForLocal } from "../../model/features";
 import { type LoadedModel } from "../../model/types";
 import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STATE_BYTES } from "../../tracker/tracker";
@@ -52,7 +53,12 @@ export function registerRun({ program, run }: CommandContext): void {
     .option("--confirmations <n>", "blocks to wait for each registration", "1")
     .addHelpText(
       "after",
-      `\nExample:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-input.json \\\n      --handlers examples/handlers.js --skip-waits`,
+      `\nExamples:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-fulfilment.input.json \\\n` +
+        `      --handlers examples/order-fulfilment.handlers.js --skip-waits\n` +
+        `  $ statetrail run examples/refund-request.asl.json --input examples/refund-request.input.json \\\n` +
+        `      --handlers examples/refund-request.handlers.js\n` +
+        `  $ statetrail run examples/batch-scoring.asl.json --task-handler echo --skip-waits --anchor batch\n` +
+        `  $ statetrail run --list-unfinished`,
     )
     .action((modelRef: string | undefined, options: EngineCliOptions & AnchorCliOptions & RunCliOptions) =>
       run(async (globals) => {
@@ -99,14 +105,20 @@ export function registerRun({ program, run }: CommandContext): void {
             protocol = await tracker.run(model, inputBytes);
           }
           const url = `${issuer.identity.url}/instances/${protocol.instance_hash}/protocol`;
+          const failure = protocol.status === "succeeded" ? null : failureOf(issuer.home, protocol);
           globals.output.result(
             {
               instance_hash: protocol.instance_hash,
               status: protocol.status,
               states: protocol.instance_protocol.length,
               protocol_url: url,
+              ...(failure === null ? {} : { error: failure }),
             },
-            `${protocol.status}: ${protocol.instance_protocol.length} states registered\n${url}`,
+            [
+              `${protocol.status}: ${protocol.instance_protocol.length} states registered`,
+              ...(failure === null ? [] : failureLines(failure)),
+              `protocol: ${url}`,
+            ].join("\n"),
           );
         } catch (error) {
           throw withResumeHint(error, current);
@@ -115,6 +127,61 @@ export function registerRun({ program, run }: CommandContext): void {
         }
       }),
     );
+}
+
+/**
+ * Issue 15: a model the local engine will refuse (JSONata, variables, Distributed Map) is registered without
+ * complaint by `model deploy`; this says so at deploy time, once, with what `run` will say and the way out.
+ * Returns the warning lines (empty when the local engine runs it).
+ */
+export function localEngineWarnings(model: LoadedModel): string[] {
+  const findings = unsupportedForLocal(model.definition);
+  if (findings.length === 0) return [];
+  return [
+    `warning: ${model.source} uses ${findings.length} feature${findings.length === 1 ? "" : "s"} the local engine ` +
+      `refuses (ASL_UNSUPPORTED): \`statetrail run\` on the local engine will refuse it; run it with --engine aws`,
+    ...findings.map((f) => `  ${f.path || "/"}: ${f.feature}: ${f.message}`),
+  ];
+}
+
+/** How a failed or aborted execution ended, from its end entry's state data (as published). */
+export interface RunFailure {
+  error: string | null;
+  cause: string | null;
+  /** The last state entered before the end. */
+  state: string | null;
+}
+
+/**
+ * Issue 15: a failed execution says why. The end entry's state data holds the execution's error and cause
+ * (`outcome.error`; protocol version 1 wrote `error`); the state before it is where it failed.
+ */
+export function failureOf(home: Home, protocol: InstanceProtocol): RunFailure {
+  const entries = protocol.instance_protocol;
+  const end = entries[entries.length - 1];
+  const last = entries.length >= 2 ? entries[entries.length - 2] : undefined;
+  const failure: RunFailure = { error: null, cause: null, state: last?.state_name ?? null };
+  if (!end) return failure;
+  try {
+    const data = JSON.parse(home.readState(end.state_hash).toString("utf8")) as {
+      outcome?: { error?: { error?: unknown; cause?: unknown } } | null;
+      error?: { error?: unknown; cause?: unknown } | null;
+    };
+    const info = data.outcome?.error ?? data.error ?? null;
+    if (typeof info?.error === "string") failure.error = info.error;
+    if (typeof info?.cause === "string") failure.cause = info.cause;
+  } catch {
+    // The state data is not readable here: the status and the URL still say where to look.
+  }
+  return failure;
+}
+
+function failureLines(failure: RunFailure): string[] {
+  return [
+    `error: ${failure.error ?? "(not recorded)"}`,
+    ...(failure.cause === null ? [] : [`cause: ${failure.cause}`]),
+    ...(failure.state === null ? [] : [`last state: ${failure.state}`]),
+  ];
 }
 
 interface RunCliOptions {
