@@ -1,13 +1,14 @@
 import fs from "node:fs";
+import path from "node:path";
 import { type Wallet } from "ethers";
 import { connect, type ChainProvider } from "../chain/provider";
-import { loadDeployment, type Deployment } from "../chain/deployments";
+import { DEPLOYMENTS_DIR, loadDeployment, type Deployment } from "../chain/deployments";
 import { verifyRegistryCode } from "../chain/contracts";
 import { assertKeyAllowed } from "../chain/keys";
 import { loadKeystore } from "../identity/keystore";
 import { readIdentity, type IdentityRecord } from "../identity/record";
 import { type Registries } from "../protocol/schema";
-import { Home } from "../store/home";
+import { Home, writeAtomic } from "../store/home";
 import { identityFile } from "../identity/record";
 import { StatetrailError } from "../errors";
 import { type Output } from "./output";
@@ -21,14 +22,43 @@ export interface GlobalOptions {
   output: Output;
 }
 
-/** The RPC URL for a network: --rpc, then the environment, then the network's default. */
+/**
+ * The RPC URL for a network: --rpc, then the environment, then the endpoint `statetrail node` recorded for it
+ * (recordNodeRpc), then the network's default.
+ */
 export function rpcUrlFor(globals: Pick<GlobalOptions, "network" | "rpc">): string {
   if (globals.rpc) return globals.rpc;
   if (process.env.STATETRAIL_RPC_URL) return process.env.STATETRAIL_RPC_URL;
   if (globals.network === "sepolia") {
     return process.env.SEPOLIA_RPC_URL ?? "https://ethereum-sepolia-rpc.publicnode.com";
   }
-  return "http://127.0.0.1:8545";
+  return recordedNodeRpc(globals.network) ?? "http://127.0.0.1:8545";
+}
+
+/** `deployments/<network>/node.json`: the JSON-RPC URL of the local chain `statetrail node` runs for the network. */
+export function nodeRpcFile(network: string): string {
+  return path.join(process.env.STATETRAIL_DEPLOYMENTS_DIR || DEPLOYMENTS_DIR, network, "node.json");
+}
+
+/**
+ * Issue 15: `statetrail node --port 8546` records its endpoint, so later commands need no --rpc; it removes the
+ * record when it stops (clearNodeRpc).
+ */
+export function recordNodeRpc(network: string, url: string): void {
+  writeAtomic(nodeRpcFile(network), Buffer.from(JSON.stringify({ rpc_url: url, pid: process.pid }, null, 2) + "\n"));
+}
+
+export function clearNodeRpc(network: string): void {
+  fs.rmSync(nodeRpcFile(network), { force: true });
+}
+
+function recordedNodeRpc(network: string): string | null {
+  try {
+    const record = JSON.parse(fs.readFileSync(nodeRpcFile(network), "utf8")) as { rpc_url?: unknown };
+    return typeof record.rpc_url === "string" && /^https?:\/\//.test(record.rpc_url) ? record.rpc_url : null;
+  } catch {
+    return null;
+  }
 }
 
 export function homeOf(globals: Pick<GlobalOptions, "home">): Home {

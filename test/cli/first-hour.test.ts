@@ -11,6 +11,7 @@ import { deployAll } from "../../src/chain/deploy";
 import { devPrivateKey } from "../../src/chain/keys";
 import { freePort, startNode, type LocalNode } from "../../src/chain/node";
 import { connect } from "../../src/chain/provider";
+import { clearNodeRpc, recordNodeRpc, rpcUrlFor } from "../../src/cli/context";
 import { buildProgram } from "../../src/cli/main";
 import { runCli, type CliResult } from "../helpers/cli-run";
 import { useHardhatNode } from "../helpers/node-process";
@@ -217,6 +218,23 @@ describe("Issue 15: the first hour of a new issuer", function () {
       const plain = await cli(home, "model", "deploy", "examples/refund-request.asl.json");
       expect(plain.code, plain.stderr).to.equal(0);
       expect(plain.stderr).to.not.include("warning:");
+    });
+
+    it("the RPC endpoint `statetrail node --port` records is used without --rpc (item 11)", async function () {
+      // The test's own deployments folder, never the repository's.
+      const saved = process.env.STATETRAIL_DEPLOYMENTS_DIR;
+      process.env.STATETRAIL_DEPLOYMENTS_DIR = deployments;
+      recordNodeRpc("localhost", chain.url);
+      try {
+        const shown = await runCli(["--home", home, "--json", "identity", "show"], env);
+        expect(shown.code, shown.stdout).to.equal(0);
+        expect(rpcUrlFor({ network: "localhost", rpc: "http://127.0.0.1:1" })).to.equal("http://127.0.0.1:1");
+      } finally {
+        clearNodeRpc("localhost");
+        if (saved === undefined) delete process.env.STATETRAIL_DEPLOYMENTS_DIR;
+        else process.env.STATETRAIL_DEPLOYMENTS_DIR = saved;
+      }
+      expect(fs.existsSync(path.join(deployments, "localhost", "node.json"))).to.equal(false);
     });
 
     it("serve --port other than the registered URL's: refused, with the command that changes the registration (item 4)", async function () {
