@@ -119,7 +119,17 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
   const { definition, states, status } = run;
   const reason = nonReplayableReason(definition);
   if (reason) return { kind: "not-replayable", message: reason };
-  if (states.length === 0) return { kind: "mismatch", seq: null, message: "the protocol records no entry", notes: [] };
+  if (states.length === 0) {
+    if (status === "running") {
+      return { kind: "match", summary: { entries: 0, taskAttempts: 0, iterations: 0 }, notes: ["no state yet"] };
+    }
+    return {
+      kind: "mismatch",
+      seq: null,
+      message: `the protocol records no entry, yet the run is ${status}`,
+      notes: [],
+    };
+  }
   const contextProblem = checkContext(states, run.input, run.startWindow);
   if (contextProblem) return { kind: "mismatch", seq: 0, message: contextProblem, notes: [] };
   const recordedContext = states[0].context as ContextObject;
