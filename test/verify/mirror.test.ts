@@ -6,6 +6,7 @@ import { type VerifyContext } from "../../src/verify/context";
 import { FetchSession } from "../../src/verify/fetcher";
 import { MirrorReader } from "../../src/verify/mirror";
 import { type Fetcher } from "../../src/verify/types";
+import { PROTOCOL_VERSION } from "../../src/protocol/schema";
 
 const H = "a".repeat(64);
 const M = "b".repeat(64);
@@ -50,7 +51,7 @@ describe("mirror addressing", function () {
 describe("MirrorReader", function () {
   const protocolOf = (instance: string, issuerUrl = "https://issuer.test:8443") =>
     JSON.stringify({
-      protocol_version: 1,
+      protocol_version: PROTOCOL_VERSION,
       chain_id: 31337,
       registries: {
         model: "0x" + "01".repeat(20),
