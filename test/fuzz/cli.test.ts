@@ -60,7 +60,7 @@ describe("fuzz: CLI argv", function () {
       write("big.json", `{"a":"${"x".repeat(2 * 1024 * 1024)}"}`),
       write("empty.json", ""),
       write("input.json", '{"orderId":"o-1"}'),
-      write("protocol.json", '{"protocol_version":1}'),
+      write("protocol.json", '{"protocol_version":2}'),
       write("cert.pem", "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"),
       path.join(dir, "home"),
       path.join(dir, "missing.json"),

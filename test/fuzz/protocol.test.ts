@@ -23,14 +23,14 @@ import {
 
 /**
  * The protocol parser and the verifier on mutated genuine protocols: a coded error (INVALID_JSON,
- * PROTOCOL_INVALID) or a parsed protocol whose signature check never throws; the verifier never throws and
+ * PROTOCOL_VERSION, PROTOCOL_INVALID) or a parsed protocol whose signature check never throws; the verifier never throws and
  * always reaches a verdict.
  */
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 const BASE = "https://issuer.example:8443";
-const PARSE_CODES = ["INVALID_JSON", "PROTOCOL_INVALID"];
+const PARSE_CODES = ["INVALID_JSON", "PROTOCOL_VERSION", "PROTOCOL_INVALID"];
 
 describe("fuzz: instance protocol parser and verifier", function () {
   this.timeout(fuzzTimeout());
