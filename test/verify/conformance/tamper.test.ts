@@ -149,6 +149,27 @@ const LIES: Array<Attack<{ env: ForgeEnv }>> = [
     /^seq 3 "\$execution": status succeeded, but the run ended in Fail state "Refund refused" \(seq 2, Fail\); expected ExecutionFailed \(status failed\), recorded ExecutionSucceeded \(status succeeded\)$/,
     "succeeded",
   ),
+  // Caught only by the replay: every transition is an edge and every Choice decision follows its recorded input.
+  lie(
+    "a state's recorded input that the previous state's output does not make (the Choice's input edited)",
+    orderRun,
+    (states) => {
+      const choice = states[indexOf(states, "Payment method?")];
+      choice.input = { ...(choice.input as object), amount: 10 };
+      return states;
+    },
+    /^the replay of the model disagrees with the protocol: seq 2 \(top level\): "Payment method\?" is entered with input \{"customer".* in the replay, the protocol records \{"amount":10,/,
+  ),
+  lie(
+    "a Task outcome that the next state's recorded input contradicts",
+    orderRun,
+    (states) => {
+      const charge = states[indexOf(states, "Charge card")];
+      charge.outcome = { result: { charged: false, forged: true } };
+      return states;
+    },
+    /^the replay of the model disagrees with the protocol: seq 4 \(top level\): "Fulfil" is entered with input \{"charge":\{"charged":false,"forged":true\}.* in the replay, the protocol records \{"charge":\{"amount":80,/,
+  ),
 ];
 
 describe("V9 conformance against coherent lies (hashes, chain and signature consistent)", function () {
