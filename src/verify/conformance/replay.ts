@@ -130,6 +130,14 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
       notes: [],
     };
   }
+  if (states.length === 1 && status === "aborted" && states[0].state_type === "ExecutionAborted") {
+    // Aborted before any state was entered (a tracker killed at once): no Context Object, nothing to replay.
+    return {
+      kind: "match",
+      summary: { entries: 1, taskAttempts: 0, iterations: 0 },
+      notes: ["aborted before any state"],
+    };
+  }
   const contextProblem = checkContext(states, run.input, run.startWindow);
   if (contextProblem) return { kind: "mismatch", seq: 0, message: contextProblem, notes: [] };
   const recordedContext = states[0].context as ContextObject;
