@@ -1,5 +1,6 @@
 import { ensureLocalChain } from "../../chain/local";
 import { formatDeployment } from "../../chain/deploy";
+import { clearNodeRpc, recordNodeRpc } from "../context";
 import { type CommandContext } from "../main";
 
 export function registerNode({ program, run }: CommandContext): void {
@@ -17,12 +18,15 @@ export function registerNode({ program, run }: CommandContext): void {
         );
         chain.provider.destroy();
         if (!chain.started) return;
+        // Later commands find this node without --rpc (deployments/<network>/node.json), until it stops.
+        recordNodeRpc(globals.network, chain.node.url);
         globals.output.log("chain running; press Ctrl-C to stop");
         await new Promise<void>((resolve) => {
           process.once("SIGINT", resolve);
           process.once("SIGTERM", resolve);
         });
         await chain.node.stop();
+        clearNodeRpc(globals.network);
       }),
     );
 }
