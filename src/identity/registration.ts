@@ -193,7 +193,7 @@ export function assertCertificateValid(status: CertificateStatus, holder?: strin
   const who = holder ?? "the issuer";
   if (!status.registered) {
     throw new StatetrailError("CERT_NOT_REGISTERED", `certificate ${status.fingerprint} is not registered`, {
-      hint: "register it with: statetrail identity init (or identity rotate)",
+      hint: "register a new certificate with: statetrail identity rotate (or, for a new identity, statetrail identity init --force)",
     });
   }
   if (!status.holderMatches) {

@@ -3,7 +3,6 @@ import path from "node:path";
 import { type Block } from "ethers";
 import { StatetrailError } from "../errors";
 import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
-import { type EngineEvent } from "../engine/types";
 import { loadModelFromBytes } from "../model/load";
 import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
 import { type ContextObject } from "../engine/context";

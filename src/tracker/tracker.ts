@@ -11,12 +11,10 @@ import { type LoadedModel } from "../model/types";
 import { validateModel } from "../model/validate";
 import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
 import {
-  EXECUTION_END_STATE,
   type InstanceProtocol,
   type InstanceRecord,
   type InstanceStatus,
   type Registries,
-  type StateData,
   type UnsignedProtocol,
 } from "../protocol/schema";
 import { signProtocol } from "../protocol/signing";
@@ -347,7 +345,7 @@ export class Tracker {
       throw new StatetrailError(
         "CERT_NOT_REGISTERED",
         `certificate ${this.options.identity.certificate_fingerprint} is not registered for ${issuer}`,
-        { hint: "register it with: statetrail identity init (or identity rotate)" },
+        { hint: "register a new certificate with: statetrail identity rotate (or, for a new identity, statetrail identity init --force)" },
       );
     }
     if (revokedAt !== 0n) {

@@ -1,5 +1,6 @@
 import { Wallet } from "ethers";
 import { devPrivateKey } from "../../chain/keys";
+import { fundFromDevAccount } from "../../chain/local";
 import { getRegistries } from "../../chain/contracts";
 import { readCertificateFiles } from "../../identity/certificate";
 import { initIdentity, showIdentity } from "../../identity/identity";
@@ -129,6 +130,18 @@ export function registerIdentity({ program, run }: CommandContext): void {
         const chain = await openChain(globals);
         try {
           const signer = (await loadKeystore(home)).connect(chain.provider);
+          // As init does: on the local chain the key is funded from a development account (a restarted chain
+          // left it empty); elsewhere the balance is checked first, so the error names the address to fund.
+          await fundFromDevAccount(chain.provider, signer.address);
+          if ((await chain.provider.getBalance(signer.address)) === 0n) {
+            throw new StatetrailError(
+              "INSUFFICIENT_FUNDS",
+              `the issuer ${signer.address} has no ETH to pay for the rotation`,
+              {
+                hint: `send some ETH on chain ${chain.deployment.chainId} to ${signer.address}, then run identity rotate again`,
+              },
+            );
+          }
           const result = await rotateCertificate({
             home,
             registry: getRegistries(chain.deployment, signer).certificate,
