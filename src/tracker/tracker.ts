@@ -345,7 +345,9 @@ export class Tracker {
       throw new StatetrailError(
         "CERT_NOT_REGISTERED",
         `certificate ${this.options.identity.certificate_fingerprint} is not registered for ${issuer}`,
-        { hint: "register a new certificate with: statetrail identity rotate (or, for a new identity, statetrail identity init --force)" },
+        {
+          hint: "register a new certificate with: statetrail identity rotate (or, for a new identity, statetrail identity init --force)",
+        },
       );
     }
     if (revokedAt !== 0n) {
