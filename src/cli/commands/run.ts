@@ -5,7 +5,7 @@ import { isHexHash, parseHexHash } from "../../chain/hash";
 import { createEngine, type Engine } from "../../engine";
 import { DEFAULT_MAX_MODEL_BYTES, loadModel, loadModelFromBytes } from "../../model/load";
 import { unsupportedForLocal } from "../../model/features";
-import { type LoadedModel } from "../../model/types";
+import { type LoadedModel, type ValidationStrictness } from "../../model/types";
 import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
 import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STATE_BYTES } from "../../tracker/tracker";
 import { type InstanceProtocol } from "../../protocol/schema";
@@ -98,6 +98,7 @@ export function registerRun({ program, run }: CommandContext): void {
               modelRef!,
               issuer.home,
               positiveInt(options.maxModelBytes, "--max-model-bytes"),
+              options.engine === "aws" ? "aws" : "local",
             );
             const inputBytes = readInputArgument(options.input);
             await finishUnfinished(tracker, issuer.home, options.resumeUnfinished, globals.output);
@@ -292,10 +293,20 @@ export function engineFromOptions(options: EngineCliOptions): Engine {
   });
 }
 
-/** A model given by hash comes from the data directory; otherwise it is a file. */
-export async function resolveModel(ref: string, home: Home, maxBytes?: number): Promise<LoadedModel> {
-  if (isHexHash(ref) && !fs.existsSync(ref)) return loadModelFromBytes(home.readModel(ref), { source: ref, maxBytes });
-  return loadModel(ref, { maxBytes });
+/**
+ * A model given by hash comes from the data directory; otherwise it is a file. For the AWS engine, AWS is the
+ * authority on validity: what only asl-validator refuses is a warning (strictness "aws").
+ */
+export async function resolveModel(
+  ref: string,
+  home: Home,
+  maxBytes?: number,
+  strictness: ValidationStrictness = "local",
+): Promise<LoadedModel> {
+  if (isHexHash(ref) && !fs.existsSync(ref)) {
+    return loadModelFromBytes(home.readModel(ref), { source: ref, maxBytes, strictness });
+  }
+  return loadModel(ref, { maxBytes, strictness });
 }
 
 /**
