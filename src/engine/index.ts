@@ -38,6 +38,7 @@ export function createEngine(options: EngineOptions): Engine {
         pollMs: options.pollMs,
         maxPollMs: options.maxPollMs,
         pageSize: options.pageSize,
+        onWarning: options.onWarning,
       });
     default:
       throw new StatetrailError("INVALID_ARGUMENT", `unknown engine "${(options as { engine: unknown }).engine}"`, {

@@ -73,7 +73,9 @@ export function registerModel({ program, run }: CommandContext): void {
           });
           logWarnings(globals.output.log, validateModel(loaded));
           const issuer = await openIssuer(globals);
-          const engine = engineFromOptions({ ...options, taskHandler: "echo", skipWaits: true });
+          const engine = engineFromOptions({ ...options, taskHandler: "echo", skipWaits: true }, (message) =>
+            globals.output.log(`warning: ${message}`),
+          );
           if (options.engine === "aws") await engine.prepare(loaded);
           const tracker = new Tracker({
             home: issuer.home,

@@ -82,7 +82,7 @@ export function registerRun({ program, run }: CommandContext): void {
             identity: issuer.identity,
             registries: issuer.registries,
             chainId: issuer.deployment.chainId,
-            engine: engineFromOptions(options),
+            engine: engineFromOptions(options, (message) => globals.output.log(`warning: ${message}`)),
             maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
             confirmations: positiveInt(options.confirmations, "--confirmations"),
             maxStateBytes: positiveInt(options.maxStateBytes, "--max-state-bytes"),
@@ -270,13 +270,15 @@ export function anchoringFromOptions(
   };
 }
 
-export function engineFromOptions(options: EngineCliOptions): Engine {
+/** The engine the flags ask for; `onWarning` hears what the engine warns about (AWS's validation, local caveats). */
+export function engineFromOptions(options: EngineCliOptions, onWarning?: (message: string) => void): Engine {
   if (options.engine === "aws") {
     return createEngine({
       engine: "aws",
       roleArn: options.roleArn,
       region: options.region,
       endpoint: options.endpoint,
+      onWarning,
     });
   }
   if (options.engine !== "local") {
@@ -290,6 +292,7 @@ export function engineFromOptions(options: EngineCliOptions): Engine {
     handlers: options.handlers ? path.resolve(options.handlers) : undefined,
     taskHandler: options.taskHandler,
     skipWaits: options.skipWaits,
+    onWarning,
   });
 }
 
