@@ -3,7 +3,7 @@
  * the mutation (of the chain, the issuer's server or the protocol, on a forged scenario; it returns the URL of
  * the protocol to verify) and the steps that must fail. A new attack class is one row.
  *
- * For every row the runner forges a fresh scenario, applies the mutation, verifies, and requires: verdict
+ * For every row the runner takes a fresh scenario (or restores a shared one after the row), applies the mutation, verifies, and requires: verdict
  * invalid (exit 1); exactly the listed steps failing, in report order; the step of the attacked claim saying
  * what the row says; every other step passing (but the ones the setting does not judge, such as V2 without
  * ENS).
@@ -37,8 +37,16 @@ export interface Attack<S> {
   /** What the claim's step must say: matched against its problems (default), or its detail. */
   says: RegExp;
   in?: "problems" | "detail";
-  /** Tampers with a fresh scenario; returns the URL of the protocol to verify. */
-  mutate: (scenario: S) => Promise<string>;
+  /**
+   * Tampers with a fresh scenario; returns the URL of the protocol to verify, and for a shared scenario what
+   * undoes the tampering (run after the verification, whatever its outcome).
+   */
+  mutate: (scenario: S) => Promise<string | Tampered>;
+}
+
+export interface Tampered {
+  url: string;
+  restore: () => Promise<void>;
 }
 
 export interface AttackSetting<S> {
@@ -74,8 +82,14 @@ export function runAttacks<S>(setting: AttackSetting<S>, attacks: ReadonlyArray<
     const aimed = CLAIMS[attack.claim];
     it(`detects: ${attack.name} (${aimed}; fails ${attack.fails.join(", ")})`, async function () {
       const scenario = await setting.scenario();
-      const url = await attack.mutate(scenario);
-      const report = await setting.verify(scenario, url);
+      const tampered = await attack.mutate(scenario);
+      const { url, restore } = typeof tampered === "string" ? { url: tampered, restore: undefined } : tampered;
+      let report: VerificationReport;
+      try {
+        report = await setting.verify(scenario, url);
+      } finally {
+        await restore?.();
+      }
       if (process.env.SHOW_REPORTS) console.log(renderReport(report));
       expectCaught(attack, report, setting.unjudged);
     });

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import path from "node:path";
 import { expect } from "chai";
 import { Wallet } from "ethers";
 import { devPrivateKey } from "../../src/chain/keys";
@@ -8,15 +9,16 @@ import { createEngine } from "../../src/engine";
 import { generateCertificate } from "../../src/identity/certificate";
 import { loadModel } from "../../src/model/load";
 import { startServer } from "../../src/server";
+import { type VerificationReport } from "../../src/verify";
 import { useHardhatNode } from "../helpers/node-process";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
-import path from "node:path";
+import { runAttacks, type Attack } from "./tamper-runner";
 
 const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 
 interface Verdict {
   code: number;
-  report: { verdict: string; steps: Array<{ id: string; status: string; detail: string }> };
+  report: VerificationReport;
 }
 
 /**
@@ -28,6 +30,9 @@ describe("tamper matrix against the real server and ENS (hardhat node process)",
   const chain = useHardhatNode();
   let issuer: TestIssuer;
   let url: string;
+  const name = (): string => issuer.identity.record.ens_name!;
+  const reverseRegistrar = () =>
+    ensContract("ReverseRegistrar", issuer.deployment.ens.reverseRegistrar!, issuer.identity.signer);
 
   async function verify(): Promise<Verdict> {
     let stdout = "";
@@ -59,10 +64,6 @@ describe("tamper matrix against the real server and ENS (hardhat node process)",
     }
   }
 
-  function failing(result: Verdict): string[] {
-    return result.report.steps.filter((step) => step.status === "fail").map((step) => step.id);
-  }
-
   before(async function () {
     issuer = await setupIssuer(chain.url);
     const model = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
@@ -82,87 +83,106 @@ describe("tamper matrix against the real server and ENS (hardhat node process)",
     expect(result.report.steps.find((s) => s.id === "V2")?.status).to.equal("pass");
   });
 
-  it("detects a man in the middle serving the same bytes with another self-signed certificate (V3, exit 1)", async function () {
-    const { port, host } = issuer.server;
-    await issuer.server.close();
-    const other = generateCertificate({ host: "localhost" });
-    const mitm = await startServer({
-      home: issuer.home,
-      host,
-      port,
-      certPem: other.certPem,
-      keyPem: other.keyPem,
-      wellKnown: { registries: issuer.registries },
-      log: () => undefined,
-    });
-    try {
-      const result = await verify();
-      expect(result.code).to.equal(1);
-      expect(failing(result)).to.include("V3");
-      expect(result.report.steps.find((s) => s.id === "V3")?.detail).to.match(/not registered/);
-    } finally {
-      await mitm.close();
-      issuer.server = await startServer({
-        home: issuer.home,
-        host,
-        port,
-        wellKnown: { registries: issuer.registries },
-        log: () => undefined,
-      });
-    }
-  });
-
-  describe("ENS", function () {
-    const name = () => issuer.identity.record.ens_name!;
-
-    it("detects the reverse record missing (V2, exit 1)", async function () {
-      const reverse = ensContract("ReverseRegistrar", issuer.deployment.ens.reverseRegistrar!, issuer.identity.signer);
-      await (await reverse.setName("")).wait();
-      try {
-        const result = await verify();
-        expect(result.code).to.equal(1);
-        expect(failing(result)).to.deep.equal(["V2"]);
-      } finally {
-        await (await reverse.setName(name())).wait();
-      }
-    });
-
-    it("detects a forward record that names another address (V2, exit 1)", async function () {
-      const stranger = Wallet.createRandom().address;
-      await setAddr(issuer.identity.signer, issuer.deployment.ens, name(), stranger);
-      try {
-        const result = await verify();
-        expect(result.code).to.equal(1);
-        expect(failing(result)).to.deep.equal(["V2"]);
-      } finally {
-        await setAddr(issuer.identity.signer, issuer.deployment.ens, name(), issuer.identity.record.address);
-      }
-    });
-
-    it("detects a url record pointing elsewhere (V2, exit 1)", async function () {
-      await setText(issuer.identity.signer, issuer.deployment.ens, name(), "url", "https://elsewhere.example");
-      try {
-        const result = await verify();
-        expect(result.code).to.equal(1);
-        expect(failing(result)).to.deep.equal(["V2"]);
-      } finally {
-        await setText(issuer.identity.signer, issuer.deployment.ens, name(), "url", issuer.identity.record.url);
-      }
-    });
-
-    it("detects a reverse record claimed for the issuer's name by another address (V2, exit 1)", async function () {
+  const attacks: Array<Attack<null>> = [
+    {
+      name: "a man in the middle serving the same bytes with another self-signed certificate",
+      claim: "the issuer's certificate",
+      fails: ["V3"],
+      says: /server certificate [0-9a-f]{64} is not registered/,
+      mutate: async () => {
+        const { port, host } = issuer.server;
+        await issuer.server.close();
+        const other = generateCertificate({ host: "localhost" });
+        const mitm = await startServer({
+          home: issuer.home,
+          host,
+          port,
+          certPem: other.certPem,
+          keyPem: other.keyPem,
+          wellKnown: { registries: issuer.registries },
+          log: () => undefined,
+        });
+        return {
+          url,
+          restore: async () => {
+            await mitm.close();
+            issuer.server = await startServer({
+              home: issuer.home,
+              host,
+              port,
+              wellKnown: { registries: issuer.registries },
+              log: () => undefined,
+            });
+          },
+        };
+      },
+    },
+    {
+      name: "ENS: the reverse record missing",
+      claim: "the issuer's ENS name",
+      fails: ["V2"],
+      says: /^issuer 0x[0-9a-fA-F]{40} has no primary ENS name$/,
+      mutate: async () => {
+        const reverse = reverseRegistrar();
+        await (await reverse.setName("")).wait();
+        return { url, restore: async () => void (await (await reverse.setName(name())).wait()) };
+      },
+    },
+    {
+      name: "ENS: a forward record that names another address",
+      claim: "the issuer's ENS name",
+      fails: ["V2"],
+      says: /^issuer-[0-9a-f]+\.test resolves to 0x[0-9a-fA-F]{40}, not the issuer 0x[0-9a-fA-F]{40}$/,
+      mutate: async () => {
+        await setAddr(issuer.identity.signer, issuer.deployment.ens, name(), Wallet.createRandom().address);
+        return {
+          url,
+          restore: () => setAddr(issuer.identity.signer, issuer.deployment.ens, name(), issuer.identity.record.address),
+        };
+      },
+    },
+    {
+      name: "ENS: a url record pointing elsewhere",
+      claim: "the issuer's ENS name",
+      fails: ["V2"],
+      says: /^issuer-[0-9a-f]+\.test's url record is https:\/\/elsewhere\.example, but the protocol is served from https:\/\/localhost:\d+$/,
+      mutate: async () => {
+        await setText(issuer.identity.signer, issuer.deployment.ens, name(), "url", "https://elsewhere.example");
+        return {
+          url,
+          restore: () =>
+            setText(issuer.identity.signer, issuer.deployment.ens, name(), "url", issuer.identity.record.url),
+        };
+      },
+    },
+    {
       // Someone else's primary name pointing at the issuer's name proves nothing for the issuer.
-      const impostor = new Wallet(devPrivateKey(5), issuer.provider);
-      const reverse = ensContract("ReverseRegistrar", issuer.deployment.ens.reverseRegistrar!, issuer.identity.signer);
-      await (await reverse.setName("")).wait();
-      await (await reverse.connect(impostor).getFunction("setName")(name())).wait();
-      try {
-        const result = await verify();
-        expect(result.code).to.equal(1);
-        expect(failing(result)).to.include("V2");
-      } finally {
-        await (await reverse.setName(name())).wait();
-      }
-    });
-  });
+      name: "ENS: a reverse record claimed for the issuer's name by another address",
+      claim: "the issuer's ENS name",
+      fails: ["V2"],
+      says: /^issuer 0x[0-9a-fA-F]{40} has no primary ENS name$/,
+      mutate: async () => {
+        const impostor = new Wallet(devPrivateKey(5), issuer.provider);
+        const reverse = reverseRegistrar();
+        await (await reverse.setName("")).wait();
+        await (await reverse.connect(impostor).getFunction("setName")(name())).wait();
+        return { url, restore: async () => void (await (await reverse.setName(name())).wait()) };
+      },
+    },
+  ];
+
+  // One tracked run shared by every row; each row undoes its tampering. Every step is judged (ENS and V9 on).
+  runAttacks<null>(
+    {
+      scenario: async () => null,
+      // Through the CLI: its exit code is the report's.
+      verify: async () => {
+        const { code, report } = await verify();
+        expect(code).to.equal(report.exit_code);
+        return report;
+      },
+      unjudged: [],
+    },
+    attacks,
+  );
 });
