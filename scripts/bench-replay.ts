@@ -84,7 +84,7 @@ function mapModel(items: number): {
     definition: {
       StartAt: "Load",
       States: {
-        Load: { Type: "Pass", Parameters: { "items.$": `States.ArrayRange(1, ${items}, 1)` }, Next: "Each" },
+        Load: { Type: "Pass", Next: "Each" },
         Each: {
           Type: "Map",
           ItemsPath: "$.items",
@@ -110,7 +110,8 @@ function mapModel(items: number): {
         Done: { Type: "Succeed" },
       },
     },
-    input: {},
+    // The items come with the input (States.ArrayRange stops at 1,000 items, as on AWS).
+    input: { items: Array.from({ length: items }, (_, index) => index + 1) },
     handlers: { Score: (input) => ((input as { item: number }).item * 37) % 100 },
   };
 }

@@ -4,6 +4,7 @@
  */
 import { expect } from "chai";
 import { replayRun } from "../../../src/verify/conformance/replay";
+import { judge } from "./campaign";
 import { recordRun } from "./harness";
 
 const KNOWN_FAILURES = [
@@ -64,4 +65,42 @@ describe("replay: known failures (reported, not fixed yet)", function () {
       expect(verdict.kind, "fixed? move this case to regression.test.ts").to.equal("mismatch");
     });
   }
+
+  it("F4 still fails: V9's walk refuses a genuine run whose caught Map failure aborted a sibling's Task in flight (recorded after the Catch target)", async function () {
+    const definition = {
+      StartAt: "Each",
+      States: {
+        Each: {
+          Type: "Map",
+          ItemsPath: "$.items",
+          ItemProcessor: {
+            ProcessorConfig: { Mode: "INLINE" },
+            StartAt: "Which",
+            States: {
+              Which: {
+                Type: "Choice",
+                Choices: [{ Variable: "$.fail", BooleanEquals: true, Next: "Boom" }],
+                Default: "Work",
+              },
+              Boom: { Type: "Fail", Error: "Boom" },
+              Work: { Type: "Task", Resource: "arn:aws:lambda:us-east-1:123456789012:function:work", End: true },
+            },
+          },
+          Catch: [{ ErrorEquals: ["States.ALL"], ResultPath: "$.err", Next: "Done" }],
+          Next: "Done",
+        },
+        Done: { Type: "Pass", End: true },
+      },
+    };
+    const run = await recordRun(definition, { items: [{ fail: true }, { fail: false }] }, { Work: () => 1 });
+    expect(run.status).to.equal("succeeded");
+    const names = run.states.map((data) => data.state_name);
+    expect(names.indexOf("Work"), "the aborted attempt is recorded after the Catch target").to.be.greaterThan(
+      names.indexOf("Done"),
+    );
+    expect((await replayRun(run)).kind, "the replay alone matches").to.equal("match");
+    const judged = await judge(run);
+    expect(judged.layer).to.equal("walk");
+    expect(judged.verdict.kind, "fixed? move this case to regression.test.ts").to.equal("mismatch");
+  });
 });

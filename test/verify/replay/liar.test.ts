@@ -10,7 +10,8 @@ import { compile, scenarioArb } from "./grammar";
 import { runCampaign, type CampaignStats, type Problem } from "./campaign";
 import { recordRun } from "./harness";
 import { makeHandlers } from "./grammar";
-import { LIE_KINDS } from "./lies";
+import { LIE_KINDS, makeVariant, picker, type LieKind } from "./lies";
+import { forgeReplayable, replayEnv, verifyReplayable } from "./forge-replayable";
 
 const SEED = 20261203;
 
@@ -55,5 +56,43 @@ describe("replay: the liar campaign (fixed sample)", function () {
       const run = await recordRun(model.definition, scenario.input, makeHandlers(model.handlers));
       expect(run.states.length).to.be.greaterThan(1);
     }
+  });
+
+  it("through verifyProtocol: genuine runs are valid; lies pass V0–V8 and fail V9", async function () {
+    const env = await replayEnv();
+    const kinds: LieKind[] = [
+      "input",
+      "execution-input",
+      "branch",
+      "drop",
+      "caught",
+      "end-output",
+      "status",
+      "aborted-cut",
+    ];
+    let lies = 0;
+    for (const scenario of fc.sample(scenarioArb(), { seed: SEED + 1, numRuns: 4 })) {
+      const model = compile(scenario.block);
+      const genuine = await recordRun(model.definition, scenario.input, makeHandlers(model.handlers), {
+        validate: false,
+      });
+      const valid = await verifyReplayable(env, await forgeReplayable(env, genuine));
+      expect(valid.report.verdict, valid.v9).to.equal("valid");
+      for (const [index, kind] of kinds.entries()) {
+        const variant = await makeVariant(
+          kind,
+          { genuine, handlers: () => makeHandlers(model.handlers) },
+          picker([index * 7 + 3, 11, 5, 2, 13, 1, 8, 4]),
+        );
+        if (!variant || variant.expect !== "lie") continue;
+        const checked = await verifyReplayable(env, await forgeReplayable(env, variant.run));
+        for (const id of ["V0", "V1", "V3", "V4", "V5", "V6", "V7", "V8"]) {
+          expect(checked.steps[id], `${id} on ${variant.what}`).to.equal("pass");
+        }
+        expect(checked.steps.V9, `${variant.what}: ${checked.v9}`).to.equal("fail");
+        lies += 1;
+      }
+    }
+    expect(lies).to.be.at.least(10);
   });
 });
