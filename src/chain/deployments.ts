@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { StatetrailError } from "../errors";
+import { PACKAGE_ROOT } from "../package-root";
 import { addressSchema, txHashSchema } from "../protocol/schema";
 
 const deployedContractSchema = z.object({
@@ -50,7 +51,7 @@ export const deploymentSchema = z.object({
 });
 export type Deployment = z.infer<typeof deploymentSchema>;
 
-export const DEPLOYMENTS_DIR = path.resolve(__dirname, "..", "..", "deployments");
+export const DEPLOYMENTS_DIR = path.join(PACKAGE_ROOT, "deployments");
 
 export function deploymentFile(network: string, dir = DEPLOYMENTS_DIR): string {
   return path.join(dir, network, "deployment.json");

@@ -3,10 +3,11 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { StatetrailError } from "../errors";
+import { PACKAGE_ROOT } from "../package-root";
 import { probeChainId } from "./provider";
 
 /** The repository root: hardhat.config.ts lives here, and `hardhat node` runs here. */
-export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+export const REPO_ROOT = PACKAGE_ROOT;
 
 /** The environment variable hardhat.config.ts reads to give the `hardhat` network another chain id. */
 export const CHAIN_ID_VARIABLE = "STATETRAIL_HARDHAT_CHAIN_ID";

@@ -2,22 +2,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { Wallet } from "ethers";
-import { ensureLocalChain } from "../../chain/local";
-import { devPrivateKey } from "../../chain/keys";
-import { freePort } from "../../chain/node";
-import { initIdentity } from "../../identity/identity";
-import { loadModel } from "../../model/load";
-import { startServer } from "../../server";
 import { Home } from "../../store/home";
-import { Tracker } from "../../tracker/tracker";
-import { ensReaderFromProvider, renderReport, trustedFromDeployment, verifyProtocol } from "../../verify";
 import { engineFromOptions, readInputArgument } from "./run";
-import { registriesOf } from "../context";
 import { EXIT } from "../output";
 import { type CommandContext } from "../main";
+import { PACKAGE_ROOT } from "../../package-root";
 
-const EXAMPLES = path.resolve(__dirname, "..", "..", "..", "examples");
+const EXAMPLES = path.join(PACKAGE_ROOT, "examples");
 
 interface DemoOptions {
   model: string;
@@ -45,6 +36,18 @@ export function registerDemo({ program, run }: CommandContext): void {
     )
     .action((options: DemoOptions) =>
       run(async (globals) => {
+        // Loaded here, not for --help (lazy loading: src/cli/lazy.ts).
+        const { Wallet } = await import("ethers");
+        const { ensureLocalChain } = await import("../../chain/local");
+        const { devPrivateKey } = await import("../../chain/keys");
+        const { freePort } = await import("../../chain/node");
+        const { initIdentity } = await import("../../identity/identity");
+        const { loadModel } = await import("../../model/load");
+        const { startServer } = await import("../../server");
+        const { Tracker } = await import("../../tracker/tracker");
+        const { ensReaderFromProvider, renderReport, trustedFromDeployment, verifyProtocol } =
+          await import("../../verify");
+        const { registriesOf } = await import("../context");
         const log = globals.output.log;
         const started = Date.now();
         const step = (n: number, text: string) => log(`\n[${n}/6] ${text}`);
