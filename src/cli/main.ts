@@ -7,7 +7,6 @@ import { registerModel } from "./commands/model";
 import { registerNode } from "./commands/node";
 import { registerPublish } from "./commands/publish";
 import { localEngineWarnings, registerRun } from "./commands/run";
-import { loadModel } from "../model/load";
 import { registerServe } from "./commands/serve";
 import { registerVerify } from "./commands/verify";
 import { registerWatch } from "./commands/watch";
@@ -69,6 +68,7 @@ function warnAtModelDeploy(program: Command): void {
     if (options.engine !== undefined && options.engine !== "local") return;
     let lines: string[];
     try {
+      const { loadModel } = await import("../model/load");
       const model = await loadModel(command.args[0], { maxBytes: Number(options.maxModelBytes) || undefined });
       lines = localEngineWarnings(model);
     } catch {

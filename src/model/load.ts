@@ -6,7 +6,8 @@ import { type AslDefinition, type LoadedModel, type ValidationStrictness } from 
 import { type AslProblem, validateDefinition } from "./validate";
 
 /** Models larger than this are refused unless a larger limit is configured. */
-export const DEFAULT_MAX_MODEL_BYTES = 1024 * 1024;
+export { DEFAULT_MAX_MODEL_BYTES } from "../protocol/limits";
+import { DEFAULT_MAX_MODEL_BYTES } from "../protocol/limits";
 
 /** Nesting deeper than this is refused (a definition is nowhere near it; it protects the parser). */
 const MAX_DEPTH = 1000;

@@ -7,6 +7,11 @@ import { StatetrailError } from "../errors";
  * input. Parsing is cheap for honest documents; these helpers keep it cheap for hostile ones too.
  */
 
+/** Default size limits, here (a module that loads nothing heavy) so the CLI can show them in --help cheaply. */
+export const DEFAULT_MAX_MODEL_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_STATE_BYTES = 256 * 1024;
+export const DEFAULT_MAX_INPUT_BYTES = 256 * 1024;
+
 /** Nesting deeper than this is refused (the ASL loader uses the same limit; no real document comes near it). */
 export const MAX_JSON_DEPTH = 1000;
 

@@ -31,8 +31,8 @@ import { TransactionSender } from "./sender";
 /** On-chain status numbers of InstanceRegistry.InstanceStatus. */
 const CHAIN_STATUS: Record<Exclude<InstanceStatus, "running">, number> = { succeeded: 2, failed: 3, aborted: 4 };
 
-export const DEFAULT_MAX_STATE_BYTES = 256 * 1024;
-export const DEFAULT_MAX_INPUT_BYTES = 256 * 1024;
+export { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STATE_BYTES } from "../protocol/limits";
+import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STATE_BYTES } from "../protocol/limits";
 export const DEFAULT_MAX_IN_FLIGHT = 16;
 export const DEFAULT_PUBLISH_INTERVAL_MS = 250;
 

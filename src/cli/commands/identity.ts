@@ -1,16 +1,12 @@
-import { Wallet } from "ethers";
-import { devPrivateKey } from "../../chain/keys";
-import { fundFromDevAccount } from "../../chain/local";
-import { getRegistries } from "../../chain/contracts";
-import { readCertificateFiles } from "../../identity/certificate";
-import { initIdentity, showIdentity } from "../../identity/identity";
 import { StatetrailError } from "../../errors";
-import { loadKeystore } from "../../identity/keystore";
 import { readIdentity } from "../../identity/record";
-import { revokeIdentityCertificate, rotateCertificate } from "../../identity/registration";
 import { parseHexHash } from "../../chain/hash";
-import { homeOf, openChain } from "../context";
 import { type CommandContext } from "../main";
+import { lazy } from "../lazy";
+
+// Loaded when used (lazy.ts): not for --help.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const certificates = lazy(() => require("../../identity/certificate") as typeof import("../../identity/certificate"));
 
 interface InitOptions {
   host: string;
@@ -45,6 +41,10 @@ export function registerIdentity({ program, run }: CommandContext): void {
     )
     .action((options: InitOptions) =>
       run(async (globals) => {
+        const { Wallet } = await import("ethers");
+        const { devPrivateKey } = await import("../../chain/keys");
+        const { initIdentity } = await import("../../identity/identity");
+        const { homeOf, openChain } = await import("../context");
         // Read the key before anything else: an unset variable must not fall back to making a new, unfunded key.
         const privateKey = options.privateKeyEnv ? privateKeyFromEnvironment(options.privateKeyEnv) : undefined;
         const home = homeOf(globals);
@@ -92,6 +92,8 @@ export function registerIdentity({ program, run }: CommandContext): void {
     .description("print the identity and its live on-chain status (certificate, ENS)")
     .action(() =>
       run(async (globals) => {
+        const { showIdentity } = await import("../../identity/identity");
+        const { homeOf, openChain } = await import("../context");
         const home = homeOf(globals);
         const chain = await openChain(globals);
         try {
@@ -126,6 +128,11 @@ export function registerIdentity({ program, run }: CommandContext): void {
     .option("--revoke-previous", "revoke the previous certificate once the new one is in place", false)
     .action((options: { cert?: string; key?: string; validityDays: string; revokePrevious: boolean }) =>
       run(async (globals) => {
+        const { fundFromDevAccount } = await import("../../chain/local");
+        const { getRegistries } = await import("../../chain/contracts");
+        const { loadKeystore } = await import("../../identity/keystore");
+        const { rotateCertificate } = await import("../../identity/registration");
+        const { homeOf, openChain } = await import("../context");
         const home = homeOf(globals);
         const chain = await openChain(globals);
         try {
@@ -169,6 +176,10 @@ export function registerIdentity({ program, run }: CommandContext): void {
     .description("revoke a certificate of this identity (default: the current one)")
     .action((fingerprint: string | undefined) =>
       run(async (globals) => {
+        const { getRegistries } = await import("../../chain/contracts");
+        const { loadKeystore } = await import("../../identity/keystore");
+        const { revokeIdentityCertificate } = await import("../../identity/registration");
+        const { homeOf, openChain } = await import("../context");
         const home = homeOf(globals);
         const chain = await openChain(globals);
         try {
@@ -197,7 +208,7 @@ function pemOptions(options: { cert?: string; key?: string }): { certPem?: strin
   if (!options.cert || !options.key) {
     throw new StatetrailError("INVALID_ARGUMENT", "--cert and --key must be given together");
   }
-  const material = readCertificateFiles(options.cert, options.key);
+  const material = certificates.readCertificateFiles(options.cert, options.key);
   return { certPem: material.certPem, keyPem: material.keyPem };
 }
 

@@ -1,8 +1,6 @@
-import { DEFAULT_MAX_MODEL_BYTES, inspectModelFile, loadModel } from "../../model/load";
-import { type AslProblem, validateModel } from "../../model/validate";
-import { Tracker } from "../../tracker/tracker";
+import { type AslProblem } from "../../model/validate";
+import { DEFAULT_MAX_MODEL_BYTES } from "../../protocol/limits";
 import { engineFromOptions, positiveInt } from "./run";
-import { openIssuer } from "../context";
 import { type CommandContext } from "../main";
 
 export function registerModel({ program, run }: CommandContext): void {
@@ -26,6 +24,7 @@ export function registerModel({ program, run }: CommandContext): void {
     )
     .action((file: string, options: { maxModelBytes: string }) =>
       run(async (globals) => {
+        const { inspectModelFile } = await import("../../model/load");
         const inspected = await inspectModelFile(file, {
           maxBytes: positiveInt(options.maxModelBytes, "--max-model-bytes"),
         });
@@ -64,6 +63,11 @@ export function registerModel({ program, run }: CommandContext): void {
         options: { engine: string; roleArn?: string; region?: string; endpoint?: string; maxModelBytes: string },
       ) =>
         run(async (globals) => {
+          // Loaded here, not for --help (lazy loading: src/cli/lazy.ts).
+          const { loadModel } = await import("../../model/load");
+          const { validateModel } = await import("../../model/validate");
+          const { Tracker } = await import("../../tracker/tracker");
+          const { openIssuer } = await import("../context");
           // With --engine aws, AWS Step Functions is the authority on validity: what asl-validator refuses is a
           // warning, structural problems still refuse the model (the model keeps the strictness it was loaded with).
           const strictness = options.engine === "aws" ? "aws" : "local";

@@ -1,6 +1,3 @@
-import { ensureLocalChain } from "../../chain/local";
-import { formatDeployment } from "../../chain/deploy";
-import { clearNodeRpc, recordNodeRpc } from "../context";
 import { type CommandContext } from "../main";
 
 export function registerNode({ program, run }: CommandContext): void {
@@ -11,6 +8,10 @@ export function registerNode({ program, run }: CommandContext): void {
     .addHelpText("after", "\nStays in the foreground until Ctrl-C.\nExample:\n  $ statetrail node --port 8545")
     .action((options: { port: string }) =>
       run(async (globals) => {
+        // Loaded here, not for --help (lazy loading: src/cli/lazy.ts).
+        const { ensureLocalChain } = await import("../../chain/local");
+        const { formatDeployment } = await import("../../chain/deploy");
+        const { clearNodeRpc, recordNodeRpc } = await import("../context");
         const chain = await ensureLocalChain({ port: Number(options.port), log: globals.output.log });
         globals.output.result(
           { url: chain.node.url, started: chain.started, deployed: chain.deployed, deployment: chain.deployment },

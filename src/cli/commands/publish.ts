@@ -1,7 +1,5 @@
 import { parseHexHash } from "../../chain/hash";
 import { StatetrailError } from "../../errors";
-import { publishToMirror } from "../../publish/mirror";
-import { homeOf } from "../context";
 import { type CommandContext } from "../main";
 
 interface PublishCliOptions {
@@ -34,6 +32,9 @@ Examples:
     )
     .action((instances: string[], options: PublishCliOptions) =>
       run(async (globals) => {
+        // Loaded here, not for --help (lazy loading: src/cli/lazy.ts).
+        const { publishToMirror } = await import("../../publish/mirror");
+        const { homeOf } = await import("../context");
         if (!options.mirror) throw new StatetrailError("INVALID_ARGUMENT", "--mirror s3://bucket/prefix is required");
         const home = homeOf(globals);
         globals.output.log(`publishing to ${options.mirror}`);

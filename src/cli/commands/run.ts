@@ -2,21 +2,30 @@ import fs from "node:fs";
 import path from "node:path";
 import { isStatetrailError, StatetrailError } from "../../errors";
 import { isHexHash, parseHexHash } from "../../chain/hash";
-import { createEngine, type Engine } from "../../engine";
-import { DEFAULT_MAX_MODEL_BYTES, loadModel, loadModelFromBytes } from "../../model/load";
-import { unsupportedForLocal } from "../../model/features";
+import { type Engine } from "../../engine";
 import { type LoadedModel, type ValidationStrictness } from "../../model/types";
-import { assertJsonDepth, decodeUtf8, readFileLimited } from "../../protocol/limits";
-import { DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_STATE_BYTES } from "../../tracker/tracker";
+import {
+  assertJsonDepth,
+  decodeUtf8,
+  DEFAULT_MAX_INPUT_BYTES,
+  DEFAULT_MAX_MODEL_BYTES,
+  DEFAULT_MAX_STATE_BYTES,
+  readFileLimited,
+} from "../../protocol/limits";
 import { type InstanceProtocol } from "../../protocol/schema";
 import { type Home } from "../../store/home";
-import { unfinishedInstances } from "../../tracker/resume";
-import { retryRpc } from "../../tracker/rpc-retry";
 import { ANCHOR_MODES, type AnchorMode } from "../../tracker/journal";
-import { Tracker, type TrackerOptions } from "../../tracker/tracker";
-import { homeOf, openIssuer } from "../context";
+import { type Tracker, type TrackerOptions } from "../../tracker/tracker";
 import { type CommandContext } from "../main";
 import { type Output } from "../output";
+import { lazy } from "../lazy";
+
+// Loaded when a command's action uses them (lazy.ts): not for --help.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const engines = lazy(() => require("../../engine") as typeof import("../../engine"));
+const features = lazy(() => require("../../model/features") as typeof import("../../model/features"));
+const resumption = lazy(() => require("../../tracker/resume") as typeof import("../../tracker/resume"));
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 export interface EngineCliOptions {
   engine: string;
@@ -62,6 +71,9 @@ export function registerRun({ program, run }: CommandContext): void {
     )
     .action((modelRef: string | undefined, options: EngineCliOptions & AnchorCliOptions & RunCliOptions) =>
       run(async (globals) => {
+        const { homeOf, openIssuer } = await import("../context");
+        const { retryRpc } = await import("../../tracker/rpc-retry");
+        const { Tracker } = await import("../../tracker/tracker");
         if (options.listUnfinished) {
           listUnfinished(homeOf(globals), globals.output);
           return;
@@ -136,7 +148,7 @@ export function registerRun({ program, run }: CommandContext): void {
  * Returns the warning lines (empty when the local engine runs it).
  */
 export function localEngineWarnings(model: LoadedModel): string[] {
-  const findings = unsupportedForLocal(model.definition);
+  const findings = features.unsupportedForLocal(model.definition);
   if (findings.length === 0) return [];
   return [
     `warning: ${model.source} uses ${findings.length} feature${findings.length === 1 ? "" : "s"} the local engine ` +
@@ -198,7 +210,7 @@ interface RunCliOptions {
 }
 
 function listUnfinished(home: Home, output: Output): void {
-  const found = unfinishedInstances(home);
+  const found = resumption.unfinishedInstances(home);
   output.result(
     { unfinished: found },
     found.length === 0
@@ -213,7 +225,7 @@ function listUnfinished(home: Home, output: Output): void {
  * listed); instances whose run failed with an error are listed with the command that finishes them.
  */
 async function finishUnfinished(tracker: Tracker, home: Home, resume: boolean, output: Output): Promise<void> {
-  for (const unfinished of unfinishedInstances(home)) {
+  for (const unfinished of resumption.unfinishedInstances(home)) {
     const command = `statetrail run --resume ${unfinished.instance}`;
     if (!resume || unfinished.error !== null) {
       output.log(
@@ -273,7 +285,7 @@ export function anchoringFromOptions(
 /** The engine the flags ask for; `onWarning` hears what the engine warns about (AWS's validation, local caveats). */
 export function engineFromOptions(options: EngineCliOptions, onWarning?: (message: string) => void): Engine {
   if (options.engine === "aws") {
-    return createEngine({
+    return engines.createEngine({
       engine: "aws",
       roleArn: options.roleArn,
       region: options.region,
@@ -287,7 +299,7 @@ export function engineFromOptions(options: EngineCliOptions, onWarning?: (messag
   if (options.taskHandler !== undefined && options.taskHandler !== "echo") {
     throw new StatetrailError("INVALID_ARGUMENT", `--task-handler knows only "echo", not "${options.taskHandler}"`);
   }
-  return createEngine({
+  return engines.createEngine({
     engine: "local",
     handlers: options.handlers ? path.resolve(options.handlers) : undefined,
     taskHandler: options.taskHandler,
@@ -306,6 +318,7 @@ export async function resolveModel(
   maxBytes?: number,
   strictness: ValidationStrictness = "local",
 ): Promise<LoadedModel> {
+  const { loadModel, loadModelFromBytes } = await import("../../model/load");
   if (isHexHash(ref) && !fs.existsSync(ref)) {
     return loadModelFromBytes(home.readModel(ref), { source: ref, maxBytes, strictness });
   }

@@ -1,9 +1,12 @@
 import { isStatetrailError, StatetrailError } from "../../errors";
 import { type IdentityRecord } from "../../identity/record";
-import { startServer } from "../../server";
-import { ensReaderFromProvider, trustedFromDeployment } from "../../verify";
-import { openChain, homeOf, identityInitCommand, readIdentityLoosely, type GlobalOptions } from "../context";
+import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
+import { lazy } from "../lazy";
+
+// Loaded when used (lazy.ts): not for --help.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const context = lazy(() => require("../context") as typeof import("../context"));
 
 interface ServeOptions {
   host?: string;
@@ -33,6 +36,9 @@ export function registerServe({ program, run }: CommandContext): void {
     )
     .action((options: ServeOptions) =>
       run(async (globals) => {
+        const { startServer } = await import("../../server");
+        const { ensReaderFromProvider, trustedFromDeployment } = await import("../../verify");
+        const { openChain, homeOf, readIdentityLoosely } = await import("../context");
         const home = homeOf(globals);
         const identity = readIdentityLoosely(home);
         const port = options.port === undefined ? undefined : parsePort(options.port);
@@ -94,7 +100,7 @@ function portMismatch(globals: GlobalOptions, identity: IdentityRecord, port: nu
     {
       hint:
         `serve on the registered port (leave out --port), or first change the registration: ` +
-        `${identityInitCommand(globals, identity, { port, force: true })}` +
+        `${context.identityInitCommand(globals, identity, { port, force: true })}` +
         ` (protocols published before name the old URL)`,
     },
   );
@@ -114,6 +120,6 @@ function withPortInUseHint(
     hint:
       `another process listens on port ${port}, the port of the registered URL ${identity.url} (another ` +
       `\`statetrail serve\`?): stop it. To serve on another port, change the registration first: ` +
-      identityInitCommand(globals, identity, { port: "<new port>", force: true }),
+      context.identityInitCommand(globals, identity, { port: "<new port>", force: true }),
   });
 }

@@ -1,34 +1,29 @@
 import fs from "node:fs";
-import { getAddress, isAddress } from "ethers";
 import { StatetrailError, toStatetrailError } from "../../errors";
 import { loadDeployment } from "../../chain/deployments";
 import { parseHexHash } from "../../chain/hash";
-import { getText, resolveAddress } from "../../chain/ens";
-import { connect, type ChainProvider } from "../../chain/provider";
-import { pinnedFetch, type PeerCertificate } from "../../net/pinned-fetch";
+import { type ChainProvider } from "../../chain/provider";
+import { type PeerCertificate } from "../../net/pinned-fetch";
 import { decodeUtf8, readFileLimited } from "../../protocol/limits";
 import {
-  DEFAULT_MAX_BYTES,
-  ensReaderFromProvider,
-  FetchRecorder,
-  isMirrorUrl,
-  pinnedFetcher,
-  renderReport,
-  renderReportsHtml,
-  storageFetcher,
-  trustedFromDeployment,
-  verifyProtocol,
-  ChainView,
   type ExpectedSubject,
+  type FetchRecorder,
   type Fetcher,
   type TrustedSetup,
   type VerificationReport,
+  type verifyProtocol,
 } from "../../verify";
-import { sameAddress } from "../../verify/findings";
 import { refusedReport } from "../../verify/report";
-import { rpcUrlFor, type GlobalOptions } from "../context";
+import { type GlobalOptions } from "../context";
 import { EXIT } from "../output";
 import { type CommandContext } from "../main";
+import { lazy } from "../lazy";
+
+// Loaded when used (lazy.ts): not for --help.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const ethers = lazy(() => require("ethers") as typeof import("ethers"));
+const verifier = lazy(() => require("../../verify") as typeof import("../../verify"));
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 export interface VerifyCliOptions {
   registries?: string;
@@ -79,6 +74,7 @@ Examples:
     )
     .action((target: string, options: VerifyCliOptions) =>
       run(async (globals) => {
+        const { FetchRecorder, renderReport, renderReportsHtml } = await import("../../verify");
         const recorder = options.html ? new FetchRecorder() : undefined;
         const reports = await verifyTarget(target, options, globals, undefined, recorder);
         if (options.html && recorder) {
@@ -116,7 +112,7 @@ export function trustedSetup(
         "--registries takes model,certificate,instance addresses and needs --chain-id",
       );
     }
-    const [model, certificate, instance] = parts.map((p) => getAddress(p));
+    const [model, certificate, instance] = parts.map((p) => ethers.getAddress(p));
     return {
       trusted: {
         chainId: Number(options.chainId),
@@ -127,7 +123,7 @@ export function trustedSetup(
     };
   }
   const deployment = loadDeployment(globals.network);
-  return { trusted: trustedFromDeployment(deployment), ens: options.ensRegistry ?? deployment.ens.registry };
+  return { trusted: verifier.trustedFromDeployment(deployment), ens: options.ensRegistry ?? deployment.ens.registry };
 }
 
 export async function verifyTarget(
@@ -137,6 +133,10 @@ export async function verifyTarget(
   onReport?: (report: VerificationReport) => void,
   recorder?: FetchRecorder,
 ): Promise<VerificationReport[]> {
+  const { connect } = await import("../../chain/provider");
+  const { rpcUrlFor } = await import("../context");
+  const { ensReaderFromProvider, isMirrorUrl, pinnedFetcher, storageFetcher, verifyProtocol } =
+    await import("../../verify");
   const { trusted, ens } = trustedSetup(globals, options);
   const wrap = (fetcher: Fetcher): Fetcher => (recorder ? recorder.wrap(fetcher) : fetcher);
   // A mirror: untrusted storage holding a copy (verify/mirror.ts); s3:// and http:// can only be one.
@@ -196,6 +196,8 @@ export async function resolveTargets(
   trusted: TrustedSetup,
 ): Promise<Resolved[]> {
   const asked: ExpectedSubject = {};
+  const { getAddress, isAddress } = await import("ethers");
+  const { DEFAULT_MAX_BYTES, isMirrorUrl } = await import("../../verify");
   if (options.issuer !== undefined) {
     if (!isAddress(options.issuer)) {
       throw new StatetrailError("INVALID_ARGUMENT", `--issuer is not an address: "${options.issuer}"`, {
@@ -226,6 +228,10 @@ async function instancesOfEnsName(
   provider: ChainProvider,
   trusted: TrustedSetup,
 ): Promise<Resolved[]> {
+  const { getAddress } = await import("ethers");
+  const { getText, resolveAddress } = await import("../../chain/ens");
+  const { pinnedFetch } = await import("../../net/pinned-fetch");
+  const { sameAddress } = await import("../../verify/findings");
   const [url, address] = await Promise.all([getText(provider, name, "url"), resolveAddress(provider, name)]);
   const hint = "check the name and --network / --ens-registry";
   if (!url)
@@ -273,6 +279,8 @@ async function notTheIssuers(
   provider: ChainProvider,
   trusted: TrustedSetup,
 ): Promise<string | null> {
+  const { ChainView } = await import("../../verify");
+  const { sameAddress } = await import("../../verify/findings");
   const chain = new ChainView(provider, trusted);
   const issuer = `${expected.issuer} (${expected.ensName}'s address)`;
   const record = await chain.certificateOf(certificate.fingerprint, expected.issuer!);

@@ -1,8 +1,5 @@
 import { StatetrailError } from "../../errors";
-import { connect } from "../../chain/provider";
-import { ensReaderFromProvider, renderReport } from "../../verify";
-import { watchInstance, type WatchEvent } from "../../verify/watch";
-import { rpcUrlFor } from "../context";
+import { type WatchEvent } from "../../verify/watch";
 import { type CommandContext } from "../main";
 import { resolveTargets, trustedSetup, type VerifyCliOptions } from "./verify";
 
@@ -33,6 +30,11 @@ Example:
     )
     .action((target: string, options: VerifyCliOptions & { grace: string; poll: string; timeout?: string }) =>
       run(async (globals) => {
+        // Loaded here, not for --help (lazy loading: src/cli/lazy.ts).
+        const { connect } = await import("../../chain/provider");
+        const { ensReaderFromProvider, renderReport } = await import("../../verify");
+        const { watchInstance } = await import("../../verify/watch");
+        const { rpcUrlFor } = await import("../context");
         const { trusted, ens } = trustedSetup(globals, options);
         const provider = await connect({
           rpcUrl: rpcUrlFor(globals),
