@@ -561,7 +561,16 @@ function libraryErrorInfo(error: Error): ErrorInfo {
 interface OpenAttempt {
   event: StateEnteredEvent;
   key: string;
-  scope: string;
+  path: IterationStep[];
+}
+
+/** Is `path` inside `outer` (equal to it or nested in it), and, if `container` is given, in its iterations? */
+function within(path: IterationStep[], outer: IterationStep[], container?: string): boolean {
+  if (path.length < outer.length + (container === undefined ? 0 : 1)) return false;
+  const same = (a: IterationStep, b: IterationStep): boolean =>
+    a.parent === b.parent && a.kind === b.kind && a.index === b.index;
+  if (!outer.every((step, i) => same(step, path[i]))) return false;
+  return container === undefined || path[outer.length].parent === container;
 }
 
 /**
@@ -607,6 +616,11 @@ export class LibraryEventMapper {
         const error: ErrorInfo = { error: String(event.Error), cause: causeString(event.Cause) };
         if (error.cause === undefined) delete error.cause;
         this.lastError.set(`${scope}\u0000${event.state.name}`, error);
+        // A failed Map or Parallel has aborted its iterations and waited for them: their attempts still open
+        // end here, before whatever the failure leads to (a Catch's target, the execution's end).
+        if (event.state.type === "Map" || event.state.type === "Parallel") {
+          return this.close(iterationPath, event.state.name);
+        }
         const key = TaskCallLog.key(iterationPath, event.state.name);
         const open = this.open.get(key);
         if (!open) return [];
@@ -627,13 +641,16 @@ export class LibraryEventMapper {
         return [];
       }
       case "ExecutionSucceeded":
-        if (iterationPath.length > 0) return this.close(scope);
-        return [...this.close(scope), { kind: "end", status: "succeeded", output: event.output ?? null, error: null }];
+        if (iterationPath.length > 0) return this.close(iterationPath);
+        return [
+          ...this.close(iterationPath),
+          { kind: "end", status: "succeeded", output: event.output ?? null, error: null },
+        ];
       case "ExecutionFailed": {
-        if (iterationPath.length > 0) return this.close(scope);
+        if (iterationPath.length > 0) return this.close(iterationPath);
         const cause = causeString(event.Cause);
         return [
-          ...this.close(scope),
+          ...this.close(iterationPath),
           {
             kind: "end",
             status: "failed",
@@ -643,12 +660,12 @@ export class LibraryEventMapper {
         ];
       }
       case "ExecutionAborted":
-        if (iterationPath.length > 0) return this.close(scope);
-        return [...this.close(scope), { kind: "end", status: "aborted", output: null, error: null }];
+        if (iterationPath.length > 0) return this.close(iterationPath);
+        return [...this.close(iterationPath), { kind: "end", status: "aborted", output: null, error: null }];
       case "ExecutionTimeout":
-        if (iterationPath.length > 0) return this.close(scope);
+        if (iterationPath.length > 0) return this.close(iterationPath);
         return [
-          ...this.close(scope),
+          ...this.close(iterationPath),
           {
             kind: "end",
             status: "failed",
@@ -662,11 +679,10 @@ export class LibraryEventMapper {
   }
 
   /** The attempts still open in `scope` or nested in it (their run ended under them): null outcomes. */
-  private close(scope: string): StateEnteredEvent[] {
-    const prefix = scope === "[]" ? "[" : scope.slice(0, -1);
+  private close(path: IterationStep[], container?: string): StateEnteredEvent[] {
     const closed: StateEnteredEvent[] = [];
     for (const [key, open] of this.open) {
-      if (open.scope === scope || open.scope.startsWith(prefix)) {
+      if (within(open.path, path, container)) {
         this.open.delete(key);
         closed.push(open.event);
       }
@@ -685,7 +701,7 @@ export class LibraryEventMapper {
     const key = TaskCallLog.key(iterationPath, state.name);
     // An attempt whose end was never reported (it can't be: the library ends one before the next) is not lost.
     const stale = this.open.get(key);
-    this.open.set(key, { event, key, scope: JSON.stringify(iterationPath) });
+    this.open.set(key, { event, key, path: iterationPath });
     return stale ? [stale.event] : [];
   }
 

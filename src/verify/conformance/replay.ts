@@ -155,7 +155,37 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
       notes: [],
     };
   }
+  const endType = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" } as const;
+  if (status !== "running" && recordedEnd.state_type !== endType[status]) {
+    return {
+      kind: "mismatch",
+      seq: recordedEnd.seq,
+      message: `the protocol's status is ${status}, its end entry says ${recordedEnd.state_type}`,
+      notes: [],
+    };
+  }
 
+  // Which concurrent branch fails first is a matter of timing: a failure recorded inside a Map or Parallel is
+  // replayed held until its siblings have run as far as they can (as when they all failed together), and if
+  // that schedule disagrees, released at once (as when it ended its Map or Parallel before the others went on).
+  // Either is a schedule the service could have run; any other lie disagrees with both.
+  const held = await replayWith(run, recordedContext, recordedEnd, "hold-failures");
+  if (held.kind !== "mismatch") return held;
+  const concurrentFailure = states.some((data) => data.iteration_path.length > 0 && data.outcome?.error);
+  if (!concurrentFailure) return held;
+  const immediate = await replayWith(run, recordedContext, recordedEnd, "fail-at-once");
+  return immediate.kind === "match" ? immediate : held;
+}
+
+type FailureSchedule = "hold-failures" | "fail-at-once";
+
+async function replayWith(
+  run: ReplayInput,
+  recordedContext: ContextObject,
+  recordedEnd: StateData,
+  schedule: FailureSchedule,
+): Promise<ReplayVerdict> {
+  const { definition, states, status } = run;
   // Every Task attempt's recorded outcome, queued per iteration path and state, in seq order.
   const outcomes = new Map<string, (Outcome | null)[]>();
   let taskAttempts = 0;
@@ -197,7 +227,7 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
     if ("result" in outcome || !recorded) return (outcome as { result?: unknown }).result ?? null;
     // A failure inside a Map or Parallel may end it and abort its siblings: let them first run as far as
     // their own recorded outcomes take them, as they did in the recorded run.
-    if (context.iterationPath.length > 0) await sharedQuiet();
+    if (schedule === "hold-failures" && context.iterationPath.length > 0) await sharedQuiet();
     const error = new Error(recorded.cause ?? "");
     error.name = recorded.error;
     throw error;

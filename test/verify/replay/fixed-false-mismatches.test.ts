@@ -1,17 +1,17 @@
 /**
- * Known failures of the replay found by the liar campaign and reported to the lead (.liar-findings.md), asserted
- * to still fail: when one is fixed, its test here fails, and it moves to regression.test.ts as a plain test.
+ * False mismatches on genuine runs that the liar campaign found (F3, F4), fixed: each genuine run must be judged
+ * a match by V9 as the pipeline runs it (the walk, then the replay).
  */
 import { expect } from "chai";
 import { replayRun } from "../../../src/verify/conformance/replay";
 import { judge } from "./campaign";
 import { recordRun } from "./harness";
 
-const KNOWN_FAILURES = [
+const FIXED = [
   {
     id: "F3",
     title:
-      "false mismatch: a recorded Task failure is held back while a sibling branch runs into a failure of its own, which aborts the Task",
+      "a recorded Task failure held back while a sibling branch runs into a failure of its own was replayed as aborted (the replay now also tries the schedule where the failure ends the Parallel at once)",
     definition: {
       StartAt: "P",
       States: {
@@ -53,20 +53,20 @@ const KNOWN_FAILURES = [
   },
 ];
 
-describe("replay: known failures (reported, not fixed yet)", function () {
-  for (const known of KNOWN_FAILURES) {
-    it(`${known.id} still fails: ${known.title}`, async function () {
+describe("replay: genuine runs once refused (liar campaign findings F3, F4)", function () {
+  for (const known of FIXED) {
+    it(`${known.id}, fixed: ${known.title}`, async function () {
       const run = await recordRun(known.definition, known.input, known.handlers);
       // The genuine run: A failed before M's iteration ran, and the execution failed with A's error.
       expect(run.status).to.equal("failed");
       expect(run.states.map((data) => data.state_name)).to.have.members(["P", "M", "A", "$execution"]);
       expect(run.states[run.states.length - 1].outcome?.error?.error).to.equal("States.TaskFailed");
-      const verdict = await replayRun(run);
-      expect(verdict.kind, "fixed? move this case to regression.test.ts").to.equal("mismatch");
+      expect((await replayRun(run)).kind).to.equal("match");
+      expect((await judge(run)).verdict.kind).to.equal("match");
     });
   }
 
-  it("F4 still fails: V9's walk refuses a genuine run whose caught Map failure aborted a sibling's Task in flight (recorded after the Catch target)", async function () {
+  it("F4, fixed: a caught Map failure that aborted a sibling's Task in flight records that attempt before the Catch target, and V9 accepts the run", async function () {
     const definition = {
       StartAt: "Each",
       States: {
@@ -95,12 +95,11 @@ describe("replay: known failures (reported, not fixed yet)", function () {
     const run = await recordRun(definition, { items: [{ fail: true }, { fail: false }] }, { Work: () => 1 });
     expect(run.status).to.equal("succeeded");
     const names = run.states.map((data) => data.state_name);
-    expect(names.indexOf("Work"), "the aborted attempt is recorded after the Catch target").to.be.greaterThan(
+    expect(names.indexOf("Work"), "the aborted attempt is recorded before the Catch target").to.be.lessThan(
       names.indexOf("Done"),
     );
-    expect((await replayRun(run)).kind, "the replay alone matches").to.equal("match");
-    const judged = await judge(run);
-    expect(judged.layer).to.equal("walk");
-    expect(judged.verdict.kind, "fixed? move this case to regression.test.ts").to.equal("mismatch");
+    expect(run.states.find((data) => data.state_name === "Work")?.outcome).to.equal(null);
+    expect((await replayRun(run)).kind).to.equal("match");
+    expect((await judge(run)).verdict.kind).to.equal("match");
   });
 });
