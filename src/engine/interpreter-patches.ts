@@ -65,6 +65,7 @@ interface ActionClass {
 
 interface Internals {
   ChoiceStateAction: ActionClass;
+  MapStateAction: ActionClass;
   WaitStateAction: ActionClass;
   jsonPathQuery: JsonPathQuery;
   StatesRuntimeError: new (message?: string) => Error;
@@ -77,6 +78,7 @@ interface Internals {
 
 const INTERNAL_NAMES: (keyof Internals)[] = [
   "ChoiceStateAction",
+  "MapStateAction",
   "WaitStateAction",
   "jsonPathQuery",
   "StatesRuntimeError",
@@ -166,7 +168,13 @@ function readInternals(): Internals {
 function checkShape(internals: Internals): void {
   const choice = internals.ChoiceStateAction.prototype.testChoiceRule;
   const wait = internals.WaitStateAction.prototype.execute;
-  if (typeof choice !== "function" || typeof wait !== "function") throw unsupported("Choice/Wait methods not found");
+  const processItem = internals.MapStateAction.prototype.processItem;
+  if (typeof choice !== "function" || typeof wait !== "function" || typeof processItem !== "function") {
+    throw unsupported("Choice/Wait/Map methods not found");
+  }
+  if (!String(processItem).includes("stateMachine.run(")) {
+    throw unsupported(`its code differs from ${PATCHED_LIBRARY_VERSION} (Map processItem)`);
+  }
   const choiceSource = String(choice);
   const waitSource = String(wait);
   const expected = [
@@ -340,6 +348,17 @@ function makeWaitCheck(internals: Internals) {
 
 // ---------------------------------------------------------------------------------------------------
 
+let mapItemIndex: number | undefined;
+
+/**
+ * The index of the Map item whose iteration is being started, while the library starts it (its `processItem`
+ * calls the iteration's `run` synchronously), else undefined. The local engine tags iterations with it: counting
+ * `run` calls goes wrong when an item's ItemSelector fails before its `run` and later items still start.
+ */
+export function currentMapItemIndex(): number | undefined {
+  return mapItemIndex;
+}
+
 /**
  * Installs the corrections into aws-local-stepfunctions (once per process; later calls do nothing).
  * Throws ENGINE_FAILED when the installed library is not the version they were written for.
@@ -350,6 +369,7 @@ export function installInterpreterPatches(): void {
   const internals = readInternals();
   const choiceProto = internals.ChoiceStateAction.prototype;
   const waitProto = internals.WaitStateAction.prototype;
+  const mapProto = internals.MapStateAction.prototype;
   if (choiceProto[PATCHED as unknown as string] && waitProto[PATCHED as unknown as string]) {
     installed = true;
     return;
@@ -381,7 +401,22 @@ export function installInterpreterPatches(): void {
     },
   });
 
-  for (const proto of [choiceProto, waitProto]) {
+  const processItem = mapProto.processItem as (this: unknown, ...args: unknown[]) => unknown;
+  Object.defineProperty(mapProto, "processItem", {
+    configurable: true,
+    writable: true,
+    value: function (this: unknown, ...args: unknown[]): unknown {
+      const previous = mapItemIndex;
+      mapItemIndex = args[4] as number; // (stateMachine, item, input, context, index, options)
+      try {
+        return processItem.apply(this, args);
+      } finally {
+        mapItemIndex = previous;
+      }
+    },
+  });
+
+  for (const proto of [choiceProto, waitProto, mapProto]) {
     Object.defineProperty(proto, PATCHED, { value: true, configurable: false, enumerable: false });
   }
   installed = true;

@@ -10,7 +10,7 @@ import { withoutDotBeforeBracket } from "../model/paths";
 import { forEachState, validateDefinition } from "../model/validate";
 import { type ErrorInfo, type IterationStep, type Outcome } from "../protocol/schema";
 import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
-import { installInterpreterPatches } from "./interpreter-patches";
+import { currentMapItemIndex, installInterpreterPatches } from "./interpreter-patches";
 import { type AslStateType, type Engine, type EngineEvent, type StartOptions, type StateEnteredEvent } from "./types";
 
 /** What a Task handler learns besides its input. */
@@ -203,9 +203,10 @@ function installNestingPatch(): void {
     let group: Group;
     let index: number;
     if (info.kind === "map") {
-      // One nested StateMachine per Map state execution; the library starts iterations in index order.
-      index = mapCounters.get(this) ?? 0;
-      mapCounters.set(this, index + 1);
+      // The item's index as the library starts it (see currentMapItemIndex); counting is the fallback.
+      const counted = mapCounters.get(this) ?? 0;
+      index = currentMapItemIndex() ?? counted;
+      mapCounters.set(this, Math.max(counted, index + 1));
       group = mapGroups.get(this) ?? { members: [], failed: false };
       mapGroups.set(this, group);
     } else {

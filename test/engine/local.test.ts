@@ -767,4 +767,29 @@ describe("local engine", function () {
     );
     expect(end.output).to.deep.equal({ first: [1, 2], inner: [3] });
   });
+
+  it("places iterations by the library's own item index when an item's ItemSelector fails before its iteration starts", async function () {
+    // Counting iterations as they start tagged item 2 as iteration 1 (the liar campaign's F5): ENGINE_FAILED.
+    const m = model({
+      StartAt: "Each",
+      States: {
+        Each: {
+          Type: "Map",
+          ItemsPath: "$.items",
+          MaxConcurrency: 1,
+          ItemSelector: { "x.$": "$$.Map.Item.Value.x" },
+          ItemProcessor: { StartAt: "W", States: { W: { Type: "Pass", End: true } } },
+          End: true,
+        },
+      },
+    });
+    const { states, end } = await collect(
+      new LocalEngine().run(m, { input: { items: [{ x: 1 }, { y: 2 }, { x: 3 }] }, executionName: "selector" }),
+    );
+    expect(end.status).to.equal("failed");
+    expect(end.error?.error).to.equal("States.Runtime");
+    for (const state of states.filter((s) => s.name === "W")) {
+      expect(state.input).to.deep.equal({ x: state.iterationPath[0].index + 1 });
+    }
+  });
 });
