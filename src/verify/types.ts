@@ -18,7 +18,7 @@ export const STEP_TITLES: Record<StepId, string> = {
   V6: "every state: bytes, on-chain event, block, time, sender, link",
   V7: "complete: the on-chain chain equals the protocol; head and status agree",
   V8: "protocol signed by the issuer",
-  V9: "conformance: the recorded states are a legal run of the model",
+  V9: "conformance: the model, replayed from the verified input with the recorded Task outcomes, gives the recorded run",
 };
 
 /**

@@ -56,7 +56,7 @@ export function registerVerify({ program, run }: CommandContext): void {
     )
     .option("--issuer <address>", "the issuer asked about: a protocol of any other issuer is invalid")
     .option("--no-ens", "skip the ENS check (V2), reported as skipped; the verdict can then not be valid")
-    .option("--no-conformance", "skip V9 (the states are a legal run of the model), reported as skipped")
+    .option("--no-conformance", "skip V9 (the replay of the model against the recorded run), reported as skipped")
     .option("--html <file>", "also write a self-contained HTML audit report (no scripts, opens offline)")
     .option("--mirror", "the https URL is a copy on a mirror (implied for s3:// and http://): see docs/AUDITOR.md")
     .option("--s3-endpoint <url>", "S3-compatible endpoint for s3:// mirrors (default: $AWS_ENDPOINT_URL_S3, AWS)")
