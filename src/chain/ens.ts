@@ -29,16 +29,17 @@ import {
   type Provider,
   type Signer,
 } from "ethers";
-import { createWalletClient, custom, defineChain, type Account, type Address, type Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { type Account, type Address, type Hex } from "viem";
 import type { ChainWithEns } from "@ensdomains/ensjs/contracts";
-import {
-  setAddressRecord as ensjsSetAddressRecord,
-  setPrimaryName as ensjsSetPrimaryName,
-  setResolver as ensjsSetResolver,
-  setTextRecord as ensjsSetTextRecord,
-} from "@ensdomains/ensjs/wallet";
 import { StatetrailError } from "../errors";
+import { lazy } from "../lazy";
+
+// viem and ensjs write ENS records (identity); the reads an auditor makes use ethers only, and don't load them.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const viemLib = lazy(() => require("viem") as typeof import("viem"));
+const viemAccounts = lazy(() => require("viem/accounts") as typeof import("viem/accounts"));
+const ensjs = lazy(() => require("@ensdomains/ensjs/wallet") as typeof import("@ensdomains/ensjs/wallet"));
+/* eslint-enable @typescript-eslint/no-require-imports */
 import type { Deployment } from "./deployments";
 import { chainIdOf, chainName, ensRegistryOf, toChainError, waitForReceipt } from "./provider";
 
@@ -198,7 +199,7 @@ export async function setResolver(
   await send(
     provider,
     `setting the resolver of ${normalized}`,
-    () => ensjsSetResolver(wallet, { name: normalized, contract: "registry", resolverAddress: resolver as Address }),
+    () => ensjs.setResolver(wallet, { name: normalized, contract: "registry", resolverAddress: resolver as Address }),
     options,
   );
   const readBack = getAddress(await registry.resolver(node));
@@ -223,7 +224,7 @@ export async function setAddr(
     provider,
     `setting the address of ${normalized}`,
     async () =>
-      ensjsSetAddressRecord(wallet, {
+      ensjs.setAddressRecord(wallet, {
         name: normalized,
         coin: "eth",
         value: target,
@@ -256,7 +257,7 @@ export async function setText(
     provider,
     `setting the "${key}" text record of ${normalized}`,
     async () =>
-      ensjsSetTextRecord(wallet, {
+      ensjs.setTextRecord(wallet, {
         name: normalized,
         key,
         value,
@@ -296,7 +297,7 @@ export async function setPrimaryName(
   await send(
     provider,
     `setting the primary name of ${me} to ${normalized}`,
-    () => ensjsSetPrimaryName(wallet, { name: normalized }),
+    () => ensjs.setPrimaryName(wallet, { name: normalized }),
     options,
   );
   const readBack = await readReverseRecord(provider, ens.registry, me);
@@ -543,7 +544,7 @@ async function ensWalletClient(signer: Signer, ens: EnsAddresses) {
   // ensjs' ChainWithEns type lists every mainnet ENS contract (UniversalResolver, NameWrapper, …). The write
   // functions used here read only the three above, so the chain is cast rather than padded with fake addresses.
   const chain = {
-    ...defineChain({
+    ...viemLib.defineChain({
       id: chainId,
       name: chainName(chainId),
       nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
@@ -554,9 +555,9 @@ async function ensWalletClient(signer: Signer, ens: EnsAddresses) {
   } as unknown as ChainWithEns;
   const account: Account | Address =
     signer instanceof Wallet || signer instanceof HDNodeWallet
-      ? privateKeyToAccount(signer.privateKey as Hex)
+      ? viemAccounts.privateKeyToAccount(signer.privateKey as Hex)
       : ((await signer.getAddress()) as Address);
-  const transport = custom({
+  const transport = viemLib.custom({
     request: async ({ method, params }: { method: string; params?: unknown }) => {
       try {
         return await provider.send(method, Array.isArray(params) ? params : params === undefined ? [] : [params]);
@@ -565,7 +566,7 @@ async function ensWalletClient(signer: Signer, ens: EnsAddresses) {
       }
     },
   });
-  return createWalletClient({ account, chain, transport });
+  return viemLib.createWalletClient({ account, chain, transport });
 }
 
 /**

@@ -2,7 +2,7 @@ import { StatetrailError } from "../../errors";
 import { readIdentity } from "../../identity/record";
 import { parseHexHash } from "../../chain/hash";
 import { type CommandContext } from "../main";
-import { lazy } from "../lazy";
+import { lazy } from "../../lazy";
 
 // Loaded when used (lazy.ts): not for --help.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -18,7 +18,7 @@ import { ANCHOR_MODES, type AnchorMode } from "../../tracker/journal";
 import { type Tracker, type TrackerOptions } from "../../tracker/tracker";
 import { type CommandContext } from "../main";
 import { type Output } from "../output";
-import { lazy } from "../lazy";
+import { lazy } from "../../lazy";
 
 // Loaded when a command's action uses them (lazy.ts): not for --help.
 /* eslint-disable @typescript-eslint/no-require-imports */

@@ -2,7 +2,7 @@ import { isStatetrailError, StatetrailError } from "../../errors";
 import { type IdentityRecord } from "../../identity/record";
 import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
-import { lazy } from "../lazy";
+import { lazy } from "../../lazy";
 
 // Loaded when used (lazy.ts): not for --help.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

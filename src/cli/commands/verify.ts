@@ -17,7 +17,7 @@ import { refusedReport } from "../../verify/report";
 import { type GlobalOptions } from "../context";
 import { EXIT } from "../output";
 import { type CommandContext } from "../main";
-import { lazy } from "../lazy";
+import { lazy } from "../../lazy";
 
 // Loaded when used (lazy.ts): not for --help.
 /* eslint-disable @typescript-eslint/no-require-imports */

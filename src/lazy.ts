@@ -3,7 +3,7 @@
  * usual, but `statetrail --help`, `verify --help` and a usage error then load no chain, AWS or engine library: a
  * module is required only when a command's action reaches code that uses it.
  *
- *   const engine = lazy(() => require("../../engine") as typeof import("../../engine"));
+ *   const engine = lazy(() => require("./engine") as typeof import("./engine"));
  *   engine.createEngine(…); // the require happens here, once
  */
 export function lazy<T extends object>(load: () => T): T {
