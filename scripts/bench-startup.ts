@@ -1,0 +1,237 @@
+/**
+ * `npm run bench:startup [-- runs]`: how fast the CLI starts (issue 14), measured side by side in one run on this
+ * machine, each figure the median of `runs` (default 9) interleaved runs:
+ *
+ *   - `node -e 0` (the floor), `statetrail --help`, `statetrail verify --help`, a usage error: wall time and peak
+ *     RSS of the child process (/usr/bin/time -f %M);
+ *   - on the demo's instance (a `statetrail demo --keep-serving` started here): `statetrail verify <url>` from start
+ *     to exit, the same verification done in this process by the library (`verifyProtocol`, modules already loaded),
+ *     and `statetrail watch <url>`'s time to its first report (its first line on stdout).
+ *
+ * Writes BENCHMARKS-startup.md and links it from BENCHMARKS.md (between markers, if the link is missing there).
+ * Runs the compiled CLI (bin/statetrail.js → dist/): `npm run bench:startup` builds first.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as prettier from "prettier";
+
+const ROOT = path.resolve(__dirname, "..");
+const BIN = path.join(ROOT, "bin", "statetrail.js");
+const RUNS = Number(process.argv[2] ?? 9);
+const CHAIN_PORT = Number(process.env.BENCH_CHAIN_PORT ?? 18_645);
+
+interface Sample {
+  ms: number;
+  rssMb: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** One child process: wall time around it, peak RSS from /usr/bin/time. */
+function measure(args: string[]): Sample & { status: number | null } {
+  const rssFile = path.join(os.tmpdir(), `statetrail-bench-rss-${process.pid}`);
+  const started = process.hrtime.bigint();
+  const result = spawnSync("/usr/bin/time", ["-f", "%M", "-o", rssFile, process.execPath, ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "ignore"],
+  });
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const kb = Number(fs.readFileSync(rssFile, "utf8").trim().split("\n").pop());
+  fs.rmSync(rssFile, { force: true });
+  return { ms, rssMb: kb / 1024, status: result.status };
+}
+
+/** Starts `statetrail demo --keep-serving` and resolves with its protocol URL once it serves. */
+async function startDemo(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-bench-startup-"));
+  const child = spawn(
+    process.execPath,
+    [BIN, "--home", home, "--json", "demo", "--chain-port", String(CHAIN_PORT), "--keep-serving"],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, STATETRAIL_PASSWORD: "bench" } },
+  );
+  let stdout = "";
+  let stderr = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    // Serving (stderr) and the result (stdout, JSON) arrive on two pipes in either order.
+    const check = () => {
+      if (!stderr.includes("press Ctrl-C to stop")) return;
+      try {
+        resolve((JSON.parse(stdout) as { protocol_url: string }).protocol_url);
+      } catch {
+        // stdout not complete yet
+      }
+    };
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      check();
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+      check();
+    });
+    child.on("exit", (code) => reject(new Error(`demo exited with ${code}:\n${stderr}`)));
+  });
+  return {
+    url,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGINT");
+      await exited;
+      fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `statetrail watch`: milliseconds from spawn to its first report (a line on stdout), and that line. */
+async function watchFirstLine(args: string[]): Promise<{ ms: number; line: string }> {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const first = await new Promise<{ ms: number; line: string }>((resolve, reject) => {
+    let buffered = "";
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const newline = buffered.indexOf("\n");
+      if (newline >= 0)
+        resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, line: buffered.slice(0, newline) });
+    };
+    child.stdout.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`watch exited with ${code} before printing a line`)));
+  });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGKILL");
+  await exited;
+  return first;
+}
+
+async function main(): Promise<void> {
+  const nodeVersion = process.version;
+  const load = os.loadavg()[0].toFixed(2);
+  const rows: Array<{ name: string; args: string[] }> = [
+    { name: "`node -e 0`", args: ["-e", "0"] },
+    { name: "`statetrail --help`", args: [BIN, "--help"] },
+    { name: "`statetrail verify --help`", args: [BIN, "verify", "--help"] },
+    { name: "`statetrail bogus` (usage error, exit 64)", args: [BIN, "bogus"] },
+    {
+      name: "loading the verifier's modules: `node -e 'require(\"./dist/src/verify\")'`",
+      args: ["-e", `require(${JSON.stringify(path.join(ROOT, "dist", "src", "verify"))})`],
+    },
+  ];
+  const samples = new Map<string, Sample[]>(rows.map((row) => [row.name, []]));
+  for (let i = 0; i < RUNS; i++) {
+    for (const row of rows) samples.get(row.name)!.push(measure(row.args));
+  }
+  const floor = median(samples.get(rows[0].name)!.map((s) => s.ms));
+  const startup = rows.map((row) => {
+    const ms = median(samples.get(row.name)!.map((s) => s.ms));
+    const rssMb = median(samples.get(row.name)!.map((s) => s.rssMb));
+    return { name: row.name, ms, rssMb, ratio: ms / floor };
+  });
+  for (const row of startup) console.error(`${row.name}: ${row.ms.toFixed(0)} ms, ${row.rssMb.toFixed(1)} MB`);
+
+  console.error(`starting the demo (chain on port ${CHAIN_PORT})…`);
+  const demo = await startDemo();
+  const verifyCli: Sample[] = [];
+  const work: number[] = [];
+  const watch: Array<{ ms: number; line: string }> = [];
+  try {
+    const rpc = `http://127.0.0.1:${CHAIN_PORT}`;
+    const target = ["--rpc", rpc, "verify", demo.url];
+    const first = measure([BIN, ...target]);
+    if (first.status !== 0) throw new Error(`statetrail verify ${demo.url} exited with ${first.status}`);
+    // The same verification through the library in this process, its modules loaded by a first call.
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const lib = require(path.join(ROOT, "dist", "src", "index.js")) as typeof import("../src/index");
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    const verifyOnce = async (retry = true): Promise<number> => {
+      const started = process.hrtime.bigint();
+      // A pooled keep-alive connection the node has just closed fails the call ("other side closed"): once more.
+      const report = await lib.verifyProtocol({ url: demo.url, rpcUrl: rpc }).catch((error: unknown) => {
+        if (retry) return null;
+        throw error;
+      });
+      if (report === null) return verifyOnce(false);
+      if (report.verdict !== "valid") throw new Error(`library verification: ${report.verdict}`);
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    await verifyOnce();
+    for (let i = 0; i < RUNS; i++) {
+      verifyCli.push(measure([BIN, ...target]));
+      work.push(await verifyOnce());
+      watch.push(await watchFirstLine(["--rpc", rpc, "watch", demo.url]));
+    }
+  } finally {
+    await demo.stop();
+  }
+  const verifyMs = median(verifyCli.map((s) => s.ms));
+  const workMs = median(work);
+  const watchMs = median(watch.map((w) => w.ms));
+  const help = startup[1];
+  const verifyHelp = startup[2];
+  const verdict = (met: boolean) => (met ? "met" : "**not met**");
+  const ms = (value: number) => `${Math.round(value)} ms`;
+
+  const markdown = [
+    "# CLI startup (issue 14)",
+    "",
+    `Written by \`npm run bench:startup\` (scripts/bench-startup.ts) on ${new Date()
+      .toISOString()
+      .replace("T", " ")
+      .replace(/\.\d+Z$/, " UTC")}, ` +
+      `Node ${nodeVersion}, ${os.cpus().length} CPUs, load average ${load} at start. Every figure is the median of ${RUNS} ` +
+      "runs, interleaved, in one run of the script; the CLI is the compiled one (`bin/statetrail.js` → `dist/`). Wall " +
+      "time is measured around the child process; peak RSS is `/usr/bin/time`'s maximum resident set size.",
+    "",
+    "| command | wall time | × `node -e 0` | peak RSS |",
+    "| --- | ---: | ---: | ---: |",
+    ...startup.map((row) => `| ${row.name} | ${ms(row.ms)} | ${row.ratio.toFixed(2)} | ${row.rssMb.toFixed(1)} MB |`),
+    "",
+    "On the demo's instance (`statetrail demo --keep-serving`: a local `hardhat node`, the HTTPS server):",
+    "",
+    "| | wall time |",
+    "| --- | ---: |",
+    `| \`statetrail verify <url>\`, start to exit | ${ms(verifyMs)} |`,
+    `| the same verification by the library in a warm process (\`verifyProtocol\`) | ${ms(workMs)} |`,
+    `| \`statetrail watch <url>\`, start to its first report (stdout) | ${ms(watchMs)} |`,
+    "",
+    "`verify` is its startup (Node, then the verifier's modules: ethers, the ASL interpreter and validator for " +
+      "V9, the Merkle tree, the S3 client for mirrors; the row above) plus the work; `watch`'s first report comes " +
+      "after its first full verification. What the two rows don't account for is the first verification's cost in a " +
+      "fresh process (code run for the first time; not broken down here).",
+    "",
+    `watch's first report: \`${watch[0]?.line.replace(/`/g, "'").slice(0, 160)}\``,
+    "",
+    "| goal | target | measured | |",
+    "| --- | --- | --- | --- |",
+    `| \`statetrail --help\` time | ≤ 3 × \`node -e 0\` | ${help.ratio.toFixed(2)} × | ${verdict(help.ratio <= 3)} |`,
+    `| \`statetrail --help\` peak RSS | ≤ 80 MB | ${help.rssMb.toFixed(1)} MB | ${verdict(help.rssMb <= 80)} |`,
+    `| \`statetrail verify --help\` time | ≤ 3 × \`node -e 0\` | ${verifyHelp.ratio.toFixed(2)} × | ${verdict(verifyHelp.ratio <= 3)} |`,
+    `| \`statetrail verify --help\` peak RSS | ≤ 80 MB | ${verifyHelp.rssMb.toFixed(1)} MB | ${verdict(verifyHelp.rssMb <= 80)} |`,
+    `| \`verify\` of the demo instance | ≤ 2 × the verification work | ${(verifyMs / workMs).toFixed(2)} × | ${verdict(verifyMs <= 2 * workMs)} |`,
+    `| \`watch\`'s first line | ≤ 1 s after start | ${ms(watchMs)} | ${verdict(watchMs <= 1000)} |`,
+    "",
+  ].join("\n");
+  const file = path.join(ROOT, "BENCHMARKS-startup.md");
+  const options = (await prettier.resolveConfig(file)) ?? {};
+  fs.writeFileSync(file, await prettier.format(markdown, { ...options, filepath: file }));
+
+  const benchmarks = path.join(ROOT, "BENCHMARKS.md");
+  const marker = "<!-- bench-startup -->";
+  if (fs.existsSync(benchmarks) && !fs.readFileSync(benchmarks, "utf8").includes(marker)) {
+    fs.appendFileSync(
+      benchmarks,
+      `\n${marker}\n\n## CLI startup\n\nIn [BENCHMARKS-startup.md](BENCHMARKS-startup.md), written by \`npm run bench:startup\` (scripts/bench-startup.ts).\n\n${marker}\n`,
+    );
+  }
+  process.stdout.write(markdown);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
