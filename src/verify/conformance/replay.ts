@@ -216,7 +216,9 @@ async function replayWith(
     (quietMoment ??= quiet().finally(() => {
       quietMoment = null;
     }));
-  const replayHandler: TaskHandler = async (_input, context) => {
+  // Synchronous where it can be: a worker that answers at once is one schedule the service may have run, and
+  // the one a local run with plain handlers did (an async wrapper would let siblings go on a few ticks longer).
+  const replayHandler: TaskHandler = (_input, context) => {
     const outcome = outcomes.get(TaskCallLog.key(context.iterationPath, context.stateName))?.shift();
     if (!outcome) {
       // No recorded end for this attempt: it was still running when the execution (or its branch) ended.
@@ -225,12 +227,15 @@ async function replayWith(
     }
     const recorded = outcome.error;
     if ("result" in outcome || !recorded) return (outcome as { result?: unknown }).result ?? null;
+    const fail = (): never => {
+      const error = new Error(recorded.cause ?? "");
+      error.name = recorded.error;
+      throw error;
+    };
     // A failure inside a Map or Parallel may end it and abort its siblings: let them first run as far as
     // their own recorded outcomes take them, as they did in the recorded run.
-    if (schedule === "hold-failures" && context.iterationPath.length > 0) await sharedQuiet();
-    const error = new Error(recorded.cause ?? "");
-    error.name = recorded.error;
-    throw error;
+    if (schedule === "hold-failures" && context.iterationPath.length > 0) return sharedQuiet().then(fail);
+    return fail();
   };
   const handlers = new Map<string, { handler: TaskHandler; resource: string }>();
   forEachState(definition, ({ name, state }) => {
