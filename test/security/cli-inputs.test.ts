@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -59,7 +60,7 @@ describe("CLI inputs: --input and protocol files are bounded before they are rea
 });
 
 describe("CLI size limits are configurable", function () {
-  it("model hash --max-model-bytes: the default refuses a 1.5 MiB model, a larger limit accepts it", async function () {
+  it("model hash --max-model-bytes: any size is hashed; over the default a 1.5 MiB model is not one statetrail accepts (a warning), a larger limit accepts it", async function () {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-cli-limits-"));
     try {
       const file = path.join(dir, "big.asl.json");
@@ -69,11 +70,19 @@ describe("CLI size limits are configurable", function () {
         States: { A: { Type: "Succeed" } },
       };
       fs.writeFileSync(file, JSON.stringify(model));
-      const refused = await runCli(["--json", "model", "hash", file]);
-      expect(refused.code).to.equal(65);
-      expect(JSON.parse(refused.stdout).error.code).to.equal("INPUT_TOO_LARGE");
+      const tooLarge = await runCli(["--json", "model", "hash", file]);
+      expect(tooLarge.code).to.equal(0);
+      const report = JSON.parse(tooLarge.stdout) as {
+        model_hash: string;
+        valid_model: boolean;
+        validation: { code: string };
+      };
+      expect(report.model_hash).to.equal(createHash("sha256").update(fs.readFileSync(file)).digest("hex"));
+      expect(report.valid_model).to.equal(false);
+      expect(report.validation.code).to.equal("INPUT_TOO_LARGE");
       const accepted = await runCli(["--json", "model", "hash", file, "--max-model-bytes", String(2 * 1024 * 1024)]);
       expect(accepted.code).to.equal(0);
+      expect((JSON.parse(accepted.stdout) as { valid_model: boolean }).valid_model).to.equal(true);
       const usage = await runCli(["model", "hash", file, "--max-model-bytes", "lots"]);
       expect(usage.code).to.equal(64);
     } finally {
