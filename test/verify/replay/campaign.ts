@@ -41,7 +41,6 @@ export interface CampaignStats {
   genuineEntries: number;
   /** Genuine runs V9 refused: false mismatches (those of a known, reported kind are listed apart). */
   falseMismatches: Problem[];
-  knownFalseMismatches: Problem[];
   liesTried: number;
   liesAccepted: Problem[];
   /** Per kind: tried, rejected (mismatch), not-replayable, accepted; benign and allowed variants too. */
@@ -54,18 +53,6 @@ export interface CampaignStats {
   allowedTried: number;
   allowedRefused: Problem[];
   errors: Problem[];
-}
-
-/**
- * The known false mismatch F3 (.liar-findings.md, known-failures.test.ts): a recorded Task failure in one
- * iteration or branch is held back while a sibling runs into a failure the protocol does not record; the sibling's
- * failure aborts the Task, which then "ends with null in the replay".
- */
-export function isKnownFalseMismatch(verdict: ReplayVerdict): boolean {
-  return (
-    verdict.kind === "mismatch" &&
-    /" ends with null in the replay, the protocol records \{"error"/.test(verdict.message)
-  );
 }
 
 /**
@@ -130,7 +117,6 @@ export function emptyStats(): CampaignStats {
     genuineMatched: 0,
     genuineEntries: 0,
     falseMismatches: [],
-    knownFalseMismatches: [],
     liesTried: 0,
     liesAccepted: [],
     perKind: {},
@@ -180,7 +166,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignSta
           input: scenario.input,
           claim: brief(genuine),
         };
-        (isKnownFalseMismatch(verdict) ? stats.knownFalseMismatches : stats.falseMismatches).push(problem);
+        stats.falseMismatches.push(problem);
         return true;
       }
       stats.genuineMatched += 1;
