@@ -6,7 +6,8 @@
  *     RSS of the child process (/usr/bin/time -f %M);
  *   - on the demo's instance (a `statetrail demo --keep-serving` started here): `statetrail verify <url>` from start
  *     to exit, the same verification done in this process by the library (`verifyProtocol`, modules already loaded),
- *     and `statetrail watch <url>`'s time to its first report (its first line on stdout).
+ *     and `statetrail watch <url>`'s time to its first report (its first line on stdout);
+ *   - the auditor's install: the tarball of `npm pack`, and its `npm install --omit=dev` into an empty folder.
  *
  * Writes BENCHMARKS-startup.md and links it from BENCHMARKS.md (between markers, if the link is missing there).
  * Runs the compiled CLI (bin/statetrail.js → dist/): `npm run bench:startup` builds first.
@@ -109,6 +110,53 @@ async function watchFirstLine(args: string[]): Promise<{ ms: number; line: strin
   return first;
 }
 
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+/** Packs the package (without running prepare: dist as built) and installs the tarball as an auditor would. */
+function packageSizes(): {
+  filename: string;
+  tarball: number;
+  unpacked: number;
+  files: number;
+  installed: number;
+  packages: number;
+} {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-bench-pack-"));
+  try {
+    const npm = (args: string[], cwd: string): string => {
+      const result = spawnSync("npm", args, { cwd, encoding: "utf8" });
+      if (result.status !== 0) throw new Error(`npm ${args.join(" ")}: ${result.stderr}`);
+      return result.stdout;
+    };
+    const [packed] = JSON.parse(
+      npm(["pack", "--ignore-scripts", "--json", "--pack-destination", work], ROOT),
+    ) as Array<{
+      filename: string;
+      size: number;
+      unpackedSize: number;
+      entryCount: number;
+    }>;
+    const app = path.join(work, "app");
+    fs.mkdirSync(app);
+    fs.writeFileSync(path.join(app, "package.json"), JSON.stringify({ name: "app", private: true }));
+    npm(["install", "--omit=dev", "--no-audit", "--no-fund", path.join(work, packed.filename)], app);
+    const du = spawnSync("du", ["-sb", path.join(app, "node_modules")], { encoding: "utf8" });
+    const lock = JSON.parse(fs.readFileSync(path.join(app, "package-lock.json"), "utf8")) as {
+      packages: Record<string, unknown>;
+    };
+    return {
+      filename: packed.filename,
+      tarball: packed.size,
+      unpacked: packed.unpackedSize,
+      files: packed.entryCount,
+      installed: Number(du.stdout.split(/\s/)[0]),
+      packages: Object.keys(lock.packages).filter((key) => key.startsWith("node_modules/")).length,
+    };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const nodeVersion = process.version;
   const load = os.loadavg()[0].toFixed(2);
@@ -168,6 +216,8 @@ async function main(): Promise<void> {
   } finally {
     await demo.stop();
   }
+  console.error("npm pack, npm install --omit=dev into an empty folder…");
+  const pkg = packageSizes();
   const verifyMs = median(verifyCli.map((s) => s.ms));
   const workMs = median(work);
   const watchMs = median(watch.map((w) => w.ms));
@@ -205,6 +255,15 @@ async function main(): Promise<void> {
       "fresh process (code run for the first time; not broken down here).",
     "",
     `watch's first report: \`${watch[0]?.line.replace(/`/g, "'").slice(0, 160)}\``,
+    "",
+    "The auditor's install: `npm pack` (dist as built), then `npm install --omit=dev` of the tarball into an empty " +
+      "folder (test/package/pack.test.ts checks that it verifies there and holds no Hardhat or solc).",
+    "",
+    "| | |",
+    "| --- | ---: |",
+    `| tarball (\`${pkg.filename}\`) | ${mb(pkg.tarball)} |`,
+    `| the package unpacked (${pkg.files} files) | ${mb(pkg.unpacked)} |`,
+    `| installed: node_modules with its dependencies (${pkg.packages} packages; file bytes, \`du -sb\`) | ${mb(pkg.installed)} |`,
     "",
     "| goal | target | measured | |",
     "| --- | --- | --- | --- |",

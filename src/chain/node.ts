@@ -63,12 +63,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<LocalNo
   if (options.chainId !== undefined) env[CHAIN_ID_VARIABLE] = String(options.chainId);
   else delete env[CHAIN_ID_VARIABLE];
 
-  const hardhatCli = path.join(
-    path.dirname(require.resolve("hardhat/package.json", { paths: [cwd] })),
-    "internal",
-    "cli",
-    "bootstrap.js",
-  );
+  const hardhatCli = path.join(path.dirname(resolveHardhat(cwd)), "internal", "cli", "bootstrap.js");
   const child = spawn(process.execPath, [hardhatCli, "node", "--port", String(port), "--hostname", hostname], {
     cwd,
     env,
@@ -216,5 +211,24 @@ class OutputTail {
       }
       this.fd = null;
     }
+  }
+}
+
+/**
+ * Hardhat is a development dependency (and an optional peer): an installed statetrail, an auditor's, has none, and
+ * only starting a local chain needs it.
+ */
+function resolveHardhat(cwd: string): string {
+  try {
+    return require.resolve("hardhat/package.json", { paths: [cwd] });
+  } catch (error) {
+    throw new StatetrailError(
+      "RPC_UNREACHABLE",
+      "no local chain here: starting one needs Hardhat, which is not installed",
+      {
+        hint: "run `statetrail node` or `demo` in a clone of the repository (after npm install), or pass --rpc of a running node",
+        cause: error,
+      },
+    );
   }
 }
