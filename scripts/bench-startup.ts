@@ -58,15 +58,19 @@ async function startDemo(): Promise<{ url: string; stop: () => Promise<void> }> 
   );
   let stdout = "";
   let stderr = "";
+  // A demo that serves but whose result can't be read is stopped (SIGINT stops its chain too), never left behind.
   const url = await new Promise<string>((resolve, reject) => {
     // Serving (stderr) and the result (stdout, JSON) arrive on two pipes in either order.
     const check = () => {
       if (!stderr.includes("press Ctrl-C to stop")) return;
+      let parsed: { protocol_url: string };
       try {
-        resolve((JSON.parse(stdout) as { protocol_url: string }).protocol_url);
+        parsed = JSON.parse(stdout) as { protocol_url: string };
       } catch {
-        // stdout not complete yet
+        return; // stdout not complete yet
       }
+      if (typeof parsed.protocol_url === "string") resolve(parsed.protocol_url);
+      else reject(new Error(`the demo's result has no protocol_url: ${stdout}`));
     };
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString();
@@ -77,6 +81,9 @@ async function startDemo(): Promise<{ url: string; stop: () => Promise<void> }> 
       check();
     });
     child.on("exit", (code) => reject(new Error(`demo exited with ${code}:\n${stderr}`)));
+  }).catch((error: unknown) => {
+    if (child.exitCode === null) child.kill("SIGINT");
+    throw error;
   });
   return {
     url,
