@@ -200,16 +200,16 @@ describe("timeline page in Chromium", function () {
       .run(model, Buffer.from('{"items":["a","b","c"]}'));
     running.catch(() => undefined);
 
-    // The instance appears with its first two states (Begin, Approve entered); the Task then waits.
+    // The instance appears with its first state (Begin); the Task attempt waits, and is registered when it ends.
     const instance = await until("the gated instance", () =>
       issuer.home
         .listInstances()
         .map((hash) => issuer.home.readProtocol(hash))
-        .find((protocol) => protocol.model_hash === model.hash && protocol.instance_protocol.length >= 2),
+        .find((protocol) => protocol.model_hash === model.hash && protocol.instance_protocol.length >= 1),
     );
     const { page, errors } = await openPage(`${server.url}/#/instances/${instance.instance_hash}`);
     await page.waitForSelector('#live[data-state="live"]');
-    await page.waitForFunction(() => document.querySelectorAll("li.state").length === 2);
+    await page.waitForFunction(() => document.querySelectorAll("li.state").length === 1);
     expect(await page.getAttribute("#instance-status", "data-status")).to.equal("running");
     await page.evaluate(() => (window.marker = "same document"));
 
@@ -223,7 +223,7 @@ describe("timeline page in Chromium", function () {
     expect(await page.locator('li.state[data-seq="0"] .state-name').textContent()).to.equal(HOSTILE_NAME);
     expect(await page.evaluate(() => window.pwned)).to.equal(undefined);
     expect(await page.locator("li.state img").count()).to.equal(0);
-    expect(await page.locator("li.state.fresh").count()).to.equal(6);
+    expect(await page.locator("li.state.fresh").count()).to.equal(7);
     await page.waitForFunction(() => document.querySelectorAll("li.group-map li.state").length === 3);
     await page.screenshot({ path: artifact("timeline-live.png"), fullPage: true });
     expect(errors).to.deep.equal([]);

@@ -81,12 +81,21 @@ export function watchUnhandledRejections(): { rejections: unknown[] } {
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** The paths (keys and indexes) of every node of a JSON value, root first. */
+/**
+ * The paths (keys and indexes) of every node of a JSON value, root first (depth-first, in key order). Iterative:
+ * mutations wrap values thousands of levels deep, deeper than the call stack.
+ */
 export function jsonPaths(value: Json, prefix: (string | number)[] = [], out: (string | number)[][] = []) {
-  out.push(prefix);
-  if (Array.isArray(value)) value.forEach((item, index) => jsonPaths(item, [...prefix, index], out));
-  else if (value && typeof value === "object") {
-    for (const [key, item] of Object.entries(value)) jsonPaths(item, [...prefix, key], out);
+  const stack: [Json, (string | number)[]][] = [[value, prefix]];
+  while (stack.length > 0) {
+    const [node, at] = stack.pop()!;
+    out.push(at);
+    const children: [Json, (string | number)[]][] = Array.isArray(node)
+      ? node.map((item, index) => [item, [...at, index]])
+      : node && typeof node === "object"
+        ? Object.entries(node).map(([key, item]) => [item, [...at, key]])
+        : [];
+    for (let i = children.length - 1; i >= 0; i -= 1) stack.push(children[i]);
   }
   return out;
 }

@@ -11,6 +11,7 @@ export {
 export { ModelIndex, describePath, errorMatches, maxRetries } from "./model";
 export {
   checkConformance,
+  conformanceEntryOf,
   type ConformanceEntry,
   type ConformanceOptions,
   type ConformanceResult,

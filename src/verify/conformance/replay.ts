@@ -380,13 +380,14 @@ const WORKER_ERRORS = new Set(["States.TaskFailed", "States.Permissions"]);
  * cause of an error the runtime raises itself (`States.Runtime`, `States.Timeout`…) is left out: AWS and the
  * interpreter word it differently, and the error's name is what routes the run.
  */
-function normalError(error: ErrorInfo | null | undefined): unknown {
+export function normalError(error: ErrorInfo | null | undefined): unknown {
   if (!error) return null;
   if (error.error.startsWith("States.") && !WORKER_ERRORS.has(error.error)) return { error: error.error };
   return { error: error.error, cause: error.cause ?? "" };
 }
 
-function normalOutcome(outcome: Outcome | null): unknown {
+/** An outcome's canonical form, with errors as {@link normalError} gives them. */
+export function normalOutcome(outcome: Outcome | null): unknown {
   if (!outcome) return null;
   return "result" in outcome
     ? { result: outcome.result === undefined ? null : outcome.result, error: normalError(outcome.error) }

@@ -32,6 +32,32 @@ export type ConformanceEntry = Pick<StateData, "seq" | "state_name" | "state_typ
   perState: boolean;
 };
 
+/**
+ * The conformance entry of verified state data: the end entry's input is the execution's output and its error
+ * the execution's error; any other entry's error is the one it was entered with through a Catch.
+ */
+export function conformanceEntryOf(
+  data: Pick<
+    StateData,
+    "seq" | "state_name" | "state_type" | "iteration_path" | "attempt" | "input" | "caught" | "outcome"
+  >,
+  timestamp: number | null,
+  perState: boolean,
+): ConformanceEntry {
+  const end = data.state_name === EXECUTION_END_STATE;
+  return {
+    seq: data.seq,
+    state_name: data.state_name,
+    state_type: data.state_type,
+    iteration_path: data.iteration_path,
+    attempt: data.attempt,
+    input: end ? ((data.outcome as { result?: unknown } | null)?.result ?? null) : data.input,
+    error: end ? (data.outcome?.error ?? null) : data.caught,
+    timestamp,
+    perState,
+  };
+}
+
 /** The first step of the record that the model does not allow. */
 export interface ConformanceViolation {
   seq: number;

@@ -2,8 +2,8 @@ import { sha256Hex } from "../../chain/hash";
 import { LOCAL_CHAIN_ID } from "../../chain/keys";
 import { loadModelFromBytes } from "../../model/load";
 import { safeParseBounded } from "../../protocol/limits";
-import { EXECUTION_END_STATE, stateDataSchema, type StateData } from "../../protocol/schema";
-import { checkConformance, type ConformanceEntry, type ConformanceStats } from "../conformance";
+import { stateDataSchema, type StateData } from "../../protocol/schema";
+import { checkConformance, conformanceEntryOf, type ConformanceEntry, type ConformanceStats } from "../conformance";
 import { replayRun } from "../conformance/replay";
 import { type ReadyContext, type Step } from "../context";
 import { mapBounded } from "../findings";
@@ -54,20 +54,13 @@ export const conformanceStep: Step = {
     for (const entry of entries) {
       perTransaction.set(entry.transaction_hash, (perTransaction.get(entry.transaction_hash) ?? 0) + 1);
     }
-    const walk: ConformanceEntry[] = loaded.states.map((data, index) => {
-      const end = data.state_name === EXECUTION_END_STATE;
-      return {
-        seq: data.seq,
-        state_name: data.state_name,
-        state_type: data.state_type,
-        iteration_path: data.iteration_path,
-        attempt: data.attempt,
-        input: end ? ((data.outcome as { result?: unknown } | null)?.result ?? null) : data.input,
-        error: end ? (data.outcome?.error ?? null) : data.caught,
-        timestamp: entries[index].timestamp,
-        perState: entries[index].proof === null && perTransaction.get(entries[index].transaction_hash) === 1,
-      };
-    });
+    const walk: ConformanceEntry[] = loaded.states.map((data, index) =>
+      conformanceEntryOf(
+        data,
+        entries[index].timestamp,
+        entries[index].proof === null && perTransaction.get(entries[index].transaction_hash) === 1,
+      ),
+    );
 
     const result = await checkConformance(definition, walk, protocol.status);
     if (result.violation) {

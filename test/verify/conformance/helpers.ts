@@ -5,9 +5,9 @@ import { startSfnEndpoint } from "../../../src/engine/sfn-endpoint";
 import { type EngineEvent } from "../../../src/engine/types";
 import { loadModel, loadModelFromBytes } from "../../../src/model/load";
 import { type LoadedModel } from "../../../src/model/types";
-import { EXECUTION_END_STATE, type InstanceStatus } from "../../../src/protocol/schema";
+import { type InstanceStatus } from "../../../src/protocol/schema";
 import { recordedStates, type RecordedState } from "../../helpers/forge";
-import { type ConformanceEntry } from "../../../src/verify/conformance";
+import { conformanceEntryOf, type ConformanceEntry } from "../../../src/verify/conformance";
 
 export const EXAMPLES = path.resolve(__dirname, "..", "..", "..", "examples");
 export const example = (name: string): string => path.join(EXAMPLES, name);
@@ -19,18 +19,7 @@ export { recordedStates, type RecordedState } from "../../helpers/forge";
  * execution's output, its error the execution's error; any other entry's error is the one it caught.
  */
 export function conformanceEntry(state: RecordedState, timestamp: number | null, perState: boolean): ConformanceEntry {
-  const end = state.state_name === EXECUTION_END_STATE;
-  return {
-    seq: state.seq,
-    state_name: state.state_name,
-    state_type: state.state_type,
-    iteration_path: state.iteration_path,
-    attempt: state.attempt,
-    input: end ? ((state.outcome as { result?: unknown } | null)?.result ?? null) : state.input,
-    error: end ? (state.outcome?.error ?? null) : state.caught,
-    timestamp,
-    perState,
-  };
+  return conformanceEntryOf(state, timestamp, perState);
 }
 
 /**

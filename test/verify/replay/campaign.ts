@@ -5,9 +5,8 @@
  * and the variants a genuine run could also have produced must replay as "match". Nothing is timed.
  */
 import fc from "fast-check";
-import { checkConformance, type ConformanceEntry } from "../../../src/verify/conformance";
+import { checkConformance, conformanceEntryOf, type ConformanceEntry } from "../../../src/verify/conformance";
 import { replayRun, type ReplayVerdict } from "../../../src/verify/conformance/replay";
-import { EXECUTION_END_STATE } from "../../../src/protocol/schema";
 import { compile, makeHandlers, scenarioArb } from "./grammar";
 import { recordRun, type RecordedRun } from "./harness";
 import { ALLOWED_KINDS, LIE_KINDS, makeVariant, picker, type AllowedKind, type LieKind } from "./lies";
@@ -62,20 +61,7 @@ export interface CampaignStats {
 export async function judge(
   run: RecordedRun,
 ): Promise<{ verdict: ReplayVerdict; layer: "walk" | "replay"; replay: ReplayVerdict }> {
-  const walk: ConformanceEntry[] = run.states.map((data) => {
-    const end = data.state_name === EXECUTION_END_STATE;
-    return {
-      seq: data.seq,
-      state_name: data.state_name,
-      state_type: data.state_type,
-      iteration_path: data.iteration_path,
-      attempt: data.attempt,
-      input: end ? ((data.outcome as { result?: unknown } | null)?.result ?? null) : data.input,
-      error: end ? (data.outcome?.error ?? null) : data.caught,
-      timestamp: null,
-      perState: false,
-    };
-  });
+  const walk: ConformanceEntry[] = run.states.map((data) => conformanceEntryOf(data, null, false));
   const replay = await replayRun(run);
   const result = await checkConformance(run.definition, walk, run.status);
   if (result.violation)

@@ -12,6 +12,7 @@
  * outcomes; if that run records the claimed trace, the claim is genuine ("benign", must match), otherwise a lie.
  */
 import { canonicalize } from "../../../src/protocol/canonical";
+import { normalError, normalOutcome } from "../../../src/verify/conformance/replay";
 import { EXECUTION_END_STATE, type ErrorInfo, type Outcome, type StateData } from "../../../src/protocol/schema";
 import { type TaskHandlers } from "../../../src/engine/local";
 import { recordRun, type RecordedRun } from "./harness";
@@ -70,26 +71,9 @@ export interface LieContext {
 // the end; the execution input; the status. Two records with the same form are the same claim.
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Errors a worker raises itself, whose causes are data (as in replay.ts). */
-const WORKER_ERRORS = new Set(["States.TaskFailed", "States.Permissions"]);
-
-/**
- * As the replay compares errors: a missing cause is an empty one, and the cause of an error the runtime raises
- * (States.Runtime, States.NoChoiceMatched…) is not part of the claim (AWS and the interpreter word it
- * differently; by design the replay checks its name only), so changing it is no lie.
- */
-function normalError(error: ErrorInfo | null | undefined): unknown {
-  if (!error) return null;
-  if (error.error.startsWith("States.") && !WORKER_ERRORS.has(error.error)) return { error: error.error };
-  return { error: error.error, cause: error.cause ?? "" };
-}
-
-function normalOutcome(outcome: Outcome | null): unknown {
-  if (!outcome) return null;
-  return "result" in outcome
-    ? { result: outcome.result === undefined ? null : outcome.result, error: normalError(outcome.error) }
-    : { error: normalError(outcome.error) };
-}
+// Errors and outcomes as the replay compares them: the cause of an error the runtime raises (States.Runtime,
+// States.NoChoiceMatched…) is not part of the claim (AWS and the interpreter word it differently), so changing
+// it is no lie.
 
 function entryForm(data: StateData): string {
   return canonicalize([
