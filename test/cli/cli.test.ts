@@ -124,15 +124,12 @@ describe("statetrail CLI", function () {
   it("`statetrail demo` runs everything on the embedded defaults, verifies valid, leaves nothing running", async function () {
     const chainPort = await freePort();
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-demo-test-"));
-    const started = Date.now();
     const result = await spawnCli(["--home", home, "--json", "demo", "--chain-port", String(chainPort)]);
-    const seconds = (Date.now() - started) / 1000;
     expect(result.code, result.stderr).to.equal(0);
     const summary = JSON.parse(result.stdout);
     expect(summary.verdict).to.equal("valid");
     expect(summary.status).to.equal("succeeded");
     expect(summary.protocol_url).to.match(/^https:\/\/localhost:\d+\/instances\/[0-9a-f]{64}\/protocol$/);
-    expect(seconds).to.be.lessThan(60);
     expect(await findRunningNode(`http://127.0.0.1:${chainPort}`)).to.equal(null);
   });
 });
