@@ -443,6 +443,7 @@ export async function resumeInstance(
     throw error;
   }
   journal.commit();
+  await publisher.flush(); // every entry and proof published before the termination (see Tracker.run)
   const terminal = await ctx.terminate(run, head, seq, status);
   journal.close();
   protocol.status = status;

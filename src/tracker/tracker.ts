@@ -240,6 +240,10 @@ export class Tracker {
       throw error;
     }
 
+    // Every entry (with its Merkle proof) is published before the termination is sent: a tracker killed after the
+    // termination is mined, before it is journalled, is resumed from the chain and this protocol; anchored
+    // states have no event of their own, so their proofs exist only here.
+    await publisher.flush();
     const terminal = await this.terminate(run, head, seq, status);
     journal.close();
     protocol.status = status;
