@@ -145,13 +145,14 @@ export interface TrackResult {
 
 /** Runs a model on the local engine as the issuer and registers every state it enters, like `statetrail run`. */
 export async function track(options: TrackOptions): Promise<TrackResult> {
-  const [{ openIssuer }, { createOutput }, { loadModel }, { Tracker }, { createEngine }] = await Promise.all([
-    import("./cli/context"),
-    import("./cli/output"),
-    import("./model/load"),
-    import("./tracker/tracker"),
-    import("./engine"),
-  ]);
+  const [{ issuerTrackerOptions, openIssuer }, { createOutput }, { loadModel }, { Tracker }, { createEngine }] =
+    await Promise.all([
+      import("./cli/context"),
+      import("./cli/output"),
+      import("./model/load"),
+      import("./tracker/tracker"),
+      import("./engine"),
+    ]);
   const log = options.log ?? (() => undefined);
   const issuer = await openIssuer({
     home: options.home,
@@ -163,11 +164,7 @@ export async function track(options: TrackOptions): Promise<TrackResult> {
   });
   try {
     const tracker = new Tracker({
-      home: issuer.home,
-      signer: issuer.signer,
-      identity: issuer.identity,
-      registries: issuer.registries,
-      chainId: issuer.deployment.chainId,
+      ...issuerTrackerOptions(issuer),
       engine: createEngine({
         engine: "local",
         handlers: options.handlers,

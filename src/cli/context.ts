@@ -11,6 +11,7 @@ import { type Registries } from "../protocol/schema";
 import { Home, writeAtomic } from "../store/home";
 import { identityFile } from "../identity/record";
 import { StatetrailError } from "../errors";
+import { type TrackerOptions } from "../tracker/tracker";
 import { type Output } from "./output";
 
 export interface GlobalOptions {
@@ -240,4 +241,17 @@ export async function openIssuer(globals: GlobalOptions): Promise<IssuerContext>
   const wallet = (await loadKeystore(home)).connect(chain.provider);
   assertKeyAllowed(wallet.address, chain.deployment.chainId);
   return { ...chain, home, identity, signer: wallet };
+}
+
+/** The issuer's part of a Tracker's options: data directory, key, identity, registries and chain. */
+export function issuerTrackerOptions(
+  issuer: IssuerContext,
+): Pick<TrackerOptions, "home" | "signer" | "identity" | "registries" | "chainId"> {
+  return {
+    home: issuer.home,
+    signer: issuer.signer,
+    identity: issuer.identity,
+    registries: issuer.registries,
+    chainId: issuer.deployment.chainId,
+  };
 }

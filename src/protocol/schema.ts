@@ -19,6 +19,13 @@ export const EXECUTION_END_STATE = "$execution";
 export const instanceStatusSchema = z.enum(["running", "succeeded", "failed", "aborted"]);
 export type InstanceStatus = z.infer<typeof instanceStatusSchema>;
 
+/** The type of the end entry of an execution that ended with each status. */
+export const END_TYPE_OF_STATUS = {
+  succeeded: "ExecutionSucceeded",
+  failed: "ExecutionFailed",
+  aborted: "ExecutionAborted",
+} as const satisfies Record<Exclude<InstanceStatus, "running">, (typeof END_TYPES)[number]>;
+
 /**
  * Where a state sits in the run: empty at top level; one step per enclosing Map iteration or
  * Parallel branch, outermost first.

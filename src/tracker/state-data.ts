@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { type HexHash } from "../chain/hash";
 import { type ContextObject } from "../engine/context";
 import { type ExecutionEndEvent, type StateEnteredEvent } from "../engine/types";
-import { EXECUTION_END_STATE, STATE_DATA_VERSION, type StateData } from "../protocol/schema";
+import { END_TYPE_OF_STATUS, EXECUTION_END_STATE, STATE_DATA_VERSION, type StateData } from "../protocol/schema";
 
 /**
  * The state data of an engine event: entry `seq` of `instance`, with a fresh random salt (or `salt`, to
@@ -23,7 +23,6 @@ export function buildStateData(
     context: context ? (structuredClone(context) as Record<string, unknown>) : null,
   } as const;
   if (event.kind === "end") {
-    const type = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" } as const;
     const outcome = event.error
       ? { error: event.error }
       : event.status === "succeeded"
@@ -32,7 +31,7 @@ export function buildStateData(
     return {
       ...common,
       state_name: EXECUTION_END_STATE,
-      state_type: type[event.status],
+      state_type: END_TYPE_OF_STATUS[event.status],
       iteration_path: [],
       attempt: 0,
       input: null,

@@ -67,7 +67,7 @@ export function registerModel({ program, run }: CommandContext): void {
           const { loadModel } = await import("../../model/load");
           const { validateModel } = await import("../../model/validate");
           const { Tracker } = await import("../../tracker/tracker");
-          const { openIssuer } = await import("../context");
+          const { issuerTrackerOptions, openIssuer } = await import("../context");
           // With --engine aws, AWS Step Functions is the authority on validity: what asl-validator refuses is a
           // warning, structural problems still refuse the model (the model keeps the strictness it was loaded with).
           const strictness = options.engine === "aws" ? "aws" : "local";
@@ -82,11 +82,7 @@ export function registerModel({ program, run }: CommandContext): void {
           );
           if (options.engine === "aws") await engine.prepare(loaded);
           const tracker = new Tracker({
-            home: issuer.home,
-            signer: issuer.signer,
-            identity: issuer.identity,
-            registries: issuer.registries,
-            chainId: issuer.deployment.chainId,
+            ...issuerTrackerOptions(issuer),
             engine,
             log: globals.output.log,
           });

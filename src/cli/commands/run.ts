@@ -71,7 +71,7 @@ export function registerRun({ program, run }: CommandContext): void {
     )
     .action((modelRef: string | undefined, options: EngineCliOptions & AnchorCliOptions & RunCliOptions) =>
       run(async (globals) => {
-        const { homeOf, openIssuer } = await import("../context");
+        const { homeOf, issuerTrackerOptions, openIssuer } = await import("../context");
         const { retryRpc } = await import("../../tracker/rpc-retry");
         const { Tracker } = await import("../../tracker/tracker");
         if (options.listUnfinished) {
@@ -89,11 +89,7 @@ export function registerRun({ program, run }: CommandContext): void {
         let current: string | undefined = options.resume;
         try {
           const tracker = new Tracker({
-            home: issuer.home,
-            signer: issuer.signer,
-            identity: issuer.identity,
-            registries: issuer.registries,
-            chainId: issuer.deployment.chainId,
+            ...issuerTrackerOptions(issuer),
             engine: engineFromOptions(options, (message) => globals.output.log(`warning: ${message}`)),
             maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
             confirmations: positiveInt(options.confirmations, "--confirmations"),

@@ -6,6 +6,7 @@ import { analyzeLocalSupport } from "../../model/features";
 import { forEachState } from "../../model/validate";
 import { canonicalize } from "../../protocol/canonical";
 import {
+  END_TYPE_OF_STATUS,
   EXECUTION_END_STATE,
   type ErrorInfo,
   type InstanceStatus,
@@ -144,19 +145,18 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
   const recordedEnd = states[states.length - 1];
   const misplacedEnd = states.findIndex((data, index) => {
     const end = data.state_name === EXECUTION_END_STATE || data.state_type.startsWith("Execution");
-    return end !== (index === states.length - 1 && run.status !== "running");
+    return end !== (index === states.length - 1 && status !== "running");
   });
   if (misplacedEnd >= 0) {
     const data = states[misplacedEnd];
     return {
       kind: "mismatch",
       seq: data.seq,
-      message: `seq ${data.seq}: ${data.state_type} "${data.state_name}" ${misplacedEnd === states.length - 1 ? (run.status === "running" ? "ends a run that is still running" : "is not the execution's end") : "is an end of the execution before its last entry"}`,
+      message: `seq ${data.seq}: ${data.state_type} "${data.state_name}" ${misplacedEnd === states.length - 1 ? (status === "running" ? "ends a run that is still running" : "is not the execution's end") : "is an end of the execution before its last entry"}`,
       notes: [],
     };
   }
-  const endType = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" } as const;
-  if (status !== "running" && recordedEnd.state_type !== endType[status]) {
+  if (status !== "running" && recordedEnd.state_type !== END_TYPE_OF_STATUS[status]) {
     return {
       kind: "mismatch",
       seq: recordedEnd.seq,
@@ -312,11 +312,8 @@ async function replayWith(
   const notes: string[] = [];
   const mismatch = compareTraces(states, replayed, failedContainers, open, notes);
   if (mismatch) return { kind: "mismatch", ...mismatch, notes };
-  if (status === "running") {
-    const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
-    return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
-  }
-  const endMismatch = compareEnd(recordedEnd, end, stuck, definition);
+  // A running instance claims no end yet.
+  const endMismatch = status === "running" ? null : compareEnd(recordedEnd, end, stuck, definition);
   if (endMismatch) return { kind: "mismatch", seq: recordedEnd.seq, message: endMismatch, notes };
   const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
   return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
@@ -516,7 +513,7 @@ function compareTraces(
 
 /** How the recorded end differs from the replayed one, or null. */
 function compareEnd(recorded: StateData, end: ExecutionEndEvent, stuck: boolean, definition: unknown): string | null {
-  const type = { succeeded: "ExecutionSucceeded", failed: "ExecutionFailed", aborted: "ExecutionAborted" }[end.status];
+  const type = END_TYPE_OF_STATUS[end.status];
   if (recorded.state_name !== EXECUTION_END_STATE) {
     return `the protocol's last entry is "${recorded.state_name}", not the execution's end`;
   }

@@ -1,5 +1,6 @@
 import { type AslState } from "../../model/types";
 import {
+  END_TYPE_OF_STATUS,
   EXECUTION_END_STATE,
   type ErrorInfo,
   type InstanceStatus,
@@ -121,12 +122,7 @@ class Violation extends Error {
   }
 }
 
-const END_TYPE: Record<Exclude<InstanceStatus, "running">, string> = {
-  succeeded: "ExecutionSucceeded",
-  failed: "ExecutionFailed",
-  aborted: "ExecutionAborted",
-};
-const END_TYPES = new Set(Object.values(END_TYPE));
+const END_TYPES = new Set<string>(Object.values(END_TYPE_OF_STATUS));
 
 /** Groups notes by kind and state so a long run yields a few lines, each with examples and a count. */
 class Notes {
@@ -633,13 +629,13 @@ class Walker {
         seq: at.seq,
         state: at.state_name,
         path: [],
-        expected: [`an end entry ${END_TYPE[this.status]}`],
+        expected: [`an end entry ${END_TYPE_OF_STATUS[this.status]}`],
         recorded: "no end entry",
-        message: `the protocol's status is ${this.status}, but it has no end entry; expected an end entry ${END_TYPE[this.status]} after seq ${at.seq}`,
+        message: `the protocol's status is ${this.status}, but it has no end entry; expected an end entry ${END_TYPE_OF_STATUS[this.status]} after seq ${at.seq}`,
       });
     }
-    if (end.state_type !== END_TYPE[this.status]) {
-      this.fail(end, `the protocol's status is ${this.status}`, [END_TYPE[this.status]], end.state_type);
+    if (end.state_type !== END_TYPE_OF_STATUS[this.status]) {
+      this.fail(end, `the protocol's status is ${this.status}`, [END_TYPE_OF_STATUS[this.status]], end.state_type);
     }
     if (end.iteration_path.length > 0) this.fail(end, "the end entry is recorded inside an iteration", []);
     if (!last) {
