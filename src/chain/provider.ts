@@ -267,3 +267,57 @@ export async function waitForReceipt(
     await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(deadline - Date.now(), 1))));
   }
 }
+
+/**
+ * The URL a provider made by {@link connect} (any ethers JsonRpcProvider) sends its requests to, as given;
+ * null for other providers (Hardhat's in-process one has no URL). May hold credentials: show it only through
+ * {@link publicRpcUrl}.
+ */
+export function rpcUrlOf(provider: unknown): string | null {
+  if (!(provider instanceof JsonRpcProvider)) return null;
+  try {
+    return provider._getConnection().url;
+  } catch {
+    return null;
+  }
+}
+
+/** What {@link publicRpcUrl} writes in place of a secret. */
+export const REDACTED = "REDACTED";
+
+/**
+ * An RPC URL with what may be a credential taken out, for reports that others read and repeat: the userinfo
+ * (`user:password@`) and fragment dropped, every query value replaced by {@link REDACTED} (`?apikey=REDACTED`),
+ * and every path segment that looks like an API key (Infura's `/v3/<32 hex>`, Alchemy's `/v2/<key>`, QuickNode's
+ * and Ankr's tokens) replaced by {@link REDACTED}. Short words (`v3`, `rpc`, `eth_sepolia`) stay, so the report
+ * still says which service and path was read. Null when `rpcUrl` is not a URL.
+ */
+export function publicRpcUrl(rpcUrl: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(rpcUrl);
+  } catch {
+    return null;
+  }
+  const path = url.pathname
+    .split("/")
+    .map((segment) => (looksLikeKey(decodeURIComponentSafe(segment)) ? REDACTED : segment))
+    .join("/");
+  const query = [...url.searchParams.keys()].map((key) => `${encodeURIComponent(key)}=${REDACTED}`).join("&");
+  return `${url.protocol}//${url.host}${path === "/" ? "" : path}${query ? `?${query}` : ""}`;
+}
+
+/** A path segment that may be a credential: long, or mixing letters and digits like a token does. */
+function looksLikeKey(segment: string): boolean {
+  if (segment.length >= 24) return true;
+  if (segment.length < 12) return false;
+  return /\d/.test(segment) && /[a-z]/i.test(segment) && !/^[a-z]+[_-]?[a-z]*\d{1,4}$/i.test(segment);
+}
+
+function decodeURIComponentSafe(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}

@@ -1,6 +1,7 @@
 import { type Provider } from "ethers";
 import { toStatetrailError } from "../errors";
 import { ChainView, type TrustedSetup } from "./chain";
+import { checkedAgainst } from "./checked-against";
 import {
   DEFAULT_MAX_BYTES,
   type MaxBytes,
@@ -195,6 +196,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
         }
       : {}),
     block_number: snapshot?.blockNumber ?? null,
+    checked_against: await checkedAgainst(options.trusted, options.provider, snapshot, Boolean(options.ens)),
     verified_at: protocol ? await context.now() : Math.floor(Date.now() / 1000),
     steps,
   };

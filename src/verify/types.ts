@@ -83,9 +83,34 @@ export interface VerificationReport {
   };
   /** The block every chain read was pinned to, once the chain could be reached. */
   block_number: number | null;
+  /**
+   * What the verification trusted, so that anyone can repeat it (the HTML report shows it with the command line).
+   * Absent only on a report refused before the verifier ran (report.ts `refusedReport`).
+   */
+  checked_against?: CheckedAgainst;
   /** The time the validity windows were checked at (Unix seconds). */
   verified_at: number;
   steps: StepResult[];
+}
+
+/** The trust a verification rested on: where the registries came from, which endpoint and block were read. */
+export interface CheckedAgainst {
+  /** The trusted chain id (the RPC endpoint was checked to serve it). */
+  chain_id: number;
+  /** The trusted registry addresses (never taken from the protocol). */
+  registries: { model: string; certificate: string; instance: string };
+  /** Where the registries came from: `deployments/<network>` or `--registries`. */
+  registries_source: string;
+  /** The ENS registry V2 read; null when ENS was not read. */
+  ens_registry: string | null;
+  /**
+   * The JSON-RPC endpoint read, without credentials (userinfo dropped, API-key-like path segments and every
+   * query value replaced by `REDACTED`); null when the provider has no URL (an in-process chain).
+   */
+  rpc_url: string | null;
+  /** The block every chain read was pinned to, and its hash; null when the chain was not read. */
+  block_number: number | null;
+  block_hash: string | null;
 }
 
 /**
