@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   RPC_UNREACHABLE: "The Ethereum RPC endpoint could not be reached.",
   WRONG_CHAIN: "The RPC endpoint serves a different chain than expected.",
   DEPLOYMENT_MISSING: "No registry deployment is recorded for this network.",
+  DEPLOYMENT_CODE_MISMATCH:
+    "The code at a trusted registry address is not the committed code (a look-alike): trust nothing recorded there.",
   INSUFFICIENT_FUNDS: "The account cannot pay for the transaction.",
   KEY_MISSING: "No private key is configured for this network.",
   KEY_REFUSED: "A well-known development key was refused on a public network.",

@@ -131,7 +131,7 @@ describe("chain: canonical CREATE2 addresses", function () {
       expect(outcome.detail).to.contain("code hashes are the committed ones");
     });
 
-    it("refuses a look-alike at a trusted address: V0 fails and deploy stops (DEPLOYMENT_MISSING)", async function () {
+    it("refuses a look-alike at a trusted address: V0 fails (DEPLOYMENT_CODE_MISMATCH) and deploy stops (DEPLOYMENT_MISSING)", async function () {
       const canonical = canonicalRegistries();
       // A real CertificateRegistry deployed elsewhere answers every call, but its code (EIP-712 immutables) differs.
       const plain = await deployRegistries(deployer, "plain");
@@ -141,7 +141,7 @@ describe("chain: canonical CREATE2 addresses", function () {
       try {
         const outcome = await runV0(canonicalDeployment());
         expect(outcome.status, outcome.detail).to.equal("fail");
-        expect(outcome.code).to.equal("DEPLOYMENT_MISSING");
+        expect(outcome.code).to.equal("DEPLOYMENT_CODE_MISMATCH");
         expect(outcome.detail).to.contain("look-alike contract").and.contain(canonical.CertificateRegistry.address);
         const error = await expectCode(deployCanonicalRegistries(deployer), "DEPLOYMENT_MISSING");
         expect(error.message).to.contain("CertificateRegistry");

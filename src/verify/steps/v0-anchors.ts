@@ -62,8 +62,8 @@ export const anchorsStep: Step = {
         const codeHash = keccak256(await chain.provider.getCode(expected, snapshot.blockNumber));
         if (codeHash !== committed) {
           findings.fail(
-            `the code at the trusted ${REGISTRY_NAMES[key]} ${expected} hashes to ${codeHash}, the committed runtime code hash (deployments/canonical.json, chain ${snapshot.chainId}) is ${committed}: look-alike contract`,
-            "DEPLOYMENT_MISSING",
+            `the code at the trusted ${REGISTRY_NAMES[key]} ${expected} hashes to ${codeHash}, the committed runtime code hash (deployments/canonical.json, chain ${snapshot.chainId}) is ${committed}: look-alike contract; this chain's registries are not statetrail's, so nothing recorded there can be trusted (check the RPC endpoint serves the real chain; \`npm run addresses -- --check\` confirms the committed hashes)`,
+            "DEPLOYMENT_CODE_MISMATCH",
           );
         }
       } catch (error) {
