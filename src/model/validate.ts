@@ -8,12 +8,17 @@ interface ValidatorError {
   schemaError?: { instancePath: string; schemaPath: string };
 }
 
-// asl-validator ships no type declarations.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const aslValidator = require("asl-validator") as (
+type AslValidator = (
   definition: unknown,
   options: { checkPaths: boolean; checkArn: boolean },
 ) => { isValid: boolean; errors: ValidatorError[] };
+// asl-validator ships no type declarations. Required on first use: the verifier reads models without it (V9).
+let loadedValidator: AslValidator | undefined;
+const aslValidator: AslValidator = (definition, options) => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  loadedValidator ??= require("asl-validator") as AslValidator;
+  return loadedValidator(definition, options);
+};
 
 /** One problem found in a definition. `path` is a JSON Pointer (RFC 6901) into the definition. */
 export interface AslProblem {

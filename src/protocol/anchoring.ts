@@ -1,9 +1,14 @@
 import { createHash } from "node:crypto";
-import { getProof, makeMerkleTree } from "@openzeppelin/merkle-tree/dist/core";
 import { getAddress, keccak256 } from "ethers";
 import { parseHexHash, toBytes32, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
+import { lazy } from "../lazy";
 import { type MerkleProof } from "./schema";
+
+// Only the issuer builds trees (LeafBatch); the verifier checks proofs with processProof and never loads it.
+type MerkleCore = typeof import("@openzeppelin/merkle-tree/dist/core");
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const merkle = lazy(() => require("@openzeppelin/merkle-tree/dist/core") as MerkleCore);
 
 /**
  * Merkle batch anchoring (`--anchor batch`): the tracker commits one Merkle root (InstanceRegistry.anchorBatch)
@@ -136,7 +141,7 @@ export class LeafBatch {
     // As StandardMerkleTree.of: leaves sorted by hash, the tree as an array (root first, leaves last).
     const hashed = leaves.map((leaf, index) => ({ hash: bytesOf(leafHash(leaf)), index }));
     hashed.sort((a, b) => Buffer.compare(a.hash, b.hash));
-    this.tree = makeMerkleTree(
+    this.tree = merkle.makeMerkleTree(
       hashed.map(({ hash }) => hash),
       (a, b) => "0x" + parentOf(bytesOf(toHexString(a)), bytesOf(toHexString(b))).toString("hex"),
     );
@@ -148,7 +153,7 @@ export class LeafBatch {
 
   /** The proof of the `index`-th leaf given to the constructor (read off the tree, not re-verified). */
   proof(index: number): MerkleProof {
-    return { root: this.root, leaf_index: index, siblings: getProof(this.tree, this.treeIndex[index]) };
+    return { root: this.root, leaf_index: index, siblings: merkle.getProof(this.tree, this.treeIndex[index]) };
   }
 }
 

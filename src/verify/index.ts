@@ -1,3 +1,8 @@
+import { installEnsFastPath } from "./ens-fast-path";
+
+// The verifier's ENS names (`verify <name>`, V2) hashed without building the Unicode tables first: ens-fast-path.ts.
+installEnsFastPath();
+
 export { verifyProtocol, STEPS, type VerifyOptions } from "./pipeline";
 export { renderReport, renderReportJson, type RenderOptions } from "./report";
 export { verdictOf, exitCodeOf } from "./verdict";
@@ -26,3 +31,4 @@ export {
 } from "./mirror";
 export { renderReportHtml, renderReportsHtml, buildTimelineTree, type ReportEvidence } from "./html";
 export { FetchRecorder } from "./recorder";
+export { fastEnsNormalize, installEnsFastPath } from "./ens-fast-path";

@@ -1,12 +1,17 @@
 import { type S3Client } from "@aws-sdk/client-s3";
 import { isStatetrailError, StatetrailError } from "../errors";
-import { createS3Client, getObjectBytes, parseS3Url, type S3Settings } from "../net/s3";
+import { type S3Settings } from "../net/s3";
+import { lazy } from "../lazy";
 import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
 import { type VerifyContext } from "./context";
 import { originOf } from "./fetcher";
 import { Findings, type StepOutcome } from "./findings";
 import { checkSubject } from "./steps/v1-transport";
 import { type ExpectedSubject, type Fetched, type Fetcher, type StepId } from "./types";
+
+// The S3 client is loaded for s3:// mirrors only, not by every verification.
+/* eslint-disable-next-line @typescript-eslint/no-require-imports */
+const s3Api = lazy(() => require("../net/s3") as typeof import("../net/s3"));
 
 /**
  * Verifying a copy of an instance on a mirror: untrusted storage (S3 or any HTTP server) that holds the
@@ -62,8 +67,8 @@ export function storageFetcher(s3: S3Settings = {}): Fetcher {
   let client: S3Client | undefined;
   return async (url, request): Promise<Fetched> => {
     if (/^s3:\/\//i.test(url)) {
-      client ??= createS3Client(s3);
-      const bytes = await getObjectBytes(client, parseS3Url(url), request);
+      client ??= s3Api.createS3Client(s3);
+      const bytes = await s3Api.getObjectBytes(client, s3Api.parseS3Url(url), request);
       return { bytes, certificate: null };
     }
     if (!/^https?:\/\//i.test(url)) {

@@ -23,7 +23,6 @@ import { instanceStep } from "./steps/v5-instance";
 import { statesStep } from "./steps/v6-states";
 import { completenessStep } from "./steps/v7-completeness";
 import { signatureStep } from "./steps/v8-signature";
-import { conformanceStep } from "./steps/v9-conformance";
 import { VerifiedArtifacts } from "./conformance/artifacts";
 import {
   STEP_IDS,
@@ -36,6 +35,28 @@ import {
   type VerificationReport,
 } from "./types";
 import { exitCodeOf, verdictOf } from "./verdict";
+import { installEnsFastPath } from "./ens-fast-path";
+import { lazy } from "../lazy";
+
+/*
+ * V9 replays the run on the ASL interpreter (aws-local-stepfunctions and the conformance walker, the largest part
+ * of the verifier's modules): loaded when a verification first needs it, while V1's request is in flight
+ * (preloadConformance), not when the verifier is imported (`verify --help`, `verify <name>`'s listing).
+ */
+/* eslint-disable-next-line @typescript-eslint/no-require-imports */
+const v9 = lazy(() => require("./steps/v9-conformance") as typeof import("./steps/v9-conformance"));
+const conformanceStep: Step = { id: "V9", run: (context) => v9.conformanceStep.run(context) };
+
+/** Loads V9's modules on the next turn of the event loop (a request just sent is then on its way); errors wait for V9. */
+function preloadConformance(): void {
+  setImmediate(() => {
+    try {
+      void v9.conformanceStep;
+    } catch {
+      // reported by V9 when it runs (guarded)
+    }
+  });
+}
 
 /** The steps after V1, in the order they run (V1 runs first: it obtains the protocol). */
 export const STEPS: readonly Step[] = [
@@ -99,6 +120,7 @@ export interface VerifyOptions {
  * data become `error` steps and the verdict `could-not-verify`.
  */
 export async function verifyProtocol(options: VerifyOptions): Promise<VerificationReport> {
+  installEnsFastPath(); // the names V2 hashes, without building the Unicode tables first (ens-fast-path.ts)
   const chain = new ChainView(options.provider, options.trusted, {
     chunkSize: options.logChunkSize ?? DEFAULT_LOG_CHUNK,
     retries: options.logRetries ?? DEFAULT_LOG_RETRIES,
@@ -149,6 +171,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
 
   let started = Date.now();
   const expected = options.expected ?? {};
+  if (context.settings.conformance) preloadConformance();
   record(
     "V1",
     await guarded(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected))),
