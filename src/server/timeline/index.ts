@@ -5,6 +5,7 @@ import { type Provider } from "ethers";
 import { isHexHash, sha256Hex, type HexHash } from "../../chain/hash";
 import { parseProtocol, type InstanceProtocol } from "../../protocol/schema";
 import { type Home } from "../../store/home";
+import { readIdentity } from "../../identity/record";
 import { type TrustedSetup } from "../../verify/chain";
 import { verifyProtocol } from "../../verify/pipeline";
 import { type EnsReader, type Fetcher, type StepId, type VerificationReport } from "../../verify/types";
@@ -13,7 +14,9 @@ import { sendError } from "../app";
 /**
  * The timeline page, mounted on the issuer's app (`startServer({timeline})`):
  *
- *   GET /                                   the page (static HTML; everything else is done by timeline.js)
+ *   GET /                                   the page (HTML; everything else is done by timeline.js). It says that
+ *                                           what it shows is the issuer's claim, with the command that checks it
+ *                                           (filled in from identity.json, so it also shows without JavaScript)
  *   GET /assets/timeline.js, timeline.css   its script and styles (same origin: the CSP allows nothing else)
  *   GET /models                             published models: hash, size, ASL Comment, number of states
  *   GET /instances/<hash>/verification      the verifier's report on this server's own published protocol,
@@ -43,6 +46,11 @@ export interface TimelineVerifier {
 }
 
 export interface TimelineOptions {
+  /**
+   * The network auditors name in the command the page shows (`--network <network>`); default the identity's
+   * network, else the deployment the verifier trusts (`deployments/<network>`).
+   */
+  network?: string;
   /** Chain access for `/instances/<h>/verification`; without it that route answers 503. */
   verify?: TimelineVerifier;
   /** How long a report is reused while the protocol is unchanged (default 10 s). */
@@ -89,13 +97,18 @@ interface ModelRow {
 }
 
 export function mountTimeline(app: Express, home: Home, options: TimelineOptions = {}): void {
-  const page = asset("index.html", "text/html; charset=utf-8");
+  const template = fs.readFileSync(path.join(TIMELINE_DIR, "index.html"), "utf8");
+  const fallbackNetwork = options.network ?? /^deployments\/(.+)$/.exec(options.verify?.trusted.source ?? "")?.[1];
   const assets: Record<string, Asset> = {
     "timeline.js": asset("timeline.js", "text/javascript; charset=utf-8"),
     "timeline.css": asset("timeline.css", "text/css; charset=utf-8"),
   };
 
-  app.get("/", (req: Request, res: Response) => sendAsset(req, res, page, "no-cache"));
+  app.get("/", (req: Request, res: Response) => {
+    const bytes = Buffer.from(renderPage(template, verifyTargetOf(home, options.network, fallbackNetwork)), "utf8");
+    const page: Asset = { bytes, type: "text/html; charset=utf-8", etag: `"${sha256Hex(bytes).slice(0, 32)}"` };
+    sendAsset(req, res, page, "no-cache");
+  });
   app.get("/assets/:name", (req: Request, res: Response) => {
     const name = String(req.params.name);
     const item = Object.prototype.hasOwnProperty.call(assets, name) ? assets[name] : undefined;
@@ -190,6 +203,77 @@ export function mountTimeline(app: Express, home: Home, options: TimelineOptions
     const report = await cached.report;
     res.set("Cache-Control", "no-store").type("application/json").send(JSON.stringify(report));
   });
+}
+
+/** What an auditor needs to check this issuer's instances independently; null where it is not known. */
+export interface VerifyTarget {
+  network: string | null;
+  ensName: string | null;
+  /** The issuer's registered base URL (identity.json `url`). */
+  issuerUrl: string | null;
+}
+
+function verifyTargetOf(home: Home, network: string | undefined, fallbackNetwork: string | undefined): VerifyTarget {
+  try {
+    const identity = readIdentity(home);
+    return { network: network ?? identity.network, ensName: identity.ens_name, issuerUrl: identity.url };
+  } catch {
+    return { network: network ?? fallbackNetwork ?? null, ensName: null, issuerUrl: null };
+  }
+}
+
+/**
+ * The command that checks an instance of this issuer (or, without `instance`, every instance it lists) without
+ * trusting this server: the ENS form when the issuer has a name, else the instance's protocol URL. timeline.js
+ * builds the same for the instance shown.
+ */
+export function verifyCommand(target: VerifyTarget, instance?: string): string {
+  const parts = ["npx", "statetrail", "verify"];
+  if (target.ensName) {
+    parts.push(shellWord(target.ensName));
+    if (instance) parts.push("--instance", instance);
+  } else {
+    // Placeholders (<…>) stay unquoted, for the reader to replace.
+    const base = target.issuerUrl ? shellWord(target.issuerUrl.replace(/\/+$/, "")) : "<this server's URL>";
+    parts.push(`${base}/instances/${instance ?? "<instance hash>"}/protocol`);
+  }
+  parts.push("--network", target.network ? shellWord(target.network) : "<network>");
+  return parts.join(" ");
+}
+
+/** What the page says under the command. */
+function verifyNote(target: VerifyTarget): string {
+  const which = target.ensName
+    ? `This checks every instance ${target.ensName} lists; add --instance <hash> for one.`
+    : "Replace <instance hash> with the instance's hash (the list is at /instances).";
+  return (
+    `${which} It trusts only the chain and the registry addresses of deployments/${target.network ?? "<network>"} ` +
+    "in your own copy of statetrail; --rpc <url> reads the chain through an endpoint of your choice."
+  );
+}
+
+/** The page with the issuer's command filled in (escaped: the page has no other markup from data). */
+export function renderPage(template: string, target: VerifyTarget): string {
+  const values: Record<string, string> = {
+    network: target.network ?? "",
+    ens_name: target.ensName ?? "",
+    issuer_url: target.issuerUrl ?? "",
+    verify_command: verifyCommand(target),
+    verify_note: verifyNote(target),
+  };
+  return template.replace(/\{\{([a-z_]+)\}\}/g, (whole, key: string) =>
+    Object.prototype.hasOwnProperty.call(values, key) ? escapeHtml(values[key]) : whole,
+  );
+}
+
+/** A word the shell takes as it is (ENS names, URLs), else single-quoted. */
+function shellWord(value: string): string {
+  return /^[A-Za-z0-9._:/@%+=,~-]+$/.test(value) ? value : `'${value.replace(/'/g, "'\\''")}'`;
+}
+
+function escapeHtml(value: string): string {
+  const entities: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  return value.replace(/[&<>"']/g, (c) => entities[c]);
 }
 
 /** Runs at most `max` tasks at once, the rest in arrival order. */

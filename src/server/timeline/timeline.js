@@ -1,4 +1,4 @@
-/* global document, window, location, EventSource */
+/* global document, window, location, navigator, EventSource */
 /*
  * statetrail timeline page: plain DOM, no framework, no inline code (the page's CSP allows only scripts,
  * styles and connections of this origin). Everything shown is built with textContent: protocol data is
@@ -7,6 +7,9 @@
  *   #/                      the issuer, its models and instances (the list refreshes every 5 s)
  *   #/instances/<hash>      one instance: status, the verifier's checks, the timeline of states with
  *                           Map/Parallel nesting; live over Server-Sent Events
+ *
+ * Every verdict shown is computed by the issuer's own server, so it is labelled as the issuer's claim, next to the
+ * command that checks it independently (the page's #trust banner has the issuer's form of it without JavaScript).
  */
 "use strict";
 
@@ -20,6 +23,16 @@
   };
   var app = document.getElementById("app");
   var current = null;
+  var trust = document.getElementById("trust");
+  var pageTarget = {
+    network: (trust && trust.getAttribute("data-network")) || null,
+    ensName: (trust && trust.getAttribute("data-ens-name")) || null,
+    issuerUrl: (trust && trust.getAttribute("data-issuer-url")) || null,
+  };
+  var bannerCommand = document.getElementById("verify-command");
+  var bannerNote = document.getElementById("verify-command-note");
+  var issuerCommand = bannerCommand ? bannerCommand.textContent : "";
+  var issuerNote = bannerNote ? bannerNote.textContent : "";
 
   /** Builds an element: props are attributes (className, dataset via data-*), children are nodes or text. */
   function h(tag, props, children) {
@@ -66,6 +79,57 @@
     var base = EXPLORERS[chainId];
     if (base) return h("a", { href: base + path, rel: "noreferrer", target: "_blank" }, [content]);
     return typeof content === "string" ? document.createTextNode(content) : content;
+  }
+
+  /** A word the shell takes as it is (ENS names, URLs), else single-quoted; as the server's verifyCommand. */
+  function shellWord(value) {
+    return /^[A-Za-z0-9._:/@%+=,~-]+$/.test(value) ? value : "'" + value.replace(/'/g, "'\\''") + "'";
+  }
+
+  /** The command that checks `instance` without trusting this server (timeline/index.ts verifyCommand). */
+  function verifyCommand(target, instance) {
+    var parts = ["npx", "statetrail", "verify"];
+    if (target.ensName) {
+      parts.push(shellWord(target.ensName), "--instance", instance);
+    } else {
+      var base = target.issuerUrl ? shellWord(target.issuerUrl.replace(/\/+$/, "")) : "<this server's URL>";
+      parts.push(base + "/instances/" + instance + "/protocol");
+    }
+    parts.push("--network", target.network ? shellWord(target.network) : "<network>");
+    return parts.join(" ");
+  }
+
+  /** A button copying the text of `source`; without clipboard access it selects the text instead. */
+  function copyButton(source) {
+    var button = h("button", { type: "button", className: "copy-command", text: "copy" });
+    button.addEventListener("click", function () {
+      var done = function (label) {
+        button.textContent = label;
+        setTimeout(function () {
+          button.textContent = "copy";
+        }, 2000);
+      };
+      var select = function () {
+        var range = document.createRange();
+        range.selectNodeContents(source);
+        var selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        done("selected: press Ctrl+C");
+      };
+      if (navigator.clipboard && navigator.clipboard.writeText) {
+        navigator.clipboard.writeText(source.textContent).then(function () {
+          done("copied");
+        }, select);
+      } else select();
+    });
+    return button;
+  }
+
+  /** The banner's command: the issuer's form on the index, this instance's on an instance page. */
+  function setBannerCommand(command, note) {
+    if (bannerCommand) bannerCommand.textContent = command;
+    if (bannerNote) bannerNote.textContent = note;
   }
 
   async function getJson(url) {
@@ -118,6 +182,7 @@
   function indexView() {
     var closed = false;
     var timer = null;
+    setBannerCommand(issuerCommand, issuerNote);
     clear(app);
     var issuerBox = h("section", { id: "issuer" }, [
       h("h2", { text: "Issuer" }),
@@ -425,15 +490,31 @@
     var active = 0;
 
     clear(app);
+    var target = pageTarget;
+    var instanceNote =
+      "It trusts only the chain and the registry addresses of deployments/" +
+      (target.network || "<network>") +
+      " in your own copy of statetrail; --rpc <url> reads the chain through an endpoint of your choice.";
+    var commandCode = h("code", { id: "instance-verify-command", text: verifyCommand(target, instance) });
+    setBannerCommand(commandCode.textContent, instanceNote);
     var statusLine = h("p", { id: "instance-line" }, ["Loading…"]);
     var live = h("span", { id: "live", className: "live", "data-state": "connecting", text: "connecting…" });
     var issuerBox = h("section", { id: "issuer" });
-    var verificationBox = h("section", { id: "verification" }, [h("h2", { text: "Verification" })]);
+    var verificationBox = h("section", { id: "verification" }, [
+      h("h2", { text: "Verification by the issuer's own server" }),
+    ]);
     var verdictBox = h("div", { id: "verdict", className: "verdict verdict-pending", "data-verdict": "pending" }, [
+      claimLabel(),
       h("span", { className: "verdict-word", text: "VERIFYING…" }),
+    ]);
+    var checkYourself = h("div", { id: "check-yourself", className: "check-yourself verify-command" }, [
+      h("span", { className: "claim-label", text: "— check it yourself:" }),
+      commandCode,
+      copyButton(commandCode),
     ]);
     var checksBox = h("div", { id: "checks" });
     verificationBox.appendChild(verdictBox);
+    verificationBox.appendChild(checkYourself);
     verificationBox.appendChild(checksBox);
     var timelineBox = h("section", { id: "timeline" }, [h("h2", { text: "Timeline" })]);
     var timelineBody = h("div", { id: "timeline-body" });
@@ -493,6 +574,7 @@
       verdictBox.setAttribute("data-verdict", report.verdict);
       clear(verdictBox);
       var words = VERDICT_TEXT[report.verdict];
+      verdictBox.appendChild(claimLabel());
       verdictBox.appendChild(h("span", { className: "verdict-word", text: words[0] }));
       verdictBox.appendChild(
         h("span", {
@@ -625,6 +707,14 @@
           addEntry(entry, false);
         });
         renderHeader();
+        // The instance's own issuer, as its protocol names it (the page's identity may have moved on).
+        target = {
+          network: pageTarget.network,
+          ensName: loaded.issuer.ens_name || null,
+          issuerUrl: loaded.issuer.url || null,
+        };
+        commandCode.textContent = verifyCommand(target, instance);
+        setBannerCommand(commandCode.textContent, instanceNote);
         clear(issuerBox);
         issuerBox.appendChild(h("h2", { text: "Issuer" }));
         issuerBox.appendChild(
@@ -659,7 +749,19 @@
     };
   }
 
+  /** What every verdict of this page is: the issuer's server's claim. */
+  function claimLabel() {
+    return h("span", { className: "claim-label", text: "The issuer's server says:" });
+  }
+
   // ---------------------------------------------------------------- routing
+
+  var bannerCopy = document.getElementById("copy-command");
+  if (bannerCopy && bannerCommand) {
+    var copy = copyButton(bannerCommand);
+    copy.id = "copy-command";
+    bannerCopy.replaceWith(copy);
+  }
 
   function route() {
     if (current) current.close();
