@@ -39,6 +39,9 @@ import { lazy } from "../lazy";
 const viemLib = lazy(() => require("viem") as typeof import("viem"));
 const viemAccounts = lazy(() => require("viem/accounts") as typeof import("viem/accounts"));
 const ensjs = lazy(() => require("@ensdomains/ensjs/wallet") as typeof import("@ensdomains/ensjs/wallet"));
+const ensjsContracts = lazy(
+  () => require("@ensdomains/ensjs/contracts") as typeof import("@ensdomains/ensjs/contracts"),
+);
 /* eslint-enable @typescript-eslint/no-require-imports */
 import type { Deployment } from "./deployments";
 import { chainIdOf, chainName, ensRegistryOf, toChainError, waitForReceipt } from "./provider";
@@ -194,12 +197,14 @@ export async function setResolver(
   const provider = requireProvider(signer);
   const registry = ensContract("ENSRegistry", ens.registry, provider);
   if (getAddress(await registry.resolver(node)) === getAddress(resolver)) return;
-  await requireOwner(signer, registry, normalized);
+  const ownership = await requireOwner(signer, registry, ens, normalized);
   const wallet = await ensWalletClient(signer, ens);
+  // A wrapped name's resolver is set through the NameWrapper (the registry's owner of its node).
+  const contract = ownership.wrapper === null ? "registry" : "nameWrapper";
   await send(
     provider,
-    `setting the resolver of ${normalized}`,
-    () => ensjs.setResolver(wallet, { name: normalized, contract: "registry", resolverAddress: resolver as Address }),
+    `setting the resolver of ${normalized}${ownership.wrapper === null ? "" : " (wrapped: through the NameWrapper)"}`,
+    () => ensjs.setResolver(wallet, { name: normalized, contract, resolverAddress: resolver as Address }),
     options,
   );
   const readBack = getAddress(await registry.resolver(node));
@@ -401,10 +406,88 @@ export async function lookupName(provider: AbstractProvider, address: string): P
   return result.confirmed ? result.name : null;
 }
 
-/** The owner of `name` in the registry (ZeroAddress when unregistered). */
+/**
+ * Who controls `name`: the owner in the registry, or, when the registry's owner is the chain's NameWrapper (a
+ * wrapped name, as the ENS app registers them today), `NameWrapper.ownerOf(uint256(node))`. ZeroAddress when
+ * unregistered.
+ */
 export async function ownerOf(provider: Provider, ens: Pick<EnsAddresses, "registry">, name: string): Promise<string> {
+  return (await nameOwnership(provider, ens, name)).owner;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wrapped names (NameWrapper)
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The NameWrapper of a chain, from @ensdomains/ensjs's chain definitions (mainnet and Sepolia); null on chains
+ * without one (the local chain: its ENS 0.6.2 has no NameWrapper, so its names are never wrapped).
+ */
+export function nameWrapperOf(chainId: number): string | null {
+  const addresses = ensjsContracts.addresses as Record<number, { ensNameWrapper?: { address: string } } | undefined>;
+  const wrapper = addresses[chainId]?.ensNameWrapper?.address;
+  return wrapper ? getAddress(wrapper) : null;
+}
+
+/** Who holds a name in the registry and who controls it. */
+export interface NameOwnership {
+  name: string;
+  /** The owner the ENS registry records (ZeroAddress: unregistered). */
+  registryOwner: string;
+  /** The chain's NameWrapper when the registry's owner is it (the name is wrapped), else null. */
+  wrapper: string | null;
+  /** Who controls the name: `registryOwner`, or NameWrapper.ownerOf(node) for a wrapped name. */
+  owner: string;
+}
+
+/**
+ * Reads {@link NameOwnership}: the registry's owner of the node, and for a wrapped name (owner = the chain's
+ * NameWrapper, {@link nameWrapperOf}) its real owner from `NameWrapper.ownerOf(uint256(node))` (ABI from ensjs).
+ */
+export async function nameOwnership(
+  provider: Provider,
+  ens: Pick<EnsAddresses, "registry">,
+  name: string,
+): Promise<NameOwnership> {
+  const normalized = normalizeName(name);
+  const node = namehash(normalized);
   const registry = ensContract("ENSRegistry", ens.registry, provider);
-  return getAddress(await registry.owner(namehash(normalizeName(name))));
+  const registryOwner = getAddress(await registry.owner(node));
+  const chainWrapper = nameWrapperOf(await chainIdOf(provider));
+  const wrapper = chainWrapper !== null && registryOwner === chainWrapper ? chainWrapper : null;
+  if (wrapper === null) return { name: normalized, registryOwner, wrapper: null, owner: registryOwner };
+  const contract = new Contract(wrapper, ensjsContracts.nameWrapperOwnerOfSnippet as InterfaceAbi, provider);
+  const owner = getAddress(await contract.ownerOf(BigInt(node)));
+  return { name: normalized, registryOwner, wrapper, owner };
+}
+
+/**
+ * Null when `me` controls the name; otherwise the ENS_FAILED error to throw: who owns it (the real owner of a
+ * wrapped name, not the NameWrapper) and what to do.
+ */
+export function notOwnerError(ownership: NameOwnership, me: string): StatetrailError | null {
+  const key = getAddress(me);
+  if (ownership.owner === key) return null;
+  const { name, wrapper, owner } = ownership;
+  if (owner === ZeroAddress) {
+    return new StatetrailError(
+      "ENS_FAILED",
+      wrapper === null
+        ? `${name} is not registered`
+        : `${name} is wrapped (the registry's owner is the NameWrapper ${wrapper}) but the NameWrapper gives it no owner: it has expired or was burnt`,
+      { hint: `register ${name} for ${key} (on Sepolia and mainnet in the ENS app, https://app.ens.domains)` },
+    );
+  }
+  const held =
+    wrapper === null
+      ? `${name} is owned by ${owner}`
+      : `${name} is wrapped: the registry's owner is the NameWrapper ${wrapper}, whose owner of the name is ${owner}`;
+  return new StatetrailError("ENS_FAILED", `${held}, not by ${key}: this key may not change its records`, {
+    hint:
+      `use the key of ${owner} (--private-key-env), or from ${owner} set the name's addr to ${key}, its url text ` +
+      `record and ${key}'s primary name, or transfer the name to ${key}` +
+      (wrapper === null ? "" : " (in the ENS app: the name's Ownership tab; a wrapped name stays wrapped)"),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -479,20 +562,21 @@ function requireProvider(signer: Signer): SendingProvider {
   return provider;
 }
 
-async function requireOwner(signer: Signer, registry: Contract, name: string): Promise<void> {
-  const me = await signer.getAddress();
-  const node = namehash(name);
-  const owner = getAddress(await registry.owner(node));
-  if (owner === me) return;
-  if (owner !== ZeroAddress && (await registry.isApprovedForAll(owner, me))) return;
-  throw new StatetrailError(
-    "ENS_FAILED",
-    owner === ZeroAddress ? `${name} is not registered` : `${name} is owned by ${owner}, not by ${me}`,
-    {
-      hint:
-        owner === ZeroAddress ? "register the name first" : "use the key that owns the name, or choose another name",
-    },
-  );
+async function requireOwner(
+  signer: Signer,
+  registry: Contract,
+  ens: Pick<EnsAddresses, "registry">,
+  name: string,
+): Promise<NameOwnership> {
+  const me = getAddress(await signer.getAddress());
+  const ownership = await nameOwnership(requireProvider(signer), ens, name);
+  const problem = notOwnerError(ownership, me);
+  if (problem === null) return ownership;
+  // An operator the registry owner approved may act for an unwrapped name.
+  if (ownership.wrapper === null && ownership.owner !== ZeroAddress) {
+    if (await registry.isApprovedForAll(ownership.owner, me)) return ownership;
+  }
+  throw problem;
 }
 
 /** The resolver of `name`, after checking that the signer may write its records. */
@@ -510,22 +594,24 @@ async function writableResolver(
       hint: "set one first (registerLocalName sets the public resolver; setResolver does it for an owned name)",
     });
   }
-  const me = await signer.getAddress();
-  const owner = getAddress(await registry.owner(node));
+  const me = getAddress(await signer.getAddress());
+  const ownership = await nameOwnership(provider, ens, name);
   const resolver = ensContract("PublicResolver", resolverAddress, provider);
-  if (owner !== me) {
+  const problem = notOwnerError(ownership, me);
+  if (problem !== null) {
     let authorised = false;
-    try {
-      authorised =
-        Boolean(await registry.isApprovedForAll(owner, me)) || Boolean(await resolver.authorisations(node, owner, me));
-    } catch {
-      authorised = false;
+    // Approvals of an unwrapped name's owner (registry operator, resolver authorisation); a wrapped name's
+    // approvals live in the NameWrapper, which statetrail does not read: the real owner's key is needed.
+    if (ownership.wrapper === null && ownership.owner !== ZeroAddress) {
+      try {
+        authorised =
+          Boolean(await registry.isApprovedForAll(ownership.owner, me)) ||
+          Boolean(await resolver.authorisations(node, ownership.owner, me));
+      } catch {
+        authorised = false;
+      }
     }
-    if (!authorised) {
-      throw new StatetrailError("ENS_FAILED", `${name} is owned by ${owner}; ${me} may not change its records`, {
-        hint: "use the key that owns the name, or choose another name",
-      });
-    }
+    if (!authorised) throw problem;
   }
   return { resolver, provider };
 }
@@ -541,6 +627,8 @@ async function ensWalletClient(signer: Signer, ens: EnsAddresses) {
   const contracts: Record<string, { address: Address }> = { ensRegistry: { address: ens.registry as Address } };
   if (ens.publicResolver) contracts.ensPublicResolver = { address: ens.publicResolver as Address };
   if (ens.reverseRegistrar) contracts.ensReverseRegistrar = { address: ens.reverseRegistrar as Address };
+  const wrapper = nameWrapperOf(chainId);
+  if (wrapper) contracts.ensNameWrapper = { address: wrapper as Address };
   // ensjs' ChainWithEns type lists every mainnet ENS contract (UniversalResolver, NameWrapper, …). The write
   // functions used here read only the three above, so the chain is cast rather than padded with fake addresses.
   const chain = {

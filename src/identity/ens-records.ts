@@ -44,10 +44,15 @@ export async function claimLocalName(
   return registerLocalName(signer, ens, label, tld, options);
 }
 
-/** The owner of `name` in the registry (the zero address when nobody holds it). */
+/**
+ * Who controls `name` (the zero address when nobody holds it): the registry's owner, or the NameWrapper's owner of
+ * a wrapped name.
+ */
 export async function nameOwner(provider: Provider, ens: EnsAddresses, name: string): Promise<string> {
   return ownerOf(provider, ens, name);
 }
+
+export { nameOwnership, notOwnerError, type NameOwnership } from "../chain/ens";
 
 /** Sets `addr` = the signer, text `url`, and the signer's primary name (reverse record) to `name`. */
 export async function publishRecords(

@@ -18,7 +18,9 @@ import {
   claimLocalName,
   ensureResolver,
   nameOwner,
+  nameOwnership,
   normalizeEnsName,
+  notOwnerError,
   publishRecords,
   readRecords,
   recordMismatches,
@@ -386,7 +388,13 @@ async function planName(
     }
     return null;
   }
-  if (options.ensName) return { name: normalizeEnsName(options.ensName), label: null };
+  if (options.ensName) {
+    const name = normalizeEnsName(options.ensName);
+    // An unregistered (or expired) name fails here, before the certificate is paid for.
+    const ownership = await nameOwnership(signer.provider!, ens, name);
+    if (ownership.owner === ZeroAddress) throw notOwnerError(ownership, signer.address)!;
+    return { name, label: null };
+  }
   if (!canRegisterLocally(ens, LOCAL_TLD)) {
     throw new StatetrailError(
       "ENS_FAILED",
@@ -432,13 +440,18 @@ async function linkName(
 ): Promise<EnsRecords> {
   const provider = signer.provider!;
   const write = { confirmations: options.confirmations };
-  const owner = await nameOwner(provider, ens, name);
+  // A wrapped name (the ENS app's default today) is held in the registry by the NameWrapper: its owner is the
+  // NameWrapper's ownerOf(node), and that is who may write its records.
+  const ownership = await nameOwnership(provider, ens, name);
+  const owner = ownership.owner;
+  const wrapped = ownership.wrapper === null ? "" : ` (wrapped: the NameWrapper ${ownership.wrapper} holds it)`;
+  if (owner === ZeroAddress) throw notOwnerError(ownership, signer.address)!;
   if (owner === signer.address) {
     await ensureResolver(signer, ens, name, write);
     await publishRecords(signer, ens, name, url, write);
-    log(`set addr, url and the primary name of ${name}`);
+    log(`set addr, url and the primary name of ${name}${wrapped}`);
   } else {
-    warn(`${name} is owned by ${owner}, not by ${signer.address}: its records were checked, not written`);
+    warn(`${name} is owned by ${owner}${wrapped}, not by ${signer.address}: its records were checked, not written`);
     // The primary name is the address's own record: set it when the name already points here.
     const before = await readRecords(provider, ens.registry, name, signer.address);
     if (before.address === signer.address && before.reverseName !== name && ens.reverseRegistrar) {

@@ -380,10 +380,12 @@ describe("docs/SEPOLIA.md, every command run against the Sepolia mimic (real CLI
         timeoutMs: 120_000,
       });
       expect(ran.code, ran.stderr).to.equal(1);
-      const report = JSON.parse(ran.stdout) as {
-        verdict: string;
-        steps: { id: string; status: string; code?: string; detail: string }[];
-      };
+      type Report = { verdict: string; steps: { id: string; status: string; code?: string; detail: string }[] };
+      // One report, or (with several) a list of them, or a run holding `reports`: whichever the CLI prints.
+      const parsed = JSON.parse(ran.stdout) as Report | Report[] | { reports: Report[] };
+      const reports = Array.isArray(parsed) ? parsed : "reports" in parsed ? parsed.reports : [parsed];
+      expect(reports.length, ran.stdout).to.be.at.least(1);
+      const report = reports[0];
       expect(report.verdict).to.equal("invalid");
       const v0 = report.steps.find((s) => s.id === "V0")!;
       expect(v0.status, v0.detail).to.equal("fail");
