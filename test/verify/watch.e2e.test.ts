@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import net from "node:net";
 import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
 import { toBytes32, sha256Hex } from "../../src/chain/hash";
 import { buildContextObject, stateMachineNameForModel, type ContextObject } from "../../src/engine/context";
@@ -135,6 +136,94 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
     expect(events.filter((e) => e.type === "registered")).to.have.length(4);
     expect(events.filter((e) => e.type === "published").length).to.be.greaterThan(0);
     expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
+  });
+
+  /** The order of the per-state lines: `published #k` and `registered #k`, as "p0", "r0", … */
+  function stateLines(events: WatchEvent[]): string[] {
+    return events.flatMap((e) =>
+      e.type === "published" ? [`p${e.seq}`] : e.type === "registered" ? [`r${e.seq}`] : [],
+    );
+  }
+
+  it("started after a short run has finished: says what it watches, then every state from the first in order, then the final verdict", async function () {
+    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const run = await startRun(engine);
+    engine.releaseAll();
+    const finished = await run.finished;
+    expect(finished.error).to.equal(null);
+    const events: WatchEvent[] = [];
+    const result = await watch(run.url, events);
+    expect(result.exitCode, JSON.stringify(events)).to.equal(0);
+    expect(events[0]).to.deep.equal({
+      type: "watching",
+      instance_hash: run.protocol.instance_hash,
+      issuer: run.protocol.issuer.address,
+      model_hash: run.protocol.model_hash,
+      states: 4,
+      status: "succeeded",
+    });
+    // Three states and the end entry, each published then registered, in seq order.
+    expect(stateLines(events)).to.deep.equal(["p0", "r0", "p1", "r1", "p2", "r2", "p3", "r3"]);
+    expect(
+      events.filter((e) => e.type === "published").map((e) => (e as { state_name: string }).state_name),
+    ).to.deep.equal(["One", "Two", "Three", "$execution"]);
+    expect(events.filter((e) => e.type === "divergence")).to.deep.equal([]);
+    expect(events.at(-2)).to.deep.include({ type: "verified", verdict: "valid", problems: [] });
+    expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
+  });
+
+  it("started mid-run: catches up on the states so far, in order, then follows the rest live", async function () {
+    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const run = await startRun(engine);
+    engine.release(0);
+    engine.release(1);
+    // Both states registered and published before the watch starts.
+    let protocol = issuer.home.readProtocol(run.protocol.instance_hash);
+    while (protocol.instance_protocol.length < 2) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      protocol = issuer.home.readProtocol(run.protocol.instance_hash);
+    }
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events);
+    while (!events.some((e) => e.type === "registered" && e.seq === 1)) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(events[0]).to.deep.include({ type: "watching", states: 2, status: "running" });
+    expect(stateLines(events)).to.deep.equal(["p0", "r0", "p1", "r1"]);
+    for (let step = 2; step <= 3; step++) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      engine.release(step);
+    }
+    const [result, finished] = await Promise.all([watching, run.finished]);
+    expect(finished.error).to.equal(null);
+    expect(result.exitCode, JSON.stringify(events)).to.equal(0);
+    const lines = stateLines(events);
+    // Every state once each way; the published ones in seq order (live ones may be registered before published).
+    expect([...lines].sort()).to.deep.equal(["p0", "p1", "p2", "p3", "r0", "r1", "r2", "r3"]);
+    expect(lines.filter((l) => l.startsWith("p"))).to.deep.equal(["p0", "p1", "p2", "p3"]);
+    expect(lines.slice(0, 4)).to.deep.equal(["p0", "r0", "p1", "r1"]);
+    expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
+  });
+
+  it("with the issuer's server down: could-not-verify, naming the failing step, its code, the reason and what to do", async function () {
+    const events: WatchEvent[] = [];
+    // A port nothing listens on.
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const url = `https://127.0.0.1:${port}/instances/${sha256Hex("nothing")}/protocol`;
+    const result = await watch(url, events);
+    expect(result.exitCode).to.equal(2);
+    expect(events.some((e) => e.type === "watching")).to.equal(false);
+    const verified = events.find((e) => e.type === "verified");
+    expect(verified, JSON.stringify(events)).to.deep.include({ type: "verified", verdict: "could-not-verify" });
+    const { problems, hint } = verified as Extract<WatchEvent, { type: "verified" }>;
+    expect(problems.length, JSON.stringify(problems)).to.be.greaterThan(0);
+    expect(problems[0].step).to.equal("V1");
+    expect(problems[0].code, JSON.stringify(problems)).to.be.a("string").and.not.equal("");
+    expect(problems[0].detail).to.match(/ECONNREFUSED|refused|reach/i);
+    expect(hint).to.match(/what they name|issuer's server/);
   });
 
   it("reports a state registered on-chain but never published as withheld", async function () {

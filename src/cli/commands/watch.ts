@@ -1,5 +1,7 @@
 import { StatetrailError } from "../../errors";
-import { type WatchEvent } from "../../verify/watch";
+import { type ChainProvider } from "../../chain/provider";
+import { type VerificationReport } from "../../verify/types";
+import { type WatchChain, type WatchEvent } from "../../verify/watch";
 import { type CommandContext } from "../main";
 import { resolveTargets, trustedSetup, type VerifyCliOptions } from "./verify";
 
@@ -22,60 +24,92 @@ export function registerWatch({ program, run }: CommandContext): void {
     .addHelpText(
       "after",
       `
-Reports (one line each, JSON lines with --json): verified, published, registered, divergence
-(withheld | forged | revoked | invalid), terminated. Stops when the instance terminates.
+Reports (one line each, JSON lines with --json): first what it watches (the protocol's head as served:
+instance, issuer, model, states so far, status), then every state from the first in seq order, published and
+registered, whether the instance is running or has already ended, then live ones; verified (the verdict; unless
+valid, each failing step with its code, and what to do), divergence (withheld | forged | revoked | invalid),
+terminated (the final verdict). Stops when the instance terminates.
 Exit codes: 0 terminated and valid, no divergence · 1 divergence or invalid · 2 could not verify
 Example:
   $ statetrail watch https://localhost:8443/instances/<hash>/protocol --json`,
     )
     .action((target: string, options: VerifyCliOptions & { grace: string; poll: string; timeout?: string }) =>
       run(async (globals) => {
-        // Loaded here, not for --help (lazy loading: src/cli/lazy.ts).
-        const { connect } = await import("../../chain/provider");
-        const { ensReaderFromProvider, renderReport } = await import("../../verify");
+        // Loaded here, not for --help (lazy loading: src/lazy.ts). watch.ts itself is light: ethers and the
+        // verifier are loaded by `connect`, while the protocol's head is fetched (the first line waits for no more).
         const { watchInstance } = await import("../../verify/watch");
-        const { rpcUrlFor } = await import("../context");
-        const { trusted, ens } = trustedSetup(globals, options);
-        const provider = await connect({
-          rpcUrl: rpcUrlFor(globals),
-          expectedChainId: trusted.chainId,
-          ensRegistry: options.ens ? ens : null,
-        });
-        try {
+        let provider: ChainProvider | undefined;
+        const connectChain = async (): Promise<WatchChain & { url: string }> => {
+          const { connect } = await import("../../chain/provider");
+          const { ensReaderFromProvider } = await import("../../verify");
+          const { rpcUrlFor } = await import("../context");
+          const { trusted, ens } = trustedSetup(globals, options);
+          provider = await connect({
+            rpcUrl: rpcUrlFor(globals),
+            expectedChainId: trusted.chainId,
+            ensRegistry: options.ens ? ens : null,
+          });
           const targets = await resolveTargets(target, options, provider, trusted);
           const first = targets[0];
-          if (first && "refused" in first) {
-            globals.output.result(first.refused, renderReport(first.refused));
-            return first.refused.exit_code;
-          }
-          if (!first || !("url" in first.input)) {
+          if (first && "refused" in first) throw new Refused(first.refused);
+          if (!first || !("url" in first.input) || !/^https:\/\//i.test(first.input.url)) {
             throw new StatetrailError("INVALID_ARGUMENT", "watch follows a protocol served over https, not a file");
           }
-          const result = await watchInstance({
+          return {
             url: first.input.url,
-            expected: first.expected,
             provider,
             trusted,
             ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
-            optional: options.ens ? [] : ["V2"],
-            graceMs: Number(options.grace) * 1000,
-            pollMs: Number(options.poll) * 1000,
-            timeoutMs: options.timeout === undefined ? undefined : Number(options.timeout) * 1000,
-            onEvent: (event) => globals.output.event(event, describe(event)),
-          });
+            expected: first.expected,
+          };
+        };
+        const settings = {
+          optional: options.ens ? [] : (["V2"] as const),
+          graceMs: Number(options.grace) * 1000,
+          pollMs: Number(options.poll) * 1000,
+          timeoutMs: options.timeout === undefined ? undefined : Number(options.timeout) * 1000,
+          onEvent: (event: WatchEvent) => globals.output.event(event, describe(event)),
+        };
+        try {
+          // An https URL is fetched at once; an ENS name first needs the chain to say which URL it serves.
+          const result = /^https:\/\//i.test(target)
+            ? await watchInstance({ url: target, connect: connectChain, ...settings })
+            : await connectChain().then((chain) => watchInstance({ ...chain, ...settings }));
           return result.exitCode;
+        } catch (error) {
+          if (!(error instanceof Refused)) throw error;
+          const { renderReport } = await import("../../verify");
+          globals.output.result(error.report, renderReport(error.report));
+          return error.report.exit_code;
         } finally {
-          provider.destroy();
+          provider?.destroy();
         }
       }),
     );
 }
 
+/** What the target resolved to is refused before anything is watched (an ENS name without a matching instance). */
+class Refused extends Error {
+  constructor(readonly report: VerificationReport) {
+    super("refused");
+  }
+}
+
 function describe(event: WatchEvent): string {
   const at = new Date().toISOString();
   switch (event.type) {
-    case "verified":
-      return `${at} verified   ${event.verdict} (${event.states} states)${event.failed.length ? ` failed: ${event.failed.join(", ")}` : ""}`;
+    case "watching":
+      return (
+        `${at} watching   instance ${event.instance_hash} of issuer ${event.issuer} (model ${event.model_hash}), ` +
+        `${event.states} state${event.states === 1 ? "" : "s"} so far, status ${event.status} (as served; verifying)`
+      );
+    case "verified": {
+      const why = event.problems.map(
+        (p) => `\n${" ".repeat(at.length)}   ${p.step} ${p.code ? `${p.code}: ` : ""}${p.detail}`,
+      );
+      const hint = event.hint ? `\n${" ".repeat(at.length)}   what to do: ${event.hint}` : "";
+      return `${at} verified   ${event.verdict} (${event.states} states)${event.failed.length ? ` failed: ${event.failed.join(", ")}` : ""}${why.join("")}${hint}`;
+    }
     case "published":
       return `${at} published  #${event.seq} ${event.state_name} ${event.state_hash}`;
     case "registered":
@@ -85,6 +119,6 @@ function describe(event: WatchEvent): string {
     case "terminated":
       return `${at} terminated ${event.status}, final verdict ${event.verdict}`;
     case "error":
-      return `${at} error      ${event.code}: ${event.message}`;
+      return `${at} error      ${event.code}: ${event.message}${event.hint ? `\n${" ".repeat(at.length)}   what to do: ${event.hint}` : ""}`;
   }
 }
