@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../protocol/schema";
 import { subjectLine } from "./report";
+import { REDACTED } from "../chain/provider";
 import { type StepStatus, type Verdict, type VerificationReport } from "./types";
 
 /**
@@ -130,6 +131,7 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
       `<span class="verdict-word">${text(verdictWord)}</span> <span class="verdict-line">${text(verdictLine)} (exit ${report.exit_code})</span></div>`,
   );
   parts.push(`<h2>${number ? `${number}. ` : ""}Subject</h2>`, subjectList(report, protocol ?? null, explorer));
+  parts.push(`<h2>Checked against</h2>`, checkedAgainstHtml(report, explorer));
   parts.push(`<h2>Checks</h2>`, checksTable(report));
   parts.push(`<h2>Timeline</h2>`);
   if (protocol) {
@@ -181,6 +183,106 @@ function subjectList(report: VerificationReport, protocol: InstanceProtocol | nu
   rows.push(["read at block", report.block_number === null ? "—" : String(report.block_number)]);
   rows.push(["verified at", `<time>${text(isoTime(report.verified_at))}</time>`]);
   return `<dl class="meta">${rows.map(([key, value]) => `<dt>${text(key)}</dt><dd>${value}</dd>`).join("")}</dl>`;
+}
+
+/**
+ * What the verification trusted (`report.checked_against`) and the command line that repeats it: the chain, the
+ * registries and where they came from, the ENS registry, the RPC endpoint (credentials removed) and the block.
+ */
+function checkedAgainstHtml(report: VerificationReport, explorer: string | null): string {
+  const checked = report.checked_against;
+  const command = `<p>Repeat this check:</p><pre class="repeat-command"><code>${text(repeatCommand(report))}</code></pre>`;
+  if (!checked) {
+    return (
+      `<p class="muted" data-checked-against="none">This verification was refused before the chain was read, ` +
+      `so it records no chain, registries or block.</p>${command}`
+    );
+  }
+  const address = (value: string): string =>
+    link(explorer && `${explorer}/address/${value}`, `<code>${text(value)}</code>`);
+  const none = (why: string): string => `<span class="muted">${text(why)}</span>`;
+  const rows: [string, string, string][] = [
+    ["chain_id", "chain id", `${checked.chain_id}${explorer ? ` (${text(new URL(explorer).host)})` : ""}`],
+    ["registries_source", "registries from", `<code>${text(checked.registries_source)}</code>`],
+    ["model", "ModelRegistry", address(checked.registries.model)],
+    ["certificate", "CertificateRegistry", address(checked.registries.certificate)],
+    ["instance", "InstanceRegistry", address(checked.registries.instance)],
+    ["ens_registry", "ENS registry", checked.ens_registry ? address(checked.ens_registry) : none("none: ENS not read")],
+    [
+      "rpc_url",
+      "RPC endpoint",
+      checked.rpc_url
+        ? `<code>${text(checked.rpc_url)}</code>` +
+          (checked.rpc_url.includes(REDACTED)
+            ? ` <span class="muted">(credentials removed: ${REDACTED} stands for the API key)</span>`
+            : "")
+        : none("an in-process chain (no URL)"),
+    ],
+    [
+      "block_number",
+      "block",
+      checked.block_number === null
+        ? none("the chain was not read")
+        : link(explorer && `${explorer}/block/${checked.block_number}`, String(checked.block_number)),
+    ],
+    [
+      "block_hash",
+      "block hash",
+      checked.block_hash ? `<code class="hash">${text(checked.block_hash)}</code>` : none("—"),
+    ],
+  ];
+  return (
+    `<p>Every chain read was pinned to this block; the registries are the auditor's, never the protocol's.</p>` +
+    `<dl class="meta checked-against">${rows
+      .map(([field, key, value]) => `<dt>${text(key)}</dt><dd data-field="${attr(field)}">${value}</dd>`)
+      .join("")}</dl>${command}`
+  );
+}
+
+/**
+ * The `statetrail verify` command line that repeats a verification: the same target (the ENS name and instance
+ * when one was asked, else the source), the same trust (`--network <name>` for `deployments/<name>`, else the
+ * registries, chain id and ENS registry) and the same RPC endpoint (credentials removed) and options. A later run
+ * reads a later block: the pinned block is in the report to compare with.
+ */
+export function repeatCommand(report: VerificationReport): string {
+  const words = ["npx", "statetrail", "verify"];
+  const asked = report.expected;
+  const instance = report.subject?.instance_hash ?? asked?.instance_hash ?? null;
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(report.source);
+  if (asked?.ens_name) {
+    words.push(shell(asked.ens_name));
+    if (instance) words.push("--instance", instance);
+  } else {
+    words.push(shell(report.source));
+    if (!isUrl && asked?.instance_hash) words.push("--instance", asked.instance_hash);
+    if (asked?.issuer) words.push("--issuer", asked.issuer);
+  }
+  const step = (id: string) => report.steps.find((candidate) => candidate.id === id);
+  const v1 = step("V1");
+  if (/^https:\/\//i.test(report.source) && v1?.status === "skip" && !v1.required) words.push("--mirror");
+  const checked = report.checked_against;
+  if (checked) {
+    const network = /^deployments\/(.+)$/.exec(checked.registries_source)?.[1];
+    if (network) {
+      words.push("--network", shell(network));
+    } else {
+      const { model, certificate, instance: instances } = checked.registries;
+      words.push("--registries", shell(`${model},${certificate},${instances}`), "--chain-id", String(checked.chain_id));
+      if (checked.ens_registry) words.push("--ens-registry", shell(checked.ens_registry));
+    }
+    if (checked.rpc_url) words.push("--rpc", shell(checked.rpc_url));
+    const v2 = step("V2");
+    if (!checked.ens_registry && v2?.status === "skip") words.push("--no-ens");
+  }
+  const v9 = step("V9");
+  if (v9?.status === "skip" && !v9.required) words.push("--no-conformance");
+  return words.join(" ");
+}
+
+/** A word the shell takes as it is, else single-quoted. */
+function shell(value: string): string {
+  return /^[A-Za-z0-9._:/@%+=,~-]+$/.test(value) ? value : `'${value.replace(/'/g, "'\\''")}'`;
 }
 
 function checksTable(report: VerificationReport): string {

@@ -1,47 +1,10 @@
-import http from "node:http";
-import { type AddressInfo } from "node:net";
 import { expect } from "chai";
-import { ethers, network } from "hardhat";
+import { ethers } from "hardhat";
 import { JsonRpcProvider, Network } from "ethers";
 import { connect, publicRpcUrl, REDACTED, rpcUrlOf } from "../../src/chain/provider";
 import { type CheckedAgainst } from "../../src/verify";
 import { forgeScenario, verifyForged } from "../helpers/forge";
-
-/** A JSON-RPC endpoint over HTTP at any path, answered by Hardhat's in-process chain (as a keyed provider would). */
-async function httpBridge(): Promise<{ base: string; paths: string[]; close: () => Promise<void> }> {
-  const paths: string[] = [];
-  const server = http.createServer((request, response) => {
-    paths.push(request.url ?? "");
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => {
-      void (async () => {
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
-        type Call = { id: number; method: string; params?: unknown[] };
-        const answer = async (call: Call): Promise<unknown> => {
-          try {
-            const result = await network.provider.request({ method: call.method, params: call.params ?? [] });
-            return { jsonrpc: "2.0", id: call.id, result };
-          } catch (error) {
-            return { jsonrpc: "2.0", id: call.id, error: { code: -32000, message: (error as Error).message } };
-          }
-        };
-        const out = Array.isArray(body)
-          ? await Promise.all(body.map((c) => answer(c as Call)))
-          : await answer(body as Call);
-        response.setHeader("content-type", "application/json");
-        response.end(JSON.stringify(out));
-      })();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    base: `http://127.0.0.1:${port}`,
-    paths,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
+import { startHttpRpcBridge } from "../helpers/http-rpc";
 
 describe("report.checked_against: what a verification trusted", function () {
   describe("publicRpcUrl: an RPC URL without its credentials", function () {
@@ -126,7 +89,7 @@ describe("report.checked_against: what a verification trusted", function () {
 
     it("names the RPC endpoint it read without the API key in its path and query", async function () {
       const { env, run } = await forgeScenario();
-      const bridge = await httpBridge();
+      const bridge = await startHttpRpcBridge();
       const key = "0123456789abcdef0123456789abcdef";
       const provider = await connect({
         rpcUrl: `${bridge.base}/v3/${key}?apikey=s3cr3t-token`,
