@@ -131,7 +131,10 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
       `<span class="verdict-word">${text(verdictWord)}</span> <span class="verdict-line">${text(verdictLine)} (exit ${report.exit_code})</span></div>`,
   );
   parts.push(`<h2>${number ? `${number}. ` : ""}Subject</h2>`, subjectList(report, protocol ?? null, explorer));
-  parts.push(`<h2>Checked against</h2>`, checkedAgainstHtml(report, explorer));
+  parts.push(
+    `<h2>Checked against</h2>`,
+    checkedAgainstHtml(report, explorer ?? explorerFor(report.checked_against?.chain_id)),
+  );
   parts.push(`<h2>Checks</h2>`, checksTable(report));
   parts.push(`<h2>Timeline</h2>`);
   if (protocol) {
