@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   NOT_REPLAYABLE: "The recorded run can't be replayed from the model, so its conformance can't be established.",
   NOT_FOUND: "The requested item does not exist.",
   FETCH_FAILED: "A document could not be fetched.",
+  SERVER_UNREACHABLE: "The issuer's server could not be reached (refused, not found, timed out).",
+  BUNDLE_INVALID: "An offline verification bundle (verify --save-bundle) could not be read.",
   TLS_FAILED: "The TLS connection could not be established or its certificate was refused.",
   VERIFY_INCOMPLETE: "Verification could not be completed.",
   INTERNAL: "An unexpected internal error occurred.",

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { type Wallet } from "ethers";
-import { connect, type ChainProvider } from "../chain/provider";
+import { connect, redactUrl, type ChainProvider } from "../chain/provider";
 import { DEPLOYMENTS_DIR, loadDeployment, type Deployment } from "../chain/deployments";
 import { verifyRegistryCode } from "../chain/contracts";
 import { assertKeyAllowed } from "../chain/keys";
@@ -28,12 +28,51 @@ export interface GlobalOptions {
  * (recordNodeRpc), then the network's default.
  */
 export function rpcUrlFor(globals: Pick<GlobalOptions, "network" | "rpc">): string {
-  if (globals.rpc) return globals.rpc;
-  if (process.env.STATETRAIL_RPC_URL) return process.env.STATETRAIL_RPC_URL;
+  return rpcEndpointFor(globals).url;
+}
+
+/** The RPC URL {@link rpcUrlFor} chooses, and where it came from (for messages: "from --rpc"). */
+export function rpcEndpointFor(globals: Pick<GlobalOptions, "network" | "rpc">): { url: string; from: string } {
+  if (globals.rpc) return { url: globals.rpc, from: "--rpc" };
+  if (process.env.STATETRAIL_RPC_URL) return { url: process.env.STATETRAIL_RPC_URL, from: "$STATETRAIL_RPC_URL" };
   if (globals.network === "sepolia") {
-    return process.env.SEPOLIA_RPC_URL ?? "https://ethereum-sepolia-rpc.publicnode.com";
+    return process.env.SEPOLIA_RPC_URL
+      ? { url: process.env.SEPOLIA_RPC_URL, from: "$SEPOLIA_RPC_URL" }
+      : { url: "https://ethereum-sepolia-rpc.publicnode.com", from: "the default public Sepolia endpoint" };
   }
-  return recordedNodeRpc(globals.network) ?? "http://127.0.0.1:8545";
+  const recorded = recordedNodeRpc(globals.network);
+  if (recorded) return { url: recorded, from: `${nodeRpcFile(globals.network)}, recorded by statetrail node` };
+  return { url: "http://127.0.0.1:8545", from: `the default for network ${globals.network}` };
+}
+
+/**
+ * The error as the auditor's commands (verify, watch) should say it. Chain code (chain/provider.ts) writes its
+ * hints for whoever runs a chain ("start a local chain with statetrail node"); an auditor reads a chain through an
+ * RPC endpoint it chose and trusts, so the way out of an unreachable endpoint, another chain or a missing
+ * deployment is the endpoint or the trusted registries, named here once for every auditor command.
+ */
+export function forAuditor(error: StatetrailError, globals: Pick<GlobalOptions, "network" | "rpc">): StatetrailError {
+  const hint = auditorHint(error, globals);
+  return hint === null ? error : new StatetrailError(error.code, error.message, { hint, cause: error.cause ?? error });
+}
+
+function auditorHint(error: StatetrailError, globals: Pick<GlobalOptions, "network" | "rpc">): string | null {
+  const rpc = rpcEndpointFor(globals);
+  const where = `the RPC endpoint ${redactUrl(rpc.url)} (from ${rpc.from})`;
+  const choose =
+    "give the RPC URL of a node of that chain you trust with --rpc <url> (or $STATETRAIL_RPC_URL" +
+    (globals.network === "sepolia" ? ", $SEPOLIA_RPC_URL" : "") +
+    ")";
+  switch (error.code) {
+    case "RPC_UNREACHABLE":
+      return `check ${where}: is it up and reachable from here? Or ${choose}. Nothing was checked: the issuer's data is not in question`;
+    case "WRONG_CHAIN":
+      return `${where} serves another chain than network ${globals.network}'s: ${choose}, or choose the --network it serves`;
+    case "DEPLOYMENT_MISSING":
+      return `choose a --network whose registries your clone records in deployments/ (e.g. sepolia), or give them: --registries <model,certificate,instance> --chain-id <id>`;
+    default:
+      return null;
+  }
 }
 
 /** `deployments/<network>/node.json`: the JSON-RPC URL of the local chain `statetrail node` runs for the network. */

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
-import { createOutput, errorCodesHelp, EXIT, reportError } from "./output";
-import { type GlobalOptions } from "./context";
+import { toStatetrailError } from "../errors";
+import { AUDITOR_COMMANDS, createOutput, errorCodesHelp, EXIT, reportError, type CommandRole } from "./output";
+import { forAuditor, type GlobalOptions } from "./context";
 import { registerDemo } from "./commands/demo";
 import { registerIdentity } from "./commands/identity";
 import { registerModel } from "./commands/model";
@@ -40,6 +41,7 @@ Examples:
 
 Exit codes: 0 ok · 1 invalid (verify) · 2 could not verify · 64 usage · 65 bad data ·
             69 service unavailable · 70 internal · 75 temporary (retry) · 77 identity/permission
+            verify and watch: only 0 valid · 1 invalid · 2 could not verify · 64 usage (verify --help)
 Error codes:
 ${errorCodesHelp()}`,
     );
@@ -93,16 +95,22 @@ export function globalsOf(program: Command): GlobalOptions {
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = EXIT.OK;
   let program: Command | undefined = undefined;
+  // Who runs the command decides its exit codes and the hints of chain errors (output.ts, CommandRole).
+  let role: CommandRole = "issuer";
   const run = async (action: CommandAction) => {
     const globals = globalsOf(program!);
     try {
       const code = await action(globals);
       exitCode = code ?? EXIT.OK;
     } catch (error) {
-      exitCode = reportError(error, globals.json);
+      const coded = toStatetrailError(error);
+      exitCode = reportError(role === "auditor" ? forAuditor(coded, globals) : coded, globals.json, role);
     }
   };
   program = buildProgram(run);
+  program.hook("preAction", (_program, command) => {
+    role = AUDITOR_COMMANDS.has(command.name()) && command.parent === program ? "auditor" : "issuer";
+  });
   // Every command, not only the program: commander's subcommands don't inherit an override set after they were
   // added, and a usage error in one (`statetrail model hash --bogus`) called process.exit(1) instead of 64.
   const override = (command: Command): void => {

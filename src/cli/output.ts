@@ -32,6 +32,8 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   PROTOCOL_VERSION: EXIT.DATA,
   RPC_UNREACHABLE: EXIT.UNAVAILABLE,
   FETCH_FAILED: EXIT.UNAVAILABLE,
+  SERVER_UNREACHABLE: EXIT.UNAVAILABLE,
+  BUNDLE_INVALID: EXIT.DATA,
   TLS_FAILED: EXIT.UNAVAILABLE,
   AWS_FAILED: EXIT.UNAVAILABLE,
   WRONG_CHAIN: EXIT.UNAVAILABLE,
@@ -47,6 +49,26 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
   CERT_EXPIRED: EXIT.PERMISSION,
   CERT_INVALID: EXIT.DATA,
 };
+
+/**
+ * Who runs a command. The auditor's commands (verify, watch) have one table of exit codes, whatever the input
+ * form (URL, file, bundle, ENS name, mirror): 0 valid, 1 invalid, 2 could not verify (anything that prevents
+ * verifying: the issuer's server or the RPC down, another chain, an ENS name without records, TLS, no deployment),
+ * 64 usage, 70 internal. The issuer's commands use the table above.
+ */
+export type CommandRole = "issuer" | "auditor";
+
+export const AUDITOR_COMMANDS: ReadonlySet<string> = new Set(["verify", "watch"]);
+
+/** The exit code of an error a command could not go on after. */
+export function exitCodeOf(code: ErrorCode, role: CommandRole = "issuer"): number {
+  if (role === "auditor") {
+    if (code === "INVALID_ARGUMENT") return EXIT.USAGE;
+    if (code === "INTERNAL") return EXIT.INTERNAL;
+    return EXIT.COULD_NOT_VERIFY;
+  }
+  return EXIT_BY_CODE[code] ?? EXIT.INTERNAL;
+}
 
 export interface Output {
   json: boolean;
@@ -78,10 +100,10 @@ export function bigintReplacer(_key: string, value: unknown): unknown {
   return typeof value === "bigint" ? value.toString() : value;
 }
 
-/** Prints a coded error (as JSON with --json) and returns the exit code for it. */
-export function reportError(error: unknown, json: boolean): number {
+/** Prints a coded error (as JSON with --json) and returns the exit code for it (see {@link exitCodeOf}). */
+export function reportError(error: unknown, json: boolean, role: CommandRole = "issuer"): number {
   const coded = toStatetrailError(error);
-  const exit = EXIT_BY_CODE[coded.code] ?? EXIT.INTERNAL;
+  const exit = exitCodeOf(coded.code, role);
   if (json) {
     process.stdout.write(
       JSON.stringify({ error: { code: coded.code, message: coded.message, hint: coded.hint ?? null } }, null, 2) + "\n",

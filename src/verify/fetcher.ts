@@ -8,6 +8,8 @@ export const pinnedFetcher: Fetcher = async (url, request) => {
     fingerprint: request.fingerprint,
     maxBytes: request.maxBytes,
     timeoutMs: request.timeoutMs,
+  }).catch((error: unknown) => {
+    throw serverUnreachable(error, url) ?? error;
   });
   if (response.status < 200 || response.status >= 300) {
     throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status} (redirects are not followed)`);
@@ -78,4 +80,56 @@ export function originOf(url: string): string {
   } catch (error) {
     throw new StatetrailError("INVALID_ARGUMENT", `not a URL: "${url}"`, { cause: error });
   }
+}
+
+/**
+ * SERVER_UNREACHABLE for a connection to the issuer's server that could not be made (refused, host not found,
+ * timed out before TLS), with what to do in the message itself, so that every report form (text, --json, --html,
+ * watch) says it; null for anything else (TLS, HTTP status, size), which keeps its own code.
+ */
+export function serverUnreachable(error: unknown, url: string): StatetrailError | null {
+  const message = (error as { message?: unknown })?.message;
+  if (typeof message !== "string") return null;
+  const refused = /^(?:cannot connect to \S+|fetching \S+ failed): (E[A-Z_]+)$/.exec(message);
+  const timedOut = /^connection to \S+ timed out during the TLS handshake/.test(message);
+  if (!refused && !timedOut) return null;
+  const why = refused ? describeSocketError(refused[1]) : "no answer";
+  let origin = url;
+  try {
+    origin = new URL(url).origin;
+  } catch {
+    // keep the URL as given
+  }
+  const hint =
+    "is the issuer's server running? Check the URL (or the ENS name's url record); " +
+    "nothing is known to be wrong with the chain or the data: nothing could be checked";
+  return new StatetrailError(
+    "SERVER_UNREACHABLE",
+    `cannot reach the issuer's server ${origin} (${why}). ${capital(hint)}`,
+    {
+      hint,
+      cause: error,
+    },
+  );
+}
+
+function describeSocketError(code: string): string {
+  switch (code) {
+    case "ECONNREFUSED":
+      return "connection refused";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "host not found";
+    case "ETIMEDOUT":
+      return "connection timed out";
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return "host unreachable";
+    default:
+      return code;
+  }
+}
+
+function capital(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
