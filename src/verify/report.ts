@@ -3,6 +3,7 @@ import {
   STEP_IDS,
   STEP_TITLES,
   type ExpectedSubject,
+  type StepId,
   type StepResult,
   type StepStatus,
   type VerificationReport,
@@ -20,7 +21,15 @@ const VERDICT_LINES = {
 export interface RenderOptions {
   /** Problems listed under a failed or errored step (default 10). */
   maxProblems?: number;
+  /** Lines printed under the header: how the input was read (a protocol file, an offline bundle). */
+  notes?: string[];
 }
+
+/** The detail of a step that did not run because an earlier one could not obtain what it needs. */
+export const NOT_RUN = "no protocol to verify (see V1)";
+
+/** A problem line that says what to do rather than what was found; shown as such under the step. */
+export const WHAT_TO_DO = "what to do: ";
 
 /**
  * The report as text, for people: a header, one line per check (status, id, title, detail), the problems
@@ -46,15 +55,28 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
       `  ${subject.states} states, status ${subject.status}`,
     );
   }
+  for (const note of options.notes ?? []) lines.push(`  Note:    ${note}`);
   lines.push("");
+  // Steps that did not run for the same reason (nothing to verify) are one line, not nine.
+  const notRun = report.steps.filter((step) => step.status === "skip" && isNotRun(step.detail));
+  const reason = notRun[0]?.detail.replace(/^not run: /, "");
   for (const step of report.steps) {
+    if (notRun.length > 1 && notRun.includes(step)) {
+      if (step === notRun[0]) {
+        lines.push(`${LABELS.skip} ${stepRange(notRun.map((s) => s.id))}  not run: ${reason}`);
+      }
+      continue;
+    }
     const optional = step.required ? "" : " (optional)";
     lines.push(`${LABELS[step.status]} ${step.id}  ${step.title}${optional}`);
     if (step.detail) lines.push(`             ${step.detail}`);
     if (step.status === "fail" || step.status === "error") {
-      const extra = step.problems.filter((problem) => problem !== step.detail);
+      const extra = step.problems.filter((problem) => problem !== step.detail && !problem.startsWith(WHAT_TO_DO));
       for (const problem of step.problems.length > 1 ? extra.slice(0, maxProblems) : []) {
         lines.push(`             - ${problem}`);
+      }
+      for (const todo of step.problems.filter((problem) => problem.startsWith(WHAT_TO_DO))) {
+        lines.push(`             ${todo}`);
       }
       if (step.problems.length > 1 && extra.length > maxProblems) {
         lines.push(`             - … ${extra.length - maxProblems} more (see --json)`);
@@ -62,7 +84,42 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
     }
   }
   lines.push("", `verdict: ${VERDICT_LINES[report.verdict]} (exit ${report.exit_code})`);
-  return lines.join("\n") + "\n";
+  return onceEach(lines).join("\n") + "\n";
+}
+
+/**
+ * What to do, when a message carries it (SERVER_UNREACHABLE: verify/fetcher.ts), is said once: every step that
+ * needed the unreachable server repeats the message, and the report names the server and the way out once.
+ */
+const IN_MESSAGE_HINT = /\. Is the issuer's server running\? .*?nothing could be checked/;
+
+function onceEach(lines: string[]): string[] {
+  let seen = false;
+  return lines.map((line) => {
+    if (!IN_MESSAGE_HINT.test(line)) return line;
+    if (!seen) {
+      seen = true;
+      return line;
+    }
+    return line.replace(IN_MESSAGE_HINT, "");
+  });
+}
+
+function isNotRun(detail: string): boolean {
+  return detail === NOT_RUN || detail.startsWith("not run: ");
+}
+
+/** "V0, V2–V9": ids as ranges of consecutive steps. */
+function stepRange(ids: readonly StepId[]): string {
+  const indexes = ids.map((id) => STEP_IDS.indexOf(id));
+  const parts: string[] = [];
+  for (let i = 0; i < indexes.length; i++) {
+    let j = i;
+    while (j + 1 < indexes.length && indexes[j + 1] === indexes[j] + 1) j++;
+    parts.push(j > i + 1 ? `${ids[i]}–${ids[j]}` : j === i + 1 ? `${ids[i]}, ${ids[j]}` : ids[i]);
+    i = j;
+  }
+  return parts.join(", ");
 }
 
 /** "instance X of issuer 0x… (name)", with "any" for what was not given. */
@@ -81,16 +138,25 @@ export function refusedReport(
   detail: string,
   code: ErrorCode,
   status: "fail" | "error" = "fail",
+  options: {
+    /** The step that could not go on (default V1: no protocol); V0 when the chain could not be read. */
+    step?: StepId;
+    /** What to do, shown under the step and kept in its problems as "what to do: …". */
+    hint?: string;
+  } = {},
 ): VerificationReport {
   const verifiedAt = Math.floor(Date.now() / 1000);
+  const at = options.step ?? "V1";
+  const problems = [detail, ...(options.hint ? [`${WHAT_TO_DO}${options.hint}`] : [])];
+  const notRun = at === "V1" ? NOT_RUN : `not run: nothing could be verified (see ${at})`;
   const steps: StepResult[] = STEP_IDS.map((id) =>
-    id === "V1"
-      ? { id, title: STEP_TITLES[id], status, detail, required: true, code, problems: [detail], durationMs: 0 }
+    id === at
+      ? { id, title: STEP_TITLES[id], status, detail, required: true, code, problems, durationMs: 0 }
       : {
           id,
           title: STEP_TITLES[id],
           status: "skip",
-          detail: "no protocol to verify (see V1)",
+          detail: notRun,
           required: true,
           problems: [],
           durationMs: 0,
@@ -118,4 +184,53 @@ export function refusedReport(
 /** The report as JSON text: every check with id, title, status, detail, problems. */
 export function renderReportJson(report: VerificationReport): string {
   return JSON.stringify(report, null, 2) + "\n";
+}
+
+/** How the auditor named what to verify (`statetrail verify <target>`). */
+export type InputForm = "url" | "file" | "bundle" | "ens-name" | "mirror";
+
+export interface VerificationSummary {
+  instances: number;
+  valid: number;
+  invalid: number;
+  could_not_verify: number;
+  /** The command's exit code: 1 if any is invalid, else 2 if any could not be verified or none was, else 0. */
+  exit_code: 0 | 1 | 2;
+}
+
+/**
+ * What `statetrail verify --json` prints, for every input form and any number of instances (one for a URL, a
+ * file or a mirror; one per listed instance for an ENS name or a bundle). docs/verification-report.schema.json
+ * is its JSON Schema.
+ */
+export interface VerificationRun {
+  statetrail_verifications: 1;
+  /** The target as given on the command line. */
+  target: string;
+  input_form: InputForm;
+  reports: VerificationReport[];
+  summary: VerificationSummary;
+  /** With --save-bundle: the file written and the instances in it. */
+  bundle?: { file: string; instances: string[] };
+}
+
+export function summarize(reports: readonly VerificationReport[]): VerificationSummary {
+  const count = (verdict: VerificationReport["verdict"]) => reports.filter((r) => r.verdict === verdict).length;
+  const invalid = count("invalid");
+  const couldNot = count("could-not-verify");
+  return {
+    instances: reports.length,
+    valid: count("valid"),
+    invalid,
+    could_not_verify: couldNot,
+    exit_code: invalid > 0 ? 1 : couldNot > 0 || reports.length === 0 ? 2 : 0,
+  };
+}
+
+/** "3 instances: 2 valid, 1 invalid, 0 could not verify". */
+export function summaryLine(summary: VerificationSummary): string {
+  return (
+    `${summary.instances} instance${summary.instances === 1 ? "" : "s"}: ${summary.valid} valid, ` +
+    `${summary.invalid} invalid, ${summary.could_not_verify} could not verify`
+  );
 }

@@ -92,7 +92,7 @@ describe("statetrail CLI", function () {
     expect(result.stderr).to.contain("ASL_INVALID").and.contain("/States/A");
   });
 
-  it("fails fast with RPC_UNREACHABLE (exit 69) when the chain is down", async function () {
+  it("fails fast with RPC_UNREACHABLE when the chain is down: could not verify (exit 2)", async function () {
     const port = await freePort();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-cli-"));
     const started = Date.now();
@@ -107,17 +107,17 @@ describe("statetrail CLI", function () {
       ...TRUST,
     );
     expect(Date.now() - started).to.be.lessThan(15_000);
-    expect(result.code).to.equal(69);
-    expect(JSON.parse(result.stdout).error.code).to.equal("RPC_UNREACHABLE");
+    expect(result.code).to.equal(2);
+    expect(JSON.parse(result.stdout).reports[0].steps[0]).to.include({ id: "V0", code: "RPC_UNREACHABLE" });
   });
 
   describe("against a chain that is not the deployment's", function () {
     const chain = useHardhatNode({ chainId: 11155111 });
 
-    it("refuses with WRONG_CHAIN (exit 69)", async function () {
+    it("refuses with WRONG_CHAIN: could not verify (exit 2)", async function () {
       const result = await cli("--rpc", chain.url, "--json", "verify", "acme.test", ...TRUST);
-      expect(result.code).to.equal(69);
-      expect(JSON.parse(result.stdout).error.code).to.equal("WRONG_CHAIN");
+      expect(result.code).to.equal(2);
+      expect(JSON.parse(result.stdout).reports[0].steps[0]).to.include({ id: "V0", code: "WRONG_CHAIN" });
     });
   });
 

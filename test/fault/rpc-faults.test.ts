@@ -72,7 +72,7 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       expect(result.ms).to.be.within(650, 5_000);
     });
 
-    it("the CLI: exit 69 with the coded error and a hint", async function () {
+    it("the CLI: exit 2 (could not verify) with the coded error and a hint for the auditor", async function () {
       await proxy.refuse();
       // Registries given explicitly: no deployments/localhost needed (it is not in a fresh checkout).
       const registries = ["0x" + "11".repeat(20), "0x" + "22".repeat(20), "0x" + "33".repeat(20)].join(",");
@@ -87,10 +87,11 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
         "--chain-id",
         "31337",
       ]);
-      expect(result.code).to.equal(69);
-      const error = JSON.parse(result.stdout).error as { code: string; hint: string | null };
-      expect(error.code).to.equal("RPC_UNREACHABLE");
-      expect(error.hint).to.be.a("string");
+      // Issue 15 item 6: the auditor's commands have one table of exit codes; a report says what could not be done.
+      expect(result.code).to.equal(2);
+      const v0 = JSON.parse(result.stdout).reports[0].steps[0] as { id: string; code: string; problems: string[] };
+      expect(v0).to.include({ id: "V0", code: "RPC_UNREACHABLE" });
+      expect(v0.problems.join("\n")).to.contain("what to do:").and.contain("--rpc");
     });
 
     it("through the proxy when it is healthy, the same endpoint works", async function () {

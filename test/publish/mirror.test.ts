@@ -229,7 +229,7 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
       env,
     );
     expect(verified.code, verified.stderr).to.equal(0);
-    const report = JSON.parse(verified.stdout) as VerificationReport;
+    const [report] = (JSON.parse(verified.stdout) as { reports: VerificationReport[] }).reports;
     expect(report.verdict).to.equal("valid");
     expect(statuses(report)).to.include({ V1: "skip", V3: "skip", V6: "pass", V7: "pass", V8: "pass" });
   });

@@ -46,9 +46,9 @@ describe("the verdict is bound to the question (issue 12, finding 1)", function 
 
   async function verify(...args: string[]): Promise<{ code: number; reports: Report[] }> {
     const result = await runCli(["--rpc", chain.url, "--json", "verify", ...args, ...flags()]);
-    const parsed = JSON.parse(result.stdout || "null") as Report | Report[] | null;
+    const parsed = JSON.parse(result.stdout || "null") as { reports: Report[] } | null;
     expect(parsed, result.stderr).to.not.equal(null);
-    return { code: result.code, reports: Array.isArray(parsed) ? parsed : [parsed!] };
+    return { code: result.code, reports: parsed!.reports };
   }
 
   const step = (report: Report, id: string) => report.steps.find((candidate) => candidate.id === id)!;

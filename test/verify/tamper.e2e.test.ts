@@ -57,7 +57,7 @@ describe("tamper matrix against the real server and ENS (hardhat node process)",
         "--ens-registry",
         deployment.ens.registry,
       ]);
-      return { code, report: JSON.parse(stdout) };
+      return { code, report: JSON.parse(stdout).reports[0] };
     } finally {
       process.stdout.write = write;
       process.stderr.write = errWrite;

@@ -13,9 +13,10 @@ import {
   type VerificationReport,
   type verifyProtocol,
 } from "../../verify";
-import { refusedReport } from "../../verify/report";
-import { type GlobalOptions } from "../context";
-import { EXIT } from "../output";
+import { type Bundle, type BundleInstance } from "../../verify/bundle";
+import { refusedReport, summarize, summaryLine, type InputForm, type VerificationRun } from "../../verify/report";
+import { STEP_IDS, type StepResult } from "../../verify/types";
+import { forAuditor, type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
 import { lazy } from "../../lazy";
 
@@ -38,7 +39,20 @@ export interface VerifyCliOptions {
   html?: string;
   mirror?: boolean;
   s3Endpoint?: string;
+  /** Write an offline bundle of everything fetched (verify/bundle.ts). */
+  saveBundle?: string;
 }
+
+/** The auditor's exit codes, the same for every input form (docs/AUDITOR.md, "Exit codes"). */
+export const VERIFY_EXIT_CODES = `Exit codes (the same for a URL, a file, a bundle, an ENS name and a mirror):
+  0   valid: every instance verified valid
+  1   invalid: a check failed on at least one instance (altered, withheld or forged data, another instance or
+      issuer than asked, a bundle claiming a certificate the issuer never registered)
+  2   could not verify: nothing failed, but something prevented verifying: the issuer's server or the RPC
+      endpoint down, an RPC of another chain, an ENS name without url/addr record, a TLS failure, data not
+      served, no deployment for --network, no instance listed (the report says which, and what to do)
+  64  usage: an unknown option, a target that is not an https URL, a file or an ENS name, a bad --issuer
+Several instances: 1 if any is invalid, else 2 if any could not be verified, else 0.`;
 
 export function registerVerify({ program, run }: CommandContext): void {
   program
@@ -60,43 +74,115 @@ export function registerVerify({ program, run }: CommandContext): void {
     .option("--html <file>", "also write a self-contained HTML audit report (no scripts, opens offline)")
     .option("--mirror", "the https URL is a copy on a mirror (implied for s3:// and http://): see docs/AUDITOR.md")
     .option("--s3-endpoint <url>", "S3-compatible endpoint for s3:// mirrors (default: $AWS_ENDPOINT_URL_S3, AWS)")
+    .option(
+      "--save-bundle <file>",
+      "also write everything fetched (protocol, model, input, states) to one file that `verify <file>` checks offline",
+    )
     .addHelpText(
       "after",
       `
-Exit codes: 0 valid · 1 invalid (a check failed) · 2 could not verify (network, RPC or data missing)
+A protocol file (protocol.json) is checked against the chain, but its model, input and states are fetched
+from the issuer's server named in it (and V1 asks that server for the protocol). To verify without the
+issuer's server, verify a bundle: \`verify <url|name> --save-bundle b.json\`, later \`verify b.json\` (only the
+RPC is needed; the server's TLS certificate is then taken from the bundle, not observed: see docs/AUDITOR.md).
+
+Progress goes to stderr (V0 … V9 in order); reports to stdout, then with several instances a summary line
+("N instances: a valid, b invalid, c could not verify"). --json prints one object for every input form:
+{ "statetrail_verifications": 1, "target", "input_form", "reports": [...], "summary": {...} }
+(docs/verification-report.schema.json).
+
+${VERIFY_EXIT_CODES}
 Examples:
   $ statetrail verify https://localhost:8443/instances/<hash>/protocol
   $ statetrail verify https://localhost:8443/instances/<hash>/protocol --issuer 0x…
   $ statetrail verify ./protocol.json --rpc http://127.0.0.1:8545
   $ statetrail verify acme.test --json
   $ statetrail verify acme.test --html report.html
-  $ statetrail verify s3://bucket/prefix/instances/<hash>/protocol     (a mirror copy)`,
+  $ statetrail verify s3://bucket/prefix/instances/<hash>/protocol     (a mirror copy)
+  $ statetrail verify acme.test --save-bundle acme.bundle.json          (then, offline: verify acme.bundle.json)`,
     )
     .action((target: string, options: VerifyCliOptions) =>
       run(async (globals) => {
         const { FetchRecorder, renderReport, renderReportsHtml } = await import("../../verify");
-        const recorder = options.html ? new FetchRecorder() : undefined;
-        const reports = await verifyTarget(target, options, globals, undefined, recorder);
+        const recorder = options.html || options.saveBundle ? new FetchRecorder() : undefined;
+        const { reports, form, protocolFile } = await verifyTarget(target, options, globals, undefined, recorder);
+        const run: VerificationRun = {
+          statetrail_verifications: 1,
+          target,
+          input_form: form,
+          reports,
+          summary: summarize(reports),
+        };
         if (options.html && recorder) {
-          const file = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : null;
-          fs.writeFileSync(options.html, renderReportsHtml(reports.map((r) => recorder.evidenceFor(r, file))));
+          fs.writeFileSync(options.html, renderReportsHtml(reports.map((r) => recorder.evidenceFor(r, protocolFile))));
           globals.output.log(`HTML report written to ${options.html}`);
         }
+        if (options.saveBundle && recorder)
+          run.bundle = saveBundle(options.saveBundle, recorder, run, protocolFile, globals);
         if (globals.json) {
-          globals.output.result(reports.length === 1 ? reports[0] : reports);
+          globals.output.result(run);
         } else {
-          for (const report of reports) globals.output.result(report, renderReport(report));
+          const notes = notesFor(form, target);
+          for (const report of reports) globals.output.result(report, renderReport(report, { notes }));
+          if (reports.length !== 1) globals.output.result(run.summary, summaryLine(run.summary));
         }
-        return worstExit(reports);
+        return run.summary.exit_code;
       }),
     );
 }
 
-export function worstExit(reports: VerificationReport[]): number {
-  if (reports.length === 0) return EXIT.COULD_NOT_VERIFY;
-  if (reports.some((r) => r.exit_code === 1)) return EXIT.INVALID;
-  if (reports.some((r) => r.exit_code === 2)) return EXIT.COULD_NOT_VERIFY;
-  return EXIT.OK;
+/** What the text report says about how the input was read. */
+function notesFor(form: InputForm, target: string): string[] {
+  if (form === "file") {
+    return [
+      `${target} is a protocol file: its model, input and states were fetched from the issuer's server named in it ` +
+        `(issuer.url). To verify without that server, verify a bundle (verify <url|name> --save-bundle <file>).`,
+    ];
+  }
+  if (form === "bundle") {
+    return [
+      `offline bundle ${target}: nothing was fetched from the issuer's server. Every byte was checked against the ` +
+        `chain; the server's TLS certificate is taken from the bundle, not observed (V1, V3), so a valid verdict ` +
+        `rests on hashes, signature and chain alone.`,
+    ];
+  }
+  return [];
+}
+
+function saveBundle(
+  file: string,
+  recorder: FetchRecorder,
+  run: VerificationRun,
+  protocolFile: string | null,
+  globals: GlobalOptions,
+): { file: string; instances: string[] } {
+  const bundle = recorder.toBundle(run.reports, { madeBy: `statetrail verify ${run.target}`, protocolFile });
+  fs.writeFileSync(file, JSON.stringify(bundle) + "\n");
+  const files = Object.keys(bundle.files).length;
+  globals.output.log(`bundle written to ${file}: ${bundle.instances.length} instance(s), ${files} file(s)`);
+  const kept = new Set(bundle.instances.map((instance) => instance.instance_hash));
+  for (const report of run.reports) {
+    if (!report.subject || !kept.has(report.subject.instance_hash)) {
+      globals.output.log(`  not in the bundle: ${report.source} (no protocol was read: see its V1)`);
+    }
+  }
+  if (recorder.overflowed) {
+    globals.output.log("  warning: more data than the recorder keeps (256 MiB): the bundle is incomplete");
+  }
+  return { file, instances: bundle.instances.map((instance) => instance.instance_hash) };
+}
+
+/** Prints each step of one verification to stderr as it finishes, in step order (V1 runs first, V0 next). */
+function progress(log: (line: string) => void): (step: StepResult) => void {
+  const done = new Map<string, StepResult>();
+  let next = 0;
+  return (step) => {
+    done.set(step.id, step);
+    while (next < STEP_IDS.length && done.has(STEP_IDS[next])) {
+      const ready = done.get(STEP_IDS[next++])!;
+      log(`  ${ready.id} ${ready.status.toUpperCase().padEnd(5)} ${ready.title} (${ready.durationMs} ms)`);
+    }
+  };
 }
 
 /** Trusted registries come from deployments/<network>/ or the auditor's flags, never from the protocol. */
@@ -126,55 +212,128 @@ export function trustedSetup(
   return { trusted: verifier.trustedFromDeployment(deployment), ens: options.ensRegistry ?? deployment.ens.registry };
 }
 
+export interface VerifyOutcome {
+  reports: VerificationReport[];
+  form: InputForm;
+  /** The protocol file's text, for a file input. */
+  protocolFile: string | null;
+}
+
+/**
+ * Verifies every instance `target` names. Whatever prevents verifying (the RPC, the issuer's server, an ENS name
+ * without records, a missing deployment) becomes a could-not-verify report with its code and what to do, so
+ * every input form gives reports with the same exit codes; only a usage error (INVALID_ARGUMENT) is thrown.
+ */
 export async function verifyTarget(
   target: string,
   options: VerifyCliOptions,
   globals: GlobalOptions,
   onReport?: (report: VerificationReport) => void,
   recorder?: FetchRecorder,
-): Promise<VerificationReport[]> {
+): Promise<VerifyOutcome> {
+  const outcome: VerifyOutcome = { reports: [], form: formOf(target, options), protocolFile: null };
+  const asked = askedOf(options); // a usage error comes before anything is read
+  const push = (report: VerificationReport) => {
+    outcome.reports.push(report);
+    onReport?.(report);
+  };
+  try {
+    await verifyResolved(target, options, globals, outcome, push, recorder);
+  } catch (cause) {
+    const error = forAuditor(toStatetrailError(cause), globals);
+    if (error.code === "INVALID_ARGUMENT" || error.code === "INTERNAL") throw error;
+    const chain =
+      error.code === "RPC_UNREACHABLE" || error.code === "WRONG_CHAIN" || error.code === "DEPLOYMENT_MISSING";
+    push(
+      refusedReport(
+        target,
+        { ...asked, ...(outcome.form === "ens-name" ? { ensName: target } : {}) },
+        `${error.code}: ${error.message}`,
+        error.code,
+        "error",
+        {
+          step: chain ? "V0" : "V1",
+          hint: error.hint,
+        },
+      ),
+    );
+  }
+  return outcome;
+}
+
+/** How `target` is read (a file is a bundle or a protocol: set once it is read). */
+function formOf(target: string, options: VerifyCliOptions): InputForm {
+  if (/^https:\/\//i.test(target)) return options.mirror ? "mirror" : "url";
+  if (verifier.isMirrorUrl(target)) return "mirror";
+  if (fs.existsSync(target)) return "file";
+  if (ENS_NAME.test(target)) return "ens-name";
+  throw new StatetrailError("INVALID_ARGUMENT", `"${target}" is not an https URL, an existing file or an ENS name`, {
+    hint: "give https://<server>/instances/<hash>/protocol, the path of a protocol or bundle file, or a name like acme.eth",
+  });
+}
+
+const ENS_NAME = /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i;
+
+async function verifyResolved(
+  target: string,
+  options: VerifyCliOptions,
+  globals: GlobalOptions,
+  outcome: VerifyOutcome,
+  push: (report: VerificationReport) => void,
+  recorder?: FetchRecorder,
+): Promise<void> {
   const { connect } = await import("../../chain/provider");
   const { rpcUrlFor } = await import("../context");
-  const { ensReaderFromProvider, isMirrorUrl, pinnedFetcher, storageFetcher, verifyProtocol } =
+  const { ChainView, ensReaderFromProvider, pinnedFetcher, storageFetcher, verifyProtocol } =
     await import("../../verify");
+  const { bundleFetcher, bundleReport } = await import("../../verify/bundle");
   const { trusted, ens } = trustedSetup(globals, options);
   const wrap = (fetcher: Fetcher): Fetcher => (recorder ? recorder.wrap(fetcher) : fetcher);
   // A mirror: untrusted storage holding a copy (verify/mirror.ts); s3:// and http:// can only be one.
-  const mirrored = isMirrorUrl(target) || (options.mirror === true && /^https:\/\//i.test(target));
+  const mirrored = outcome.form === "mirror";
   const provider = await connect({
     rpcUrl: rpcUrlFor(globals),
     expectedChainId: trusted.chainId,
     ensRegistry: options.ens ? ens : null,
   });
   try {
-    const reports: VerificationReport[] = [];
-    for (const resolved of await resolveTargets(target, options, provider, trusted)) {
-      if ("refused" in resolved) {
-        reports.push(resolved.refused);
-        onReport?.(resolved.refused);
+    const resolved = await resolveTargets(target, options, provider, trusted, { bundles: true });
+    for (const [index, item] of resolved.entries()) {
+      if ("refused" in item) {
+        push(item.refused);
         continue;
       }
-      const { input, expected } = resolved;
+      const { input, expected, bundle, protocolFile } = item;
+      if (bundle) outcome.form = "bundle";
+      if (protocolFile !== undefined) outcome.protocolFile = protocolFile;
+      const source = "url" in input ? input.url : (input.name ?? "protocol object");
+      globals.output.log(`verifying ${source}${resolved.length > 1 ? ` (${index + 1} of ${resolved.length})` : ""}`);
+      // An offline bundle is read as a mirror whose storage is the file: nothing goes to the network but the RPC.
+      const offline = bundle ? wrap(bundleFetcher(bundle.bundle, bundle.name)) : null;
       // One instance that breaks the verifier must not take down the others' reports.
-      const report = await verifyProtocol({
+      let report = await verifyProtocol({
         input,
         expected,
         provider,
         trusted,
         ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
         conformance: options.conformance !== false,
-        fetcher: wrap(pinnedFetcher),
-        mirror: mirrored ? { fetcher: wrap(storageFetcher({ endpoint: options.s3Endpoint })) } : undefined,
-        onStep: (step) => globals.output.log(`  ${step.id} ${step.status}`),
+        fetcher: offline ?? wrap(pinnedFetcher),
+        mirror: offline
+          ? { fetcher: offline }
+          : mirrored
+            ? { fetcher: wrap(storageFetcher({ endpoint: options.s3Endpoint })) }
+            : undefined,
+        onStep: progress(globals.output.log),
       }).catch((cause: unknown) => {
         const error = toStatetrailError(cause);
-        const source = "url" in input ? input.url : (input.name ?? "protocol object");
         return refusedReport(source, expected, `${error.code}: ${error.message}`, error.code, "error");
       });
-      reports.push(report);
-      onReport?.(report);
+      if (bundle) {
+        report = await bundleReport(report, bundle.entry, bundle.bundle, bundle.name, new ChainView(provider, trusted));
+      }
+      push(report);
     }
-    return reports;
   } finally {
     provider.destroy();
   }
@@ -183,7 +342,31 @@ export async function verifyTarget(
 type Input = Parameters<typeof verifyProtocol>[0]["input"];
 
 /** What to verify and what it must be about; or a question refused before any protocol was read. */
-export type Resolved = { input: Input; expected: ExpectedSubject } | { refused: VerificationReport };
+export type Resolved =
+  | {
+      input: Input;
+      expected: ExpectedSubject;
+      /** An instance of an offline bundle (only with `bundles`). */
+      bundle?: { bundle: Bundle; entry: BundleInstance; name: string };
+      /** The text of a protocol file. */
+      protocolFile?: string;
+    }
+  | { refused: VerificationReport };
+
+/** What --issuer and --instance ask (INVALID_ARGUMENT for what is not an address or a hash). */
+export function askedOf(options: Pick<VerifyCliOptions, "issuer" | "instance">): ExpectedSubject {
+  const asked: ExpectedSubject = {};
+  if (options.issuer !== undefined) {
+    if (!ethers.isAddress(options.issuer)) {
+      throw new StatetrailError("INVALID_ARGUMENT", `--issuer is not an address: "${options.issuer}"`, {
+        hint: "give the issuer's Ethereum address, 0x followed by 40 hex digits",
+      });
+    }
+    asked.issuer = ethers.getAddress(options.issuer);
+  }
+  if (options.instance !== undefined) asked.instanceHash = parseHexHash(options.instance, "--instance");
+  return asked;
+}
 
 /**
  * The protocols a target names, each with what the auditor asked: the instance of a URL (V1 reads it from the
@@ -194,25 +377,40 @@ export async function resolveTargets(
   options: VerifyCliOptions,
   provider: ChainProvider,
   trusted: TrustedSetup,
+  read: { bundles?: boolean } = {},
 ): Promise<Resolved[]> {
-  const asked: ExpectedSubject = {};
-  const { getAddress, isAddress } = await import("ethers");
+  const asked = askedOf(options);
   const { DEFAULT_MAX_BYTES, isMirrorUrl } = await import("../../verify");
-  if (options.issuer !== undefined) {
-    if (!isAddress(options.issuer)) {
-      throw new StatetrailError("INVALID_ARGUMENT", `--issuer is not an address: "${options.issuer}"`, {
-        hint: "give the issuer's Ethereum address, 0x followed by 40 hex digits",
-      });
-    }
-    asked.issuer = getAddress(options.issuer);
-  }
-  if (options.instance !== undefined) asked.instanceHash = parseHexHash(options.instance, "--instance");
   if (/^https:\/\//i.test(target) || isMirrorUrl(target)) return [{ input: { url: target }, expected: asked }];
   if (fs.existsSync(target)) {
+    if (read.bundles) {
+      const { BUNDLE_MAX_BYTES, isBundleDocument, parseBundle } = await import("../../verify/bundle");
+      const text = decodeUtf8(readFileLimited(target, BUNDLE_MAX_BYTES, "protocol or bundle file"), target);
+      let document: unknown = null;
+      try {
+        document = JSON.parse(text);
+      } catch {
+        // not JSON: V1 says so for the protocol
+      }
+      if (isBundleDocument(document)) {
+        const bundle = parseBundle(document, target);
+        const named = bundle.instances.filter((entry) => entry.instance_hash === asked.instanceHash);
+        // --instance picks its entry; a bundle without it is verified against the question (and fails V1).
+        return (named.length > 0 ? named : bundle.instances).map((entry) => ({
+          input: { url: entry.protocol_url },
+          expected: asked,
+          bundle: { bundle, entry, name: target },
+        }));
+      }
+      if (Buffer.byteLength(text) > DEFAULT_MAX_BYTES.protocol) {
+        readFileLimited(target, DEFAULT_MAX_BYTES.protocol, "protocol file"); // throws INPUT_TOO_LARGE
+      }
+      return [{ input: { protocol: text, name: target }, expected: asked, protocolFile: text }];
+    }
     const bytes = readFileLimited(target, DEFAULT_MAX_BYTES.protocol, "protocol file");
     return [{ input: { protocol: decodeUtf8(bytes, target), name: target }, expected: asked }];
   }
-  if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(target)) return instancesOfEnsName(target, asked, provider, trusted);
+  if (ENS_NAME.test(target)) return instancesOfEnsName(target, asked, provider, trusted);
   throw new StatetrailError("INVALID_ARGUMENT", `"${target}" is not an https URL, an existing file or an ENS name`);
 }
 
@@ -231,6 +429,7 @@ async function instancesOfEnsName(
   const { getAddress } = await import("ethers");
   const { getText, resolveAddress } = await import("../../chain/ens");
   const { pinnedFetch } = await import("../../net/pinned-fetch");
+  const { serverUnreachable } = await import("../../verify/fetcher");
   const { sameAddress } = await import("../../verify/findings");
   const [url, address] = await Promise.all([getText(provider, name, "url"), resolveAddress(provider, name)]);
   const hint = "check the name and --network / --ens-registry";
@@ -251,7 +450,9 @@ async function instancesOfEnsName(
   if (expected.instanceHash)
     return [{ input: { url: `${base}/instances/${expected.instanceHash}/protocol` }, expected }];
   const listingUrl = `${base}/instances`;
-  const listing = await pinnedFetch(listingUrl, { maxBytes: 8 * 1024 * 1024 });
+  const listing = await pinnedFetch(listingUrl, { maxBytes: 8 * 1024 * 1024 }).catch((error: unknown) => {
+    throw serverUnreachable(error, listingUrl) ?? error;
+  });
   if (listing.status !== 200) {
     throw new StatetrailError("FETCH_FAILED", `GET ${listingUrl}: HTTP ${listing.status} (redirects are not followed)`);
   }
