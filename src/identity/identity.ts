@@ -393,6 +393,16 @@ async function planName(
     // An unregistered (or expired) name fails here, before the certificate is paid for.
     const ownership = await nameOwnership(signer.provider!, ens, name);
     if (ownership.owner === ZeroAddress) throw notOwnerError(ownership, signer.address)!;
+    if (ownership.owner !== signer.address) {
+      // Another account's name is only checked: when its addr or url already disagree, nothing will make them agree
+      // from this key, so that fails here too (the primary name is this key's own record, set later).
+      const url = originOf(options.host ?? DEFAULT_HOST, options.port ?? DEFAULT_PORT);
+      const records = await readRecords(signer.provider!, ens.registry, name, signer.address);
+      const problems = recordMismatches(records, { address: signer.address, url }).filter(
+        (problem) => !problem.startsWith("the primary name of "),
+      );
+      if (problems.length > 0) throw notLinkedError(signer.address, name, ownership.owner, url, problems);
+    }
     return { name, label: null };
   }
   if (!canRegisterLocally(ens, LOCAL_TLD)) {
@@ -462,14 +472,21 @@ async function linkName(
   const records = await readRecords(provider, ens.registry, name, signer.address);
   const problems = recordMismatches(records, { address: signer.address, url });
   if (problems.length > 0) {
+    if (owner !== signer.address) throw notLinkedError(signer.address, name, owner, url, problems);
     throw new StatetrailError("ENS_FAILED", `ENS does not link ${signer.address} to ${name}: ${problems.join("; ")}`, {
-      hint:
-        owner === signer.address
-          ? "the records did not read back as written; check the ENS contracts of this network"
-          : `from the account that owns ${name} (${owner}), set addr to ${signer.address} and the url text record to ${url}, and set ${name} as the primary name of ${signer.address}`,
+      hint: "the records did not read back as written; check the ENS contracts of this network",
     });
   }
   return records;
+}
+
+/** A name another account owns does not point at this key: what is wrong and what its owner must set. */
+function notLinkedError(me: string, name: string, owner: string, url: string, problems: string[]): StatetrailError {
+  return new StatetrailError("ENS_FAILED", `ENS does not link ${me} to ${name}: ${problems.join("; ")}`, {
+    hint:
+      `${name} is owned by ${owner}, not by this key: from the account that owns ${name} (${owner}), set addr to ${me} ` +
+      `and the url text record to ${url}, and set ${name} as the primary name of ${me}; or use the owner's key`,
+  });
 }
 
 function normalizeKey(key: string): string {

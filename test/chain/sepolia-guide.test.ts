@@ -361,6 +361,38 @@ describe("docs/SEPOLIA.md, every command run against the Sepolia mimic (real CLI
     );
   });
 
+  it("identity init on a name the key does not hold: unregistered fails before paying; another's names its owner", async function () {
+    const stranger = Wallet.createRandom();
+    await provider.send("hardhat_setBalance", [stranger.address, toBeHex(10n ** 19n)]);
+    const env = {
+      ...baseEnv(),
+      HOME: path.join(tmp, "stranger-home"),
+      SEPOLIA_RPC_URL: chain.url,
+      STRANGER_KEY: stranger.privateKey,
+      STATETRAIL_PASSWORD: password,
+    };
+    const init = (ens: string) =>
+      bash(
+        `statetrail --network sepolia identity init --host 127.0.0.1 --port ${port} --ens-name ${ens} --private-key-env STRANGER_KEY`,
+        { cwd: work, env, timeoutMs: 120_000 },
+      );
+    const unregistered = await init("nobody-here.eth");
+    expect(unregistered.code, unregistered.stderr).to.not.equal(0);
+    expect(unregistered.stderr, unregistered.stderr).to.contain("error ENS_FAILED: nobody-here.eth is not registered");
+    expect(unregistered.stderr, unregistered.stderr).to.contain(
+      `what to do: register nobody-here.eth for ${stranger.address}`,
+    );
+    expect(await provider.getTransactionCount(stranger.address)).to.equal(0);
+    // acme-audit.eth belongs to the issuer and points at it: the stranger can't make it point here, and is told so
+    // (with the owner and what it must set) before paying for anything.
+    const taken = await init(name);
+    expect(taken.code, taken.stderr).to.not.equal(0);
+    expect(taken.stderr, taken.stderr).to.match(/error ENS_FAILED: ENS does not link/);
+    expect(taken.stderr, taken.stderr).to.contain(`${name} is owned by ${key.address}, not by this key`);
+    expect(taken.stderr, taken.stderr).to.contain(`set addr to ${stranger.address}`);
+    expect(await provider.getTransactionCount(stranger.address)).to.equal(0);
+  });
+
   it("a look-alike at the trusted InstanceRegistry address: the auditor's verify fails V0 with DEPLOYMENT_CODE_MISMATCH", async function () {
     const committed = loadDeployment("sepolia");
     const target = committed.contracts.InstanceRegistry.address;
