@@ -178,7 +178,7 @@ export async function ensureDeterministicDeployer(
   if (code !== "0x") {
     if (code.toLowerCase() !== DETERMINISTIC_DEPLOYER_RUNTIME.toLowerCase()) {
       throw new StatetrailError(
-        "DEPLOYMENT_MISSING",
+        "DEPLOYMENT_CODE_MISMATCH",
         `the code at ${DETERMINISTIC_DEPLOYER} is not the deterministic deployment proxy`,
         { hint: "this chain can't hold statetrail's canonical registries; deploy nowhere else from here" },
       );
@@ -234,7 +234,7 @@ export interface CanonicalDeployed {
 /**
  * Deploys what is missing of the three registries at their canonical addresses through the proxy and reports
  * what is already there. Every address must end up holding code whose hash is the committed one for this chain
- * (when the chain is in deployments/canonical.json) — else DEPLOYMENT_MISSING: a look-alike is never accepted.
+ * (when the chain is in deployments/canonical.json) — else DEPLOYMENT_CODE_MISMATCH: a look-alike is never accepted.
  */
 export async function deployCanonicalRegistries(
   signer: Signer,
@@ -275,7 +275,7 @@ export async function deployCanonicalRegistries(
     }
     if (expected !== null && codeHash !== expected) {
       throw new StatetrailError(
-        "DEPLOYMENT_MISSING",
+        "DEPLOYMENT_CODE_MISMATCH",
         `the code at ${name}'s canonical address ${address} hashes to ${codeHash}, the committed runtime code hash for chain ${chainId} is ${expected}`,
         { hint: "the compiled registries differ from the committed ones: run npm run addresses -- --check" },
       );

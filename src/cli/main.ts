@@ -1,7 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { toStatetrailError } from "../errors";
 import { AUDITOR_COMMANDS, createOutput, errorCodesHelp, EXIT, reportError, type CommandRole } from "./output";
-import { forAuditor, type GlobalOptions } from "./context";
+import { type GlobalOptions } from "./context";
 import { registerDemo } from "./commands/demo";
 import { registerIdentity } from "./commands/identity";
 import { registerModel } from "./commands/model";
@@ -103,8 +103,10 @@ export async function main(argv: string[]): Promise<number> {
       const code = await action(globals);
       exitCode = code ?? EXIT.OK;
     } catch (error) {
-      const coded = toStatetrailError(error);
-      exitCode = reportError(role === "auditor" ? forAuditor(coded, globals) : coded, globals.json, role);
+      let coded = toStatetrailError(error);
+      // context.ts loads ethers: only when an auditor's command failed, never for --help (lazy loading).
+      if (role === "auditor") coded = (await import("./context")).forAuditor(coded, globals);
+      exitCode = reportError(coded, globals.json, role);
     }
   };
   program = buildProgram(run);

@@ -70,7 +70,7 @@ describe("statetrail verify --html: the audit report in Chromium, offline", func
       file,
     ]);
     expect(fs.existsSync(file), result.stderr).to.equal(true);
-    return JSON.parse(result.stdout) as VerificationReport;
+    return (JSON.parse(result.stdout) as { reports: VerificationReport[] }).reports[0];
   }
 
   /** Opens the report from its file with every other request refused; returns what was requested. */

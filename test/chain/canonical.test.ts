@@ -131,7 +131,7 @@ describe("chain: canonical CREATE2 addresses", function () {
       expect(outcome.detail).to.contain("code hashes are the committed ones");
     });
 
-    it("refuses a look-alike at a trusted address: V0 fails (DEPLOYMENT_CODE_MISMATCH) and deploy stops (DEPLOYMENT_MISSING)", async function () {
+    it("refuses a look-alike at a trusted address: V0 fails and deploy stops, both with DEPLOYMENT_CODE_MISMATCH", async function () {
       const canonical = canonicalRegistries();
       // A real CertificateRegistry deployed elsewhere answers every call, but its code (EIP-712 immutables) differs.
       const plain = await deployRegistries(deployer, "plain");
@@ -143,7 +143,7 @@ describe("chain: canonical CREATE2 addresses", function () {
         expect(outcome.status, outcome.detail).to.equal("fail");
         expect(outcome.code).to.equal("DEPLOYMENT_CODE_MISMATCH");
         expect(outcome.detail).to.contain("look-alike contract").and.contain(canonical.CertificateRegistry.address);
-        const error = await expectCode(deployCanonicalRegistries(deployer), "DEPLOYMENT_MISSING");
+        const error = await expectCode(deployCanonicalRegistries(deployer), "DEPLOYMENT_CODE_MISMATCH");
         expect(error.message).to.contain("CertificateRegistry");
       } finally {
         await provider.send("hardhat_setCode", [canonical.CertificateRegistry.address, original]);
@@ -157,7 +157,7 @@ describe("chain: canonical CREATE2 addresses", function () {
       const original = await provider.getCode(DETERMINISTIC_DEPLOYER);
       await provider.send("hardhat_setCode", [DETERMINISTIC_DEPLOYER, "0x00"]);
       try {
-        await expectCode(deployCanonicalRegistries(other), "DEPLOYMENT_MISSING");
+        await expectCode(deployCanonicalRegistries(other), "DEPLOYMENT_CODE_MISMATCH");
       } finally {
         await provider.send("hardhat_setCode", [DETERMINISTIC_DEPLOYER, original]);
       }
