@@ -4,16 +4,13 @@ import path from "node:path";
 import { expect } from "chai";
 import { freePort } from "../../src/chain/node";
 import { VERIFY_EXIT_CODES } from "../../src/cli/commands/verify";
-import { createEngine } from "../../src/engine";
-import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { startServer } from "../../src/server";
 import { runCli, type CliResult } from "../helpers/cli-run";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { runRefundRequest, setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
 
 const ROOT = path.resolve(__dirname, "..", "..");
-const EXAMPLES = path.join(ROOT, "examples");
 
 interface Step {
   id: string;
@@ -41,14 +38,7 @@ describe("the auditor's errors and exit codes (issue 15, item 6)", function () {
   let dir: string;
   let protocolFile: string;
 
-  const trust = (): string[] => [
-    "--registries",
-    `${issuer.registries.model},${issuer.registries.certificate},${issuer.registries.instance}`,
-    "--chain-id",
-    String(issuer.deployment.chainId),
-    "--ens-registry",
-    issuer.deployment.ens.registry,
-  ];
+  const trust = (): string[] => trustFlags(issuer);
   const urlOf = (instance: string): string => `${issuer.identity.record.url}/instances/${instance}/protocol`;
   const verify = (args: string[], globals: string[] = ["--rpc", chain.url]): Promise<CliResult> =>
     runCli([...globals, "verify", ...args, ...trust()]);
@@ -60,11 +50,8 @@ describe("the auditor's errors and exit codes (issue 15, item 6)", function () {
 
   before(async function () {
     issuer = await setupIssuer(chain.url, { label: "acme" });
-    const model = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
-    const handlers = path.join(EXAMPLES, "refund-request.handlers.js");
-    const input = fs.readFileSync(path.join(EXAMPLES, "refund-request.input.json"));
-    first = await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
-    await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+    first = await runRefundRequest(issuer);
+    await runRefundRequest(issuer);
     dir = fs.mkdtempSync(path.join(issuer.home.path(), "auditor-"));
     protocolFile = path.join(dir, "protocol.json");
     fs.writeFileSync(protocolFile, JSON.stringify(first));

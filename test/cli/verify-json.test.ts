@@ -3,15 +3,12 @@ import path from "node:path";
 import Ajv2020 from "ajv/dist/2020";
 import { expect } from "chai";
 import { freePort } from "../../src/chain/node";
-import { createEngine } from "../../src/engine";
-import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { runCli } from "../helpers/cli-run";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { runRefundRequest, setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
 
 const ROOT = path.resolve(__dirname, "..", "..");
-const EXAMPLES = path.join(ROOT, "examples");
 const SCHEMA = path.join(ROOT, "docs", "verification-report.schema.json");
 
 /**
@@ -28,14 +25,7 @@ describe("verify --json: one shape, validated against its JSON Schema (issue 15,
   const ajv = new Ajv2020({ strict: true, allErrors: true });
   const validate = ajv.compile(JSON.parse(fs.readFileSync(SCHEMA, "utf8")));
 
-  const trust = (): string[] => [
-    "--registries",
-    `${issuer.registries.model},${issuer.registries.certificate},${issuer.registries.instance}`,
-    "--chain-id",
-    String(issuer.deployment.chainId),
-    "--ens-registry",
-    issuer.deployment.ens.registry,
-  ];
+  const trust = (): string[] => trustFlags(issuer);
 
   /** Runs `verify --json`, checks the output against the schema, returns it. */
   async function printed(args: string[], rpc = chain.url) {
@@ -54,11 +44,8 @@ describe("verify --json: one shape, validated against its JSON Schema (issue 15,
 
   before(async function () {
     issuer = await setupIssuer(chain.url, { label: "acme" });
-    const model = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
-    const handlers = path.join(EXAMPLES, "refund-request.handlers.js");
-    const input = fs.readFileSync(path.join(EXAMPLES, "refund-request.input.json"));
-    x = await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
-    await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+    x = await runRefundRequest(issuer);
+    await runRefundRequest(issuer);
     dir = fs.mkdtempSync(path.join(issuer.home.path(), "json-"));
   });
   after(async function () {

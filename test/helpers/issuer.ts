@@ -7,9 +7,11 @@ import { type Deployment } from "../../src/chain/deployments";
 import { devPrivateKey } from "../../src/chain/keys";
 import { freePort } from "../../src/chain/node";
 import { connect, type ChainProvider } from "../../src/chain/provider";
+import { createEngine } from "../../src/engine";
 import { type Engine } from "../../src/engine/types";
 import { initIdentity, type InitIdentityResult } from "../../src/identity/identity";
-import { type Registries } from "../../src/protocol/schema";
+import { loadModel } from "../../src/model/load";
+import { type InstanceProtocol, type Registries } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server";
 import { Home } from "../../src/store/home";
 import { Tracker, type TrackerOptions } from "../../src/tracker/tracker";
@@ -90,4 +92,26 @@ export async function setupIssuer(rpcUrl: string, options: { label?: string } = 
     },
   };
   return issuer;
+}
+
+/** The auditor's trust flags for an issuer's registries: `--registries … --chain-id … --ens-registry …`. */
+export function trustFlags(issuer: Pick<TestIssuer, "registries" | "deployment">): string[] {
+  const { model, certificate, instance } = issuer.registries;
+  return [
+    "--registries",
+    `${model},${certificate},${instance}`,
+    "--chain-id",
+    String(issuer.deployment.chainId),
+    "--ens-registry",
+    issuer.deployment.ens.registry,
+  ];
+}
+
+/** One tracked run of examples/refund-request with the local engine: its protocol. */
+export async function runRefundRequest(issuer: Pick<TestIssuer, "tracker">): Promise<InstanceProtocol> {
+  const examples = path.resolve(__dirname, "..", "..", "examples");
+  const model = await loadModel(path.join(examples, "refund-request.asl.json"));
+  const input = fs.readFileSync(path.join(examples, "refund-request.input.json"));
+  const handlers = path.join(examples, "refund-request.handlers.js");
+  return issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
 }

@@ -1,16 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { createEngine } from "../../src/engine";
-import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { startServer } from "../../src/server";
 import { runCli } from "../helpers/cli-run";
 import { setupImpostor, substituteAt, type Impostor, type Substitute } from "../helpers/impostor";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { runRefundRequest, setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
-
-const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 
 interface Report {
   verdict: string;
@@ -34,14 +30,7 @@ describe("the verdict is bound to the question (issue 12, finding 1)", function 
   let y: InstanceProtocol;
   let substitute: Substitute | undefined;
 
-  const flags = (): string[] => [
-    "--registries",
-    `${a.registries.model},${a.registries.certificate},${a.registries.instance}`,
-    "--chain-id",
-    String(a.deployment.chainId),
-    "--ens-registry",
-    a.deployment.ens.registry,
-  ];
+  const flags = (): string[] => trustFlags(a);
   const urlOf = (instance: string): string => `${a.identity.record.url}/instances/${instance}/protocol`;
 
   async function verify(...args: string[]): Promise<{ code: number; reports: Report[] }> {
@@ -56,11 +45,8 @@ describe("the verdict is bound to the question (issue 12, finding 1)", function 
   before(async function () {
     a = await setupIssuer(chain.url, { label: "a" });
     b = await setupImpostor(a, "b");
-    const model = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
-    const handlers = path.join(EXAMPLES, "refund-request.handlers.js");
-    const input = fs.readFileSync(path.join(EXAMPLES, "refund-request.input.json"));
-    x = await a.tracker(createEngine({ engine: "local", handlers })).run(model, input);
-    y = await b.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+    x = await runRefundRequest(a);
+    y = await runRefundRequest(b);
     expect(b.identity.record.url).to.equal(a.identity.record.url); // B claims A's origin
   });
   after(async function () {

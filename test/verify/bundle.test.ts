@@ -1,15 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { createEngine } from "../../src/engine";
-import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { type Bundle } from "../../src/verify/bundle";
 import { runCli } from "../helpers/cli-run";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { runRefundRequest, setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
-
-const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 
 interface Step {
   id: string;
@@ -49,14 +45,7 @@ describe("offline bundles (issue 15, item 6)", function () {
   let ofFile: string; // x alone, from a protocol file
   let stopped = false;
 
-  const trust = (): string[] => [
-    "--registries",
-    `${issuer.registries.model},${issuer.registries.certificate},${issuer.registries.instance}`,
-    "--chain-id",
-    String(issuer.deployment.chainId),
-    "--ens-registry",
-    issuer.deployment.ens.registry,
-  ];
+  const trust = (): string[] => trustFlags(issuer);
   async function verify(...args: string[]): Promise<{ code: number; run: Run; stdout: string; stderr: string }> {
     const result = await runCli(["--rpc", chain.url, "--json", "verify", ...args, ...trust()]);
     return { ...result, run: JSON.parse(result.stdout) as Run };
@@ -77,11 +66,8 @@ describe("offline bundles (issue 15, item 6)", function () {
 
   before(async function () {
     issuer = await setupIssuer(chain.url, { label: "acme" });
-    const model = await loadModel(path.join(EXAMPLES, "refund-request.asl.json"));
-    const handlers = path.join(EXAMPLES, "refund-request.handlers.js");
-    const input = fs.readFileSync(path.join(EXAMPLES, "refund-request.input.json"));
-    x = await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
-    y = await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+    x = await runRefundRequest(issuer);
+    y = await runRefundRequest(issuer);
     dir = fs.mkdtempSync(path.join(issuer.home.path(), "bundles-"));
     ofName = path.join(dir, "acme.bundle.json");
     ofUrl = path.join(dir, "x.bundle.json");
