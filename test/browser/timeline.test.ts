@@ -8,10 +8,9 @@ import { loadModel } from "../../src/model/load";
 import { stateDataBytes, stateHash } from "../../src/protocol/hashing";
 import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
-import { startServer, type RunningServer } from "../../src/server";
+import { type RunningServer } from "../../src/server";
 import { TIMELINE_CSP } from "../../src/server/timeline";
-import { ensReaderFromProvider, trustedFromDeployment } from "../../src/verify";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { restartWithTimeline, runOrderFulfilment, setupIssuer, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
 import { artifact, launchChromium } from "./chromium";
 
@@ -19,8 +18,6 @@ import { artifact, launchChromium } from "./chromium";
 declare const document: { querySelectorAll(selector: string): { length: number } };
 declare const window: Record<string, unknown>;
 declare function getComputedStyle(element: unknown): { color: string; backgroundColor: string; borderTopColor: string };
-
-const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 
 /** A state name that would run code if the page ever turned protocol data into markup. */
 const HOSTILE_NAME = `Begin <img src=x onerror="window.pwned=1">`;
@@ -68,31 +65,8 @@ describe("timeline page in Chromium", function () {
     this.timeout(90_000);
     issuer = await setupIssuer(node.url, { label: "acme" });
     // The helper's server again, now with the timeline page and its verification over this chain.
-    await issuer.server.close();
-    server = await startServer({
-      home: issuer.home,
-      port: issuer.server.port,
-      wellKnown: { registries: issuer.registries },
-      events: { pollIntervalMs: 200 },
-      log: () => undefined,
-      timeline: {
-        verify: {
-          provider: issuer.provider,
-          trusted: trustedFromDeployment(issuer.deployment, "test deployment"),
-          ens: ensReaderFromProvider(issuer.provider),
-        },
-        cacheMs: 0,
-      },
-    });
-    const engine = createEngine({
-      engine: "local",
-      handlers: path.join(EXAMPLES, "order-fulfilment.handlers.js"),
-      skipWaits: true,
-    });
-    const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
-    genuine = await issuer
-      .tracker(engine, { onProtocol: server.notify })
-      .run(model, fs.readFileSync(path.join(EXAMPLES, "order-fulfilment.input.json")));
+    server = await restartWithTimeline(issuer, { events: { pollIntervalMs: 200 } });
+    genuine = await runOrderFulfilment(issuer, server);
     browser = await launchChromium();
   });
 

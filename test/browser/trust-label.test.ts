@@ -1,14 +1,10 @@
-import fs from "node:fs";
-import path from "node:path";
 import { expect } from "chai";
 import { type BrowserContext, type Page } from "playwright-core";
-import { createEngine } from "../../src/engine";
-import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol } from "../../src/protocol/schema";
-import { startServer, type RunningServer } from "../../src/server";
-import { ensReaderFromProvider, trustedFromDeployment, type VerificationReport } from "../../src/verify";
+import { type RunningServer } from "../../src/server";
+import { type VerificationReport } from "../../src/verify";
 import { runCli } from "../helpers/cli-run";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { restartWithTimeline, runOrderFulfilment, setupIssuer, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
 import { artifact, launchChromium } from "./chromium";
 
@@ -16,8 +12,6 @@ import { artifact, launchChromium } from "./chromium";
 declare const document: { querySelector(selector: string): { textContent: string | null } | null };
 declare const navigator: { clipboard: { readText(): Promise<string> } };
 declare function getComputedStyle(element: unknown): { fontSize: string; color: string; display: string };
-
-const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 
 /**
  * Issue 15, item 10: the timeline's verdict is computed by the issuer's own server. The page must say so where the
@@ -39,30 +33,8 @@ describe("timeline page: the verdict is labelled as the issuer's claim, with the
     issuer = await setupIssuer(node.url, { label: "trusty" });
     ensName = issuer.identity.record.ens_name!;
     expect(ensName).to.be.a("string");
-    await issuer.server.close();
-    server = await startServer({
-      home: issuer.home,
-      port: issuer.server.port,
-      wellKnown: { registries: issuer.registries },
-      log: () => undefined,
-      timeline: {
-        verify: {
-          provider: issuer.provider,
-          trusted: trustedFromDeployment(issuer.deployment, "test deployment"),
-          ens: ensReaderFromProvider(issuer.provider),
-        },
-        cacheMs: 0,
-      },
-    });
-    const engine = createEngine({
-      engine: "local",
-      handlers: path.join(EXAMPLES, "order-fulfilment.handlers.js"),
-      skipWaits: true,
-    });
-    const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
-    genuine = await issuer
-      .tracker(engine, { onProtocol: server.notify })
-      .run(model, fs.readFileSync(path.join(EXAMPLES, "order-fulfilment.input.json")));
+    server = await restartWithTimeline(issuer);
+    genuine = await runOrderFulfilment(issuer, server);
     withJs = await launchChromium();
     withoutJs = await launchChromium({ javaScriptEnabled: false });
   });

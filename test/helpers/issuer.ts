@@ -13,6 +13,8 @@ import { initIdentity, type InitIdentityResult } from "../../src/identity/identi
 import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol, type Registries } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server";
+import { type ServerOptions } from "../../src/server/https";
+import { ensReaderFromProvider, trustedFromDeployment } from "../../src/verify";
 import { Home } from "../../src/store/home";
 import { Tracker, type TrackerOptions } from "../../src/tracker/tracker";
 
@@ -114,4 +116,40 @@ export async function runRefundRequest(issuer: Pick<TestIssuer, "tracker">): Pro
   const input = fs.readFileSync(path.join(examples, "refund-request.input.json"));
   const handlers = path.join(examples, "refund-request.handlers.js");
   return issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+}
+
+/**
+ * The issuer's server started again with the timeline page, whose verification reads this chain with the issuer's
+ * deployment (the page's own checks need a provider, which `setupIssuer`'s server has not).
+ */
+export async function restartWithTimeline(
+  issuer: TestIssuer,
+  options: Partial<ServerOptions> = {},
+): Promise<RunningServer> {
+  await issuer.server.close();
+  return startServer({
+    home: issuer.home,
+    port: issuer.server.port,
+    wellKnown: { registries: issuer.registries },
+    log: () => undefined,
+    timeline: {
+      verify: {
+        provider: issuer.provider,
+        trusted: trustedFromDeployment(issuer.deployment, "test deployment"),
+        ens: ensReaderFromProvider(issuer.provider),
+      },
+      cacheMs: 0,
+    },
+    ...options,
+  });
+}
+
+/** One tracked run of examples/order-fulfilment (Waits skipped), each protocol publication told to `server`. */
+export async function runOrderFulfilment(issuer: TestIssuer, server: RunningServer): Promise<InstanceProtocol> {
+  const examples = path.resolve(__dirname, "..", "..", "examples");
+  const handlers = path.join(examples, "order-fulfilment.handlers.js");
+  const engine = createEngine({ engine: "local", handlers, skipWaits: true });
+  const model = await loadModel(path.join(examples, "order-fulfilment.asl.json"));
+  const input = fs.readFileSync(path.join(examples, "order-fulfilment.input.json"));
+  return issuer.tracker(engine, { onProtocol: server.notify }).run(model, input);
 }
