@@ -80,7 +80,14 @@ describe("package: npm pack, npm install --omit=dev into an empty folder, verify
       files: Array<{ path: string }>;
     }>;
     const files = packed[0].files.map((f) => f.path);
-    expect(files).to.include.members(["bin/statetrail.js", "dist/src/cli/main.js", "dist/src/index.d.ts"]);
+    expect(files).to.include.members([
+      "bin/statetrail.js",
+      "dist/src/cli/main.js",
+      "dist/src/index.d.ts",
+      // the bundled CLI bin/statetrail.js runs (scripts/build-cli.js)
+      "dist/statetrail.cjs",
+      "dist/vendor-ethers.cjs",
+    ]);
     expect(files.filter((f) => /^(src|test|contracts|scripts)\//.test(f))).to.deep.equal([]);
 
     const app = path.join(work, "auditor");

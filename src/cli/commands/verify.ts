@@ -16,7 +16,7 @@ import {
 import { type Bundle, type BundleInstance } from "../../verify/bundle";
 import { refusedReport, summarize, summaryLine, type InputForm, type VerificationRun } from "../../verify/report";
 import { STEP_IDS, type StepResult } from "../../verify/types";
-import { forAuditor, type GlobalOptions } from "../context";
+import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
 import { lazy } from "../../lazy";
 
@@ -240,6 +240,8 @@ export async function verifyTarget(
   try {
     await verifyResolved(target, options, globals, outcome, push, recorder);
   } catch (cause) {
+    // context.ts (and with it ethers) only when something failed: `verify --help` loads neither.
+    const { forAuditor } = await import("../context");
     const error = forAuditor(toStatetrailError(cause), globals);
     if (error.code === "INVALID_ARGUMENT" || error.code === "INTERNAL") throw error;
     const chain =

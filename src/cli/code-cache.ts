@@ -1,0 +1,85 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import Module from "node:module";
+import os from "node:os";
+import path from "node:path";
+import vm from "node:vm";
+
+/**
+ * Loads a CommonJS bundle of the CLI (dist/statetrail.cjs, dist/vendor-ethers.cjs) as `require` would, with V8's
+ * code cache: the machine code V8 compiled for it in an earlier run of the same command, kept in the user's cache
+ * folder (`$XDG_CACHE_HOME/statetrail/code` or `~/.cache/statetrail/code`; `STATETRAIL_CODE_CACHE=0` turns it off).
+ * Only compiled code is kept, never a result: every run still does all of its work. A cache file is named after
+ * the bundle, the command (what V8 compiled depends on what ran), the Node version and architecture and the
+ * SHA-256 of the bundle's text, so a rebuilt bundle or another Node never reads another's; V8 also rejects data
+ * that does not match the source and flags, and the bundle is then compiled as without a cache. A missing or
+ * rejected cache is written when the process exits, with the functions compiled during the run in it (replacing
+ * that bundle and command's cache for another build or Node). Nothing
+ * here fails the command: a cache that cannot be read or written is skipped.
+ */
+export function loadBundle(file: string, command = currentCommand()): unknown {
+  const source = fs.readFileSync(file, "utf8");
+  const cacheFile = codeCacheFile(file, source, command);
+  let cachedData: Buffer | undefined;
+  if (cacheFile) {
+    try {
+      cachedData = fs.readFileSync(cacheFile);
+    } catch {
+      cachedData = undefined;
+    }
+  }
+  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
+  if (cacheFile && (!cachedData || script.cachedDataRejected)) {
+    process.once("exit", () => writeCache(cacheFile, script));
+  }
+  const exports = {};
+  const module = { exports, filename: file, id: file, loaded: false, children: [], paths: [] as string[] };
+  const compiled = script.runInThisContext() as (...args: unknown[]) => void;
+  compiled.call(exports, exports, Module.createRequire(file), module, file, path.dirname(file));
+  module.loaded = true;
+  return module.exports;
+}
+
+// Shared by the copies of this module in dist/src/ (bin/statetrail.js's) and in the bundle.
+const COMMAND = Symbol.for("statetrail.codeCacheCommand");
+
+function currentCommand(): string {
+  return ((globalThis as Record<symbol, unknown>)[COMMAND] as string | undefined) ?? "none";
+}
+
+/** Which command this process runs (part of the cache file's name); set by bin/statetrail.js from its arguments. */
+export function setCodeCacheCommand(command: string): void {
+  (globalThis as Record<symbol, unknown>)[COMMAND] = command.replace(/[^a-z0-9-]/gi, "_").slice(0, 40) || "none";
+}
+
+function codeCacheFile(file: string, source: string, command: string): string | null {
+  if (process.env.STATETRAIL_CODE_CACHE === "0") return null;
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  const hash = crypto
+    .createHash("sha256")
+    .update(`${process.version} ${process.arch} ${process.execArgv.join(" ")}\n`)
+    .update(source)
+    .digest("hex")
+    .slice(0, 24);
+  return path.join(base, "statetrail", "code", `${path.basename(file)}.${command}.${hash}.v8`);
+}
+
+function writeCache(cacheFile: string, script: vm.Script): void {
+  try {
+    const data = script.createCachedData();
+    fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+    const temporary = `${cacheFile}.${process.pid}.tmp`;
+    fs.writeFileSync(temporary, data);
+    fs.renameSync(temporary, cacheFile);
+    // The same bundle and command's cache for an earlier build or another Node: never read again.
+    const name = path.basename(cacheFile);
+    const prefix = name.slice(0, name.lastIndexOf(".", name.length - ".v8".length - 1) + 1);
+    for (const other of fs.readdirSync(path.dirname(cacheFile))) {
+      if (other !== name && other.startsWith(prefix) && other.endsWith(".v8")) {
+        fs.rmSync(path.join(path.dirname(cacheFile), other), { force: true });
+      }
+    }
+  } catch {
+    // A read-only or full cache folder: the next run compiles again.
+  }
+}
