@@ -394,6 +394,28 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     if (!checkReport(report)) return { report, divergences: Math.max(1, divergences), exitCode: 1 };
   }
   if (terminated) emit({ type: "terminated", status: report.subject?.status ?? "unknown", verdict: report.verdict });
+  // Stopped (--timeout) while the instance runs (or the verified protocol still says it runs, whatever the head or
+  // the SSE stream said): a state seen after the verification (registered but not yet published, or published but
+  // not yet compared) was not verified, and a withheld one may still be inside the grace period. Exit 0 only when
+  // the full verification covered every state seen.
+  const running = !terminated || report.subject?.status === "running";
+  if (running && divergences === 0 && report.exit_code === 0) {
+    const verifiedStates = report.subject?.states ?? 0;
+    const unverified = [...new Set([...published.keys(), ...onChainSince.keys()])]
+      .filter((seq) => seq >= verifiedStates)
+      .sort((a, b) => a - b);
+    if (unverified.length > 0) {
+      emit({
+        type: "error",
+        code: "VERIFY_INCOMPLETE",
+        message:
+          `the watch stopped while the instance runs: state(s) #${unverified.join(", #")} seen after the ` +
+          `verification of ${verifiedStates} state(s) were not verified (a withheld state may still be inside the grace period)`,
+        hint: `watch again with a longer --timeout, or run \`statetrail verify ${url}\` once the instance has ended`,
+      });
+      return { report, divergences, exitCode: 2 };
+    }
+  }
   return { report, divergences, exitCode: divergences > 0 ? 1 : report.exit_code };
 }
 
