@@ -89,7 +89,13 @@ export function parseBundle(value: unknown, name: string): Bundle {
       hint: "make one with statetrail verify <url|ens-name> --save-bundle <file>",
     });
   }
+  const listed = new Set<string>();
   for (const instance of result.data.instances) {
+    // One entry per instance: a second would be verified and counted again (and could carry another certificate).
+    if (listed.has(instance.instance_hash)) {
+      throw new StatetrailError("BUNDLE_INVALID", `${name}: instance ${instance.instance_hash} is listed twice`);
+    }
+    listed.add(instance.instance_hash);
     let location: { instanceHash: string };
     try {
       location = mirrorLocation(instance.protocol_url);

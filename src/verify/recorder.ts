@@ -103,6 +103,8 @@ export class FetchRecorder {
     for (const report of reports) {
       if (!report.subject) continue;
       const hash = report.subject.instance_hash;
+      // A listing that names an instance twice gives two reports: the bundle holds it once (bundle.ts refuses twice).
+      if (instances.some((instance) => instance.instance_hash === hash)) continue;
       const protocol = this.protocolAt(report.source) ?? (fromFile?.instance_hash === hash ? fromFile : null);
       if (!protocol) continue;
       const root = protocol.issuer.url.replace(/\/+$/, "");
