@@ -255,11 +255,11 @@ export function repeatCommand(report: VerificationReport): string {
   const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(report.source);
   if (asked?.ens_name) {
     words.push(shell(asked.ens_name));
-    if (instance) words.push("--instance", instance);
+    if (instance) words.push("--instance", shell(instance));
   } else {
     words.push(shell(report.source));
-    if (!isUrl && asked?.instance_hash) words.push("--instance", asked.instance_hash);
-    if (asked?.issuer) words.push("--issuer", asked.issuer);
+    if (!isUrl && asked?.instance_hash) words.push("--instance", shell(asked.instance_hash));
+    if (asked?.issuer) words.push("--issuer", shell(asked.issuer));
   }
   const step = (id: string) => report.steps.find((candidate) => candidate.id === id);
   const v1 = step("V1");
