@@ -179,7 +179,7 @@ export async function bundleReport(
     steps[v3] = { ...steps[v3], ...(await recordedCertificate(entry.certificate, report.subject.issuer, chain)) };
   }
   const verdict = verdictOf(steps);
-  return { ...report, verdict, exit_code: exitCodeOf(verdict), steps };
+  return { ...report, bundle: name, verdict, exit_code: exitCodeOf(verdict), steps };
 }
 
 async function recordedCertificate(

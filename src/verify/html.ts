@@ -256,6 +256,10 @@ export function repeatCommand(report: VerificationReport): string {
   if (asked?.ens_name) {
     words.push(shell(asked.ens_name));
     if (instance) words.push("--instance", shell(instance));
+  } else if (report.bundle) {
+    // The same bundle, offline: its protocol_url names a server the bundle was made from, not what was read.
+    words.push(shell(report.bundle));
+    if (instance) words.push("--instance", shell(instance));
   } else {
     words.push(shell(report.source));
     if (!isUrl && asked?.instance_hash) words.push("--instance", shell(asked.instance_hash));
@@ -263,7 +267,8 @@ export function repeatCommand(report: VerificationReport): string {
   }
   const step = (id: string) => report.steps.find((candidate) => candidate.id === id);
   const v1 = step("V1");
-  if (/^https:\/\//i.test(report.source) && v1?.status === "skip" && !v1.required) words.push("--mirror");
+  if (!report.bundle && /^https:\/\//i.test(report.source) && v1?.status === "skip" && !v1.required)
+    words.push("--mirror");
   const checked = report.checked_against;
   if (checked) {
     const network = /^deployments\/(.+)$/.exec(checked.registries_source)?.[1];

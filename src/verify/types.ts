@@ -59,6 +59,8 @@ export interface VerificationReport {
   exit_code: 0 | 1 | 2;
   /** What was verified: the protocol URL, or the name the caller gave a file/object input. */
   source: string;
+  /** The offline bundle file the protocol and its data were read from (bundle.ts); absent otherwise. */
+  bundle?: string;
   /** From the protocol, once it could be read (claims, not findings: the steps check them). */
   subject: {
     instance_hash: string;

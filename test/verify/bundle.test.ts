@@ -3,6 +3,8 @@ import path from "node:path";
 import { expect } from "chai";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { type Bundle } from "../../src/verify/bundle";
+import { repeatCommand } from "../../src/verify/html";
+import { type VerificationReport } from "../../src/verify/types";
 import { runCli } from "../helpers/cli-run";
 import { runRefundRequest, setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
@@ -20,6 +22,7 @@ interface Report {
   exit_code: number;
   subject: { instance_hash: string } | null;
   steps: Step[];
+  bundle?: string;
 }
 interface Run {
   input_form: string;
@@ -222,6 +225,20 @@ describe("offline bundles (issue 15, item 6)", function () {
         `Note:    offline bundle ${ofUrl}: nothing was fetched from the issuer's server`,
       );
       expect(result.stdout).to.contain("VALID");
+    });
+
+    it("the report names the bundle, and the HTML report's repeat command verifies the bundle again, not a server", async function () {
+      const { code, run } = await verify(ofUrl);
+      expect(code).to.equal(0);
+      expect(run.reports[0].bundle).to.equal(ofUrl);
+      const command = repeatCommand(run.reports[0] as unknown as VerificationReport);
+      expect(command).to.match(
+        new RegExp(`^npx statetrail verify '?${ofUrl.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}'? `),
+      );
+      expect(command)
+        .to.contain(`--instance ${x.instance_hash}`)
+        .and.not.contain("--mirror")
+        .and.not.contain("https://");
     });
 
     it("watch does not take a bundle (it follows a live server)", async function () {
