@@ -278,16 +278,27 @@ describe("docs/SEPOLIA.md, every command run against the Sepolia mimic (real CLI
   });
 
   after(async function () {
-    for (const child of background) {
-      try {
-        process.kill(-child.pid!, "SIGTERM");
-      } catch {
-        /* gone */
-      }
-    }
+    // The servers write into tmp until they have exited: wait for that (SIGKILL after 10 s) before removing it.
+    await Promise.all(
+      background.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        const signal = (name: NodeJS.Signals) => {
+          try {
+            process.kill(-child.pid!, name);
+          } catch {
+            /* gone */
+          }
+        };
+        signal("SIGTERM");
+        const timer = setTimeout(() => signal("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
     provider?.destroy();
     await s3?.close();
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   });
 
   it("marks every shell block checked or manual, lists every manual command, and holds every command of its prose", function () {
