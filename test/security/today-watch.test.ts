@@ -1,58 +1,14 @@
 import { expect } from "chai";
 import { toBytes32, sha256Hex } from "../../src/chain/hash";
-import { buildContextObject, stateMachineNameForModel } from "../../src/engine/context";
-import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
-import { loadModelFromBytes } from "../../src/model/load";
-import { type LoadedModel } from "../../src/model/types";
-import { type InstanceProtocol } from "../../src/protocol/schema";
 import { trustedFromDeployment } from "../../src/verify";
 import { watchInstance, type WatchEvent } from "../../src/verify/watch";
 import { InstanceRegistry__factory } from "../../typechain-types";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { GatedEngine, passesModel, startGatedRun } from "../helpers/gated-run";
 import { useHardhatNode } from "../helpers/node-process";
 
-const MODEL = loadModelFromBytes(
-  Buffer.from(
-    JSON.stringify({
-      StartAt: "One",
-      States: { One: { Type: "Pass", Next: "Two" }, Two: { Type: "Pass", End: true } },
-    }),
-  ),
-  { source: "two-passes.asl.json" },
-);
-
-/** A local-engine run whose states wait for the test (the instance stays running as long as the test wants). */
-class GatedEngine implements Engine {
-  readonly name = "local" as const;
-  private release: () => void = () => undefined;
-  private readonly gate = new Promise<void>((resolve) => (this.release = resolve));
-  releaseAll(): void {
-    this.release();
-  }
-  async prepare(): Promise<void> {}
-  async *run(model: LoadedModel, options: StartOptions): AsyncIterable<EngineEvent> {
-    const context = buildContextObject({
-      stateMachineName: stateMachineNameForModel(model.hash),
-      executionName: options.executionName,
-      input: options.input,
-    });
-    yield { kind: "started", context };
-    await this.gate;
-    for (const name of ["One", "Two"]) {
-      yield {
-        kind: "state",
-        name,
-        type: "Pass",
-        input: options.input,
-        iterationPath: [],
-        attempt: 0,
-        caughtError: null,
-        outcome: null,
-      };
-    }
-    yield { kind: "end", status: "succeeded", output: options.input, error: null };
-  }
-}
+const NAMES = ["One", "Two"];
+const MODEL = passesModel(NAMES);
 
 /**
  * watch (today's change): the first line from the unverified head, and a first verification of a running instance
@@ -71,19 +27,7 @@ describe("security (today): watch ended by --timeout on a running instance", fun
     await issuer?.close();
   });
 
-  async function startRun(engine: GatedEngine) {
-    let first: (protocol: InstanceProtocol) => void = () => undefined;
-    const created = new Promise<InstanceProtocol>((resolve) => (first = resolve));
-    const tracker = issuer.tracker(engine, {
-      onProtocol: (protocol) => {
-        issuer.server.notify(protocol);
-        first(protocol);
-      },
-    });
-    const finished = tracker.run(MODEL, Buffer.from('{"attack": true}')).catch((error: unknown) => error);
-    const protocol = await created;
-    return { protocol, finished, url: `${issuer.identity.record.url}/instances/${protocol.instance_hash}/protocol` };
-  }
+  const startRun = (engine: GatedEngine) => startGatedRun(issuer, engine, MODEL, '{"attack": true}');
 
   function watch(url: string, events: WatchEvent[], graceMs: number, timeoutMs: number) {
     return watchInstance({
@@ -114,7 +58,7 @@ describe("security (today): watch ended by --timeout on a running instance", fun
   }
 
   it("a state registered right after the first (valid) verification and withheld inside the grace period: not 0", async function () {
-    const engine = new GatedEngine();
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     // A long grace (the auditor's default is 10 s) and a shorter --timeout: the withheld state is never reported.
@@ -133,7 +77,7 @@ describe("security (today): watch ended by --timeout on a running instance", fun
   });
 
   it("a state withheld before the watch starts (V7 only, downgraded while running), --timeout inside the grace: not 0", async function () {
-    const engine = new GatedEngine();
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     await registerHidden(run.protocol.instance_hash, "withheld before the watch");
     const events: WatchEvent[] = [];
@@ -145,7 +89,7 @@ describe("security (today): watch ended by --timeout on a running instance", fun
   });
 
   it("the same withheld state with a short grace: reported as withheld, exit 1", async function () {
-    const engine = new GatedEngine();
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     await registerHidden(run.protocol.instance_hash, "withheld, short grace");
     const events: WatchEvent[] = [];
@@ -157,7 +101,7 @@ describe("security (today): watch ended by --timeout on a running instance", fun
   });
 
   it("a running instance with nothing new while watched still ends 0 only from its full verification", async function () {
-    const engine = new GatedEngine();
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     const result = await watch(run.url, events, 60_000, 2_000);

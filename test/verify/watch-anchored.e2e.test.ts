@@ -1,40 +1,16 @@
 import { expect } from "chai";
 import { sha256Hex } from "../../src/chain/hash";
-import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
-import { buildContextObject, stateMachineNameForModel, type ContextObject } from "../../src/engine/context";
-import { loadModelFromBytes } from "../../src/model/load";
-import { type LoadedModel } from "../../src/model/types";
+import { type Engine, type EngineEvent } from "../../src/engine/types";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { trustedFromDeployment } from "../../src/verify";
 import { watchInstance, type WatchEvent } from "../../src/verify/watch";
 import { useHardhatNode } from "../helpers/node-process";
+import { contextOf, passesModel } from "../helpers/gated-run";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
 
 const NAMES = ["One", "Two", "Three", "Four"];
-const MODEL = loadModelFromBytes(
-  Buffer.from(
-    JSON.stringify({
-      StartAt: "One",
-      States: {
-        One: { Type: "Pass", Next: "Two" },
-        Two: { Type: "Pass", Next: "Three" },
-        Three: { Type: "Pass", Next: "Four" },
-        Four: { Type: "Pass", End: true },
-      },
-    }),
-  ),
-  { source: "four-passes.asl.json" },
-);
-
-/** The Context Object of a run, as the local engine hands it to the model (the replay checks it). */
-function contextOf(model: LoadedModel, options: StartOptions): ContextObject {
-  return buildContextObject({
-    stateMachineName: stateMachineNameForModel(model.hash),
-    executionName: options.executionName,
-    input: options.input,
-  });
-}
+const MODEL = passesModel(NAMES);
 
 /** Yields its states `ms` apart, so the watcher sees them anchored root by root; the end waits for `hold`. */
 function pacedEngine(ms: number, hold: Promise<void> = Promise.resolve()): Engine {

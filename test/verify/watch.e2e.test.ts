@@ -1,80 +1,16 @@
 import { expect } from "chai";
 import net from "node:net";
-import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
 import { toBytes32, sha256Hex } from "../../src/chain/hash";
-import { buildContextObject, stateMachineNameForModel, type ContextObject } from "../../src/engine/context";
-import { loadModelFromBytes } from "../../src/model/load";
-import { type LoadedModel } from "../../src/model/types";
-import { type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { trustedFromDeployment } from "../../src/verify";
 import { watchInstance, type WatchEvent } from "../../src/verify/watch";
 import { CertificateRegistry__factory, InstanceRegistry__factory } from "../../typechain-types";
 import { useHardhatNode } from "../helpers/node-process";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { GatedEngine, passesModel, startGatedRun } from "../helpers/gated-run";
 
-const MODEL = loadModelFromBytes(
-  Buffer.from(
-    JSON.stringify({
-      StartAt: "One",
-      States: {
-        One: { Type: "Pass", Next: "Two" },
-        Two: { Type: "Pass", Next: "Three" },
-        Three: { Type: "Pass", End: true },
-      },
-    }),
-  ),
-  { source: "three-passes.asl.json" },
-);
-
-/** The Context Object of a run, as the local engine hands it to the model (the replay checks it). */
-function contextOf(model: LoadedModel, options: StartOptions): ContextObject {
-  return buildContextObject({
-    stateMachineName: stateMachineNameForModel(model.hash),
-    executionName: options.executionName,
-    input: options.input,
-  });
-}
-
-/** An engine whose states are released by the test, so the watcher can be attached mid-run. */
-class GatedEngine implements Engine {
-  readonly name = "local" as const;
-  private releases: Array<() => void> = [];
-  private waiting: Array<Promise<void>> = [];
-
-  constructor(private readonly names: string[]) {
-    for (let i = 0; i <= names.length; i++) this.waiting.push(new Promise((resolve) => this.releases.push(resolve)));
-  }
-
-  release(step: number): void {
-    this.releases[step]?.();
-  }
-
-  releaseAll(): void {
-    this.releases.forEach((release) => release());
-  }
-
-  async prepare(): Promise<void> {}
-
-  async *run(model: LoadedModel, options: StartOptions): AsyncIterable<EngineEvent> {
-    yield { kind: "started", context: contextOf(model, options) };
-    for (const [index, name] of this.names.entries()) {
-      await this.waiting[index];
-      yield {
-        kind: "state",
-        name,
-        type: "Pass",
-        input: options.input,
-        iterationPath: [],
-        attempt: 0,
-        caughtError: null,
-        outcome: null,
-      };
-    }
-    await this.waiting[this.names.length];
-    yield { kind: "end", status: "succeeded", output: options.input, error: null };
-  }
-}
+const NAMES = ["One", "Two", "Three"];
+const MODEL = passesModel(NAMES);
 
 describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   this.timeout(120_000);
@@ -88,23 +24,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
     await issuer?.close();
   });
 
-  /** Starts a gated run and resolves with its first published protocol (the instance exists, no state yet). */
-  async function startRun(engine: GatedEngine) {
-    let first: (protocol: InstanceProtocol) => void = () => undefined;
-    const created = new Promise<InstanceProtocol>((resolve) => (first = resolve));
-    const tracker = issuer.tracker(engine, {
-      onProtocol: (protocol) => {
-        issuer.server.notify(protocol);
-        first(protocol);
-      },
-    });
-    const finished = tracker.run(MODEL, Buffer.from('{"watch": true}')).then(
-      (protocol) => ({ protocol, error: null }),
-      (error: unknown) => ({ protocol: null, error }),
-    );
-    const protocol = await created;
-    return { protocol, finished, url: `${issuer.identity.record.url}/instances/${protocol.instance_hash}/protocol` };
-  }
+  const startRun = (engine: GatedEngine) => startGatedRun(issuer, engine, MODEL, '{"watch": true}');
 
   function watch(url: string, events: WatchEvent[], overrides: { graceMs?: number; timeoutMs?: number } = {}) {
     return watchInstance({
@@ -121,7 +41,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   }
 
   it("follows a genuine run to its end: every state published and registered, final verdict valid", async function () {
-    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     const watching = watch(run.url, events);
@@ -146,7 +66,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   }
 
   it("started after a short run has finished: says what it watches, then every state from the first in order, then the final verdict", async function () {
-    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     engine.releaseAll();
     const finished = await run.finished;
@@ -173,7 +93,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   });
 
   it("started mid-run: catches up on the states so far, in order, then follows the rest live", async function () {
-    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     engine.release(0);
     engine.release(1);
@@ -227,7 +147,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   });
 
   it("reports a state registered on-chain but never published as withheld", async function () {
-    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 6_000 });
@@ -250,7 +170,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   });
 
   it("reports a published state that is not on-chain as forged", async function () {
-    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 6_000 });
@@ -286,7 +206,7 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
   });
 
   it("reports the server certificate revoked while watching", async function () {
-    const engine = new GatedEngine(["One", "Two", "Three"]);
+    const engine = new GatedEngine(NAMES);
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 5_000 });
