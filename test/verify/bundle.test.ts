@@ -184,6 +184,7 @@ describe("offline bundles (issue 15, item 6)", function () {
       const { code, run } = await verify(forged);
       expect(code).to.equal(2);
       expect(step(run.reports[0], "V1").code).to.equal("BUNDLE_INVALID");
+      expect(run.input_form, "--json says what was given: a bundle, if a refused one").to.equal("bundle");
     });
   });
 

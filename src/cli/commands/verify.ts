@@ -244,6 +244,8 @@ export async function verifyTarget(
     const { forAuditor } = await import("../context");
     const error = forAuditor(toStatetrailError(cause), globals);
     if (error.code === "INVALID_ARGUMENT" || error.code === "INTERNAL") throw error;
+    // A file that says it is a bundle and is refused is still a bundle to the reader of --json.
+    if (error.code === "BUNDLE_INVALID") outcome.form = "bundle";
     const chain =
       error.code === "RPC_UNREACHABLE" || error.code === "WRONG_CHAIN" || error.code === "DEPLOYMENT_MISSING";
     push(
