@@ -1,4 +1,5 @@
 import { sha256Hex } from "../../chain/hash";
+import { canonicalBytes } from "../../protocol/canonical";
 import { safeParseBounded } from "../../protocol/limits";
 import { stateDataSchema, type ProtocolEntry } from "../../protocol/schema";
 import { type ReadyContext, type Step } from "../context";
@@ -110,7 +111,14 @@ async function checkEntry(
       }
       const parsed = safeParseBounded(stateDataSchema, data); // bounded: a hostile document can't make it slow
       if (!parsed.success) fail(`bytes at ${entry.state_data} are not state data`);
-      else {
+      else if (!canonicalBytes(data).equals(bytes)) {
+        // Other bytes of the same data (a duplicate key with a decoy, which readers keeping the first occurrence
+        // would show) would let one hash stand for different states to different readers.
+        fail(
+          `bytes at ${entry.state_data} are not the RFC 8785 canonical form of the data they hold (duplicate keys, ` +
+            `whitespace or key order): state_hash commits to canonical bytes only`,
+        );
+      } else {
         const state = parsed.data;
         if (state.instance_hash !== protocol.instance_hash) {
           fail(`state data belongs to instance ${state.instance_hash} (replayed from another instance)`);
