@@ -177,7 +177,10 @@ describe("the auditor's errors and exit codes (issue 15, item 6)", function () {
     });
 
     it("an issuer's command keeps the issuer's hint (start a local chain)", async function () {
-      const result = await runCli([...down, "--home", issuer.home.path(), "identity", "show"]);
+      // The issuer's own deployment record (a fresh clone has no deployments/localhost): only the RPC is down.
+      const result = await runCli([...down, "--home", issuer.home.path(), "identity", "show"], {
+        STATETRAIL_DEPLOYMENTS_DIR: issuer.deploymentsDir,
+      });
       expect(result.stderr).to.contain("RPC_UNREACHABLE");
       expect(result.stderr).to.contain("statetrail node");
     });
