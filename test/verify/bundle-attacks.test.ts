@@ -209,25 +209,25 @@ describe("offline bundles: attacks (security, today)", function () {
     expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "PROTOCOL_VERSION" });
   });
 
-  it("a protocol with a duplicate key whose last value is forged: invalid (V8)", async function () {
+  it("a protocol with a duplicate key whose last value is forged: invalid (V1, PROTOCOL_INVALID)", async function () {
     const forged = forge(ofUrl, "duplicate-last.json", (bundle) => {
       const genuine = text(bundle, protocolKey(a)).trimEnd();
       bundle.files[protocolKey(a)] = encode(`${genuine.slice(0, -1)},"status":${JSON.stringify(otherStatus())}}`);
     });
     const { code, run } = await verify(forged);
     expect(code).to.equal(1);
-    expect(failing(run.reports[0])).to.include("V8");
+    expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "PROTOCOL_INVALID" });
   });
 
-  it("a protocol with a duplicate key whose first value is a decoy: the report shows the value that was verified", async function () {
+  it("a protocol with a duplicate key whose first value is a decoy: invalid (V1, PROTOCOL_INVALID), though the last is the signed one", async function () {
     const forged = forge(ofUrl, "duplicate-first.json", (bundle) => {
       const genuine = text(bundle, protocolKey(a)).trim();
       bundle.files[protocolKey(a)] = encode(`{"status":${JSON.stringify(otherStatus())},${genuine.slice(1)}`);
     });
-    const { run } = await verify(forged);
-    // JSON.parse keeps the last value, which is the signed one: whatever the verdict, the subject is what was
-    // verified (a first-wins reader of the raw file would see the decoy: see the report of this test's commit).
-    expect(run.reports[0].subject?.status).to.equal(a.status);
+    const { code, run } = await verify(forged);
+    // JSON.parse keeps the last value, the signed one; a reader keeping the first would see the decoy: refused.
+    expect(code).to.equal(1);
+    expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "PROTOCOL_INVALID" });
   });
 
   it("a bundle over the size limit: could not verify (INPUT_TOO_LARGE), read no further", async function () {
