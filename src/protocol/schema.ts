@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { StatetrailError } from "../errors";
 import { decodeUtf8, describeIssues, safeParseBounded } from "./limits";
-import { firstDuplicateKey } from "./duplicate-keys";
+import { parseStrictJson } from "./strict-json";
 
 /** The wire form of a SHA-256 hash: 64 lowercase hex characters. */
 export const hexHashSchema = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters");
@@ -176,21 +176,8 @@ export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
  */
 export function parseProtocol(source: string | Uint8Array): InstanceProtocol {
   const text = typeof source === "string" ? source : decodeUtf8(source, "protocol");
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new StatetrailError("INVALID_JSON", `protocol is not JSON: ${(error as Error).message}`, { cause: error });
-  }
-  const duplicate = firstDuplicateKey(text);
-  if (duplicate) {
-    throw new StatetrailError(
-      "PROTOCOL_INVALID",
-      `protocol has the member "${duplicate.name.slice(0, 64)}" twice in one object (at character ${duplicate.offset}): ` +
-        `readers disagree on which one counts`,
-      { hint: "a protocol written by statetrail never has duplicate member names: this one was altered" },
-    );
-  }
+  // Strict: a member named twice (a decoy before a signed member) is refused, as is any syntax error.
+  const json = parseStrictJson(text, "protocol");
   const version = (json as { protocol_version?: unknown } | null)?.protocol_version;
   if (typeof version === "number" && version !== PROTOCOL_VERSION) {
     throw new StatetrailError(

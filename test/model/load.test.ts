@@ -4,14 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { type ErrorCode, StatetrailError } from "../../src/errors";
-import {
-  DEFAULT_MAX_MODEL_BYTES,
-  loadModel,
-  loadModelFromBytes,
-  modelHashOfFile,
-  parseStrictJson,
-  positionOf,
-} from "../../src/model/load";
+import { DEFAULT_MAX_MODEL_BYTES, loadModel, loadModelFromBytes, modelHashOfFile } from "../../src/model/load";
+import { parseStrictJson, positionOf } from "../../src/protocol/strict-json";
 
 const MODEL = { StartAt: "Hello", States: { Hello: { Type: "Pass", Result: "world", End: true } } };
 

@@ -209,17 +209,17 @@ describe("offline bundles: attacks (security, today)", function () {
     expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "PROTOCOL_VERSION" });
   });
 
-  it("a protocol with a duplicate key whose last value is forged: invalid (V1, PROTOCOL_INVALID)", async function () {
+  it("a protocol with a duplicate key whose last value is forged: invalid (V1, INVALID_JSON: duplicate key)", async function () {
     const forged = forge(ofUrl, "duplicate-last.json", (bundle) => {
       const genuine = text(bundle, protocolKey(a)).trimEnd();
       bundle.files[protocolKey(a)] = encode(`${genuine.slice(0, -1)},"status":${JSON.stringify(otherStatus())}}`);
     });
     const { code, run } = await verify(forged);
     expect(code).to.equal(1);
-    expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "PROTOCOL_INVALID" });
+    expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "INVALID_JSON" });
   });
 
-  it("a protocol with a duplicate key whose first value is a decoy: invalid (V1, PROTOCOL_INVALID), though the last is the signed one", async function () {
+  it("a protocol with a duplicate key whose first value is a decoy: invalid (V1, INVALID_JSON: duplicate key), though the last is the signed one", async function () {
     const forged = forge(ofUrl, "duplicate-first.json", (bundle) => {
       const genuine = text(bundle, protocolKey(a)).trim();
       bundle.files[protocolKey(a)] = encode(`{"status":${JSON.stringify(otherStatus())},${genuine.slice(1)}`);
@@ -227,7 +227,7 @@ describe("offline bundles: attacks (security, today)", function () {
     const { code, run } = await verify(forged);
     // JSON.parse keeps the last value, the signed one; a reader keeping the first would see the decoy: refused.
     expect(code).to.equal(1);
-    expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "PROTOCOL_INVALID" });
+    expect(step(run.reports[0], "V1")).to.include({ status: "fail", code: "INVALID_JSON" });
   });
 
   it("a bundle over the size limit: could not verify (INPUT_TOO_LARGE), read no further", async function () {
