@@ -350,7 +350,15 @@ function checkUncached(definition: unknown, strictness: ValidationStrictness): A
   let finalErrors: ValidatorError[] = [];
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     // asl-validator adds QueryLanguage to every state of what it is given: give it a copy.
-    const result = aslValidator(deepClone(work), { checkPaths: true, checkArn: true });
+    let result: ReturnType<AslValidator>;
+    try {
+      result = aslValidator(deepClone(work), { checkPaths: true, checkArn: true });
+    } catch (error) {
+      // asl-validator throws on some malformed nestings (a Map's Iterator with no States): a problem, not a crash.
+      const Message = `asl-validator could not check this definition (${(error as Error).message}): check that every Map's ItemProcessor/Iterator and every Parallel branch has StartAt and States`;
+      finalErrors = [{ "Error code": "VALIDATOR_FAILED", Message }];
+      break;
+    }
     const schemaErrors = result.errors.filter((e) => e.schemaError);
     if (schemaErrors.length === 0) {
       finalErrors = result.errors;

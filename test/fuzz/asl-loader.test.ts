@@ -10,6 +10,7 @@ import {
   mutate,
   mutateBytes,
   mutationArb,
+  type Mutation,
   runs,
   textMutationArb,
   watchUnhandledRejections,
@@ -124,6 +125,18 @@ describe("fuzz: ASL loader", function () {
       ),
       { numRuns: runs(30) },
     );
+  });
+
+  it("regression: a Map whose Iterator became {} inside a duplicated array made asl-validator throw a TypeError", function () {
+    // Found by the JSON-level property above (seed -1244487246): now VALIDATOR_FAILED, a coded problem.
+    const example = examples.find((e) => e.name === "refund-request.asl.json")!;
+    const mutations: Mutation[] = [
+      { kind: "duplicate-array", pick: 1272019904, times: 6 },
+      { kind: "insert", pick: 2147483619, key: "Iterator", value: null },
+      { kind: "replace", pick: 94524643, value: {} },
+    ];
+    const text = JSON.stringify(mutate(JSON.parse(example.bytes.toString("utf8")) as Json, mutations));
+    count(check(Buffer.from(text, "utf8")));
   });
 
   it("mutated example models (byte-level: broken syntax, invalid UTF-8, BOM, deep brackets)", function () {
