@@ -127,7 +127,7 @@ describe("fuzz: ASL loader", function () {
     );
   });
 
-  it("regression: a Map whose Iterator became {} inside a duplicated array made asl-validator throw a TypeError", function () {
+  it("regression: malformed nestings that made asl-validator throw a TypeError (found by the JSON-level property)", function () {
     // Found by the JSON-level property above (seed -1244487246): now VALIDATOR_FAILED, a coded problem.
     const example = examples.find((e) => e.name === "refund-request.asl.json")!;
     const mutations: Mutation[] = [
@@ -137,6 +137,13 @@ describe("fuzz: ASL loader", function () {
     ];
     const text = JSON.stringify(mutate(JSON.parse(example.bytes.toString("utf8")) as Json, mutations));
     count(check(Buffer.from(text, "utf8")));
+    // Seed 808904336: Branches: null inserted into a deeply wrapped batch-scoring made it throw reading 'forEach'.
+    const batch = examples.find((e) => e.name === "batch-scoring.asl.json")!;
+    const wrapped = mutate(JSON.parse(batch.bytes.toString("utf8")) as Json, [
+      { kind: "wrap", pick: 4, depth: 8 },
+      { kind: "insert", pick: 423933625, key: "Branches", value: null },
+    ]);
+    count(check(Buffer.from(JSON.stringify(wrapped), "utf8")));
   });
 
   it("mutated example models (byte-level: broken syntax, invalid UTF-8, BOM, deep brackets)", function () {
