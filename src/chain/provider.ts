@@ -287,7 +287,8 @@ export const REDACTED = "REDACTED";
 
 /**
  * An RPC URL with what may be a credential taken out, for reports that others read and repeat: the userinfo
- * (`user:password@`) and fragment dropped, every query value replaced by {@link REDACTED} (`?apikey=REDACTED`),
+ * (`user:password@`) and fragment dropped, every query value and every query name that is not a short word replaced by
+ * {@link REDACTED} (`?apikey=REDACTED`),
  * and every path segment that looks like an API key (Infura's `/v3/<32 hex>`, Alchemy's `/v2/<key>`, QuickNode's
  * and Ankr's tokens) replaced by {@link REDACTED}. Short words (`v3`, `rpc`, `eth_sepolia`) stay, so the report
  * still says which service and path was read. Null when `rpcUrl` is not a URL.
@@ -303,7 +304,10 @@ export function publicRpcUrl(rpcUrl: string): string | null {
     .split("/")
     .map((segment) => (looksLikeKey(decodeURIComponentSafe(segment)) ? REDACTED : segment))
     .join("/");
-  const query = [...url.searchParams.keys()].map((key) => `${encodeURIComponent(key)}=${REDACTED}`).join("&");
+  // A credential can be a query name too (`…/rpc?<key>`): only names that are short words stay.
+  const query = [...url.searchParams.keys()]
+    .map((key) => `${/^[A-Za-z_-]{1,16}$/.test(key) ? key : REDACTED}=${REDACTED}`)
+    .join("&");
   return `${url.protocol}//${url.host}${path === "/" ? "" : path}${query ? `?${query}` : ""}`;
 }
 

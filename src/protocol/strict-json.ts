@@ -107,17 +107,7 @@ class StrictJsonScanner {
       this.i += 1;
       this.ws();
       this.value(depth + 1);
-      this.ws();
-      const c = this.text[this.i];
-      if (c === ",") {
-        this.i += 1;
-        continue;
-      }
-      if (c === "}") {
-        this.i += 1;
-        return;
-      }
-      this.fail(`unexpected ${this.describe()}, expected ',' or '}'`);
+      if (this.closes("}")) return;
     }
   }
 
@@ -131,18 +121,17 @@ class StrictJsonScanner {
     for (;;) {
       this.ws();
       this.value(depth + 1);
-      this.ws();
-      const c = this.text[this.i];
-      if (c === ",") {
-        this.i += 1;
-        continue;
-      }
-      if (c === "]") {
-        this.i += 1;
-        return;
-      }
-      this.fail(`unexpected ${this.describe()}, expected ',' or ']'`);
+      if (this.closes("]")) return;
     }
+  }
+
+  /** After a member or element: true at `close` (consumed), false at ',' (consumed); anything else fails. */
+  private closes(close: "}" | "]"): boolean {
+    this.ws();
+    const c = this.text[this.i];
+    if (c !== "," && c !== close) this.fail(`unexpected ${this.describe()}, expected ',' or '${close}'`);
+    this.i += 1;
+    return c === close;
   }
 
   /** Scans a string starting at its opening quote and returns its value. */

@@ -1,5 +1,5 @@
 import { type Provider } from "ethers";
-import { ensRegistryOf, publicRpcUrl, REDACTED, rpcUrlOf } from "../chain/provider";
+import { ensRegistryOf, publicRpcUrl, rpcUrlOf } from "../chain/provider";
 import { type ChainSnapshot, type TrustedSetup } from "./chain";
 import { type CheckedAgainst } from "./types";
 
@@ -33,25 +33,8 @@ export async function checkedAgainst(
     },
     registries_source: trusted.source,
     ens_registry: ensRegistry,
-    rpc_url: rpcUrl === null ? null : withoutKeyNames(publicRpcUrl(rpcUrl)),
+    rpc_url: rpcUrl === null ? null : publicRpcUrl(rpcUrl),
     block_number: snapshot?.blockNumber ?? null,
     block_hash: blockHash,
   };
-}
-
-/**
- * publicRpcUrl replaces every query value but keeps the names (`?apikey=REDACTED`); an endpoint given as
- * `…/rpc?<key>` has the credential as the name. Only names that are short words stay.
- */
-function withoutKeyNames(url: string | null): string | null {
-  if (url === null || !url.includes("?")) return url;
-  const at = url.indexOf("?");
-  const names = url
-    .slice(at + 1)
-    .split("&")
-    .map((pair) => {
-      const [name, ...value] = pair.split("=");
-      return `${/^[A-Za-z_-]{1,16}$/.test(name) ? name : REDACTED}${value.length > 0 ? `=${value.join("=")}` : ""}`;
-    });
-  return `${url.slice(0, at)}?${names.join("&")}`;
 }
