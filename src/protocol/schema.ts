@@ -124,21 +124,29 @@ export const registriesSchema = z.object({ model: addressSchema, certificate: ad
 export type Registries = z.infer<typeof registriesSchema>;
 
 /**
- * Version 2 (statetrail 0.2): state data records Task outcomes, the Context Object and a salt, so V9 replays
- * the run. Version 1 protocols can't be replayed and are refused with PROTOCOL_VERSION.
+ * Version 3 (statetrail 0.3): the protocol is a small signed **head** and **pages** of entries (src/protocol/pages.ts,
+ * docs/PROTOCOL.md). The head commits to every entry through `accumulator`, a hash chain over the entries' bytes, and
+ * its EIP-712 signature covers the head alone, so signing and checking it cost the same at 10 and 1,000,000 states.
+ * Version 2 (one document, signed whole) and version 1 are refused with PROTOCOL_VERSION.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
-export const protocolSchema = z.object({
+/** Entries per page the tracker writes; a reader accepts any page size from 1 to {@link MAX_PAGE_SIZE}. */
+export const DEFAULT_PAGE_SIZE = 1024;
+export const MAX_PAGE_SIZE = 16_384;
+
+const headFields = {
   protocol_version: z.literal(PROTOCOL_VERSION),
   chain_id: z.number().int().positive(),
-  registries: registriesSchema,
-  issuer: z.object({
-    address: addressSchema,
-    ens_name: z.string().nullable(),
-    url: z.string(),
-    certificate_fingerprint: hexHashSchema,
-  }),
+  registries: registriesSchema.strict(),
+  issuer: z
+    .object({
+      address: addressSchema,
+      ens_name: z.string().nullable(),
+      url: z.string(),
+      certificate_fingerprint: hexHashSchema,
+    })
+    .strict(),
   model_hash: hexHashSchema,
   model_data: z.string(),
   instance_hash: hexHashSchema,
@@ -149,16 +157,43 @@ export const protocolSchema = z.object({
    */
   instance_nonce: hexHashSchema,
   /** Block and transaction of `createInstance`. */
-  created: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }),
+  created: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }).strict(),
   status: instanceStatusSchema,
-  instance_protocol: z.array(protocolEntrySchema),
-  head: z.object({ seq: z.number().int(), state_hash: hexHashSchema }),
+  head: z.object({ seq: z.number().int().min(-1), state_hash: hexHashSchema }).strict(),
   /** Block and transaction of `terminateInstance`, once terminated. */
-  terminated: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }).nullable(),
-  signature: z.string(),
-});
-export type InstanceProtocol = z.infer<typeof protocolSchema>;
-export type UnsignedProtocol = Omit<InstanceProtocol, "signature">;
+  terminated: z
+    .object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema })
+    .strict()
+    .nullable(),
+  /** How many entries the protocol holds (seq 0 to entries - 1), in pages of `page_size` entries. */
+  entries: z.number().int().nonnegative(),
+  page_size: z.number().int().min(1).max(MAX_PAGE_SIZE),
+  /** The hash chain over the entries' bytes, page by page (pages.ts): the head's commitment to every entry. */
+  accumulator: hexHashSchema,
+};
+
+/**
+ * The head of a protocol, served at `/instances/<instance_hash>/protocol`: everything but the entries, which are
+ * in pages. Strict: a member the schema doesn't name is refused, so nothing unsigned-looking rides along.
+ */
+export const protocolHeadSchema = z.object({ ...headFields, signature: z.string() }).strict();
+export type ProtocolHead = z.infer<typeof protocolHeadSchema>;
+export type UnsignedHead = Omit<ProtocolHead, "signature">;
+
+/**
+ * A whole protocol in memory: the head and every entry. What the tracker builds for a small instance, what tests
+ * forge, and what a tool that needs everything (the HTML report of a small instance) assembles; the verifier and the
+ * server never hold one (they read the head and stream the pages).
+ */
+export type InstanceProtocol = ProtocolHead & { instance_protocol: ProtocolEntry[] };
+/** A whole protocol before sealing (pages.ts `sealProtocol` computes `entries`, `accumulator` and the signature). */
+export type UnsignedProtocol = Omit<InstanceProtocol, "signature" | "entries" | "accumulator" | "page_size"> &
+  Partial<Pick<InstanceProtocol, "page_size">>;
+
+/** The schema of a whole protocol in memory (a head with its entries inline): for files of small instances. */
+export const wholeProtocolSchema = z
+  .object({ ...headFields, signature: z.string(), instance_protocol: z.array(protocolEntrySchema) })
+  .strict();
 
 /** The canonical record hashed into `instance_hash`. */
 export const instanceRecordSchema = z.object({
@@ -171,13 +206,27 @@ export const instanceRecordSchema = z.object({
 export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
 
 /**
- * Parses an untrusted protocol (JSON text, or bytes decoded as strict UTF-8), with a coded error that lists the
+ * Parses an untrusted protocol head (JSON text, or bytes decoded as strict UTF-8), with a coded error that lists the
  * problems with their paths (the first few: a hostile document can't make the check slow).
  */
-export function parseProtocol(source: string | Uint8Array): InstanceProtocol {
+export function parseHead(source: string | Uint8Array): ProtocolHead {
   const text = typeof source === "string" ? source : decodeUtf8(source, "protocol");
   // Strict: a member named twice (a decoy before a signed member) is refused, as is any syntax error.
   const json = parseStrictJson(text, "protocol");
+  checkVersion(json);
+  const result = safeParseBounded(protocolHeadSchema, json);
+  if (!result.success) {
+    const problems = describeIssues(result);
+    throw new StatetrailError(
+      "PROTOCOL_INVALID",
+      `protocol head does not match schema version ${PROTOCOL_VERSION}:\n  ${problems.join("\n  ")}`,
+    );
+  }
+  return result.data;
+}
+
+/** Refuses a document of another protocol version with PROTOCOL_VERSION and what to do. */
+export function checkVersion(json: unknown): void {
   const version = (json as { protocol_version?: unknown } | null)?.protocol_version;
   if (typeof version === "number" && version !== PROTOCOL_VERSION) {
     throw new StatetrailError(
@@ -185,19 +234,12 @@ export function parseProtocol(source: string | Uint8Array): InstanceProtocol {
       `protocol_version ${version} is not supported: this verifier reads version ${PROTOCOL_VERSION}`,
       {
         hint:
-          version < PROTOCOL_VERSION
-            ? "version 1 protocols record no Task outcomes, so their runs can't be replayed (V9); verify them with statetrail 0.1, or have the issuer run the workflow again with statetrail 0.2"
-            : "upgrade statetrail",
+          version === 1
+            ? "version 1 protocols record no Task outcomes, so their runs can't be replayed (V9); verify them with statetrail 0.1, or have the issuer run the workflow again"
+            : version === 2
+              ? "version 2 protocols are one document signed whole (statetrail 0.2); verify them with statetrail 0.2, or have the issuer publish the instance again with statetrail 0.3"
+              : "upgrade statetrail",
       },
     );
   }
-  const result = safeParseBounded(protocolSchema, json);
-  if (!result.success) {
-    const problems = describeIssues(result);
-    throw new StatetrailError(
-      "PROTOCOL_INVALID",
-      `protocol does not match schema version ${PROTOCOL_VERSION}:\n  ${problems.join("\n  ")}`,
-    );
-  }
-  return result.data;
 }

@@ -1,5 +1,5 @@
 import { type HexHash } from "../chain/hash";
-import { PROTOCOL_VERSION, type Registries, type UnsignedProtocol } from "./schema";
+import { DEFAULT_PAGE_SIZE, PROTOCOL_VERSION, type Registries, type UnsignedProtocol } from "./schema";
 
 /**
  * The issuer's content-addressed URLs (DESIGN.md): the one definition the tracker writes into protocols,
@@ -12,6 +12,8 @@ export const contentUrls = (base: string) => {
     state: (hash: HexHash) => `${root}/states/${hash}`,
     input: (instance: HexHash) => `${root}/instances/${instance}/input`,
     protocol: (instance: HexHash) => `${root}/instances/${instance}/protocol`,
+    /** Page `index` of a protocol (pages.ts). */
+    page: (instance: HexHash, index: number) => `${root}/instances/${instance}/protocol/pages/${index}`,
   };
 };
 
@@ -39,6 +41,7 @@ export function initialProtocol(fields: {
     created: fields.created,
     status: "running",
     instance_protocol: [],
+    page_size: DEFAULT_PAGE_SIZE,
     head: { seq: -1, state_hash: fields.instanceHash },
     terminated: null,
   };

@@ -1,0 +1,232 @@
+import { createHash } from "node:crypto";
+import { type HexHash } from "../chain/hash";
+import { StatetrailError } from "../errors";
+import { canonicalize } from "./canonical";
+import { safeParseBounded } from "./limits";
+import {
+  DEFAULT_PAGE_SIZE,
+  hexHashSchema,
+  MAX_PAGE_SIZE,
+  protocolEntrySchema,
+  type InstanceProtocol,
+  type ProtocolEntry,
+  type ProtocolHead,
+  type UnsignedHead,
+  type UnsignedProtocol,
+} from "./schema";
+import { parseStrictJson } from "./strict-json";
+import { z } from "zod";
+
+/*
+ * Pages of a version 3 protocol (docs/PROTOCOL.md, "Pages").
+ *
+ * Page k of an instance is served at `/instances/<instance_hash>/protocol/pages/<k>` as JSON lines: a header line
+ * `{"statetrail_page":1,"instance_hash":…,"index":k,"accumulator_before":…}`, then one line per entry, seq
+ * k·page_size onwards, each the RFC 8785 canonical JSON of the entry. The head commits to the entries through the
+ * accumulator, a hash chain over their lines' bytes:
+ *
+ *   a(-1) = instance_hash,   a(seq) = SHA-256(a(seq - 1) ‖ line(seq))      (a as 32 bytes, the line without "\n")
+ *
+ * and `accumulator` in the head is a(entries - 1). Page boundaries carry no trust: a page swapped, dropped,
+ * duplicated, truncated or edited changes what a reader recomputes, or breaks the header's `index` or
+ * `accumulator_before`. Pages are append-only: the tracker appends a line to the open page and rewrites the
+ * constant-size head, so publishing one more state writes O(1) bytes; a full page never changes again.
+ */
+
+export const PAGE_FORMAT_VERSION = 1;
+
+export const pageHeaderSchema = z
+  .object({
+    statetrail_page: z.literal(PAGE_FORMAT_VERSION),
+    instance_hash: hexHashSchema,
+    index: z.number().int().nonnegative(),
+    accumulator_before: hexHashSchema,
+  })
+  .strict();
+export type PageHeader = z.infer<typeof pageHeaderSchema>;
+
+/** The number of pages that hold `entries` entries (at least one: an instance with no state has one empty page). */
+export function pageCount(entries: number, pageSize: number): number {
+  return Math.max(1, Math.ceil(entries / pageSize));
+}
+
+/** The accumulator after one more entry line. */
+export function nextAccumulator(before: HexHash, line: Buffer | string): HexHash {
+  return createHash("sha256")
+    .update(Buffer.from(before, "hex"))
+    .update(typeof line === "string" ? Buffer.from(line, "utf8") : line)
+    .digest("hex");
+}
+
+/** The line an entry is published as: its RFC 8785 canonical JSON (no newline). */
+export function entryLine(entry: ProtocolEntry): string {
+  return canonicalize(entry);
+}
+
+/** The accumulator over `entries` in order, from the instance hash. */
+export function accumulatorOf(instanceHash: HexHash, entries: readonly ProtocolEntry[]): HexHash {
+  let accumulator = instanceHash;
+  for (const entry of entries) accumulator = nextAccumulator(accumulator, entryLine(entry));
+  return accumulator;
+}
+
+/** The header line of page `index` (no newline). */
+export function pageHeaderLine(instanceHash: HexHash, index: number, accumulatorBefore: HexHash): string {
+  const header: PageHeader = {
+    statetrail_page: PAGE_FORMAT_VERSION,
+    instance_hash: instanceHash,
+    index,
+    accumulator_before: accumulatorBefore,
+  };
+  return canonicalize(header);
+}
+
+/** Every page of a whole protocol, as the bytes the issuer's server serves (each line ends with "\n"). */
+export function encodePages(
+  protocol: Pick<InstanceProtocol, "instance_hash" | "instance_protocol" | "page_size">,
+): Buffer[] {
+  const { instance_hash: instance, instance_protocol: entries, page_size: pageSize } = protocol;
+  const pages: Buffer[] = [];
+  let accumulator = instance;
+  for (let index = 0; index < pageCount(entries.length, pageSize); index += 1) {
+    const lines = [pageHeaderLine(instance, index, accumulator)];
+    for (const entry of entries.slice(index * pageSize, (index + 1) * pageSize)) {
+      const line = entryLine(entry);
+      accumulator = nextAccumulator(accumulator, line);
+      lines.push(line);
+    }
+    pages.push(Buffer.from(lines.join("\n") + "\n", "utf8"));
+  }
+  return pages;
+}
+
+/** The head of a whole protocol (everything but the entries). */
+export function headOf(protocol: InstanceProtocol): ProtocolHead {
+  const { instance_protocol: _entries, ...head } = protocol;
+  return head;
+}
+
+/**
+ * Completes an unsigned whole protocol: `page_size` (kept if given), `entries` and `accumulator` from its entries.
+ * Anything stale it carries (a previous signature, count or accumulator) is replaced.
+ */
+export function sealedFields(protocol: UnsignedProtocol): Omit<InstanceProtocol, "signature"> {
+  const {
+    signature: _signature,
+    entries: _entries,
+    accumulator: _accumulator,
+    ...rest
+  } = protocol as UnsignedProtocol & Partial<Pick<InstanceProtocol, "signature" | "entries" | "accumulator">>;
+  const pageSize = protocol.page_size ?? DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
+    throw new StatetrailError("INVALID_ARGUMENT", `page size ${pageSize} is not an integer from 1 to ${MAX_PAGE_SIZE}`);
+  }
+  return {
+    ...rest,
+    page_size: pageSize,
+    entries: protocol.instance_protocol.length,
+    accumulator: accumulatorOf(protocol.instance_hash, protocol.instance_protocol),
+  };
+}
+
+/** What a page holds once read: its header, its entries and the accumulator after its last entry. */
+export interface DecodedPage {
+  header: PageHeader;
+  entries: ProtocolEntry[];
+  /** The accumulator after each entry in turn ends at this. */
+  accumulatorAfter: HexHash;
+  /** Entry lines beyond the ones asked for (a running instance's page, read after its head). */
+  extraLines: number;
+}
+
+/**
+ * Reads page `index` of an instance: the header names this instance and page and continues from
+ * `accumulatorBefore`; then up to `wanted` entry lines, each parsed strictly (a member named twice is refused) and
+ * schema-checked, the accumulator advanced over its exact bytes. Lines after `wanted` are counted, not read.
+ * Throws PAGE_INVALID, with the line, for anything else.
+ */
+export function decodePage(
+  bytes: Buffer,
+  expected: { instanceHash: HexHash; index: number; accumulatorBefore: HexHash; wanted: number },
+): DecodedPage {
+  const what = `page ${expected.index}`;
+  const invalid = (message: string): StatetrailError =>
+    new StatetrailError("PAGE_INVALID", `${what}: ${message}`, {
+      hint: "the issuer's server must serve the pages the tracker wrote, unchanged",
+    });
+  let offset = 0;
+  let lineNumber = 0;
+  const nextLine = (): Buffer | null => {
+    if (offset >= bytes.length) return null;
+    const end = bytes.indexOf(0x0a, offset);
+    if (end < 0) throw invalid(`line ${lineNumber + 1} does not end with a newline (truncated)`);
+    const line = bytes.subarray(offset, end);
+    offset = end + 1;
+    lineNumber += 1;
+    return line;
+  };
+  const headerLine = nextLine();
+  if (!headerLine) throw invalid("empty: no header line");
+  let header: PageHeader;
+  try {
+    const parsed = pageHeaderSchema.safeParse(parseStrictJson(decodeLine(headerLine), `${what} header`));
+    if (!parsed.success) throw invalid(`the header is not a page header: ${parsed.error.issues[0]?.message}`);
+    header = parsed.data;
+  } catch (error) {
+    if (error instanceof StatetrailError && error.code === "PAGE_INVALID") throw error;
+    throw invalid(`the header is not JSON: ${(error as Error).message}`);
+  }
+  if (header.instance_hash !== expected.instanceHash) {
+    throw invalid(`belongs to instance ${header.instance_hash}, not ${expected.instanceHash}`);
+  }
+  if (header.index !== expected.index) throw invalid(`its header says page ${header.index}`);
+  if (header.accumulator_before !== expected.accumulatorBefore) {
+    throw invalid(
+      `continues from accumulator ${header.accumulator_before}, but the entries before it end at ${expected.accumulatorBefore} ` +
+        `(a page dropped, swapped, duplicated or edited)`,
+    );
+  }
+  const entries: ProtocolEntry[] = [];
+  let accumulator = expected.accumulatorBefore;
+  while (entries.length < expected.wanted) {
+    const line = nextLine();
+    if (!line) break;
+    accumulator = nextAccumulator(accumulator, line);
+    let json: unknown;
+    try {
+      json = parseStrictJson(decodeLine(line), `${what} line ${lineNumber}`);
+    } catch (error) {
+      throw invalid(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
+    }
+    const parsed = safeParseBounded(protocolEntrySchema.strict(), json);
+    if (!parsed.success) {
+      const issue = parsed.issues[0];
+      throw invalid(
+        `line ${lineNumber} is not a protocol entry: ${issue?.path.join(".") || "(root)"}: ${issue?.message}`,
+      );
+    }
+    entries.push(parsed.data);
+  }
+  let extraLines = 0;
+  while (nextLine()) extraLines += 1;
+  return { header, entries, accumulatorAfter: accumulator, extraLines };
+}
+
+function decodeLine(line: Buffer): string {
+  const text = line.toString("utf8");
+  if (Buffer.byteLength(text, "utf8") !== line.length) {
+    throw new StatetrailError("INVALID_JSON", "not valid UTF-8");
+  }
+  return text;
+}
+
+/** Where the entries of seq `from` onwards start: page index and position in it. */
+export function pageOf(seq: number, pageSize: number): { index: number; position: number } {
+  return { index: Math.floor(seq / pageSize), position: seq % pageSize };
+}
+
+/** The unsigned head of a whole protocol, sealed (see {@link sealedFields}). */
+export function unsignedHeadOf(protocol: UnsignedProtocol): UnsignedHead {
+  const { instance_protocol: _entries, ...head } = sealedFields(protocol);
+  return head;
+}
