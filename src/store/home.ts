@@ -3,7 +3,16 @@ import os from "node:os";
 import path from "node:path";
 import { StatetrailError } from "../errors";
 import { parseHexHash, type HexHash } from "../chain/hash";
-import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
+import {
+  decodePage,
+  encodePages,
+  entryLine,
+  headOf,
+  nextAccumulator,
+  pageCount,
+  pageHeaderLine,
+} from "../protocol/pages";
+import { parseHead, type InstanceProtocol, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
 
 /**
  * The data directory (`--home`, default `~/.statetrail`). Everything the server publishes lives here,
@@ -12,7 +21,8 @@ import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
  *   models/<hash>.asl.json          exact model bytes
  *   states/<hash>.json              exact state data bytes
  *   instances/<hash>/input.json     exact input bytes
- *   instances/<hash>/protocol.json  the signed instance protocol
+ *   instances/<hash>/protocol.json  the signed head of the instance protocol (version 3)
+ *   instances/<hash>/pages/<k>.jsonl page k of its entries, append-only (src/protocol/pages.ts)
  *   instances/<hash>/journal.jsonl  the tracker's journal
  *   chain.json                      the chain the directory was first used with (chain id, genesis block hash)
  */
@@ -63,6 +73,12 @@ export class Home {
     return path.join(this.instanceDir(hash), "protocol.json");
   }
 
+  /** Page `index` of an instance's protocol: JSON lines, a header then one entry per line (pages.ts). */
+  pageFile(hash: HexHash, index: number): string {
+    if (!Number.isSafeInteger(index) || index < 0) throw new StatetrailError("INVALID_ARGUMENT", `page ${index}`);
+    return path.join(this.instanceDir(hash), "pages", `${index}.jsonl`);
+  }
+
   inputFile(hash: HexHash): string {
     return path.join(this.instanceDir(hash), "input.json");
   }
@@ -84,9 +100,95 @@ export class Home {
     writeAtomic(this.inputFile(instance), bytes);
   }
 
+  /**
+   * Writes a whole protocol: every page (rewritten), then the head. For a protocol built at once (tests, resume,
+   * benchmarks); the tracker appends with {@link appendEntries} and {@link writeHead} instead.
+   */
   writeProtocol(protocol: InstanceProtocol): void {
-    fs.mkdirSync(this.instanceDir(protocol.instance_hash), { recursive: true });
-    writeAtomic(this.protocolFile(protocol.instance_hash), Buffer.from(JSON.stringify(protocol, null, 2) + "\n"));
+    const instance = protocol.instance_hash;
+    fs.mkdirSync(path.join(this.instanceDir(instance), "pages"), { recursive: true });
+    encodePages(protocol).forEach((bytes, index) => writeAtomic(this.pageFile(instance, index), bytes));
+    this.writeHead(headOf(protocol));
+  }
+
+  /** Replaces the signed head (constant size) atomically: readers see the old head or the new one. */
+  writeHead(head: ProtocolHead): void {
+    fs.mkdirSync(this.instanceDir(head.instance_hash), { recursive: true });
+    writeAtomic(this.protocolFile(head.instance_hash), Buffer.from(JSON.stringify(head, null, 2) + "\n"));
+  }
+
+  /**
+   * Appends entries `from`, `from + 1`, … to the pages (a page file is begun with its header line when its first
+   * entry comes): O(1) bytes per entry, nothing rewritten. `accumulatorBefore` is the accumulator after entry
+   * `from - 1` (the instance hash for 0), needed for a new page's header. Appends never overlap (one tracker per
+   * instance); a reader sees whole lines only (the server serves up to the last newline).
+   */
+  appendEntries(
+    instance: HexHash,
+    pageSize: number,
+    from: number,
+    entries: readonly ProtocolEntry[],
+    accumulatorBefore: HexHash,
+  ): HexHash {
+    fs.mkdirSync(path.join(this.instanceDir(instance), "pages"), { recursive: true });
+    let accumulator = accumulatorBefore;
+    let pending = "";
+    let pageIndex = Math.floor(from / pageSize);
+    const flush = (): void => {
+      if (pending) fs.appendFileSync(this.pageFile(instance, pageIndex), pending);
+      pending = "";
+    };
+    entries.forEach((entry, offset) => {
+      const seq = from + offset;
+      const index = Math.floor(seq / pageSize);
+      if (index !== pageIndex) {
+        flush();
+        pageIndex = index;
+      }
+      if (seq % pageSize === 0) pending += pageHeaderLine(instance, index, accumulator) + "\n";
+      const line = entryLine(entry);
+      accumulator = nextAccumulator(accumulator, line);
+      pending += line + "\n";
+    });
+    flush();
+    return accumulator;
+  }
+
+  /** The signed head of an instance (parsed and schema-checked). */
+  readHead(instance: HexHash): ProtocolHead {
+    return parseHead(readOrNotFound(this.protocolFile(instance), `instance ${instance}`));
+  }
+
+  /** The bytes of page `index`, or NOT_FOUND. */
+  readPage(instance: HexHash, index: number): Buffer {
+    return readOrNotFound(this.pageFile(instance, index), `page ${index} of instance ${instance}`);
+  }
+
+  /**
+   * The whole protocol of an instance, head and every entry, each page checked against the head's accumulator chain.
+   * For tools that need everything of a small instance; the server and verifier read pages one at a time.
+   */
+  readProtocol(instance: HexHash): InstanceProtocol {
+    const head = this.readHead(instance);
+    const entries: ProtocolEntry[] = [];
+    let accumulator = head.instance_hash;
+    for (let index = 0; index < pageCount(head.entries, head.page_size); index += 1) {
+      const page = decodePage(this.readPage(instance, index), {
+        instanceHash: head.instance_hash,
+        index,
+        accumulatorBefore: accumulator,
+        wanted: head.entries - entries.length,
+      });
+      entries.push(...page.entries);
+      accumulator = page.accumulatorAfter;
+    }
+    if (accumulator !== head.accumulator || entries.length !== head.entries) {
+      throw new StatetrailError(
+        "PAGE_INVALID",
+        `the stored pages of instance ${instance} are not what its head commits to`,
+      );
+    }
+    return { ...head, instance_protocol: entries };
   }
 
   readModel(hash: HexHash): Buffer {
@@ -99,10 +201,6 @@ export class Home {
 
   readInput(instance: HexHash): Buffer {
     return readOrNotFound(this.inputFile(instance), `input of instance ${instance}`);
-  }
-
-  readProtocol(instance: HexHash): InstanceProtocol {
-    return parseProtocol(readOrNotFound(this.protocolFile(instance), `instance ${instance}`).toString("utf8"));
   }
 
   chainFile(): string {
