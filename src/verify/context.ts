@@ -1,15 +1,32 @@
-import { type InstanceProtocol } from "../protocol/schema";
+import { type InstanceProtocol, type ProtocolHead } from "../protocol/schema";
 import { type ChainView } from "./chain";
 import { type VerifiedArtifacts } from "./conformance/artifacts";
 import { type FetchSession } from "./fetcher";
 import { type StepOutcome } from "./findings";
 import { type EnsReader, type ServerCertificate, type StepId } from "./types";
 
-/** What to verify: a URL (fetched over TLS), or a protocol already read from a file or built in memory. */
-export type ProtocolInput = { url: string } | { protocol: InstanceProtocol | string; name?: string };
+/**
+ * What to verify: a URL (fetched over TLS), or a protocol already read from a file or built in memory: a head alone
+ * (its pages are then read from the issuer's server, or the mirror) or a whole protocol (head and entries inline, as
+ * text or object; its pages are then encoded from memory and read through the same page decoder).
+ */
+export type ProtocolInput = { url: string } | { protocol: InstanceProtocol | ProtocolHead | string; name?: string };
+
+/**
+ * Where the pages of the protocol come from (set by V1 with the head): page `index`'s bytes as served. The steps
+ * read pages only through this, in order, one (plus a bounded read-ahead) at a time.
+ */
+export interface PageSource {
+  /** Where page `index` is read from (a URL of the issuer's or the mirror's, or "memory"), for findings. */
+  describe(index: number): string;
+  read(index: number): Promise<Buffer>;
+}
 
 export interface MaxBytes {
+  /** The head (or a whole protocol read from a file or memory). */
   protocol: number;
+  /** One page. */
+  page: number;
   model: number;
   instanceData: number;
   state: number;
@@ -17,6 +34,7 @@ export interface MaxBytes {
 
 export const DEFAULT_MAX_BYTES: MaxBytes = {
   protocol: 64 * 1024 * 1024,
+  page: 32 * 1024 * 1024,
   model: 8 * 1024 * 1024,
   instanceData: 16 * 1024 * 1024,
   state: 4 * 1024 * 1024,
@@ -41,7 +59,10 @@ export interface VerifyContext {
   readonly settings: VerifySettings;
   /** The time validity windows are checked at (Unix seconds). */
   now(): Promise<number>;
-  protocol: InstanceProtocol | null;
+  /** The protocol's head, once V1 has read it (entries are read from `pages`). */
+  protocol: ProtocolHead | null;
+  /** The protocol's pages, once V1 has read the head. */
+  pages: PageSource | null;
   /** The origin the protocol speaks for: where it was fetched from, or the origin of its issuer url. */
   origin: string | null;
   /** The certificate the issuer's origin presented. */
@@ -51,7 +72,7 @@ export interface VerifyContext {
 }
 
 /** The protocol, once V1 has read it; steps run only when it is there. */
-export type ReadyContext = VerifyContext & { protocol: InstanceProtocol };
+export type ReadyContext = VerifyContext & { protocol: ProtocolHead; pages: PageSource };
 
 export interface Step {
   id: StepId;
