@@ -147,6 +147,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
         return Math.max(wall, snapshot?.timestamp ?? 0);
       })()),
     protocol: null,
+    pages: null,
     origin: null,
     certificate: null,
     artifacts: new VerifiedArtifacts(options.conformance !== false),
@@ -204,7 +205,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
           ens_name: protocol.issuer.ens_name,
           chain_id: protocol.chain_id,
           model_hash: protocol.model_hash,
-          states: protocol.instance_protocol.length,
+          states: protocol.entries,
           status: protocol.status,
         }
       : null,

@@ -33,12 +33,15 @@ import {
   type MerkleProof,
   PROTOCOL_VERSION,
   type ProtocolEntry,
+  type ProtocolHead,
   STATE_DATA_VERSION,
   type StateData,
   type StateType,
   type UnsignedProtocol,
 } from "../../src/protocol/schema";
+import { encodePages, headOf } from "../../src/protocol/pages";
 import { signProtocol } from "../../src/protocol/signing";
+import { contentUrls } from "../../src/protocol/urls";
 import { buildStateData } from "../../src/tracker/state-data";
 import { verifyProtocol, type TrustedSetup, type VerificationReport, type VerifyOptions } from "../../src/verify";
 import { type Fetcher, type ServerCertificate } from "../../src/verify/types";
@@ -543,6 +546,7 @@ export async function finishRun(
     created: { block_nr: run.created.block_nr, transaction_hash: run.created.transaction_hash },
     status: terminate ? run.status : "running",
     instance_protocol: entries,
+    page_size: FORGE_PAGE_SIZE,
     head: { seq: count - 1, state_hash: head },
     terminated: terminated && { block_nr: terminated.block_nr, transaction_hash: terminated.transaction_hash },
   };
@@ -603,9 +607,41 @@ export async function forgeRun(env: ForgeEnv, options: RunOptions = {}): Promise
   return finishRun(env, run);
 }
 
-/** Publishes a protocol at its canonical URL and returns the URL. */
+/** Entries per page of forged protocols: small, so that every run crosses page boundaries. */
+export const FORGE_PAGE_SIZE = 2;
+
+/** Where page `index` of an instance's protocol is served. */
+export function pageUrlOf(instanceHash: HexHash, index: number): string {
+  return contentUrls(ISSUER_ORIGIN).page(instanceHash, index);
+}
+
+/**
+ * Publishes a protocol as the issuer's server does: its head at the protocol URL, its pages at the page URLs
+ * (pages.ts `encodePages`; pages of an earlier, longer version beyond the new count are removed). Returns the
+ * protocol URL.
+ */
 export function publish(server: MemoryServer, protocol: InstanceProtocol): string {
-  return server.serve(protocolUrlOf(protocol.instance_hash), JSON.stringify(protocol, null, 2));
+  const pages = encodePages(protocol);
+  pages.forEach((bytes, index) => servePage(server, protocol.instance_hash, index, bytes));
+  for (let index = pages.length; server.bytes(pageUrlOf(protocol.instance_hash, index)); index += 1) {
+    server.remove(pageUrlOf(protocol.instance_hash, index));
+  }
+  return publishHead(server, headOf(protocol));
+}
+
+/** Publishes a head alone (its pages as they are) and returns the protocol URL. */
+export function publishHead(server: MemoryServer, head: ProtocolHead): string {
+  return server.serve(protocolUrlOf(head.instance_hash), JSON.stringify(head, null, 2));
+}
+
+/** Serves arbitrary bytes as page `index` of an instance (attacks on pages). */
+export function servePage(server: MemoryServer, instanceHash: HexHash, index: number, bytes: Buffer | string): string {
+  return server.serve(pageUrlOf(instanceHash, index), bytes);
+}
+
+/** The page bytes a whole protocol is published as (pages.ts `encodePages`). */
+export function pagesOf(protocol: InstanceProtocol): Buffer[] {
+  return encodePages(protocol);
 }
 
 /** Signs a (tampered) protocol again, by `signer`. */

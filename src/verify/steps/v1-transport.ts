@@ -1,7 +1,17 @@
-import { isStatetrailError } from "../../errors";
-import { parseProtocol, protocolSchema, type InstanceProtocol } from "../../protocol/schema";
+import { StatetrailError, isStatetrailError } from "../../errors";
+import { decodeUtf8, describeIssues, safeParseBounded } from "../../protocol/limits";
+import { encodePages, headOf } from "../../protocol/pages";
+import {
+  checkVersion,
+  parseHead,
+  protocolHeadSchema,
+  wholeProtocolSchema,
+  type InstanceProtocol,
+  type ProtocolHead,
+} from "../../protocol/schema";
+import { parseStrictJson } from "../../protocol/strict-json";
 import { contentUrls } from "../../protocol/urls";
-import { type VerifyContext } from "../context";
+import { type PageSource, type VerifyContext } from "../context";
 import { originOf } from "../fetcher";
 import { Findings, iso, sameAddress, short, type StepOutcome } from "../findings";
 import { type ExpectedSubject, type ServerCertificate } from "../types";
@@ -17,7 +27,9 @@ export function protocolUrl(origin: string, instanceHash: string): string {
  * is asked for the same instance's protocol so that its certificate is captured all the same.
  * The protocol must be about what was asked (`expected`, and the instance a URL names): a genuine protocol
  * of another instance or issuer, served where the asked one should be, fails (SUBJECT_MISMATCH).
- * Fills `context.protocol`, `context.origin` and `context.certificate`.
+ * Fills `context.protocol` (the head), `context.pages`, `context.origin` and `context.certificate`. Pages are
+ * read from the issuer's page URLs (through the same pinned session as every other issuer URL), or, for a whole
+ * protocol given as a file or object, encoded from memory and read through the same page decoder.
  */
 export async function readProtocol(context: VerifyContext, expected: ExpectedSubject = {}): Promise<StepOutcome> {
   const findings = new Findings();
@@ -40,13 +52,14 @@ export async function readProtocol(context: VerifyContext, expected: ExpectedSub
       findings.error(error, `fetching ${url.href}`);
       return findings.outcome("");
     }
-    const protocol = parse(bytes, findings, url.href);
+    const protocol = parseServedHead(bytes, findings, url.href);
     if (!protocol) return findings.outcome("");
     checkSubject(protocol, { ...expected, urlInstance: named }, findings);
     context.protocol = protocol;
     context.origin = url.origin;
     const issuerOrigin = issuerOriginOf(protocol, findings);
     context.web.restrictTo(issuerOrigin ?? url.origin);
+    context.pages = urlPages(context, issuerOrigin ?? url.origin, protocol.instance_hash);
     checkContentUrls(protocol, findings);
     if (!certificate) {
       findings.fail(`${url.href} was not served over TLS: no server certificate`, "TLS_FAILED");
@@ -63,14 +76,18 @@ export async function readProtocol(context: VerifyContext, expected: ExpectedSub
   }
 
   const name = input.name ?? "protocol object";
-  const protocol = parse(input.protocol, findings, name);
-  if (!protocol) return findings.outcome("");
+  const given = parseGiven(input.protocol, findings, name);
+  if (!given) return findings.outcome("");
+  const protocol = given.head;
   checkSubject(protocol, expected, findings);
-  context.protocol = protocol;
   const issuerOrigin = issuerOriginOf(protocol, findings);
   if (!issuerOrigin) return findings.outcome("");
+  context.protocol = protocol;
   context.origin = issuerOrigin;
   context.web.restrictTo(issuerOrigin);
+  context.pages = given.pages
+    ? memoryPages(given.pages, name)
+    : urlPages(context, issuerOrigin, protocol.instance_hash);
   checkContentUrls(protocol, findings);
   const url = checkedHttps(protocolUrl(issuerOrigin, protocol.instance_hash), findings, "issuer url");
   if (!url) return findings.outcome("");
@@ -81,7 +98,7 @@ export async function readProtocol(context: VerifyContext, expected: ExpectedSub
       return findings.outcome("");
     }
     context.certificate = served.certificate;
-    const published = parse(served.bytes, new Findings(), url.href);
+    const published = parseServedHead(served.bytes, new Findings(), url.href);
     if (
       !published ||
       published.instance_hash !== protocol.instance_hash ||
@@ -116,7 +133,7 @@ export function instanceNamedBy(url: string): string | null {
  * its URL names) and the issuer asked for. Anything else is a substitution, however genuine it is.
  */
 export function checkSubject(
-  protocol: InstanceProtocol,
+  protocol: ProtocolHead,
   expected: ExpectedSubject & { urlInstance?: string | null },
   findings: Findings,
 ): void {
@@ -142,13 +159,13 @@ export function checkSubject(
 }
 
 /** Whether a protocol is about what was asked (every expectation given holds). */
-export function matchesExpected(protocol: InstanceProtocol, expected: ExpectedSubject, url: string | null): boolean {
+export function matchesExpected(protocol: ProtocolHead, expected: ExpectedSubject, url: string | null): boolean {
   const findings = new Findings();
   checkSubject(protocol, { ...expected, urlInstance: url ? instanceNamedBy(url) : null }, findings);
   return !findings.failed;
 }
 
-function asAsked(protocol: InstanceProtocol, expected: ExpectedSubject): string {
+function asAsked(protocol: ProtocolHead, expected: ExpectedSubject): string {
   const parts: string[] = [];
   if (expected.instanceHash) parts.push(`instance ${short(protocol.instance_hash)}`);
   if (expected.issuer) {
@@ -157,25 +174,75 @@ function asAsked(protocol: InstanceProtocol, expected: ExpectedSubject): string 
   return parts.length > 0 ? `; about the ${parts.join(" of the ")} asked for` : "";
 }
 
-function parse(
-  source: InstanceProtocol | string | Uint8Array,
-  findings: Findings,
-  name: string,
-): InstanceProtocol | null {
-  if (typeof source !== "string" && !(source instanceof Uint8Array)) {
-    const result = protocolSchema.safeParse(source);
-    if (result.success) return result.data;
-    const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
-    findings.fail(`${name} does not match the protocol schema: ${problems.join("; ")}`, "PROTOCOL_INVALID");
-    return null;
-  }
+/** A head as served at the protocol URL: strict JSON, version 3, the head schema (no entries inline). */
+function parseServedHead(bytes: Buffer, findings: Findings, name: string): ProtocolHead | null {
   try {
-    return parseProtocol(source);
+    return parseHead(bytes);
   } catch (error) {
     if (isStatetrailError(error)) findings.fail(`${name}: ${error.message.replace(/\n\s*/g, "; ")}`, error.code);
     else findings.error(error, name);
     return null;
   }
+}
+
+/**
+ * A protocol given as a file or object: a head alone (its pages are read from the issuer's server) or a whole
+ * protocol, head and entries inline (its pages are encoded from memory, so they go through the one page decoder).
+ */
+function parseGiven(
+  source: InstanceProtocol | ProtocolHead | string,
+  findings: Findings,
+  name: string,
+): { head: ProtocolHead; pages: Buffer[] | null } | null {
+  try {
+    let json: unknown = source;
+    if (typeof source === "string" || (source as unknown) instanceof Uint8Array) {
+      const text = typeof source === "string" ? source : decodeUtf8(source as unknown as Uint8Array, "protocol");
+      // Strict: a member named twice (a decoy before a signed member) is refused, as is any syntax error.
+      json = parseStrictJson(text, "protocol");
+    }
+    checkVersion(json);
+    const whole = json !== null && typeof json === "object" && "instance_protocol" in json;
+    const result = safeParseBounded(whole ? wholeProtocolSchema : protocolHeadSchema, json);
+    if (!result.success) {
+      throw new StatetrailError(
+        "PROTOCOL_INVALID",
+        `does not match the ${whole ? "whole protocol" : "protocol head"} schema: ${describeIssues(result).join("; ")}`,
+      );
+    }
+    if (!whole) return { head: result.data as ProtocolHead, pages: null };
+    const protocol = result.data as InstanceProtocol;
+    return { head: headOf(protocol), pages: encodePages(protocol) };
+  } catch (error) {
+    if (isStatetrailError(error)) findings.fail(`${name}: ${error.message.replace(/\n\s*/g, "; ")}`, error.code);
+    else findings.error(error, name);
+    return null;
+  }
+}
+
+/** The pages of an instance on the issuer's server, read through the verification's pinned session. */
+function urlPages(context: VerifyContext, origin: string, instanceHash: string): PageSource {
+  const urls = contentUrls(origin);
+  return {
+    describe: (index) => urls.page(instanceHash, index),
+    read: async (index) =>
+      (await context.web.get(urls.page(instanceHash, index), context.settings.maxBytes.page)).bytes,
+  };
+}
+
+/** The pages of a whole protocol given in memory. */
+function memoryPages(pages: Buffer[], name: string): PageSource {
+  return {
+    describe: (index) => `page ${index} of ${name} (encoded from memory)`,
+    read: async (index) => {
+      const page = pages[index];
+      if (!page)
+        throw new StatetrailError("NOT_FOUND", `${name} has no page ${index}`, {
+          hint: "the head claims more entries than the protocol holds",
+        });
+      return page;
+    },
+  };
 }
 
 function checkedHttps(value: string, findings: Findings, what: string): URL | null {
@@ -193,7 +260,7 @@ function checkedHttps(value: string, findings: Findings, what: string): URL | nu
   return url;
 }
 
-function issuerOriginOf(protocol: InstanceProtocol, findings: Findings): string | null {
+function issuerOriginOf(protocol: ProtocolHead, findings: Findings): string | null {
   try {
     return originOf(protocol.issuer.url);
   } catch {
@@ -207,21 +274,28 @@ function describe(certificate: ServerCertificate): string {
 }
 
 /**
- * Every data URL of a protocol is the issuer's content-addressed URL for its hash (DESIGN.md): anything
- * else is refused rather than fetched.
+ * The head's data URLs are the issuer's content-addressed URLs for their hashes (DESIGN.md): anything else is
+ * refused rather than fetched. Each entry's `state_data` is checked as its page is read (V6, {@link stateUrlProblem}).
  */
-export function checkContentUrls(protocol: InstanceProtocol, findings: Findings): void {
+export function checkContentUrls(protocol: ProtocolHead, findings: Findings): void {
   const urls = contentUrls(protocol.issuer.url);
   const expected: Array<[string, string, string]> = [
     ["model_data", protocol.model_data, urls.model(protocol.model_hash)],
     ["instance_data", protocol.instance_data, urls.input(protocol.instance_hash)],
   ];
-  for (const entry of protocol.instance_protocol) {
-    expected.push([`state_data of seq ${entry.seq}`, entry.state_data, urls.state(entry.state_hash)]);
+  for (const [what, actual, canonical] of expected) {
+    if (actual !== canonical)
+      findings.fail(`${what} is ${actual}, not the issuer's content-addressed URL ${canonical}`);
   }
-  const wrong = expected.filter(([, actual, canonical]) => actual !== canonical);
-  for (const [what, actual, canonical] of wrong.slice(0, 5)) {
-    findings.fail(`${what} is ${actual}, not the issuer's content-addressed URL ${canonical}`);
-  }
-  if (wrong.length > 5) findings.fail(`${wrong.length - 5} more data URLs are not the issuer's`);
+}
+
+/** Why an entry's `state_data` is not the issuer's content-addressed URL of its hash, or null when it is. */
+export function stateUrlProblem(
+  protocol: ProtocolHead,
+  entry: { state_data: string; state_hash: string },
+): string | null {
+  const canonical = contentUrls(protocol.issuer.url).state(entry.state_hash);
+  return entry.state_data === canonical
+    ? null
+    : `state_data is ${entry.state_data}, not the issuer's content-addressed URL ${canonical}`;
 }
