@@ -10,13 +10,16 @@ import { exitCodeOf, verdictOf } from "./verdict";
 
 /**
  * An offline verification bundle (`statetrail verify <url|name> --save-bundle <file>`): one JSON file holding
- * every byte a verification fetched from the issuer's server (protocol, model, input, state data) under the
- * server's content-addressed paths, and the certificate the server presented. `statetrail verify <file>` then
+ * every byte a verification fetched from the issuer's server (the protocol's head and every page, model, input, state
+ * data) under the server's content paths, and the certificate the server presented. `statetrail verify <file>` then
  * verifies it with no server: only the RPC.
  *
  * The bundle is untrusted input, exactly as a mirror is (mirror.ts): it is verified through the mirror path of
  * the pipeline, so every byte is checked against its hash and the chain as a fetched one would be (V0, V2, V4–V9
- * unchanged), and a missing byte is "could not verify". What a file can't give is the live TLS observation: V1
+ * unchanged), and a missing byte is "could not verify": a state body or a page of the protocol left out of the
+ * bundle is reported by the step that needed it (NOT_FOUND, "… is not in the bundle"), as a mirror withholding it
+ * would be. Absence contradicts nothing the issuer signed (the bundle may have been cut short by whoever made or
+ * passed it on), so it is not "invalid"; it proves nothing either, so it is never "valid". What a file can't give is the live TLS observation: V1
  * is a `skip` that says the protocol was read from the bundle, and V3 is taken from the bundle: the certificate
  * it records is checked against the CertificateRegistry, never reported as seen on a connection. A recorded
  * certificate registered for the issuer is not evidence (anyone can copy a registered fingerprint), so V3 stays
@@ -29,8 +32,12 @@ export const BUNDLE_VERSION = 1;
 /** Largest bundle file read (the FetchRecorder keeps at most this much). */
 export const BUNDLE_MAX_BYTES = 256 * 1024 * 1024;
 
-/** The issuer's content-addressed paths, the only ones a bundle holds (the mirror layout). */
-const CONTENT_PATH = /(?:^|\/)(models\/[0-9a-f]{64}|states\/[0-9a-f]{64}|instances\/[0-9a-f]{64}\/(?:input|protocol))$/;
+/**
+ * The issuer's content paths, the only ones a bundle holds (the mirror layout): model, state data, input, the
+ * protocol's head and its pages (`instances/<h>/protocol/pages/<k>`, protocol version 3).
+ */
+const CONTENT_PATH =
+  /(?:^|\/)(models\/[0-9a-f]{64}|states\/[0-9a-f]{64}|instances\/[0-9a-f]{64}\/(?:input|protocol|protocol\/pages\/(?:0|[1-9][0-9]{0,8})))$/;
 
 /** The content path a URL ends in (`states/<h>`, …), or null. */
 export function contentPathOf(url: string): string | null {

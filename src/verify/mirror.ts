@@ -2,8 +2,9 @@ import { type S3Client } from "@aws-sdk/client-s3";
 import { isStatetrailError, StatetrailError } from "../errors";
 import { type S3Settings } from "../net/s3";
 import { lazy } from "../lazy";
-import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
-import { type VerifyContext } from "./context";
+import { parseHead, type ProtocolHead } from "../protocol/schema";
+import { contentUrls } from "../protocol/urls";
+import { type PageSource, type VerifyContext } from "./context";
 import { originOf } from "./fetcher";
 import { Findings, type StepOutcome } from "./findings";
 import { checkSubject } from "./steps/v1-transport";
@@ -17,10 +18,14 @@ const s3Api = lazy(() => require("../net/s3") as typeof import("../net/s3"));
  * Verifying a copy of an instance on a mirror: untrusted storage (S3 or any HTTP server) that holds the
  * issuer's files under the same relative paths as the issuer's server:
  *
- *   <base>/models/<model_hash>   <base>/states/<state_hash>   <base>/instances/<h>/protocol   <base>/instances/<h>/input
+ *   <base>/models/<model_hash>   <base>/states/<state_hash>   <base>/instances/<h>/input
+ *   <base>/instances/<h>/protocol (the signed head)   <base>/instances/<h>/protocol/pages/<k> (its pages)
  *
- * The protocol is read from the mirror URL; every URL inside it that points at the issuer's server
- * (`issuer.url` + path) is read from `<base>` + the same path instead. The issuer's server is not
+ * The protocol's head is read from the mirror URL; every URL of the issuer's server (`issuer.url` + a content
+ * path: model, input, states, and the protocol's pages) is read from `<base>` + the same path instead. The pages
+ * go through the same PageSource contract and the same decoder (pages.ts, in the steps) as pages fetched from the
+ * issuer: a page swapped, dropped, truncated or edited on the mirror breaks the accumulator the signed head commits
+ * to, exactly as on the issuer's server. The issuer's server is not
  * contacted, so its TLS certificate is not seen: V1 reports `skip` with the mirror note and V3 is skipped
  * (both are then optional). Every other check runs unchanged: the bytes hash to the hashes in the
  * protocol (V4, V6), the chain holds the model, the instance and every state in order (V0, V4–V7), ENS links
@@ -40,6 +45,10 @@ export interface MirrorOptions {
   /** Endpoint, region and credentials for s3:// mirrors (default: the environment). */
   s3?: S3Settings;
 }
+
+/** The content paths of the issuer's server a mirror holds (relative to its root, with the leading slash). */
+const MIRRORED_PATH =
+  /^\/(models\/[0-9a-f]{64}|states\/[0-9a-f]{64}|instances\/[0-9a-f]{64}\/(input|protocol|protocol\/pages\/(0|[1-9][0-9]{0,8})))$/;
 
 /** Where a protocol URL of a mirror says the mirror's root is, and which instance it names. */
 export function mirrorLocation(url: string): { base: string; instanceHash: string } {
@@ -141,9 +150,7 @@ export class MirrorReader {
     if (!url.startsWith(`${this.issuerUrl}/`)) return null;
     const relative = url.slice(this.issuerUrl.length);
     // Only the published, content-addressed paths; anything else is not on a mirror.
-    if (!/^\/(models\/[0-9a-f]{64}|states\/[0-9a-f]{64}|instances\/[0-9a-f]{64}\/(input|protocol))$/.test(relative)) {
-      return null;
-    }
+    if (!MIRRORED_PATH.test(relative)) return null;
     return `${this.base}${relative}`;
   }
 
@@ -154,7 +161,10 @@ export class MirrorReader {
     return this.fallback(url, request);
   };
 
-  /** V1 for a mirror: read and parse the protocol, check it is the instance the URL names, set the origin. */
+  /**
+   * V1 for a mirror: read and parse the protocol's head, check it is the instance the URL names, set the origin and
+   * the pages (read from the mirror, see {@link mirroredPages}).
+   */
   async read(context: VerifyContext, expected: ExpectedSubject = {}): Promise<StepOutcome> {
     const findings = new Findings();
     if (!("url" in context.input)) {
@@ -177,9 +187,9 @@ export class MirrorReader {
       findings.error(error, `reading ${url} from the mirror`);
       return findings.outcome("");
     }
-    let protocol: InstanceProtocol;
+    let protocol: ProtocolHead;
     try {
-      protocol = parseProtocol(bytes.toString("utf8"));
+      protocol = parseHead(bytes);
     } catch (error) {
       if (isStatetrailError(error)) findings.fail(`${url}: ${error.message.replace(/\n\s*/g, "; ")}`, error.code);
       else findings.error(error, url);
@@ -207,12 +217,30 @@ export class MirrorReader {
     context.certificate = null;
     context.web.restrictTo(origin);
     this.issuerUrl = protocol.issuer.url.replace(/\/+$/, "");
+    context.pages = this.mirroredPages(context, protocol);
     return {
       status: "skip",
       detail:
-        `${MIRROR_NOTE}; protocol read from ${url} (${bytes.length} bytes); ` +
-        `the issuer's files under ${this.issuerUrl} are read from ${location.base}`,
+        `${MIRROR_NOTE}; protocol head read from ${url} (${bytes.length} bytes, ${protocol.entries} entries); ` +
+        `the issuer's files under ${this.issuerUrl} (its pages included) are read from ${location.base}`,
       problems: [],
+    };
+  }
+
+  /**
+   * The head's pages: page k is the issuer's URL `…/instances/<h>/protocol/pages/<k>`, fetched through the
+   * verification's FetchSession (restricted to the issuer's origin), whose fetcher reads it from the mirror under
+   * the same path. The bytes are the mirror's, untrusted: the steps decode them against the head's accumulator.
+   */
+  private mirroredPages(context: VerifyContext, head: ProtocolHead): PageSource {
+    const urls = contentUrls(head.issuer.url);
+    return {
+      describe: (index) => {
+        const issuerUrl = urls.page(head.instance_hash, index);
+        return this.rewrite(issuerUrl) ?? issuerUrl;
+      },
+      read: async (index) =>
+        (await context.web.get(urls.page(head.instance_hash, index), context.settings.maxBytes.page)).bytes,
     };
   }
 }

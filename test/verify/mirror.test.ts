@@ -66,9 +66,11 @@ describe("MirrorReader", function () {
       instance_nonce: S,
       created: { block_nr: 1, transaction_hash: "0x" + "cd".repeat(32) },
       status: "running",
-      instance_protocol: [],
       head: { seq: -1, state_hash: instance },
       terminated: null,
+      entries: 0,
+      page_size: 2,
+      accumulator: instance,
       signature: "0x",
     });
 
@@ -89,6 +91,7 @@ describe("MirrorReader", function () {
       web: new FetchSession(reader.fetcher, 1000),
       settings: { concurrency: 1, maxBytes: DEFAULT_MAX_BYTES, maxDiagnostics: 0 },
       protocol: null,
+      pages: null,
       origin: null,
       certificate: null,
     } as unknown as VerifyContext;
@@ -109,11 +112,44 @@ describe("MirrorReader", function () {
     expect(reader.rewrite(`https://issuer.test:8443/instances/${H}/input`)).to.equal(
       `s3://audit/acme/instances/${H}/input`,
     );
+    expect(reader.rewrite(`https://issuer.test:8443/instances/${H}/protocol/pages/7`)).to.equal(
+      `s3://audit/acme/instances/${H}/protocol/pages/7`,
+    );
+    expect(reader.rewrite(`https://issuer.test:8443/instances/${H}/protocol/pages/07`)).to.equal(null);
+    expect(reader.rewrite(`https://issuer.test:8443/instances/${H}/protocol/pages/-1`)).to.equal(null);
     expect(reader.rewrite(`https://issuer.test:8443/states/${S}/../../x`)).to.equal(null);
     expect(reader.rewrite(`https://issuer.test:8443/.well-known/statetrail.json`)).to.equal(null);
     expect(reader.rewrite(`https://other.test/states/${S}`)).to.equal(null);
     await reader.fetcher(`https://other.test/states/${S}`, { maxBytes: 10, timeoutMs: 10 }).catch(() => undefined);
     expect(fallback).to.deep.equal([`https://other.test/states/${S}`]);
+  });
+
+  it("reads the head's pages from the mirror under the issuer's page paths, through the verification's session", async function () {
+    const url = `https://cdn.example/acme/instances/${H}/protocol`;
+    const page0 = `https://cdn.example/acme/instances/${H}/protocol/pages/0`;
+    const { reader, context, storage, fallback } = setup({ [url]: protocolOf(H), [page0]: "page zero\n" }, url);
+    expect((await reader.read(context)).status).to.equal("skip");
+    expect(context.pages, "V1 sets the pages").to.not.equal(null);
+    expect(context.pages!.describe(0)).to.equal(page0);
+    expect((await context.pages!.read(0)).toString()).to.equal("page zero\n");
+    expect(storage).to.deep.equal([url, page0]);
+    // A page the mirror does not hold is an error of the step that reads it (could not verify), never a network read.
+    const missing = await context.pages!.read(1).then(
+      () => null,
+      (error: unknown) => error as Error,
+    );
+    expect(missing?.message).to.contain("not on the mirror");
+    expect(fallback).to.deep.equal([]);
+  });
+
+  it("refuses a whole protocol (entries inline) at the head's URL: the head schema is strict", async function () {
+    const url = `s3://audit/acme/instances/${H}/protocol`;
+    const whole = JSON.stringify({ ...JSON.parse(protocolOf(H)), instance_protocol: [] });
+    const { reader, context } = setup({ [url]: whole }, url);
+    const outcome = await reader.read(context);
+    expect(outcome.status).to.equal("fail");
+    expect(outcome.code).to.equal("PROTOCOL_INVALID");
+    expect(context.pages).to.equal(null);
   });
 
   it("fails a copy of another instance, a non-https issuer and a URL that names no instance", async function () {
