@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../protocol/schema";
+import { decodePage, pageCount } from "../protocol/pages";
+import { type InstanceProtocol, type ProtocolEntry, type ProtocolHead, type StateData } from "../protocol/schema";
 import { subjectLine } from "./report";
 import { REDACTED } from "../chain/provider";
 import { type StepStatus, type Verdict, type VerificationReport } from "./types";
@@ -12,15 +13,40 @@ import { type StepStatus, type Verdict, type VerificationReport } from "./types"
  * nesting. No script, no external resource: the styles are inline and allowed by their hash in the
  * document's own Content-Security-Policy, so it opens offline from a file and can be archived or mailed.
  * The styles are the timeline page's (src/server/timeline/timeline.css), so both look alike.
+ *
+ * An instance of up to {@link FULL_TIMELINE_LIMIT} states gets its whole timeline, one row per state. A larger one
+ * (protocol version 3 allows a million) gets a summary of bounded size instead: the states per type, and how many
+ * failing checks name; the first and the last {@link SUMMARY_EDGE} states; and the states failing checks name, with
+ * their findings (at most {@link SUMMARY_FAILING}). The summary is computed in one pass over the entries, page by
+ * page when the evidence is a head and its recorded pages, holding one page at a time.
  */
 
 /** What one report section shows: the report, and when known the protocol and the state data it verified. */
 export interface ReportEvidence {
   report: VerificationReport;
+  /** The whole protocol (head and entries), when the instance is small enough to hold. */
   protocol?: InstanceProtocol | null;
   /** State data by state hash (bytes checked against the hash), for the nesting of Map/Parallel states. */
   states?: ReadonlyMap<string, StateData>;
+  /**
+   * A large instance, without `protocol`: its head, and its pages as recorded (`readPage(k)`: the bytes of page k,
+   * or null when it was not kept). The report summarises the entries page by page, decoded against the head's
+   * accumulator chain, never holding more than one page.
+   */
+  head?: ProtocolHead | null;
+  readPage?: ((index: number) => Buffer | null | undefined) | null;
 }
+
+/** Instances of at most this many states get a row per state; larger ones a summary. */
+export const FULL_TIMELINE_LIMIT = 1000;
+/** States shown at each end of a summarised timeline. */
+export const SUMMARY_EDGE = 25;
+/** Failing states shown in a summary (the rest are counted). */
+export const SUMMARY_FAILING = 50;
+/** Findings shown per failing state in a summary. */
+const FINDINGS_PER_STATE = 5;
+/** State names counted in a summary (the rest are counted together). */
+const SUMMARY_NAMES = 1000;
 
 export interface HtmlOptions {
   /** State data by state hash, for nesting. */
@@ -121,7 +147,9 @@ function safeSection(item: ReportEvidence, number: number | null): string {
 }
 
 function section(item: ReportEvidence, number: number | null, unrendered?: string): string {
-  const { report, protocol } = item;
+  const { report } = item;
+  const protocol = item.protocol ?? null;
+  const head: ProtocolHead | null = protocol ?? item.head ?? null;
   const [verdictWord, verdictLine] = VERDICT_TEXT[report.verdict];
   const explorer = explorerFor(report.subject?.chain_id ?? protocol?.chain_id);
   const parts: string[] = [];
@@ -130,15 +158,21 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
     `<div class="verdict verdict-${attr(report.verdict)}" id="${number ? `verdict-${number}` : "verdict"}" data-verdict="${attr(report.verdict)}">` +
       `<span class="verdict-word">${text(verdictWord)}</span> <span class="verdict-line">${text(verdictLine)} (exit ${report.exit_code})</span></div>`,
   );
-  parts.push(`<h2>${number ? `${number}. ` : ""}Subject</h2>`, subjectList(report, protocol ?? null, explorer));
+  parts.push(`<h2>${number ? `${number}. ` : ""}Subject</h2>`, subjectList(report, head, explorer));
   parts.push(
     `<h2>Checked against</h2>`,
     checkedAgainstHtml(report, explorer ?? explorerFor(report.checked_against?.chain_id)),
   );
   parts.push(`<h2>Checks</h2>`, checksTable(report));
   parts.push(`<h2>Timeline</h2>`);
-  if (protocol) {
+  if (unrendered === undefined && protocol && protocol.instance_protocol.length > FULL_TIMELINE_LIMIT) {
+    parts.push(summaryHtml(summarizeEntries(protocol.instance_protocol, report), item.states ?? new Map(), explorer));
+  } else if (protocol) {
     parts.push(timelineHtml(protocol, item.states ?? new Map(), failingSeqs(report), explorer));
+  } else if (unrendered === undefined && item.head && item.readPage) {
+    parts.push(summaryHtml(summarizePages(item.head, item.readPage, report), item.states ?? new Map(), explorer));
+  } else if (unrendered === undefined && report.subject && report.subject.states > FULL_TIMELINE_LIMIT) {
+    parts.push(summaryHtml(summarizeEntries([], report, "none"), new Map(), explorer));
   } else {
     parts.push(
       `<p class="muted">${text(unrendered ?? "No protocol could be read, so there is no timeline to show.")}</p>`,
@@ -148,7 +182,7 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
   return parts.join("\n");
 }
 
-function subjectList(report: VerificationReport, protocol: InstanceProtocol | null, explorer: string | null): string {
+function subjectList(report: VerificationReport, protocol: ProtocolHead | null, explorer: string | null): string {
   const rows: [string, string][] = [["source", `<code>${text(report.source)}</code>`]];
   const subject = report.subject;
   if (subject) rows.push(["subject", text(subjectLine(subject.instance_hash, subject.issuer, subject.ens_name))]);
@@ -400,6 +434,255 @@ function stateHtml(entry: ProtocolEntry, data: StateData | undefined, bad: boole
     `<span>tx ${tx}</span> <span>hash <code class="hash" title="${attr(entry.state_hash)}">${text(entry.state_hash.slice(0, 16))}…</code></span> ` +
     `<a class="state-data" href="${attr(safeHref(entry.state_data))}" rel="noreferrer">data</a></div></li>`
   );
+}
+
+/** A bounded summary of a long timeline: what {@link summaryHtml} renders. */
+export interface TimelineSummary {
+  /** The states the instance has (the report's subject, else the entries seen). */
+  total: number;
+  /** The entries the summary was computed over (fewer than `total` when pages were missing or did not decode). */
+  seen: number;
+  /** Why `seen` is short of `total`, if it is. */
+  gap: string | null;
+  /** States per type: how many, and how many of them failing checks name. */
+  byType: Map<string, { states: number; failing: number }>;
+  /** States per name (at most {@link SUMMARY_NAMES} names; the rest under `otherNames`). */
+  byName: Map<string, number>;
+  otherNames: number;
+  first: ProtocolEntry[];
+  last: ProtocolEntry[];
+  /** Entries failing checks name, in seq order (at most {@link SUMMARY_FAILING}). */
+  failing: ProtocolEntry[];
+  /** Seq numbers failing checks name, and the findings that name each. */
+  findings: Map<number, string[]>;
+  blocks: [number, number] | null;
+  times: [number, number] | null;
+}
+
+/** Builds a {@link TimelineSummary} from entries given in seq order, in constant memory. */
+class SummaryBuilder {
+  readonly summary: TimelineSummary;
+  private readonly failingSeqs: Set<number>;
+
+  constructor(report: VerificationReport) {
+    const findings = findingsBySeq(report);
+    this.failingSeqs = new Set(findings.keys());
+    this.summary = {
+      total: report.subject?.states ?? 0,
+      seen: 0,
+      gap: null,
+      byType: new Map(),
+      byName: new Map(),
+      otherNames: 0,
+      first: [],
+      last: [],
+      failing: [],
+      findings,
+      blocks: null,
+      times: null,
+    };
+  }
+
+  add(entry: ProtocolEntry): void {
+    const summary = this.summary;
+    summary.seen += 1;
+    const failing = this.failingSeqs.has(entry.seq);
+    const type = summary.byType.get(entry.state_type) ?? { states: 0, failing: 0 };
+    type.states += 1;
+    if (failing) type.failing += 1;
+    summary.byType.set(entry.state_type, type);
+    const name = entry.state_type.startsWith("Execution") ? "end of execution" : entry.state_name;
+    const named = summary.byName.get(name);
+    if (named !== undefined) summary.byName.set(name, named + 1);
+    else if (summary.byName.size < SUMMARY_NAMES) summary.byName.set(name, 1);
+    else summary.otherNames += 1;
+    if (summary.first.length < SUMMARY_EDGE) summary.first.push(entry);
+    else {
+      summary.last.push(entry);
+      if (summary.last.length > SUMMARY_EDGE) summary.last.shift();
+    }
+    if (failing && summary.failing.length < SUMMARY_FAILING) summary.failing.push(entry);
+    summary.blocks = summary.blocks
+      ? [Math.min(summary.blocks[0], entry.block_nr), Math.max(summary.blocks[1], entry.block_nr)]
+      : [entry.block_nr, entry.block_nr];
+    summary.times = summary.times
+      ? [Math.min(summary.times[0], entry.timestamp), Math.max(summary.times[1], entry.timestamp)]
+      : [entry.timestamp, entry.timestamp];
+  }
+
+  done(gap: string | null): TimelineSummary {
+    const summary = this.summary;
+    summary.total = Math.max(summary.total, summary.seen);
+    summary.gap = gap ?? (summary.seen < summary.total ? `only ${summary.seen} of the entries were read` : null);
+    return summary;
+  }
+}
+
+/** The summary of entries held in memory (a whole protocol); `none`: the report alone, no entry known. */
+export function summarizeEntries(
+  entries: Iterable<ProtocolEntry>,
+  report: VerificationReport,
+  none?: "none",
+): TimelineSummary {
+  const builder = new SummaryBuilder(report);
+  for (const entry of entries) builder.add(entry);
+  return builder.done(none ? "no entries were kept for this report: the summary is the report's findings only" : null);
+}
+
+/**
+ * The summary of a head's pages, read one at a time and decoded against the accumulator chain from the instance hash
+ * (as the verifier decodes them). A page that was not kept, or does not decode, ends the pass: the summary says so.
+ */
+export function summarizePages(
+  head: ProtocolHead,
+  readPage: (index: number) => Buffer | null | undefined,
+  report: VerificationReport,
+): TimelineSummary {
+  const builder = new SummaryBuilder(report);
+  builder.summary.total = head.entries;
+  let accumulator = head.instance_hash;
+  let seen = 0;
+  for (let index = 0; index < pageCount(head.entries, head.page_size); index += 1) {
+    const bytes = readPage(index);
+    if (!bytes)
+      return builder.done(`page ${index} was not kept for this report: the summary covers seq 0 to ${seen - 1}`);
+    let page: ReturnType<typeof decodePage>;
+    try {
+      page = decodePage(bytes, {
+        instanceHash: head.instance_hash,
+        index,
+        accumulatorBefore: accumulator,
+        wanted: Math.min(head.page_size, head.entries - seen),
+      });
+    } catch (error) {
+      return builder.done(`page ${index} does not decode (${(error as Error).message}): the summary stops there`);
+    }
+    for (const entry of page.entries) builder.add(entry);
+    seen += page.entries.length;
+    accumulator = page.accumulatorAfter;
+  }
+  if (accumulator !== head.accumulator) {
+    return builder.done("the pages do not end at the head's accumulator: the summary shows what they claim");
+  }
+  return builder.done(null);
+}
+
+/** Failing checks' findings by the seq they name (`seq 3 "Name": …`). */
+function findingsBySeq(report: VerificationReport): Map<number, string[]> {
+  const bySeq = new Map<number, string[]>();
+  for (const step of report.steps) {
+    if (step.status !== "fail") continue;
+    const lines = [step.detail, ...step.problems.filter((problem) => problem !== step.detail)];
+    for (const line of lines) {
+      for (const match of line.matchAll(/\bseq (\d+)\b/g)) {
+        const seq = Number(match[1]);
+        const list = bySeq.get(seq) ?? [];
+        const finding = `${step.id}: ${line}`;
+        if (!list.includes(finding)) list.push(finding);
+        bySeq.set(seq, list);
+      }
+    }
+  }
+  return bySeq;
+}
+
+/** A summarised timeline: bounded whatever the number of states. */
+function summaryHtml(
+  summary: TimelineSummary,
+  states: ReadonlyMap<string, StateData>,
+  explorer: string | null,
+): string {
+  const parts: string[] = [];
+  const failingTotal = summary.findings.size;
+  parts.push(
+    `<div class="timeline-summary" data-summary="true" data-states="${summary.total}" data-seen="${summary.seen}">`,
+    `<p>This instance has <strong>${summary.total.toLocaleString("en-US")} states</strong>: more than ` +
+      `${FULL_TIMELINE_LIMIT.toLocaleString("en-US")}, so this report summarises them instead of listing each ` +
+      `(the states per type, the first and last ${SUMMARY_EDGE}, and the states failing checks name). ` +
+      `<code>statetrail verify --json</code> lists every finding.</p>`,
+  );
+  if (summary.gap) parts.push(`<p class="muted" data-summary-gap="true">${text(summary.gap)}.</p>`);
+  if (summary.blocks && summary.times) {
+    parts.push(
+      `<p>Blocks ${link(explorer && `${explorer}/block/${summary.blocks[0]}`, String(summary.blocks[0]))} to ` +
+        `${link(explorer && `${explorer}/block/${summary.blocks[1]}`, String(summary.blocks[1]))}, ` +
+        `<time>${text(isoTime(summary.times[0]))}</time> to <time>${text(isoTime(summary.times[1]))}</time>.</p>`,
+    );
+  }
+  const types = [...summary.byType.entries()].sort((a, b) => b[1].states - a[1].states || a[0].localeCompare(b[0]));
+  if (types.length > 0) {
+    parts.push(
+      `<h3>States per type</h3><table class="list summary-types"><thead><tr><th>type</th><th>states</th>` +
+        `<th>named by a failing check</th></tr></thead><tbody>` +
+        types
+          .map(
+            ([type, count]) =>
+              `<tr data-type="${attr(type)}" data-count="${count.states}" data-failing="${count.failing}"><td>${text(type)}</td>` +
+              `<td>${count.states.toLocaleString("en-US")}</td><td>${count.failing.toLocaleString("en-US")}</td></tr>`,
+          )
+          .join("") +
+        `</tbody></table>`,
+    );
+    const names = [...summary.byName.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    const top = names.slice(0, 20);
+    const rest = names.slice(20).reduce((sum, [, n]) => sum + n, 0) + summary.otherNames;
+    parts.push(
+      `<h3>Most entered states</h3><table class="list summary-names"><thead><tr><th>state</th><th>entries</th></tr></thead><tbody>` +
+        top.map(([name, n]) => `<tr><td>${text(name)}</td><td>${n.toLocaleString("en-US")}</td></tr>`).join("") +
+        (rest > 0
+          ? `<tr><td class="muted">${names.length - top.length + (summary.otherNames > 0 ? 1 : 0)} other state names` +
+            `${summary.otherNames > 0 ? " or more" : ""}</td><td>${rest.toLocaleString("en-US")}</td></tr>`
+          : "") +
+        `</tbody></table>`,
+    );
+  }
+  // The states failing checks name, with their findings.
+  parts.push(`<h3>States named by failing checks</h3>`);
+  if (failingTotal === 0) {
+    parts.push(`<p class="muted" data-failing="0">No failing check names a state.</p>`);
+  } else {
+    const shown = new Set(summary.failing.map((entry) => entry.seq));
+    const seqs = [...summary.findings.keys()].sort((a, b) => a - b);
+    const listed = seqs.filter((seq) => shown.has(seq)).concat(seqs.filter((seq) => !shown.has(seq)));
+    const rows = listed.slice(0, SUMMARY_FAILING).map((seq) => {
+      const entry = summary.failing.find((candidate) => candidate.seq === seq);
+      const findings = summary.findings.get(seq) ?? [];
+      const more = findings.length > FINDINGS_PER_STATE ? findings.length - FINDINGS_PER_STATE : 0;
+      const list =
+        `<ul class="problems">${findings
+          .slice(0, FINDINGS_PER_STATE)
+          .map((finding) => `<li>${text(finding)}</li>`)
+          .join("")}` + `${more ? `<li class="muted">${more} more</li>` : ""}</ul>`;
+      return entry
+        ? stateHtml(entry, states.get(entry.state_hash), true, explorer).replace(/<\/li>$/, `${list}</li>`)
+        : `<li class="state bad" data-seq="${seq}"><div class="state-main"><span class="seq">#${seq}</span> ` +
+            `<span class="muted">(entry not in the summarised pages)</span></div>${list}</li>`;
+    });
+    parts.push(
+      `<p data-failing="${failingTotal}">${failingTotal.toLocaleString("en-US")} state${failingTotal === 1 ? "" : "s"} ` +
+        `named by failing checks${failingTotal > SUMMARY_FAILING ? `; the first ${SUMMARY_FAILING} are shown` : ""}.</p>`,
+      `<ol class="timeline summary-failing">${rows.join("")}</ol>`,
+    );
+  }
+  const bad = new Set(summary.findings.keys());
+  const flat = (entries: readonly ProtocolEntry[], cls: string): string =>
+    `<ol class="timeline ${cls}">${entries
+      .map((entry) => stateHtml(entry, states.get(entry.state_hash), bad.has(entry.seq), explorer))
+      .join("")}</ol>`;
+  if (summary.first.length > 0) {
+    parts.push(`<h3>The first ${summary.first.length} states</h3>`, flat(summary.first, "summary-first"));
+  }
+  if (summary.last.length > 0) {
+    const skipped = summary.seen - summary.first.length - summary.last.length;
+    if (skipped > 0) {
+      parts.push(
+        `<p class="muted summary-skipped" data-skipped="${skipped}">… ${skipped.toLocaleString("en-US")} states not listed …</p>`,
+      );
+    }
+    parts.push(`<h3>The last ${summary.last.length} states read</h3>`, flat(summary.last, "summary-last"));
+  }
+  parts.push(`</div>`);
+  return parts.join("\n");
 }
 
 function worstVerdict(verdicts: readonly Verdict[]): Verdict {

@@ -3,7 +3,8 @@ import path from "node:path";
 import { type Express, type Request, type Response } from "express";
 import { type Provider } from "ethers";
 import { isHexHash, sha256Hex, type HexHash } from "../../chain/hash";
-import { parseProtocol, type InstanceProtocol } from "../../protocol/schema";
+import { decodePage, pageCount, type DecodedPage } from "../../protocol/pages";
+import { parseHead, type ProtocolHead } from "../../protocol/schema";
 import { type Home } from "../../store/home";
 import { readIdentity } from "../../identity/record";
 import { type TrustedSetup } from "../../verify/chain";
@@ -17,13 +18,18 @@ import { sendError } from "../app";
  *   GET /                                   the page (HTML; everything else is done by timeline.js). It says that
  *                                           what it shows is the issuer's claim, with the command that checks it
  *                                           (filled in from identity.json, so it also shows without JavaScript)
+ *   GET /instances/<hash>/timeline[?page=k] one instance's page: rendered from its head (instance, issuer, status,
+ *                                           entry count, the instance's command) and ONE page of entries (the
+ *                                           latest, or `k`), with links to the other pages, so that it reads
+ *                                           without JavaScript too; timeline.js takes over and pages on demand
  *   GET /assets/timeline.js, timeline.css   its script and styles (same origin: the CSP allows nothing else)
  *   GET /models                             published models: hash, size, ASL Comment, number of states
  *   GET /instances/<hash>/verification      the verifier's report on this server's own published protocol,
  *                                           computed with the server's chain connection (503 without one)
  *
- * The page reads the JSON API of app.ts (/.well-known/statetrail.json, /instances, /instances/<h>/protocol,
- * /states/<h>) and follows /instances/<h>/events. The verification is what an auditor's `statetrail verify`
+ * The page reads the JSON API of app.ts (/.well-known/statetrail.json, /instances, /instances/<h>/protocol (the
+ * head), /instances/<h>/protocol/pages/<k>, /states/<h>) and follows /instances/<h>/events. Nothing here holds a
+ * whole protocol: the server side reads a head and at most one page per request, the browser the pages it shows. The verification is what an auditor's `statetrail verify`
  * does, over TLS to this very server; it is cached per protocol version for `cacheMs` and at most two run
  * at once.
  */
@@ -109,6 +115,24 @@ export function mountTimeline(app: Express, home: Home, options: TimelineOptions
     const page: Asset = { bytes, type: "text/html; charset=utf-8", etag: `"${sha256Hex(bytes).slice(0, 32)}"` };
     sendAsset(req, res, page, "no-cache");
   });
+  app.get("/instances/:hash/timeline", async (req: Request, res: Response) => {
+    const hash = req.params.hash;
+    if (typeof hash !== "string" || !isHexHash(hash)) {
+      return sendError(res, 400, "INVALID_ARGUMENT", "instance hash must be 64 lowercase hex characters (SHA-256)");
+    }
+    const target = verifyTargetOf(home, options.network, fallbackNetwork);
+    const view = await instanceViewOf(home, hash, req.query.page);
+    const html = renderPage(template, target, view);
+    const bytes = Buffer.from(html, "utf8");
+    const page: Asset = { bytes, type: "text/html; charset=utf-8", etag: `"${sha256Hex(bytes).slice(0, 32)}"` };
+    if (view.status !== 200) {
+      res.status(view.status);
+      res.set({ "Content-Security-Policy": TIMELINE_CSP, "Cache-Control": "no-store" });
+      res.type(page.type).send(page.bytes);
+      return;
+    }
+    sendAsset(req, res, page, "no-cache");
+  });
   app.get("/assets/:name", (req: Request, res: Response) => {
     const name = String(req.params.name);
     const item = Object.prototype.hasOwnProperty.call(assets, name) ? assets[name] : undefined;
@@ -174,9 +198,9 @@ export function mountTimeline(app: Express, home: Home, options: TimelineOptions
     const stamp = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
     let cached = reports.get(hash);
     if (!cached || cached.stamp !== stamp || Date.now() - cached.at > cacheMs) {
-      let protocol: InstanceProtocol;
+      let protocol: ProtocolHead;
       try {
-        protocol = parseProtocol(await fs.promises.readFile(home.protocolFile(hash), "utf8"));
+        protocol = parseHead(await fs.promises.readFile(home.protocolFile(hash)));
       } catch (error) {
         return sendError(
           res,
@@ -252,18 +276,180 @@ function verifyNote(target: VerifyTarget): string {
   );
 }
 
-/** The page with the issuer's command filled in (escaped: the page has no other markup from data). */
-export function renderPage(template: string, target: VerifyTarget): string {
+/**
+ * The page with the issuer's command filled in (escaped). With `instance`, one instance's view: the command names it
+ * and its issuer (as its head says), and `instance.html` (built by {@link instanceHtml}, every value escaped) takes
+ * the place of the page's `<!--instance-view-->` marker.
+ */
+export function renderPage(template: string, target: VerifyTarget, instance?: InstanceView): string {
+  const shown: VerifyTarget = instance?.head
+    ? { network: target.network, ensName: instance.head.issuer.ens_name, issuerUrl: instance.head.issuer.url }
+    : target;
   const values: Record<string, string> = {
     network: target.network ?? "",
     ens_name: target.ensName ?? "",
     issuer_url: target.issuerUrl ?? "",
-    verify_command: verifyCommand(target),
-    verify_note: verifyNote(target),
+    instance: instance?.hash ?? "",
+    verify_command: instance?.head ? verifyCommand(shown, instance.hash) : verifyCommand(target),
+    verify_note: instance?.head ? instanceNote(target) : verifyNote(target),
   };
-  return template.replace(/\{\{([a-z_]+)\}\}/g, (whole, key: string) =>
+  const filled = template.replace(/\{\{([a-z_]+)\}\}/g, (whole, key: string) =>
     Object.prototype.hasOwnProperty.call(values, key) ? escapeHtml(values[key]) : whole,
   );
+  // After the placeholders: nothing in the instance's HTML is taken for a placeholder.
+  return instance ? filled.replace("<!--instance-view-->", () => instanceHtml(instance, target)) : filled;
+}
+
+/** The note under an instance's command. */
+function instanceNote(target: VerifyTarget): string {
+  return (
+    `It trusts only the chain and the registry addresses of deployments/${target.network ?? "<network>"} ` +
+    "in your own copy of statetrail; --rpc <url> reads the chain through an endpoint of your choice."
+  );
+}
+
+/** What the server renders of one instance: its head and one page (never more), or why not. */
+export interface InstanceView {
+  hash: HexHash;
+  status: 200 | 400 | 404 | 500;
+  head: ProtocolHead | null;
+  /** The page shown, its index and the number of pages; null when it could not be read. */
+  page: { index: number; count: number; entries: DecodedPage["entries"] } | null;
+  problem: string | null;
+}
+
+/**
+ * Reads the head of `hash` and one page: `page` (a query value: an index, or "latest"/absent for the last page).
+ * The page is read as the issuer's server stores it: this is a rendering of the issuer's claim, not a check (the
+ * page's header supplies the accumulator it starts from).
+ */
+export async function instanceViewOf(home: Home, hash: HexHash, page: unknown): Promise<InstanceView> {
+  let head: ProtocolHead;
+  try {
+    head = parseHead(await fs.promises.readFile(home.protocolFile(hash)));
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+    return {
+      hash,
+      status: missing ? 404 : 500,
+      head: null,
+      page: null,
+      problem: missing ? `Instance ${hash} is not published here.` : `The stored head of ${hash} is not valid.`,
+    };
+  }
+  const count = pageCount(head.entries, head.page_size);
+  let index = count - 1;
+  if (typeof page === "string" && page !== "" && page !== "latest") {
+    if (!/^\d{1,9}$/.test(page) || Number(page) >= count) {
+      return { hash, status: 400, head, page: null, problem: `There is no page ${page}: pages are 0 to ${count - 1}.` };
+    }
+    index = Number(page);
+  }
+  try {
+    const bytes = await fs.promises.readFile(home.pageFile(hash, index));
+    const newline = bytes.indexOf(0x0a);
+    const header = JSON.parse(bytes.subarray(0, newline < 0 ? bytes.length : newline).toString("utf8")) as {
+      accumulator_before?: unknown;
+    };
+    const decoded = decodePage(bytes, {
+      instanceHash: hash,
+      index,
+      accumulatorBefore: String(header.accumulator_before),
+      wanted: Math.max(0, Math.min(head.page_size, head.entries - index * head.page_size)),
+    });
+    return { hash, status: 200, head, page: { index, count, entries: decoded.entries }, problem: null };
+  } catch (error) {
+    return {
+      hash,
+      status: 200,
+      head,
+      page: null,
+      problem: `Page ${index} could not be read: ${(error as Error).message}`,
+    };
+  }
+}
+
+/**
+ * The instance's server-rendered view: head and one page, every value escaped, links to the other pages that work
+ * without JavaScript. timeline.js replaces it with its live, paged view.
+ */
+export function instanceHtml(view: InstanceView, target: VerifyTarget): string {
+  const e = escapeHtml;
+  const parts: string[] = [
+    `<section id="instance-static" data-instance="${e(view.hash)}">`,
+    `<nav class="crumbs"><a href="/">← issuer and instances</a></nav>`,
+    `<h2>Instance <code class="hash">${e(view.hash)}</code></h2>`,
+  ];
+  const head = view.head;
+  if (!head) {
+    parts.push(`<p class="status-failed">${e(view.problem ?? "Not available.")}</p></section>`);
+    return parts.join("\n");
+  }
+  const rows: [string, string][] = [
+    [
+      "status",
+      `<span id="static-status" class="instance-status status-${e(head.status)}" data-status="${e(head.status)}">${e(head.status)}</span>`,
+    ],
+    ["states", `<span id="static-count" data-count="${head.entries}">${head.entries}</span>`],
+    ["issuer", `<code>${e(head.issuer.address)}</code>`],
+    ["ENS name", head.issuer.ens_name ? e(head.issuer.ens_name) : `<span class="muted">none</span>`],
+    ["server", `<code>${e(head.issuer.url)}</code>`],
+    ["model", `<code class="hash">${e(head.model_hash)}</code>`],
+    ["chain", String(head.chain_id) + (target.network ? ` (${e(target.network)})` : "")],
+    ["created in block", String(head.created.block_nr)],
+    ["pages", `${pageCount(head.entries, head.page_size)} of ${head.page_size} states each`],
+  ];
+  parts.push(`<dl class="meta">${rows.map(([k, v]) => `<dt>${e(k)}</dt><dd>${v}</dd>`).join("")}</dl>`);
+  if (view.problem) parts.push(`<p class="status-failed">${e(view.problem)}</p>`);
+  const page = view.page;
+  if (page) {
+    const first = page.index * head.page_size;
+    const link = (index: number, label: string, rel: string): string =>
+      `<a href="?page=${index}" rel="${rel}" data-page-link="${index}">${e(label)}</a>`;
+    const nav: string[] = [];
+    if (page.index > 0) nav.push(link(0, "first page", "first"), link(page.index - 1, "← older", "prev"));
+    nav.push(
+      `<span class="pager-position">page ${page.index + 1} of ${page.count}` +
+        (page.entries.length > 0 ? `, states #${first}–#${first + page.entries.length - 1}` : "") +
+        `</span>`,
+    );
+    if (page.index < page.count - 1) {
+      nav.push(link(page.index + 1, "newer →", "next"), link(page.count - 1, "latest page", "last"));
+    }
+    parts.push(`<nav class="pager" id="static-pager">${nav.join(" ")}</nav>`);
+    if (page.entries.length === 0) {
+      parts.push(`<p class="muted">No state has been registered yet.</p>`);
+    } else {
+      parts.push(
+        `<ol class="timeline" id="static-timeline" start="${first}">` +
+          page.entries
+            .map((entry) => {
+              const end = entry.state_type.startsWith("Execution");
+              return (
+                `<li class="state type-${e(entry.state_type)}${end ? " end" : ""}" data-seq="${entry.seq}" data-state-hash="${e(entry.state_hash)}">` +
+                `<div class="state-main"><span class="seq">#${entry.seq}</span> <span class="state-name">${e(end ? "end of execution" : entry.state_name)}</span> ` +
+                `<span class="state-type">${e(entry.state_type)}</span></div>` +
+                `<div class="state-meta"><span>block ${entry.block_nr}</span> <time>${e(isoTime(entry.timestamp))}</time> ` +
+                `<span>tx <code>${e(entry.transaction_hash)}</code></span> <span>hash <code class="hash">${e(entry.state_hash)}</code></span></div></li>`
+              );
+            })
+            .join("") +
+          `</ol>`,
+      );
+    }
+  }
+  parts.push(
+    `<p class="muted">The entries as this server publishes them: <a href="/instances/${e(view.hash)}/protocol">head</a>` +
+      (page ? `, <a href="/instances/${e(view.hash)}/protocol/pages/${page.index}">this page</a>` : "") +
+      `. The issuer's claim: check it with the command above.</p>`,
+    `</section>`,
+  );
+  return parts.join("\n");
+}
+
+function isoTime(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  return Number.isFinite(date.getTime()) ? date.toISOString().replace(".000Z", "Z") : `invalid time (${seconds})`;
 }
 
 /** A word the shell takes as it is (ENS names, URLs), else single-quoted. */

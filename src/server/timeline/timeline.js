@@ -1,4 +1,4 @@
-/* global document, window, location, navigator, EventSource */
+/* global document, window, location, navigator, EventSource, TextEncoder */
 /*
  * statetrail timeline page: plain DOM, no framework, no inline code (the page's CSP allows only scripts,
  * styles and connections of this origin). Everything shown is built with textContent: protocol data is
@@ -6,7 +6,13 @@
  *
  *   #/                      the issuer, its models and instances (the list refreshes every 5 s)
  *   #/instances/<hash>      one instance: status, the verifier's checks, the timeline of states with
- *                           Map/Parallel nesting; live over Server-Sent Events
+ *                           Map/Parallel nesting; live over Server-Sent Events. Also /instances/<hash>/timeline,
+ *                           which the server renders from the head and one page for readers without JavaScript.
+ *
+ * An instance may have a million states: the page never loads them all. It reads the head, then the pages it shows
+ * (`/instances/<h>/protocol/pages/<k>`, JSON lines): the latest first, older ones on demand ("load older", a jump to
+ * a seq), at most MAX_SHOWN_PAGES at once, and the state data of the entries shown. Each page shown is checked in the
+ * browser against the accumulator chain (SubtleCrypto), labelled as a convenience, not a verification.
  *
  * Every verdict shown is computed by the issuer's own server, so it is labelled as the issuer's claim, next to the
  * command that checks it independently (the page's #trust banner has the issuer's form of it without JavaScript).
@@ -320,6 +326,71 @@
     };
   }
 
+  // ---------------------------------------------------------------- pages of a protocol (docs/PROTOCOL.md)
+
+  /** Pages shown at once: "load older"/"load newer" past this drop a page at the other end. */
+  var MAX_SHOWN_PAGES = 8;
+
+  function hexToBytes(hex) {
+    var bytes = new Uint8Array(hex.length / 2);
+    for (var i = 0; i < bytes.length; i += 1) bytes[i] = parseInt(hex.substr(i * 2, 2), 16);
+    return bytes;
+  }
+
+  function bytesToHex(bytes) {
+    var out = "";
+    for (var i = 0; i < bytes.length; i += 1) out += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
+    return out;
+  }
+
+  /**
+   * The accumulator after `lines` (exact entry lines), from `before`: a(seq) = SHA-256(a(seq - 1) ‖ line), as the
+   * verifier computes it. SubtleCrypto only exists in secure contexts; null without it.
+   */
+  async function accumulate(before, lines) {
+    if (!window.crypto || !window.crypto.subtle) return null;
+    var encoder = new TextEncoder();
+    var accumulator = hexToBytes(before);
+    for (var i = 0; i < lines.length; i += 1) {
+      var line = encoder.encode(lines[i]);
+      var input = new Uint8Array(32 + line.length);
+      input.set(accumulator, 0);
+      input.set(line, 32);
+      accumulator = new Uint8Array(await window.crypto.subtle.digest("SHA-256", input));
+    }
+    return bytesToHex(accumulator);
+  }
+
+  /** Reads page `index` as served: its header and its entry lines (and the entries they parse to). */
+  async function fetchPage(instance, index) {
+    var response = await fetch("/instances/" + instance + "/protocol/pages/" + index);
+    if (!response.ok) {
+      var failure = new Error("page " + index + ": HTTP " + response.status);
+      failure.status = response.status;
+      throw failure;
+    }
+    var text = await response.text();
+    var lines = text.split("\n");
+    if (lines[lines.length - 1] === "") lines.pop();
+    var header;
+    try {
+      header = JSON.parse(lines[0]);
+    } catch {
+      throw new Error("page " + index + " has no header line");
+    }
+    if (!header || header.instance_hash !== instance || header.index !== index) {
+      throw new Error("page " + index + " is not page " + index + " of this instance");
+    }
+    var entries = lines.slice(1).map(function (line, offset) {
+      try {
+        return JSON.parse(line);
+      } catch {
+        throw new Error("page " + index + ", line " + (offset + 2) + " is not JSON");
+      }
+    });
+    return { index: index, header: header, lines: lines.slice(1), entries: entries };
+  }
+
   // ---------------------------------------------------------------- one instance
 
   /** Nests entries by iteration path: one group per Map iteration / Parallel branch, where its first state is. */
@@ -476,8 +547,18 @@
 
   function instanceView(instance) {
     var closed = false;
-    var protocol = null;
-    var entries = [];
+    var head = null;
+    /** Entries known to exist (the head's count, then every live state seen). */
+    var count = 0;
+    var status = "running";
+    /** Loaded pages by index: {index, header, lines, entries (by position), check}. */
+    var pages = {};
+    /** Headers of pages read, kept after their entries are dropped (a page's check reads the next one's). */
+    var headers = {};
+    var requested = {};
+    /** The pages shown: lo to hi; `follow`: the view stays on the latest page as live states come. */
+    var shown = null;
+    var follow = true;
     var states = {};
     var fresh = {};
     var report = null;
@@ -488,14 +569,15 @@
     var loading = {};
     var queue = [];
     var active = 0;
+    var problem = null;
 
     clear(app);
-    var target = pageTarget;
+    var commandTarget = pageTarget;
     var instanceNote =
       "It trusts only the chain and the registry addresses of deployments/" +
-      (target.network || "<network>") +
+      (commandTarget.network || "<network>") +
       " in your own copy of statetrail; --rpc <url> reads the chain through an endpoint of your choice.";
-    var commandCode = h("code", { id: "instance-verify-command", text: verifyCommand(target, instance) });
+    var commandCode = h("code", { id: "instance-verify-command", text: verifyCommand(commandTarget, instance) });
     setBannerCommand(commandCode.textContent, instanceNote);
     var statusLine = h("p", { id: "instance-line" }, ["Loading…"]);
     var live = h("span", { id: "live", className: "live", "data-state": "connecting", text: "connecting…" });
@@ -517,7 +599,9 @@
     verificationBox.appendChild(checkYourself);
     verificationBox.appendChild(checksBox);
     var timelineBox = h("section", { id: "timeline" }, [h("h2", { text: "Timeline" })]);
+    var pager = h("nav", { id: "pager", className: "pager" });
     var timelineBody = h("div", { id: "timeline-body" });
+    timelineBox.appendChild(pager);
     timelineBox.appendChild(timelineBody);
     app.appendChild(h("nav", { className: "crumbs" }, [h("a", { href: "#/", text: "← issuer and instances" })]));
     app.appendChild(h("h2", null, ["Instance ", code(instance, "hash")]));
@@ -526,42 +610,307 @@
     app.appendChild(verificationBox);
     app.appendChild(timelineBox);
 
+    function pageSize() {
+      return head.page_size;
+    }
+
+    function lastPage() {
+      return Math.max(0, Math.ceil(count / pageSize()) - 1);
+    }
+
     function renderHeader() {
       clear(statusLine);
-      var count = entries.filter(Boolean).length;
       statusLine.appendChild(
         h("span", {
           id: "instance-status",
-          className: "instance-status status-" + protocol.status,
-          "data-status": protocol.status,
-          text: protocol.status,
+          className: "instance-status status-" + status,
+          "data-status": status,
+          text: status,
         }),
       );
       statusLine.appendChild(document.createTextNode(" · "));
       statusLine.appendChild(h("span", { id: "state-count", "data-count": count, text: count + " states" }));
       statusLine.appendChild(document.createTextNode(" · model "));
-      statusLine.appendChild(
-        h("a", { href: "/models/" + protocol.model_hash }, [code(shortHex(protocol.model_hash), "hash")]),
-      );
+      statusLine.appendChild(h("a", { href: "/models/" + head.model_hash }, [code(shortHex(head.model_hash), "hash")]));
       statusLine.appendChild(document.createTextNode(" · created in block "));
       statusLine.appendChild(
-        explorerLink(protocol.chain_id, "/block/" + protocol.created.block_nr, String(protocol.created.block_nr)),
+        explorerLink(head.chain_id, "/block/" + head.created.block_nr, String(head.created.block_nr)),
       );
       statusLine.appendChild(document.createTextNode(" · "));
-      statusLine.appendChild(h("a", { href: "/instances/" + instance + "/protocol", text: "protocol" }));
+      statusLine.appendChild(h("a", { href: "/instances/" + instance + "/protocol", text: "protocol head" }));
       statusLine.appendChild(document.createTextNode(" · "));
       statusLine.appendChild(live);
     }
 
+    function pagerButton(id, label, enabled, action) {
+      var button = h("button", { type: "button", id: id, className: "pager-button", text: label });
+      if (!enabled) button.disabled = true;
+      button.addEventListener("click", action);
+      return button;
+    }
+
+    function renderPager() {
+      clear(pager);
+      if (!head || !shown) return;
+      var last = lastPage();
+      var size = pageSize();
+      var from = shown.lo * size;
+      var to = Math.min(count, (shown.hi + 1) * size) - 1;
+      pager.appendChild(pagerButton("page-first", "⇤ first", shown.lo > 0, showFirst));
+      pager.appendChild(pagerButton("load-older", "load older", shown.lo > 0, loadOlder));
+      pager.appendChild(
+        h("span", {
+          id: "pager-position",
+          className: "pager-position",
+          "data-lo": shown.lo,
+          "data-hi": shown.hi,
+          "data-pages": last + 1,
+          text:
+            (shown.lo === shown.hi ? "page " + (shown.lo + 1) : "pages " + (shown.lo + 1) + "–" + (shown.hi + 1)) +
+            " of " +
+            (last + 1) +
+            (to >= from ? " · states #" + from + "–#" + to : "") +
+            " of " +
+            count,
+        }),
+      );
+      pager.appendChild(pagerButton("load-newer", "load newer", shown.hi < last, loadNewer));
+      pager.appendChild(
+        pagerButton(
+          "page-latest",
+          follow || shown.hi >= last ? "⇥ latest" : "⇥ latest (" + (count - 1 - to) + " newer)",
+          shown.hi < last || !follow,
+          showLatest,
+        ),
+      );
+      var input = h("input", {
+        type: "number",
+        id: "jump-seq",
+        min: 0,
+        max: Math.max(0, count - 1),
+        placeholder: "seq",
+        "aria-label": "jump to state number",
+      });
+      var form = h("form", { id: "jump", className: "jump" }, [
+        h("label", { for: "jump-seq", text: "jump to #" }),
+        input,
+        h("button", { type: "submit", id: "jump-go", className: "pager-button", text: "go" }),
+      ]);
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var seq = Number(input.value);
+        if (input.value !== "" && Number.isInteger(seq) && seq >= 0 && seq < count) jumpTo(seq);
+      });
+      pager.appendChild(form);
+      if (problem) pager.appendChild(h("p", { id: "page-problem", className: "status-failed", text: problem }));
+    }
+
+    /** Loads page `index` once (concurrent callers share the request); resolves with the page or null. */
+    function loadPage(index) {
+      if (pages[index]) return Promise.resolve(pages[index]);
+      if (requested[index]) return requested[index];
+      var promise = fetchPage(instance, index).then(
+        function (page) {
+          delete requested[index];
+          if (closed) return null;
+          var existing = pages[index];
+          page.check = { state: "pending" };
+          // Live states that arrived before the page: keep those after what the page holds.
+          if (existing) {
+            existing.entries.forEach(function (entry, position) {
+              if (entry && !page.entries[position]) page.entries[position] = entry;
+            });
+          }
+          pages[index] = page;
+          headers[index] = page.header;
+          page.entries.forEach(function (entry) {
+            if (entry) queueState(entry);
+          });
+          checkAround(index);
+          return page;
+        },
+        function (error) {
+          delete requested[index];
+          if (!closed) {
+            problem = error.message;
+            renderPager();
+          }
+          return null;
+        },
+      );
+      requested[index] = promise;
+      return promise;
+    }
+
+    /** Re-checks page `index` and the page before it (whose check reads this one's header). */
+    function checkAround(index) {
+      if (pages[index]) checkPage(pages[index]);
+      if (pages[index - 1]) checkPage(pages[index - 1]);
+    }
+
+    /**
+     * A convenience, not a verification: do this page's lines, from its header's accumulator_before, reach the next
+     * page's accumulator_before, or (the head's last page) the head's accumulator? Checked against the head read when
+     * the page opened; the issuer's server serves both, so a match says the pages agree with the head it signed,
+     * nothing about the chain.
+     */
+    function checkPage(page) {
+      var size = pageSize();
+      var headLast = Math.max(0, Math.ceil(head.entries / size) - 1);
+      var expected = null;
+      var against = null;
+      var lines = page.lines;
+      if (page.index === headLast) {
+        expected = head.accumulator;
+        against = "the head's accumulator";
+        lines = lines.slice(0, Math.max(0, head.entries - page.index * size));
+      } else if (page.index < headLast && headers[page.index + 1]) {
+        expected = headers[page.index + 1].accumulator_before;
+        against = "page " + (page.index + 1) + "'s header";
+        lines = lines.slice(0, size);
+      } else if (page.index > headLast) {
+        page.check = { state: "unchecked", text: "newer than the head this page was opened with: not checked" };
+        scheduleRender();
+        return;
+      } else {
+        page.check = { state: "unchecked", text: "not checked: page " + (page.index + 1) + " is not loaded" };
+        scheduleRender();
+        return;
+      }
+      var wanted = expected;
+      var round = (page.checkRound = (page.checkRound || 0) + 1);
+      accumulate(page.header.accumulator_before, lines).then(
+        function (reached) {
+          if (closed || page.checkRound !== round) return;
+          if (reached === null) page.check = { state: "unchecked", text: "not checked: no SubtleCrypto here" };
+          else if (reached === wanted) page.check = { state: "ok", text: "its entries chain to " + against };
+          else
+            page.check = {
+              state: "mismatch",
+              text: "its entries do NOT chain to " + against + ": this page differs from what the head commits to",
+            };
+          scheduleRender();
+        },
+        function () {
+          if (!closed && page.checkRound === round)
+            page.check = { state: "unchecked", text: "not checked: hashing failed" };
+          scheduleRender();
+        },
+      );
+    }
+
+    function queueState(entry) {
+      if (loading[entry.state_hash]) return;
+      loading[entry.state_hash] = true;
+      queue.push(entry.state_hash);
+      pump();
+    }
+
+    /** Shows pages lo to hi, loading what is missing; pages far from them are dropped from memory. */
+    function show(lo, hi, andThen) {
+      shown = { lo: lo, hi: hi };
+      problem = null;
+      Object.keys(pages).forEach(function (key) {
+        var index = Number(key);
+        if (index < lo - 1 || index > hi + 1) delete pages[index];
+      });
+      renderPager();
+      scheduleRender();
+      var wanted = [];
+      for (var index = lo; index <= hi; index += 1) wanted.push(loadPage(index));
+      return Promise.all(wanted).then(function () {
+        if (closed) return;
+        renderPager();
+        renderTimeline();
+        if (andThen) andThen();
+      });
+    }
+
+    function showLatest() {
+      follow = true;
+      var last = lastPage();
+      show(last, last);
+    }
+
+    function showFirst() {
+      follow = lastPage() === 0;
+      show(0, 0);
+    }
+
+    function loadOlder() {
+      if (!shown || shown.lo === 0) return;
+      var lo = shown.lo - 1;
+      var hi = Math.min(shown.hi, lo + MAX_SHOWN_PAGES - 1);
+      if (hi < shown.hi) follow = false;
+      show(lo, hi);
+    }
+
+    function loadNewer() {
+      if (!shown || shown.hi >= lastPage()) return;
+      var hi = shown.hi + 1;
+      var lo = Math.max(shown.lo, hi - MAX_SHOWN_PAGES + 1);
+      follow = hi === lastPage();
+      show(lo, hi);
+    }
+
+    function jumpTo(seq) {
+      var index = Math.floor(seq / pageSize());
+      follow = index === lastPage();
+      var keep = shown && index >= shown.lo && index <= shown.hi;
+      show(keep ? shown.lo : index, keep ? shown.hi : index, function () {
+        var items = timelineBody.querySelectorAll("li.state.target");
+        for (var i = 0; i < items.length; i += 1) items[i].classList.remove("target");
+        var item = timelineBody.querySelector('li.state[data-seq="' + seq + '"]');
+        if (item) {
+          item.classList.add("target");
+          if (item.scrollIntoView) item.scrollIntoView({ block: "center" });
+        }
+      });
+    }
+
+    function pageCheckNode(page) {
+      var check = page.check || { state: "pending" };
+      var text =
+        check.state === "pending" ? "checking the accumulator chain in your browser…" : check.text || check.state;
+      return h("p", { className: "page-check page-check-" + check.state, "data-page-check": check.state }, [
+        h("span", {
+          className: "page-check-mark",
+          text: check.state === "mismatch" ? "✗ " : check.state === "ok" ? "✓ " : "",
+        }),
+        "Page " + page.index + ": " + text + ". ",
+        h("span", {
+          className: "muted",
+          text: "A convenience computed in this browser from what this server sent, not a verification: only statetrail verify checks the chain.",
+        }),
+      ]);
+    }
+
     function renderTimeline() {
       renderTimer = null;
-      if (closed || !protocol) return;
+      if (closed || !head || !shown) return;
+      var target = timelineBody.querySelector("li.state.target");
+      var targetSeq = target ? target.getAttribute("data-seq") : null;
       clear(timelineBody);
-      if (!entries.some(Boolean)) {
+      if (count === 0) {
         timelineBody.appendChild(h("p", { className: "muted", text: "No state has been registered yet." }));
         return;
       }
-      timelineBody.appendChild(timelineNode(buildTree(entries, states), protocol.chain_id, failingSeqs(report), fresh));
+      var bad = failingSeqs(report);
+      for (var index = shown.lo; index <= shown.hi; index += 1) {
+        var page = pages[index];
+        var section = h("section", { className: "page", "data-page": index });
+        if (!page) {
+          section.appendChild(h("p", { className: "muted", text: "Page " + index + ": loading…" }));
+        } else {
+          if (page.header) section.appendChild(pageCheckNode(page));
+          section.appendChild(timelineNode(buildTree(page.entries, states), head.chain_id, bad, fresh));
+        }
+        timelineBody.appendChild(section);
+      }
+      if (targetSeq !== null) {
+        var again = timelineBody.querySelector('li.state[data-seq="' + targetSeq + '"]');
+        if (again) again.classList.add("target");
+      }
     }
 
     function scheduleRender() {
@@ -583,7 +932,7 @@
             " " +
             words[1] +
             " · " +
-            report.subject.states +
+            (report.subject ? report.subject.states : "?") +
             " states, read at block " +
             report.block_number +
             ", " +
@@ -624,7 +973,7 @@
       verifyTimer = setTimeout(loadVerification, delay);
     }
 
-    /** State data is fetched six at a time, by hash, from this origin (the server re-hashes what it serves). */
+    /** State data of the entries shown is fetched six at a time, by hash, from this origin. */
     function fetchState(hash) {
       active += 1;
       getJson("/states/" + hash)
@@ -647,20 +996,50 @@
       while (!closed && active < 6 && queue.length > 0) fetchState(queue.shift());
     }
 
-    function addEntry(entry, isFresh) {
-      if (entries[entry.seq] && entries[entry.seq].state_hash === entry.state_hash) return false;
-      entries[entry.seq] = entry;
-      if (isFresh) fresh[entry.seq] = true;
-      if (!loading[entry.state_hash]) {
-        loading[entry.state_hash] = true;
-        queue.push(entry.state_hash);
-        pump();
+    /**
+     * A live state: counted; kept when its page is shown (or is the page after the latest one shown while the view
+     * follows the run), else only counted (the pager offers the newer pages).
+     */
+    function addLive(entry) {
+      if (!entry || typeof entry.seq !== "number" || entry.seq < 0) return;
+      var grew = entry.seq + 1 > count;
+      if (grew) count = entry.seq + 1;
+      var index = Math.floor(entry.seq / pageSize());
+      var position = entry.seq % pageSize();
+      if (follow && shown && index === shown.hi + 1) {
+        shown.hi = index;
+        if (shown.hi - shown.lo + 1 > MAX_SHOWN_PAGES) shown.lo += 1;
       }
-      return true;
+      if (shown && index >= shown.lo && index <= shown.hi) {
+        var page = pages[index];
+        if (!page) {
+          page = pages[index] = {
+            index: index,
+            header: null,
+            lines: [],
+            entries: [],
+            check: { state: "unchecked", text: "arrived live: not checked" },
+          };
+          if (!requested[index] && position !== 0) loadPage(index); // its earlier entries
+        }
+        var known = page.entries[position];
+        if (!known || known.state_hash !== entry.state_hash) {
+          page.entries[position] = entry;
+          fresh[entry.seq] = true;
+          queueState(entry);
+          scheduleRender();
+        }
+      }
+      if (grew) {
+        renderHeader();
+        renderPager();
+      }
     }
 
     function connect() {
-      source = new EventSource("/instances/" + instance + "/events");
+      // Live states after the head's last one: `after` for the first connection; on a reconnect the browser sends
+      // Last-Event-ID (the last seq received), which the server prefers.
+      source = new EventSource("/instances/" + instance + "/events?after=" + (count - 1));
       source.addEventListener("open", function () {
         live.className = "live on";
         live.setAttribute("data-state", "live");
@@ -679,11 +1058,9 @@
         } catch {
           return;
         }
-        if (addEntry(entry, true)) {
-          renderHeader();
-          scheduleRender();
-          scheduleVerification(1500);
-        }
+        var before = count;
+        addLive(entry);
+        if (count !== before) scheduleVerification(1500);
       });
       source.addEventListener("status", function (event) {
         var data;
@@ -692,7 +1069,7 @@
         } catch {
           return;
         }
-        protocol.status = data.status;
+        status = data.status;
         renderHeader();
         scheduleVerification(300);
       });
@@ -701,19 +1078,18 @@
     getJson("/instances/" + instance + "/protocol").then(
       function (loaded) {
         if (closed) return;
-        protocol = loaded;
+        head = loaded;
+        count = loaded.entries;
+        status = loaded.status;
         document.title = "statetrail · instance " + instance.slice(0, 12) + "…";
-        loaded.instance_protocol.forEach(function (entry) {
-          addEntry(entry, false);
-        });
         renderHeader();
-        // The instance's own issuer, as its protocol names it (the page's identity may have moved on).
-        target = {
+        // The instance's own issuer, as its head names it (the page's identity may have moved on).
+        commandTarget = {
           network: pageTarget.network,
           ensName: loaded.issuer.ens_name || null,
           issuerUrl: loaded.issuer.url || null,
         };
-        commandCode.textContent = verifyCommand(target, instance);
+        commandCode.textContent = verifyCommand(commandTarget, instance);
         setBannerCommand(commandCode.textContent, instanceNote);
         clear(issuerBox);
         issuerBox.appendChild(h("h2", { text: "Issuer" }));
@@ -726,7 +1102,10 @@
             chain_id: loaded.chain_id,
           }),
         );
-        renderTimeline();
+        var asked = /[?&]page=(\d{1,9})(?:&|$)/.exec(location.search);
+        var first = asked ? Math.min(Number(asked[1]), lastPage()) : lastPage();
+        follow = first === lastPage();
+        show(first, first);
         connect();
         scheduleVerification(0);
       },
@@ -765,7 +1144,12 @@
 
   function route() {
     if (current) current.close();
-    var match = /^#\/instances\/([0-9a-f]{64})$/.exec(location.hash);
+    // #/instances/<hash>, or the server-rendered /instances/<hash>/timeline (no hash yet): one instance.
+    var match =
+      /^#\/instances\/([0-9a-f]{64})$/.exec(location.hash) ||
+      (location.hash === "" || location.hash === "#"
+        ? /^\/instances\/([0-9a-f]{64})\/timeline$/.exec(location.pathname)
+        : null);
     current = match ? instanceView(match[1]) : indexView();
   }
 
