@@ -1,14 +1,13 @@
 import { getAddress, zeroPadValue, type Provider } from "ethers";
 import { type HexHash } from "../chain/hash";
-import { ProofChecker, trailOf, verifyLeafProof } from "../protocol/anchoring";
-import { type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
+import { ProofChecker, verifyLeafProof } from "../protocol/anchoring";
+import { type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
 import { IInstanceRegistry__factory } from "../../typechain-types";
 import { type ChainView } from "./chain";
 import { type ReadyContext } from "./context";
 import { type Findings, iso, short } from "./findings";
 import { getLogsChunked } from "./logs";
 import { type RebuiltChain } from "./rebuild";
-import { instanceChain } from "./steps/shared";
 
 /**
  * Verification of Merkle-anchored instances (`statetrail run --anchor batch`), called from V6 and V7.
@@ -26,11 +25,6 @@ import { instanceChain } from "./steps/shared";
 
 const registryInterface = IInstanceRegistry__factory.createInterface();
 const BATCH_ANCHORED = registryInterface.getEvent("BatchAnchored").topicHash;
-
-/** Whether the protocol's entries are Merkle-anchored (any entry carries a proof). */
-export function isAnchored(protocol: InstanceProtocol): boolean {
-  return protocol.instance_protocol.some((entry) => entry.proof !== null);
-}
 
 /** A BatchAnchored of the issuer. */
 export interface BatchAnchor {
@@ -103,17 +97,19 @@ export async function issuerAnchors(
 
 /**
  * V6's chain checks of one Merkle-anchored entry (the bytes, link and sender checks are V6's own). Reports
- * through `fail` (evidence against the entry) and `error` (could not be checked).
+ * through `fail` (evidence against the entry) and `error` (could not be checked). Returns where its root was
+ * anchored, for the lifetime check done once the instance's creation and termination are known
+ * ({@link checkAnchorLifetime}), or null.
  */
 export async function checkAnchoredEntry(
   context: ReadyContext,
   entry: ProtocolEntry,
   fail: (message: string) => void,
   error: (message: string) => void,
-): Promise<void> {
+): Promise<BatchAnchor | null> {
   const { protocol, chain } = context;
   const proof = entry.proof;
-  if (!proof) return;
+  if (!proof) return null;
   const issuer = protocol.issuer.address;
   const leaf = {
     issuer,
@@ -127,18 +123,14 @@ export async function checkAnchoredEntry(
       `the Merkle proof does not lead from the leaf (issuer, instance, seq ${entry.seq}, state_hash, prev_state_hash) ` +
         `to root ${short(proof.root)}`,
     );
-    return;
+    return null;
   }
   let anchors: Map<string, BatchAnchor[]>;
-  let lifetime: RebuiltChain;
   try {
-    [anchors, lifetime] = await Promise.all([
-      issuerAnchors(chain, issuer, protocol.created.block_nr),
-      instanceChain(context),
-    ]);
+    anchors = await issuerAnchors(chain, issuer, protocol.created.block_nr);
   } catch (cause) {
     error(`reading the issuer's anchored roots: ${(cause as Error).message}`);
-    return;
+    return null;
   }
   const transaction = entry.transaction_hash.toLowerCase();
   const candidates = anchors.get(proof.root) ?? [];
@@ -151,24 +143,13 @@ export async function checkAnchoredEntry(
         : `root ${short(proof.root)} is anchored by the issuer in tx ${candidates[0].transactionHash} ` +
             `(block ${candidates[0].blockNumber}), not in tx ${transaction}`,
     );
-    return;
+    return null;
   }
   if (anchor.blockNumber !== entry.block_nr) {
     fail(`tx ${transaction} is in block ${anchor.blockNumber}, entry says block ${entry.block_nr}`);
   }
   if (proof.leaf_index >= anchor.count) {
     fail(`leaf_index ${proof.leaf_index} is outside the anchored batch of ${anchor.count} leaves`);
-  }
-  const created = lifetime.created?.at;
-  if (created && before(anchor, created)) {
-    fail(`root ${short(proof.root)} was anchored in block ${anchor.blockNumber}, before the instance was created`);
-  }
-  const terminated = lifetime.terminated?.at;
-  if (terminated && before(terminated, anchor)) {
-    fail(
-      `root ${short(proof.root)} was anchored in block ${anchor.blockNumber}, after the instance was terminated ` +
-        `in block ${terminated.blockNumber}`,
-    );
   }
   try {
     const time = await chain.blockTimestamp(anchor.blockNumber);
@@ -180,6 +161,45 @@ export async function checkAnchoredEntry(
     }
   } catch (cause) {
     error((cause as Error).message);
+  }
+  return anchor;
+}
+
+/** The earliest and latest anchor the entries' roots were found in, with the entry that named each. */
+export interface AnchorSpan {
+  earliest: { anchor: BatchAnchor; seq: number; name: string } | null;
+  latest: { anchor: BatchAnchor; seq: number; name: string } | null;
+}
+
+/** Widens `span` by the anchor an entry's root was found in. */
+export function widenSpan(span: AnchorSpan, anchor: BatchAnchor, seq: number, name: string): void {
+  if (!span.earliest || before(anchor, span.earliest.anchor)) span.earliest = { anchor, seq, name };
+  if (!span.latest || before(span.latest.anchor, anchor)) span.latest = { anchor, seq, name };
+}
+
+/**
+ * Every root was anchored within the instance's lifetime: the earliest anchor not before its creation, the latest
+ * not after its termination (the two ends decide for every anchor between).
+ */
+export function checkAnchorLifetime(
+  span: AnchorSpan,
+  lifetime: Pick<RebuiltChain, "created" | "terminated">,
+  fail: (message: string) => void,
+): void {
+  const created = lifetime.created?.at;
+  if (created && span.earliest && before(span.earliest.anchor, created)) {
+    const { anchor, seq, name } = span.earliest;
+    fail(
+      `seq ${seq} "${name}": root ${short(anchor.root)} was anchored in block ${anchor.blockNumber}, before the instance was created`,
+    );
+  }
+  const terminated = lifetime.terminated?.at;
+  if (terminated && span.latest && before(terminated, span.latest.anchor)) {
+    const { anchor, seq, name } = span.latest;
+    fail(
+      `seq ${seq} "${name}": root ${short(anchor.root)} was anchored in block ${anchor.blockNumber}, after the instance ` +
+        `was terminated in block ${terminated.blockNumber}`,
+    );
   }
 }
 
@@ -212,36 +232,48 @@ function before(a: { blockNumber: number; logIndex: number }, b: { blockNumber: 
   return a.blockNumber < b.blockNumber || (a.blockNumber === b.blockNumber && a.logIndex < b.logIndex);
 }
 
+/** What V7 needs of a Merkle-anchored protocol's entries, gathered by the pass (nothing per entry). */
+export interface AnchoredSummary {
+  entries: number;
+  /** Entries without a proof: how many, and the first few seqs. */
+  unproven: number;
+  unprovenSeqs: number[];
+  /** The last entry's state hash (the instance hash when there is none). */
+  last: HexHash;
+  /** The trail of the entries' state hashes (anchoring.ts). */
+  trail: HexHash;
+}
+
 /**
  * V7 for a Merkle-anchored protocol: the sequence and head checks (status and termination are V7's own).
  * Returns false when completeness can't be shown yet (the instance is still running on-chain).
  */
 export function checkAnchoredCompleteness(
-  protocol: InstanceProtocol,
-  rebuilt: RebuiltChain,
+  protocol: ProtocolHead,
+  summary: AnchoredSummary,
+  rebuilt: { count: number; first: string[]; terminated: RebuiltChain["terminated"] },
   onchain: { head: HexHash | null; status: string },
   findings: Findings,
 ): boolean {
-  const entries = protocol.instance_protocol;
-  const unproven = entries.filter((entry) => entry.proof === null);
-  if (unproven.length > 0) {
+  const { entries, last } = summary;
+  if (summary.unproven > 0) {
     findings.fail(
-      `${unproven.length} entr${unproven.length === 1 ? "y has" : "ies have"} no Merkle proof in a Merkle-anchored ` +
-        `protocol: ${unproven.map((entry) => `seq ${entry.seq}`).join(", ")}`,
+      `${summary.unproven} entr${summary.unproven === 1 ? "y has" : "ies have"} no Merkle proof in a Merkle-anchored ` +
+        `protocol: ${summary.unprovenSeqs.map((seq) => `seq ${seq}`).join(", ")}${summary.unproven > summary.unprovenSeqs.length ? ", …" : ""}`,
     );
   }
-  if (rebuilt.states.length > 0) {
+  if (rebuilt.count > 0) {
     findings.fail(
-      `${rebuilt.states.length} state(s) registered one by one on-chain for this instance are not what the ` +
+      `${rebuilt.count} state(s) registered one by one on-chain for this instance are not what the ` +
         `Merkle-anchored protocol lists (withheld): ` +
-        rebuilt.states.map((state) => `seq ${state.seq} ${state.stateHash}`).join(", "),
+        rebuilt.first.join(", ") +
+        (rebuilt.count > rebuilt.first.length ? `, …` : ""),
     );
   }
-  const last = entries.length > 0 ? entries[entries.length - 1].state_hash : protocol.instance_hash;
-  if (protocol.head.state_hash !== last || protocol.head.seq !== entries.length - 1) {
+  if (protocol.head.state_hash !== last || protocol.head.seq !== entries - 1) {
     findings.fail(
       `protocol head (seq ${protocol.head.seq}, ${protocol.head.state_hash}) is not its last entry ` +
-        `(seq ${entries.length - 1}, ${last})`,
+        `(seq ${entries - 1}, ${last})`,
     );
   }
   const terminated = rebuilt.terminated;
@@ -249,18 +281,18 @@ export function checkAnchoredCompleteness(
   if (!terminated.anchored) {
     findings.fail(
       `the instance was terminated with terminateInstance (final head ${terminated.finalHead}), which commits no ` +
-        `Merkle-anchored states: the chain says it has none, the protocol lists ${entries.length}`,
+        `Merkle-anchored states: the chain says it has none, the protocol lists ${entries}`,
     );
     return true;
   }
   const { stateCount, trail } = terminated.anchored;
-  if (stateCount !== entries.length) {
-    const difference = Math.abs(stateCount - entries.length);
+  if (stateCount !== entries) {
+    const difference = Math.abs(stateCount - entries);
     findings.fail(
-      stateCount > entries.length
-        ? `the issuer committed ${stateCount} states at termination, the protocol lists ${entries.length}: ` +
+      stateCount > entries
+        ? `the issuer committed ${stateCount} states at termination, the protocol lists ${entries}: ` +
             `${difference} withheld`
-        : `the issuer committed ${stateCount} states at termination, the protocol lists ${entries.length}: ` +
+        : `the issuer committed ${stateCount} states at termination, the protocol lists ${entries}: ` +
             `${difference} added`,
     );
   }
@@ -270,13 +302,9 @@ export function checkAnchoredCompleteness(
   if (onchain.head !== null && protocol.head.state_hash !== onchain.head) {
     findings.fail(`protocol head ${protocol.head.state_hash} is not the on-chain head ${onchain.head}`);
   }
-  const recomputed = trailOf(
-    protocol.instance_hash,
-    entries.map((entry) => entry.state_hash),
-  );
-  if (recomputed !== trail) {
+  if (summary.trail !== trail) {
     findings.fail(
-      `the trail of the protocol's ${entries.length} states is ${recomputed}, the issuer committed ${trail}: ` +
+      `the trail of the protocol's ${entries} states is ${summary.trail}, the issuer committed ${trail}: ` +
         `states were withheld, added, replaced or reordered`,
     );
   }

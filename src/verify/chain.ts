@@ -13,6 +13,7 @@ import {
 } from "../../typechain-types";
 import {
   decodeInstanceLogs,
+  instanceEventStream,
   readInstanceEvents,
   statusFromChain,
   type InstanceEvent,
@@ -74,6 +75,9 @@ export interface TransactionEvents {
   /** The InstanceRegistry events it emitted (from the trusted registry only). */
   events: InstanceEvent[];
 }
+
+/** Block timestamps remembered at once: enough for the blocks a page of states names, bounded at any size. */
+const BLOCK_TIMES_KEPT = 4096;
 
 /**
  * Read access to the trusted registries, memoized and pinned to the block seen first. Every failure is a
@@ -204,12 +208,46 @@ export class ChainView {
     });
   }
 
-  /** The timestamp of block `number`. */
+  /**
+   * Every event of the instance from `fromBlock` to the pinned block, read one `eth_getLogs` chunk at a time and
+   * yielded in chain order, nothing kept: what the verifier's pass consumes (memory bounded by a chunk).
+   */
+  async *instanceEventsStream(issuer: string, instanceHash: HexHash, fromBlock: number): AsyncGenerator<InstanceEvent> {
+    const { blockNumber } = await this.snapshot();
+    if (fromBlock > blockNumber) return;
+    const counting = {
+      getLogs: (filter: Parameters<Provider["getLogs"]>[0]) => {
+        this.requests += 1;
+        return this.provider.getLogs(filter);
+      },
+    };
+    yield* instanceEventStream(
+      counting,
+      this.trusted.registries.instance,
+      issuer,
+      instanceHash,
+      fromBlock,
+      blockNumber,
+      this.logOptions,
+    );
+  }
+
+  private readonly blockTimes = new Map<number, Promise<number | null>>();
+
+  /** The timestamp of block `number` (the most recent {@link BLOCK_TIMES_KEPT} blocks asked for are remembered). */
   async blockTimestamp(number: number): Promise<number | null> {
-    return this.once(`block:${number}`, async () => {
-      const block = await this.rpc(`block ${number}`, () => this.provider.getBlock(number));
-      return block ? block.timestamp : null;
-    });
+    let time = this.blockTimes.get(number);
+    if (!time) {
+      time = this.rpc(`block ${number}`, () => this.provider.getBlock(number)).then((block) =>
+        block ? block.timestamp : null,
+      );
+      time.catch(() => this.blockTimes.delete(number));
+      this.blockTimes.set(number, time);
+      if (this.blockTimes.size > BLOCK_TIMES_KEPT) {
+        this.blockTimes.delete(this.blockTimes.keys().next().value as number);
+      }
+    }
+    return time;
   }
 
   /** What a transaction did in the trusted InstanceRegistry; for explaining an event that is not where claimed. */

@@ -18,14 +18,19 @@ export const MAX_PROBLEMS = 50;
  * could not be checked): a step that found both fails.
  */
 export class Findings {
+  /** The first {@link KEPT} failures and errors (a million-state protocol can't make a step keep a million). */
   readonly failures: string[] = [];
   readonly errors: string[] = [];
+  /** How many there were in all. */
+  failureCount = 0;
+  errorCount = 0;
   private readonly notes: string[] = [];
   private errorCode?: ErrorCode;
   private failCode?: ErrorCode;
 
   fail(message: string, code?: ErrorCode): void {
-    this.failures.push(message);
+    this.failureCount += 1;
+    if (this.failures.length < KEPT) this.failures.push(message);
     this.failCode ??= code;
   }
 
@@ -33,7 +38,8 @@ export class Findings {
   error(cause: unknown, prefix?: string): void {
     const error = typeof cause === "string" ? undefined : toStatetrailError(cause, "VERIFY_INCOMPLETE");
     const message = error ? `${error.code}: ${error.message}` : String(cause);
-    this.errors.push(prefix ? `${prefix}: ${message}` : message);
+    this.errorCount += 1;
+    if (this.errors.length < KEPT) this.errors.push(prefix ? `${prefix}: ${message}` : message);
     this.errorCode ??= error?.code ?? "VERIFY_INCOMPLETE";
   }
 
@@ -42,27 +48,42 @@ export class Findings {
   }
 
   get failed(): boolean {
-    return this.failures.length > 0;
+    return this.failureCount > 0;
   }
 
   outcome(passDetail: string): StepOutcome {
-    if (this.failures.length > 0) {
+    if (this.failureCount > 0) {
       return {
         status: "fail",
-        detail: summarize(this.failures),
-        problems: cap([...this.failures, ...this.errors]),
+        detail: summarize(this.failures, this.failureCount),
+        problems: capCounted([...this.failures, ...this.errors], this.failureCount + this.errorCount),
         code: this.failCode,
       };
     }
-    if (this.errors.length > 0) {
-      return { status: "error", detail: summarize(this.errors), problems: cap(this.errors), code: this.errorCode };
+    if (this.errorCount > 0) {
+      return {
+        status: "error",
+        detail: summarize(this.errors, this.errorCount),
+        problems: capCounted(this.errors, this.errorCount),
+        code: this.errorCode,
+      };
     }
     return { status: "pass", detail: [passDetail, ...this.notes].join("; "), problems: [] };
   }
 }
 
-function summarize(list: readonly string[]): string {
-  return list.length === 1 ? list[0] : `${list[0]} (and ${list.length - 1} more)`;
+/** Failures (and errors) kept per step; the rest are counted. */
+const KEPT = 200;
+
+function summarize(list: readonly string[], count = list.length): string {
+  return count === 1 ? list[0] : `${list[0]} (and ${count - 1} more)`;
+}
+
+/** The first problems of `list`, which holds the first of `total`. */
+function capCounted(list: readonly string[], total: number, max = MAX_PROBLEMS): string[] {
+  if (total <= max && list.length === total) return [...list];
+  const shown = list.slice(0, max);
+  return [...shown, `… and ${total - shown.length} more`];
 }
 
 export function cap(list: readonly string[], max = MAX_PROBLEMS): string[] {

@@ -121,18 +121,34 @@ export async function getLogsChunked(
   toBlock: number,
   options: LogReaderOptions = {},
 ): Promise<Log[]> {
+  const logs: Log[] = [];
+  for await (const chunk of logChunks(provider, query, fromBlock, toBlock, options)) logs.push(...chunk);
+  return logs;
+}
+
+/**
+ * The logs matching `query` in blocks `fromBlock..toBlock`, one `eth_getLogs` block chunk at a time, each chunk
+ * in chain order and the chunks in block order: a reader decodes a chunk and drops it before the next is asked
+ * for, so memory is bounded by a chunk. Throws RPC_UNREACHABLE once a chunk still fails after its retries.
+ */
+export async function* logChunks(
+  provider: Pick<Provider, "getLogs">,
+  query: LogQuery,
+  fromBlock: number,
+  toBlock: number,
+  options: LogReaderOptions = {},
+): AsyncGenerator<Log[]> {
   let size = Math.max(1, options.chunkSize ?? DEFAULT_LOG_CHUNK);
   const retries = options.retries ?? DEFAULT_LOG_RETRIES;
   const backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
   const sleep = options.sleep ?? defaultSleep;
-  const logs: Log[] = [];
   let start = fromBlock;
   while (start <= toBlock) {
     const end = Math.min(toBlock, start + size - 1);
+    let chunk: Log[] | null = null;
     for (let attempt = 0; ; attempt++) {
       try {
-        logs.push(...(await provider.getLogs({ ...query, fromBlock: start, toBlock: end })));
-        start = end + 1;
+        chunk = await provider.getLogs({ ...query, fromBlock: start, toBlock: end });
         break;
       } catch (error) {
         if (isRangeError(error) && end > start) {
@@ -143,14 +159,32 @@ export async function getLogsChunked(
           throw new StatetrailError(
             "RPC_UNREACHABLE",
             `eth_getLogs for blocks ${start}..${end} failed after ${attempt + 1} attempts: ${errorText(error)}`,
-            { cause: error },
+            { cause: error, hint: "check the RPC endpoint, or pass a smaller --log-chunk" },
           );
         }
         await sleep(backoffMs * 2 ** attempt);
       }
     }
+    if (chunk === null) continue; // the range was split: read its first half next
+    start = end + 1;
+    yield [...chunk].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
   }
-  return logs.sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+}
+
+/** Every event of one instance between two blocks, decoded chunk by chunk (see {@link logChunks}). */
+export async function* instanceEventStream(
+  provider: Pick<Provider, "getLogs">,
+  registry: string,
+  issuer: string,
+  instanceHash: HexHash,
+  fromBlock: number,
+  toBlock: number,
+  options: LogReaderOptions = {},
+): AsyncGenerator<InstanceEvent> {
+  const query = instanceLogQuery(registry, issuer, instanceHash);
+  for await (const chunk of logChunks(provider, query, fromBlock, toBlock, options)) {
+    yield* decodeInstanceLogs(chunk, registry);
+  }
 }
 
 /**

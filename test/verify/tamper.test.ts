@@ -337,7 +337,7 @@ describe("verifyProtocol: tamper matrix", function () {
     ]);
   });
 
-  it("refuses data URLs off the issuer's origin without fetching them (V1 fails, no request leaves)", async function () {
+  it("refuses data URLs off the issuer's origin without fetching them (V6 fails as the page is read, no request leaves)", async function () {
     const { env, run } = await forgeScenario();
     const internal = "https://169.254.169.254/latest/meta-data";
     const url = await edit((protocol) => {
@@ -355,9 +355,9 @@ describe("verifyProtocol: tamper matrix", function () {
       },
     );
     expect(report.verdict).to.equal("invalid");
-    expect(failing(report)).to.include("V1");
-    expect(report.steps.find((step) => step.id === "V1")!.problems.join("\n")).to.match(
-      /not the issuer's content-addressed URL/,
+    expect(failing(report)).to.include("V6");
+    expect(report.steps.find((step) => step.id === "V6")!.problems.join("\n")).to.match(
+      /seq 1 .*state_data is https:\/\/169\.254\.169\.254.*not the issuer's content-addressed URL/,
     );
     expect(requested.filter((target) => target.startsWith(internal))).to.deep.equal([]);
   });

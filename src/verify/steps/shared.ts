@@ -1,18 +1,6 @@
 import { type HexHash } from "../../chain/hash";
 import { type ChainView } from "../chain";
-import { type ReadyContext } from "../context";
 import { sameAddress } from "../findings";
-import { rebuildChain, type RebuiltChain } from "../rebuild";
-
-/**
- * The instance's chain rebuilt from its logs, read once per verification (memoized by the ChainView), from
- * the protocol's creation block to the pinned block. An InstanceCreated can exist only once per issuer and
- * instance, so if V5 finds it in that block nothing of the instance lies before it.
- */
-export async function instanceChain({ protocol, chain }: ReadyContext): Promise<RebuiltChain> {
-  const events = await chain.instanceEvents(protocol.issuer.address, protocol.instance_hash, protocol.created.block_nr);
-  return rebuildChain(protocol.instance_hash, events);
-}
 
 /**
  * Explains why a transaction the protocol names does not hold the expected event in this instance's logs:

@@ -3,6 +3,7 @@ import { ICertificateRegistry__factory } from "../../../typechain-types";
 import { type CertificateRecord } from "../chain";
 import { type ReadyContext, type Step } from "../context";
 import { Findings, iso, sameAddress, short } from "../findings";
+import { instancePass } from "./pass";
 
 /**
  * V3: the certificate the issuer's server presented is registered in the trusted CertificateRegistry for
@@ -90,21 +91,19 @@ export const certificateStep: Step = {
  * and the registration read at the earliest state's block. Returns what held, for the detail.
  */
 async function checkAtStates(
-  { protocol, chain }: ReadyContext,
+  context: ReadyContext,
   fingerprint: string,
   record: CertificateRecord,
   findings: Findings,
 ): Promise<string> {
-  const entries = protocol.instance_protocol;
-  if (entries.length === 0) return "";
-  let first = entries[0];
-  let last = entries[0];
-  let earliestBlock = entries[0].block_nr;
-  for (const entry of entries) {
-    if (entry.timestamp < first.timestamp) first = entry;
-    if (entry.timestamp > last.timestamp) last = entry;
-    earliestBlock = Math.min(earliestBlock, entry.block_nr);
+  const { protocol, chain } = context;
+  // The states' times, from the one pass over the pages (V6 proves each is its block's time).
+  const pass = await instancePass(context);
+  if (pass.stoppedAt) {
+    findings.error(`the states' times could not all be read: the pass stopped at page ${pass.stoppedAt.page} (see V8)`);
   }
+  if (!pass.times) return "";
+  const { first, last, earliestBlock } = pass.times;
   const window = `registered window ${iso(record.notBefore)} to ${iso(record.notAfter)}`;
   const which = `certificate ${short(fingerprint)} of the run`;
   if (first.timestamp < record.notBefore) {

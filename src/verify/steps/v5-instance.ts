@@ -3,7 +3,8 @@ import { sha256Hex } from "../../chain/hash";
 import { instanceHash } from "../../protocol/hashing";
 import { type Step } from "../context";
 import { Findings, short } from "../findings";
-import { explainTransaction, instanceChain } from "./shared";
+import { instancePass } from "./pass";
+import { explainTransaction } from "./shared";
 
 /**
  * V5: the trusted InstanceRegistry holds an InstanceCreated by the issuer for this instance hash, in the
@@ -19,7 +20,11 @@ export const instanceStep: Step = {
     const issuer = protocol.issuer.address;
     let location = "";
     try {
-      const { created } = await instanceChain(context);
+      // The instance's events are read once, in the pass shared with V6-V8 (an InstanceCreated can exist only once
+      // per issuer and instance, so if it is in the block the protocol names nothing of the instance lies before it).
+      const pass = await instancePass(context);
+      const created = pass.chain.created;
+      if (!created && pass.chainError) throw pass.chainError;
       if (!created) {
         const why = await explainTransaction(chain, protocol.created.transaction_hash, {
           kind: "created",

@@ -1,17 +1,46 @@
 import { recoverProtocolSigner } from "../../protocol/signing";
 import { type Step } from "../context";
-import { Findings, sameAddress } from "../findings";
+import { sameAddress, short } from "../findings";
+import { instancePass } from "./pass";
 
-/** V8: the protocol's EIP-191 signature over its RFC 8785 canonical form (without `signature`) recovers to the issuer. */
+/**
+ * V8: the head's EIP-712 signature recovers to the issuer (constant cost at any size), and the head's commitment
+ * holds: the pages, read in the one pass, decode (each continuing the accumulator of the one before, naming this
+ * instance and its index) and hold exactly `entries` entries, whose accumulator is the head's `accumulator`. Every
+ * page-level finding is this step's: a page swapped, dropped, duplicated, truncated, edited, from another instance,
+ * or lines the head does not account for.
+ */
 export const signatureStep: Step = {
   id: "V8",
-  async run({ protocol }) {
-    const findings = new Findings();
+  async run(context) {
+    const { protocol } = context;
+    const pass = await instancePass(context);
+    const findings = pass.pages;
     const signer = recoverProtocolSigner(protocol);
     const issuer = protocol.issuer.address;
-    if (!signer) findings.fail("the protocol signature is malformed");
-    else if (!sameAddress(signer, issuer))
-      findings.fail(`the protocol is signed by ${signer}, not the issuer ${issuer}`);
-    return findings.outcome(`signature recovers to the issuer ${issuer}`);
+    if (!signer) findings.fail("the protocol head's signature is malformed");
+    else if (!sameAddress(signer, issuer)) {
+      findings.fail(
+        `the protocol is signed by ${signer}, not the issuer ${issuer} (the EIP-712 signature of its head)`,
+      );
+    }
+    if (!pass.stoppedAt) {
+      if (pass.entriesRead !== protocol.entries) {
+        findings.fail(
+          `the pages hold ${pass.entriesRead} entries, the signed head counts ${protocol.entries}`,
+          "PAGE_INVALID",
+        );
+      } else if (pass.accumulator !== protocol.accumulator) {
+        findings.fail(
+          `the accumulator over the ${pass.entriesRead} entries of the pages is ${pass.accumulator}, the signed ` +
+            `head commits to ${protocol.accumulator} (an entry edited, added, dropped or reordered after signing)`,
+          "PAGE_INVALID",
+        );
+      }
+    }
+    return findings.outcome(
+      `head signed by the issuer ${issuer} (EIP-712); the ${protocol.entries} entries of its ` +
+        `${Math.max(1, Math.ceil(protocol.entries / protocol.page_size))} page(s) reach its accumulator ${short(protocol.accumulator)}`,
+    );
   },
 };

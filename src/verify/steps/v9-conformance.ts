@@ -1,13 +1,11 @@
-import { sha256Hex } from "../../chain/hash";
 import { LOCAL_CHAIN_ID } from "../../chain/keys";
 import { loadModelFromBytes } from "../../model/load";
-import { safeParseBounded } from "../../protocol/limits";
-import { stateDataSchema, type StateData } from "../../protocol/schema";
+import { type StateData } from "../../protocol/schema";
 import { checkConformance, conformanceEntryOf, type ConformanceEntry, type ConformanceStats } from "../conformance";
 import { replayRun } from "../conformance/replay";
 import { type ReadyContext, type Step } from "../context";
-import { mapBounded } from "../findings";
 import { type StepOutcome } from "../findings";
+import { instancePass } from "./pass";
 
 /**
  * V9: the recorded run is the model's run. Two checks, both on the data V4–V6 verified:
@@ -18,8 +16,8 @@ import { type StepOutcome } from "../findings";
  *    recorded Context Object, each Task attempt fed its recorded outcome; the replayed trace must equal the
  *    protocol entry by entry. A run that can't be replayed is never valid (an error, NOT_REPLAYABLE).
  *
- * It reads the model bytes V4 verified, the input bytes V5 verified and the state data V6 verified (kept in
- * the context; data beyond V6's keep budget is fetched again and hash-checked). Skipped when not requested
+ * It reads the model bytes V4 verified, the input bytes V5 verified and the state data V6 verified in the pass (kept
+ * in the context within a byte budget; past it the run is not replayed and V9 errs: never valid unreplayed). Skipped when not requested
  * (`--no-conformance`), or when V4, V5 or V6 could not verify what it needs.
  */
 export const conformanceStep: Step = {
@@ -49,18 +47,10 @@ export const conformanceStep: Step = {
 
     const loaded = await stateData(context);
     if ("outcome" in loaded) return loaded.outcome;
-    const entries = protocol.instance_protocol;
-    const perTransaction = new Map<string, number>();
-    for (const entry of entries) {
-      perTransaction.set(entry.transaction_hash, (perTransaction.get(entry.transaction_hash) ?? 0) + 1);
-    }
-    const walk: ConformanceEntry[] = loaded.states.map((data, index) =>
-      conformanceEntryOf(
-        data,
-        entries[index].timestamp,
-        entries[index].proof === null && perTransaction.get(entries[index].transaction_hash) === 1,
-      ),
-    );
+    const walk: ConformanceEntry[] = loaded.states.map((data, index) => {
+      const entry = artifacts.entry(index)!;
+      return conformanceEntryOf(data, entry.timestamp, !entry.anchored && !entry.shared);
+    });
 
     const result = await checkConformance(definition, walk, protocol.status);
     if (result.violation) {
@@ -82,7 +72,7 @@ export const conformanceStep: Step = {
       input,
       states: loaded.states,
       status: protocol.status,
-      startWindow: localChain ? undefined : { from: createdAt, to: entries[0]?.timestamp ?? null },
+      startWindow: localChain ? undefined : { from: createdAt, to: artifacts.entry(0)?.timestamp ?? null },
     });
     if (replay.kind === "not-replayable") {
       const message = `the run can't be replayed, so its conformance to the model is not established: ${replay.message}`;
@@ -122,41 +112,29 @@ function summary(stats: ConformanceStats): string {
   return parts.join(", ");
 }
 
-/** The verified state data of every entry: as V6 kept it, or fetched again and hash-checked. */
+/**
+ * The verified state data of every entry, as V6 kept it in the pass. A state V6 could not verify makes V9 skip (V6
+ * fails or errs); states beyond the keep budget were not kept, and a run that is not replayed whole is never
+ * reported as conforming: V9 then errs (could not verify), naming the budget.
+ */
 async function stateData(context: ReadyContext): Promise<{ states: StateData[] } | { outcome: StepOutcome }> {
-  const { protocol, artifacts, web, settings } = context;
-  const entries = protocol.instance_protocol;
-  const problems: { kind: "skip" | "error"; index: number; message: string }[] = [];
-  const states = await mapBounded(entries, settings.concurrency, async (entry, index) => {
+  const { protocol, artifacts } = context;
+  const pass = await instancePass(context);
+  if (!pass.complete) {
+    return { outcome: { status: "skip", detail: "the protocol's pages were not all read and verified (see V8)" } };
+  }
+  if (artifacts.dropped > 0) {
+    const message =
+      `${artifacts.dropped} of ${protocol.entries} states exceed the ${Math.round(artifacts.budgetBytes / 1024 / 1024)} MiB ` +
+      `the verifier keeps for the replay, so the run was not replayed (verify with --no-conformance, or on a machine ` +
+      `given a larger budget)`;
+    return { outcome: { status: "error", detail: message, problems: [message], code: "VERIFY_INCOMPLETE" } };
+  }
+  const states: StateData[] = [];
+  for (let index = 0; index < protocol.entries; index += 1) {
     const kept = artifacts.state(index);
-    if (kept) return kept;
-    try {
-      const { bytes } = await web.get(entry.state_data, settings.maxBytes.state);
-      const parsed = sha256Hex(bytes) === entry.state_hash ? safeParseBounded(stateDataSchema, safeJson(bytes)) : null;
-      if (parsed?.success && parsed.data.seq === entry.seq) return parsed.data;
-      problems.push({ kind: "skip", index, message: `the state data of seq ${index} did not verify (see V6)` });
-    } catch (error) {
-      problems.push({ kind: "error", index, message: `fetching ${entry.state_data}: ${(error as Error).message}` });
-    }
-    return null;
-  });
-  if (problems.length > 0) {
-    problems.sort((a, b) => a.index - b.index);
-    const errors = problems.filter((problem) => problem.kind === "error").map((problem) => problem.message);
-    if (errors.length > 0) {
-      return {
-        outcome: { status: "error", detail: errors[0], problems: errors.slice(0, 50), code: "VERIFY_INCOMPLETE" },
-      };
-    }
-    return { outcome: { status: "skip", detail: problems[0].message } };
+    if (!kept) return { outcome: { status: "skip", detail: `the state data of seq ${index} did not verify (see V6)` } };
+    states.push(kept);
   }
-  return { states: states as StateData[] };
-}
-
-function safeJson(bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString("utf8"));
-  } catch {
-    return undefined;
-  }
+  return { states };
 }
