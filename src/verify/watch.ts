@@ -3,8 +3,8 @@ import { toStatetrailError } from "../errors";
 import { type HexHash } from "../chain/hash";
 import { lazy } from "../lazy";
 import { pinnedFetch, sseSubscribe, type SseSubscription } from "../net/pinned-fetch";
-import { safeParseBounded } from "../protocol/limits";
-import { parseProtocol, protocolEntrySchema, type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
+import { decodePage, pageCount } from "../protocol/pages";
+import { parseHead, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
 import { type TrustedSetup } from "./chain";
 import { type verifyProtocol } from "./pipeline";
 import { type EnsReader, type ExpectedSubject, type StepId, type VerificationReport } from "./types";
@@ -19,6 +19,7 @@ const chainLib = lazy(() => require("./chain") as typeof import("./chain"));
 const batch = lazy(() => require("./batch") as typeof import("./batch"));
 const rebuild = lazy(() => require("./rebuild") as typeof import("./rebuild"));
 const findings = lazy(() => require("./findings") as typeof import("./findings"));
+const signing = lazy(() => require("../protocol/signing") as typeof import("../protocol/signing"));
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 /** A failing (or not performed) step of a verification, as watch reports it. */
@@ -76,7 +77,7 @@ export interface WatchOptions extends Partial<WatchChain> {
   optional?: Parameters<typeof verifyProtocol>[0]["optional"];
   /** How long a state may be on-chain but unpublished, or published but not yet seen on-chain (default 10 s). */
   graceMs?: number;
-  /** How often the chain is read (default 1 s). */
+  /** How often the chain and the protocol's head are read (default 1 s; an SSE event reads the head at once). */
   pollMs?: number;
   /** Stop after this long even if the instance keeps running (default: never). */
   timeoutMs?: number;
@@ -127,16 +128,22 @@ export function verifiedEvent(report: VerificationReport, url: string): Extract<
 }
 
 /**
- * Follows an instance like a Certificate Transparency monitor: the issuer's SSE stream on one side, the
- * registry's events on the other.
+ * Follows an instance like a Certificate Transparency monitor: the protocol's head and pages on one side (the
+ * issuer's), the registry's events on the other (the chain's).
  *
- * It first fetches the protocol's head and says what it watches (`watching`, as served, not yet verified), then
- * catches up: a `published` and a `registered` line for every state from the first, in seq order, whether the
- * instance is still running or finished before the watch started; then it follows live. A state on-chain but not
- * published (withheld), published but not on-chain (forged), or a certificate revoked while watching is reported
- * as soon as it is seen (after the grace period a live tracker needs between a receipt and its publication). The
- * whole protocol is verified while catching up (a running instance) and once more on termination; every verdict
- * other than valid names its failing steps, their codes and what to do.
+ * It first fetches the protocol's head and says what it watches (`watching`, as served, not yet verified: before the
+ * chain's and the verifier's modules are loaded), then catches up: a `published` and a `registered` line for every
+ * state from the first, in seq order, reading the pages one at a time (never a whole protocol), whether the instance
+ * is still running or finished before the watch started; then it follows live: the head is read again every poll
+ * (with `If-None-Match` when the server gives an ETag) and at once on an SSE event (which is only a wake-up: entries
+ * are taken from pages bound to a signed head, never from an event), and only what is new is read: the open page
+ * again from its start (its accumulator is kept), then any new pages. Entries already read must come back
+ * unchanged, the pages must end at the head's accumulator and each new head must be signed by the issuer, or the
+ * watch reports a divergence. A state on-chain but not published (withheld), published but not on-chain (forged),
+ * or a certificate revoked while watching is reported as soon as it is seen (after the grace period a live tracker
+ * needs between a receipt and its publication). The whole protocol is verified while catching up (a running
+ * instance) and once more on termination; every verdict other than valid names its failing steps, their codes and
+ * what to do.
  */
 export async function watchInstance(options: WatchOptions): Promise<WatchResult> {
   const graceMs = options.graceMs ?? 10_000;
@@ -145,16 +152,16 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const url = options.url;
   // The head first: it needs only TLS and the protocol's schema. Connecting loads ethers and the verifier, whose
   // synchronous loading would hold up the head's TLS handshake and response if it ran meanwhile.
-  const head = await fetchHead(url);
-  if ("protocol" in head) {
-    const { protocol } = head;
+  const first = await fetchHead(url);
+  if ("head" in first) {
+    const { head } = first;
     emit({
       type: "watching",
-      instance_hash: protocol.instance_hash,
-      issuer: protocol.issuer.address,
-      model_hash: protocol.model_hash,
-      states: protocol.instance_protocol.length,
-      status: protocol.status,
+      instance_hash: head.instance_hash,
+      issuer: head.issuer.address,
+      model_hash: head.model_hash,
+      states: head.entries,
+      status: head.status,
     });
   }
   const setup: WatchChain = options.connect
@@ -183,17 +190,18 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     emit(verifiedEvent(report, url));
     return report;
   };
-  if (!("protocol" in head)) {
+  if (!("head" in first)) {
     // The head could not be read or is not a protocol: the verification says why, step by step, with codes.
     const report = await verify();
     return { report, divergences: report.verdict === "invalid" ? 1 : 0, exitCode: report.exit_code };
   }
-  const { protocol, fingerprint } = head;
-  const issuer = protocol.issuer.address;
+  const { head: initial, fingerprint, etag } = first;
+  const instance = initial.instance_hash;
+  const issuer = initial.issuer.address;
   const sameAddress = (a: string | null | undefined, b: string | null | undefined) => findings.sameAddress(a, b);
 
   // The verification runs while the states are caught up; it is the final one when the instance has ended.
-  const pending = verify(protocol.status === "running");
+  const pending = verify(initial.status === "running");
   pending.catch(() => undefined);
   let report: VerificationReport | undefined;
   const reported = new Set<string>();
@@ -211,14 +219,14 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     if (verified.expected?.matched === false) return false;
     if (
       verified.subject &&
-      (verified.subject.instance_hash !== protocol.instance_hash || !sameAddress(issuer, verified.subject.issuer))
+      (verified.subject.instance_hash !== instance || !sameAddress(issuer, verified.subject.issuer))
     ) {
       // What is followed must be what is verified: a server can't swap the subject between two reads.
       diverge(
         "swapped",
         "forged",
         `the server served instance ${verified.subject.instance_hash} of ${verified.subject.issuer} at ${url} to the ` +
-          `verification, and instance ${protocol.instance_hash} of ${issuer} to the watch`,
+          `verification, and instance ${instance} of ${issuer} to the watch`,
       );
       return false;
     }
@@ -230,44 +238,47 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     if (!checkReport(verified)) stopped = true;
   });
 
-  // Merkle-anchored entries (`--anchor batch`) are on-chain when their proof reaches a root the issuer anchored.
-  const published = new Map<number, { hash: HexHash; seenAt: number; entry: ProtocolEntry }>();
+  const protocol = new PageFollower(url, fingerprint, initial, etag);
+  /** Published states not yet seen on-chain (kept whole: an anchored one is matched through its proof). */
+  const unconfirmed = new Map<number, { entry: ProtocolEntry; seenAt: number }>();
+  /** States seen on-chain, by seq (registered lines printed), and those of them not yet published. */
+  const onChain = new Map<number, HexHash>();
+  const unpublished = new Map<number, number>();
+  let registeredCount = 0;
   const start = Date.now();
-  for (const entry of protocol.instance_protocol)
-    published.set(entry.seq, { hash: entry.state_hash, seenAt: start, entry });
-  const onChainSince = new Map<number, { hash: HexHash; seenAt: number }>();
-  const announced = new Set<number>(); // seqs whose `published` line was printed
-  const publishLine = (entry: ProtocolEntry) => {
-    if (announced.has(entry.seq)) return;
-    announced.add(entry.seq);
-    emit({ type: "published", seq: entry.seq, state_name: entry.state_name, state_hash: entry.state_hash });
+  let terminated = initial.status !== "running";
+  /** A new head: the same instance and issuer, signed by the issuer; false: reported, stop following. */
+  const acceptHead = (head: ProtocolHead): boolean => {
+    if (head.instance_hash !== instance || !sameAddress(head.issuer.address, issuer)) {
+      diverge(
+        "swapped-head",
+        "forged",
+        `the server now serves instance ${head.instance_hash} of ${head.issuer.address} at ${url}, not ${instance} of ${issuer}`,
+      );
+      return false;
+    }
+    const signer = signing.recoverProtocolSigner(head);
+    if (!sameAddress(signer, issuer)) {
+      diverge(
+        `unsigned:${head.accumulator}:${head.status}`,
+        "forged",
+        `the head served at ${url} (${head.entries} entries, status ${head.status}) is not signed by the issuer ${issuer}`,
+      );
+      return false;
+    }
+    return true;
   };
 
-  let terminated = protocol.status !== "running";
+  let wake: (() => void) | undefined;
   let subscription: SseSubscription | undefined;
-  let caughtUp = false;
-  const early: ProtocolEntry[] = []; // SSE entries that arrive while the first chain read is printed
   const follow = () => {
     subscription = sseSubscribe(url.replace(/\/protocol$/, "/events"), {
       fingerprint,
-      lastEventId: protocol.instance_protocol.length > 0 ? String(protocol.head.seq) : undefined,
+      lastEventId: initial.entries > 0 ? String(initial.entries - 1) : undefined,
+      // An event only says that something changed: what changed is read from the head and its pages.
       onEvent: (event) => {
-        if (event.type === "state") {
-          const entry = safeParseBounded(protocolEntrySchema, safeJson(event.data)); // a hostile event can't make it slow
-          if (!entry.success)
-            return diverge(`malformed:${event.id}`, "invalid", `malformed SSE state event ${event.id}`);
-          const seen = published.get(entry.data.seq);
-          if (seen && seen.hash !== entry.data.state_hash) {
-            diverge(`rewritten:${entry.data.seq}`, "forged", `the server changed published state #${entry.data.seq}`);
-          }
-          if (!seen) {
-            published.set(entry.data.seq, { hash: entry.data.state_hash, seenAt: Date.now(), entry: entry.data });
-            if (caughtUp) publishLine(entry.data);
-            else early.push(entry.data);
-          }
-        } else if (event.type === "status") {
-          terminated = true;
-        }
+        if (event.type === "status") terminated = true;
+        wake?.();
       },
       onError: (error, fatal) => {
         if (fatal) emit({ type: "error", code: error.code, message: error.message });
@@ -275,89 +286,127 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     });
   };
 
-  let lastChainLength = 0;
   let terminatedAt: number | undefined;
+  let anchors: Awaited<ReturnType<typeof batch.issuerAnchors>> | null = null;
   try {
     if (!terminated) follow();
-    for (let round = 0; ; round++) {
+    let head: ProtocolHead | null = acceptHead(initial) ? initial : null;
+    if (!head) stopped = true;
+    for (let round = 0; !stopped; round++) {
       const chain = new chainLib.ChainView(setup.provider, setup.trusted);
-      const events = await chain.instanceEvents(issuer, protocol.instance_hash, protocol.created.block_nr);
-      const rebuilt = rebuild.rebuildChain(protocol.instance_hash, events);
+      const events = await chain.instanceEvents(issuer, instance, initial.created.block_nr);
+      const rebuilt = rebuild.rebuildChain(instance, events);
       const now = Date.now();
-      const fresh: Array<{ seq: number; hash: HexHash; block: number }> = [];
+      const fresh = new Map<number, { hash: HexHash; block: number }>();
       for (const state of rebuilt.states) {
-        if (!onChainSince.has(state.seq)) {
-          onChainSince.set(state.seq, { hash: state.stateHash, seenAt: now });
-          fresh.push({ seq: state.seq, hash: state.stateHash, block: state.at.blockNumber });
+        if (!onChain.has(state.seq)) fresh.set(state.seq, { hash: state.stateHash, block: state.at.blockNumber });
+      }
+      // The head again (not in round 0: it was just read), then what is new in its pages.
+      if (round > 0 && !stopped) {
+        const next = await protocol.poll();
+        if (next.kind === "changed") {
+          if (acceptHead(next.head)) head = next.head;
+          else stopped = true;
+        } else if (next.kind === "error") {
+          emit({ type: "error", code: next.code, message: next.message });
         }
       }
-      lastChainLength = rebuilt.states.length;
-      const anchored = [...published.values()].some(({ entry }) => entry.proof !== null)
-        ? await batch.issuerAnchors(chain, issuer, protocol.created.block_nr)
-        : null;
+      const entries: ProtocolEntry[] = [];
+      if (head && !stopped) {
+        const problem = await protocol.readNew(head, (entry) => entries.push(entry));
+        if (problem && "code" in problem) {
+          // A page not served (yet, or a network failure): read again on the next poll. One withheld for good is
+          // the verification's to report (could not verify), and the exit is never 0 with states unread.
+          emit({ type: "error", code: problem.code, message: problem.message });
+        } else if (problem) {
+          diverge(problem.key, problem.kind, problem.detail);
+          stopped = true;
+        }
+        if (head.status !== "running") terminated = true;
+      }
+      if (entries.some((entry) => entry.proof !== null) || [...unconfirmed.values()].some((u) => u.entry.proof)) {
+        anchors = await batch.issuerAnchors(chain, issuer, initial.created.block_nr);
+      }
+      // Each state in seq order: published (when it is), then registered (when it is).
+      const lines: Array<{ seq: number; published?: ProtocolEntry; registered?: { hash: HexHash; block: number } }> =
+        [];
+      for (const entry of entries) {
+        unconfirmed.set(entry.seq, { entry, seenAt: now });
+        lines.push({ seq: entry.seq, published: entry });
+      }
       const divergent: Array<() => void> = [];
-      for (const [seq, entry] of published) {
-        if (anchored && entry.entry.proof !== null) {
-          const at = batch.anchoredAt(anchored, issuer, protocol.instance_hash, entry.entry);
-          if (at !== null && !onChainSince.has(seq)) {
-            onChainSince.set(seq, { hash: entry.hash, seenAt: now });
-            fresh.push({ seq, hash: entry.hash, block: at });
-          } else if (at === null && now - entry.seenAt > graceMs) {
+      const registered = (seq: number, hash: HexHash, block: number) => {
+        onChain.set(seq, hash);
+        registeredCount = Math.max(registeredCount, seq + 1);
+        const line = lines.find((l) => l.seq === seq);
+        if (line) line.registered = { hash, block };
+        else lines.push({ seq, registered: { hash, block } });
+      };
+      for (const [seq, state] of fresh) registered(seq, state.hash, state.block);
+      for (const [seq, { entry, seenAt }] of unconfirmed) {
+        if (anchors && entry.proof !== null) {
+          const at = batch.anchoredAt(anchors, issuer, instance, entry);
+          if (at !== null) {
+            if (!onChain.has(seq)) registered(seq, entry.state_hash, at);
+            unconfirmed.delete(seq);
+          } else if (now - seenAt > graceMs) {
             divergent.push(() =>
               diverge(
                 `forged:${seq}`,
                 "forged",
-                `published state #${seq} ${entry.hash} is not in a Merkle root the issuer anchored after ${graceMs} ms`,
+                `published state #${seq} ${entry.state_hash} is not in a Merkle root the issuer anchored after ${graceMs} ms`,
               ),
             );
           }
           continue;
         }
-        const onChain = onChainSince.get(seq);
-        if (onChain && onChain.hash !== entry.hash) {
+        const hash = onChain.get(seq);
+        if (hash !== undefined && hash !== entry.state_hash) {
           divergent.push(() =>
             diverge(
               `forged:${seq}`,
               "forged",
-              `published state #${seq} ${entry.hash} is not the on-chain state ${onChain.hash}`,
+              `published state #${seq} ${entry.state_hash} is not the on-chain state ${hash}`,
             ),
           );
-        } else if (!onChain && now - entry.seenAt > graceMs) {
+        } else if (hash !== undefined) {
+          unconfirmed.delete(seq);
+        } else if (now - seenAt > graceMs) {
           divergent.push(() =>
             diverge(
               `forged:${seq}`,
               "forged",
-              `published state #${seq} ${entry.hash} is not on-chain after ${graceMs} ms`,
+              `published state #${seq} ${entry.state_hash} is not on-chain after ${graceMs} ms`,
             ),
           );
         }
       }
-      // Every state in seq order: published (when it is), then registered. The first round catches up on all
-      // that happened before the watch; later rounds print what is new.
-      fresh.sort((a, b) => a.seq - b.seq);
-      if (round === 0) {
-        const last = Math.max(-1, ...published.keys(), ...fresh.map((f) => f.seq));
-        const registeredAt = new Map(fresh.map((f) => [f.seq, f]));
-        for (let seq = 0; seq <= last; seq++) {
-          const entry = published.get(seq);
-          if (entry) publishLine(entry.entry);
-          const registered = registeredAt.get(seq);
-          if (registered) {
-            emit({ type: "registered", seq, state_hash: registered.hash, block_nr: registered.block });
-          }
+      for (const seq of fresh.keys()) {
+        if (seq >= protocol.known) unpublished.set(seq, now);
+      }
+      for (const seq of [...unpublished.keys()]) if (seq < protocol.known) unpublished.delete(seq);
+      lines.sort((a, b) => a.seq - b.seq);
+      for (const line of lines) {
+        if (line.published) {
+          const { seq, state_name, state_hash } = line.published;
+          emit({ type: "published", seq, state_name, state_hash });
         }
-        caughtUp = true;
-        for (const entry of early.splice(0).sort((a, b) => a.seq - b.seq)) publishLine(entry);
-      } else {
-        for (const f of fresh) emit({ type: "registered", seq: f.seq, state_hash: f.hash, block_nr: f.block });
+        if (line.registered) {
+          emit({
+            type: "registered",
+            seq: line.seq,
+            state_hash: line.registered.hash,
+            block_nr: line.registered.block,
+          });
+        }
       }
       divergent.forEach((report) => report());
-      for (const [seq, state] of onChainSince) {
-        if (!published.has(seq) && now - state.seenAt > graceMs) {
+      for (const [seq, seenAt] of unpublished) {
+        if (now - seenAt > graceMs) {
           diverge(
             `withheld:${seq}`,
             "withheld",
-            `on-chain state #${seq} ${state.hash} is not published after ${graceMs} ms`,
+            `on-chain state #${seq} ${onChain.get(seq)} is not published after ${graceMs} ms`,
           );
         }
       }
@@ -369,11 +418,21 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       if (terminated) terminatedAt ??= now;
       if (stopped) break;
       // After the end, wait for the last publications (or until a withheld state has been reported).
-      if (terminatedAt !== undefined && (lastChainLength <= published.size || now - terminatedAt > graceMs + pollMs)) {
+      if (
+        terminatedAt !== undefined &&
+        ((registeredCount <= protocol.known && head?.status !== "running") || now - terminatedAt > graceMs + pollMs)
+      ) {
         break;
       }
       if (options.timeoutMs !== undefined && now - start > options.timeoutMs) break;
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
     }
   } catch (error) {
     const coded = toStatetrailError(error, "VERIFY_INCOMPLETE");
@@ -386,10 +445,9 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   }
 
   // The verification started with the watch is the final one if the instance had ended by then.
-  const first = await pending;
-  report = first;
+  report = await pending;
   if (stopped) return { report, divergences: Math.max(1, divergences), exitCode: 1 };
-  if (terminated && protocol.status === "running") {
+  if (terminated && initial.status === "running") {
     report = await verify();
     if (!checkReport(report)) return { report, divergences: Math.max(1, divergences), exitCode: 1 };
   }
@@ -401,15 +459,15 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const running = !terminated || report.subject?.status === "running";
   if (running && divergences === 0 && report.exit_code === 0) {
     const verifiedStates = report.subject?.states ?? 0;
-    const unverified = [...new Set([...published.keys(), ...onChainSince.keys()])]
-      .filter((seq) => seq >= verifiedStates)
-      .sort((a, b) => a - b);
-    if (unverified.length > 0) {
+    const seen = Math.max(protocol.known, registeredCount);
+    if (seen > verifiedStates) {
+      const unverified = Array.from({ length: Math.min(seen - verifiedStates, 20) }, (_, i) => verifiedStates + i);
+      const more = seen - verifiedStates > 20 ? ` and ${seen - verifiedStates - 20} more` : "";
       emit({
         type: "error",
         code: "VERIFY_INCOMPLETE",
         message:
-          `the watch stopped while the instance runs: state(s) #${unverified.join(", #")} seen after the ` +
+          `the watch stopped while the instance runs: state(s) #${unverified.join(", #")}${more} seen after the ` +
           `verification of ${verifiedStates} state(s) were not verified (a withheld state may still be inside the grace period)`,
         hint: `watch again with a longer --timeout, or run \`statetrail verify ${url}\` once the instance has ended`,
       });
@@ -419,16 +477,192 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   return { report, divergences, exitCode: divergences > 0 ? 1 : report.exit_code };
 }
 
-/** The protocol's head as its server serves it (first read, not yet verified), or why it could not be read. */
+/**
+ * Why the pages read do not agree with the head or with what was read before: a divergence (the server rewrote,
+ * withdrew or forged what it published; nothing more is followed), or a page that could not be read (tried again).
+ */
+type PageProblem =
+  | { key: string; kind: Extract<WatchEvent, { type: "divergence" }>["kind"]; detail: string }
+  | { code: string; message: string };
+
+/**
+ * The issuer's side of a watch: the head read again (conditionally, with the ETag the server gave), and the pages
+ * read only from where the last read ended. Keeps the accumulator at the start of the open page and the state hash
+ * of each entry read (what was published must come back unchanged), nothing else of the entries.
+ */
+export class PageFollower {
+  /** Entries read so far (seq 0 … known - 1). */
+  known = 0;
+  /** The accumulator after the entries read (the instance hash before the first). */
+  private accumulator: HexHash;
+  /** The accumulator at the start of the page that holds entry `known` (the open page). */
+  private openPageStart: HexHash;
+  private readonly hashes: HexHash[] = [];
+  private etag: string | null;
+  private readonly pageSize: number;
+  private readonly instance: HexHash;
+
+  /** Follows the protocol whose first head (not yet read past) is `head`, served with `etag`. */
+  constructor(
+    private readonly url: string,
+    private readonly fingerprint: HexHash,
+    head: ProtocolHead,
+    etag: string | null,
+  ) {
+    this.instance = head.instance_hash;
+    this.accumulator = head.instance_hash;
+    this.openPageStart = head.instance_hash;
+    this.pageSize = head.page_size;
+    this.etag = etag;
+  }
+
+  /** The URL of page `index` (the pages are under the head's URL). */
+  pageUrl(index: number): string {
+    return `${this.url.replace(/\/+$/, "")}/pages/${index}`;
+  }
+
+  /** Reads the head again: unchanged (304, or the same ETag), changed, or an error (reported, then retried). */
+  async poll(): Promise<
+    { kind: "unchanged" } | { kind: "changed"; head: ProtocolHead } | { kind: "error"; code: string; message: string }
+  > {
+    const read = await fetchHead(this.url, { fingerprint: this.fingerprint, etag: this.etag });
+    if ("unchanged" in read) return { kind: "unchanged" };
+    if ("code" in read) return { kind: "error", code: read.code, message: read.message };
+    this.etag = read.etag;
+    return { kind: "changed", head: read.head };
+  }
+
+  /**
+   * Reads the entries of `head` after the ones already read, page by page from the open page, and hands each new
+   * one to `onEntry` in seq order. Returns what does not agree, if anything: a head with fewer entries or another
+   * page size than before, an entry read before that changed, a page that does not decode, or pages that do not end
+   * at the head's accumulator (then nothing of this head is taken).
+   */
+  async readNew(head: ProtocolHead, onEntry: (entry: ProtocolEntry) => void): Promise<PageProblem | null> {
+    if (head.page_size !== this.pageSize) {
+      return {
+        key: "page-size",
+        kind: "forged",
+        detail: `the head now says ${head.page_size} entries per page, earlier ${this.pageSize}: published pages were rewritten`,
+      };
+    }
+    if (head.entries < this.known) {
+      return {
+        key: `shrunk:${head.entries}`,
+        kind: "forged",
+        detail: `the head now says ${head.entries} entries, but ${this.known} were published before: published states were withdrawn`,
+      };
+    }
+    if (head.entries === this.known) {
+      if (head.accumulator === this.accumulator) return null;
+      return {
+        key: `rewritten:${head.accumulator}`,
+        kind: "forged",
+        detail: `the head's accumulator changed without a new entry: the ${head.entries} published entries were rewritten`,
+      };
+    }
+    const taken: ProtocolEntry[] = [];
+    let accumulator = this.openPageStart;
+    let openPageStart = this.openPageStart;
+    const firstPage = Math.floor(this.known / this.pageSize);
+    const lastPage = pageCount(head.entries, this.pageSize) - 1;
+    for (let index = firstPage; index <= lastPage; index += 1) {
+      const wanted = Math.min(this.pageSize, head.entries - index * this.pageSize);
+      let bytes: Buffer;
+      try {
+        const response = await pinnedFetch(this.pageUrl(index), {
+          fingerprint: this.fingerprint,
+          maxBytes: 32 * 1024 * 1024,
+        });
+        if (response.status !== 200) throw new Error(`GET ${this.pageUrl(index)}: HTTP ${response.status}`);
+        bytes = response.body;
+      } catch (error) {
+        const coded = toStatetrailError(error, "FETCH_FAILED");
+        return { code: coded.code, message: coded.message };
+      }
+      let page: ReturnType<typeof decodePage>;
+      try {
+        page = decodePage(bytes, { instanceHash: this.instance, index, accumulatorBefore: accumulator, wanted });
+      } catch (error) {
+        const coded = toStatetrailError(error, "PAGE_INVALID");
+        return { key: `page-invalid:${index}:${head.accumulator}`, kind: "forged", detail: coded.message };
+      }
+      if (page.entries.length < wanted) {
+        return {
+          key: `page-short:${index}:${head.accumulator}`,
+          kind: "forged",
+          detail: `page ${index} holds ${page.entries.length} entries, the head says ${wanted}`,
+        };
+      }
+      for (const [position, entry] of page.entries.entries()) {
+        const seq = index * this.pageSize + position;
+        if (entry.seq !== seq) {
+          return {
+            key: `seq:${seq}:${head.accumulator}`,
+            kind: "forged",
+            detail: `page ${index} line ${position + 2} says seq ${entry.seq}, where seq ${seq} belongs`,
+          };
+        }
+        if (seq < this.known) {
+          if (entry.state_hash !== this.hashes[seq]) {
+            return {
+              key: `rewritten:${seq}`,
+              kind: "forged",
+              detail: `the server changed published state #${seq}: ${this.hashes[seq]}, now ${entry.state_hash}`,
+            };
+          }
+          continue;
+        }
+        taken.push(entry);
+      }
+      openPageStart = accumulator;
+      accumulator = page.accumulatorAfter;
+    }
+    if (accumulator !== head.accumulator) {
+      return {
+        key: `accumulator:${head.accumulator}`,
+        kind: "forged",
+        detail: `the pages served end at accumulator ${accumulator}, not at the head's ${head.accumulator}`,
+      };
+    }
+    // The page that holds the next entry: the last one read, or a new one when it is full.
+    if (head.entries % this.pageSize === 0) openPageStart = accumulator;
+    this.accumulator = accumulator;
+    this.openPageStart = openPageStart;
+    this.known = head.entries;
+    for (const entry of taken) {
+      this.hashes.push(entry.state_hash);
+      onEntry(entry);
+    }
+    return null;
+  }
+}
+
+/**
+ * The protocol's head as its server serves it (first read, not yet verified), or why it could not be read. With
+ * `etag`, asks with If-None-Match: `unchanged` when the server answers 304 Not Modified.
+ */
 export async function fetchHead(
   url: string,
-): Promise<{ protocol: InstanceProtocol; fingerprint: HexHash } | { code: string; message: string }> {
+  conditional: { fingerprint?: HexHash; etag?: string | null } = {},
+): Promise<
+  | { head: ProtocolHead; fingerprint: HexHash; etag: string | null }
+  | { unchanged: true }
+  | { code: string; message: string }
+> {
   try {
-    const response = await pinnedFetch(url, { maxBytes: 64 * 1024 * 1024 });
+    const response = await pinnedFetch(url, {
+      maxBytes: 1024 * 1024,
+      ...(conditional.fingerprint ? { fingerprint: conditional.fingerprint } : {}),
+      ...(conditional.etag ? { headers: { "if-none-match": conditional.etag } } : {}),
+    });
+    if (response.status === 304 && conditional.etag) return { unchanged: true };
     if (response.status !== 200) return { code: "FETCH_FAILED", message: `GET ${url}: HTTP ${response.status}` };
+    const etag = response.headers.etag;
     return {
-      protocol: parseProtocol(response.body.toString("utf8")),
+      head: parseHead(response.body),
       fingerprint: response.certificate.fingerprint,
+      etag: typeof etag === "string" && etag.length <= 256 ? etag : null,
     };
   } catch (error) {
     const coded = toStatetrailError(error, "FETCH_FAILED");
@@ -439,12 +673,4 @@ export async function fetchHead(
 function required<T>(value: T | undefined, name: string): T {
   if (value === undefined) throw new TypeError(`watchInstance: ${name} (or connect) is required`);
   return value;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
 }
