@@ -531,7 +531,9 @@ export function summarizeEntries(
 
 /**
  * The summary of a head's pages, read one at a time and decoded against the accumulator chain from the instance hash
- * (as the verifier decodes them). A page that was not kept, or does not decode, ends the pass: the summary says so.
+ * (as the verifier decodes them). A page's entries count once the next page's header (or, for the last page, the
+ * head's accumulator) confirms where they end, so at most two pages are held. A page that was not kept, or that
+ * does not chain, ends the pass: the summary says so and covers the entries before it.
  */
 export function summarizePages(
   head: ProtocolHead,
@@ -540,12 +542,14 @@ export function summarizePages(
 ): TimelineSummary {
   const builder = new SummaryBuilder(report);
   builder.summary.total = head.entries;
+  const pages = pageCount(head.entries, head.page_size);
   let accumulator = head.instance_hash;
+  let pending: ProtocolEntry[] = [];
   let seen = 0;
-  for (let index = 0; index < pageCount(head.entries, head.page_size); index += 1) {
+  const upTo = (): string => (builder.summary.seen > 0 ? `seq 0 to ${builder.summary.seen - 1}` : "no entry");
+  for (let index = 0; index < pages; index += 1) {
     const bytes = readPage(index);
-    if (!bytes)
-      return builder.done(`page ${index} was not kept for this report: the summary covers seq 0 to ${seen - 1}`);
+    if (!bytes) return builder.done(`page ${index} was not kept for this report: the summary covers ${upTo()}`);
     let page: ReturnType<typeof decodePage>;
     try {
       page = decodePage(bytes, {
@@ -555,15 +559,19 @@ export function summarizePages(
         wanted: Math.min(head.page_size, head.entries - seen),
       });
     } catch (error) {
-      return builder.done(`page ${index} does not decode (${(error as Error).message}): the summary stops there`);
+      const which = index > 0 ? `pages ${index - 1} and ${index} do not chain` : `page ${index} does not decode`;
+      return builder.done(`${which} (${(error as Error).message}): the summary covers ${upTo()}`);
     }
-    for (const entry of page.entries) builder.add(entry);
+    // The previous page ends where this one's header says: its entries are the ones the head commits to.
+    for (const entry of pending) builder.add(entry);
+    pending = page.entries;
     seen += page.entries.length;
     accumulator = page.accumulatorAfter;
   }
-  if (accumulator !== head.accumulator) {
-    return builder.done("the pages do not end at the head's accumulator: the summary shows what they claim");
+  if (accumulator !== head.accumulator || seen !== head.entries) {
+    return builder.done(`page ${pages - 1} does not end at the head's accumulator: the summary covers ${upTo()}`);
   }
+  for (const entry of pending) builder.add(entry);
   return builder.done(null);
 }
 

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { expect } from "chai";
+import { encodePages, headOf, sealedFields } from "../../src/protocol/pages";
 import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../../src/protocol/schema";
-import { buildTimelineTree, renderReportHtml, type VerificationReport } from "../../src/verify";
-import { failingSeqs } from "../../src/verify/html";
+import { buildTimelineTree, renderReportHtml, renderReportsHtml, type VerificationReport } from "../../src/verify";
+import { FULL_TIMELINE_LIMIT, failingSeqs, summarizePages } from "../../src/verify/html";
 
 const HASH = (n: number) => n.toString(16).padStart(64, "0");
 const HOSTILE = `<script>alert(1)</script><img src=x onerror=alert(2)>"'&`;
@@ -42,9 +43,14 @@ function data(seq: number, name: string, path: StateData["iteration_path"]): Sta
   };
 }
 
-function protocolOf(entries: ProtocolEntry[], chainId = 31337, ensName = "acme.test"): InstanceProtocol {
-  return {
-    protocol_version: 2,
+function protocolOf(
+  entries: ProtocolEntry[],
+  chainId = 31337,
+  ensName = "acme.test",
+  pageSize = 1024,
+): InstanceProtocol {
+  const unsigned = {
+    protocol_version: 3,
     chain_id: chainId,
     registries: {
       model: "0x" + "01".repeat(20),
@@ -67,14 +73,16 @@ function protocolOf(entries: ProtocolEntry[], chainId = 31337, ensName = "acme.t
     instance_protocol: entries,
     head: { seq: entries.length - 1, state_hash: entries.at(-1)?.state_hash ?? HASH(99) },
     terminated: null,
-    signature: "0x",
-  } as InstanceProtocol;
+    page_size: pageSize,
+  } as const;
+  return { ...sealedFields(unsigned), signature: "0x" };
 }
 
 function reportOf(
   steps: Partial<VerificationReport["steps"][number]>[],
   verdict: VerificationReport["verdict"],
   chainId = 31337,
+  states = 3,
 ): VerificationReport {
   return {
     statetrail_verification: 1,
@@ -86,7 +94,7 @@ function reportOf(
       issuer: "0x" + "11".repeat(20),
       chain_id: chainId,
       model_hash: HASH(5),
-      states: 3,
+      states,
       status: "succeeded",
     },
     block_number: 42,
@@ -170,5 +178,120 @@ describe("HTML audit report", function () {
       "invalid",
     );
     expect([...failingSeqs(report)].sort((a, b) => a - b)).to.deep.equal([2, 11]);
+  });
+});
+
+/** Protocol v3, issue 16: a report of a million-state instance must not hold a row per state. */
+describe("HTML audit report of a long instance", function () {
+  const TYPES = ["Task", "Pass", "Choice", "Map"] as const;
+  const longEntries = (count: number): ProtocolEntry[] =>
+    Array.from({ length: count }, (_, seq) =>
+      entry(seq, `Step ${seq % 7}`, {
+        state_type: seq === count - 1 ? "ExecutionSucceeded" : TYPES[seq % TYPES.length],
+        state_name: seq === count - 1 ? "$execution" : `Step ${seq % 7}`,
+      }),
+    );
+  const failingReport = (count: number): VerificationReport =>
+    reportOf(
+      [
+        { id: "V0" },
+        {
+          id: "V6",
+          status: "fail",
+          detail: `seq 1234 "Step 2": state data does not hash to state_hash`,
+          problems: [
+            `seq 1234 "Step 2": state data does not hash to state_hash`,
+            ...Array.from({ length: 80 }, (_, i) => `seq ${2000 + i} "x": sender is not the issuer`),
+          ],
+        },
+        { id: "V7", status: "fail", detail: `seq 4999 is not on-chain`, problems: [`seq 4999 is not on-chain`] },
+      ],
+      "invalid",
+      31337,
+      count,
+    );
+
+  it(`lists every state up to ${FULL_TIMELINE_LIMIT} states`, function () {
+    const entries = longEntries(FULL_TIMELINE_LIMIT);
+    const html = renderReportHtml(reportOf([{ id: "V0" }], "valid", 31337, entries.length), protocolOf(entries));
+    expect(html.match(/<li class="state /g)).to.have.length(FULL_TIMELINE_LIMIT);
+    expect(html).not.to.include('data-summary="true"');
+  });
+
+  it("summarises 5,000 states in a bounded document: per type, first and last states, failing states with findings", function () {
+    const entries = longEntries(5000);
+    const html = renderReportHtml(failingReport(5000), protocolOf(entries));
+    expect(html).to.include('data-summary="true"').and.include('data-states="5000"');
+    // Rows: 25 first + 25 last + 50 failing states at most, not 5,000.
+    const rows = html.match(/<li class="state /g) ?? [];
+    expect(rows.length).to.be.at.most(25 + 25 + 50);
+    expect(html).to.include('<ol class="timeline summary-first">').and.include('<ol class="timeline summary-last">');
+    expect(html).to.match(/<li class="state type-Task" data-seq="0"/);
+    expect(html).to.match(/<li class="state type-ExecutionSucceeded end bad" data-seq="4999"/);
+    expect(html).not.to.match(/data-seq="2500"/);
+    expect(html).to.include('data-skipped="4950"');
+    // Counts per type add up to every state; failing checks name 82 states, 50 of them shown.
+    const typeRows = [...html.matchAll(/<tr data-type="([^"]+)" data-count="(\d+)" data-failing="(\d+)">/g)];
+    expect(typeRows.reduce((sum, row) => sum + Number(row[2]), 0)).to.equal(5000);
+    expect(typeRows.find((row) => row[1] === "Choice")?.[2]).to.equal("1250");
+    expect(typeRows.reduce((sum, row) => sum + Number(row[3]), 0)).to.equal(82);
+    expect(html).to.include('data-failing="82"').and.include("the first 50 are shown");
+    expect(html).to.include(
+      "V6: seq 1234 &quot;Step 2&quot;: state data does not hash to state_hash".replace(/&quot;/g, '"'),
+    );
+    expect(html).to.match(
+      /<li class="state type-Choice bad" data-seq="1234"[\s\S]*?<ul class="problems"><li>V6: seq 1234/,
+    );
+    // Bounded: the same size, within a few percent, at ten times the states.
+    const larger = renderReportHtml(failingReport(50_000), protocolOf(longEntries(50_000)));
+    expect(html.length).to.be.below(150_000);
+    expect(larger.length).to.be.below(html.length * 1.1);
+  });
+
+  it("summarises page by page from a head and its recorded pages, and says where recorded pages end", function () {
+    const protocol = protocolOf(longEntries(5000), 31337, "acme.test", 512);
+    const pages = encodePages(protocol);
+    const head = headOf(protocol);
+    const read: number[] = [];
+    const html = renderReportsHtml([
+      {
+        report: failingReport(5000),
+        head,
+        readPage: (index) => {
+          read.push(index);
+          return pages[index];
+        },
+      },
+    ]);
+    expect(read).to.deep.equal(pages.map((_, index) => index)); // each page once, in order
+    expect(html).to.include('data-states="5000"').and.include('data-seen="5000"');
+    expect(html).not.to.include("data-summary-gap");
+    expect(html).to.match(/<li class="state type-ExecutionSucceeded end bad" data-seq="4999"/);
+    expect(html).to.include("<dt>server</dt>"); // the subject from the head
+
+    // Pages 4 onwards were not kept (the recorder's limit): the summary covers the pages whose end a next page
+    // confirms (0 to 2; page 3's end is unconfirmed), and says so.
+    const partial = summarizePages(head, (index) => (index < 4 ? pages[index] : null), failingReport(5000));
+    expect(partial.seen).to.equal(1536);
+    expect(partial.gap).to.equal("page 4 was not kept for this report: the summary covers seq 0 to 1535");
+    // A page edited after the head was signed: the next page's header doesn't follow it; the summary stops before it.
+    const edited = Buffer.from(pages[2].toString("utf8").replace('"Step 1"', '"Step 9"'));
+    const tampered = summarizePages(head, (index) => (index === 2 ? edited : pages[index]), failingReport(5000));
+    expect(tampered.seen).to.equal(1024);
+    expect(tampered.gap).to.match(/pages 2 and 3 do not chain/);
+    // The last page edited: the head's accumulator says so.
+    const last = pages.length - 1;
+    const editedLast = Buffer.from(pages[last].toString("utf8").replace('"Step 1"', '"Step 9"'));
+    const tamperedLast = summarizePages(head, (i) => (i === last ? editedLast : pages[i]), failingReport(5000));
+    expect(tamperedLast.seen).to.equal(last * 512);
+    expect(tamperedLast.gap).to.match(/does not end at the head's accumulator/);
+  });
+
+  it("summarises from the report alone when no entry was kept", function () {
+    const html = renderReportsHtml([{ report: failingReport(1_000_000), protocol: null }]);
+    expect(html).to.include('data-states="1000000"').and.include("no entries were kept");
+    expect(html).to.include('data-failing="82"');
+    expect(html).to.match(/<li class="state bad" data-seq="1234">/);
+    expect(html.length).to.be.below(150_000);
   });
 });
