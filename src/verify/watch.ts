@@ -508,6 +508,7 @@ export class PageFollower {
     private readonly fingerprint: HexHash,
     head: ProtocolHead,
     etag: string | null,
+    private readonly get: HttpGet = pinnedGet,
   ) {
     this.instance = head.instance_hash;
     this.accumulator = head.instance_hash;
@@ -525,7 +526,7 @@ export class PageFollower {
   async poll(): Promise<
     { kind: "unchanged" } | { kind: "changed"; head: ProtocolHead } | { kind: "error"; code: string; message: string }
   > {
-    const read = await fetchHead(this.url, { fingerprint: this.fingerprint, etag: this.etag });
+    const read = await fetchHead(this.url, { fingerprint: this.fingerprint, etag: this.etag }, this.get);
     if ("unchanged" in read) return { kind: "unchanged" };
     if ("code" in read) return { kind: "error", code: read.code, message: read.message };
     this.etag = read.etag;
@@ -570,9 +571,9 @@ export class PageFollower {
       const wanted = Math.min(this.pageSize, head.entries - index * this.pageSize);
       let bytes: Buffer;
       try {
-        const response = await pinnedFetch(this.pageUrl(index), {
+        const response = await this.get(this.pageUrl(index), {
           fingerprint: this.fingerprint,
-          maxBytes: 32 * 1024 * 1024,
+          maxBytes: MAX_PAGE_BYTES,
         });
         if (response.status !== 200) throw new Error(`GET ${this.pageUrl(index)}: HTTP ${response.status}`);
         bytes = response.body;
@@ -645,30 +646,48 @@ export class PageFollower {
 export async function fetchHead(
   url: string,
   conditional: { fingerprint?: HexHash; etag?: string | null } = {},
+  get: HttpGet = pinnedGet,
 ): Promise<
   | { head: ProtocolHead; fingerprint: HexHash; etag: string | null }
   | { unchanged: true }
   | { code: string; message: string }
 > {
   try {
-    const response = await pinnedFetch(url, {
-      maxBytes: 1024 * 1024,
-      ...(conditional.fingerprint ? { fingerprint: conditional.fingerprint } : {}),
-      ...(conditional.etag ? { headers: { "if-none-match": conditional.etag } } : {}),
-    });
+    const response = await get(url, { ...conditional, maxBytes: MAX_HEAD_BYTES });
     if (response.status === 304 && conditional.etag) return { unchanged: true };
     if (response.status !== 200) return { code: "FETCH_FAILED", message: `GET ${url}: HTTP ${response.status}` };
-    const etag = response.headers.etag;
-    return {
-      head: parseHead(response.body),
-      fingerprint: response.certificate.fingerprint,
-      etag: typeof etag === "string" && etag.length <= 256 ? etag : null,
-    };
+    return { head: parseHead(response.body), fingerprint: response.fingerprint, etag: response.etag };
   } catch (error) {
     const coded = toStatetrailError(error, "FETCH_FAILED");
     return { code: coded.code, message: coded.message };
   }
 }
+
+/** Largest head and page a watch reads (a head is constant-size; a page holds at most MAX_PAGE_SIZE entries). */
+const MAX_HEAD_BYTES = 1024 * 1024;
+const MAX_PAGE_BYTES = 32 * 1024 * 1024;
+
+/** One GET of the issuer's server as a watch needs it: pinned to `fingerprint` when given, conditional on `etag`. */
+export type HttpGet = (
+  url: string,
+  options: { fingerprint?: HexHash; etag?: string | null; maxBytes: number },
+) => Promise<{ status: number; etag: string | null; body: Buffer; fingerprint: HexHash }>;
+
+/** {@link HttpGet} over TLS with the server certificate captured (pinnedFetch); redirects are not followed. */
+export const pinnedGet: HttpGet = async (url, options) => {
+  const response = await pinnedFetch(url, {
+    maxBytes: options.maxBytes,
+    ...(options.fingerprint ? { fingerprint: options.fingerprint } : {}),
+    ...(options.etag ? { headers: { "if-none-match": options.etag } } : {}),
+  });
+  const etag = response.headers.etag;
+  return {
+    status: response.status,
+    etag: typeof etag === "string" && etag.length <= 256 ? etag : null,
+    body: response.body,
+    fingerprint: response.certificate.fingerprint,
+  };
+};
 
 function required<T>(value: T | undefined, name: string): T {
   if (value === undefined) throw new TypeError(`watchInstance: ${name} (or connect) is required`);
