@@ -76,14 +76,15 @@ export function registerVerify({ program, run }: CommandContext): void {
     .option("--s3-endpoint <url>", "S3-compatible endpoint for s3:// mirrors (default: $AWS_ENDPOINT_URL_S3, AWS)")
     .option(
       "--save-bundle <file>",
-      "also write everything fetched (protocol, model, input, states) to one file that `verify <file>` checks offline",
+      "also write everything fetched (the protocol's head and pages, model, input, states) to one file that `verify <file>` checks offline",
     )
     .addHelpText(
       "after",
       `
-A protocol file (protocol.json) is checked against the chain, but its model, input and states are fetched
-from the issuer's server named in it (and V1 asks that server for the protocol). To verify without the
-issuer's server, verify a bundle: \`verify <url|name> --save-bundle b.json\`, later \`verify b.json\` (only the
+A protocol file is the protocol's signed head alone (its pages are then read from the issuer's server) or a
+whole protocol (head and entries inline, "instance_protocol"). It is checked against the chain, but its model,
+input and states are fetched from the issuer's server named in it (and V1 asks that server for the protocol's
+head). To verify without the issuer's server, verify a bundle (it holds the head and every page): \`verify <url|name> --save-bundle b.json\`, later \`verify b.json\` (only the
 RPC is needed; the server's TLS certificate is then taken from the bundle, not observed: see docs/AUDITOR.md).
 
 Progress goes to stderr (V0 … V9 in order); reports to stdout, then with several instances a summary line
@@ -135,8 +136,9 @@ Examples:
 function notesFor(form: InputForm, target: string): string[] {
   if (form === "file") {
     return [
-      `${target} is a protocol file: its model, input and states were fetched from the issuer's server named in it ` +
-        `(issuer.url). To verify without that server, verify a bundle (verify <url|name> --save-bundle <file>).`,
+      `${target} is a protocol file: its model, input and states (and, for a head alone, its pages) were fetched from ` +
+        `the issuer's server named in it (issuer.url). To verify without that server, verify a bundle ` +
+        `(verify <url|name> --save-bundle <file>).`,
     ];
   }
   if (form === "bundle") {
