@@ -76,6 +76,12 @@ export const completenessStep: Step = {
         );
       } else {
         if (!pass.stoppedAt) await checkSequence(context, pass, findings);
+        // Whatever the pages hold: a head counting more entries than the chain registered claims states it has not.
+        if (protocol.entries > rebuilt.count) {
+          findings.fail(
+            `the head counts ${protocol.entries} entries, the chain holds ${rebuilt.count} states for this instance`,
+          );
+        }
         // A count and trail committed by terminateAnchored bind the run too, whatever the protocol's mode.
         if (rebuilt.terminated?.anchored) checkCommittedCount(protocol, pass, rebuilt.terminated, findings);
 
