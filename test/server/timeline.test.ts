@@ -1,8 +1,19 @@
+import fs from "node:fs";
 import { expect } from "chai";
 import { FetchError, pinnedFetch } from "../../src/net/pinned-fetch";
+import { sealedFields } from "../../src/protocol/pages";
+import { type InstanceProtocol, type UnsignedProtocol } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server/https";
 import { TIMELINE_CSP } from "../../src/server/timeline";
 import { makeCertificate, makeHome, type TestCertificate, type TestHome } from "./fixtures";
+
+/** A fixture protocol as version 3 with `pageSize` entries per page (sealed: entries and accumulator recomputed). */
+export function asVersion3(protocol: InstanceProtocol, pageSize: number): InstanceProtocol {
+  const unsigned = { ...protocol, protocol_version: 3, page_size: pageSize } as unknown as UnsignedProtocol;
+  return { ...sealedFields(unsigned), signature: "0xnot-checked-by-the-server" };
+}
+
+const HOSTILE = `Last <img src=x onerror="window.pwned=1"> {{verify_command}} <!--instance-view-->`;
 
 /** The timeline routes without a browser: headers, assets, the model list and the verification route's errors. */
 describe("timeline routes", function () {
@@ -13,7 +24,7 @@ describe("timeline routes", function () {
   before(async function () {
     cert = makeCertificate();
     fixture = makeHome();
-    fixture.home.writeProtocol(fixture.protocol(2));
+    fixture.home.writeProtocol(asVersion3(fixture.protocol(2), 1024));
     server = await startServer({
       home: fixture.home,
       host: "127.0.0.1",
@@ -74,5 +85,107 @@ describe("timeline routes", function () {
     expect(await status(`/instances/NOT-A-HASH/verification`)).to.equal(400);
     const error = await get(`/instances/${fixture.instanceHash}/verification`).catch((e: FetchError) => e);
     expect((error as FetchError).serverCode).to.equal("VERIFY_INCOMPLETE");
+  });
+});
+
+/**
+ * Protocol v3 (issue 16): an instance's page is rendered from its head and ONE page of entries, never the whole
+ * protocol, with links to the other pages that work without JavaScript.
+ */
+describe("timeline routes: one instance, from its head and one page", function () {
+  let cert: TestCertificate;
+  let fixture: TestHome;
+  let server: RunningServer;
+  let protocol: InstanceProtocol;
+
+  before(async function () {
+    cert = makeCertificate();
+    fixture = makeHome("https://127.0.0.1:8443", 10);
+    const whole = fixture.protocol(10, "succeeded");
+    whole.instance_protocol[9] = { ...whole.instance_protocol[9], state_name: HOSTILE };
+    protocol = asVersion3(whole, 3); // pages 0-2 of 3 states, page 3 of 1
+    fixture.home.writeProtocol(protocol);
+    server = await startServer({
+      home: fixture.home,
+      host: "127.0.0.1",
+      port: 0,
+      certPem: cert.certPem,
+      keyPem: cert.keyPem,
+      timeline: true,
+      log: () => undefined,
+    });
+  });
+
+  after(async function () {
+    await server?.close();
+    fixture?.cleanup();
+  });
+
+  const get = (path: string) => pinnedFetch(`${server.url}${path}`, { fingerprint: cert.fingerprint });
+  const status = (path: string) =>
+    get(path).then(
+      (response) => response.status,
+      (error: FetchError) => error.status,
+    );
+  const seqsIn = (html: string): number[] =>
+    [...html.matchAll(/<li class="state[^"]*" data-seq="(\d+)"/g)].map((m) => Number(m[1]));
+
+  it("shows the head and the latest page, the instance's command, and links to the other pages", async function () {
+    const response = await get(`/instances/${fixture.instanceHash}/timeline`);
+    expect(response.headers["content-type"]).to.match(/^text\/html/);
+    expect(response.headers["content-security-policy"]).to.equal(TIMELINE_CSP);
+    const html = response.body.toString("utf8");
+    expect(html).to.include(`<section id="instance-static" data-instance="${fixture.instanceHash}">`);
+    expect(html).to.include('data-status="succeeded"').and.include('<span id="static-count" data-count="10">10</span>');
+    expect(html).to.include("4 of 3 states each");
+    expect(seqsIn(html)).to.deep.equal([9]);
+    expect(html).to.include("page 4 of 4, states #9–#9");
+    expect(html).to.include('href="?page=0" rel="first"').and.include('href="?page=2" rel="prev"');
+    expect(html).not.to.include('rel="next"');
+    // The banner names this instance and its issuer, without JavaScript.
+    const command = /<code id="verify-command">([^<]*)<\/code>/.exec(html)?.[1];
+    expect(command).to.equal(
+      `npx statetrail verify acme.statetrail.test --instance ${fixture.instanceHash} --network &lt;network&gt;`,
+    );
+    expect(html).to.include("The issuer's server says so — this is not an independent verdict.");
+    // The hostile state name is text, and no placeholder or marker inside data is expanded.
+    expect(html).not.to.include("<img src=x");
+    expect(html).to.include(
+      "Last &lt;img src=x onerror=&quot;window.pwned=1&quot;&gt; {{verify_command}} &lt;!--instance-view--&gt;",
+    );
+    expect(html.match(/<section id="instance-static"/g)).to.have.length(1);
+  });
+
+  it("shows any one page on request, reading that page only", async function () {
+    // Pages 1 and 2 gone from the store: pages 0 and 3 still render (nothing else is read).
+    const moved = [1, 2].map((index) => {
+      const file = fixture.home.pageFile(fixture.instanceHash, index);
+      fs.renameSync(file, `${file}.away`);
+      return file;
+    });
+    try {
+      const first = (await get(`/instances/${fixture.instanceHash}/timeline?page=0`)).body.toString("utf8");
+      expect(seqsIn(first)).to.deep.equal([0, 1, 2]);
+      expect(first).to.include("page 1 of 4, states #0–#2");
+      expect(first).to.include('href="?page=1" rel="next"').and.include('href="?page=3" rel="last"');
+      expect(first).not.to.include('rel="prev"');
+      expect(
+        seqsIn((await get(`/instances/${fixture.instanceHash}/timeline?page=latest`)).body.toString("utf8")),
+      ).to.deep.equal([9]);
+      const missing = (await get(`/instances/${fixture.instanceHash}/timeline?page=1`)).body.toString("utf8");
+      expect(missing).to.include("Page 1 could not be read").and.include('data-count="10"');
+    } finally {
+      for (const file of moved) fs.renameSync(`${file}.away`, file);
+    }
+    expect(
+      seqsIn((await get(`/instances/${fixture.instanceHash}/timeline?page=1`)).body.toString("utf8")),
+    ).to.deep.equal([3, 4, 5]);
+  });
+
+  it("answers a page or instance that does not exist, and a malformed hash, with an error", async function () {
+    expect(await status(`/instances/${fixture.instanceHash}/timeline?page=4`)).to.equal(400);
+    expect(await status(`/instances/${fixture.instanceHash}/timeline?page=-1`)).to.equal(400);
+    expect(await status(`/instances/${"f".repeat(64)}/timeline`)).to.equal(404);
+    expect(await status(`/instances/NOT-A-HASH/timeline`)).to.equal(400);
   });
 });
