@@ -11,7 +11,8 @@ import {
   type S3Location,
   type S3Settings,
 } from "../net/s3";
-import { parseProtocol, type InstanceProtocol } from "../protocol/schema";
+import { decodePage, pageCount } from "../protocol/pages";
+import { parseHead, type ProtocolHead } from "../protocol/schema";
 import { type Home } from "../store/home";
 import { mapBounded } from "../verify/findings";
 
@@ -19,11 +20,14 @@ import { mapBounded } from "../verify/findings";
  * Copies instances to a mirror: S3-compatible storage under `s3://bucket/prefix`, with the issuer server's
  * relative paths, so that `<prefix>/instances/<h>/protocol` verifies like the original (verify/mirror.ts):
  *
- *   models/<model_hash>   states/<state_hash>   instances/<h>/input   instances/<h>/protocol
+ *   models/<model_hash>   states/<state_hash>   instances/<h>/input
+ *   instances/<h>/protocol/pages/<k>   instances/<h>/protocol   (the head)
  *
- * The bytes are the exact bytes the issuer's server serves; content-addressed files are re-hashed before
- * they leave the data directory (a corrupt store is refused, not copied). The protocol is written last,
- * so a reader of the mirror never finds a protocol whose data is not there yet.
+ * The bytes are the exact bytes the issuer's server serves; content-addressed files are re-hashed before they leave
+ * the data directory, and the pages are checked against the head's accumulator (a corrupt store is refused, not
+ * copied). An instance is copied page by page, never whole: a page's states, then the page, then the next; the head
+ * last, so a reader of the mirror never finds a head whose pages or data are not there yet. A full page is immutable
+ * (cached for a year), the open page and the head are revalidated (`no-cache`).
  */
 
 export interface PublishMirrorOptions {
@@ -42,7 +46,7 @@ export interface PublishMirrorOptions {
 
 export interface PublishedInstance {
   instance_hash: HexHash;
-  status: InstanceProtocol["status"];
+  status: ProtocolHead["status"];
   states: number;
   /** s3:// URL of the copied protocol: what `statetrail verify` takes. */
   protocol_url: string;
@@ -90,42 +94,45 @@ export async function publishToMirror(options: PublishMirrorOptions): Promise<Pu
   };
 
   for (const instance of instances) {
-    const { protocolBytes, protocol, content } = collect(home, instance);
-    const fresh = content.filter((upload) => !written.has(upload.relative));
-    await mapBounded(fresh, concurrency, put);
-    fresh.forEach((upload) => written.add(upload.relative));
-    await put({ relative: `instances/${instance}/protocol`, bytes: protocolBytes, cacheControl: "no-cache" });
+    const { headBytes, head } = await copyInstance(home, instance, async (uploads) => {
+      const fresh = uploads.filter((upload) => !written.has(upload.relative));
+      await mapBounded(fresh, concurrency, put);
+      fresh.forEach((upload) => written.add(upload.relative));
+    });
+    await put({ relative: `instances/${instance}/protocol`, bytes: headBytes, cacheControl: "no-cache" });
     const protocolUrl = s3Url({ bucket: root.bucket, key: joinKey(root.key, `instances/${instance}/protocol`) });
-    log(`  ${instance}: ${protocol.instance_protocol.length} states, ${protocol.status} → ${protocolUrl}`);
+    log(`  ${instance}: ${head.entries} states, ${head.status} → ${protocolUrl}`);
     result.instances.push({
       instance_hash: instance,
-      status: protocol.status,
-      states: protocol.instance_protocol.length,
+      status: head.status,
+      states: head.entries,
       protocol_url: protocolUrl,
     });
   }
   return result;
 }
 
-/** Everything one instance publishes, read from the data directory and checked. */
-function collect(
+/**
+ * Reads one instance from the data directory, checks it and hands `upload` what it publishes, in the order a reader
+ * may rely on: the model and input; then for each page its states, then the page. Returns the head (to be written
+ * last). At most one page and its states are in memory at once.
+ */
+async function copyInstance(
   home: Home,
   instance: HexHash,
-): { protocolBytes: Buffer; protocol: InstanceProtocol; content: Upload[] } {
-  let protocolBytes: Buffer;
+  upload: (uploads: Upload[]) => Promise<void>,
+): Promise<{ headBytes: Buffer; head: ProtocolHead }> {
+  let headBytes: Buffer;
   try {
-    protocolBytes = fs.readFileSync(home.protocolFile(instance));
+    headBytes = fs.readFileSync(home.protocolFile(instance));
   } catch (error) {
     throw new StatetrailError("NOT_FOUND", `instance ${instance} is not in ${home.root}`, { cause: error });
   }
-  const protocol = parseProtocol(protocolBytes.toString("utf8"));
-  if (protocol.instance_hash !== instance) {
-    throw new StatetrailError(
-      "INTERNAL",
-      `the stored protocol of ${instance} is for instance ${protocol.instance_hash}`,
-    );
+  const head = parseHead(headBytes);
+  if (head.instance_hash !== instance) {
+    throw new StatetrailError("INTERNAL", `the stored protocol of ${instance} is for instance ${head.instance_hash}`);
   }
-  const issuerUrl = protocol.issuer.url.replace(/\/+$/, "");
+  const issuerUrl = head.issuer.url.replace(/\/+$/, "");
   const expectUrl = (url: string, relative: string, what: string): void => {
     if (url !== `${issuerUrl}/${relative}`) {
       throw new StatetrailError(
@@ -143,22 +150,60 @@ function collect(
     return bytes;
   };
 
-  const content: Upload[] = [];
-  expectUrl(protocol.model_data, `models/${protocol.model_hash}`, "model_data");
-  content.push({
-    relative: `models/${protocol.model_hash}`,
-    bytes: checked(protocol.model_hash, home.readModel(protocol.model_hash), "model"),
-    cacheControl: IMMUTABLE,
-  });
-  expectUrl(protocol.instance_data, `instances/${instance}/input`, "instance_data");
-  content.push({ relative: `instances/${instance}/input`, bytes: home.readInput(instance), cacheControl: IMMUTABLE });
-  for (const entry of protocol.instance_protocol) {
-    expectUrl(entry.state_data, `states/${entry.state_hash}`, `state_data of seq ${entry.seq}`);
-    content.push({
-      relative: `states/${entry.state_hash}`,
-      bytes: checked(entry.state_hash, home.readState(entry.state_hash), "state"),
+  expectUrl(head.model_data, `models/${head.model_hash}`, "model_data");
+  expectUrl(head.instance_data, `instances/${instance}/input`, "instance_data");
+  await upload([
+    {
+      relative: `models/${head.model_hash}`,
+      bytes: checked(head.model_hash, home.readModel(head.model_hash), "model"),
       cacheControl: IMMUTABLE,
+    },
+    { relative: `instances/${instance}/input`, bytes: home.readInput(instance), cacheControl: IMMUTABLE },
+  ]);
+
+  let accumulator = instance;
+  for (let index = 0; index < pageCount(head.entries, head.page_size); index += 1) {
+    const page = await home.readServablePage(instance, index);
+    if (!page) {
+      throw new StatetrailError("INTERNAL", `page ${index} of instance ${instance} is not in ${home.root}`, {
+        hint: "the data directory is corrupt or the instance is being resumed: run statetrail run --resume first",
+      });
+    }
+    const wanted = Math.min(head.page_size, head.entries - index * head.page_size);
+    const decoded = decodePage(page.bytes, { instanceHash: instance, index, accumulatorBefore: accumulator, wanted });
+    if (decoded.entries.length !== wanted) {
+      throw new StatetrailError(
+        "PAGE_INVALID",
+        `page ${index} of instance ${instance} holds fewer entries than its head counts`,
+      );
+    }
+    accumulator = decoded.accumulatorAfter;
+    const states: Upload[] = decoded.entries.map((entry) => {
+      expectUrl(entry.state_data, `states/${entry.state_hash}`, `state_data of seq ${entry.seq}`);
+      return {
+        relative: `states/${entry.state_hash}`,
+        bytes: checked(entry.state_hash, home.readState(entry.state_hash), "state"),
+        cacheControl: IMMUTABLE,
+      };
     });
+    await upload(states);
+    const closed = page.lines - 1 >= head.page_size;
+    await upload([
+      {
+        relative: `instances/${instance}/protocol/pages/${index}`,
+        bytes: page.bytes,
+        cacheControl: closed ? IMMUTABLE : "no-cache",
+      },
+    ]);
   }
-  return { protocolBytes, protocol, content };
+  if (accumulator !== head.accumulator) {
+    throw new StatetrailError(
+      "PAGE_INVALID",
+      `the stored pages of instance ${instance} are not what its head commits to`,
+      {
+        hint: "the data directory is corrupt: restore it from a backup, or resume the instance",
+      },
+    );
+  }
+  return { headBytes, head };
 }

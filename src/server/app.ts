@@ -7,9 +7,9 @@ import { readIdentity, type IdentityRecord } from "../identity/record";
 import {
   addressSchema,
   hexHashSchema,
-  parseProtocol,
+  parseHead,
   registriesSchema,
-  type InstanceProtocol,
+  type ProtocolHead,
   type Registries,
 } from "../protocol/schema";
 import { type Home } from "../store/home";
@@ -22,13 +22,16 @@ import { parseLastEventId, SseHub, type EventStreamOptions } from "./sse";
  *   GET /models/<hash>                   exact model bytes          (content-addressed, immutable)
  *   GET /states/<hash>                   exact state data bytes     (content-addressed, immutable)
  *   GET /instances/<hash>/input          exact input bytes          (immutable)
- *   GET /instances/<hash>/protocol       the signed instance protocol (no-store)
+ *   GET /instances/<hash>/protocol       the signed head of the instance protocol (no-cache, ETag)
+ *   GET /instances/<hash>/protocol/pages/<k>  page k of its entries, JSON lines (a full page: immutable; the open
+ *                                        page: no-cache; both with an ETag)
  *   GET /instances/<hash>/events         Server-Sent Events (sse.ts)
  *   GET /instances                       summaries, newest first
  *
  * Names in URLs are only ever 64 lowercase hex characters, checked before any file is touched, so no path
  * can reach outside the store. Content-addressed bytes are re-hashed before they are sent: a corrupt store
- * answers 500, never wrong bytes. Errors are JSON: `{"error": {"code", "message"}}`.
+ * answers 500, never wrong bytes. Errors are JSON: `{"error": {"code", "message"}}`. A protocol is never loaded
+ * whole: the head is constant-size, a page at most `page_size` lines, whatever the length of the instance.
  */
 
 /** `GET /.well-known/statetrail.json` */
@@ -65,9 +68,9 @@ export function buildWellKnown(identity: IdentityRecord, registries: Registries)
 export interface InstanceSummary {
   instance_hash: HexHash;
   model_hash: HexHash;
-  status: InstanceProtocol["status"];
+  status: ProtocolHead["status"];
   states: number;
-  head: InstanceProtocol["head"];
+  head: ProtocolHead["head"];
   created_block: number;
 }
 
@@ -130,44 +133,66 @@ function sendJsonBytes(res: Response, bytes: Buffer, cacheControl: string, etag?
   res.type("application/json").send(bytes);
 }
 
-/** Reads and validates a stored protocol; undefined if absent, throws a 500-worthy message if corrupt. */
-async function loadProtocol(
-  home: Home,
-  instance: HexHash,
-): Promise<{ bytes: Buffer; protocol: InstanceProtocol } | undefined> {
+/**
+ * Whether `If-None-Match` names `etag` (a list of entity tags or `*`; the weak comparison RFC 9110 prescribes for it,
+ * so `W/"x"` matches `"x"`).
+ */
+export function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === "*") return true;
+  return header.split(",").some((tag) => tag.trim().replace(/^W\//, "") === `"${etag}"`);
+}
+
+/**
+ * Sends bytes with a strong ETag (their SHA-256) and `cacheControl`, or 304 Not Modified when the client's
+ * `If-None-Match` already names them.
+ */
+function sendConditional(req: Request, res: Response, bytes: Buffer, cacheControl: string, type: string): void {
+  const etag = sha256Hex(bytes);
+  res.set("Cache-Control", cacheControl);
+  res.set("ETag", `"${etag}"`);
+  if (etagMatches(req.headers["if-none-match"], etag)) {
+    res.status(304).end();
+    return;
+  }
+  res.type(type).send(bytes);
+}
+
+/** A page index in a URL: a decimal integer without sign or leading zero, below a billion. */
+const PAGE_INDEX = /^(0|[1-9][0-9]{0,8})$/;
+
+/** Reads and validates a stored head; undefined if absent, throws a 500-worthy message if corrupt. */
+async function loadHead(home: Home, instance: HexHash): Promise<{ bytes: Buffer; head: ProtocolHead } | undefined> {
   const bytes = await readOrUndefined(home.protocolFile(instance));
   if (!bytes) return undefined;
-  let protocol: InstanceProtocol;
+  let head: ProtocolHead;
   try {
-    protocol = parseProtocol(bytes.toString("utf8"));
+    head = parseHead(bytes);
   } catch (error) {
-    throw new CorruptStore(`stored protocol of instance ${instance} is not valid: ${(error as Error).message}`);
+    throw new CorruptStore(`stored protocol head of instance ${instance} is not valid: ${(error as Error).message}`);
   }
-  if (protocol.instance_hash !== instance) {
-    throw new CorruptStore(`stored protocol under ${instance} is for instance ${protocol.instance_hash}`);
+  if (head.instance_hash !== instance) {
+    throw new CorruptStore(`stored protocol under ${instance} is for instance ${head.instance_hash}`);
   }
-  return { bytes, protocol };
+  return { bytes, head };
 }
 
 class CorruptStore extends Error {}
 
 /**
- * {@link loadProtocol} answered from memory while the file is unchanged (same inode, size and modification time:
- * the tracker replaces it by rename, so every update is a new inode). Under load the protocol route is one stat
- * instead of a read and a schema check per request (measured 0.3 ms of parsing for a 76-state protocol).
+ * {@link loadHead} answered from memory while the file is unchanged (same inode, size and modification time: the
+ * tracker replaces it by rename, so every update is a new inode). Under load the head is one stat per request instead
+ * of a read and a schema check. A head is constant-size, so the cache is bounded by its entry limit.
  */
-class ProtocolCache {
-  private readonly entries = new Map<
-    HexHash,
-    { stamp: string; loaded: { bytes: Buffer; protocol: InstanceProtocol } }
-  >();
+class HeadCache {
+  private readonly entries = new Map<HexHash, { stamp: string; loaded: { bytes: Buffer; head: ProtocolHead } }>();
 
   constructor(
     private readonly home: Home,
-    private readonly limit = 256,
+    private readonly limit = 1024,
   ) {}
 
-  async get(instance: HexHash): Promise<{ bytes: Buffer; protocol: InstanceProtocol } | undefined> {
+  async get(instance: HexHash): Promise<{ bytes: Buffer; head: ProtocolHead } | undefined> {
     let stamp: string;
     try {
       const stat = await fs.promises.stat(this.home.protocolFile(instance), { bigint: true });
@@ -180,7 +205,7 @@ class ProtocolCache {
     const hit = this.entries.get(instance);
     if (hit && hit.stamp === stamp) return hit.loaded;
     // Replaced between the stat and the read: cached under the older stamp, so the next request reads again.
-    const loaded = await loadProtocol(this.home, instance);
+    const loaded = await loadHead(this.home, instance);
     this.entries.delete(instance);
     if (!loaded) return undefined;
     this.entries.set(instance, { stamp, loaded });
@@ -193,7 +218,7 @@ export function createApp(options: AppOptions): StatetrailApp {
   const { home } = options;
   const log = options.log ?? ((message: string) => process.stderr.write(`statetrail server: ${message}\n`));
   const hub = new SseHub(home, options.events);
-  const protocols = new ProtocolCache(home);
+  const heads = new HeadCache(home);
   const app = express() as StatetrailApp;
   app.events = hub;
 
@@ -276,9 +301,33 @@ export function createApp(options: AppOptions): StatetrailApp {
   app.get("/instances/:hash/protocol", async (req: Request, res: Response) => {
     const hash = hashParam(req, res, "instance hash");
     if (!hash) return;
-    const loaded = await protocols.get(hash);
+    const loaded = await heads.get(hash);
     if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
-    sendJsonBytes(res, loaded.bytes, "no-store");
+    // Revalidated on every use (it changes as the run grows), cheaply: 304 while unchanged.
+    sendConditional(req, res, loaded.bytes, "no-cache", "application/json");
+  });
+
+  app.get("/instances/:hash/protocol/pages/:index", async (req: Request, res: Response) => {
+    const hash = hashParam(req, res, "instance hash");
+    if (!hash) return;
+    const text = req.params.index;
+    if (typeof text !== "string" || !PAGE_INDEX.test(text)) {
+      return sendError(
+        res,
+        400,
+        "INVALID_ARGUMENT",
+        "page index must be a decimal integer without sign or leading zero (0, 1, 2, …)",
+      );
+    }
+    const index = Number(text);
+    const loaded = await heads.get(hash);
+    if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
+    // Whole lines only: the tracker may be appending to the open page right now.
+    const page = await home.readServablePage(hash, index);
+    if (!page) return sendError(res, 404, "NOT_FOUND", `instance ${hash} has no page ${index}`);
+    // A page that holds page_size entries is closed: the tracker never writes to it again.
+    const closed = page.lines - 1 >= loaded.head.page_size;
+    sendConditional(req, res, page.bytes, closed ? IMMUTABLE : "no-cache", "application/jsonl");
   });
 
   app.get("/instances/:hash/events", async (req: Request, res: Response) => {
@@ -290,7 +339,7 @@ export function createApp(options: AppOptions): StatetrailApp {
     } catch (error) {
       return sendError(res, 400, "INVALID_ARGUMENT", (error as Error).message);
     }
-    const loaded = await protocols.get(hash);
+    const loaded = await heads.get(hash);
     if (!loaded) return sendError(res, 404, "NOT_FOUND", `instance ${hash} is not published here`);
     if (!hub.canAccept()) {
       res.set("Retry-After", "10");
@@ -300,7 +349,7 @@ export function createApp(options: AppOptions): StatetrailApp {
       res.status(200).set("Cache-Control", "no-store").type("text/event-stream").end();
       return;
     }
-    hub.subscribe(req, res, loaded.protocol, lastSeq ?? -1);
+    hub.subscribe(req, res, loaded.head, lastSeq ?? -1);
   });
 
   const summaries = new Map<HexHash, { stamp: string; summary: InstanceSummary; mtimeMs: number }>();
@@ -320,24 +369,24 @@ export function createApp(options: AppOptions): StatetrailApp {
         rows.push(cached);
         continue;
       }
-      let loaded: Awaited<ReturnType<typeof loadProtocol>>;
+      let loaded: Awaited<ReturnType<typeof loadHead>>;
       try {
-        loaded = await loadProtocol(home, instance);
+        loaded = await loadHead(home, instance);
       } catch {
-        continue; // a corrupt protocol is refused at its own URL; the list just leaves it out
+        continue; // a corrupt head is refused at its own URL; the list just leaves it out
       }
       if (!loaded) continue;
-      const { protocol } = loaded;
+      const { head } = loaded;
       const row = {
         stamp,
         mtimeMs: stat.mtimeMs,
         summary: {
-          instance_hash: protocol.instance_hash,
-          model_hash: protocol.model_hash,
-          status: protocol.status,
-          states: protocol.instance_protocol.length,
-          head: protocol.head,
-          created_block: protocol.created.block_nr,
+          instance_hash: head.instance_hash,
+          model_hash: head.model_hash,
+          status: head.status,
+          states: head.entries,
+          head: head.head,
+          created_block: head.created.block_nr,
         },
       };
       summaries.set(instance, row);

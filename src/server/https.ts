@@ -8,7 +8,7 @@ import { type HexHash } from "../chain/hash";
 import { isStatetrailError, StatetrailError } from "../errors";
 import { readIdentity, type IdentityRecord } from "../identity/record";
 import { normalizeFingerprint } from "../net/pinned-fetch";
-import { type InstanceProtocol } from "../protocol/schema";
+import { type ProtocolHead } from "../protocol/schema";
 import { type Home } from "../store/home";
 import { createApp, type AppOptions, type StatetrailApp } from "./app";
 import { timelineMount, type TimelineOptions } from "./timeline";
@@ -36,8 +36,8 @@ export interface RunningServer {
   fingerprint: HexHash;
   server: https.Server;
   app: StatetrailApp;
-  /** In-process hook for a tracker in the same process: streams the new protocol to SSE subscribers. */
-  notify: (protocol: InstanceProtocol) => void;
+  /** In-process hook for a tracker in the same process: streams what a new head counts to SSE subscribers. */
+  notify: (head: ProtocolHead) => void;
   /** Ends SSE streams, closes every connection and stops listening. Idempotent. */
   close: () => Promise<void>;
 }
@@ -187,7 +187,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     fingerprint,
     server,
     app,
-    notify: (protocol) => app.events.notify(protocol),
+    notify: (head) => app.events.notify(head),
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         app.events.close();

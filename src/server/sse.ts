@@ -2,20 +2,23 @@ import fs from "node:fs";
 import path from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type HexHash } from "../chain/hash";
-import { parseProtocol, type InstanceProtocol, type ProtocolEntry } from "../protocol/schema";
+import { pageOf } from "../protocol/pages";
+import { parseHead, type ProtocolHead } from "../protocol/schema";
 import { type Home } from "../store/home";
 
 /**
  * Server-Sent Events for `GET /instances/<hash>/events`.
  *
  * On connect a client receives every entry after its `Last-Event-ID` (event `state`, id = seq, data = the
- * protocol entry), then one `state` event per newly registered entry and one `status` event once the
- * instance has terminated. Comment lines keep idle connections alive.
+ * protocol entry: its line in the page, RFC 8785 canonical JSON), then one `state` event per newly registered entry
+ * and one `status` event once the instance has terminated. Comment lines keep idle connections alive.
  *
- * New entries come from two sources, so both an in-process tracker and a separate `statetrail serve`
- * process stream: `notify(protocol)`, called by the tracker, and a watch on `instances/<hash>/protocol.json`
- * (fs.watch on the directory, since the file is replaced by rename, plus a stat poll as a fallback for file
- * systems where fs.watch is silent). Delivery is idempotent: each client remembers the last seq it was sent.
+ * What is new is told by the signed head (its `entries` count); the entries themselves are read from the pages, only
+ * the pages from the client's next seq on, one at a time: a protocol is never loaded whole. Heads come from two
+ * sources, so both an in-process tracker and a separate `statetrail serve` process stream: `notify(head)`, called by
+ * the tracker, and a watch on `instances/<hash>/protocol.json` (fs.watch on the directory, since the file is replaced
+ * by rename, plus a stat poll as a fallback for file systems where fs.watch is silent). Delivery is idempotent: each
+ * client remembers the last seq it was sent.
  */
 
 export interface EventStreamOptions {
@@ -37,11 +40,19 @@ export interface EventStreamOptions {
 
 interface Client {
   res: ServerResponse;
+  channel: Channel;
   lastSeq: number;
   statusSent: boolean;
-  /** Set while the socket's buffer is full: delivery resumes on `drain` with the newest protocol seen. */
-  pending?: InstanceProtocol;
+  /** Set while the socket's buffer is full: delivery resumes on `drain` with the newest head seen. */
+  pending?: ProtocolHead;
   draining: boolean;
+}
+
+/** The entry lines of a page read (the header left out), by the size of the file they were read from. */
+interface PageLines {
+  index: number;
+  size: number;
+  lines: string[];
 }
 
 interface Channel {
@@ -53,14 +64,16 @@ interface Channel {
   stamp?: string;
   reading: boolean;
   rereadAfter: boolean;
+  /** The last pages read for this instance's clients (most clients want the same, open, page). */
+  pages: PageLines[];
 }
 
 /** The data of the `status` event. */
 export interface StatusEventData {
   instance_hash: HexHash;
-  status: InstanceProtocol["status"];
-  head: InstanceProtocol["head"];
-  terminated: InstanceProtocol["terminated"];
+  status: ProtocolHead["status"];
+  head: ProtocolHead["head"];
+  terminated: ProtocolHead["terminated"];
 }
 
 export class SseHub {
@@ -99,10 +112,10 @@ export class SseHub {
   }
 
   /**
-   * Starts the stream on `res` (the caller has validated the hash, found the protocol and checked
-   * `canAccept()`), replays the entries after `lastSeq` and keeps the client until it disconnects.
+   * Starts the stream on `res` (the caller has validated the hash, found the head and checked `canAccept()`),
+   * replays the entries after `lastSeq` (reading the pages from there only) and keeps the client until it disconnects.
    */
-  subscribe(req: IncomingMessage, res: ServerResponse, protocol: InstanceProtocol, lastSeq = -1): void {
+  subscribe(req: IncomingMessage, res: ServerResponse, head: ProtocolHead, lastSeq = -1): void {
     res.writeHead(200, {
       "Content-Type": "text/event-stream; charset=utf-8",
       "Cache-Control": "no-store",
@@ -113,8 +126,8 @@ export class SseHub {
     req.socket.setNoDelay(true);
     req.socket.setTimeout(0);
 
-    const client: Client = { res, lastSeq, statusSent: false, draining: false };
-    const channel = this.channel(protocol.instance_hash);
+    const channel = this.channel(head.instance_hash);
+    const client: Client = { res, channel, lastSeq, statusSent: false, draining: false };
     channel.clients.add(client);
     this.count += 1;
     this.startHeartbeat();
@@ -129,16 +142,16 @@ export class SseHub {
     req.on("close", remove);
 
     this.write(client, `retry: ${this.retryMs}\n\n`);
-    this.deliver(client, protocol);
+    this.deliver(client, head);
     // The file may have changed between the caller's read and the watch starting: look once more.
     this.schedule(channel);
   }
 
-  /** In-process notification from a tracker: sends what is new in `protocol` to its subscribers. */
-  notify(protocol: InstanceProtocol): void {
-    const channel = this.channels.get(protocol.instance_hash);
+  /** In-process notification from a tracker: sends what `head` counts and a client lacks to its subscribers. */
+  notify(head: ProtocolHead): void {
+    const channel = this.channels.get(head.instance_hash);
     if (!channel) return;
-    for (const client of [...channel.clients]) this.deliver(client, protocol);
+    for (const client of [...channel.clients]) this.deliver(client, head);
   }
 
   /** Ends every stream and stops every watch. */
@@ -158,7 +171,7 @@ export class SseHub {
   private channel(instance: HexHash): Channel {
     const existing = this.channels.get(instance);
     if (existing) return existing;
-    const channel: Channel = { instance, clients: new Set(), reading: false, rereadAfter: false };
+    const channel: Channel = { instance, clients: new Set(), reading: false, rereadAfter: false, pages: [] };
     this.channels.set(instance, channel);
     const file = this.home.protocolFile(instance);
     channel.stamp = stampOf(file);
@@ -207,15 +220,15 @@ export class SseHub {
     try {
       const file = this.home.protocolFile(channel.instance);
       channel.stamp = stampOf(file);
-      let protocol: InstanceProtocol;
+      let head: ProtocolHead;
       try {
-        protocol = parseProtocol(await fs.promises.readFile(file, "utf8"));
+        head = parseHead(await fs.promises.readFile(file));
       } catch {
         return; // missing or half-written by a non-atomic writer: the next change or poll retries
       }
-      if (protocol.instance_hash !== channel.instance) return;
+      if (head.instance_hash !== channel.instance) return;
       if (this.channels.get(channel.instance) !== channel) return;
-      for (const client of [...channel.clients]) this.deliver(client, protocol);
+      for (const client of [...channel.clients]) this.deliver(client, head);
     } finally {
       channel.reading = false;
       if (channel.rereadAfter) {
@@ -226,38 +239,73 @@ export class SseHub {
   }
 
   /**
-   * Sends what `client` has not seen of `protocol`. Honours backpressure: when the socket's buffer is full
-   * (a long replay, a slow reader) it stops and resumes on `drain`, so memory per client stays bounded
-   * without dropping clients that are merely behind.
+   * Sends what `client` has not seen of the entries `head` counts, read from the pages from the client's next seq on.
+   * Honours backpressure: when the socket's buffer is full (a long replay, a slow reader) it stops and resumes on
+   * `drain`, so memory per client stays bounded (one page) without dropping clients that are merely behind.
    */
-  private deliver(client: Client, protocol: InstanceProtocol): void {
+  private deliver(client: Client, head: ProtocolHead): void {
     if (client.draining) {
-      if (!client.pending || newer(protocol, client.pending)) client.pending = protocol;
+      if (!client.pending || newer(head, client.pending)) client.pending = head;
       return;
     }
-    const entries = [...protocol.instance_protocol].sort((a, b) => a.seq - b.seq);
-    for (const entry of entries) {
-      if (entry.seq <= client.lastSeq) continue;
-      const sent = this.write(client, stateEvent(entry));
-      if (sent === "gone") return;
-      client.lastSeq = entry.seq;
-      if (sent === "full") return this.waitForDrain(client, protocol);
+    const last = head.entries - 1;
+    while (client.lastSeq < last) {
+      const { index, position } = pageOf(client.lastSeq + 1, head.page_size);
+      const lines = this.pageLines(client.channel, index);
+      // Not on disk (yet, or a store being rebuilt by a resume): the next head or change delivers it.
+      if (!lines || position >= lines.length) break;
+      for (let at = position; at < lines.length && client.lastSeq < last; at += 1) {
+        const seq = index * head.page_size + at;
+        const line = lines[at];
+        if (!lineHasSeq(line, seq)) return; // a page not of this layout: send nothing out of order
+        const sent = this.write(client, `id: ${seq}\nevent: state\ndata: ${line}\n\n`);
+        if (sent === "gone") return;
+        client.lastSeq = seq;
+        if (sent === "full") return this.waitForDrain(client, head);
+      }
     }
-    if (protocol.status !== "running" && !client.statusSent) {
+    if (head.status !== "running" && client.lastSeq >= last && !client.statusSent) {
       const data: StatusEventData = {
-        instance_hash: protocol.instance_hash,
-        status: protocol.status,
-        head: protocol.head,
-        terminated: protocol.terminated,
+        instance_hash: head.instance_hash,
+        status: head.status,
+        head: head.head,
+        terminated: head.terminated,
       };
       const sent = this.write(client, `event: status\ndata: ${JSON.stringify(data)}\n\n`);
       if (sent !== "gone") client.statusSent = true;
     }
   }
 
-  private waitForDrain(client: Client, protocol: InstanceProtocol): void {
+  /**
+   * The entry lines of page `index` (its whole lines, the header left out), or undefined when it is not there. A page
+   * only grows (appends), so the lines read are reused while the file's size is the same.
+   */
+  private pageLines(channel: Channel, index: number): string[] | undefined {
+    const file = this.home.pageFile(channel.instance, index);
+    let size: number;
+    try {
+      size = fs.statSync(file).size;
+    } catch {
+      return undefined;
+    }
+    const cached = channel.pages.find((page) => page.index === index && page.size === size);
+    if (cached) return cached.lines;
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(file);
+    } catch {
+      return undefined;
+    }
+    const text = bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1).toString("utf8");
+    const lines = text.split("\n").slice(1, -1); // the header, and what follows the last newline
+    channel.pages = [{ index, size: bytes.length, lines }, ...channel.pages.filter((page) => page.index !== index)];
+    channel.pages.length = Math.min(channel.pages.length, 2);
+    return lines;
+  }
+
+  private waitForDrain(client: Client, head: ProtocolHead): void {
     client.draining = true;
-    if (!client.pending || newer(protocol, client.pending)) client.pending = protocol;
+    if (!client.pending || newer(head, client.pending)) client.pending = head;
     client.res.once("drain", () => {
       client.draining = false;
       const next = client.pending;
@@ -297,15 +345,20 @@ export class SseHub {
   }
 }
 
-/** Whether `a` is a later version of the same protocol than `b` (more entries, or terminated). */
-function newer(a: InstanceProtocol, b: InstanceProtocol): boolean {
-  const length = a.instance_protocol.length - b.instance_protocol.length;
+/** Whether `a` is a later head of the same protocol than `b` (more entries, or terminated). */
+function newer(a: ProtocolHead, b: ProtocolHead): boolean {
+  const length = a.entries - b.entries;
   if (length !== 0) return length > 0;
   return a.status !== "running" && b.status === "running";
 }
 
-function stateEvent(entry: ProtocolEntry): string {
-  return `id: ${entry.seq}\nevent: state\ndata: ${JSON.stringify(entry)}\n\n`;
+/** Whether an entry line is entry `seq` (a store whose pages don't match its head is not streamed out of order). */
+function lineHasSeq(line: string, seq: number): boolean {
+  try {
+    return (JSON.parse(line) as { seq?: unknown }).seq === seq;
+  } catch {
+    return false;
+  }
 }
 
 /** Identity of a file version as far as stat can tell (rename gives a new inode, writes change mtime/size). */

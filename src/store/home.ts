@@ -4,6 +4,7 @@ import path from "node:path";
 import { StatetrailError } from "../errors";
 import { parseHexHash, type HexHash } from "../chain/hash";
 import {
+  accumulatorOf,
   decodePage,
   encodePages,
   entryLine,
@@ -145,13 +146,104 @@ export class Home {
         flush();
         pageIndex = index;
       }
-      if (seq % pageSize === 0) pending += pageHeaderLine(instance, index, accumulator) + "\n";
+      // A page's header is written with its first entry, unless it is already there (page 0 of an instance is
+      // begun with its header by beginPages, so an instance without a state has its one empty page).
+      if (seq % pageSize === 0 && !(index === 0 && fileSize(this.pageFile(instance, 0)) > 0)) {
+        pending += pageHeaderLine(instance, index, accumulator) + "\n";
+      }
       const line = entryLine(entry);
       accumulator = nextAccumulator(accumulator, line);
       pending += line + "\n";
     });
     flush();
     return accumulator;
+  }
+
+  /**
+   * Begins the pages of a new instance: page 0 with its header line and no entry (the one empty page of an instance
+   * without a state, pages.ts `pageCount`), unless it exists already.
+   */
+  beginPages(instance: HexHash): void {
+    const file = this.pageFile(instance, 0);
+    if (fileSize(file) > 0) return;
+    writeAtomic(file, Buffer.from(pageHeaderLine(instance, 0, instance) + "\n"));
+  }
+
+  /**
+   * Replaces every page of an instance by the pages of `entries` (a resume rebuilds the pages from the journal and
+   * the chain, whatever a killed tracker left on disk: pages ahead of or behind its journal, a torn last line).
+   * The new pages are written (and fsync'd) in a folder of their own, then swapped in by renames, so a reader sees the
+   * old pages or the new ones. Returns the accumulator after the last entry.
+   */
+  replacePages(instance: HexHash, pageSize: number, entries: readonly ProtocolEntry[]): HexHash {
+    const dir = path.join(this.instanceDir(instance), "pages");
+    const fresh = `${dir}.rebuild-${process.pid}`;
+    const old = `${dir}.old-${process.pid}`;
+    fs.rmSync(fresh, { recursive: true, force: true });
+    fs.rmSync(old, { recursive: true, force: true });
+    fs.mkdirSync(fresh, { recursive: true });
+    encodePages({ instance_hash: instance, instance_protocol: [...entries], page_size: pageSize }).forEach(
+      (bytes, index) => writeAtomic(path.join(fresh, `${index}.jsonl`), bytes),
+    );
+    if (fs.existsSync(dir)) fs.renameSync(dir, old);
+    fs.renameSync(fresh, dir);
+    fs.rmSync(old, { recursive: true, force: true });
+    return accumulatorOf(instance, entries);
+  }
+
+  /**
+   * Page `index` as it may be served: its whole lines only (up to the last newline: an append may be under way), or
+   * undefined when the page does not exist (or has no whole line yet). `lines` counts them, the header included.
+   */
+  async readServablePage(instance: HexHash, index: number): Promise<{ bytes: Buffer; lines: number } | undefined> {
+    let bytes: Buffer;
+    try {
+      bytes = await fs.promises.readFile(this.pageFile(instance, index));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+      throw error;
+    }
+    const end = bytes.lastIndexOf(0x0a);
+    if (end < 0) return undefined;
+    const whole = bytes.subarray(0, end + 1);
+    let lines = 0;
+    for (let at = whole.indexOf(0x0a); at >= 0; at = whole.indexOf(0x0a, at + 1)) lines += 1;
+    return { bytes: whole, lines };
+  }
+
+  /**
+   * Entries `from` to `to - 1` of a protocol the head describes, read from the pages that hold them only (each page
+   * checked against its own header's accumulator: for the issuer's own tools, e.g. the last entries of a long run;
+   * {@link readProtocol} checks everything against the head).
+   */
+  readEntries(
+    head: Pick<ProtocolHead, "instance_hash" | "page_size" | "entries">,
+    from: number,
+    to: number,
+  ): ProtocolEntry[] {
+    const end = Math.min(to, head.entries);
+    const entries: ProtocolEntry[] = [];
+    for (let seq = Math.max(0, from); seq < end;) {
+      const index = Math.floor(seq / head.page_size);
+      const bytes = this.readPage(head.instance_hash, index);
+      const firstLine = bytes.subarray(0, bytes.indexOf(0x0a));
+      const accumulatorBefore = (JSON.parse(firstLine.toString("utf8")) as { accumulator_before?: string })
+        .accumulator_before;
+      const page = decodePage(bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1), {
+        instanceHash: head.instance_hash,
+        index,
+        accumulatorBefore: String(accumulatorBefore),
+        wanted: Math.min(head.page_size, end - index * head.page_size),
+      });
+      for (const entry of page.entries) if (entry.seq >= seq && entry.seq < end) entries.push(entry);
+      const next = (index + 1) * head.page_size;
+      if (page.entries.length < Math.min(head.page_size, end - index * head.page_size)) {
+        throw new StatetrailError("PAGE_INVALID", `page ${index} of instance ${head.instance_hash} is short`);
+      }
+      seq = next;
+    }
+    return entries;
   }
 
   /** The signed head of an instance (parsed and schema-checked). */
@@ -268,6 +360,16 @@ function listNames(dir: string, suffix: string): string[] {
     .readdirSync(dir)
     .filter((name) => name.endsWith(suffix))
     .map((name) => name.slice(0, -suffix.length));
+}
+
+/** The size of a file, 0 when it does not exist. */
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw error;
+  }
 }
 
 function readOrNotFound(file: string, what: string): Buffer {

@@ -1,12 +1,13 @@
 import { type HexHash } from "../chain/hash";
 import { Trail } from "../protocol/anchoring";
 import {
-  type InstanceProtocol,
   type MerkleProof,
   type ProtocolEntry,
+  type ProtocolHead,
   type StateType,
-  type UnsignedProtocol,
+  type UnsignedHead,
 } from "../protocol/schema";
+import { type Home } from "../store/home";
 import { type Journal } from "./journal";
 
 /** A state entered, hashed and stored, on its way to the chain. */
@@ -29,9 +30,11 @@ export interface FinalLocation {
 }
 
 /**
- * One instance being tracked: its journal, its protocol as it grows, its trail, and the work in flight for
- * it. States become final in any order (several transactions or batches may be in flight); they enter the
- * protocol in sequence order, each as soon as all before it are final.
+ * One instance being tracked: its journal, the unsigned head of its protocol as it grows, its trail, and the work in
+ * flight for it. States become final in any order (several transactions or batches may be in flight); they enter the
+ * protocol in sequence order, each as soon as all before it are final: their lines are appended to the pages on disk
+ * at once and the head (count, accumulator, last state) advances. No entry is kept once appended: memory is the
+ * entries waiting for an earlier one, whatever the length of the run.
  */
 export class TrackedInstance {
   readonly trail: Trail;
@@ -43,7 +46,9 @@ export class TrackedInstance {
   constructor(
     readonly hash: HexHash,
     readonly journal: Journal,
-    readonly protocol: UnsignedProtocol,
+    /** The unsigned head: `entries`, `accumulator` and `head` describe the pages written so far. */
+    readonly protocol: UnsignedHead,
+    private readonly home: Home,
     private readonly stateUrl: (hash: HexHash) => string,
     /** Called with the last seq once the protocol has grown. */
     private readonly changed: (seq: number) => void,
@@ -53,7 +58,7 @@ export class TrackedInstance {
 
   /** States appended to the protocol so far. */
   get finalCount(): number {
-    return this.protocol.instance_protocol.length;
+    return this.protocol.entries;
   }
 
   fail(error: unknown): void {
@@ -95,36 +100,48 @@ export class TrackedInstance {
         proof: where.proof,
       });
     });
-    const entries = this.protocol.instance_protocol;
-    let next = this.waiting.get(entries.length);
-    if (!next) return;
-    while (next) {
+    const protocol = this.protocol;
+    const ready: ProtocolEntry[] = [];
+    for (
+      let next = this.waiting.get(protocol.entries);
+      next;
+      next = this.waiting.get(protocol.entries + ready.length)
+    ) {
       this.waiting.delete(next.seq);
-      entries.push(next);
-      next = this.waiting.get(entries.length);
+      ready.push(next);
     }
-    const last = entries[entries.length - 1];
-    this.protocol.head = { seq: last.seq, state_hash: last.state_hash };
+    if (ready.length === 0) return;
+    // Appended before the head that counts them is signed: the pages on disk are never behind a published head.
+    protocol.accumulator = this.home.appendEntries(
+      this.hash,
+      protocol.page_size,
+      protocol.entries,
+      ready,
+      protocol.accumulator,
+    );
+    protocol.entries += ready.length;
+    const last = ready[ready.length - 1];
+    protocol.head = { seq: last.seq, state_hash: last.state_hash };
     this.changed(last.seq);
   }
 }
 
 /**
- * Publishes an instance's protocol (sign, write, notify) at most once per interval, and never twice at
- * once: a state confirmed while a publication runs is in the next one. Signing and writing cost time
- * proportional to the protocol, so the interval stretches to four times the last publication's duration:
- * a long run spends at most a fifth of its time publishing instead of growing quadratically.
+ * Publishes an instance's head (sign, write, notify) at most once per interval, and never twice at once: a state
+ * confirmed while a publication runs is in the next one. A publication costs the same at any length (the entries are
+ * already appended to the pages; the head is constant-size), so the interval only bounds how often a busy run signs
+ * and renames; it stretches to four times the last publication's duration, for a slow signer (a remote wallet).
  */
 export class Publisher {
-  private running: Promise<InstanceProtocol> | null = null;
+  private running: Promise<ProtocolHead> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private dirty = false;
   private lastEnd = 0;
   private lastDuration = 0;
-  private last: InstanceProtocol | null = null;
+  private last: ProtocolHead | null = null;
 
   constructor(
-    private readonly publish: () => Promise<InstanceProtocol>,
+    private readonly publish: () => Promise<ProtocolHead>,
     private readonly intervalMs: number,
     private readonly onError: (error: unknown) => void,
   ) {}
@@ -141,7 +158,7 @@ export class Publisher {
   }
 
   /** Publishes now (after a publication in progress) and returns the signed protocol. */
-  async flush(): Promise<InstanceProtocol> {
+  async flush(): Promise<ProtocolHead> {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
@@ -151,7 +168,7 @@ export class Publisher {
     return this.run();
   }
 
-  private async run(): Promise<InstanceProtocol> {
+  private async run(): Promise<ProtocolHead> {
     if (this.running) return this.running;
     if (!this.dirty && this.last) return this.last;
     this.dirty = false;

@@ -21,7 +21,14 @@ export type JournalAction =
  *   configured confirmations (these two are written lazily: after a crash, look the intent up on-chain).
  */
 export type JournalRecord =
-  | { type: "instance"; record: InstanceRecord; anchor: AnchorMode; engine?: "local" | "aws" }
+  | {
+      type: "instance";
+      record: InstanceRecord;
+      anchor: AnchorMode;
+      engine?: "local" | "aws";
+      /** Entries per page of the instance's protocol (absent in journals of protocol version 2). */
+      page_size?: number;
+    }
   | { type: "entered"; seq: number; state_hash: HexHash; prev_state_hash: HexHash; state_data: string }
   | {
       type: "intent";

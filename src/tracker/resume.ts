@@ -7,15 +7,17 @@ import { loadModelFromBytes } from "../model/load";
 import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
 import { type ContextObject } from "../engine/context";
 import { buildStateData } from "./state-data";
+import { decodePage, unsignedHeadOf } from "../protocol/pages";
 import {
   EXECUTION_END_STATE,
-  type InstanceProtocol,
+  MAX_PAGE_SIZE,
   type InstanceRecord,
   type InstanceStatus,
   type ProtocolEntry,
+  type ProtocolHead,
   type StateData,
   type StateType,
-  type UnsignedProtocol,
+  type UnsignedHead,
 } from "../protocol/schema";
 import { contentUrls, initialProtocol } from "../protocol/urls";
 import { type Home } from "../store/home";
@@ -54,6 +56,8 @@ export interface JournalSummary {
   anchor: AnchorMode;
   /** The engine the execution ran on (null in journals written before it was recorded). */
   engine: "local" | "aws" | null;
+  /** Entries per page of the instance's protocol (null in journals written before pages). */
+  pageSize: number | null;
   /** The journalled states, in order, each linked to the one before (a torn tail is cut off). */
   states: JournalledState[];
   /** The end entry's status when the journal holds the execution's end. */
@@ -77,7 +81,7 @@ export function readJournal(home: Home, instance: HexHash): JournalSummary {
   const file = home.journalFile(instance);
   const records = Journal.read(file);
   const head = records.find((r) => r.type === "instance") as
-    { record: InstanceRecord; anchor: AnchorMode; engine?: "local" | "aws" } | undefined;
+    { record: InstanceRecord; anchor: AnchorMode; engine?: "local" | "aws"; page_size?: unknown } | undefined;
   if (!head) {
     throw new StatetrailError("NOT_FOUND", `no journal of instance ${instance} in ${home.root}`, {
       hint: "list unfinished instances with: statetrail run --list-unfinished",
@@ -124,6 +128,13 @@ export function readJournal(home: Home, instance: HexHash): JournalSummary {
     record: head.record,
     anchor: head.anchor,
     engine: head.engine ?? null,
+    pageSize:
+      typeof head.page_size === "number" &&
+      Number.isInteger(head.page_size) &&
+      head.page_size >= 1 &&
+      head.page_size <= MAX_PAGE_SIZE
+        ? head.page_size
+        : null,
     states,
     ended,
     created,
@@ -186,8 +197,10 @@ export interface ResumeContext {
   anchor: Anchor;
   instances: InstanceRegistry;
   publishIntervalMs: number;
+  /** The tracker's page size: for an instance whose journal does not record its own. */
+  pageSize: number;
   block(blockNumber: number): Promise<Block>;
-  publish(protocol: UnsignedProtocol): Promise<InstanceProtocol>;
+  publish(protocol: UnsignedHead): Promise<ProtocolHead>;
   terminate(
     run: TrackedInstance,
     head: HexHash,
@@ -213,13 +226,15 @@ export interface ResumeOptions {
  *   checks the replayed states against the journal and tracks what follows); on the local engine an
  *   execution can't continue, so unless the journal holds its end the instance ends `aborted` with an end
  *   entry saying the tracker crashed;
+ * - rebuilds the pages from the entries final so far (whatever the killed tracker left on disk: pages ahead of or
+ *   behind its journal, a torn line), exactly as an uninterrupted run would have written them, then appends;
  * - terminates the instance and publishes the rebuilt protocol (re-signed; its entries are the chain's).
  */
 export async function resumeInstance(
   ctx: ResumeContext,
   instance: HexHash,
   options: ResumeOptions = {},
-): Promise<InstanceProtocol> {
+): Promise<ProtocolHead> {
   const { home, identity } = ctx.options;
   const log = ctx.options.log ?? (() => undefined);
   const summary = readJournal(home, instance);
@@ -295,7 +310,8 @@ export async function resumeInstance(
   });
   const createdAt = chain.created!.at;
 
-  const protocol = initialProtocol({
+  const pageSize = summary.pageSize ?? ctx.pageSize;
+  const initial = initialProtocol({
     chainId: ctx.options.chainId,
     registries: ctx.options.registries,
     issuer: {
@@ -310,11 +326,13 @@ export async function resumeInstance(
     created: { block_nr: createdAt.blockNumber, transaction_hash: createdAt.transactionHash },
   });
   const stateUrl = contentUrls(identity.url).state;
+  // The entries final so far, rebuilt (held here once, at resume: the chain's states are in memory anyway).
+  const prefix: ProtocolEntry[] = [];
   // The states already on-chain enter the protocol as the chain has them.
   for (const state of chain.states) {
     const data = summary.states[state.seq].data;
     const block = await ctx.block(state.at.blockNumber);
-    protocol.instance_protocol.push(
+    prefix.push(
       entryOf(state.seq, data, state.stateHash, state.prevStateHash, {
         timestamp: block.timestamp,
         block_nr: state.at.blockNumber,
@@ -327,20 +345,23 @@ export async function resumeInstance(
   if (summary.anchor === "batch") {
     // Anchored states leave no event of their own: their entries (with their proofs) come from the protocol
     // published before the crash, as far as it matches the journal; the rest are anchored again.
-    for (const entry of publishedEntries(home, instance)) {
+    for (const entry of publishedEntries(home, instance, pageSize)) {
       const state = summary.states[entry.seq];
-      if (entry.seq !== protocol.instance_protocol.length || state?.hash !== entry.state_hash || !entry.proof) break;
-      protocol.instance_protocol.push(entry);
+      if (entry.seq !== prefix.length || state?.hash !== entry.state_hash || !entry.proof) break;
+      prefix.push(entry);
     }
   }
-  const done = protocol.instance_protocol.length;
+  const done = prefix.length;
+  home.replacePages(instance, pageSize, prefix);
+  const protocol: UnsignedHead = unsignedHeadOf({ ...initial, instance_protocol: prefix, page_size: pageSize });
   if (done > 0) {
-    const last = protocol.instance_protocol[done - 1];
+    const last = prefix[done - 1];
     protocol.head = { seq: last.seq, state_hash: last.state_hash };
   }
+  prefix.length = 0;
 
   let publisher: Publisher | undefined = undefined;
-  const run = new TrackedInstance(instance, journal, protocol, stateUrl, () => publisher?.request());
+  const run = new TrackedInstance(instance, journal, protocol, home, stateUrl, () => publisher?.request());
   publisher = new Publisher(
     () => ctx.publish(protocol),
     ctx.publishIntervalMs,
@@ -452,12 +473,35 @@ export async function resumeInstance(
   return publisher.flush();
 }
 
-/** The entries of the protocol published for `instance` before, if any. */
-function publishedEntries(home: Home, instance: HexHash): ProtocolEntry[] {
-  try {
-    return home.readProtocol(instance).instance_protocol;
-  } catch {
-    return [];
+/**
+ * The entries a killed tracker appended to the pages of `instance`, page by page, each page checked against the
+ * accumulator chain (they may be ahead of its last signed head: they were final when appended); up to the first page
+ * missing, torn or not continuing the chain.
+ */
+function* publishedEntries(home: Home, instance: HexHash, pageSize: number): Generator<ProtocolEntry> {
+  let accumulator = instance;
+  for (let index = 0; ; index += 1) {
+    let bytes: Buffer;
+    try {
+      bytes = home.readPage(instance, index);
+    } catch {
+      return;
+    }
+    let page: ReturnType<typeof decodePage>;
+    try {
+      // A line torn by the kill is left out: the entries before it are whole.
+      page = decodePage(bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1), {
+        instanceHash: instance,
+        index,
+        accumulatorBefore: accumulator,
+        wanted: pageSize,
+      });
+    } catch {
+      return;
+    }
+    yield* page.entries;
+    if (page.entries.length < pageSize) return;
+    accumulator = page.accumulatorAfter;
   }
 }
 

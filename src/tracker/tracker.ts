@@ -10,14 +10,17 @@ import { type IdentityRecord } from "../identity/record";
 import { type LoadedModel } from "../model/types";
 import { validateModel } from "../model/validate";
 import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
+import { unsignedHeadOf } from "../protocol/pages";
 import {
-  type InstanceProtocol,
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
   type InstanceRecord,
   type InstanceStatus,
+  type ProtocolHead,
   type Registries,
-  type UnsignedProtocol,
+  type UnsignedHead,
 } from "../protocol/schema";
-import { signProtocol } from "../protocol/signing";
+import { signHead } from "../protocol/signing";
 import { contentUrls, initialProtocol } from "../protocol/urls";
 import { type Home } from "../store/home";
 import { CertificateRegistry__factory, InstanceRegistry__factory, ModelRegistry__factory } from "../../typechain-types";
@@ -55,10 +58,14 @@ export interface TrackerOptions {
   /** Blocks a transaction needs (its own included) before its states enter the protocol (default 1). */
   confirmations?: number;
   maxStateBytes?: number;
-  /** The protocol is republished at most this often while states are confirmed (default 250 ms). */
+  /** The protocol's head is republished at most this often while states are confirmed (default 250 ms). */
   publishIntervalMs?: number;
-  /** Called after every published protocol update (the server's SSE notifier). */
-  onProtocol?: (protocol: InstanceProtocol) => void;
+  /** Entries per page of the protocols this tracker writes (default 1,024; 1 to 16,384). */
+  pageSize?: number;
+  /**
+   * Called after every published head (the server's SSE notifier): the entries it counts are in the pages on disk.
+   */
+  onProtocol?: (head: ProtocolHead) => void;
   /** Called as states are entered and as they become final (progress output, benchmarks). */
   onProgress?: (event: TrackerProgress) => void;
   log?: (message: string) => void;
@@ -138,8 +145,9 @@ export class Tracker {
   }
 
   /** Tracks one execution of `model` with the exact `inputBytes` as input. */
-  async run(model: LoadedModel, inputBytes: Buffer): Promise<InstanceProtocol> {
+  async run(model: LoadedModel, inputBytes: Buffer): Promise<ProtocolHead> {
     const { home, identity, engine } = this.options;
+    const pageSize = this.pageSize;
     const input = parseInput(inputBytes);
     // Everything that can be checked off-chain is checked before anything is registered.
     await engine.prepare(model);
@@ -157,7 +165,13 @@ export class Tracker {
     const instance = computeInstanceHash(record);
     home.writeInput(instance, inputBytes);
     const journal = new Journal(home.journalFile(instance));
-    journal.append({ type: "instance", record, anchor: this.anchor.mode, engine: engine.name });
+    journal.append({
+      type: "instance",
+      record,
+      anchor: this.anchor.mode,
+      engine: engine.name,
+      page_size: pageSize,
+    });
 
     journal.append({ type: "intent", action: "createInstance" });
     const createTx = await this.instances.createInstance.populateTransaction(
@@ -173,22 +187,26 @@ export class Tracker {
     });
     this.log(`instance ${instance} created in block ${created.blockNumber}`);
 
-    const protocol = initialProtocol({
-      chainId: this.options.chainId,
-      registries: this.options.registries,
-      issuer: {
-        address: issuer,
-        ens_name: identity.ens_name,
-        url: identity.url,
-        certificate_fingerprint: identity.certificate_fingerprint,
-      },
-      modelHash: model.hash,
-      instanceHash: instance,
-      nonce: record.nonce,
-      created: { block_nr: created.blockNumber, transaction_hash: created.hash },
+    const protocol: UnsignedHead = unsignedHeadOf({
+      ...initialProtocol({
+        chainId: this.options.chainId,
+        registries: this.options.registries,
+        issuer: {
+          address: issuer,
+          ens_name: identity.ens_name,
+          url: identity.url,
+          certificate_fingerprint: identity.certificate_fingerprint,
+        },
+        modelHash: model.hash,
+        instanceHash: instance,
+        nonce: record.nonce,
+        created: { block_nr: created.blockNumber, transaction_hash: created.hash },
+      }),
+      page_size: pageSize,
     });
+    home.beginPages(instance);
     let publisher: Publisher | undefined = undefined;
-    const run = new TrackedInstance(instance, journal, protocol, contentUrls(identity.url).state, (seq) => {
+    const run = new TrackedInstance(instance, journal, protocol, home, contentUrls(identity.url).state, (seq) => {
       this.options.onProgress?.({ kind: "final", instance, seq });
       publisher?.request();
     });
@@ -295,7 +313,7 @@ export class Tracker {
    * Finishes an instance a killed (or failed) tracker left unfinished in the data directory, from its journal
    * and the chain: see {@link resumeInstance}.
    */
-  async resume(instance: HexHash, options: ResumeOptions = {}): Promise<InstanceProtocol> {
+  async resume(instance: HexHash, options: ResumeOptions = {}): Promise<ProtocolHead> {
     await this.requireCertificateRegistered();
     return resumeInstance(
       {
@@ -304,6 +322,7 @@ export class Tracker {
         anchor: this.anchor,
         instances: this.instances,
         publishIntervalMs: this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,
+        pageSize: this.pageSize,
         block: (blockNumber) => this.block(blockNumber),
         publish: (protocol) => this.publish(protocol),
         terminate: (run, head, count, status) => this.terminate(run, head, count, status),
@@ -330,9 +349,24 @@ export class Tracker {
     return block;
   }
 
-  private async publish(protocol: UnsignedProtocol): Promise<InstanceProtocol> {
-    const signed = await signProtocol(structuredClone(protocol), this.options.signer);
-    this.options.home.writeProtocol(signed);
+  /** The page size of new protocols, checked. */
+  private get pageSize(): number {
+    const size = this.options.pageSize ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE_SIZE) {
+      throw new StatetrailError("INVALID_ARGUMENT", `page size ${size} is not an integer from 1 to ${MAX_PAGE_SIZE}`, {
+        hint: `give a page size from 1 to ${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})`,
+      });
+    }
+    return size;
+  }
+
+  /**
+   * Signs and writes the head as it is now (a copy: states finalized while the signer works are in the next one).
+   * The entries it counts are already appended to the pages, so this writes a constant number of bytes.
+   */
+  private async publish(protocol: UnsignedHead): Promise<ProtocolHead> {
+    const signed = await signHead(structuredClone(protocol), this.options.signer);
+    this.options.home.writeHead(signed);
     this.options.onProtocol?.(signed);
     return signed;
   }

@@ -118,12 +118,13 @@ export function registerDemo({ program, run }: CommandContext): void {
           step(5, "tracked run on the local engine: every state registered on-chain");
           const protocol = await tracker.run(model, readInputArgument(options.input));
           const url = `${identity.record.url}/instances/${protocol.instance_hash}/protocol`;
-          for (const entry of protocol.instance_protocol) {
+          // A demo run is short: its entries are listed from the pages (up to the first 100).
+          for (const entry of home.readEntries(protocol, 0, 100)) {
             log(
               `  #${String(entry.seq).padStart(2)} ${entry.state_type.padEnd(18)} ${entry.state_name.padEnd(24)} block ${entry.block_nr}`,
             );
           }
-          log(`  ${protocol.status}: ${protocol.instance_protocol.length} states`);
+          log(`  ${protocol.status}: ${protocol.entries} states`);
 
           step(
             6,
@@ -141,7 +142,7 @@ export function registerDemo({ program, run }: CommandContext): void {
               protocol_url: url,
               instance_hash: protocol.instance_hash,
               status: protocol.status,
-              states: protocol.instance_protocol.length,
+              states: protocol.entries,
               verdict: report.verdict,
               home: temporary ? null : home.root,
               seconds: (Date.now() - started) / 1000,

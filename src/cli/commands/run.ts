@@ -12,7 +12,7 @@ import {
   DEFAULT_MAX_STATE_BYTES,
   readFileLimited,
 } from "../../protocol/limits";
-import { type InstanceProtocol } from "../../protocol/schema";
+import { type ProtocolHead } from "../../protocol/schema";
 import { type Home } from "../../store/home";
 import { ANCHOR_MODES, type AnchorMode } from "../../tracker/journal";
 import { type Tracker, type TrackerOptions } from "../../tracker/tracker";
@@ -98,7 +98,7 @@ export function registerRun({ program, run }: CommandContext): void {
             log: globals.output.log,
             onProgress: (event) => (current = event.instance),
           });
-          let protocol: InstanceProtocol;
+          let protocol: ProtocolHead;
           if (options.resume !== undefined) {
             protocol = await tracker.resume(parseHexHash(options.resume, "--resume"));
           } else {
@@ -119,12 +119,12 @@ export function registerRun({ program, run }: CommandContext): void {
             {
               instance_hash: protocol.instance_hash,
               status: protocol.status,
-              states: protocol.instance_protocol.length,
+              states: protocol.entries,
               protocol_url: url,
               ...(failure === null ? {} : { error: failure }),
             },
             [
-              `${protocol.status}: ${protocol.instance_protocol.length} states registered`,
+              `${protocol.status}: ${protocol.entries} states registered`,
               ...(failure === null ? [] : failureLines(failure)),
               `protocol: ${url}`,
             ].join("\n"),
@@ -165,8 +165,9 @@ export interface RunFailure {
  * Issue 15: a failed execution says why. The end entry's state data holds the execution's error and cause
  * (`outcome.error`; protocol version 1 wrote `error`); the state before it is where it failed.
  */
-export function failureOf(home: Home, protocol: InstanceProtocol): RunFailure {
-  const entries = protocol.instance_protocol;
+export function failureOf(home: Home, protocol: ProtocolHead): RunFailure {
+  // The last two entries only, from the last page or two: the head says where they are.
+  const entries = home.readEntries(protocol, protocol.entries - 2, protocol.entries);
   const end = entries[entries.length - 1];
   const last = entries.length >= 2 ? entries[entries.length - 2] : undefined;
   const failure: RunFailure = { error: null, cause: null, state: last?.state_name ?? null };
@@ -233,7 +234,7 @@ async function finishUnfinished(tracker: Tracker, home: Home, resume: boolean, o
     output.log(`finishing instance ${unfinished.instance} left unfinished by a stopped tracker`);
     try {
       const protocol = await tracker.resume(unfinished.instance);
-      output.log(`instance ${unfinished.instance}: ${protocol.status}, ${protocol.instance_protocol.length} states`);
+      output.log(`instance ${unfinished.instance}: ${protocol.status}, ${protocol.entries} states`);
     } catch (error) {
       output.log(
         `instance ${unfinished.instance} could not be finished: ${(error as Error).message}; retry: ${command}`,
