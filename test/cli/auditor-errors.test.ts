@@ -89,7 +89,7 @@ describe("the auditor's errors and exit codes (issue 15, item 6)", function () {
       const result = await verify([protocolFile]);
       expect(result.code, result.stdout).to.equal(0);
       expect(result.stdout).to.contain(
-        "is a protocol file: its model, input and states were fetched from the issuer's",
+        "is a protocol file: its model, input and states (and, for a head alone, its pages) were fetched from the issuer's",
       );
     });
 

@@ -2,7 +2,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
 import { toBytes32 } from "../../src/chain/hash";
+import { encodePages, headOf } from "../../src/protocol/pages";
 import { type InstanceProtocol } from "../../src/protocol/schema";
+import { signProtocol } from "../../src/protocol/signing";
 import { type Bundle } from "../../src/verify/bundle";
 import { CertificateRegistry__factory } from "../../typechain-types";
 import { runCli } from "../helpers/cli-run";
@@ -256,6 +258,90 @@ describe("offline bundles: attacks (security, today)", function () {
     expect(code).to.equal(2);
     expect(run.summary.valid).to.equal(0);
     expect(step(run.reports[0], "V1").code).to.equal("BUNDLE_INVALID");
+  });
+
+  describe("pages (protocol v3): the head commits to every entry through the accumulator", function () {
+    let paged: string; // a's bundle with its protocol published again by the issuer in pages of 2 entries
+    const pageKey = (p: InstanceProtocol, index: number) => `instances/${p.instance_hash}/protocol/pages/${index}`;
+
+    before(async function () {
+      // The issuer's own key signs a head of page size 2 over the same entries: a genuine protocol of several pages.
+      const resealed = await signProtocol({ ...a, page_size: 2 }, issuer.identity.signer);
+      expect(encodePages(resealed).length).to.be.greaterThan(2);
+      paged = forge(ofUrl, "paged.json", (bundle) => {
+        for (const key of Object.keys(bundle.files))
+          if (key.startsWith(`${protocolKey(a)}/pages/`)) delete bundle.files[key];
+        bundle.files[protocolKey(a)] = encode(JSON.stringify(headOf(resealed)));
+        encodePages(resealed).forEach((bytes, index) => (bundle.files[pageKey(a, index)] = bytes.toString("base64")));
+      });
+    });
+
+    it("the genuine protocol in pages of 2: valid", async function () {
+      const { code, run } = await verify(paged);
+      expect(code, JSON.stringify(run.reports[0].steps)).to.equal(0);
+    });
+
+    it("two pages of the instance exchanged: invalid, never valid", async function () {
+      const forged = forge(paged, "pages-exchanged.json", (bundle) => {
+        [bundle.files[pageKey(a, 0)], bundle.files[pageKey(a, 1)]] = [
+          bundle.files[pageKey(a, 1)],
+          bundle.files[pageKey(a, 0)],
+        ];
+      });
+      const { code, run } = await verify(forged);
+      expect(code).to.equal(1);
+      expect(run.reports[0].verdict).to.equal("invalid");
+    });
+
+    it("a page of another instance under this instance's page path: invalid", async function () {
+      const forged = forge(paged, "page-of-b.json", (bundle) => {
+        bundle.files[pageKey(a, 0)] = read(ofName).files[pageKey(b, 0)];
+      });
+      const { code, run } = await verify(forged);
+      expect(code).to.equal(1);
+      expect(run.reports[0].verdict).to.equal("invalid");
+    });
+
+    it("a page's last entry cut off (a truncated page): invalid", async function () {
+      const forged = forge(paged, "page-truncated.json", (bundle) => {
+        const lines = text(bundle, pageKey(a, 1)).trimEnd().split("\n");
+        bundle.files[pageKey(a, 1)] = encode(lines.slice(0, -1).join("\n") + "\n");
+      });
+      const { code, run } = await verify(forged);
+      expect(code).to.equal(1);
+      expect(run.reports[0].verdict).to.equal("invalid");
+    });
+
+    it("a page the head needs left out: could not verify (nothing contradicts the issuer; nothing proves the entries)", async function () {
+      const forged = forge(paged, "page-missing.json", (bundle) => {
+        delete bundle.files[pageKey(a, 1)];
+      });
+      const { code, run } = await verify(forged);
+      expect(code).to.equal(2);
+      expect(run.summary.valid).to.equal(0);
+      const errored = run.reports[0].steps.filter((s) => s.status === "error");
+      expect(errored.map((s) => s.detail).join("\n")).to.contain(`${pageKey(a, 1)} is not in the bundle`);
+    });
+
+    it("the pages of the genuine head kept, the head of an earlier, shorter protocol put back: invalid (V7 or the pages)", async function () {
+      const earlier = await signProtocol(
+        {
+          ...a,
+          page_size: 2,
+          status: "running",
+          terminated: null,
+          instance_protocol: a.instance_protocol.slice(0, 2),
+          head: { seq: 1, state_hash: a.instance_protocol[1].state_hash },
+        },
+        issuer.identity.signer,
+      );
+      const forged = forge(paged, "earlier-head.json", (bundle) => {
+        bundle.files[protocolKey(a)] = encode(JSON.stringify(headOf(earlier)));
+      });
+      const { code, run } = await verify(forged);
+      expect(code).to.equal(1);
+      expect(failing(run.reports[0])).to.include("V7");
+    });
   });
 
   it("a recorded certificate window that is not the registry's: the registry's is reported, the bundle's is ignored", async function () {

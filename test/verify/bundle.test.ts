@@ -101,12 +101,26 @@ describe("offline bundles (issue 15, item 6)", function () {
     for (const p of [x, y]) {
       expect(paths).to.include.members([
         `instances/${p.instance_hash}/protocol`,
+        `instances/${p.instance_hash}/protocol/pages/0`,
         `instances/${p.instance_hash}/input`,
         `models/${p.model_hash}`,
         ...p.instance_protocol.map((entry) => `states/${entry.state_hash}`),
       ]);
     }
     expect(bundle.instances[0].certificate?.fingerprint).to.equal(issuer.identity.record.certificate_fingerprint);
+    // The protocol's path holds its signed head (entries in pages), as served.
+    const head = decode(bundle, `instances/${x.instance_hash}/protocol`) as Record<string, unknown>;
+    expect(head).to.not.have.property("instance_protocol");
+    expect(head).to.include({ entries: x.instance_protocol.length });
+  });
+
+  it("a bundle made from a whole protocol file holds its head and its pages, encoded as the issuer serves them", function () {
+    const bundle = read(ofFile);
+    const head = decode(bundle, `instances/${x.instance_hash}/protocol`) as Record<string, unknown>;
+    expect(head).to.not.have.property("instance_protocol");
+    expect(head).to.include({ accumulator: x.accumulator, entries: x.instance_protocol.length });
+    const page = Buffer.from(bundle.files[`instances/${x.instance_hash}/protocol/pages/0`], "base64").toString("utf8");
+    expect(page.trimEnd().split("\n")).to.have.length(1 + x.instance_protocol.length);
   });
 
   describe("attacks: a hostile bundle is never valid", function () {
@@ -131,17 +145,28 @@ describe("offline bundles (issue 15, item 6)", function () {
       expect(step(run.reports[0], "V6").detail).to.contain("is not in the bundle");
     });
 
-    it("a state dropped from the protocol: invalid (V7 completeness, V8 signature)", async function () {
-      const key = `instances/${x.instance_hash}/protocol`;
+    it("a state dropped from a page of the protocol: invalid (the pages no longer reach the head's accumulator)", async function () {
+      const key = `instances/${x.instance_hash}/protocol/pages/0`;
       const forged = forge(ofUrl, "dropped-state.json", (bundle) => {
-        const protocol = decode(bundle, key) as InstanceProtocol;
-        protocol.instance_protocol.splice(1, 1);
-        bundle.files[key] = encode(protocol);
+        const lines = Buffer.from(bundle.files[key], "base64").toString("utf8").split("\n");
+        lines.splice(2, 1); // the header is line 0: the entry of seq 1
+        bundle.files[key] = Buffer.from(lines.join("\n")).toString("base64");
       });
       const { code, run } = await verify(forged);
       expect(code).to.equal(1);
       expect(run.reports[0].verdict).to.equal("invalid");
-      expect(step(run.reports[0], "V8").status).to.equal("fail");
+    });
+
+    it("a page left out of the bundle: could not verify, never valid (the step that reads it says it is not there)", async function () {
+      const forged = forge(ofUrl, "dropped-page.json", (bundle) => {
+        delete bundle.files[`instances/${x.instance_hash}/protocol/pages/0`];
+      });
+      const { code, run } = await verify(forged);
+      expect(code).to.equal(2);
+      expect(run.reports[0].verdict).to.equal("could-not-verify");
+      const errored = run.reports[0].steps.filter((s) => s.status === "error");
+      expect(errored.length, JSON.stringify(run.reports[0].steps)).to.be.greaterThan(0);
+      expect(errored.map((s) => s.detail).join("\n")).to.contain("is not in the bundle");
     });
 
     it("a certificate fingerprint not registered for the issuer: invalid (V3, taken from the bundle)", async function () {
