@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import { headOf } from "../../src/protocol/pages";
+import { type Fetcher } from "../../src/verify/types";
 import { ethers } from "hardhat";
 import { JsonRpcProvider, Network, type Provider } from "ethers";
 import {
@@ -65,7 +67,7 @@ describe("verifyProtocol", function () {
     it("fails V1 when a file's protocol is not the one its issuer's server publishes", async function () {
       const { env, run } = await forgeScenario();
       const other = await forgeRun(env, { label: "another run" });
-      env.server.serve(run.url, JSON.stringify(other.protocol));
+      env.server.serve(run.url, JSON.stringify(headOf(other.protocol)));
       const report = await verifyForged(env, { protocol: run.protocol });
       expect(report.verdict).to.equal("invalid");
       expect(step(report, "V1").detail).to.contain("does not publish this instance's protocol");
@@ -84,7 +86,7 @@ describe("verifyProtocol", function () {
       const { env, run } = await forgeScenario();
       const url = env.server.serve(
         `https://mirror.example/instances/${run.instanceHash}/protocol`,
-        JSON.stringify(run.protocol),
+        JSON.stringify(headOf(run.protocol)),
       );
       const report = await verifyForged(env, { url });
       expect(report.verdict).to.equal("invalid");
@@ -250,17 +252,29 @@ describe("verifyProtocol", function () {
   });
 
   describe("efficiency", function () {
-    it("fetches state bodies with bounded concurrency (8 by default, or as configured)", async function () {
+    it("fetches state bodies with bounded concurrency (8 by default, or as configured), pages a bounded read-ahead", async function () {
       const { env } = await forgeScenario();
       const run = await forgeRun(env, { label: "wide", states: 24, perState: 2 });
       env.server.delayMs = 5;
-      const report = await verifyForged(env, { url: run.url });
+      const inFlight = { states: 0, pages: 0, maxStates: 0, maxPages: 0 };
+      const fetcher: Fetcher = async (url, request) => {
+        const kind = url.includes("/states/") ? "states" : url.includes("/pages/") ? "pages" : null;
+        if (kind === "states") inFlight.maxStates = Math.max(inFlight.maxStates, ++inFlight.states);
+        if (kind === "pages") inFlight.maxPages = Math.max(inFlight.maxPages, ++inFlight.pages);
+        try {
+          return await env.server.fetcher(url, request);
+        } finally {
+          if (kind) inFlight[kind] -= 1;
+        }
+      };
+      const report = await verifyForged(env, { url: run.url }, { fetcher });
       expect(report.verdict).to.equal("valid");
-      expect(env.server.maxInFlight).to.be.within(2, 8);
-      env.server.maxInFlight = 0;
-      const narrow = await verifyForged(env, { url: run.url }, { concurrency: 3 });
+      expect(inFlight.maxStates).to.be.within(2, 8);
+      expect(inFlight.maxPages).to.be.within(1, 3); // the page being read and two ahead
+      inFlight.maxStates = 0;
+      const narrow = await verifyForged(env, { url: run.url }, { concurrency: 3, fetcher });
       expect(narrow.verdict).to.equal("valid");
-      expect(env.server.maxInFlight).to.equal(3);
+      expect(inFlight.maxStates).to.equal(3);
     });
 
     it("reads the instance's events with one eth_getLogs call, not one per state", async function () {

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { headOf } from "../../src/protocol/pages";
 import { renderReport, renderReportHtml, type StepResult, type VerificationReport } from "../../src/verify";
 import { forgeRun, forgeScenario, ISSUER_ORIGIN, publish, verifyForged } from "../helpers/forge";
 
@@ -13,7 +14,7 @@ describe("verifyProtocol binds the verdict to the subject asked about (issue 12,
   it("fails V1 when the URL of one instance serves another genuine instance of the same issuer", async function () {
     const { env, run } = await forgeScenario();
     const other = await forgeRun(env, { label: "a genuine other run" });
-    env.server.serve(run.url, JSON.stringify(other.protocol));
+    env.server.serve(run.url, JSON.stringify(headOf(other.protocol)));
     const report = await verifyForged(env, { url: run.url });
     expect(report.verdict).to.equal("invalid");
     expect(v1(report)).to.include({ status: "fail", code: "SUBJECT_MISMATCH" });
@@ -53,7 +54,7 @@ describe("verifyProtocol binds the verdict to the subject asked about (issue 12,
 
   it("fails V1 for a protocol URL that names no instance", async function () {
     const { env, run } = await forgeScenario();
-    const url = env.server.serve(`${ISSUER_ORIGIN}/latest.json`, JSON.stringify(run.protocol));
+    const url = env.server.serve(`${ISSUER_ORIGIN}/latest.json`, JSON.stringify(headOf(run.protocol)));
     const report = await verifyForged(env, { url });
     expect(v1(report)).to.include({ status: "fail", code: "SUBJECT_MISMATCH" });
     expect(v1(report).detail).to.contain("names no instance");

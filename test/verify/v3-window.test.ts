@@ -3,10 +3,11 @@ import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import { signCertificateBinding } from "../../src/chain/certificate";
 import { sha256Hex, toBytes32 } from "../../src/chain/hash";
-import { type InstanceProtocol } from "../../src/protocol/schema";
+import { type ProtocolHead } from "../../src/protocol/schema";
 import { ChainView } from "../../src/verify/chain";
 import { type ReadyContext } from "../../src/verify/context";
 import { type StepOutcome } from "../../src/verify/findings";
+import { providePass, type PassResult } from "../../src/verify/steps/pass";
 import { certificateStep } from "../../src/verify/steps/v3-certificate";
 import { type ServerCertificate } from "../../src/verify/types";
 import { CertificateRegistry__factory, type CertificateRegistry } from "../../typechain-types";
@@ -68,20 +69,30 @@ describe("V3 at the states' times (issue 12, finding 9)", function () {
     const address = await registry.getAddress();
     const protocol = {
       issuer: { address: issuer.address, ens_name: null, url: "https://issuer.test", certificate_fingerprint: named },
-      instance_protocol: states.map((state, seq) => ({ seq, timestamp: state.timestamp, block_nr: state.number })),
-    } as unknown as InstanceProtocol;
+      entries: states.length,
+    } as unknown as ProtocolHead;
     const chain = new ChainView(ethers.provider, {
       chainId,
       registries: { model: address, certificate: address, instance: address },
       source: "test",
     });
     const now = (await latest()).timestamp;
-    return certificateStep.run({
-      protocol,
-      chain,
-      certificate: served,
-      now: async () => now,
-    } as unknown as ReadyContext);
+    const context = { protocol, chain, certificate: served, now: async () => now } as unknown as ReadyContext;
+    // The states' times as the pass over the pages gathers them (the earliest and latest, the earliest block).
+    const first = states.reduce((a, b) => (b.timestamp < a.timestamp ? b : a));
+    const last = states.reduce((a, b) => (b.timestamp > a.timestamp ? b : a));
+    providePass(
+      context,
+      Promise.resolve({
+        stoppedAt: null,
+        times: {
+          first: { seq: states.indexOf(first), timestamp: first.timestamp },
+          last: { seq: states.indexOf(last), timestamp: last.timestamp },
+          earliestBlock: Math.min(...states.map((state) => state.number)),
+        },
+      } as PassResult),
+    );
+    return certificateStep.run(context);
   }
 
   it("passes a certificate registered before the states, valid over them, never revoked", async function () {
