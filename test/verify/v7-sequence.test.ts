@@ -7,6 +7,8 @@ import { type ReadyContext } from "../../src/verify/context";
 import { type StepOutcome } from "../../src/verify/findings";
 import { type EventLocation, type InstanceEvent } from "../../src/verify/logs";
 import { completenessStep } from "../../src/verify/steps/v7-completeness";
+import { VerifiedArtifacts } from "../../src/verify/conformance/artifacts";
+import { encodePages, headOf } from "../../src/protocol/pages";
 
 /**
  * V7 against a chain given as its decoded events (the registry's logs), so the attacks are exactly the
@@ -76,15 +78,34 @@ function protocolOf(chain: string[], positions: number[], head: { seq: number; s
     instance_protocol: entries,
     head,
     terminated: { block_nr: at(chain.length).blockNumber, transaction_hash: at(chain.length).transactionHash },
+    page_size: 4,
+    entries: entries.length,
   } as unknown as InstanceProtocol;
 }
 
-function v7(protocol: InstanceProtocol, chain: { events: InstanceEvent[]; head: string }): Promise<StepOutcome> {
+/**
+ * V7 on a context whose chain streams `chain.events` and whose pages are the protocol's, in pages of four (the
+ * comparison crosses page boundaries). The state bodies are not served: V6's findings are not V7's.
+ */
+async function v7(protocol: InstanceProtocol, chain: { events: InstanceEvent[]; head: string }): Promise<StepOutcome> {
   const view = {
-    instanceEvents: async () => chain.events,
+    instanceEventsStream: async function* () {
+      yield* chain.events;
+    },
     instanceOf: async () => ({ head: chain.head, status: "succeeded" }),
+    transactionEvents: async () => ({ found: false, from: null, blockNumber: null, events: [] }),
+    blockTimestamp: async () => null,
   } as unknown as ChainView;
-  return completenessStep.run({ protocol, chain: view } as unknown as ReadyContext);
+  const pages = encodePages(protocol);
+  const context = {
+    protocol: headOf(protocol),
+    chain: view,
+    pages: { describe: (index: number) => `page ${index}`, read: async (index: number) => pages[index] },
+    web: { get: async () => Promise.reject(new Error("not served")) },
+    settings: { concurrency: 4, maxDiagnostics: 0, maxBytes: { state: 1024 } },
+    artifacts: new VerifiedArtifacts(false),
+  } as unknown as ReadyContext;
+  return completenessStep.run(context);
 }
 
 const RUN = [0, 1, 2, 3, 4, 5].map(s);
