@@ -4,43 +4,54 @@ import canonicalizePackage from "canonicalize";
 import {
   AbstractSigner,
   Wallet,
-  hashMessage,
   type Provider,
   type TransactionRequest,
   type TypedDataDomain,
+  type TypedDataField,
 } from "ethers";
 import { canonicalize } from "../../src/protocol/canonical";
-import { messageDigest, recoverProtocolSigner, signProtocol, signingPayload } from "../../src/protocol/signing";
+import { headOf } from "../../src/protocol/pages";
+import {
+  PROTOCOL_SIGNATURE_TYPES,
+  protocolDomain,
+  protocolMessage,
+  recoverProtocolSigner,
+  signProtocol,
+} from "../../src/protocol/signing";
 import { type UnsignedProtocol } from "../../src/protocol/schema";
 import { StatetrailError } from "../../src/errors";
 
 const reference = canonicalizePackage as (value: unknown) => string | undefined;
 
-/** A signer that is not an ethers Wallet: it can only sign messages (as a hardware or remote signer). */
-class MessageOnlySigner extends AbstractSigner {
+/** A signer that is not an ethers Wallet: it signs typed data only through signTypedData (as a hardware or remote signer). */
+class TypedDataOnlySigner extends AbstractSigner {
   constructor(private readonly wallet: Wallet) {
     super();
   }
   async getAddress(): Promise<string> {
     return this.wallet.address;
   }
-  connect(_provider: Provider | null): MessageOnlySigner {
+  connect(_provider: Provider | null): TypedDataOnlySigner {
     return this;
   }
-  signMessage(message: string | Uint8Array): Promise<string> {
-    return this.wallet.signMessage(message);
+  signMessage(_message: string | Uint8Array): Promise<string> {
+    throw new Error("not supported");
   }
   signTransaction(_tx: TransactionRequest): Promise<string> {
     throw new Error("not supported");
   }
-  signTypedData(_domain: TypedDataDomain, _types: never, _value: never): Promise<string> {
-    throw new Error("not supported");
+  signTypedData(
+    domain: TypedDataDomain,
+    types: Record<string, TypedDataField[]>,
+    value: Record<string, unknown>,
+  ): Promise<string> {
+    return this.wallet.signTypedData(domain, types, value);
   }
 }
 
 const H = "a".repeat(64);
 const PROTOCOL: UnsignedProtocol = {
-  protocol_version: 2,
+  protocol_version: 3,
   chain_id: 31337,
   registries: { model: "0x" + "1".repeat(40), certificate: "0x" + "2".repeat(40), instance: "0x" + "3".repeat(40) },
   issuer: {
@@ -101,31 +112,59 @@ describe("canonical JSON and protocol signatures", function () {
   describe("signing", function () {
     const wallet = new Wallet(Wallet.createRandom().privateKey);
 
-    it("messageDigest is ethers' hashMessage of the UTF-8 text", function () {
-      fc.assert(
-        fc.property(fc.string({ unit: "binary", maxLength: 100 }), (text) => {
-          expect(messageDigest(text)).to.equal(hashMessage(Buffer.from(text, "utf8")));
-        }),
-        { numRuns: 100 },
-      );
-    });
-
-    it("a Wallet's protocol signature is its signMessage of the canonical payload, and recovers to it", async function () {
+    it("a Wallet's protocol signature is its EIP-712 signTypedData of the head, and recovers to it", async function () {
       const signed = await signProtocol(PROTOCOL, wallet);
-      expect(signed.signature).to.equal(await wallet.signMessage(signingPayload(PROTOCOL)));
+      const head = headOf(signed);
+      expect(signed.signature).to.equal(
+        await wallet.signTypedData(protocolDomain(head), PROTOCOL_SIGNATURE_TYPES, protocolMessage(head)),
+      );
       expect(recoverProtocolSigner(signed)).to.equal(wallet.address);
+      expect(recoverProtocolSigner(head)).to.equal(wallet.address);
     });
 
-    it("a signer that only signs messages makes the same signature", async function () {
-      const signed = await signProtocol(PROTOCOL, new MessageOnlySigner(wallet));
+    it("a signer that only signs typed data makes the same signature", async function () {
+      const signed = await signProtocol(PROTOCOL, new TypedDataOnlySigner(wallet));
       expect(signed.signature).to.equal((await signProtocol(PROTOCOL, wallet)).signature);
       expect(recoverProtocolSigner(signed)).to.equal(wallet.address);
     });
 
-    it("recovers another address when the protocol changed, and null for a malformed signature", async function () {
-      const signed = await signProtocol(PROTOCOL, wallet);
-      expect(recoverProtocolSigner({ ...signed, status: "succeeded" })).to.not.equal(wallet.address);
-      expect(recoverProtocolSigner({ ...signed, signature: "0x1234" })).to.equal(null);
+    it("recovers another address when any member of the head changed, and null for a malformed signature", async function () {
+      const head = headOf(await signProtocol(PROTOCOL, wallet));
+      const changed = [
+        { ...head, status: "succeeded" as const },
+        { ...head, entries: 1 },
+        { ...head, accumulator: "b".repeat(64) },
+        { ...head, page_size: 7 },
+        { ...head, chain_id: 1 },
+        { ...head, registries: { ...head.registries, instance: "0x" + "6".repeat(40) } },
+        { ...head, issuer: { ...head.issuer, url: "https://other.test" } },
+        { ...head, terminated: { block_nr: 9, transaction_hash: "0x" + "7".repeat(64) } },
+      ];
+      for (const other of changed) expect(recoverProtocolSigner(other)).to.not.equal(wallet.address);
+      expect(recoverProtocolSigner({ ...head, signature: "0x1234" })).to.equal(null);
+    });
+
+    it("costs the same whatever the number of entries: the head alone is signed", async function () {
+      const entry = {
+        event_type: "Register State" as const,
+        seq: 0,
+        state_name: "S",
+        state_type: "Pass" as const,
+        state_hash: H,
+        prev_state_hash: H,
+        timestamp: 1,
+        block_nr: 1,
+        client_address: "0x" + "4".repeat(40),
+        transaction_hash: "0x" + "5".repeat(64),
+        state_data: "https://issuer.test/states/" + H,
+        proof: null,
+      };
+      const many = Array.from({ length: 2_000 }, (_, seq) => ({ ...entry, seq }));
+      const signed = await signProtocol({ ...PROTOCOL, instance_protocol: many }, wallet);
+      expect(signed.entries).to.equal(2_000);
+      expect(recoverProtocolSigner(headOf(signed))).to.equal(wallet.address);
+      // Another entry list under the same head does not change what the signature covers: the accumulator does.
+      expect(recoverProtocolSigner({ ...signed, instance_protocol: [] })).to.equal(wallet.address);
     });
   });
 });
