@@ -21,7 +21,7 @@ import { startNode, freePort } from "../src/chain/node";
 import { createEngine } from "../src/engine";
 import { loadHandlerModule, type TaskHandlers } from "../src/engine/local";
 import { loadModel } from "../src/model/load";
-import { type InstanceProtocol } from "../src/protocol/schema";
+import { type ProtocolHead } from "../src/protocol/schema";
 import { setupIssuer } from "../test/helpers/issuer";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -143,7 +143,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       .run(model, Buffer.from('{"batchId":"load-warm-up"}'));
     const target = `${issuer.server.url}/instances/${first.instance_hash}/protocol`;
     const protocolBytes = fs.statSync(issuer.home.protocolFile(first.instance_hash)).size;
-    log(`warm-up run: ${first.instance_protocol.length} states, protocol ${protocolBytes} bytes`);
+    log(`warm-up run: ${first.entries} states, protocol ${protocolBytes} bytes`);
 
     collectGarbage();
     const before = process.memoryUsage();
@@ -165,7 +165,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     let subscribed: Promise<void> | undefined;
     const started = Date.now();
     const tracker = issuer.tracker(createEngine({ engine: "local", handlers: gated, skipWaits: true }), {
-      onProtocol: (protocol: InstanceProtocol) => {
+      onProtocol: (protocol: ProtocolHead) => {
         issuer.server.notify(protocol);
         if (sse) return;
         const events = `${issuer.server.url}/instances/${protocol.instance_hash}/events`;
@@ -190,7 +190,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     const tracked = await run;
     const trackedSeconds = (Date.now() - started) / 1000;
     clearTimeout(guard);
-    log(`tracked run: ${tracked.instance_protocol.length} states, ${tracked.status}, ${trackedSeconds.toFixed(1)} s`);
+    log(`tracked run: ${tracked.entries} states, ${tracked.status}, ${trackedSeconds.toFixed(1)} s`);
     const sseFigures = await sse!;
     const httpFigures = await http;
     collectGarbage();
@@ -205,10 +205,8 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     if (sseFigures.complete !== options.subscribers) {
       problems.push(`${options.subscribers - sseFigures.complete} subscribers missed events or the status`);
     }
-    if (sseFigures.states_per_client.min !== tracked.instance_protocol.length) {
-      problems.push(
-        `a subscriber got ${sseFigures.states_per_client.min} of ${tracked.instance_protocol.length} states`,
-      );
+    if (sseFigures.states_per_client.min !== tracked.entries) {
+      problems.push(`a subscriber got ${sseFigures.states_per_client.min} of ${tracked.entries} states`);
     }
     if (sseFigures.duplicates > 0) problems.push(`${sseFigures.duplicates} duplicate events`);
     return {
@@ -220,10 +218,10 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
         node: process.version,
       },
       options: { seconds: options.seconds, connections: options.connections, subscribers: options.subscribers },
-      protocol: { states: first.instance_protocol.length, bytes: protocolBytes },
+      protocol: { states: first.entries, bytes: protocolBytes },
       http: httpFigures,
-      sse: { ...sseFigures, expected: tracked.instance_protocol.length },
-      tracked_run: { states: tracked.instance_protocol.length, status: tracked.status, seconds: trackedSeconds },
+      sse: { ...sseFigures, expected: tracked.entries },
+      tracked_run: { states: tracked.entries, status: tracked.status, seconds: trackedSeconds },
       rss_mb: { before: mb(before.rss), peak: mb(rssPeak), after: mb(after.rss) },
       heap_used_mb: { before: mb(before.heapUsed), after: mb(after.heapUsed) },
       ok: problems.length === 0,

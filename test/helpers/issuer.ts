@@ -109,13 +109,14 @@ export function trustFlags(issuer: Pick<TestIssuer, "registries" | "deployment">
   ];
 }
 
-/** One tracked run of examples/refund-request with the local engine: its protocol. */
-export async function runRefundRequest(issuer: Pick<TestIssuer, "tracker">): Promise<InstanceProtocol> {
+/** One tracked run of examples/refund-request with the local engine: its whole protocol (head and pages, read back). */
+export async function runRefundRequest(issuer: Pick<TestIssuer, "tracker" | "home">): Promise<InstanceProtocol> {
   const examples = path.resolve(__dirname, "..", "..", "examples");
   const model = await loadModel(path.join(examples, "refund-request.asl.json"));
   const input = fs.readFileSync(path.join(examples, "refund-request.input.json"));
   const handlers = path.join(examples, "refund-request.handlers.js");
-  return issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+  const head = await issuer.tracker(createEngine({ engine: "local", handlers })).run(model, input);
+  return issuer.home.readProtocol(head.instance_hash);
 }
 
 /**
@@ -144,12 +145,16 @@ export async function restartWithTimeline(
   });
 }
 
-/** One tracked run of examples/order-fulfilment (Waits skipped), each protocol publication told to `server`. */
+/**
+ * One tracked run of examples/order-fulfilment (Waits skipped), each protocol publication told to `server`: its whole
+ * protocol (head and pages, read back).
+ */
 export async function runOrderFulfilment(issuer: TestIssuer, server: RunningServer): Promise<InstanceProtocol> {
   const examples = path.resolve(__dirname, "..", "..", "examples");
   const handlers = path.join(examples, "order-fulfilment.handlers.js");
   const engine = createEngine({ engine: "local", handlers, skipWaits: true });
   const model = await loadModel(path.join(examples, "order-fulfilment.asl.json"));
   const input = fs.readFileSync(path.join(examples, "order-fulfilment.input.json"));
-  return issuer.tracker(engine, { onProtocol: server.notify }).run(model, input);
+  const head = await issuer.tracker(engine, { onProtocol: server.notify }).run(model, input);
+  return issuer.home.readProtocol(head.instance_hash);
 }

@@ -60,6 +60,7 @@ export function registerRun({ program, run }: CommandContext): void {
     .option("--max-state-bytes <n>", "refuse a state whose data is larger than this", String(DEFAULT_MAX_STATE_BYTES))
     .option("--max-in-flight <n>", "registration transactions in flight at once", "16")
     .option("--confirmations <n>", "blocks to wait for each registration", "1")
+    .option("--page-size <n>", "entries per page of the published protocol (1 to 16384)", "1024")
     .addHelpText(
       "after",
       `\nExamples:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-fulfilment.input.json \\\n` +
@@ -93,6 +94,7 @@ export function registerRun({ program, run }: CommandContext): void {
             engine: engineFromOptions(options, (message) => globals.output.log(`warning: ${message}`)),
             maxInFlight: positiveInt(options.maxInFlight, "--max-in-flight"),
             confirmations: positiveInt(options.confirmations, "--confirmations"),
+            pageSize: positiveInt(options.pageSize, "--page-size"),
             maxStateBytes: positiveInt(options.maxStateBytes, "--max-state-bytes"),
             ...anchoringFromOptions(options),
             log: globals.output.log,
@@ -200,6 +202,7 @@ interface RunCliOptions {
   maxStateBytes: string;
   maxInFlight: string;
   confirmations: string;
+  pageSize: string;
   resume?: string;
   listUnfinished: boolean;
   resumeUnfinished: boolean;
