@@ -2,7 +2,7 @@ import { buildContextObject, stateMachineNameForModel, type ContextObject } from
 import { type Engine, type EngineEvent, type StartOptions } from "../../src/engine/types";
 import { loadModelFromBytes } from "../../src/model/load";
 import { type LoadedModel } from "../../src/model/types";
-import { type InstanceProtocol } from "../../src/protocol/schema";
+import { type ProtocolHead } from "../../src/protocol/schema";
 import { type TestIssuer } from "./issuer";
 
 /** A model of Pass states in a row, named `names`. */
@@ -73,8 +73,8 @@ export class GatedEngine implements Engine {
  * no state yet); `finished` settles with the run.
  */
 export async function startGatedRun(issuer: TestIssuer, engine: Engine, model: LoadedModel, input: string) {
-  let first: (protocol: InstanceProtocol) => void = () => undefined;
-  const created = new Promise<InstanceProtocol>((resolve) => (first = resolve));
+  let first: (protocol: ProtocolHead) => void = () => undefined;
+  const created = new Promise<ProtocolHead>((resolve) => (first = resolve));
   const tracker = issuer.tracker(engine, {
     onProtocol: (protocol) => {
       issuer.server.notify(protocol);

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { sha256Hex } from "../../src/chain/hash";
 import { type Engine, type EngineEvent } from "../../src/engine/types";
-import { type InstanceProtocol } from "../../src/protocol/schema";
+import { type ProtocolHead } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { trustedFromDeployment } from "../../src/verify";
 import { watchInstance, type WatchEvent } from "../../src/verify/watch";
@@ -52,9 +52,9 @@ describe("statetrail watch on a Merkle-anchored run (hardhat node process, HTTPS
 
   async function startRun(
     hold?: Promise<void>,
-  ): Promise<{ protocol: InstanceProtocol; url: string; finished: Promise<unknown> }> {
-    let first: (protocol: InstanceProtocol) => void = () => undefined;
-    const created = new Promise<InstanceProtocol>((resolve) => (first = resolve));
+  ): Promise<{ protocol: ProtocolHead; url: string; finished: Promise<unknown> }> {
+    let first: (protocol: ProtocolHead) => void = () => undefined;
+    const created = new Promise<ProtocolHead>((resolve) => (first = resolve));
     const tracker = issuer.tracker(pacedEngine(150, hold), {
       anchor: "batch",
       batchSize: 2,

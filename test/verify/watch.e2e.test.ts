@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import net from "node:net";
 import { toBytes32, sha256Hex } from "../../src/chain/hash";
+import { headOf } from "../../src/protocol/pages";
 import { signProtocol } from "../../src/protocol/signing";
 import { trustedFromDeployment } from "../../src/verify";
 import { watchInstance, type WatchEvent } from "../../src/verify/watch";
@@ -174,27 +175,28 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
     const run = await startRun(engine);
     const events: WatchEvent[] = [];
     const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 6_000 });
-    // The server publishes an entry the chain never saw.
-    const forged = structuredClone(run.protocol);
-    const { signature: _signature, ...unsigned } = forged;
+    // The server publishes an entry the chain never saw: a new page line and a head the issuer signs over it.
+    const genuine = issuer.home.readProtocol(run.protocol.instance_hash);
+    const { signature: _signature, ...unsigned } = structuredClone(genuine);
+    const seq = unsigned.instance_protocol.length;
     unsigned.instance_protocol.push({
       event_type: "Register State",
-      seq: 0,
+      seq,
       state_name: "One",
       state_type: "Pass",
       state_hash: sha256Hex("forged"),
-      prev_state_hash: run.protocol.instance_hash,
-      timestamp: run.protocol.instance_protocol[0]?.timestamp ?? 1,
-      block_nr: run.protocol.created.block_nr,
+      prev_state_hash: unsigned.head.state_hash,
+      timestamp: genuine.instance_protocol[0]?.timestamp ?? 1,
+      block_nr: genuine.created.block_nr,
       client_address: issuer.identity.record.address,
-      transaction_hash: run.protocol.created.transaction_hash,
+      transaction_hash: genuine.created.transaction_hash,
       state_data: `${issuer.identity.record.url}/states/${sha256Hex("forged")}`,
       proof: null,
     });
-    unsigned.head = { seq: 0, state_hash: sha256Hex("forged") };
+    unsigned.head = { seq, state_hash: sha256Hex("forged") };
     const signed = await signProtocol(unsigned, issuer.identity.signer);
     issuer.home.writeProtocol(signed);
-    issuer.server.notify(signed);
+    issuer.server.notify(headOf(signed));
     const [result] = await Promise.all([watching, Promise.resolve()]);
     engine.releaseAll();
     await run.finished;
