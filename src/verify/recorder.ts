@@ -157,7 +157,14 @@ export class FetchRecorder {
     }
     if (read && report.subject && read.instance_hash !== report.subject.instance_hash) read = null;
     const verified = read ? this.whole(read) : null;
-    return { report, protocol: verified, states: verified ? this.statesOf(verified) : new Map() };
+    if (verified) return { report, protocol: verified, states: this.statesOf(verified) };
+    // Too large to assemble, or pages missing: the HTML report summarises the recorded pages one at a time.
+    const head = read && !("instance_protocol" in read) ? read : null;
+    const readPage = head
+      ? (index: number): Buffer | null =>
+          this.byPath.get(`instances/${head.instance_hash}/protocol/pages/${index}`) ?? null
+      : null;
+    return { report, protocol: null, states: new Map(), head, readPage };
   }
 
   /** A whole protocol: as given, or a head with the entries of its recorded pages (null without them). */
