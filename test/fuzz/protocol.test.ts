@@ -4,8 +4,11 @@ import { JsonRpcProvider, Network, Wallet } from "ethers";
 import { sha256Hex } from "../../src/chain/hash";
 import { freePort } from "../../src/chain/node";
 import { SseParser } from "../../src/net/pinned-fetch";
-import { parseProtocol, type InstanceProtocol } from "../../src/protocol/schema";
-import { recoverProtocolSigner, signingPayload, signProtocol } from "../../src/protocol/signing";
+import { canonicalize } from "../../src/protocol/canonical";
+import { decodePage, encodePages, headOf } from "../../src/protocol/pages";
+import { parseHead, type InstanceProtocol, type ProtocolHead } from "../../src/protocol/schema";
+import { recoverProtocolSigner, signProtocol } from "../../src/protocol/signing";
+import { contentUrls } from "../../src/protocol/urls";
 import { verifyProtocol } from "../../src/verify";
 import { type Fetcher } from "../../src/verify/types";
 import { makeHome, REGISTRIES, type TestHome } from "../server/fixtures";
@@ -22,9 +25,10 @@ import {
 } from "./helpers";
 
 /**
- * The protocol parser and the verifier on mutated genuine protocols: a coded error (INVALID_JSON,
- * PROTOCOL_VERSION, PROTOCOL_INVALID) or a parsed protocol whose signature check never throws; the verifier never throws and
- * always reaches a verdict.
+ * The head parser, the page decoder and the verifier on mutated genuine protocols (version 3: a signed head and
+ * pages): a coded error (INVALID_JSON, PROTOCOL_VERSION, PROTOCOL_INVALID; PAGE_INVALID for a page) or a parsed head
+ * whose signature check never throws, a decoded page whose accumulator moves with any change to its entries; the
+ * verifier never throws and always reaches a verdict, never "valid" for a mutated head or page.
  */
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -37,6 +41,7 @@ describe("fuzz: instance protocol parser and verifier", function () {
   watchUnhandledRejections();
   let fixture: TestHome;
   let genuine: InstanceProtocol[];
+  let heads: ProtocolHead[];
   const signer = Wallet.createRandom();
 
   before(async function () {
@@ -47,47 +52,48 @@ describe("fuzz: instance protocol parser and verifier", function () {
         fixture.protocol(3),
         fixture.protocol(6, "succeeded"),
         { ...fixture.protocol(2, "failed"), instance_protocol: fixture.protocol(2).instance_protocol },
-      ].map(async ({ signature: _drop, ...unsigned }) => signProtocol(unsigned, signer)),
+      ].map(async ({ signature: _drop, ...unsigned }) => signProtocol({ ...unsigned, page_size: 2 }, signer)),
     );
+    heads = genuine.map(headOf);
   });
   after(function () {
     fixture?.cleanup();
   });
 
-  /** Parses; on success the signature and canonical form are computable without throwing. */
+  /** Parses a head; on success its signature check does not throw. */
   function check(source: string | Buffer): "parsed" | string {
-    const outcome = codedOrOk(() => parseProtocol(source));
+    const outcome = codedOrOk(() => parseHead(source));
     if (!outcome.ok) {
       expect(PARSE_CODES, outcome.code).to.include(outcome.code);
       return outcome.code;
     }
-    const protocol = outcome.value;
-    expect(typeof signingPayload(protocol)).to.equal("string");
-    const recovered = recoverProtocolSigner(protocol);
+    const recovered = recoverProtocolSigner(outcome.value);
     expect(recovered === null || /^0x[0-9a-fA-F]{40}$/.test(recovered)).to.equal(true);
     return "parsed";
   }
 
-  it("genuine protocols parse and recover their signer", function () {
-    for (const protocol of genuine) {
-      const text = JSON.stringify(protocol);
-      expect(parseProtocol(text)).to.deep.equal(protocol);
-      expect(parseProtocol(Buffer.from(text))).to.deep.equal(protocol);
-      expect(recoverProtocolSigner(parseProtocol(text))).to.equal(signer.address);
+  const unsigned = (head: ProtocolHead): string => canonicalize({ ...head, signature: null });
+
+  it("genuine heads parse and recover their signer; a whole protocol is not a head", function () {
+    for (const [index, head] of heads.entries()) {
+      const text = JSON.stringify(head);
+      expect(parseHead(text)).to.deep.equal(head);
+      expect(parseHead(Buffer.from(text))).to.deep.equal(head);
+      expect(recoverProtocolSigner(parseHead(text))).to.equal(signer.address);
+      expect(codedOrOk(() => parseHead(JSON.stringify(genuine[index])))).to.include({ ok: false });
     }
   });
 
-  it("JSON-level mutations: coded error or a protocol (and a changed one no longer recovers the signer)", function () {
+  it("JSON-level mutations of a head: coded error or a head (and a changed one no longer recovers the signer)", function () {
     fc.assert(
       fc.property(fc.nat(), fc.array(mutationArb, { minLength: 1, maxLength: 3 }), (pick, mutations) => {
-        const original = genuine[pick % genuine.length];
+        const original = heads[pick % heads.length];
         const mutated = mutate(original as unknown as Json, mutations);
         const text = JSON.stringify(mutated) ?? "";
         const outcome = check(text);
         if (outcome === "parsed") {
-          const parsed = parseProtocol(text);
-          const same = signingPayload(parsed) === signingPayload(original);
-          if (!same && parsed.signature === original.signature) {
+          const parsed = parseHead(text);
+          if (unsigned(parsed) !== unsigned(original) && parsed.signature === original.signature) {
             expect(recoverProtocolSigner(parsed)).to.not.equal(signer.address);
           }
         }
@@ -96,12 +102,58 @@ describe("fuzz: instance protocol parser and verifier", function () {
     );
   });
 
-  it("byte-level mutations: broken syntax, invalid UTF-8, truncation", function () {
+  it("byte-level mutations of a head: broken syntax, invalid UTF-8, truncation", function () {
     fc.assert(
       fc.property(fc.nat(), fc.array(textMutationArb, { minLength: 1, maxLength: 4 }), (pick, mutations) => {
-        const original = Buffer.from(JSON.stringify(genuine[pick % genuine.length], null, 2));
+        const original = Buffer.from(JSON.stringify(heads[pick % heads.length], null, 2));
         check(mutateBytes(original, mutations));
       }),
+      { numRuns: runs(400) },
+    );
+  });
+
+  it("byte-level mutations of a page: PAGE_INVALID, or the same entry lines (the accumulator reached only by them)", function () {
+    const withPages = genuine.filter((protocol) => protocol.instance_protocol.length > 0);
+    fc.assert(
+      fc.property(
+        fc.nat(),
+        fc.nat(),
+        fc.array(textMutationArb, { minLength: 1, maxLength: 4 }),
+        (pick, which, mutations) => {
+          const protocol = withPages[pick % withPages.length];
+          const pages = encodePages(protocol);
+          const index = which % pages.length;
+          const expected = {
+            instanceHash: protocol.instance_hash,
+            index,
+            accumulatorBefore:
+              index === 0
+                ? protocol.instance_hash
+                : (JSON.parse(pages[index].toString("utf8").split("\n")[0]) as { accumulator_before: string })
+                    .accumulator_before,
+            wanted: Math.min(protocol.page_size, protocol.instance_protocol.length - index * protocol.page_size),
+          };
+          const genuinePage = decodePage(pages[index], expected);
+          const mutated = mutateBytes(pages[index], mutations);
+          const outcome = codedOrOk(() => decodePage(mutated, expected));
+          if (!outcome.ok) {
+            expect(["PAGE_INVALID"], outcome.code).to.include(outcome.code);
+            return;
+          }
+          const lines = (bytes: Buffer): string[] =>
+            bytes
+              .toString("utf8")
+              .split("\n")
+              .slice(0, 1 + expected.wanted);
+          if (outcome.value.accumulatorAfter === genuinePage.accumulatorAfter) {
+            expect(lines(mutated)).to.deep.equal(lines(pages[index]));
+          } else {
+            expect(
+              outcome.value.entries.length < expected.wanted || lines(mutated).join() !== lines(pages[index]).join(),
+            ).to.equal(true);
+          }
+        },
+      ),
       { numRuns: runs(400) },
     );
   });
@@ -121,8 +173,11 @@ describe("fuzz: instance protocol parser and verifier", function () {
       ...fixture.states.map((state): [string, Buffer] => [`${BASE}/states/${state.hash}`, state.bytes]),
     ]);
     let served: Buffer = Buffer.from("{}");
+    let servedPages: Buffer[] = [];
+    const pageUrl = (index: number): string => contentUrls(BASE).page(fixture.instanceHash, index);
     const fetcher: Fetcher = async (url, request) => {
-      const bytes = url.endsWith("/protocol") ? served : bodies.get(url);
+      const page = servedPages.findIndex((_, index) => pageUrl(index) === url);
+      const bytes = url.endsWith("/protocol") ? served : page >= 0 ? servedPages[page] : bodies.get(url);
       if (!bytes) throw Object.assign(new Error(`no ${url}`), { code: "FETCH_FAILED" });
       if (bytes.length > request.maxBytes) throw Object.assign(new Error("too large"), { code: "FETCH_FAILED" });
       return { bytes, certificate: { fingerprint: sha256Hex("cert"), notBefore: 0, notAfter: 2e9 } };
@@ -135,9 +190,14 @@ describe("fuzz: instance protocol parser and verifier", function () {
           fc.nat(),
           fc.array(mutationArb, { minLength: 0, maxLength: 2 }),
           fc.boolean(),
-          async (pick, mutations, byUrl) => {
-            const text = JSON.stringify(mutate(genuine[pick % genuine.length] as unknown as Json, mutations)) ?? "";
+          fc.array(textMutationArb, { minLength: 0, maxLength: 2 }),
+          async (pick, mutations, byUrl, pageMutations) => {
+            const whole = genuine[pick % genuine.length];
+            const text = JSON.stringify(mutate(heads[pick % heads.length] as unknown as Json, mutations)) ?? "";
             served = Buffer.from(text);
+            servedPages = encodePages(whole).map((bytes, index) =>
+              index === 0 ? mutateBytes(bytes, pageMutations) : bytes,
+            );
             let report;
             try {
               report = await verifyProtocol({
