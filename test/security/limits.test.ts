@@ -8,7 +8,8 @@ import {
   MAX_SCHEMA_ISSUES,
   safeParseBounded,
 } from "../../src/protocol/limits";
-import { parseProtocol, protocolEntrySchema, protocolSchema, stateDataSchema } from "../../src/protocol/schema";
+import { decodePage, pageHeaderLine } from "../../src/protocol/pages";
+import { parseHead, protocolEntrySchema, stateDataSchema, wholeProtocolSchema } from "../../src/protocol/schema";
 
 function codeOf(action: () => unknown): string | undefined {
   try {
@@ -37,31 +38,49 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
     expect(canonicalize(JSON.parse(deepArray(1000)))).to.equal(deepArray(1000));
   });
 
-  it("parseProtocol: deep, wrong-typed, non-UTF-8 and BOM documents are coded errors", function () {
+  it("parseHead: deep, wrong-typed, non-UTF-8 and BOM documents are coded errors", function () {
     // The strict reader (src/protocol/strict-json.ts) refuses nesting deeper than 1,000 levels before parsing.
-    expect(codeOf(() => parseProtocol(deepArray(100_000)))).to.equal("INVALID_JSON");
-    expect(codeOf(() => parseProtocol('{"a":'.repeat(100_000) + "1" + "}".repeat(100_000)))).to.equal("INVALID_JSON");
-    expect(codeOf(() => parseProtocol(deepArray(50)))).to.equal("PROTOCOL_INVALID"); // parsed, not a protocol
-    expect(codeOf(() => parseProtocol(Buffer.from([0x7b, 0xff, 0x7d])))).to.equal("INVALID_JSON");
-    expect(codeOf(() => parseProtocol(Buffer.from([0xed, 0xa0, 0x80])))).to.equal("INVALID_JSON"); // lone surrogate
-    expect(codeOf(() => parseProtocol(Buffer.from("\ufeff{}")))).to.equal("INVALID_JSON");
-    expect(codeOf(() => parseProtocol(""))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseHead(deepArray(100_000)))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseHead('{"a":'.repeat(100_000) + "1" + "}".repeat(100_000)))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseHead(deepArray(50)))).to.equal("PROTOCOL_INVALID"); // parsed, not a protocol
+    expect(codeOf(() => parseHead(Buffer.from([0x7b, 0xff, 0x7d])))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseHead(Buffer.from([0xed, 0xa0, 0x80])))).to.equal("INVALID_JSON"); // lone surrogate
+    expect(codeOf(() => parseHead(Buffer.from("\ufeff{}")))).to.equal("INVALID_JSON");
+    expect(codeOf(() => parseHead(""))).to.equal("INVALID_JSON");
     expect(codeOf(() => decodeUtf8(Buffer.from([0xc0, 0x80]), "x"))).to.equal("INVALID_JSON"); // overlong NUL
   });
 
-  it("a protocol of a million empty entries fails fast with a short message (was: out of memory)", function () {
+  it("a head carrying a million empty entries fails fast with a short message (was: out of memory)", function () {
     const text = '{"instance_protocol":[' + "{},".repeat(1_000_000) + "{}]}";
     const started = Date.now();
     let message = "";
     try {
-      parseProtocol(text);
+      parseHead(text);
     } catch (error) {
       expect((error as { code?: string }).code).to.equal("PROTOCOL_INVALID");
       message = (error as Error).message;
     }
     expect(Date.now() - started).to.be.lessThan(10_000);
     expect(message.split("\n").length).to.be.at.most(MAX_SCHEMA_ISSUES + 2);
-    expect(message).to.match(/more problems not listed/);
+  });
+
+  it("a whole protocol of a million empty entries (a file input) is refused within the issue limit", function () {
+    const json = JSON.parse('{"instance_protocol":[' + "{},".repeat(1_000_000) + "{}]}") as unknown;
+    const result = safeParseBounded(wholeProtocolSchema, json);
+    expect(result.success).to.equal(false);
+    if (!result.success) {
+      expect(result.issues.length).to.be.at.most(MAX_SCHEMA_ISSUES);
+      expect(result.truncated).to.equal(true);
+    }
+  });
+
+  it("a page of a million lines: the decoder stops at the first line that is not an entry, and only counts lines past those wanted", function () {
+    const instance = "a".repeat(64);
+    const header = pageHeaderLine(instance, 0, instance);
+    const bytes = Buffer.from(`${header}\n` + "{}\n".repeat(1_000_000));
+    const expected = { instanceHash: instance, index: 0, accumulatorBefore: instance };
+    expect(codeOf(() => decodePage(bytes, { ...expected, wanted: 1_000_000 }))).to.equal("PAGE_INVALID");
+    expect(decodePage(bytes, { ...expected, wanted: 0 }).extraLines).to.equal(1_000_000);
   });
 
   it("state data of a million empty iteration steps is refused within the issue limit (was: 2.8 GB, 44 s)", function () {
@@ -107,8 +126,8 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
         expect(actual.truncated).to.equal(false);
       }
     }
-    // The protocol schema strips unknown keys as before.
-    const stripped = safeParseBounded(protocolSchema.pick({ chain_id: true }), { chain_id: 1, junk: [[[]]] });
-    expect(stripped).to.deep.equal({ success: true, data: { chain_id: 1 } });
+    // A schema that is not strict strips unknown keys as before.
+    const stripped = safeParseBounded(protocolEntrySchema.pick({ seq: true }), { seq: 1, junk: [[[]]] });
+    expect(stripped).to.deep.equal({ success: true, data: { seq: 1 } });
   });
 });
