@@ -169,4 +169,21 @@ describe("timeline page: the verdict is labelled as the issuer's claim, with the
       await page.close();
     });
   }
+
+  it("JavaScript off, an instance's own page: its head, one page of states and this instance's command", async function () {
+    const { page } = await open(withoutJs, `${server.url}/instances/${genuine.instance_hash}/timeline`);
+    await expectUnmissableBanner(page);
+    const command = `npx statetrail verify ${ensName} --instance ${genuine.instance_hash} --network localhost`;
+    expect(await page.textContent("#verify-command")).to.equal(command);
+    expect(await page.getAttribute("#static-status", "data-status")).to.equal("succeeded");
+    expect(await page.getAttribute("#static-count", "data-count")).to.equal(String(genuine.instance_protocol.length));
+    // One page (the tracker's 1,024 states a page): every state of this run, as text.
+    const seqs = await page.$$eval("#static-timeline li.state", (items) =>
+      items.map((item) => Number(item.getAttribute("data-seq"))),
+    );
+    expect(seqs).to.deep.equal(genuine.instance_protocol.map((entry) => entry.seq));
+    expect(await page.locator("#verdict").count()).to.equal(0);
+    await page.screenshot({ path: artifact("trust-label-nojs-instance.png"), fullPage: true });
+    await page.close();
+  });
 });
