@@ -4,6 +4,7 @@ import https from "node:https";
 import { sha256Hex } from "../../src/chain/hash";
 import { isStatetrailError } from "../../src/errors";
 import { FetchError, PinnedAgent, pinnedFetch } from "../../src/net/pinned-fetch";
+import { decodePage, headOf } from "../../src/protocol/pages";
 import { wellKnownSchema, type InstanceSummary } from "../../src/server/app";
 import { startServer, type RunningServer } from "../../src/server/https";
 import {
@@ -134,12 +135,40 @@ describe("server: HTTPS app", function () {
     expect(response.headers["cache-control"]).to.match(/immutable/);
   });
 
-  it("serves the protocol as stored, never cached", async () => {
+  it("serves the protocol's head as stored, revalidated on every use (no-cache, ETag = SHA-256 of the bytes)", async () => {
     const response = await get(`/instances/${fixture.instanceHash}/protocol`);
-    expect(response.body.equals(fs.readFileSync(fixture.home.protocolFile(fixture.instanceHash)))).to.equal(true);
-    expect(JSON.parse(response.body.toString("utf8"))).to.deep.equal(fixture.protocol(3));
-    expect(response.headers["cache-control"]).to.equal("no-store");
+    const stored = fs.readFileSync(fixture.home.protocolFile(fixture.instanceHash));
+    expect(response.body.equals(stored)).to.equal(true);
+    expect(JSON.parse(response.body.toString("utf8"))).to.deep.equal(headOf(fixture.protocol(3)));
+    expect(response.headers["cache-control"]).to.equal("no-cache");
+    expect(response.headers.etag).to.equal(`"${sha256Hex(stored)}"`);
     expect(response.headers["content-security-policy"]).to.match(/^default-src 'none'/);
+  });
+
+  it("answers a conditional request for the head with 304 while it is unchanged, 200 once it changes", async () => {
+    const path = `/instances/${fixture.instanceHash}/protocol`;
+    const etag = String((await raw(server, "GET", path)).headers.etag);
+    for (const header of [etag, `W/${etag}`, `"other", ${etag}`, "*"]) {
+      const unchanged = await raw(server, "GET", path, { "if-none-match": header });
+      expect(unchanged.status, header).to.equal(304);
+      expect(unchanged.body.length, header).to.equal(0);
+      expect(unchanged.headers.etag, header).to.equal(etag);
+      expect(unchanged.headers["cache-control"], header).to.equal("no-cache");
+    }
+    // A head with one more entry: the old ETag no longer matches (a man in the middle can't pin a stale head on a
+    // revalidating client that way either: the ETag is the SHA-256 of what is served).
+    const original = fs.readFileSync(fixture.home.protocolFile(fixture.instanceHash));
+    fixture.home.writeProtocol(fixture.protocol(4));
+    try {
+      const changed = await raw(server, "GET", path, { "if-none-match": etag });
+      expect(changed.status).to.equal(200);
+      expect(changed.headers.etag).to.not.equal(etag);
+      expect((JSON.parse(changed.body.toString("utf8")) as { entries: number }).entries).to.equal(4);
+      expect(changed.headers.etag).to.equal(`"${sha256Hex(changed.body)}"`);
+    } finally {
+      fixture.home.writeProtocol(fixture.protocol(3));
+      expect(fs.readFileSync(fixture.home.protocolFile(fixture.instanceHash)).equals(original)).to.equal(true);
+    }
   });
 
   it("lists instances newest first", async () => {
@@ -252,7 +281,7 @@ describe("server: HTTPS app", function () {
       const broken = await raw(server, "GET", `/instances/${fixture.instanceHash}/protocol`);
       expect(broken.status).to.equal(500);
       expect(errorOf(broken).code).to.equal("INTERNAL");
-      const misfiled = { ...fixture.protocol(3), instance_hash: sha256Hex("another") };
+      const misfiled = { ...headOf(fixture.protocol(3)), instance_hash: sha256Hex("another") };
       fs.writeFileSync(file, JSON.stringify(misfiled));
       const wrong = await raw(server, "GET", `/instances/${fixture.instanceHash}/protocol`);
       expect(wrong.status).to.equal(500);
@@ -322,5 +351,148 @@ describe("server: HTTPS app", function () {
     expect(fetchError.status).to.equal(404);
     expect(fetchError.serverCode).to.equal("NOT_FOUND");
     expect(fetchError.message).to.contain(`model ${unknown} is not published here`);
+  });
+});
+
+describe("server: protocol pages", function () {
+  this.timeout(20_000);
+  const PAGE_SIZE = 2;
+  let cert: TestCertificate;
+  let fixture: TestHome;
+  let server: RunningServer;
+  let instance: string;
+
+  before(async () => {
+    cert = makeCertificate();
+    fixture = makeHome("https://127.0.0.1:8443", 8);
+    instance = fixture.instanceHash;
+    // 5 entries in pages of 2: pages 0 and 1 are full (closed), page 2 holds one entry (open).
+    fixture.home.writeProtocol(fixture.protocol(5, "running", PAGE_SIZE));
+    server = await startServer({
+      home: fixture.home,
+      host: "127.0.0.1",
+      port: 0,
+      certPem: cert.certPem,
+      keyPem: cert.keyPem,
+      log: () => undefined,
+    });
+  });
+
+  after(async () => {
+    await server?.close();
+    fixture?.cleanup();
+  });
+
+  const page = (index: number | string, headers: Record<string, string> = {}) =>
+    raw(server, "GET", `/instances/${instance}/protocol/pages/${index}`, headers);
+
+  it("serves every page as stored, and the pages decode against the head's accumulator", async () => {
+    const protocol = fixture.protocol(5, "running", PAGE_SIZE);
+    let accumulator = instance;
+    const entries = [];
+    for (let index = 0; index < 3; index += 1) {
+      const response = await page(index);
+      expect(response.status).to.equal(200);
+      expect(response.body.equals(fs.readFileSync(fixture.home.pageFile(instance, index)))).to.equal(true);
+      expect(response.headers["x-content-type-options"]).to.equal("nosniff");
+      expect(response.headers["content-security-policy"]).to.match(/^default-src 'none'/);
+      const decoded = decodePage(response.body, {
+        instanceHash: instance,
+        index,
+        accumulatorBefore: accumulator,
+        wanted: PAGE_SIZE,
+      });
+      entries.push(...decoded.entries);
+      accumulator = decoded.accumulatorAfter;
+    }
+    expect(entries).to.deep.equal(protocol.instance_protocol);
+    expect(accumulator).to.equal(protocol.accumulator);
+  });
+
+  it("a full page is closed: immutable, with a strong ETag (its SHA-256), and 304 on If-None-Match", async () => {
+    for (const index of [0, 1]) {
+      const response = await page(index);
+      expect(response.headers["cache-control"]).to.equal("public, max-age=31536000, immutable");
+      expect(response.headers.etag).to.equal(`"${sha256Hex(response.body)}"`);
+      const again = await page(index, { "if-none-match": String(response.headers.etag) });
+      expect(again.status).to.equal(304);
+      expect(again.body.length).to.equal(0);
+      expect(again.headers["cache-control"]).to.equal("public, max-age=31536000, immutable");
+      // Another page's ETag doesn't match: a page swapped in by a cache can't be revalidated as this one.
+      const other = await page(index, { "if-none-match": `"${sha256Hex(`page ${1 - index}`)}"` });
+      expect(other.status).to.equal(200);
+    }
+  });
+
+  it("the open page is revalidated (no-cache) and serves whole lines only while an append is under way", async () => {
+    const file = fixture.home.pageFile(instance, 2);
+    const before = fs.readFileSync(file);
+    const open = await page(2);
+    expect(open.status).to.equal(200);
+    expect(open.headers["cache-control"]).to.equal("no-cache");
+    expect(open.headers.etag).to.equal(`"${sha256Hex(before)}"`);
+    try {
+      // Half of the next entry's line, as a reader racing the tracker's append may find it.
+      const next = Buffer.from(JSON.stringify(fixture.protocol(6, "running", PAGE_SIZE).instance_protocol[5]));
+      fs.appendFileSync(file, next.subarray(0, 40));
+      const racing = await page(2, { "if-none-match": String(open.headers.etag) });
+      expect(racing.status).to.equal(304); // the same whole lines: the same ETag
+      const full = await page(2);
+      expect(full.body.equals(before)).to.equal(true);
+      expect(full.body[full.body.length - 1]).to.equal(0x0a);
+      // The line completed, the page is full: now it is closed.
+      fs.appendFileSync(file, Buffer.concat([next.subarray(40), Buffer.from("\n")]));
+      const closed = await page(2);
+      expect(closed.body.length).to.equal(before.length + next.length + 1);
+      expect(closed.headers["cache-control"]).to.equal("public, max-age=31536000, immutable");
+      expect(closed.headers.etag).to.not.equal(open.headers.etag);
+    } finally {
+      fs.writeFileSync(file, before);
+    }
+  });
+
+  it("answers 404 with a coded error for a page that does not exist, or of an unknown instance", async () => {
+    for (const path of [
+      `/instances/${instance}/protocol/pages/3`,
+      `/instances/${instance}/protocol/pages/999999999`,
+      `/instances/${sha256Hex("unknown")}/protocol/pages/0`,
+    ]) {
+      const response = await raw(server, "GET", path);
+      expect(response.status, path).to.equal(404);
+      expect(errorOf(response).code, path).to.equal("NOT_FOUND");
+      expect(response.headers["cache-control"], path).to.equal("no-store");
+    }
+  });
+
+  it("answers 400 for a malformed page index (leading zeros, signs, huge, not decimal) before touching the store", async () => {
+    for (const index of [
+      "00",
+      "01",
+      "-1",
+      "+1",
+      "1e3",
+      "0x1",
+      "1.0",
+      "9999999999",
+      "99999999999999999999",
+      "%201",
+      "a",
+    ]) {
+      const response = await page(index);
+      expect(response.status, index).to.equal(400);
+      expect(errorOf(response).code, index).to.equal("INVALID_ARGUMENT");
+    }
+    const badHash = await raw(server, "GET", `/instances/${instance.toUpperCase()}/protocol/pages/0`);
+    expect(badHash.status).to.equal(400);
+  });
+
+  it("never serves a page's file from outside the instance's pages (traversal in the index)", async () => {
+    for (const path of [
+      `/instances/${instance}/protocol/pages/..%2f..%2fjournal.jsonl`,
+      `/instances/${instance}/protocol/pages/%2e%2e`,
+    ]) {
+      const response = await raw(server, "GET", path);
+      expect(response.status, path).to.equal(400);
+    }
   });
 });

@@ -5,7 +5,14 @@ import forge from "node-forge";
 import { sha256Hex, type HexHash } from "../../src/chain/hash";
 import { writeIdentity, type IdentityRecord } from "../../src/identity/record";
 import { stateDataBytes } from "../../src/protocol/hashing";
-import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../../src/protocol/schema";
+import { sealedFields } from "../../src/protocol/pages";
+import {
+  PROTOCOL_VERSION,
+  type InstanceProtocol,
+  type ProtocolEntry,
+  type StateData,
+  type UnsignedProtocol,
+} from "../../src/protocol/schema";
 import { Home } from "../../src/store/home";
 
 /** Shared fixtures of the server tests: a self-signed certificate and a data directory with one instance. */
@@ -64,8 +71,11 @@ export interface TestHome {
   instanceHash: HexHash;
   /** State data bytes and hashes, seq 0..n-1 (more than the protocol holds, to append later). */
   states: { bytes: Buffer; hash: HexHash }[];
-  /** The protocol with the first `count` entries and the given status. */
-  protocol(count: number, status?: InstanceProtocol["status"]): InstanceProtocol;
+  /**
+   * The protocol (version 3, sealed: `entries` and `accumulator` from its entries; the signature is not checked by the
+   * server) with the first `count` entries, the given status, and `pageSize` entries per page (default 1,024).
+   */
+  protocol(count: number, status?: InstanceProtocol["status"], pageSize?: number): InstanceProtocol;
   /** Another instance of the same model (a different hash), for list tests. */
   otherProtocol(instanceHash: HexHash, createdBlock: number): InstanceProtocol;
   cleanup(): void;
@@ -119,8 +129,12 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
     proof: null,
   });
 
-  const base = (instance: HexHash, createdBlock: number): InstanceProtocol => ({
-    protocol_version: 2,
+  const seal = (protocol: UnsignedProtocol): InstanceProtocol => ({
+    ...sealedFields(protocol),
+    signature: "0xnot-checked-by-the-server",
+  });
+  const base = (instance: HexHash, createdBlock: number, pageSize = 1024): UnsignedProtocol => ({
+    protocol_version: PROTOCOL_VERSION,
     chain_id: 31337,
     registries: REGISTRIES,
     issuer: { address: ISSUER, ens_name: "acme.statetrail.test", url: baseUrl, certificate_fingerprint: ZERO_HASH },
@@ -134,7 +148,7 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
     instance_protocol: [],
     head: { seq: -1, state_hash: ZERO_HASH },
     terminated: null,
-    signature: "0xnot-checked-by-the-server",
+    page_size: pageSize,
   });
 
   return {
@@ -144,19 +158,19 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
     inputBytes,
     instanceHash,
     states,
-    protocol(count, status = "running") {
+    protocol(count, status = "running", pageSize = 1024) {
       const entries = Array.from({ length: count }, (_, seq) => entry(seq));
-      return {
-        ...base(instanceHash, 9),
+      return seal({
+        ...base(instanceHash, 9, pageSize),
         status,
         instance_protocol: entries,
         head: count === 0 ? { seq: -1, state_hash: ZERO_HASH } : { seq: count - 1, state_hash: states[count - 1].hash },
         terminated:
           status === "running" ? null : { block_nr: 10 + count, transaction_hash: "0x" + sha256Hex("terminate") },
-      };
+      });
     },
     otherProtocol(instance, createdBlock) {
-      return base(instance, createdBlock);
+      return seal(base(instance, createdBlock));
     },
     cleanup() {
       fs.rmSync(root, { recursive: true, force: true });
