@@ -25,7 +25,7 @@ import { parseLastEventId, SseHub, type EventStreamOptions } from "./sse";
  *   GET /instances/<hash>/protocol       the signed head of the instance protocol (no-cache, ETag)
  *   GET /instances/<hash>/protocol/pages/<k>  page k of its entries, JSON lines (a full page: immutable; the open
  *                                        page: no-cache; both with an ETag)
- *   GET /instances/<hash>/events         Server-Sent Events (sse.ts)
+ *   GET /instances/<hash>/events         Server-Sent Events (sse.ts), from Last-Event-ID or ?after=<seq> on
  *   GET /instances                       summaries, newest first
  *
  * Names in URLs are only ever 64 lowercase hex characters, checked before any file is touched, so no path
@@ -335,7 +335,10 @@ export function createApp(options: AppOptions): StatetrailApp {
     if (!hash) return;
     let lastSeq: number | undefined;
     try {
-      lastSeq = parseLastEventId(req.headers["last-event-id"]);
+      // Last-Event-ID (a reconnecting EventSource), else `?after=<seq>`: a browser can't set the header on its first
+      // connection, and the timeline page starts from the head's last seq instead of having every entry replayed.
+      const after = typeof req.query.after === "string" ? req.query.after : undefined;
+      lastSeq = parseLastEventId(req.headers["last-event-id"] ?? after);
     } catch (error) {
       return sendError(res, 400, "INVALID_ARGUMENT", (error as Error).message);
     }

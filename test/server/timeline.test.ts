@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import https from "node:https";
 import { expect } from "chai";
 import { FetchError, pinnedFetch } from "../../src/net/pinned-fetch";
 import { sealedFields } from "../../src/protocol/pages";
@@ -180,6 +181,44 @@ describe("timeline routes: one instance, from its head and one page", function (
     expect(
       seqsIn((await get(`/instances/${fixture.instanceHash}/timeline?page=1`)).body.toString("utf8")),
     ).to.deep.equal([3, 4, 5]);
+  });
+
+  /** The events of `path` until the `status` event, as [event, id] pairs. */
+  function events(path: string, headers: Record<string, string> = {}): Promise<[string, string][]> {
+    return new Promise((resolve, reject) => {
+      const request = https.get(`${server.url}${path}`, { rejectUnauthorized: false, headers }, (response) => {
+        let text = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => {
+          text += chunk;
+          if (!text.includes("event: status")) return;
+          request.destroy();
+          resolve(
+            text
+              .split("\n\n")
+              .map((block) => [/^event: (.*)$/m.exec(block)?.[1] ?? "", /^id: (.*)$/m.exec(block)?.[1] ?? ""])
+              .filter(([event]) => event !== "") as [string, string][],
+          );
+        });
+      });
+      request.on("error", reject);
+    });
+  }
+
+  it("streams live states from ?after=<seq> (the page's first connection), Last-Event-ID taking precedence", async function () {
+    const base = `/instances/${fixture.instanceHash}/events`;
+    expect(await events(`${base}?after=8`)).to.deep.equal([
+      ["state", "9"],
+      ["status", ""],
+    ]);
+    expect(await events(`${base}?after=8`, { "Last-Event-ID": "6" })).to.deep.equal([
+      ["state", "7"],
+      ["state", "8"],
+      ["state", "9"],
+      ["status", ""],
+    ]);
+    expect((await events(base)).filter(([event]) => event === "state")).to.have.length(10);
+    expect(await status(`${base}?after=nine`)).to.equal(400);
   });
 
   it("answers a page or instance that does not exist, and a malformed hash, with an error", async function () {
