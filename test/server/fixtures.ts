@@ -178,6 +178,11 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
   };
 }
 
+/** A fixture protocol sealed again after a test edited its entries (`entries` and `accumulator` recomputed). */
+export function resealed(protocol: InstanceProtocol): InstanceProtocol {
+  return { ...sealedFields(protocol as unknown as UnsignedProtocol), signature: protocol.signature };
+}
+
 /** Writes identity.json with the certificate stored under tls/ in the data directory. */
 export function writeTestIdentity(home: Home, cert: TestCertificate, port: number): IdentityRecord {
   fs.writeFileSync(home.path("tls", "cert.pem"), cert.certPem);

@@ -1,11 +1,13 @@
 import { expect } from "chai";
+import fs from "node:fs";
 import https from "node:https";
 import { StatetrailError } from "../../src/errors";
 import { PinnedAgent, sseSubscribe, type SseEvent, type SseSubscription } from "../../src/net/pinned-fetch";
 import { type ProtocolEntry } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server/https";
 import { type EventStreamOptions, type StatusEventData } from "../../src/server/sse";
-import { makeCertificate, makeHome, waitFor, type TestCertificate, type TestHome } from "./fixtures";
+import { headOf } from "../../src/protocol/pages";
+import { makeCertificate, makeHome, resealed, waitFor, type TestCertificate, type TestHome } from "./fixtures";
 
 interface Collected {
   sub: SseSubscription;
@@ -108,18 +110,71 @@ describe("server: Server-Sent Events", function () {
     expect(seqs(client)).to.deep.equal([2, 3]);
   });
 
+  it("resumes after Last-Event-ID across page boundaries, reading only the pages from there", async () => {
+    fixture.home.writeProtocol(fixture.protocol(5, "succeeded", 2)); // pages [0 1] [2 3] [4]
+    const server = await start();
+    for (const [last, expected] of [
+      ["0", [1, 2, 3, 4]],
+      ["1", [2, 3, 4]],
+      ["2", [3, 4]],
+      ["3", [4]],
+    ] as const) {
+      const client = subscribe(server, { lastEventId: last });
+      await waitFor(() => client.events.some((e) => e.type === "status"), 3000, `resumed after ${last}`);
+      expect(seqs(client), `after ${last}`).to.deep.equal(expected);
+      expect(client.states(), `after ${last}`).to.deep.equal(
+        fixture.protocol(5, "succeeded", 2).instance_protocol.slice(Number(last) + 1),
+      );
+      client.sub.close();
+    }
+    // Pages before the client's next seq are not read: with pages 0 and 1 gone, a client after seq 3 still resumes.
+    fs.rmSync(fixture.home.pageFile(fixture.instanceHash, 0));
+    fs.rmSync(fixture.home.pageFile(fixture.instanceHash, 1));
+    const late = subscribe(server, { lastEventId: "3" });
+    await waitFor(() => late.events.some((e) => e.type === "status"), 3000, "resumed without the early pages");
+    expect(seqs(late)).to.deep.equal([4]);
+    expect(late.events.map((e) => e.type)).to.deep.equal(["state", "status"]);
+  });
+
+  it("streams only the entries the head counts, not lines appended ahead of it", async () => {
+    // The tracker appends lines before it signs the head that counts them: a head is what a client may rely on.
+    fixture.home.writeProtocol(fixture.protocol(5, "running", 2));
+    fixture.home.writeHead(headOf(fixture.protocol(3, "running", 2)));
+    const server = await start({ watch: false, pollIntervalMs: 60_000 });
+    const client = subscribe(server);
+    await waitFor(() => client.events.length === 3, 3000, "replay up to the head");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(seqs(client)).to.deep.equal([0, 1, 2]);
+    server.notify(headOf(fixture.protocol(5, "running", 2)));
+    await waitFor(() => client.events.length === 5, 3000, "entries of the next head");
+    expect(seqs(client)).to.deep.equal([0, 1, 2, 3, 4]);
+  });
+
+  it("sends nothing out of order when the pages don't hold what the head counts", async () => {
+    fixture.home.writeProtocol(fixture.protocol(4, "running", 2));
+    // Page 1 replaced by page 0's bytes (a broken store): seq 2 is not there, so nothing from it on is sent.
+    fs.copyFileSync(fixture.home.pageFile(fixture.instanceHash, 0), fixture.home.pageFile(fixture.instanceHash, 1));
+    const server = await start({ watch: false, pollIntervalMs: 60_000 });
+    const client = subscribe(server);
+    await waitFor(() => client.events.length === 2, 3000, "the entries that are right");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(seqs(client)).to.deep.equal([0, 1]);
+  });
+
   it("streams a new entry after an in-process notify()", async () => {
     // No file watch and a slow poll: only notify() can deliver within the wait.
     const server = await start({ watch: false, pollIntervalMs: 60_000 });
     const client = subscribe(server);
     await waitFor(() => client.events.length === 2, 3000, "replay");
-    server.notify(fixture.protocol(3));
+    // The tracker appends the entry to the pages, then signs and writes the head, then notifies.
+    fixture.home.writeProtocol(fixture.protocol(3));
+    server.notify(headOf(fixture.protocol(3)));
     await waitFor(() => client.events.length === 3, 2000, "notified entry");
     expect(client.events[2].id).to.equal("2");
     expect(client.states()[2]).to.deep.equal(fixture.protocol(3).instance_protocol[2]);
     // An older or equal protocol sends nothing again.
-    server.notify(fixture.protocol(2));
-    server.notify(fixture.protocol(3));
+    server.notify(headOf(fixture.protocol(2)));
+    server.notify(headOf(fixture.protocol(3)));
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(seqs(client)).to.deep.equal([0, 1, 2]);
   });
@@ -159,7 +214,7 @@ describe("server: Server-Sent Events", function () {
       head: final.head,
       terminated: final.terminated,
     });
-    server.notify(final);
+    server.notify(headOf(final));
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(client.events.filter((e) => e.type === "status")).to.have.length(1);
 
@@ -195,11 +250,12 @@ describe("server: Server-Sent Events", function () {
   it("replays a long protocol to a slow reader through backpressure, without dropping it", async () => {
     const template = fixture.protocol(1, "succeeded");
     const count = 3000;
-    const long = {
+    const long = resealed({
       ...template,
       instance_protocol: Array.from({ length: count }, (_, seq) => ({ ...template.instance_protocol[0], seq })),
       head: { seq: count - 1, state_hash: template.instance_protocol[0].state_hash },
-    };
+      page_size: 256, // 12 pages: the replay reads them one at a time
+    });
     fixture.home.writeProtocol(long);
     // ~1.5 MB of events against a 64 KiB limit of unsent output: only pausing on a full buffer gets it all through.
     const server = await start({ maxBufferedBytes: 64 * 1024 });
