@@ -103,6 +103,11 @@ export interface VerifyOptions {
   /** Check V9, conformance to the model (default true); false skips it, reported as skipped and optional. */
   conformance?: boolean;
   /**
+   * Bytes of verified state data kept for V9's replay (default 256 MiB). A run whose data does not fit is not
+   * replayed: V9 errs (could not verify), never passes.
+   */
+  keptStateBytes?: number;
+  /**
    * The input URL is a copy on a mirror (untrusted storage, mirror.ts): the issuer's URLs are read from it,
    * the issuer's TLS is not checked (V1 and V3 skipped and optional), every other check runs as usual.
    */
@@ -150,7 +155,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     pages: null,
     origin: null,
     certificate: null,
-    artifacts: new VerifiedArtifacts(options.conformance !== false),
+    artifacts: new VerifiedArtifacts(options.conformance !== false, options.keptStateBytes),
   };
   const optional = new Set([...(options.optional ?? []), ...(mirror ? MIRROR_OPTIONAL_STEPS : [])]);
   if (options.conformance === false) optional.add("V9");

@@ -125,7 +125,7 @@ async function stateData(context: ReadyContext): Promise<{ states: StateData[] }
   }
   if (artifacts.dropped > 0) {
     const message =
-      `${artifacts.dropped} of ${protocol.entries} states exceed the ${Math.round(artifacts.budgetBytes / 1024 / 1024)} MiB ` +
+      `${artifacts.dropped} of ${protocol.entries} states exceed the ${mib(artifacts.budgetBytes)} MiB ` +
       `the verifier keeps for the replay, so the run was not replayed (verify with --no-conformance, or on a machine ` +
       `given a larger budget)`;
     return { outcome: { status: "error", detail: message, problems: [message], code: "VERIFY_INCOMPLETE" } };
@@ -137,4 +137,8 @@ async function stateData(context: ReadyContext): Promise<{ states: StateData[] }
     states.push(kept);
   }
   return { states };
+}
+
+function mib(bytes: number): string {
+  return bytes >= 1024 * 1024 ? String(Math.round(bytes / 1024 / 1024)) : (bytes / 1024 / 1024).toFixed(3);
 }

@@ -34,7 +34,7 @@ describe("V9 end to end: tracked runs verified over HTTPS conform (hardhat node 
     await issuer?.close();
   });
 
-  async function verify(protocol: InstanceProtocol): Promise<VerificationReport> {
+  async function verify(protocol: Pick<InstanceProtocol, "instance_hash">): Promise<VerificationReport> {
     return verifyProtocol({
       input: { url: protocolUrl(issuer.identity.record.url, protocol.instance_hash) },
       provider: issuer.provider,

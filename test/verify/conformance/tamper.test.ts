@@ -1,13 +1,7 @@
 import fs from "node:fs";
 import { expect } from "chai";
-import { ethers } from "hardhat";
-import { canonicalBytes } from "../../../src/protocol/canonical";
 import { type InstanceStatus } from "../../../src/protocol/schema";
 import { renderReport, type StepResult, type VerificationReport } from "../../../src/verify";
-import { DEFAULT_MAX_BYTES, FetchSession } from "../../../src/verify";
-import { VerifiedArtifacts } from "../../../src/verify/conformance";
-import { type ReadyContext } from "../../../src/verify/context";
-import { conformanceStep } from "../../../src/verify/steps/v9-conformance";
 import { verifyForged, type ForgeEnv } from "../../helpers/forge";
 import { runAttacks, type Attack } from "../tamper-runner";
 import { conformanceEnv, forgeRecorded, verifyRecorded } from "./forge-recorded";
@@ -228,27 +222,30 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
     expect(v9(report)).to.include({ status: "skip", detail: "the model bytes were not verified (see V4)" });
   });
 
-  it("fetches and hash-checks again the state data V6 did not keep (beyond its budget)", async function () {
+  it("never passes a run it could not replay whole: state data beyond the keep budget makes V9 err (could not verify)", async function () {
     const run = await orderRun();
     const env = await conformanceEnv();
     const recorded = await forgeRecorded(env, run.model, run.input, run.states, "succeeded");
-    const artifacts = new VerifiedArtifacts(true, 0);
-    artifacts.model = run.model.bytes;
-    artifacts.input = canonicalBytes(run.input);
-    const web = new FetchSession(env.server.fetcher, 5_000);
-    const settings = { concurrency: 4, maxBytes: DEFAULT_MAX_BYTES, maxDiagnostics: 1, conformance: true };
-    // The chain, as far as V9 reads it: block times (of the creation, for the recorded start time).
-    const chain = {
-      blockTimestamp: async (number: number) => (await ethers.provider.getBlock(number))?.timestamp ?? null,
-    };
-    const context = { protocol: recorded.protocol, artifacts, web, settings, chain } as unknown as ReadyContext;
-    const outcome = await conformanceStep.run(context);
-    expect(outcome.status, outcome.detail).to.equal("pass");
-    expect(web.requests).to.equal(recorded.protocol.instance_protocol.length);
-    // A body that no longer hashes to its state_hash is not walked: V6 reports it.
-    const entry = recorded.protocol.instance_protocol[3];
-    env.server.serve(entry.state_data, "{}");
-    const skipped = await conformanceStep.run(context);
-    expect(skipped).to.deep.include({ status: "skip", detail: "the state data of seq 3 did not verify (see V6)" });
+    // A budget for a few states only: the pass keeps what fits and counts the rest.
+    const report = await verifyForged(env, { url: recorded.url }, { conformance: true, keptStateBytes: 4_000 });
+    expect(statuses(report), renderReport(report)).to.deep.equal([
+      "V0:pass",
+      "V1:pass",
+      "V2:skip",
+      "V3:pass",
+      "V4:pass",
+      "V5:pass",
+      "V6:pass",
+      "V7:pass",
+      "V8:pass",
+      "V9:error",
+    ]);
+    expect(report.verdict).to.equal("could-not-verify");
+    expect(v9(report).detail).to.match(
+      /of 17 states exceed the 0.004 MiB the verifier keeps for the replay, so the run was not replayed/,
+    );
+    // With the default budget the same run is replayed and valid.
+    const whole = await verifyRecorded(env, recorded);
+    expect(whole.verdict, renderReport(whole)).to.equal("valid");
   });
 });
