@@ -241,7 +241,10 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const protocol = new PageFollower(url, fingerprint, initial, etag);
   /** Published states not yet seen on-chain (kept whole: an anchored one is matched through its proof). */
   const unconfirmed = new Map<number, { entry: ProtocolEntry; seenAt: number }>();
-  /** States seen on-chain, by seq (registered lines printed), and those of them not yet published. */
+  /**
+   * States seen on-chain and not yet matched with a published entry, by seq, and those of them not yet published;
+   * `registeredCount` counts every state seen on-chain. Matched states are dropped: memory follows what is pending.
+   */
   const onChain = new Map<number, HexHash>();
   const unpublished = new Map<number, number>();
   let registeredCount = 0;
@@ -287,20 +290,24 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   };
 
   let terminatedAt: number | undefined;
+  const builder = new rebuild.ChainBuilder(instance);
+  let nextBlock = initial.created.block_nr;
   let anchors: Awaited<ReturnType<typeof batch.issuerAnchors>> | null = null;
   try {
     if (!terminated) follow();
     let head: ProtocolHead | null = acceptHead(initial) ? initial : null;
     if (!head) stopped = true;
     for (let round = 0; !stopped; round++) {
+      // The chain: only the blocks since the last round, streamed into the one ChainBuilder (nothing kept per state).
       const chain = new chainLib.ChainView(setup.provider, setup.trusted);
-      const events = await chain.instanceEvents(issuer, instance, initial.created.block_nr);
-      const rebuilt = rebuild.rebuildChain(instance, events);
-      const now = Date.now();
+      const { blockNumber } = await chain.snapshot();
       const fresh = new Map<number, { hash: HexHash; block: number }>();
-      for (const state of rebuilt.states) {
-        if (!onChain.has(state.seq)) fresh.set(state.seq, { hash: state.stateHash, block: state.at.blockNumber });
+      for await (const event of chain.instanceEventsStream(issuer, instance, nextBlock)) {
+        const state = builder.push(event);
+        if (state) fresh.set(state.seq, { hash: state.stateHash, block: state.at.blockNumber });
       }
+      nextBlock = Math.max(nextBlock, blockNumber + 1);
+      const now = Date.now();
       // The head again (not in round 0: it was just read), then what is new in its pages.
       if (round > 0 && !stopped) {
         const next = await protocol.poll();
@@ -328,19 +335,21 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         anchors = await batch.issuerAnchors(chain, issuer, initial.created.block_nr);
       }
       // Each state in seq order: published (when it is), then registered (when it is).
-      const lines: Array<{ seq: number; published?: ProtocolEntry; registered?: { hash: HexHash; block: number } }> =
-        [];
+      const lines = new Map<
+        number,
+        { seq: number; published?: ProtocolEntry; registered?: { hash: HexHash; block: number } }
+      >();
       for (const entry of entries) {
         unconfirmed.set(entry.seq, { entry, seenAt: now });
-        lines.push({ seq: entry.seq, published: entry });
+        lines.set(entry.seq, { seq: entry.seq, published: entry });
       }
       const divergent: Array<() => void> = [];
       const registered = (seq: number, hash: HexHash, block: number) => {
         onChain.set(seq, hash);
         registeredCount = Math.max(registeredCount, seq + 1);
-        const line = lines.find((l) => l.seq === seq);
+        const line = lines.get(seq);
         if (line) line.registered = { hash, block };
-        else lines.push({ seq, registered: { hash, block } });
+        else lines.set(seq, { seq, registered: { hash, block } });
       };
       for (const [seq, state] of fresh) registered(seq, state.hash, state.block);
       for (const [seq, { entry, seenAt }] of unconfirmed) {
@@ -348,7 +357,8 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
           const at = batch.anchoredAt(anchors, issuer, instance, entry);
           if (at !== null) {
             if (!onChain.has(seq)) registered(seq, entry.state_hash, at);
-            unconfirmed.delete(seq);
+            unconfirmed.delete(seq); // matched: nothing more is kept of it
+            onChain.delete(seq);
           } else if (now - seenAt > graceMs) {
             divergent.push(() =>
               diverge(
@@ -370,7 +380,8 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
             ),
           );
         } else if (hash !== undefined) {
-          unconfirmed.delete(seq);
+          unconfirmed.delete(seq); // matched: nothing more is kept of it
+          onChain.delete(seq);
         } else if (now - seenAt > graceMs) {
           divergent.push(() =>
             diverge(
@@ -385,8 +396,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         if (seq >= protocol.known) unpublished.set(seq, now);
       }
       for (const seq of [...unpublished.keys()]) if (seq < protocol.known) unpublished.delete(seq);
-      lines.sort((a, b) => a.seq - b.seq);
-      for (const line of lines) {
+      for (const line of [...lines.values()].sort((a, b) => a.seq - b.seq)) {
         if (line.published) {
           const { seq, state_name, state_hash } = line.published;
           emit({ type: "published", seq, state_name, state_hash });
@@ -414,7 +424,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       if (certificate.revokedAt !== 0) {
         diverge("revoked", "revoked", `the server certificate ${fingerprint} was revoked at ${certificate.revokedAt}`);
       }
-      if (rebuilt.terminated) terminated = true;
+      if (builder.terminated) terminated = true;
       if (terminated) terminatedAt ??= now;
       if (stopped) break;
       // After the end, wait for the last publications (or until a withheld state has been reported).
