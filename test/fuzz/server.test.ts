@@ -4,7 +4,8 @@ import tls from "node:tls";
 import { expect } from "chai";
 import fc from "fast-check";
 import { sha256Hex } from "../../src/chain/hash";
-import { parseProtocol } from "../../src/protocol/schema";
+import { headOf } from "../../src/protocol/pages";
+import { parseHead } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server";
 import { makeCertificate, makeHome, type TestHome } from "../server/fixtures";
 import { runs, watchUnhandledRejections, fuzzTimeout } from "./helpers";
@@ -123,7 +124,24 @@ describe("fuzz: HTTPS server routes", function () {
         "/assets/",
       ),
       hashArb,
-      fc.constantFrom("/protocol", "/input", "/events", "/verification", "", "/protocol/", "/PROTOCOL"),
+      fc.constantFrom(
+        "/protocol",
+        "/input",
+        "/events",
+        "/verification",
+        "",
+        "/protocol/",
+        "/PROTOCOL",
+        "/protocol/pages/0",
+        "/protocol/pages/1",
+        "/protocol/pages/00",
+        "/protocol/pages/-1",
+        "/protocol/pages/",
+        "/protocol/pages/0/",
+        "/protocol/pages/%30",
+        "/protocol/pages/99999999999999999999",
+        "/protocol/pages/..%2f..%2fjournal.jsonl",
+      ),
     )
     .map(
       ([route, hash, tail]) =>
@@ -178,7 +196,13 @@ describe("fuzz: HTTPS server routes", function () {
     const match = /^\/(models|states)\/([0-9a-f]{64})(?:[?#].*)?$/.exec(path);
     if (match) expect(sha256Hex(answer.body), where).to.equal(match[2]);
     const protocol = /^\/instances\/([0-9a-f]{64})\/protocol(?:[?#].*)?$/.exec(path);
-    if (protocol) expect(parseProtocol(answer.body).instance_hash, where).to.equal(protocol[1]);
+    if (protocol) expect(parseHead(answer.body).instance_hash, where).to.equal(protocol[1]);
+    const page = /^\/instances\/([0-9a-f]{64})\/protocol\/pages\/(\d+)(?:[?#].*)?$/.exec(path);
+    if (page) {
+      expect(answer.body.equals(fs.readFileSync(fixture.home.pageFile(page[1], Number(page[2])))), where).to.equal(
+        true,
+      );
+    }
     if (/^\/instances\/[0-9a-f]{64}\/input(?:[?#].*)?$/.test(path)) {
       expect(answer.body.equals(fixture.inputBytes), where).to.equal(true);
     }
@@ -254,7 +278,7 @@ describe("fuzz: HTTPS server routes", function () {
   it("keeps serving afterwards, with no leaked subscribers", async function () {
     const answer = await request("GET", `/instances/${fixture.instanceHash}/protocol`, {});
     expect(answer.status).to.equal(200);
-    expect(parseProtocol(answer.body)).to.deep.equal(fixture.protocol(4));
+    expect(parseHead(answer.body)).to.deep.equal(headOf(fixture.protocol(4)));
     const deadline = Date.now() + 5_000;
     while (server.app.events.clientCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(server.app.events.clientCount).to.equal(0);
