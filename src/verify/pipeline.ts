@@ -45,7 +45,14 @@ import { lazy } from "../lazy";
  */
 /* eslint-disable-next-line @typescript-eslint/no-require-imports */
 const v9 = lazy(() => require("./steps/v9-conformance") as typeof import("./steps/v9-conformance"));
-const conformanceStep: Step = { id: "V9", run: (context) => v9.conformanceStep.run(context) };
+const conformanceStep: Step = {
+  id: "V9",
+  // Not requested: reported without loading the interpreter (seconds of module loading).
+  run: (context) =>
+    context.settings.conformance
+      ? v9.conformanceStep.run(context)
+      : Promise.resolve({ status: "skip", detail: "not requested (--no-conformance)" }),
+};
 
 /** Loads V9's modules on the next turn of the event loop (a request just sent is then on its way); errors wait for V9. */
 function preloadConformance(): void {
