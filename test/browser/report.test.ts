@@ -38,9 +38,10 @@ describe("statetrail verify --html: the audit report in Chromium, offline", func
       skipWaits: true,
     });
     const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
-    protocol = await issuer
+    const head = await issuer
       .tracker(engine)
       .run(model, fs.readFileSync(path.join(EXAMPLES, "order-fulfilment.input.json")));
+    protocol = issuer.home.readProtocol(head.instance_hash); // the tracker returns the head; its pages are stored
     // Offline, and with scripts off: the report needs neither.
     browser = await launchChromium({ offline: true, javaScriptEnabled: false });
   });
