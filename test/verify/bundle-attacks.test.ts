@@ -261,12 +261,12 @@ describe("offline bundles: attacks (security, today)", function () {
   });
 
   describe("pages (protocol v3): the head commits to every entry through the accumulator", function () {
-    let paged: string; // a's bundle with its protocol published again by the issuer in pages of 2 entries
+    let paged: string; // a's bundle with its protocol published again by the issuer in pages of one entry
     const pageKey = (p: InstanceProtocol, index: number) => `instances/${p.instance_hash}/protocol/pages/${index}`;
 
     before(async function () {
-      // The issuer's own key signs a head of page size 2 over the same entries: a genuine protocol of several pages.
-      const resealed = await signProtocol({ ...a, page_size: 2 }, issuer.identity.signer);
+      // The issuer's own key signs a head of page size 1 over the same entries: a genuine protocol of several pages.
+      const resealed = await signProtocol({ ...a, page_size: 1 }, issuer.identity.signer);
       expect(encodePages(resealed).length).to.be.greaterThan(2);
       paged = forge(ofUrl, "paged.json", (bundle) => {
         for (const key of Object.keys(bundle.files))
@@ -276,7 +276,7 @@ describe("offline bundles: attacks (security, today)", function () {
       });
     });
 
-    it("the genuine protocol in pages of 2: valid", async function () {
+    it("the genuine protocol in pages of one entry: valid", async function () {
       const { code, run } = await verify(paged);
       expect(code, JSON.stringify(run.reports[0].steps)).to.equal(0);
     });
@@ -327,7 +327,7 @@ describe("offline bundles: attacks (security, today)", function () {
       const earlier = await signProtocol(
         {
           ...a,
-          page_size: 2,
+          page_size: 1,
           status: "running",
           terminated: null,
           instance_protocol: a.instance_protocol.slice(0, 2),
