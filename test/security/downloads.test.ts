@@ -6,7 +6,8 @@ import { JsonRpcProvider, Network } from "ethers";
 import { freePort } from "../../src/chain/node";
 import { pinnedFetch, sseSubscribe, type SseEvent } from "../../src/net/pinned-fetch";
 import { verifyProtocol } from "../../src/verify";
-import { makeCertificate, makeHome, REGISTRIES, type TestCertificate } from "../server/fixtures";
+import { encodePages, headOf } from "../../src/protocol/pages";
+import { makeCertificate, makeHome, REGISTRIES, resealed, type TestCertificate } from "../server/fixtures";
 
 /**
  * A hostile server: every way a protocol's URLs can try to hold an auditor (trickling bytes forever, a huge
@@ -19,7 +20,11 @@ interface Hostile {
   close(): Promise<void>;
 }
 
-async function hostileServer(cert: TestCertificate, protocolBody: () => Buffer): Promise<Hostile> {
+async function hostileServer(
+  cert: TestCertificate,
+  protocolBody: () => Buffer,
+  protocolPages: () => Buffer[] = () => [],
+): Promise<Hostile> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const every = (ms: number, action: () => void): void => {
@@ -29,8 +34,11 @@ async function hostileServer(cert: TestCertificate, protocolBody: () => Buffer):
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
     const path = req.url ?? "/";
     res.on("close", () => undefined);
+    const page = /\/protocol\/pages\/(\d+)$/.exec(path);
     if (path.endsWith("/protocol")) {
       res.writeHead(200, { "content-type": "application/json" }).end(protocolBody());
+    } else if (page && protocolPages()[Number(page[1])]) {
+      res.writeHead(200, { "content-type": "application/jsonl" }).end(protocolPages()[Number(page[1])]);
     } else if (path.startsWith("/trickle")) {
       res.writeHead(200, { "content-type": "application/json" });
       res.write("[");
@@ -117,10 +125,15 @@ describe("hostile downloads: the verifier's fetches end within their limits", fu
   let cert: TestCertificate;
   let hostile: Hostile;
   let protocolBody: Buffer = Buffer.from("{}");
+  let protocolPages: Buffer[] = [];
 
   before(async function () {
     cert = makeCertificate();
-    hostile = await hostileServer(cert, () => protocolBody);
+    hostile = await hostileServer(
+      cert,
+      () => protocolBody,
+      () => protocolPages,
+    );
   });
   after(async function () {
     await hostile?.close();
@@ -230,7 +243,10 @@ describe("hostile downloads: the verifier's fetches end within their limits", fu
       protocol.instance_protocol[1].state_data = `${hostile.url}/silent/1`;
       protocol.instance_protocol[2].state_data = `${hostile.url}/trickle/2`;
       protocol.instance_protocol[3].state_data = `${hostile.url}/huge-length/3`;
-      protocolBody = Buffer.from(JSON.stringify(protocol));
+      // Served as version 3: the head (sealed over the hostile URLs) and its pages.
+      const sealed = resealed(protocol);
+      protocolBody = Buffer.from(JSON.stringify(headOf(sealed)));
+      protocolPages = encodePages(sealed);
       // A chain that refuses connections: the chain steps fail fast; the point here is the web.
       const network = Network.from(31337);
       const provider = new JsonRpcProvider(`http://127.0.0.1:${await freePort()}`, network, { staticNetwork: network });
