@@ -12,6 +12,8 @@ import { IInstanceRegistry__factory } from "../../typechain-types";
 export const DEFAULT_LOG_CHUNK = 10_000;
 export const DEFAULT_LOG_RETRIES = 4;
 export const DEFAULT_BACKOFF_MS = 250;
+/** Log data (hex characters) above which the next `eth_getLogs` chunk is narrowed. */
+const DENSE_CHUNK_BYTES = 8 * 1024 * 1024;
 
 const registryInterface = IInstanceRegistry__factory.createInterface();
 
@@ -138,7 +140,8 @@ export async function* logChunks(
   toBlock: number,
   options: LogReaderOptions = {},
 ): AsyncGenerator<Log[]> {
-  let size = Math.max(1, options.chunkSize ?? DEFAULT_LOG_CHUNK);
+  const configured = Math.max(1, options.chunkSize ?? DEFAULT_LOG_CHUNK);
+  let size = configured;
   const retries = options.retries ?? DEFAULT_LOG_RETRIES;
   const backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
   const sleep = options.sleep ?? defaultSleep;
@@ -167,6 +170,11 @@ export async function* logChunks(
     }
     if (chunk === null) continue; // the range was split: read its first half next
     start = end + 1;
+    // Dense ranges (many states per block) are read in narrower chunks, so a chunk stays a few megabytes; sparse
+    // ones widen back to the configured size.
+    const bytes = chunk.reduce((total, log) => total + log.data.length, 0);
+    if (bytes > DENSE_CHUNK_BYTES && size > 1) size = Math.max(1, Math.floor(size / 2));
+    else if (bytes < DENSE_CHUNK_BYTES / 8 && size < configured) size = Math.min(configured, size * 2);
     yield [...chunk].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
   }
 }
@@ -183,7 +191,13 @@ export async function* instanceEventStream(
 ): AsyncGenerator<InstanceEvent> {
   const query = instanceLogQuery(registry, issuer, instanceHash);
   for await (const chunk of logChunks(provider, query, fromBlock, toBlock, options)) {
-    yield* decodeInstanceLogs(chunk, registry);
+    // One log at a time, each dropped from the chunk once decoded: the decoded events of a whole chunk (a million
+    // states in a few StatesRegistered logs) are never held at once.
+    for (let index = 0; index < chunk.length; index += 1) {
+      const log = chunk[index];
+      (chunk as Array<Log | null>)[index] = null;
+      yield* decodeInstanceLogs([log], registry);
+    }
   }
 }
 
