@@ -159,4 +159,23 @@ describe("V7 compares the on-chain sequence position by position (issue 12, find
     expect(problems).to.contain("the issuer committed 5 states at termination, the protocol lists 3");
     expect(problems).to.contain("trail the issuer committed at termination is not the trail of the protocol's states");
   });
+
+  it("explains the first differing positions of a long reordered run and counts the rest (bounded memory)", async function () {
+    const long = Array.from({ length: 300 }, (_, n) => s(n));
+    const positions = long.map((_, position) => (position % 2 === 0 ? position + 1 : position - 1)); // pairs swapped
+    const outcome = await v7(protocolOf(long, positions, { seq: 299, state_hash: long[298] }), chainOf(long));
+    expect(outcome.status).to.equal("fail");
+    const problems = outcome.problems!.join("\n");
+    expect(problems).to.match(/the protocol reorders states: .* listed at seq 0, registered at seq 1, .* and 290 more/);
+  });
+
+  it("names a withheld state deep in a long run (everything after it shifted)", async function () {
+    const long = Array.from({ length: 300 }, (_, n) => s(n));
+    const positions = long.map((_, position) => position).filter((position) => position !== 150);
+    const outcome = await v7(protocolOf(long, positions, { seq: 298, state_hash: long[299] }), chainOf(long));
+    expect(outcome.status).to.equal("fail");
+    expect(outcome.problems!.join("\n")).to.match(
+      /1 state\(s\) registered on-chain are missing from the protocol \(withheld\): seq 150 [0-9a-f]{64} \(of the first 64 of 149 positions that differ\)/,
+    );
+  });
 });
