@@ -11,15 +11,18 @@ export { pinnedFetcher, FetchSession, originOf } from "./fetcher";
 export { ensReaderFromProvider } from "./ens";
 export {
   getLogsChunked,
+  logChunks,
+  instanceEventStream,
   isRangeError,
   readInstanceEvents,
   decodeInstanceLogs,
   instanceLogQuery,
   type InstanceEvent,
 } from "./logs";
-export { rebuildChain, type RebuiltChain, type ChainState } from "./rebuild";
+export { rebuildChain, ChainBuilder, type RebuiltChain, type ChainState } from "./rebuild";
+export { instancePass, type PassResult } from "./steps/pass";
 export { protocolUrl } from "./steps/v1-transport";
-export { DEFAULT_MAX_BYTES, type ProtocolInput, type MaxBytes } from "./context";
+export { DEFAULT_MAX_BYTES, type ProtocolInput, type MaxBytes, type PageSource } from "./context";
 export * from "./types";
 export {
   MIRROR_NOTE,
