@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { connect } from "../../src/chain/provider";
 import { Trail } from "../../src/protocol/anchoring";
+import { encodePages } from "../../src/protocol/pages";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { Journal } from "../../src/tracker/journal";
 import { readJournal, TRACKER_CRASHED } from "../../src/tracker/resume";
@@ -323,6 +324,16 @@ async function check(issuer: TestIssuer, instance: string, anchor: string, kills
       problems.push(`on-chain ${outcome.onChain} states differ from the journal's ${journalled.length}`);
     }
     if (new Set(onChain).size !== onChain.length) problems.push("a state is registered twice");
+    // The pages on disk are exactly those of the whole protocol (what an uninterrupted run appends): no torn or
+    // duplicated line, no page ahead of the head, whatever the kills left before the resume rebuilt them.
+    const pages = encodePages(protocol);
+    pages.forEach((bytes, index) => {
+      if (!fs.readFileSync(issuer.home.pageFile(instance, index)).equals(bytes)) {
+        problems.push(`page ${index} differs from what an uninterrupted run writes`);
+      }
+    });
+    if (fs.existsSync(issuer.home.pageFile(instance, pages.length)))
+      problems.push(`a page ${pages.length} is left over`);
     const published = protocol.instance_protocol.map((e) => e.state_hash);
     if (JSON.stringify(published) !== JSON.stringify(journalled)) {
       problems.push("the protocol's entries differ from the journal");

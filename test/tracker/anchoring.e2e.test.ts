@@ -120,7 +120,8 @@ describe("tracker anchoring modes (hardhat node process, HTTPS, local engine)", 
 
   async function run(options: Partial<TrackerOptions>): Promise<InstanceProtocol> {
     const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
-    return issuer.tracker(engine(), options).run(model, INPUT);
+    const head = await issuer.tracker(engine(), options).run(model, INPUT);
+    return issuer.home.readProtocol(head.instance_hash);
   }
 
   it("multi: registerStates with the states entered since the last send; verified valid", async function () {
@@ -137,8 +138,9 @@ describe("tracker anchoring modes (hardhat node process, HTTPS, local engine)", 
   it("batch: two concurrent runs share Merkle roots, end with terminateAnchored, and verify valid", async function () {
     const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
     const tracker = issuer.tracker(slowEngine(10), { anchor: "batch", batchSize: 7, batchIntervalMs: 200 });
-    const [first, second] = await Promise.all([tracker.run(model, INPUT), tracker.run(model, INPUT)]);
+    const heads = await Promise.all([tracker.run(model, INPUT), tracker.run(model, INPUT)]);
     tracker.close();
+    const [first, second] = heads.map((head) => issuer.home.readProtocol(head.instance_hash));
     const roots = (protocol: InstanceProtocol) => new Set(protocol.instance_protocol.map((entry) => entry.proof!.root));
     expect(roots(first).size).to.be.greaterThan(1);
     expect(

@@ -234,8 +234,10 @@ describe("Tracker crash safety and faults (hardhat node process)", function () {
       expect((stopped as Error).message).to.equal("the tracker stopped");
       const [unfinished] = unfinishedInstances(issuer.home);
       expect(unfinished.states).to.be.at.least(12);
-      const protocol = await issuer.tracker(aws()).resume(unfinished.instance);
-      expect(protocol.status).to.equal("succeeded");
+      const head = await issuer.tracker(aws()).resume(unfinished.instance);
+      expect(head.status).to.equal("succeeded");
+      expect(head.entries).to.equal(76);
+      const protocol = issuer.home.readProtocol(unfinished.instance);
       expect(protocol.instance_protocol.length).to.equal(76);
       const journal = readJournal(issuer.home, unfinished.instance);
       expect(protocol.instance_protocol.map((e) => e.state_hash)).to.deep.equal(journal.states.map((s) => s.hash));
