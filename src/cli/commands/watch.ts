@@ -26,7 +26,8 @@ export function registerWatch({ program, run }: CommandContext): void {
       `
 Reports (one line each, JSON lines with --json): first what it watches (the protocol's head as served:
 instance, issuer, model, states so far, status), then every state from the first in seq order, published and
-registered, whether the instance is running or has already ended, then live ones; verified (the verdict; unless
+registered, whether the instance is running or has already ended (read page by page), then live ones (the head is
+read again every --poll and on each SSE event, only new entries are read); verified (the verdict; unless
 valid, each failing step with its code, and what to do), divergence (withheld | forged | revoked | invalid),
 terminated (the final verdict). Stops when the instance terminates.
 Exit codes: 0 terminated and valid, no divergence · 1 divergence or invalid · 2 could not verify
