@@ -6,9 +6,10 @@ import { type BrowserContext } from "playwright-core";
 import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
 import { stateDataBytes, stateHash } from "../../src/protocol/hashing";
+import { encodePages, headOf, sealedFields } from "../../src/protocol/pages";
 import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
-import { type VerificationReport } from "../../src/verify";
+import { renderReportsHtml, type VerificationReport } from "../../src/verify";
 import { runCli } from "../helpers/cli-run";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
@@ -16,7 +17,7 @@ import { artifact, launchChromium } from "./chromium";
 
 // What the page functions below use in the browser (the project compiles without the DOM library).
 declare const document: { scripts: { length: number }; querySelectorAll(selector: string): { length: number } };
-declare function getComputedStyle(element: unknown): { color: string; backgroundColor: string };
+declare function getComputedStyle(element: unknown): { color: string; backgroundColor: string; borderTopColor: string };
 
 const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
 const RED = "rgb(207, 34, 46)";
@@ -142,6 +143,120 @@ describe("statetrail verify --html: the audit report in Chromium, offline", func
     expect(await v6.getAttribute("data-status")).to.equal("fail");
     expect(await v6.locator(".badge").evaluate((badge) => getComputedStyle(badge).backgroundColor)).to.equal(RED);
     expect(await page.locator('li.state.bad[data-seq="4"]').count()).to.equal(1);
+    await page.close();
+  });
+});
+
+/**
+ * Protocol v3 (issue 16): the report of a long instance is a summary, not a row per state. 5,000 synthetic states (a
+ * report and its head and pages, as the recorder hands them over) open offline as a small document.
+ */
+describe("statetrail verify --html: a long instance's report in Chromium", function () {
+  this.timeout(60_000);
+  let browser: BrowserContext;
+
+  before(async function () {
+    browser = await launchChromium({ offline: true, javaScriptEnabled: false });
+  });
+
+  after(async function () {
+    await browser?.close();
+  });
+
+  it("summarises 5,000 states: per type, first and last states, and the failing ones with their findings", async function () {
+    const hash = (n: number): string => n.toString(16).padStart(64, "0");
+    const instance = hash(99);
+    const entries = Array.from({ length: 5000 }, (_, seq) => ({
+      event_type: "Register State" as const,
+      seq,
+      state_name: seq === 4999 ? "$execution" : `Step ${seq % 5}`,
+      state_type: seq === 4999 ? ("ExecutionSucceeded" as const) : seq % 2 ? ("Task" as const) : ("Pass" as const),
+      state_hash: hash(seq + 1),
+      prev_state_hash: hash(seq),
+      timestamp: 1_700_000_000 + seq,
+      block_nr: 10 + seq,
+      client_address: "0x" + "11".repeat(20),
+      transaction_hash: "0x" + "ab".repeat(32),
+      state_data: `https://issuer.test/states/${hash(seq + 1)}`,
+      proof: null,
+    }));
+    const whole = {
+      ...sealedFields({
+        protocol_version: 3,
+        chain_id: 31337,
+        registries: {
+          model: "0x" + "01".repeat(20),
+          certificate: "0x" + "02".repeat(20),
+          instance: "0x" + "03".repeat(20),
+        },
+        issuer: {
+          address: "0x" + "11".repeat(20),
+          ens_name: null,
+          url: "https://issuer.test",
+          certificate_fingerprint: hash(7),
+        },
+        model_hash: hash(5),
+        model_data: `https://issuer.test/models/${hash(5)}`,
+        instance_hash: instance,
+        instance_data: `https://issuer.test/instances/${instance}/input`,
+        instance_nonce: hash(3),
+        created: { block_nr: 9, transaction_hash: "0x" + "cd".repeat(32) },
+        status: "succeeded",
+        instance_protocol: entries,
+        head: { seq: 4999, state_hash: hash(5000) },
+        terminated: null,
+        page_size: 1024,
+      }),
+      signature: "0x",
+    };
+    const pages = encodePages(whole);
+    const report = {
+      statetrail_verification: 1,
+      verdict: "invalid",
+      exit_code: 1,
+      source: `https://issuer.test/instances/${instance}/protocol`,
+      subject: {
+        instance_hash: instance,
+        issuer: whole.issuer.address,
+        chain_id: 31337,
+        model_hash: hash(5),
+        states: 5000,
+        status: "succeeded",
+      },
+      block_number: 42,
+      verified_at: 1_700_000_100,
+      steps: [
+        {
+          id: "V6",
+          title: "t",
+          status: "fail",
+          detail: `seq 3000 "Step 0": state data does not hash to state_hash`,
+          required: true,
+          problems: [],
+          durationMs: 1,
+        },
+      ],
+    } as VerificationReport;
+    const file = artifact("report-long.html");
+    fs.writeFileSync(file, renderReportsHtml([{ report, head: headOf(whole), readPage: (index) => pages[index] }]));
+    expect(fs.statSync(file).size).to.be.below(150_000);
+
+    const page = await browser.newPage();
+    const requests: string[] = [];
+    await page.route("**/*", (route) => {
+      requests.push(route.request().url());
+      return route.request().url().startsWith("file:") ? route.continue() : route.abort();
+    });
+    await page.goto(pathToFileURL(file).href);
+    await page.screenshot({ path: artifact("report-long.png"), fullPage: true });
+    expect(requests).to.deep.equal([pathToFileURL(file).href]);
+    expect(await page.getAttribute(".timeline-summary", "data-states")).to.equal("5000");
+    expect(await page.locator("li.state").count()).to.equal(25 + 25 + 1);
+    expect(await page.locator('tr[data-type="Task"]').getAttribute("data-count")).to.equal("2499");
+    const failing = page.locator('.summary-failing li.state.bad[data-seq="3000"]');
+    expect(await failing.locator(".problems").textContent()).to.include("V6: seq 3000");
+    expect(await failing.evaluate((item) => getComputedStyle(item).borderTopColor)).to.equal(RED);
+    expect(await page.locator('.summary-last li.state[data-seq="4999"]').count()).to.equal(1);
     await page.close();
   });
 });

@@ -707,7 +707,8 @@
 
     /** Loads page `index` once (concurrent callers share the request); resolves with the page or null. */
     function loadPage(index) {
-      if (pages[index]) return Promise.resolve(pages[index]);
+      // A page begun by live states only (no header) is read too: it may miss states from before the stream.
+      if (pages[index] && pages[index].header) return Promise.resolve(pages[index]);
       if (requested[index]) return requested[index];
       var promise = fetchPage(instance, index).then(
         function (page) {
@@ -1020,7 +1021,7 @@
             entries: [],
             check: { state: "unchecked", text: "arrived live: not checked" },
           };
-          if (!requested[index] && position !== 0) loadPage(index); // its earlier entries
+          if (position !== 0) loadPage(index); // its earlier entries
         }
         var known = page.entries[position];
         if (!known || known.state_hash !== entry.state_hash) {
