@@ -7,17 +7,18 @@ import { loadModelFromBytes } from "../../src/model/load";
 import { LeafBatch, Trail } from "../../src/protocol/anchoring";
 import { canonicalBytes } from "../../src/protocol/canonical";
 import { instanceHash as instanceHashOf, stateDataBytes } from "../../src/protocol/hashing";
+import { unsignedHeadOf } from "../../src/protocol/pages";
 import {
+  DEFAULT_PAGE_SIZE,
   EXECUTION_END_STATE,
   type InstanceRecord,
-  type MerkleProof,
-  PROTOCOL_VERSION,
   type ProtocolEntry,
   STATE_DATA_VERSION,
   type StateData,
-  type UnsignedProtocol,
+  type UnsignedHead,
 } from "../../src/protocol/schema";
-import { signProtocol } from "../../src/protocol/signing";
+import { signHead } from "../../src/protocol/signing";
+import { contentUrls, initialProtocol } from "../../src/protocol/urls";
 import { GAS_LIMITS } from "../../src/tracker/anchors";
 import { TransactionSender } from "../../src/tracker/sender";
 import { Tracker } from "../../src/tracker/tracker";
@@ -26,36 +27,39 @@ import { type TestIssuer } from "../../test/helpers/issuer";
 
 /** States per registerStates transaction or per Merkle root. */
 const CHUNK = 1_000;
+/** Transactions in flight at once (as the tracker's default). */
+const IN_FLIGHT = 16;
 
 /**
- * The model of the verifier benchmark: a Map over `iterations` items (one Task each) between a Pass and a
- * Succeed; with the execution's end entry an instance has `iterations + 4` states.
+ * The model of the verifier benchmark: a loop of `iterations` Task iterations (a Choice, the Task, a Pass that
+ * counts) between a Pass and a Succeed; with the execution's end entry an instance has `3 × iterations + 4`
+ * states. A loop rather than a Map (the model of the protocol v2 rows): a Map's state data carries its whole items
+ * array (7 MB at 1,000,000 items, beyond the tracker's 256 KB state limit), every state of the loop a few hundred
+ * bytes, as in a real run.
  */
 export function benchModelBytes(iterations: number): Buffer {
   return Buffer.from(
     JSON.stringify(
       {
-        Comment: `verifier benchmark: a Map of ${iterations} Task iterations`,
-        StartAt: "Load items",
+        Comment: `verifier benchmark: a loop of ${iterations} Task iterations`,
+        StartAt: "Load",
         States: {
-          "Load items": {
-            Type: "Pass",
-            Parameters: { "batchId.$": "$.batchId", "items.$": `States.ArrayRange(1, ${iterations}, 1)` },
-            Next: "Score each",
+          Load: { Type: "Pass", Parameters: { "batchId.$": "$.batchId", i: 0, n: iterations }, Next: "More" },
+          More: {
+            Type: "Choice",
+            Choices: [{ Variable: "$.i", NumericLessThanPath: "$.n", Next: "Score" }],
+            Default: "Done",
           },
-          "Score each": {
-            Type: "Map",
-            ItemsPath: "$.items",
-            ItemSelector: { "batchId.$": "$.batchId", "item.$": "$$.Map.Item.Value" },
-            ItemProcessor: {
-              ProcessorConfig: { Mode: "INLINE" },
-              StartAt: "Score",
-              States: {
-                Score: { Type: "Task", Resource: "arn:aws:lambda:us-east-1:123456789012:function:score", End: true },
-              },
-            },
-            ResultPath: null,
-            Next: "Done",
+          Score: {
+            Type: "Task",
+            Resource: "arn:aws:lambda:us-east-1:123456789012:function:score",
+            ResultPath: "$.score",
+            Next: "Advance",
+          },
+          Advance: {
+            Type: "Pass",
+            Parameters: { "batchId.$": "$.batchId", "i.$": "States.MathAdd($.i, 1)", "n.$": "$.n" },
+            Next: "More",
           },
           Done: { Type: "Succeed" },
         },
@@ -66,22 +70,55 @@ export function benchModelBytes(iterations: number): Buffer {
   );
 }
 
+/** The loop iterations of an instance of `states` states (3 per iteration, plus 4). */
+export function iterationsFor(states: number): number {
+  if (!Number.isSafeInteger(states) || states < 4 || (states - 4) % 3 !== 0) {
+    throw new Error(`a benchmark instance has 3 × iterations + 4 states (1,000, 10,000, 1,000,000, …), not ${states}`);
+  }
+  return (states - 4) / 3;
+}
+
 export interface BuiltInstance {
   states: number;
   anchor: "multi" | "batch";
   instanceHash: HexHash;
   protocolUrl: string;
+  /** The signed head and every page, in bytes. */
   protocolBytes: number;
+  pages: number;
+  /** The state bodies written, in bytes (their content, not the blocks they take on disk). */
+  stateBytes: number;
   transactions: number;
   seconds: number;
+  /**
+   * Where the time went: state data (generated, hashed, written), sending transactions (encoding, signing, waiting
+   * for room among the 16 in flight; Merkle trees excluded), waiting for receipts and block times, Merkle trees and
+   * entries, pages appended.
+   */
+  phases: { states_s: number; send_s: number; chain_wait_s: number; proofs_s: number; pages_s: number };
+  /** The building process's peak RSS so far (MB): it never holds all entries or all state data. */
+  peak_rss_mb: number;
+}
+
+interface Chunk {
+  from: number;
+  to: number;
+  /** The state hash before the chunk's first state (the instance hash for state 0). */
+  prev: HexHash;
+  hashes: HexHash[];
+  names: Array<Pick<StateData, "state_name" | "state_type">>;
+  receipt: Promise<TransactionReceipt>;
+  batch: LeafBatch | null;
 }
 
 /**
- * Makes a genuine instance of `states` states the fast way, exactly as the tracker leaves one: state data
- * written to the issuer's data directory, the states registered with registerStates (multi) or anchored in
- * Merkle roots and terminated with terminateAnchored (batch), 1,000 per transaction, the protocol signed
- * and written. The states are those the local engine enters for the benchmark model (a Map run's state
- * data is generated instead of interpreted: 100,000 states would take minutes).
+ * Makes a genuine instance of `states` states the fast way, exactly as the tracker leaves one, streaming: state data
+ * written to the issuer's data directory, the states registered with registerStates (multi) or anchored in Merkle
+ * roots and terminated with terminateAnchored (batch), 1,000 per transaction and 16 transactions in flight, each
+ * chunk's entries appended to the pages (`Home.appendEntries`) once its receipt is in, then the head signed and
+ * written. At most the chunks in flight are held (1,000 hashes each), never all entries or all state data. The states
+ * are those the local engine enters for the benchmark model (`benchModelBytes`: generated, not interpreted, as
+ * 1,000,000 states would take the engine minutes; the test of the benchmark compares them with a real run).
  */
 export async function buildInstance(
   issuer: TestIssuer,
@@ -92,7 +129,7 @@ export async function buildInstance(
   const started = performance.now();
   const { home, identity, registries, deployment } = issuer;
   const signer = identity.signer;
-  const iterations = states - 4;
+  const iterations = iterationsFor(states);
   const model = loadModelFromBytes(benchModelBytes(iterations), { source: `bench-${iterations}` });
   const tracker = new Tracker({
     home,
@@ -104,13 +141,15 @@ export async function buildInstance(
   });
   await tracker.deployModel(model);
   const sender = new TransactionSender(signer, {
-    maxInFlight: 16,
+    maxInFlight: IN_FLIGHT,
     confirmations: 1,
     errorInterfaces: [InstanceRegistry__factory.createInterface()],
   });
   const registry = InstanceRegistry__factory.connect(registries.instance, signer);
+  const urls = contentUrls(identity.record.url);
 
-  const inputBytes = canonicalBytes({ batchId: `bench-${states}` });
+  const batchId = `bench-${states}`;
+  const inputBytes = canonicalBytes({ batchId });
   const record: InstanceRecord = {
     statetrail_instance: 1,
     model_hash: model.hash,
@@ -125,184 +164,254 @@ export async function buildInstance(
     "createInstance",
   );
 
-  // The states, as the tracker hashes and publishes them.
-  const items = Array.from({ length: iterations }, (_, i) => i + 1);
-  const loaded = { batchId: `bench-${states}`, items };
+  // The states, as the tracker hashes and publishes them (the local engine's events for this model and input).
   const common = {
     statetrail_state: STATE_DATA_VERSION as typeof STATE_DATA_VERSION,
     instance_hash: instance,
+    iteration_path: [],
     attempt: 0,
     caught: null,
+    outcome: null,
+    context: null,
   };
   const context = buildContextObject({
     stateMachineName: stateMachineNameForModel(model.hash),
-    executionName: `bench-${states}`,
-    input: { batchId: loaded.batchId },
+    executionName: batchId,
+    input: { batchId },
   });
-  const data = (seq: number): StateData => {
-    // Version 2 state data: a random salt each; Task attempts record their result, the end entry the output.
-    const base = { ...common, salt: randomBytes(32).toString("hex"), outcome: null, context: null };
-    if (seq === 0)
-      return {
-        ...base,
-        context: structuredClone(context) as Record<string, unknown>,
-        seq,
-        state_name: "Load items",
-        state_type: "Pass",
-        iteration_path: [],
-        input: { batchId: loaded.batchId },
-      };
-    if (seq === 1)
-      return { ...base, seq, state_name: "Score each", state_type: "Map", iteration_path: [], input: loaded };
-    if (seq < states - 2) {
-      const index = seq - 2;
-      return {
-        ...base,
-        seq,
-        state_name: "Score",
-        state_type: "Task",
-        iteration_path: [{ parent: "Score each", kind: "map", index }],
-        input: { batchId: loaded.batchId, item: index + 1 },
-        outcome: { result: { item: index + 1, score: (index * 37) % 100 } },
-      };
+  const counter = (i: number) => ({ batchId, i, n: iterations });
+  const result = (i: number) => ({ item: i + 1, score: (i * 37) % 100 });
+  const data = (seq: number, salt: string): StateData => {
+    const base = { ...common, seq, salt };
+    if (seq === 0) {
+      const entered = structuredClone(context) as Record<string, unknown>;
+      return { ...base, context: entered, state_name: "Load", state_type: "Pass", input: { batchId } };
     }
-    if (seq === states - 2)
-      return { ...base, seq, state_name: "Done", state_type: "Succeed", iteration_path: [], input: loaded };
+    if (seq <= 3 * iterations) {
+      const i = Math.floor((seq - 1) / 3);
+      switch ((seq - 1) % 3) {
+        case 0:
+          return { ...base, state_name: "More", state_type: "Choice", input: counter(i) };
+        case 1:
+          return {
+            ...base,
+            state_name: "Score",
+            state_type: "Task",
+            input: counter(i),
+            outcome: { result: result(i) },
+          };
+        default:
+          return { ...base, state_name: "Advance", state_type: "Pass", input: { ...counter(i), score: result(i) } };
+      }
+    }
+    if (seq === 3 * iterations + 1)
+      return { ...base, state_name: "More", state_type: "Choice", input: counter(iterations) };
+    if (seq === 3 * iterations + 2)
+      return { ...base, state_name: "Done", state_type: "Succeed", input: counter(iterations) };
     return {
       ...base,
-      seq,
       state_name: EXECUTION_END_STATE,
       state_type: "ExecutionSucceeded",
-      iteration_path: [],
       input: null,
-      outcome: { result: loaded },
+      outcome: { result: counter(iterations) },
     };
   };
-  fs.mkdirSync(home.path("states"), { recursive: true });
-  const names: Array<Pick<StateData, "state_name" | "state_type">> = [];
-  const hashes: HexHash[] = [];
-  for (let seq = 0; seq < states; seq++) {
-    const state = data(seq);
-    const bytes = stateDataBytes(state);
-    const hash = sha256Hex(bytes);
-    fs.writeFileSync(home.stateFile(hash), bytes);
-    hashes.push(hash);
-    names.push({ state_name: state.state_name, state_type: state.state_type });
-    if (seq % 500 === 0) onProgress(Math.floor(seq / 2));
-  }
 
-  // On-chain, 1,000 states per transaction, 16 in flight.
-  const chunks: Array<{ from: number; to: number; receipt: Promise<TransactionReceipt>; batch: LeafBatch | null }> = [];
-  for (let from = 0; from < states; from += CHUNK) {
-    const to = Math.min(states, from + CHUNK);
-    const prev = (seq: number): HexHash => (seq === 0 ? instance : hashes[seq - 1]);
-    if (anchor === "multi") {
-      const tx = await registry.registerStates.populateTransaction(
-        toBytes32(instance),
-        toBytes32(prev(from)),
-        hashes.slice(from, to).map(toBytes32),
-      );
-      const sent = await sender.send(tx, "registerStates", { gasLimit: GAS_LIMITS.registerStates(to - from) });
-      chunks.push({ from, to, receipt: sent.receipt, batch: null });
-    } else {
-      const batch = new LeafBatch(
-        hashes.slice(from, to).map((stateHash, offset) => ({
-          issuer: signer.address,
-          instanceHash: instance,
-          seq: from + offset,
-          stateHash,
-          prevStateHash: prev(from + offset),
-        })),
-      );
-      const sent = await sender.send(
-        await registry.anchorBatch.populateTransaction(batch.root, batch.size),
-        "anchorBatch",
-        { gasLimit: GAS_LIMITS.anchorBatch },
-      );
-      chunks.push({ from, to, receipt: sent.receipt, batch });
+  const phases = { states: 0, send: 0, chainWait: 0, proofs: 0, pages: 0 };
+  const timed = <T>(phase: keyof typeof phases, work: () => T): T => {
+    const at = performance.now();
+    try {
+      return work();
+    } finally {
+      phases[phase] += performance.now() - at;
     }
-    onProgress(Math.floor(states / 2 + to / 4));
-  }
-  const receipts = await Promise.all(chunks.map((chunk) => chunk.receipt));
+  };
+  const pageSize = DEFAULT_PAGE_SIZE;
+  let accumulator: HexHash = instance;
+  let stateBytes = 0;
+  let transactions = 0;
+  let prev: HexHash = instance;
+  const trail = new Trail(instance);
   const blocks = new Map<number, Promise<Block | null>>();
   const blockTime = async (number: number): Promise<number> => {
-    if (!blocks.has(number)) blocks.set(number, signer.provider!.getBlock(number));
+    if (!blocks.has(number)) {
+      if (blocks.size > 64) blocks.clear();
+      blocks.set(number, signer.provider!.getBlock(number));
+    }
     return (await blocks.get(number))!.timestamp;
   };
-  const last = hashes[states - 1];
-  let terminated: TransactionReceipt;
-  if (anchor === "multi") {
-    terminated = await sender.sendAndWait(
-      await registry.terminateInstance.populateTransaction(toBytes32(instance), toBytes32(last), 2),
-      "terminateInstance",
-    );
-  } else {
-    const trail = new Trail(instance);
-    hashes.forEach((hash) => trail.push(hash));
-    terminated = await sender.sendAndWait(
-      await registry.terminateAnchored.populateTransaction(
-        toBytes32(instance),
-        toBytes32(last),
-        states,
-        toBytes32(trail.value),
-        2,
-      ),
-      "terminateAnchored",
-    );
-  }
+  let peakRss = 0;
+  const sampleRss = (): void => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  };
 
-  const entries: ProtocolEntry[] = new Array<ProtocolEntry>(states);
-  for (const [index, chunk] of chunks.entries()) {
-    const receipt = receipts[index];
+  // The entries of the oldest chunk in flight, once its transaction is mined, appended to the pages.
+  const pending: Chunk[] = [];
+  const publishOldest = async (): Promise<void> => {
+    const chunk = pending.shift()!;
+    const at = performance.now();
+    const receipt = await chunk.receipt;
     const timestamp = await blockTime(receipt.blockNumber);
-    for (let seq = chunk.from; seq < chunk.to; seq++) {
-      const proof: MerkleProof | null = chunk.batch ? chunk.batch.proof(seq - chunk.from) : null;
-      entries[seq] = {
+    phases.chainWait += performance.now() - at;
+    const entries = timed("proofs", () =>
+      chunk.hashes.map((hash, offset): ProtocolEntry => ({
         event_type: "Register State",
-        seq,
-        state_name: names[seq].state_name,
-        state_type: names[seq].state_type,
-        state_hash: hashes[seq],
-        prev_state_hash: seq === 0 ? instance : hashes[seq - 1],
+        seq: chunk.from + offset,
+        state_name: chunk.names[offset].state_name,
+        state_type: chunk.names[offset].state_type,
+        state_hash: hash,
+        prev_state_hash: offset === 0 ? chunk.prev : chunk.hashes[offset - 1],
         timestamp,
         block_nr: receipt.blockNumber,
         client_address: receipt.from,
         transaction_hash: receipt.hash,
-        state_data: `${identity.record.url}/states/${hashes[seq]}`,
-        proof,
-      };
+        state_data: urls.state(hash),
+        proof: chunk.batch ? chunk.batch.proof(offset) : null,
+      })),
+    );
+    accumulator = timed("pages", () => home.appendEntries(instance, pageSize, chunk.from, entries, accumulator));
+    sampleRss();
+    onProgress(chunk.to);
+  };
+
+  fs.mkdirSync(home.path("states"), { recursive: true });
+  for (let from = 0; from < states; from += CHUNK) {
+    const to = Math.min(states, from + CHUNK);
+    const salts = randomBytes(32 * (to - from));
+    const hashes: HexHash[] = [];
+    const names: Chunk["names"] = [];
+    timed("states", () => {
+      for (let seq = from; seq < to; seq++) {
+        const offset = seq - from;
+        const state = data(seq, salts.subarray(32 * offset, 32 * offset + 32).toString("hex"));
+        const bytes = stateDataBytes(state);
+        const hash = sha256Hex(bytes);
+        fs.writeFileSync(home.stateFile(hash), bytes);
+        stateBytes += bytes.length;
+        hashes.push(hash);
+        trail.push(hash);
+        names.push({ state_name: state.state_name, state_type: state.state_type });
+      }
+    });
+    const chunkPrev = prev;
+    let batch: LeafBatch | null = null;
+    let sent;
+    const sending = performance.now();
+    if (anchor === "multi") {
+      const tx = await registry.registerStates.populateTransaction(
+        toBytes32(instance),
+        toBytes32(chunkPrev),
+        hashes.map(toBytes32),
+      );
+      sent = await sender.send(tx, "registerStates", { gasLimit: GAS_LIMITS.registerStates(to - from) });
+    } else {
+      batch = timed(
+        "proofs",
+        () =>
+          new LeafBatch(
+            hashes.map((stateHash, offset) => ({
+              issuer: signer.address,
+              instanceHash: instance,
+              seq: from + offset,
+              stateHash,
+              prevStateHash: offset === 0 ? chunkPrev : hashes[offset - 1],
+            })),
+          ),
+      );
+      sent = await sender.send(await registry.anchorBatch.populateTransaction(batch.root, batch.size), "anchorBatch", {
+        gasLimit: GAS_LIMITS.anchorBatch,
+      });
     }
+    phases.send += performance.now() - sending;
+    transactions += 1;
+    pending.push({ from, to, prev: chunkPrev, hashes, names, receipt: sent.receipt, batch });
+    prev = hashes[hashes.length - 1];
+    while (pending.length >= IN_FLIGHT) await publishOldest();
   }
-  const unsigned: UnsignedProtocol = {
-    protocol_version: PROTOCOL_VERSION,
-    chain_id: deployment.chainId,
-    registries,
-    issuer: {
-      address: signer.address,
-      ens_name: identity.record.ens_name,
-      url: identity.record.url,
-      certificate_fingerprint: identity.record.certificate_fingerprint,
-    },
-    model_hash: model.hash,
-    model_data: `${identity.record.url}/models/${model.hash}`,
-    instance_hash: instance,
-    instance_data: `${identity.record.url}/instances/${instance}/input`,
-    instance_nonce: record.nonce,
-    created: { block_nr: created.blockNumber, transaction_hash: created.hash },
+  while (pending.length > 0) await publishOldest();
+
+  const last = prev;
+  const terminated =
+    anchor === "multi"
+      ? await sender.sendAndWait(
+          await registry.terminateInstance.populateTransaction(toBytes32(instance), toBytes32(last), 2),
+          "terminateInstance",
+        )
+      : await sender.sendAndWait(
+          await registry.terminateAnchored.populateTransaction(
+            toBytes32(instance),
+            toBytes32(last),
+            states,
+            toBytes32(trail.value),
+            2,
+          ),
+          "terminateAnchored",
+        );
+
+  const head: UnsignedHead = {
+    ...unsignedHeadOf({
+      ...initialProtocol({
+        chainId: deployment.chainId,
+        registries,
+        issuer: {
+          address: signer.address,
+          ens_name: identity.record.ens_name,
+          url: identity.record.url,
+          certificate_fingerprint: identity.record.certificate_fingerprint,
+        },
+        modelHash: model.hash,
+        instanceHash: instance,
+        nonce: record.nonce,
+        created: { block_nr: created.blockNumber, transaction_hash: created.hash },
+      }),
+      page_size: pageSize,
+    }),
     status: "succeeded",
-    instance_protocol: entries,
     head: { seq: states - 1, state_hash: last },
     terminated: { block_nr: terminated.blockNumber, transaction_hash: terminated.hash },
+    entries: states,
+    accumulator,
   };
-  home.writeProtocol(await signProtocol(unsigned, signer));
+  home.writeHead(await signHead(head, signer));
+  sampleRss();
   onProgress(states);
+
+  let protocolBytes = fs.statSync(home.protocolFile(instance)).size;
+  const pages = Math.max(1, Math.ceil(states / pageSize));
+  for (let index = 0; index < pages; index++) protocolBytes += fs.statSync(home.pageFile(instance, index)).size;
+  const seconds = (ms: number): number => Math.round(ms / 100) / 10;
   return {
     states,
     anchor,
     instanceHash: instance,
-    protocolUrl: `${identity.record.url}/instances/${instance}/protocol`,
-    protocolBytes: fs.statSync(home.protocolFile(instance)).size,
-    transactions: chunks.length,
-    seconds: Math.round((performance.now() - started) / 100) / 10,
+    protocolUrl: urls.protocol(instance),
+    protocolBytes,
+    pages,
+    stateBytes,
+    transactions,
+    seconds: seconds(performance.now() - started),
+    phases: {
+      states_s: seconds(phases.states),
+      send_s: seconds(phases.send),
+      chain_wait_s: seconds(phases.chainWait),
+      proofs_s: seconds(phases.proofs),
+      pages_s: seconds(phases.pages),
+    },
+    peak_rss_mb: Math.round(peakRss / 2 ** 20),
   };
+}
+
+/**
+ * Removes an instance's state bodies, pages and head from the data directory (a 1,000,000-state instance takes
+ * about 5 GB on disk: 1,000,000 files of a block each). Its state hashes are read back from its pages.
+ */
+export function removeInstance(issuer: TestIssuer, built: Pick<BuiltInstance, "instanceHash" | "pages">): void {
+  const { home } = issuer;
+  for (let index = 0; index < built.pages; index++) {
+    const file = home.pageFile(built.instanceHash, index);
+    const text = fs.readFileSync(file, "utf8");
+    for (const match of text.matchAll(/"state_hash":"([0-9a-f]{64})"/g))
+      fs.rmSync(home.stateFile(match[1]), { force: true });
+  }
+  fs.rmSync(home.instanceDir(built.instanceHash), { recursive: true, force: true });
 }

@@ -55,6 +55,53 @@ export interface Machine {
   solc: string;
   /** 1-minute load average when the run started (others' work on the machine skews speed figures). */
   load_average: number;
+  /** Where the issuer's data directory is made (BENCH_DATA_DIR; by default /dev/shm when it is a tmpfs). */
+  data_dir: { path: string; filesystem: string; why: string };
+}
+
+/**
+ * Where the benchmark's data directory goes. A 1,000,000-state instance is 1,000,000 state files: on this machine's
+ * disk (ext4 mounted with `discard`) each unlink waits for a discard, so removing an instance's files took minutes
+ * per 100,000; a tmpfs (/dev/shm) removes them at once. The verifier reads them through the fetcher either way,
+ * from the page cache (just written).
+ */
+function dataDir(): Machine["data_dir"] {
+  const chosen = process.env.BENCH_DATA_DIR;
+  const filesystem = (dir: string): string => {
+    try {
+      const mounts = fs
+        .readFileSync("/proc/mounts", "utf8")
+        .split("\n")
+        .map((line) => line.split(" "))
+        .filter(
+          (fields) => fields.length > 2 && (dir === fields[1] || dir.startsWith(fields[1].replace(/\/$/, "") + "/")),
+        )
+        .sort((a, b) => b[1].length - a[1].length);
+      return mounts[0]
+        ? `${mounts[0][2]} (${mounts[0][1]}${mounts[0][3].includes("discard") ? ", discard" : ""})`
+        : "unknown";
+    } catch {
+      return "unknown";
+    }
+  };
+  if (chosen) return { path: chosen, filesystem: filesystem(chosen), why: "BENCH_DATA_DIR" };
+  const shm = "/dev/shm";
+  const free = (() => {
+    try {
+      const stat = fs.statfsSync(shm);
+      return stat.bavail * stat.bsize;
+    } catch {
+      return 0;
+    }
+  })();
+  if (filesystem(shm).startsWith("tmpfs") && free > 12 * 2 ** 30) {
+    return {
+      path: shm,
+      filesystem: filesystem(shm),
+      why: "a tmpfs: a million state files are written and removed at once",
+    };
+  }
+  return { path: os.tmpdir(), filesystem: filesystem(os.tmpdir()), why: "the temporary directory" };
 }
 
 export function machine(): Machine {
@@ -74,33 +121,61 @@ export function machine(): Machine {
     hardhat: version("hardhat"),
     solc: version("solc"),
     load_average: Math.round(os.loadavg()[0] * 100) / 100,
+    data_dir: dataDir(),
   };
 }
 
+/** A page index as the issuer's server accepts it: a decimal integer without sign or leading zero. */
+const PAGE_INDEX = /^(0|[1-9][0-9]*)$/;
+
 /**
  * A fetcher that serves an issuer's data directory the way its HTTPS server does (`/models/<hash>`,
- * `/states/<hash>`, `/instances/<hash>/{input,protocol}`), read from the files, presenting the issuer's TLS
- * certificate: the verifier's work without the network's.
+ * `/states/<hash>`, `/instances/<hash>/input`, the signed head at `/instances/<hash>/protocol` and page k at
+ * `/instances/<hash>/protocol/pages/<k>`: its whole lines, up to the last newline), read from the files,
+ * presenting the issuer's TLS certificate: the verifier's work without the network's. `onRead` sees each response's
+ * size (the benchmark counts the bytes a verification reads).
  */
-export function fileFetcher(homeDir: string): Fetcher {
+export function fileFetcher(homeDir: string, onRead?: (url: string, bytes: number) => void): Fetcher {
   const home = new Home(homeDir);
   const pem = fs.readFileSync(home.path("tls", "cert.pem"), "utf8");
   const info = certificateInfo(pem);
   const certificate = { fingerprint: info.fingerprint, notBefore: info.notBefore, notAfter: info.notAfter };
+  const notFound = (url: string): StatetrailError => new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP 404`);
   return async (url, request) => {
     const parts = new URL(url).pathname.split("/").filter(Boolean);
     let file: string | null = null;
+    let page = false;
     if (parts[0] === "models" && parts.length === 2) file = home.modelFile(parts[1]);
     else if (parts[0] === "states" && parts.length === 2) file = home.stateFile(parts[1]);
     else if (parts[0] === "instances" && parts.length === 3 && parts[2] === "input") file = home.inputFile(parts[1]);
     else if (parts[0] === "instances" && parts.length === 3 && parts[2] === "protocol") {
       file = home.protocolFile(parts[1]);
+    } else if (
+      parts[0] === "instances" &&
+      parts.length === 5 &&
+      parts[2] === "protocol" &&
+      parts[3] === "pages" &&
+      PAGE_INDEX.test(parts[4])
+    ) {
+      file = home.pageFile(parts[1], Number(parts[4]));
+      page = true;
     }
-    if (file === null || !fs.existsSync(file)) {
-      throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP 404`);
+    if (file === null) throw notFound(url);
+    let bytes: Buffer;
+    try {
+      bytes = fs.readFileSync(file); // small files: one blocking read beats fs.promises' four round trips
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") throw notFound(url);
+      throw error;
     }
-    const bytes = fs.readFileSync(file); // small files: one blocking read beats fs.promises' four round trips
+    if (page) {
+      // Whole lines only, as the server serves a page (an append may be under way); none yet: not served.
+      const end = bytes.lastIndexOf(0x0a);
+      if (end < 0) throw notFound(url);
+      bytes = bytes.subarray(0, end + 1);
+    }
     if (bytes.length > request.maxBytes) throw new StatetrailError("FETCH_FAILED", `${url} is too large`);
+    onRead?.(url, bytes.length);
     return { bytes, certificate };
   };
 }

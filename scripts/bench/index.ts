@@ -5,14 +5,28 @@
  *   1. gas per recorded state: statetrail per-state / multi (10, 100) / batch (100, 1,000 per root), EAS
  *      `attest` and `timestamp`, the event-only floor and store-and-emit, each as a ratio to the floor;
  *   2. tracker throughput (states registered per second) per anchoring mode, automine, a 1,000-iteration Map;
- *   3. verifier time and peak RSS for 1,000 / 10,000 / 100,000-state instances (each in a child process);
- *   4. the overhead of tracking: the same run's wall time with and without tracking.
+ *   3. verifier time and peak RSS for 1,000 to 1,000,000-state instances (each in a child process), protocol v3,
+ *      beside the protocol v2 rows of the last v2 run;
+ *   4. the overhead of tracking: the same run's wall time with and without tracking;
+ *   5. bytes written per publication by the tracker (protocol v3 appends), at 10 and 10,000 states.
  *
- * A progress line goes to stderr. BENCH_PARTS=gas,tracker,verifier selects parts (default all).
- * The test suite does not run this.
+ * Options (or the environment variable in brackets):
+ *   --only gas,tracker,verifier,publication   parts to run (BENCH_PARTS; default all)
+ *   --sizes 1000,1000000                      verifier instance sizes (BENCH_SIZES; default 1,000 to 1,000,000)
+ *   --anchors multi,batch                     verifier anchoring modes (BENCH_ANCHORS; default both)
+ *   --profile cpu|heap                        each verification with --cpu-prof / --heap-prof (BENCH_PROFILE),
+ *                                             written to bench-profiles/
+ *   --trace                                   memory samples (every 100 ms) kept in BENCHMARKS.json (BENCH_TRACE=1)
+ *   --plain                                   only the verifier runs without V9, compiled (BENCH_PLAIN=1)
+ * A run of some parts or sizes replaces those figures in BENCHMARKS.json and keeps the others (each row says when
+ * and under which load it was measured), then writes BENCHMARKS.md from the whole.
+ *
+ * A progress line goes to stderr. The test suite does not run this.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { parseArgs } from "node:util";
 import { Wallet } from "ethers";
 import * as prettier from "prettier";
 import { devPrivateKey } from "../../src/chain/keys";
@@ -21,9 +35,17 @@ import { connect } from "../../src/chain/provider";
 import { setupIssuer } from "../../test/helpers/issuer";
 import { Progress, ROOT, machine, type Machine } from "./common";
 import { measureGas, type GasResults } from "./gas";
+import { measurePublication, type PublicationResults } from "./publication";
 import { renderMarkdown } from "./report";
 import { measureTracker, type TrackerResults } from "./tracker";
-import { measureVerifier, type VerifierResults } from "./verifier";
+import {
+  DEFAULT_PLAN,
+  measureVerifier,
+  type Anchor,
+  type VerifierPlanItem,
+  type VerifierResults,
+  type VerifierRow,
+} from "./verifier";
 
 export interface Goal {
   goal: string;
@@ -32,35 +54,143 @@ export interface Goal {
   met: boolean;
 }
 
-export interface BenchResults {
-  statetrail_benchmarks: 1;
+/** The protocol v2 verifier figures of the last run before protocol v3, kept for comparison. */
+export interface PreviousVerifier {
+  protocol_version: 2;
   generated_at: string;
+  load_average: number;
+  rows: Array<
+    Pick<
+      VerifierRow,
+      "states" | "anchor" | "runtime" | "conformance" | "protocol_mb" | "verdict" | "seconds" | "steps" | "peak_rss_mb"
+    > & { baseline_rss_mb: number }
+  >;
+}
+
+export interface BenchResults {
+  /** 2: protocol v3 figures (rows carry when and under which load they were measured). */
+  statetrail_benchmarks: 2;
+  protocol_version: 3;
+  generated_at: string;
+  /** The last run's duration and what it ran. */
   seconds: number;
+  ran: string;
   machine: Machine;
   gas: GasResults | null;
   tracker: TrackerResults | null;
   verifier: VerifierResults | null;
+  publication: PublicationResults | null;
+  previous: PreviousVerifier | null;
   goals: Goal[];
 }
 
-const PARTS = new Set((process.env.BENCH_PARTS ?? "gas,tracker,verifier").split(",").map((part) => part.trim()));
+const ALL_PARTS = ["gas", "tracker", "verifier", "publication"];
+const JSON_FILE = path.join(ROOT, "BENCHMARKS.json");
+
+function options() {
+  const { values } = parseArgs({
+    options: {
+      only: { type: "string" },
+      sizes: { type: "string" },
+      anchors: { type: "string" },
+      profile: { type: "string" },
+      trace: { type: "boolean" },
+      plain: { type: "boolean" },
+    },
+  });
+  const list = (value: string | undefined): string[] | null =>
+    value
+      ? value
+          .split(",")
+          .map((part) => part.trim())
+          .filter(Boolean)
+      : null;
+  const parts = new Set(list(values.only ?? process.env.BENCH_PARTS) ?? ALL_PARTS);
+  for (const part of parts) if (!ALL_PARTS.includes(part)) throw new Error(`--only: unknown part ${part}`);
+  const sizes = list(values.sizes ?? process.env.BENCH_SIZES)?.map((size) => Number(size.replace(/[_k]/g, "")));
+  const anchors = (list(values.anchors ?? process.env.BENCH_ANCHORS) ?? ["multi", "batch"]) as Anchor[];
+  let plan: VerifierPlanItem[] = DEFAULT_PLAN.filter(
+    (item) => (!sizes || sizes.includes(item.states)) && anchors.includes(item.anchor),
+  );
+  for (const states of sizes ?? []) {
+    for (const anchor of anchors) {
+      if (!plan.some((item) => item.states === states && item.anchor === anchor)) {
+        plan.push({ states, anchor, runs: [{ conformance: false, runtime: "node" }] });
+      }
+    }
+  }
+  if (values.plain || process.env.BENCH_PLAIN === "1") {
+    plan = plan.map((item) => ({ ...item, runs: [{ conformance: false, runtime: "node" as const }] }));
+  }
+  plan = plan.sort((a, b) => (a.anchor === b.anchor ? a.states - b.states : a.anchor === "multi" ? -1 : 1));
+  const profile = values.profile ?? process.env.BENCH_PROFILE ?? null;
+  if (profile !== null && profile !== "cpu" && profile !== "heap") throw new Error("--profile: cpu or heap");
+  return { parts, plan, profile, trace: values.trace ?? process.env.BENCH_TRACE === "1", sizes, anchors };
+}
+
+/** The figures of the last run, to keep what this run does not measure. */
+function previousResults(): { results: Partial<BenchResults> | null; v2: PreviousVerifier | null } {
+  if (!fs.existsSync(JSON_FILE)) return { results: null, v2: null };
+  const json = JSON.parse(fs.readFileSync(JSON_FILE, "utf8")) as Record<string, unknown>;
+  if (json.statetrail_benchmarks === 2) {
+    const results = json as unknown as BenchResults;
+    return { results, v2: results.previous };
+  }
+  // The figures of protocol v2 (statetrail_benchmarks 1): the verifier rows are kept for comparison, the rest is
+  // measured again.
+  const old = json as { generated_at: string; machine: Machine; verifier: { rows: PreviousVerifier["rows"] } | null };
+  return {
+    results: null,
+    v2: old.verifier
+      ? {
+          protocol_version: 2,
+          generated_at: old.generated_at,
+          load_average: old.machine.load_average,
+          rows: old.verifier.rows,
+        }
+      : null,
+  };
+}
+
+function mergeVerifier(old: VerifierResults | null | undefined, now: VerifierResults): VerifierResults {
+  if (!old) return now;
+  const rowKey = (row: VerifierRow): string => `${row.states}/${row.anchor}/${row.runtime}/${row.conformance}`;
+  const instanceKey = (row: { states: number; anchor: string }): string => `${row.states}/${row.anchor}`;
+  const fresh = new Set(now.rows.map(rowKey));
+  const built = new Set(now.instances.map(instanceKey));
+  const order = (a: { states: number; anchor: string }, b: { states: number; anchor: string }): number =>
+    a.anchor === b.anchor ? a.states - b.states : a.anchor === "multi" ? -1 : 1;
+  return {
+    instances: [...old.instances.filter((row) => !built.has(instanceKey(row))), ...now.instances].sort(order),
+    rows: [...old.rows.filter((row) => !fresh.has(rowKey(row))), ...now.rows].sort(
+      (a, b) => order(a, b) || Number(a.conformance) - Number(b.conformance) || a.runtime.localeCompare(b.runtime),
+    ),
+  };
+}
 
 async function main(): Promise<void> {
+  const chosen = options();
   const progress = new Progress();
+  const before = previousResults();
+  const load = (): number => Math.round(os.loadavg()[0] * 100) / 100;
   const results: BenchResults = {
-    statetrail_benchmarks: 1,
+    statetrail_benchmarks: 2,
+    protocol_version: 3,
     generated_at: new Date().toISOString(),
     seconds: 0,
+    ran: process.argv.slice(2).join(" ") || "(all)",
     machine: machine(),
     gas: null,
     tracker: null,
     verifier: null,
+    publication: null,
+    previous: before.v2,
     goals: [],
   };
   progress.set("starting a hardhat node process (automine)", true);
   const node = await startNode({ hostname: "127.0.0.1", port: await freePort() });
   try {
-    if (PARTS.has("gas")) {
+    if (chosen.parts.has("gas")) {
       const provider = await connect({ rpcUrl: node.url, ensRegistry: null });
       try {
         results.gas = await measureGas(new Wallet(devPrivateKey(9), provider), progress);
@@ -68,25 +198,52 @@ async function main(): Promise<void> {
         provider.destroy();
       }
     }
-    if (PARTS.has("tracker") || PARTS.has("verifier")) {
+    if (chosen.parts.has("tracker") || chosen.parts.has("verifier") || chosen.parts.has("publication")) {
       progress.set("deploying registries and ENS, creating the issuer's identity, starting its HTTPS server", true);
-      const issuer = await setupIssuer(node.url, { label: "bench" });
+      // The issuer's data directory (setupIssuer makes it under os.tmpdir()) on the filesystem chosen for it.
+      const tmpdir = process.env.TMPDIR;
+      process.env.TMPDIR = results.machine.data_dir.path;
+      const issuer = await setupIssuer(node.url, { label: "bench" }).finally(() => {
+        if (tmpdir === undefined) delete process.env.TMPDIR;
+        else process.env.TMPDIR = tmpdir;
+      });
       try {
-        if (PARTS.has("tracker")) results.tracker = await measureTracker(issuer, progress);
-        if (PARTS.has("verifier")) results.verifier = await measureVerifier(issuer, node.url, progress);
+        if (chosen.parts.has("tracker")) results.tracker = await measureTracker(issuer, progress);
+        if (chosen.parts.has("publication")) results.publication = await measurePublication(issuer, progress);
+        if (chosen.parts.has("verifier") && chosen.plan.length > 0) {
+          results.verifier = await measureVerifier(issuer, node.url, progress, {
+            plan: chosen.plan,
+            profile: chosen.profile as "cpu" | "heap" | null,
+            trace: chosen.trace,
+            loadAverage: load,
+          });
+        }
       } finally {
         await issuer.close();
+        fs.rmSync(issuer.home.root, { recursive: true, force: true });
+        fs.rmSync(issuer.deploymentsDir, { recursive: true, force: true });
       }
     }
   } finally {
     await node.stop();
   }
   results.seconds = Math.round(progress.seconds);
+  // Figures this run did not measure are kept from the last one.
+  const old = before.results;
+  if (old) {
+    results.gas ??= old.gas ?? null;
+    results.tracker ??= old.tracker ?? null;
+    results.publication ??= old.publication ?? null;
+    results.verifier = results.verifier ? mergeVerifier(old.verifier, results.verifier) : (old.verifier ?? null);
+  }
   results.goals = goals(results);
-  fs.writeFileSync(path.join(ROOT, "BENCHMARKS.json"), JSON.stringify(results, null, 2) + "\n");
+  fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
   const markdown = path.join(ROOT, "BENCHMARKS.md");
-  const options = (await prettier.resolveConfig(markdown)) ?? {};
-  fs.writeFileSync(markdown, await prettier.format(renderMarkdown(results), { ...options, filepath: markdown }));
+  const prettierOptions = (await prettier.resolveConfig(markdown)) ?? {};
+  fs.writeFileSync(
+    markdown,
+    await prettier.format(renderMarkdown(results), { ...prettierOptions, filepath: markdown }),
+  );
   progress.set(`done in ${results.seconds} s: BENCHMARKS.md and BENCHMARKS.json written`, true);
   progress.done();
 }
@@ -123,24 +280,66 @@ function goals(results: BenchResults): Goal[] {
   rate("tracker, batch mode", "batch", 16, 2_000);
   rate("tracker, per-state with pipelining", "per-state", 16, 150);
   const verifier = results.verifier?.rows ?? [];
-  const plain = (row: (typeof verifier)[number]): boolean =>
-    row.anchor === "multi" && !row.conformance && row.runtime === "node";
-  const ten = verifier.find((row) => row.states === 10_000 && plain(row));
+  const plain = (row: VerifierRow): boolean => !row.conformance && row.runtime === "node";
+  const find = (states: number, anchor: Anchor): VerifierRow | undefined =>
+    verifier.find((row) => row.states === states && row.anchor === anchor && plain(row));
+  const ten = find(10_000, "multi");
   if (ten) {
     list.push({
       goal: "verifier, 10,000 states (V0–V8)",
       target: "≤ 3 s",
       measured: `${ten.seconds} s`,
-      met: ten.seconds <= 3,
+      met: ten.seconds <= 3 && ten.verdict === "valid",
     });
   }
-  const hundred = verifier.find((row) => row.states === 100_000 && plain(row));
+  const hundred = find(100_000, "multi");
   if (hundred) {
     list.push({
       goal: "verifier, 100,000 states (V0–V8), peak RSS",
-      target: "≤ 200 MB",
+      target: "≤ 120 MB",
       measured: `${hundred.peak_rss_mb} MB`,
-      met: hundred.peak_rss_mb <= 200,
+      met: hundred.peak_rss_mb <= 120 && hundred.verdict === "valid",
+    });
+  }
+  for (const anchor of ["multi", "batch"] as const) {
+    const million = find(1_000_000, anchor);
+    if (!million) continue;
+    list.push({
+      goal: `verifier, 1,000,000 states, ${anchor} (V0–V8), peak RSS`,
+      target: "≤ 200 MB",
+      measured: `${million.peak_rss_mb} MB`,
+      met: million.peak_rss_mb <= 200 && million.verdict === "valid",
+    });
+    list.push({
+      goal: `verifier, 1,000,000 states, ${anchor} (V0–V8), time`,
+      target: "≤ 60 s",
+      measured: `${million.seconds} s`,
+      met: million.seconds <= 60 && million.verdict === "valid",
+    });
+  }
+  const v8 = verifier.filter((row) => row.v8_ms >= 0);
+  if (v8.length > 0) {
+    const worst = v8.reduce((a, b) => (b.v8_ms > a.v8_ms ? b : a));
+    list.push({
+      goal: "verifier, V8 at any size",
+      target: "≤ 50 ms",
+      measured: `at most ${worst.v8_ms} ms (${worst.states.toLocaleString("en")} states, ${worst.anchor})`,
+      met: worst.v8_ms <= 50,
+    });
+  }
+  const publication = results.publication;
+  if (publication && publication.rows.length > 0) {
+    const perEntry = publication.rows.map((row) => row.bytes_per_publication_per_new_entry);
+    const small = publication.rows[0];
+    const large = publication.rows[publication.rows.length - 1];
+    list.push({
+      goal: "publishing one more state: O(1) bytes written",
+      target: "bytes written per publication independent of the instance's size",
+      measured:
+        `${small.states.toLocaleString("en")} states: ${Math.round(small.head_bytes_per_publication)} B head + ` +
+        `${Math.round(small.page_bytes_per_entry)} B/entry; ${large.states.toLocaleString("en")} states: ` +
+        `${Math.round(large.head_bytes_per_publication)} B head + ${Math.round(large.page_bytes_per_entry)} B/entry`,
+      met: publication.constant && perEntry.every((value) => Number.isFinite(value)),
     });
   }
   return list;

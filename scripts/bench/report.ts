@@ -2,6 +2,8 @@ import path from "node:path";
 import fs from "node:fs";
 import { int } from "./common";
 import { type BenchResults } from "./index";
+import { type PublicationResults } from "./publication";
+import { type VerifierRow } from "./verifier";
 
 type Cell = string | number;
 
@@ -18,11 +20,25 @@ export function renderMarkdown(results: BenchResults): string {
     "# statetrail benchmarks",
     "",
     `Written by \`npm run bench\` (scripts/bench/) on ${results.generated_at.replace("T", " ").replace(/\.\d+Z$/, " UTC")} ` +
-      `in ${results.seconds} s, from one run on a local \`hardhat node\` process (automine). Raw figures: BENCHMARKS.json.`,
+      `(the last run, \`${results.ran}\`, took ${results.seconds} s) on a local \`hardhat node\` process (automine); protocol ` +
+      `version ${results.protocol_version}. Figures a run did not measure are kept from the run that did: each verifier ` +
+      "row says when it was measured and under which load. Raw figures: BENCHMARKS.json.",
     "",
     table(
-      ["CPU", "cores", "RAM", "OS", "Node", "Hardhat", "solc", "load average at start"],
-      [[m.cpu, m.cores, `${m.ram_gib} GiB`, m.os, m.node, m.hardhat, m.solc, m.load_average]],
+      ["CPU", "cores", "RAM", "OS", "Node", "Hardhat", "solc", "load average at start", "data directory"],
+      [
+        [
+          m.cpu,
+          m.cores,
+          `${m.ram_gib} GiB`,
+          m.os,
+          m.node,
+          m.hardhat,
+          m.solc,
+          m.load_average,
+          m.data_dir ? `${m.data_dir.filesystem}: ${m.data_dir.why}` : "",
+        ],
+      ],
     ),
     "",
     "Speed figures depend on the machine and on what else runs on it (the load average above); gas figures do not.",
@@ -93,64 +109,7 @@ export function renderMarkdown(results: BenchResults): string {
     );
   }
 
-  if (results.verifier) {
-    const v = results.verifier;
-    out.push(
-      "",
-      "## 3. Verifier time and peak RSS",
-      "",
-      "Genuine instances of a Map model registered 1,000 states per transaction (registerStates, or a Merkle root " +
-        "and terminateAnchored for batch), their state data in the issuer's data directory. Each verification runs " +
-        "in a process of its own against the node; state bodies are read by a file-backed fetcher that serves the " +
-        "data directory as the issuer's server does (the network is not measured), 8 at a time. The process runs " +
-        "the verifier compiled to JavaScript (`node`), or through ts-node as `bin/statetrail.js` does (`ts-node`: " +
-        "the TypeScript compiler is loaded too). Peak RSS is the process's (`process.resourceUsage().maxRSS`); the " +
-        "baseline is its RSS before verifying (Node and the modules loaded). V2 (ENS) is skipped; V9 " +
-        "(conformance) is off unless said.",
-      "",
-      table(
-        [
-          "states",
-          "anchoring",
-          "V9",
-          "runtime",
-          "protocol (MB)",
-          "verdict",
-          "seconds",
-          "slowest steps",
-          "peak RSS (MB)",
-          "baseline RSS (MB)",
-        ],
-        v.rows.map((row) => [
-          int(row.states),
-          row.anchor,
-          row.conformance ? "on" : "off",
-          row.runtime,
-          row.protocol_mb,
-          row.verdict,
-          `**${row.seconds}**`,
-          row.steps,
-          `**${int(row.peak_rss_mb)}**`,
-          int(row.baseline_rss_mb),
-        ]),
-        ["r", "l", "l", "l", "r", "l", "r", "l", "r", "r"],
-      ),
-      "",
-      "Building the instances (state data, transactions, signed protocol):",
-      "",
-      table(
-        ["states", "anchoring", "transactions", "protocol (MB)", "seconds"],
-        v.instances.map((built) => [
-          int(built.states),
-          built.anchor,
-          int(built.transactions),
-          Math.round((built.protocolBytes / 2 ** 20) * 10) / 10,
-          built.seconds,
-        ]),
-        ["r", "l", "r", "r", "r"],
-      ),
-    );
-  }
+  if (results.verifier || results.previous) out.push(...verifierSection(results));
 
   if (results.tracker) {
     const t = results.tracker;
@@ -169,22 +128,9 @@ export function renderMarkdown(results: BenchResults): string {
     );
   }
 
-  out.push(
-    "",
-    "## What bounds these figures",
-    "",
-    "- **Local-engine throughput** is bounded by the interpreter (aws-local-stepfunctions enters the states of the " +
-      "Map in the same thread as the tracker); the replay rows show what the tracker itself sustains.",
-    "- **per-state** on an automining node is one block per transaction: each state costs the node a block, a " +
-      "receipt and a block read. Pipelining overlaps them (transactions are signed ahead and sent in nonce order).",
-    "- **Verifier time** at large sizes goes to V8 (the signature: RFC 8785 canonical form of the whole protocol, " +
-      "then keccak256 over it, in JavaScript) and V6 (every state body read, hashed, parsed and checked).",
-    "- **Verifier memory** at 100,000 states: V6 streams the bodies (8 at a time; kept only for V9, within a budget), but the protocol is one " +
-      "JSON document held in memory as objects, and the registry's events are decoded for the whole instance; the " +
-      "peak also holds garbage from decoding the `eth_getLogs` response (ethers' UTF-8 decoder) and the canonical " +
-      "payload of V8. A 100,000-state verification within 200 MB needs a protocol read in pages (entries streamed " +
-      "from the document or served in ranges) and the events consumed as they are read.",
-  );
+  if (results.publication) out.push(...publicationSection(results.publication, results.previous));
+
+  out.push(...boundsSection(results));
 
   out.push(...loadTestSection());
 
@@ -251,4 +197,244 @@ function loadTestSection(): string[] {
       ],
     ),
   ];
+}
+
+const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
+const when = (iso: string): string => iso.replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC");
+
+/** Section 3: the protocol v3 rows, how the instances were built, and the protocol v2 rows for comparison. */
+function verifierSection(results: BenchResults): string[] {
+  const v = results.verifier;
+  const previous = results.previous;
+  const out: string[] = ["", "## 3. Verifier time and peak RSS"];
+  if (v) {
+    const before = (row: VerifierRow): string => {
+      const old = previous?.rows.find(
+        (candidate) =>
+          candidate.states === row.states &&
+          candidate.anchor === row.anchor &&
+          candidate.conformance === row.conformance &&
+          candidate.runtime === row.runtime,
+      );
+      return old ? `${old.seconds} s, ${int(old.peak_rss_mb)} MB` : "";
+    };
+    out.push(
+      "",
+      "Genuine protocol v3 instances of the benchmark model (a loop of Task iterations: a Choice, the Task, a counting " +
+        "Pass; 3 states per iteration), registered 1,000 states per transaction (registerStates), or anchored in a " +
+        "Merkle root per 1,000 states and terminated with terminateAnchored (batch); their state data, signed head and " +
+        "pages (1,024 entries each) in the issuer's data directory. Each verification runs in a process of its own " +
+        "against the node; the head, pages and state bodies are read by a file-backed fetcher that serves the data " +
+        "directory as the issuer's server does (the network is not measured); state bodies 8 at a time. `node`: the " +
+        "verifier compiled to JavaScript; `ts-node`: as `bin/statetrail.js` runs it (the TypeScript compiler loaded " +
+        "too). Peak RSS is the process's (`process.resourceUsage().maxRSS`); baseline: its RSS before verifying " +
+        "(Node and the modules loaded); heap: the V8 heap's used bytes at their peak (sampled every 100 ms). V2 (ENS) " +
+        "is skipped; V9 (conformance) is off unless said.",
+      "",
+      "The steps share one streaming pass over the pages, the chain's events and the state bodies (src/verify/steps/" +
+        "pass.ts); V3 is the first step to await it, so **V3's time is the pass's**, and V5–V8 report what it found. " +
+        "V8 is the head's EIP-712 signature and the pass's accumulator and count.",
+      "",
+      table(
+        [
+          "states",
+          "anchoring",
+          "V9",
+          "runtime",
+          "pages",
+          "protocol (MB)",
+          "verdict",
+          "seconds",
+          "slowest steps",
+          "V8 (ms)",
+          "peak RSS (MB)",
+          "baseline RSS (MB)",
+          "peak heap (MB)",
+          "protocol v2: seconds, peak RSS",
+          "measured (load)",
+        ],
+        v.rows.map((row) => [
+          int(row.states),
+          row.anchor,
+          row.conformance ? "on" : "off",
+          row.runtime,
+          int(row.pages),
+          row.protocol_mb,
+          row.verdict,
+          `**${row.seconds}**`,
+          row.steps,
+          row.v8_ms,
+          `**${int(row.peak_rss_mb)}**`,
+          int(row.baseline_rss_mb),
+          int(row.peak_heap_used_mb),
+          before(row),
+          `${when(row.measured_at)} (${row.load_average})`,
+        ]),
+        ["r", "l", "l", "l", "r", "r", "l", "r", "l", "r", "r", "r", "r", "l", "l"],
+      ),
+      "",
+      "Building the instances (scripts/bench/build.ts, streaming: state data written, 1,000 states per transaction and " +
+        "16 transactions in flight, each chunk's entries appended to the pages once its receipt is in, then the head " +
+        "signed; the builder holds the chunks in flight, never all entries or all state data). Phases: state data " +
+        "generated, hashed and written (one file each); sending (ABI encoding, signing, waiting for room among the " +
+        "16 in flight: mostly the node's time); waiting for receipts and block times; Merkle trees and entries; " +
+        "pages appended.",
+      "",
+      table(
+        [
+          "states",
+          "anchoring",
+          "transactions",
+          "pages",
+          "protocol (MB)",
+          "state bodies (MB)",
+          "seconds",
+          "state data (s)",
+          "sending (s)",
+          "chain wait (s)",
+          "trees, entries (s)",
+          "pages (s)",
+          "builder peak RSS (MB)",
+          "measured (load)",
+        ],
+        v.instances.map((built) => [
+          int(built.states),
+          built.anchor,
+          int(built.transactions),
+          int(built.pages),
+          mb(built.protocolBytes),
+          mb(built.stateBytes),
+          `**${built.seconds}**`,
+          built.phases.states_s,
+          built.phases.send_s ?? "",
+          built.phases.chain_wait_s,
+          built.phases.proofs_s,
+          built.phases.pages_s,
+          int(built.peak_rss_mb),
+          `${when(built.measured_at)} (${built.load_average})`,
+        ]),
+        ["r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+      ),
+    );
+  }
+  if (previous) {
+    out.push(
+      "",
+      `### Protocol v2, for comparison (not re-measured)`,
+      "",
+      `From the run of ${when(previous.generated_at)} (load average ${previous.load_average}), copied from that ` +
+        "run's BENCHMARKS.json: protocol version 2, one document signed whole, read and held in memory; a Map model " +
+        "(its Map state carrying the items array).",
+      "",
+      table(
+        [
+          "states",
+          "anchoring",
+          "V9",
+          "runtime",
+          "protocol (MB)",
+          "verdict",
+          "seconds",
+          "slowest steps",
+          "peak RSS (MB)",
+        ],
+        previous.rows.map((row) => [
+          int(row.states),
+          row.anchor,
+          row.conformance ? "on" : "off",
+          row.runtime,
+          row.protocol_mb,
+          row.verdict,
+          row.seconds,
+          row.steps,
+          int(row.peak_rss_mb),
+        ]),
+        ["r", "l", "l", "l", "r", "l", "r", "l", "r"],
+      ),
+    );
+  }
+  return out;
+}
+
+/** Section 6: what publishing costs the tracker in bytes written. */
+function publicationSection(publication: PublicationResults, previous: BenchResults["previous"]): string[] {
+  const v2 = previous?.rows.find((row) => row.states === 10_000 && row.anchor === "multi");
+  return [
+    "",
+    "## 6. Bytes written per publication",
+    "",
+    "Real tracked runs of the benchmark loop model (local engine, echo Task handler, multi mode, 16 in flight), " +
+      "every write to the instance's head (`protocol.json`, rewritten whole and atomically) and pages (appended) " +
+      "counted by a wrapper around node:fs and read at each published head. The tracker publishes at most every " +
+      "250 ms, so one publication carries the entries confirmed since the last one; a page byte written twice would " +
+      "be counted as rewritten.",
+    "",
+    table(
+      [
+        "states",
+        "publications",
+        "head bytes per publication",
+        "page bytes per entry",
+        "bytes per publication (mean / largest)",
+        "entries per publication (mean / largest)",
+        "last publication with new entries",
+        "page bytes rewritten",
+      ],
+      publication.rows.map((row) => [
+        int(row.states),
+        int(row.publications),
+        `**${int(row.head_bytes_per_publication)}**`,
+        `**${row.page_bytes_per_entry}**`,
+        `${int(row.bytes_per_publication)} / ${int(row.bytes_per_publication_max)}`,
+        `${row.entries_per_publication} / ${int(row.entries_per_publication_max)}`,
+        `${int(row.last.bytes)} bytes for ${int(row.last.entries)} entries`,
+        int(row.page_rewrites),
+      ]),
+      ["r", "r", "r", "r", "r", "r", "l", "r"],
+    ),
+    "",
+    `Publishing one more state writes its line to a page and a head of constant size: ${publication.constant ? "the same" : "**not** the same"} ` +
+      "head bytes per publication and page bytes per entry at every size (within 5 %)" +
+      (v2
+        ? `; a protocol v2 publication rewrote the whole signed document (${v2.protocol_mb} MB at ${int(v2.states)} states, protocol v2 rows above).`
+        : "."),
+  ];
+}
+
+/** What bounds the figures: the largest rows, read from the results. */
+function boundsSection(results: BenchResults): string[] {
+  const lines: string[] = [
+    "",
+    "## What bounds these figures",
+    "",
+    "- **Local-engine throughput** is bounded by the interpreter (aws-local-stepfunctions enters the states in the " +
+      "same thread as the tracker); the replay rows show what the tracker itself sustains.",
+    "- **per-state** on an automining node is one block per transaction: each state costs the node a block, a " +
+      "receipt and a block read. Pipelining overlaps them (transactions are signed ahead and sent in nonce order).",
+  ];
+  const rows = results.verifier?.rows.filter((row) => !row.conformance && row.runtime === "node") ?? [];
+  for (const row of rows.filter((r) => r.states >= 100_000)) {
+    const pass = row.step_ms.V3 ?? 0;
+    const perState = (pass / row.states) * 1000;
+    lines.push(
+      `- **Verifier, ${int(row.states)} states (${row.anchor})**: ${row.seconds} s, of which the streaming pass ` +
+        `(in V3) ${(pass / 1000).toFixed(1)} s (${perState.toFixed(0)} µs per state: a page line parsed, ` +
+        `schema-checked and hashed into the accumulator, the state body read, hashed, parsed and checked` +
+        `${row.anchor === "batch" ? ", the Merkle proof checked" : ""}); it read ${int(row.read.pages)} pages ` +
+        `(${mb(row.read.page_bytes)} MB) and ${int(row.read.states)} state bodies (${mb(row.read.state_bytes)} MB). ` +
+        `Peak RSS ${int(row.peak_rss_mb)} MB over a ${int(row.baseline_rss_mb)} MB baseline, V8 heap at most ` +
+        `${int(row.peak_heap_used_mb)} MB used.`,
+    );
+  }
+  const builds = results.verifier?.instances.filter((built) => built.states >= 1_000_000) ?? [];
+  for (const built of builds) {
+    lines.push(
+      `- **Building ${int(built.states)} states (${built.anchor})**: ${built.seconds} s, of which state data ` +
+        `${built.phases.states_s} s (${int(built.states)} files), sending ${built.phases.send_s} s and waiting for ` +
+        `receipts ${built.phases.chain_wait_s} s ` +
+        `(${int(built.transactions)} transactions), trees and entries ${built.phases.proofs_s} s, pages ` +
+        `${built.phases.pages_s} s; peak RSS ${int(built.peak_rss_mb)} MB.`,
+    );
+  }
+  return lines;
 }
