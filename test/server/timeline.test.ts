@@ -174,7 +174,7 @@ describe("timeline routes: one instance, from its head and one page", function (
         seqsIn((await get(`/instances/${fixture.instanceHash}/timeline?page=latest`)).body.toString("utf8")),
       ).to.deep.equal([9]);
       const missing = (await get(`/instances/${fixture.instanceHash}/timeline?page=1`)).body.toString("utf8");
-      expect(missing).to.include("Page 1 could not be read").and.include('data-count="10"');
+      expect(missing).to.include("Page 2 (pages/1) could not be read").and.include('data-count="10"');
     } finally {
       for (const file of moved) fs.renameSync(`${file}.away`, file);
     }

@@ -364,7 +364,7 @@ export async function instanceViewOf(home: Home, hash: HexHash, page: unknown): 
       status: 200,
       head,
       page: null,
-      problem: `Page ${index} could not be read: ${(error as Error).message}`,
+      problem: `Page ${index + 1} (pages/${index}) could not be read: ${(error as Error).message}`,
     };
   }
 }

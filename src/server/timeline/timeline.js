@@ -767,14 +767,14 @@
         lines = lines.slice(0, Math.max(0, head.entries - page.index * size));
       } else if (page.index < headLast && headers[page.index + 1]) {
         expected = headers[page.index + 1].accumulator_before;
-        against = "page " + (page.index + 1) + "'s header";
+        against = "the next page's header";
         lines = lines.slice(0, size);
       } else if (page.index > headLast) {
         page.check = { state: "unchecked", text: "newer than the head this page was opened with: not checked" };
         scheduleRender();
         return;
       } else {
-        page.check = { state: "unchecked", text: "not checked: page " + (page.index + 1) + " is not loaded" };
+        page.check = { state: "unchecked", text: "not checked: the next page is not loaded" };
         scheduleRender();
         return;
       }
@@ -878,7 +878,7 @@
           className: "page-check-mark",
           text: check.state === "mismatch" ? "✗ " : check.state === "ok" ? "✓ " : "",
         }),
-        "Page " + page.index + ": " + text + ". ",
+        "Page " + (page.index + 1) + " (pages/" + page.index + "): " + text + ". ",
         h("span", {
           className: "muted",
           text: "A convenience computed in this browser from what this server sent, not a verification: only statetrail verify checks the chain.",
@@ -901,7 +901,7 @@
         var page = pages[index];
         var section = h("section", { className: "page", "data-page": index });
         if (!page) {
-          section.appendChild(h("p", { className: "muted", text: "Page " + index + ": loading…" }));
+          section.appendChild(h("p", { className: "muted", text: "Page " + (index + 1) + ": loading…" }));
         } else {
           if (page.header) section.appendChild(pageCheckNode(page));
           section.appendChild(timelineNode(buildTree(page.entries, states), head.chain_id, bad, fresh));
