@@ -253,6 +253,18 @@ describe("page attacks on a version 3 protocol (issue 16)", function () {
     );
   });
 
+  it("ignores lines after the last entry of a running instance's head (its open page grows before the head is rewritten)", async function () {
+    const { env } = await forgeScenario();
+    const run = await forgeRun(env, { label: "running", states: 5, status: "running" });
+    const pages = encodePages(run.protocol);
+    const last = pages.length - 1;
+    const grown = Buffer.concat([pages[last], Buffer.from(`${lines(pages[last])[1]}\n`)]);
+    servePage(env.server, run.instanceHash, last, grown);
+    const report = await verifyForged(env, { url: run.url });
+    expect(report.verdict, renderReport(report)).to.equal("valid");
+    expect(run.protocol.status).to.equal("running");
+  });
+
   it("fails a head that counts more entries than the pages and the chain hold", async function () {
     const scenario = await forgeScenario();
     publishHead(scenario.env.server, await signedHead(scenario, { entries: 8 }));
