@@ -2,7 +2,8 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { renderPage, verifyCommand, type VerifyTarget } from "../../src/server/timeline";
+import { type ProtocolHead } from "../../src/protocol/schema";
+import { renderPage, verifyCommand, type InstanceView, type VerifyTarget } from "../../src/server/timeline";
 
 const TEMPLATE = fs.readFileSync(path.join(__dirname, "../../src/server/timeline/index.html"), "utf8");
 const HASH = "cd".repeat(32);
@@ -66,6 +67,39 @@ describe("security (today): the timeline page's command", function () {
       expect(words).not.to.include("--issuer").and.not.to.include("--registries");
       if (target.ensName) expect(words.slice(0, 3)).to.deep.equal([ensName, "--instance", HASH]);
       else expect(words[0]).to.equal(`${issuerUrl}/instances/${HASH}/protocol`);
+    }
+  });
+
+  it("an instance's own page (protocol v3): the command names the issuer its head claims and this instance, as one word each", function () {
+    const ensName = `x.eth' --issuer 0x${"11".repeat(20)} '$(id)<script>alert(1)</script>"`;
+    const issuerUrl = `https://a.example/'; touch /tmp/pwned-statetrail #<img src=x onerror=alert(1)>`;
+    for (const name of [ensName, null]) {
+      const head = {
+        instance_hash: HASH,
+        status: "running",
+        entries: 0,
+        page_size: 1024,
+        model_hash: HASH,
+        chain_id: 31337,
+        created: { block_nr: 1, transaction_hash: "0x" + "ab".repeat(32) },
+        issuer: { address: "0x" + "11".repeat(20), ens_name: name, url: issuerUrl, certificate_fingerprint: HASH },
+      } as unknown as ProtocolHead;
+      const view: InstanceView = {
+        hash: HASH,
+        status: 200,
+        head,
+        page: { index: 0, count: 1, entries: [] },
+        problem: null,
+      };
+      const page = renderPage(TEMPLATE, { network: "sepolia", ensName: "page.eth", issuerUrl: null }, view);
+      expect(page).not.to.contain("<script>alert").and.not.to.contain("<img src=x");
+      const command = unescape(/<code id="verify-command">([^<]*)<\/code>/.exec(page)![1]);
+      const words = shellWords(command);
+      expect(words.filter((word) => word === "--network")).to.have.length(1);
+      expect(words).not.to.include("--issuer");
+      if (name) expect(words).to.deep.equal([ensName, "--instance", HASH, "--network", "sepolia"]);
+      else expect(words).to.deep.equal([`${issuerUrl}/instances/${HASH}/protocol`, "--network", "sepolia"]);
+      expect(page).to.contain(`data-instance="${HASH}"`);
     }
   });
 });
