@@ -7,7 +7,7 @@ import { contentUrls } from "../protocol/urls";
 import { type PageSource, type VerifyContext } from "./context";
 import { originOf } from "./fetcher";
 import { Findings, type StepOutcome } from "./findings";
-import { checkSubject } from "./steps/v1-transport";
+import { checkContentUrls, checkSubject } from "./steps/v1-transport";
 import { type ExpectedSubject, type Fetched, type Fetcher, type StepId } from "./types";
 
 // The S3 client is loaded for s3:// mirrors only, not by every verification.
@@ -200,6 +200,9 @@ export class MirrorReader {
       return findings.outcome("");
     }
     checkSubject(protocol, expected, findings);
+    // As for the issuer's server: the head's data URLs are the issuer's content URLs (else they'd be read from
+    // outside the mirror), each entry's state_data is checked as its page is read (V6).
+    checkContentUrls(protocol, findings);
     if (findings.failed) return findings.outcome("");
     let origin: string;
     try {

@@ -273,6 +273,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   };
 
   let wake: (() => void) | undefined;
+  let woken = false; // an event arrived while a round ran: the next one starts without waiting for the poll
   let subscription: SseSubscription | undefined;
   const follow = () => {
     subscription = sseSubscribe(url.replace(/\/protocol$/, "/events"), {
@@ -281,6 +282,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       // An event only says that something changed: what changed is read from the head and its pages.
       onEvent: (event) => {
         if (event.type === "status") terminated = true;
+        woken = true;
         wake?.();
       },
       onError: (error, fatal) => {
@@ -298,6 +300,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     let head: ProtocolHead | null = acceptHead(initial) ? initial : null;
     if (!head) stopped = true;
     for (let round = 0; !stopped; round++) {
+      const roundStart = Date.now();
       // The chain: only the blocks since the last round, streamed into the one ChainBuilder (nothing kept per state).
       const chain = new chainLib.ChainView(setup.provider, setup.trusted);
       const { blockNumber } = await chain.snapshot();
@@ -435,13 +438,17 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         break;
       }
       if (options.timeoutMs !== undefined && now - start > options.timeoutMs) break;
+      // Until the next poll, or an SSE event: at once, but never sooner than MIN_ROUND_MS after this round began, so
+      // a server sending events without end can't make the watch hammer the auditor's RPC endpoint.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
+        let timer = setTimeout(resolve, pollMs);
         wake = () => {
           clearTimeout(timer);
-          resolve();
+          timer = setTimeout(resolve, Math.max(0, roundStart + Math.min(pollMs, MIN_ROUND_MS) - Date.now()));
         };
+        if (woken) wake();
       });
+      woken = false;
       wake = undefined;
     }
   } catch (error) {
@@ -494,6 +501,9 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
 type PageProblem =
   | { key: string; kind: Extract<WatchEvent, { type: "divergence" }>["kind"]; detail: string }
   | { code: string; message: string };
+
+/** The shortest round of a watch woken by SSE events (a poll interval shorter than this is kept). */
+const MIN_ROUND_MS = 200;
 
 /**
  * The issuer's side of a watch: the head read again (conditionally, with the ETag the server gave), and the pages

@@ -152,6 +152,18 @@ describe("MirrorReader", function () {
     expect(context.pages).to.equal(null);
   });
 
+  it("fails a head whose model or input URL is not the issuer's content URL (it would be read from outside the mirror)", async function () {
+    const url = `s3://audit/acme/instances/${H}/protocol`;
+    const head = { ...JSON.parse(protocolOf(H)), model_data: "https://elsewhere.test/model.json" };
+    const { reader, context, storage, fallback } = setup({ [url]: JSON.stringify(head) }, url);
+    const outcome = await reader.read(context);
+    expect(outcome.status).to.equal("fail");
+    expect(outcome.detail).to.contain("model_data");
+    expect(context.pages).to.equal(null);
+    expect(storage).to.deep.equal([url]);
+    expect(fallback).to.deep.equal([]);
+  });
+
   it("fails a copy of another instance, a non-https issuer and a URL that names no instance", async function () {
     const url = `s3://audit/acme/instances/${H}/protocol`;
     let { reader, context } = setup({ [url]: protocolOf(M) }, url);
