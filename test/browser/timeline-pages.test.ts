@@ -147,6 +147,7 @@ describe("timeline page in Chromium: paging through a long instance", function (
     await page.waitForSelector('#live[data-state="live"]');
     await page.waitForSelector('#pager-position[data-lo="1"][data-hi="1"][data-pages="2"]');
     expect(await shownSeqs(page)).to.deep.equal([3]);
+    await page.fill("#jump-seq", "2"); // being typed while states come: kept
 
     // Four more states: page 1 fills up (4, 5) and page 2 begins (6, 7); the view follows.
     fixture.home.writeProtocol(asVersion3(fixture.protocol(8, "running"), 3));
@@ -155,6 +156,7 @@ describe("timeline page in Chromium: paging through a long instance", function (
     expect(await shownSeqs(page)).to.deep.equal([3, 4, 5, 6, 7]);
     expect(await page.locator("li.state.fresh").count()).to.equal(4);
     expect(await page.getAttribute("#pager-position", "data-hi")).to.equal("2");
+    expect(await page.inputValue("#jump-seq")).to.equal("2");
     fixture.home.writeProtocol(asVersion3(fixture.protocol(10, "succeeded"), 3));
     await page.waitForSelector('#instance-status[data-status="succeeded"]');
     await page.waitForSelector('#state-count[data-count="10"]');

@@ -642,67 +642,66 @@
       statusLine.appendChild(live);
     }
 
-    function pagerButton(id, label, enabled, action) {
+    function pagerButton(id, label, action) {
       var button = h("button", { type: "button", id: id, className: "pager-button", text: label });
-      if (!enabled) button.disabled = true;
       button.addEventListener("click", action);
       return button;
     }
 
+    // The pager's controls are made once and updated in place: live states must not reset a seq being typed.
+    var firstButton = pagerButton("page-first", "⇤ first", showFirst);
+    var olderButton = pagerButton("load-older", "load older", loadOlder);
+    var position = h("span", { id: "pager-position", className: "pager-position" });
+    var newerButton = pagerButton("load-newer", "load newer", loadNewer);
+    var latestButton = pagerButton("page-latest", "⇥ latest", showLatest);
+    var jumpInput = h("input", {
+      type: "number",
+      id: "jump-seq",
+      min: 0,
+      placeholder: "seq",
+      "aria-label": "jump to state number",
+    });
+    var jumpForm = h("form", { id: "jump", className: "jump" }, [
+      h("label", { for: "jump-seq", text: "jump to #" }),
+      jumpInput,
+      h("button", { type: "submit", id: "jump-go", className: "pager-button", text: "go" }),
+    ]);
+    jumpForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var seq = Number(jumpInput.value);
+      if (jumpInput.value !== "" && Number.isInteger(seq) && seq >= 0 && seq < count) jumpTo(seq);
+    });
+    var pageProblem = h("p", { id: "page-problem", className: "status-failed" });
+
     function renderPager() {
-      clear(pager);
       if (!head || !shown) return;
+      if (!pager.firstChild) {
+        [firstButton, olderButton, position, newerButton, latestButton, jumpForm, pageProblem].forEach(function (node) {
+          pager.appendChild(node);
+        });
+      }
       var last = lastPage();
       var size = pageSize();
       var from = shown.lo * size;
       var to = Math.min(count, (shown.hi + 1) * size) - 1;
-      pager.appendChild(pagerButton("page-first", "⇤ first", shown.lo > 0, showFirst));
-      pager.appendChild(pagerButton("load-older", "load older", shown.lo > 0, loadOlder));
-      pager.appendChild(
-        h("span", {
-          id: "pager-position",
-          className: "pager-position",
-          "data-lo": shown.lo,
-          "data-hi": shown.hi,
-          "data-pages": last + 1,
-          text:
-            (shown.lo === shown.hi ? "page " + (shown.lo + 1) : "pages " + (shown.lo + 1) + "–" + (shown.hi + 1)) +
-            " of " +
-            (last + 1) +
-            (to >= from ? " · states #" + from + "–#" + to : "") +
-            " of " +
-            count,
-        }),
-      );
-      pager.appendChild(pagerButton("load-newer", "load newer", shown.hi < last, loadNewer));
-      pager.appendChild(
-        pagerButton(
-          "page-latest",
-          follow || shown.hi >= last ? "⇥ latest" : "⇥ latest (" + (count - 1 - to) + " newer)",
-          shown.hi < last || !follow,
-          showLatest,
-        ),
-      );
-      var input = h("input", {
-        type: "number",
-        id: "jump-seq",
-        min: 0,
-        max: Math.max(0, count - 1),
-        placeholder: "seq",
-        "aria-label": "jump to state number",
-      });
-      var form = h("form", { id: "jump", className: "jump" }, [
-        h("label", { for: "jump-seq", text: "jump to #" }),
-        input,
-        h("button", { type: "submit", id: "jump-go", className: "pager-button", text: "go" }),
-      ]);
-      form.addEventListener("submit", function (event) {
-        event.preventDefault();
-        var seq = Number(input.value);
-        if (input.value !== "" && Number.isInteger(seq) && seq >= 0 && seq < count) jumpTo(seq);
-      });
-      pager.appendChild(form);
-      if (problem) pager.appendChild(h("p", { id: "page-problem", className: "status-failed", text: problem }));
+      firstButton.disabled = shown.lo === 0;
+      olderButton.disabled = shown.lo === 0;
+      newerButton.disabled = shown.hi >= last;
+      latestButton.disabled = shown.hi >= last && follow;
+      latestButton.textContent = shown.hi >= last ? "⇥ latest" : "⇥ latest (" + (count - 1 - to) + " newer)";
+      position.setAttribute("data-lo", shown.lo);
+      position.setAttribute("data-hi", shown.hi);
+      position.setAttribute("data-pages", last + 1);
+      position.textContent =
+        (shown.lo === shown.hi ? "page " + (shown.lo + 1) : "pages " + (shown.lo + 1) + "–" + (shown.hi + 1)) +
+        " of " +
+        (last + 1) +
+        (to >= from ? " · states #" + from + "–#" + to : "") +
+        " of " +
+        count;
+      jumpInput.setAttribute("max", Math.max(0, count - 1));
+      pageProblem.textContent = problem || "";
+      pageProblem.hidden = !problem;
     }
 
     /** Loads page `index` once (concurrent callers share the request); resolves with the page or null. */
