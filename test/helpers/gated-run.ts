@@ -70,12 +70,19 @@ export class GatedEngine implements Engine {
 
 /**
  * Starts a tracked run of `model` on `engine` and resolves with its first published protocol (the instance exists,
- * no state yet); `finished` settles with the run.
+ * no state yet); `finished` settles with the run. `pageSize`: entries per page of its protocol (default the tracker's).
  */
-export async function startGatedRun(issuer: TestIssuer, engine: Engine, model: LoadedModel, input: string) {
+export async function startGatedRun(
+  issuer: TestIssuer,
+  engine: Engine,
+  model: LoadedModel,
+  input: string,
+  options: { pageSize?: number } = {},
+) {
   let first: (protocol: ProtocolHead) => void = () => undefined;
   const created = new Promise<ProtocolHead>((resolve) => (first = resolve));
   const tracker = issuer.tracker(engine, {
+    ...options,
     onProtocol: (protocol) => {
       issuer.server.notify(protocol);
       first(protocol);

@@ -126,6 +126,36 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
     expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
   });
 
+  it("a protocol of several pages (2 entries each), watched from mid-run: the open page read again as it grows, then new pages, every state once in order", async function () {
+    const names = ["P1", "P2", "P3", "P4", "P5"];
+    const engine = new GatedEngine(names);
+    const run = await startGatedRun(issuer, engine, passesModel(names), '{"paged": true}', { pageSize: 2 });
+    engine.release(0);
+    engine.release(1);
+    engine.release(2);
+    while (issuer.home.readProtocol(run.protocol.instance_hash).instance_protocol.length < 3) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events);
+    while (!events.some((e) => e.type === "registered" && e.seq === 2)) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(events[0]).to.deep.include({ type: "watching", states: 3, status: "running" });
+    for (let step = 3; step <= names.length; step++) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      engine.release(step);
+    }
+    const [result, finished] = await Promise.all([watching, run.finished]);
+    expect(finished.error).to.equal(null);
+    expect(result.exitCode, JSON.stringify(events)).to.equal(0);
+    expect(events.filter((e) => e.type === "divergence")).to.deep.equal([]);
+    const published = events.flatMap((e) => (e.type === "published" ? [e.seq] : []));
+    expect(published).to.deep.equal([0, 1, 2, 3, 4, 5]);
+    expect(events.filter((e) => e.type === "registered")).to.have.length(6);
+    expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
+  });
+
   it("with the issuer's server down: could-not-verify, naming the failing step, its code, the reason and what to do", async function () {
     const events: WatchEvent[] = [];
     // A port nothing listens on.
