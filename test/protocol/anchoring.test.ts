@@ -14,7 +14,7 @@ import {
   verifyLeafProof,
   type LeafFields,
 } from "../../src/protocol/anchoring";
-import { parseProtocol } from "../../src/protocol/schema";
+import { decodePage, pageHeaderLine } from "../../src/protocol/pages";
 import { StatetrailError } from "../../src/errors";
 
 const sha = (text: string): string => createHash("sha256").update(text).digest("hex");
@@ -91,7 +91,7 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
       );
     });
 
-    it("writes roots and siblings in the protocol's Merkle node form (0x, lowercase), which parseProtocol accepts", function () {
+    it("writes roots and siblings in the protocol's Merkle node form (0x, lowercase), which a page's entry accepts", function () {
       const proof = new LeafBatch(leaves(5)).proof(3);
       for (const node of [proof.root, ...proof.siblings]) expect(node).to.match(/^0x[0-9a-f]{64}$/);
     });
@@ -163,18 +163,21 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
   describe("protocol schema", function () {
     it("accepts 0x Merkle nodes in a proof and refuses bare hex, uppercase and short nodes", function () {
       const proof = new LeafBatch(leaves(4)).proof(1);
-      const protocolWith = (value: unknown): string =>
-        JSON.stringify({ ...JSON.parse(MINIMAL), instance_protocol: [{ ...JSON.parse(ENTRY), proof: value }] });
-      expect(parseProtocol(protocolWith(proof)).instance_protocol[0].proof).to.deep.equal(proof);
+      const read = (value: unknown) =>
+        decodePage(
+          Buffer.from(`${pageHeaderLine(H, 0, H)}\n${JSON.stringify({ ...JSON.parse(ENTRY), proof: value })}\n`),
+          { instanceHash: H, index: 0, accumulatorBefore: H, wanted: 1 },
+        );
+      expect(read(proof).entries[0].proof).to.deep.equal(proof);
       for (const bad of [
         { ...proof, root: proof.root.slice(2) },
         { ...proof, root: proof.root.toUpperCase().replace("0X", "0x") },
         { ...proof, siblings: [proof.siblings[0].slice(0, 40)] },
         { ...proof, leaf_index: -1 },
       ]) {
-        expect(() => parseProtocol(protocolWith(bad)))
+        expect(() => read(bad))
           .to.throw(StatetrailError)
-          .with.property("code", "PROTOCOL_INVALID");
+          .with.property("code", "PAGE_INVALID");
       }
     });
   });
@@ -183,23 +186,6 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
 const H = "a".repeat(64);
 const ADDRESS = "0x" + "1".repeat(40);
 const TX = "0x" + "2".repeat(64);
-const MINIMAL = JSON.stringify({
-  protocol_version: 2,
-  chain_id: 31337,
-  registries: { model: ADDRESS, certificate: ADDRESS, instance: ADDRESS },
-  issuer: { address: ADDRESS, ens_name: null, url: "https://issuer.test", certificate_fingerprint: H },
-  model_hash: H,
-  model_data: `https://issuer.test/models/${H}`,
-  instance_hash: H,
-  instance_data: `https://issuer.test/instances/${H}/input`,
-  instance_nonce: H,
-  created: { block_nr: 1, transaction_hash: TX },
-  status: "running",
-  instance_protocol: [],
-  head: { seq: -1, state_hash: H },
-  terminated: null,
-  signature: "0x",
-});
 const ENTRY = JSON.stringify({
   event_type: "Register State",
   seq: 0,

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { Wallet } from "ethers";
+import { Wallet, type HDNodeWallet } from "ethers";
 import { randomBytes } from "node:crypto";
 import {
   accumulatorOf,
@@ -35,7 +35,7 @@ function entry(seq: number, prev: string): ProtocolEntry {
   };
 }
 
-async function protocolOf(count: number, pageSize: number, wallet: Wallet): Promise<InstanceProtocol> {
+async function protocolOf(count: number, pageSize: number, wallet: Wallet | HDNodeWallet): Promise<InstanceProtocol> {
   const instance = hex();
   const unsigned = initialProtocol({
     chainId: 31337,
