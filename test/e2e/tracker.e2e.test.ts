@@ -9,7 +9,8 @@ import { loadHandlerModule, startInterpreter } from "../../src/engine/local";
 import { buildContextObject } from "../../src/engine/context";
 import { loadModel, loadModelFromBytes } from "../../src/model/load";
 import { pinnedFetch } from "../../src/net/pinned-fetch";
-import { parseProtocol, type InstanceProtocol } from "../../src/protocol/schema";
+import { decodePage, pageCount } from "../../src/protocol/pages";
+import { parseHead, type InstanceProtocol, type ProtocolEntry, type ProtocolHead } from "../../src/protocol/schema";
 import { recoverProtocolSigner } from "../../src/protocol/signing";
 import { CertificateRegistry__factory, InstanceRegistry__factory } from "../../typechain-types";
 import { devPrivateKey } from "../../src/chain/keys";
@@ -25,8 +26,14 @@ function localEngine(handlers: string) {
   return createEngine({ engine: "local", handlers: example(handlers), skipWaits: true });
 }
 
-/** Fetches the protocol over HTTPS, pinned to the fingerprint registered on-chain for the issuer. */
-async function fetchPinned(issuer: TestIssuer, protocol: InstanceProtocol): Promise<InstanceProtocol> {
+/**
+ * Fetches the protocol over HTTPS, pinned to the fingerprint registered on-chain for the issuer: the head, then each
+ * page, chained from the instance hash to the head's accumulator.
+ */
+async function fetchPinned(
+  issuer: TestIssuer,
+  protocol: Pick<ProtocolHead, "instance_hash">,
+): Promise<InstanceProtocol> {
   const registry = issuer.identity.record;
   const [certificate] = await CertificateRegistry__factory.connect(
     issuer.registries.certificate,
@@ -36,7 +43,23 @@ async function fetchPinned(issuer: TestIssuer, protocol: InstanceProtocol): Prom
   const url = `${registry.url}/instances/${protocol.instance_hash}/protocol`;
   const response = await pinnedFetch(url, { fingerprint: registry.certificate_fingerprint });
   expect(response.certificate.fingerprint).to.equal(registry.certificate_fingerprint);
-  return parseProtocol(response.body.toString("utf8"));
+  const head = parseHead(response.body);
+  const entries: ProtocolEntry[] = [];
+  let accumulator = head.instance_hash;
+  for (let index = 0; index < pageCount(head.entries, head.page_size); index += 1) {
+    const page = await pinnedFetch(`${url}/pages/${index}`, { fingerprint: registry.certificate_fingerprint });
+    const decoded = decodePage(page.body, {
+      instanceHash: head.instance_hash,
+      index,
+      accumulatorBefore: accumulator,
+      wanted: head.entries - entries.length,
+    });
+    entries.push(...decoded.entries);
+    accumulator = decoded.accumulatorAfter;
+  }
+  expect(entries).to.have.length(head.entries);
+  expect(accumulator).to.equal(head.accumulator);
+  return { ...head, instance_protocol: entries };
 }
 
 /** Checks every entry against its receipt, its block and the served bytes, and the chain links. */
@@ -104,12 +127,15 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
   it("registers every state of the demo model and publishes a protocol the chain confirms", async function () {
     const model = await loadModel(example("order-fulfilment.asl.json"));
     const inputBytes = fs.readFileSync(example("order-fulfilment.input.json"));
-    const protocol = await issuer.tracker(localEngine("order-fulfilment.handlers.js")).run(model, inputBytes);
+    const head = await issuer.tracker(localEngine("order-fulfilment.handlers.js")).run(model, inputBytes);
+    const protocol = issuer.home.readProtocol(head.instance_hash);
     expect(protocol.status).to.equal("succeeded");
     expect(protocol.instance_protocol.length).to.be.greaterThan(5);
+    expect(head.entries).to.equal(protocol.instance_protocol.length);
 
     const served = await fetchPinned(issuer, protocol);
     expect(served).to.deep.equal(protocol);
+    expect(served.page_size).to.equal(1024);
     expect(recoverProtocolSigner(served)).to.equal(issuer.identity.record.address);
     expect(protocol.instance_protocol.map((e) => e.seq)).to.deep.equal(protocol.instance_protocol.map((_, i) => i));
     expect(protocol.instance_protocol.at(-1)?.state_type).to.equal("ExecutionSucceeded");
@@ -125,9 +151,14 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
   it("tracks a 24-iteration Map with nothing missed: one entry per StateEntered, plus the end", async function () {
     const input = { batchId: "b-e2e" };
     const model = await loadModel(example("batch-scoring.asl.json"));
-    const protocol = await issuer
-      .tracker(localEngine("batch-scoring.handlers.js"))
+    // Pages of 16 entries: the protocol is served as several closed pages and an open one.
+    const head = await issuer
+      .tracker(localEngine("batch-scoring.handlers.js"), { pageSize: 16 })
       .run(model, Buffer.from(JSON.stringify(input)));
+    const protocol = await fetchPinned(issuer, head);
+    expect(protocol.page_size).to.equal(16);
+    expect(pageCount(protocol.instance_protocol.length, 16)).to.be.greaterThan(3);
+    expect(protocol).to.deep.equal(issuer.home.readProtocol(head.instance_hash));
     const entered = await libraryStateEntered("batch-scoring.asl.json", "batch-scoring.handlers.js", input);
     expect(entered).to.be.greaterThan(24 * 2);
     expect(protocol.instance_protocol).to.have.length(entered + 1);
@@ -141,7 +172,10 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
   it("tracks a Map nested in a Map in a Parallel branch with nothing missed", async function () {
     const inputBytes = fs.readFileSync(example("warehouse-sync.input.json"));
     const model = await loadModel(example("warehouse-sync.asl.json"));
-    const protocol = await issuer.tracker(localEngine("warehouse-sync.handlers.js")).run(model, inputBytes);
+    const protocol = await fetchPinned(
+      issuer,
+      await issuer.tracker(localEngine("warehouse-sync.handlers.js")).run(model, inputBytes),
+    );
     const entered = await libraryStateEntered(
       "warehouse-sync.asl.json",
       "warehouse-sync.handlers.js",
@@ -163,7 +197,10 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
   it("records a failed run: the Fail state, then the failed end, terminated as Failed", async function () {
     const model = await loadModel(example("refund-request.asl.json"));
     const inputBytes = fs.readFileSync(example("refund-request.input.json"));
-    const protocol = await issuer.tracker(localEngine("refund-request.handlers.js")).run(model, inputBytes);
+    const protocol = await fetchPinned(
+      issuer,
+      await issuer.tracker(localEngine("refund-request.handlers.js")).run(model, inputBytes),
+    );
     expect(protocol.status).to.equal("failed");
     const types = protocol.instance_protocol.map((e) => e.state_type);
     expect(types.slice(-2)).to.deep.equal(["Fail", "ExecutionFailed"]);
@@ -184,8 +221,11 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
         pollMs: 20,
         pageSize: 5,
       });
-      const remote = await issuer.tracker(aws).run(model, inputBytes);
-      const local = await issuer.tracker(localEngine("warehouse-sync.handlers.js")).run(model, inputBytes);
+      const remote = await fetchPinned(issuer, await issuer.tracker(aws).run(model, inputBytes));
+      const local = await fetchPinned(
+        issuer,
+        await issuer.tracker(localEngine("warehouse-sync.handlers.js")).run(model, inputBytes),
+      );
       expect(remote.status).to.equal("succeeded");
       const shape = async (protocol: InstanceProtocol) =>
         (
@@ -255,6 +295,16 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
         () => issuer.tracker(localEngine("refund-request.handlers.js"), { identity }).run(model, Buffer.from("{}")),
         "CERT_NOT_REGISTERED",
       );
+    });
+
+    it("a page size out of range (0, 16,385, not an integer)", async function () {
+      const model = await loadModel(example("refund-request.asl.json"));
+      for (const pageSize of [0, 16_385, 2.5]) {
+        await expectCode(
+          () => issuer.tracker(localEngine("refund-request.handlers.js"), { pageSize }).run(model, Buffer.from("{}")),
+          "INVALID_ARGUMENT",
+        );
+      }
     });
 
     it("insufficient funds", async function () {
