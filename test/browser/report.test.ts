@@ -39,8 +39,9 @@ describe("statetrail verify --html: the audit report in Chromium, offline", func
       skipWaits: true,
     });
     const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
+    // Pages of 4 states: the report is assembled from the several pages the verification fetched.
     const head = await issuer
-      .tracker(engine)
+      .tracker(engine, { pageSize: 4 })
       .run(model, fs.readFileSync(path.join(EXAMPLES, "order-fulfilment.input.json")));
     protocol = issuer.home.readProtocol(head.instance_hash); // the tracker returns the head; its pages are stored
     // Offline, and with scripts off: the report needs neither.
