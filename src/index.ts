@@ -8,7 +8,7 @@
  * load the others' (the tracker's engine is not loaded by an auditor's `verifyProtocol`).
  */
 import type { ChainProvider } from "./chain/provider";
-import type { InstanceProtocol } from "./protocol/schema";
+import type { ProtocolHead } from "./protocol/schema";
 import type { AnchorMode } from "./tracker/journal";
 import type { TrustedSetup, VerificationReport, VerifyOptions } from "./verify";
 import type { WatchEvent, WatchResult } from "./verify/watch";
@@ -23,7 +23,7 @@ export type {
   Verdict,
 } from "./verify";
 export type { WatchEvent, WatchResult } from "./verify/watch";
-export type { InstanceProtocol } from "./protocol/schema";
+export type { InstanceProtocol, ProtocolEntry, ProtocolHead } from "./protocol/schema";
 export { StatetrailError, isStatetrailError, type ErrorCode } from "./errors";
 /** A report as the CLI prints it. */
 export { renderReport } from "./verify/report";
@@ -137,10 +137,11 @@ export interface TrackOptions {
 
 export interface TrackResult {
   instanceHash: string;
-  status: InstanceProtocol["status"];
-  /** Where the issuer's server (`statetrail serve`) publishes the protocol. */
+  status: ProtocolHead["status"];
+  /** Where the issuer's server (`statetrail serve`) publishes the protocol's head (its pages are beside it). */
   protocolUrl: string;
-  protocol: InstanceProtocol;
+  /** The signed head of the protocol (`entries` states; the entries are in its pages in the data directory). */
+  protocol: ProtocolHead;
 }
 
 /** Runs a model on the local engine as the issuer and registers every state it enters, like `statetrail run`. */
