@@ -18,6 +18,11 @@
  *                                             written to bench-profiles/
  *   --trace                                   memory samples (every 100 ms) kept in BENCHMARKS.json (BENCH_TRACE=1)
  *   --plain                                   only the verifier runs without V9, compiled (BENCH_PLAIN=1)
+ *   BENCH_CHILD_FLAGS="--max-old-space-size=64"  Node flags for the verifying processes (experiments; --out them)
+ *   --out <file>                              the results to this JSON file only, BENCHMARKS.* untouched (BENCH_OUT)
+ *   --merge <file>[,<file>]                   no run: merges results written with --out into BENCHMARKS.json, then
+ *                                             writes BENCHMARKS.md (runs made side by side, each row keeping its
+ *                                             own time and load)
  * A run of some parts or sizes replaces those figures in BENCHMARKS.json and keeps the others (each row says when
  * and under which load it was measured), then writes BENCHMARKS.md from the whole.
  *
@@ -59,6 +64,8 @@ export interface PreviousVerifier {
   protocol_version: 2;
   generated_at: string;
   load_average: number;
+  /** The machine of that run. */
+  machine?: Pick<Machine, "cpu" | "cores" | "node">;
   rows: Array<
     Pick<
       VerifierRow,
@@ -96,6 +103,8 @@ function options() {
       profile: { type: "string" },
       trace: { type: "boolean" },
       plain: { type: "boolean" },
+      out: { type: "string" },
+      merge: { type: "string" },
     },
   });
   const list = (value: string | undefined): string[] | null =>
@@ -125,7 +134,10 @@ function options() {
   plan = plan.sort((a, b) => (a.anchor === b.anchor ? a.states - b.states : a.anchor === "multi" ? -1 : 1));
   const profile = values.profile ?? process.env.BENCH_PROFILE ?? null;
   if (profile !== null && profile !== "cpu" && profile !== "heap") throw new Error("--profile: cpu or heap");
-  return { parts, plan, profile, trace: values.trace ?? process.env.BENCH_TRACE === "1", sizes, anchors };
+  // Another place for the results (profiling runs that should not touch BENCHMARKS.*): JSON only.
+  const out = values.out ?? process.env.BENCH_OUT ?? null;
+  const merge = list(values.merge);
+  return { parts, plan, profile, trace: values.trace ?? process.env.BENCH_TRACE === "1", sizes, anchors, out, merge };
 }
 
 /** The figures of the last run, to keep what this run does not measure. */
@@ -146,6 +158,7 @@ function previousResults(): { results: Partial<BenchResults> | null; v2: Previou
           protocol_version: 2,
           generated_at: old.generated_at,
           load_average: old.machine.load_average,
+          machine: { cpu: old.machine.cpu, cores: old.machine.cores, node: old.machine.node },
           rows: old.verifier.rows,
         }
       : null,
@@ -168,10 +181,47 @@ function mergeVerifier(old: VerifierResults | null | undefined, now: VerifierRes
   };
 }
 
+/** Merges the figures of `now` into `old`: what `now` measured replaces what `old` had, the rest is kept. */
+function mergeResults(old: Partial<BenchResults> | null, now: BenchResults): BenchResults {
+  if (!old) return now;
+  return {
+    ...now,
+    gas: now.gas ?? old.gas ?? null,
+    tracker: now.tracker ?? old.tracker ?? null,
+    publication: now.publication ?? old.publication ?? null,
+    verifier: now.verifier ? mergeVerifier(old.verifier, now.verifier) : (old.verifier ?? null),
+    previous: now.previous ?? old.previous ?? null,
+  };
+}
+
+async function writeResults(results: BenchResults): Promise<void> {
+  results.goals = goals(results);
+  fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
+  const markdown = path.join(ROOT, "BENCHMARKS.md");
+  const prettierOptions = (await prettier.resolveConfig(markdown)) ?? {};
+  fs.writeFileSync(
+    markdown,
+    await prettier.format(renderMarkdown(results), { ...prettierOptions, filepath: markdown }),
+  );
+}
+
 async function main(): Promise<void> {
   const chosen = options();
+  if (chosen.merge) {
+    let merged = previousResults();
+    let results = merged.results as BenchResults | null;
+    for (const file of chosen.merge) {
+      const run = JSON.parse(fs.readFileSync(file, "utf8")) as BenchResults;
+      results = mergeResults(results, { ...run, previous: run.previous ?? merged.v2 });
+      merged = { results, v2: results.previous };
+    }
+    if (!results) throw new Error("--merge: nothing to merge");
+    await writeResults(results);
+    process.stderr.write(`merged ${chosen.merge.join(", ")} into BENCHMARKS.json and BENCHMARKS.md\n`);
+    return;
+  }
   const progress = new Progress();
-  const before = previousResults();
+  const before = chosen.out ? { results: null, v2: null } : previousResults();
   const load = (): number => Math.round(os.loadavg()[0] * 100) / 100;
   const results: BenchResults = {
     statetrail_benchmarks: 2,
@@ -216,6 +266,7 @@ async function main(): Promise<void> {
             profile: chosen.profile as "cpu" | "heap" | null,
             trace: chosen.trace,
             loadAverage: load,
+            nodePid: node.pid,
           });
         }
       } finally {
@@ -228,22 +279,15 @@ async function main(): Promise<void> {
     await node.stop();
   }
   results.seconds = Math.round(progress.seconds);
-  // Figures this run did not measure are kept from the last one.
-  const old = before.results;
-  if (old) {
-    results.gas ??= old.gas ?? null;
-    results.tracker ??= old.tracker ?? null;
-    results.publication ??= old.publication ?? null;
-    results.verifier = results.verifier ? mergeVerifier(old.verifier, results.verifier) : (old.verifier ?? null);
+  if (chosen.out) {
+    results.goals = goals(results);
+    fs.writeFileSync(chosen.out, JSON.stringify(results, null, 2) + "\n");
+    progress.set(`done in ${results.seconds} s: ${chosen.out} written`, true);
+    progress.done();
+    return;
   }
-  results.goals = goals(results);
-  fs.writeFileSync(JSON_FILE, JSON.stringify(results, null, 2) + "\n");
-  const markdown = path.join(ROOT, "BENCHMARKS.md");
-  const prettierOptions = (await prettier.resolveConfig(markdown)) ?? {};
-  fs.writeFileSync(
-    markdown,
-    await prettier.format(renderMarkdown(results), { ...prettierOptions, filepath: markdown }),
-  );
+  // Figures this run did not measure are kept from the last one.
+  await writeResults(mergeResults(before.results, results));
   progress.set(`done in ${results.seconds} s: BENCHMARKS.md and BENCHMARKS.json written`, true);
   progress.done();
 }

@@ -295,6 +295,7 @@ function verifierSection(results: BenchResults): string[] {
           "trees, entries (s)",
           "pages (s)",
           "builder peak RSS (MB)",
+          "node: CPU (s), RSS after, peak (MB)",
           "measured (load)",
         ],
         v.instances.map((built) => [
@@ -311,9 +312,10 @@ function verifierSection(results: BenchResults): string[] {
           built.phases.proofs_s,
           built.phases.pages_s,
           int(built.peak_rss_mb),
+          built.node ? `${built.node.cpu_s}, ${int(built.node.rss_mb)}, ${int(built.node.peak_rss_mb)}` : "",
           `${when(built.measured_at)} (${built.load_average})`,
         ]),
-        ["r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+        ["r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
       ),
     );
   }
@@ -322,7 +324,11 @@ function verifierSection(results: BenchResults): string[] {
       "",
       `### Protocol v2, for comparison (not re-measured)`,
       "",
-      `From the run of ${when(previous.generated_at)} (load average ${previous.load_average}), copied from that ` +
+      `From the run of ${when(previous.generated_at)} (load average ${previous.load_average}` +
+        (previous.machine
+          ? `, on ${previous.machine.cpu}, ${previous.machine.cores} cores, Node ${previous.machine.node}`
+          : "") +
+        "), copied from that " +
         "run's BENCHMARKS.json: protocol version 2, one document signed whole, read and held in memory; a Map model " +
         "(its Map state carrying the items array).",
       "",
@@ -433,7 +439,11 @@ function boundsSection(results: BenchResults): string[] {
         `${built.phases.states_s} s (${int(built.states)} files), sending ${built.phases.send_s} s and waiting for ` +
         `receipts ${built.phases.chain_wait_s} s ` +
         `(${int(built.transactions)} transactions), trees and entries ${built.phases.proofs_s} s, pages ` +
-        `${built.phases.pages_s} s; peak RSS ${int(built.peak_rss_mb)} MB.`,
+        `${built.phases.pages_s} s; peak RSS ${int(built.peak_rss_mb)} MB` +
+        (built.node
+          ? `. The hardhat node spent ${built.node.cpu_s} CPU seconds on it (${int(built.transactions)} transactions), ` +
+            `its RSS ${int(built.node.rss_mb)} MB after (peak ${int(built.node.peak_rss_mb)} MB).`
+          : "."),
     );
   }
   return lines;

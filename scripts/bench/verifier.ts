@@ -50,6 +50,23 @@ export interface VerifierRow {
 export interface BuildRow extends Omit<BuiltInstance, "instanceHash" | "protocolUrl"> {
   measured_at: string;
   load_average: number;
+  /** The hardhat node process: CPU seconds it spent during the build, its RSS after it and its peak RSS so far. */
+  node?: { cpu_s: number; rss_mb: number; peak_rss_mb: number };
+}
+
+/** CPU seconds (user + system) and RSS of a process, from /proc (Linux); null elsewhere. */
+export function processUsage(pid: number | null): { cpu_s: number; rss_mb: number; peak_rss_mb: number } | null {
+  if (!pid) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+    return { cpu_s: ticks / 100, rss_mb: Math.round(kb("VmRSS") / 1024), peak_rss_mb: Math.round(kb("VmHWM") / 1024) };
+  } catch {
+    return null;
+  }
 }
 
 export interface VerifierResults {
@@ -106,6 +123,8 @@ export interface VerifierOptions {
   trace: boolean;
   /** The 1-minute load average now. */
   loadAverage: () => number;
+  /** The hardhat node's process id (its CPU time and memory are recorded with each build). */
+  nodePid: number | null;
 }
 
 const PROFILE_DIR = path.join(ROOT, "bench-profiles");
@@ -144,7 +163,8 @@ function verifyInChild(
       ? [compiled]
       : ["-r", "ts-node/register/transpile-only", path.join(__dirname, "verify-child.ts")];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...profiling, ...entry, JSON.stringify(job)], {
+    const flags = (process.env.BENCH_CHILD_FLAGS ?? "").split(" ").filter(Boolean);
+    const child = spawn(process.execPath, [...flags, ...profiling, ...entry, JSON.stringify(job)], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, TS_NODE_PROJECT: path.join(ROOT, "tsconfig.json") },
@@ -184,6 +204,7 @@ export async function measureVerifier(
     progress.set(label, true);
     const measuredAt = new Date().toISOString();
     const load = options.loadAverage();
+    const nodeBefore = processUsage(options.nodePid);
     const built = await buildInstance(
       issuer,
       states,
@@ -191,7 +212,21 @@ export async function measureVerifier(
       counter(progress, (done) => `${label}: ${int(done)} states on chain and in pages`),
     );
     const { instanceHash: _hash, protocolUrl: _url, ...summary } = built;
-    instances.push({ ...summary, measured_at: measuredAt, load_average: load });
+    const nodeAfter = processUsage(options.nodePid);
+    instances.push({
+      ...summary,
+      measured_at: measuredAt,
+      load_average: load,
+      ...(nodeBefore && nodeAfter
+        ? {
+            node: {
+              cpu_s: Math.round((nodeAfter.cpu_s - nodeBefore.cpu_s) * 10) / 10,
+              rss_mb: nodeAfter.rss_mb,
+              peak_rss_mb: nodeAfter.peak_rss_mb,
+            },
+          }
+        : {}),
+    });
     progress.set(`${label}: ${built.seconds} s`, true);
     try {
       for (const run of runs) {
