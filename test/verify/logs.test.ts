@@ -8,6 +8,9 @@ import {
   getLogsChunked,
   instanceLogQuery,
   isRangeError,
+  instanceEventStream,
+  logChunks,
+  ChainBuilder,
   rebuildChain,
   type InstanceEvent,
 } from "../../src/verify";
@@ -146,6 +149,52 @@ describe("logs reader", function () {
         expect(isRangeError(new Error(message)), message).to.equal(true);
       }
       expect(isRangeError(new Error("execution reverted"))).to.equal(false);
+    });
+  });
+
+  describe("instanceEventStream (the verifier's streaming read)", function () {
+    it("yields the events chunk by chunk, in chain order, the same as the whole read", async function () {
+      const a = H("a");
+      const b = H("b");
+      const c = H("c");
+      const logs = [created(1), state(3, a, INSTANCE), states(12, a, [b, c]), terminated(25, c, 2)];
+      const provider = fakeProvider(logs);
+      const streamed: InstanceEvent[] = [];
+      for await (const event of instanceEventStream(provider, REGISTRY, ISSUER, INSTANCE, 0, 30, { chunkSize: 10 })) {
+        streamed.push(event);
+      }
+      expect(provider.ranges).to.deep.equal([
+        [0, 9],
+        [10, 19],
+        [20, 29],
+        [30, 30],
+      ]);
+      expect(streamed).to.deep.equal(decodeInstanceLogs(logs, REGISTRY));
+      const builder = new ChainBuilder(INSTANCE);
+      const seqs = streamed.map((event) => builder.push(event)?.seq ?? null);
+      expect(seqs).to.deep.equal([null, 0, 1, 2, null]);
+      expect(builder).to.include({ count: 3, head: c });
+      expect(builder.anomalies).to.deep.equal([]);
+    });
+
+    it("narrows the next eth_getLogs chunk after a dense one (many states per block) and widens it back", async function () {
+      // Only the size of the log data matters here: blocks 2 and 3 hold 5 MB each (a StatesRegistered of ~80,000
+      // hashes), the rest nothing.
+      const dense = (blockNumber: number): Log =>
+        ({ blockNumber, index: blockNumber, data: "0x" + "0".repeat(5 * 1024 * 1024) }) as unknown as Log;
+      const provider = fakeProvider([dense(2), dense(3)]);
+      const sizes: number[] = [];
+      for await (const chunk of logChunks(provider, QUERY, 0, 40, { chunkSize: 8 })) sizes.push(chunk.length);
+      // Blocks 0..7 hold 10 MB of log data: the next chunk is 4 blocks; then, sparse, 8 again.
+      expect(provider.ranges).to.deep.equal([
+        [0, 7],
+        [8, 11],
+        [12, 19],
+        [20, 27],
+        [28, 35],
+        [36, 40],
+      ]);
+      expect(sizes).to.deep.equal([2, 0, 0, 0, 0, 0]);
     });
   });
 
