@@ -64,6 +64,19 @@ describe("verifyProtocol", function () {
       expect(report.verdict).to.equal("valid");
     });
 
+    it("verifies a head given alone (its pages read from the issuer's server), and a whole protocol (its pages from memory)", async function () {
+      const { env, run } = await forgeScenario();
+      const pageRequests = (): string[] => env.server.requests.filter((url) => url.includes("/protocol/pages/"));
+      const head = await verifyForged(env, { protocol: JSON.stringify(headOf(run.protocol)), name: "head.json" });
+      expect(head.verdict, renderReport(head)).to.equal("valid");
+      expect(head.subject!.states).to.equal(6);
+      expect(pageRequests()).to.have.length(3);
+      env.server.requests.length = 0;
+      const whole = await verifyForged(env, { protocol: JSON.stringify(run.protocol), name: "whole.json" });
+      expect(whole.verdict, renderReport(whole)).to.equal("valid");
+      expect(pageRequests()).to.deep.equal([]);
+    });
+
     it("fails V1 when a file's protocol is not the one its issuer's server publishes", async function () {
       const { env, run } = await forgeScenario();
       const other = await forgeRun(env, { label: "another run" });
