@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DeleteObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { expect } from "chai";
 import S3rver from "s3rver";
 import { freePort } from "../../src/chain/node";
@@ -9,6 +9,7 @@ import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
 import { createS3Client, getObjectBytes, putObjectBytes, type S3Settings } from "../../src/net/s3";
 import { stateDataBytes } from "../../src/protocol/hashing";
+import { accumulatorOf, encodePages, entryLine, headOf, pageCount } from "../../src/protocol/pages";
 import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
 import { publishToMirror } from "../../src/publish/mirror";
 import {
@@ -25,6 +26,7 @@ import { useHardhatNode } from "../helpers/node-process";
 const ROOT = path.resolve(__dirname, "..", "..");
 const EXAMPLES = path.join(ROOT, "examples");
 const CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
+const PAGE_SIZE = 4;
 
 function statuses(report: VerificationReport): Record<string, string> {
   return Object.fromEntries(report.steps.map((step) => [step.id, step.status]));
@@ -62,9 +64,11 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
       skipWaits: true,
     });
     const model = await loadModel(path.join(EXAMPLES, "order-fulfilment.asl.json"));
-    protocol = await issuer
-      .tracker(engine)
+    // Pages of 4 entries: the mirror holds several closed pages and an open one.
+    const head = await issuer
+      .tracker(engine, { pageSize: PAGE_SIZE })
       .run(model, fs.readFileSync(path.join(EXAMPLES, "order-fulfilment.input.json")));
+    protocol = issuer.home.readProtocol(head.instance_hash);
   });
 
   after(async function () {
@@ -82,7 +86,7 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
       mirror: { s3 },
     });
 
-  it("copies protocol, model, input and every state under the server's paths", async function () {
+  it("copies the head, every page, model, input and every state under the server's paths", async function () {
     const result = await publishToMirror({ home: issuer.home, mirror: "s3://audit/acme/", s3 });
     const h = protocol.instance_hash;
     expect(result.mirror).to.equal("s3://audit/acme");
@@ -95,7 +99,9 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
       },
     ]);
     const states = new Set(protocol.instance_protocol.map((entry) => entry.state_hash));
-    expect(result.objects).to.equal(3 + states.size);
+    const pages = pageCount(protocol.instance_protocol.length, PAGE_SIZE);
+    expect(pages).to.be.greaterThan(2);
+    expect(result.objects).to.equal(3 + pages + states.size);
 
     const client = createS3Client(s3);
     const read = (key: string) =>
@@ -104,6 +110,53 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
     expect(await read(`acme/instances/${h}/input`)).to.deep.equal(issuer.home.readInput(h));
     expect(await read(`acme/models/${protocol.model_hash}`)).to.deep.equal(issuer.home.readModel(protocol.model_hash));
     for (const hash of states) expect(await read(`acme/states/${hash}`)).to.deep.equal(issuer.home.readState(hash));
+    // The pages at the server's paths, byte for byte; a full page cached for good, the last one revalidated.
+    const expected = encodePages(protocol);
+    expect(expected).to.have.length(pages);
+    for (let index = 0; index < pages; index += 1) {
+      const key = `acme/instances/${h}/protocol/pages/${index}`;
+      expect(await read(key), key).to.deep.equal(fs.readFileSync(issuer.home.pageFile(h, index)));
+      expect(await read(key), key).to.deep.equal(expected[index]);
+      const full = index < pages - 1 || protocol.instance_protocol.length % PAGE_SIZE === 0;
+      const { CacheControl } = await client.send(new HeadObjectCommand({ Bucket: "audit", Key: key }));
+      expect(CacheControl, key).to.equal(full ? "public, max-age=31536000, immutable" : "no-cache");
+    }
+    const { CacheControl } = await client.send(
+      new HeadObjectCommand({ Bucket: "audit", Key: `acme/instances/${h}/protocol` }),
+    );
+    expect(CacheControl).to.equal("no-cache");
+  });
+
+  it("refuses to copy a store whose pages are not what the head commits to (nothing of the instance's head copied)", async function () {
+    const h = protocol.instance_hash;
+    const file = issuer.home.pageFile(h, 1);
+    const original = fs.readFileSync(file);
+    const lines = original.toString("utf8").split("\n");
+    const edited = { ...protocol.instance_protocol[PAGE_SIZE + 1], timestamp: 1 };
+    lines[2] = entryLine(edited);
+    try {
+      fs.writeFileSync(file, lines.join("\n"));
+      const refused = await publishToMirror({ home: issuer.home, mirror: "s3://audit/corrupt", s3 }).catch(
+        (error: unknown) => error as Error & { code?: string },
+      );
+      expect((refused as { code?: string }).code).to.equal("PAGE_INVALID");
+      const client = createS3Client(s3);
+      const head = await client
+        .send(new HeadObjectCommand({ Bucket: "audit", Key: `corrupt/instances/${h}/protocol` }))
+        .then(
+          () => "copied",
+          () => "absent",
+        );
+      expect(head).to.equal("absent");
+      // A page missing altogether.
+      fs.rmSync(file);
+      const missing = await publishToMirror({ home: issuer.home, mirror: "s3://audit/corrupt", s3 }).catch(
+        (error: unknown) => error as { code?: string },
+      );
+      expect((missing as { code?: string }).code).to.equal("INTERNAL");
+    } finally {
+      fs.writeFileSync(file, original);
+    }
   });
 
   it("verifies a genuine copy from s3:// and from http://, without contacting the issuer's server", async function () {
@@ -155,23 +208,27 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
     );
 
     await put(`states/${entry.state_hash}`, issuer.home.readState(entry.state_hash)); // repaired
+    // An entry edited in its page (the head kept): the page no longer chains to the signed accumulator.
     const edited = structuredClone(protocol);
     edited.instance_protocol[3].timestamp += 60;
-    await put(`instances/${protocol.instance_hash}/protocol`, Buffer.from(JSON.stringify(edited)));
+    await put(`instances/${protocol.instance_hash}/protocol/pages/0`, encodePages(edited)[0]);
     report = await verifyMirror(url);
     expect(report.verdict).to.equal("invalid");
-    expect(statuses(report)).to.include({ V6: "fail", V8: "fail" });
+    await put(`instances/${protocol.instance_hash}/protocol/pages/0`, encodePages(protocol)[0]); // repaired
 
+    // A head that withholds the last entry (count, accumulator and head recomputed; the signature can't be).
     const withheld = structuredClone(protocol);
     withheld.instance_protocol.pop();
     withheld.head = {
       seq: withheld.instance_protocol.length - 1,
       state_hash: withheld.instance_protocol.at(-1)!.state_hash,
     };
-    await put(`instances/${protocol.instance_hash}/protocol`, Buffer.from(JSON.stringify(withheld)));
+    withheld.entries = withheld.instance_protocol.length;
+    withheld.accumulator = accumulatorOf(withheld.instance_hash, withheld.instance_protocol);
+    await put(`instances/${protocol.instance_hash}/protocol`, Buffer.from(JSON.stringify(headOf(withheld))));
     report = await verifyMirror(url);
     expect(report.verdict).to.equal("invalid");
-    expect(statuses(report)).to.include({ V7: "fail", V8: "fail" });
+    expect(statuses(report)).to.include({ V8: "fail" });
 
     await client.send(new DeleteObjectCommand({ Bucket: "audit", Key: `tampered/states/${entry.state_hash}` }));
     await put(
