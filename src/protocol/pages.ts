@@ -129,6 +129,9 @@ export function sealedFields(protocol: UnsignedProtocol): Omit<InstanceProtocol,
   };
 }
 
+/** The entry schema, strict, made once (`.strict()` builds a new schema: 6 µs, 6 s over a million entries). */
+const STRICT_ENTRY = protocolEntrySchema.strict();
+
 /** What a page holds once read: its header, its entries and the accumulator after its last entry. */
 export interface DecodedPage {
   header: PageHeader;
@@ -198,7 +201,7 @@ export function decodePage(
     } catch (error) {
       throw invalid(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
     }
-    const parsed = safeParseBounded(protocolEntrySchema.strict(), json);
+    const parsed = safeParseBounded(STRICT_ENTRY, json);
     if (!parsed.success) {
       const issue = parsed.issues[0];
       throw invalid(
