@@ -46,6 +46,8 @@ describe("offline bundles (issue 15, item 6)", function () {
   let ofName: string; // both instances, from the ENS name
   let ofUrl: string; // x alone, from its URL
   let ofFile: string; // x alone, from a protocol file
+  let z: InstanceProtocol; // a run published in pages of 2 entries
+  let ofPaged: string; // z alone, from its URL
   let stopped = false;
 
   const trust = (): string[] => trustFlags(issuer);
@@ -85,6 +87,17 @@ describe("offline bundles (issue 15, item 6)", function () {
     const protocolFile = path.join(dir, "x.protocol.json");
     fs.writeFileSync(protocolFile, JSON.stringify(x, null, 1));
     expect((await verify(protocolFile, "--save-bundle", ofFile)).code).to.equal(0);
+    z = await runRefundRequest({
+      home: issuer.home,
+      tracker: (engine, options) => issuer.tracker(engine, { ...options, pageSize: 2 }),
+    });
+    ofPaged = path.join(dir, "z-paged.bundle.json");
+    const paged = await verify(
+      `${issuer.identity.record.url}/instances/${z.instance_hash}/protocol`,
+      "--save-bundle",
+      ofPaged,
+    );
+    expect(paged.code, paged.stderr).to.equal(0);
     // From here on, the issuer's server is down: a bundle needs only the RPC.
     await issuer.server.close();
     stopped = true;
@@ -121,6 +134,22 @@ describe("offline bundles (issue 15, item 6)", function () {
     expect(head).to.include({ accumulator: x.accumulator, entries: x.instance_protocol.length });
     const page = Buffer.from(bundle.files[`instances/${x.instance_hash}/protocol/pages/0`], "base64").toString("utf8");
     expect(page.trimEnd().split("\n")).to.have.length(1 + x.instance_protocol.length);
+  });
+
+  it("a protocol of several pages: every page the verification read is in the bundle, and it is valid offline", async function () {
+    const bundle = read(ofPaged);
+    const pages = Math.ceil(z.instance_protocol.length / 2);
+    expect(pages).to.be.greaterThan(1);
+    for (let index = 0; index < pages; index++) {
+      expect(Object.keys(bundle.files)).to.include(`instances/${z.instance_hash}/protocol/pages/${index}`);
+    }
+    const { code, run } = await verify(ofPaged);
+    expect(code, JSON.stringify(run.reports[0].steps)).to.equal(0);
+    const dropped = forge(ofPaged, "z-page-dropped.json", (b) => {
+      delete b.files[`instances/${z.instance_hash}/protocol/pages/${pages - 1}`];
+    });
+    const without = await verify(dropped);
+    expect(without.code).to.equal(2);
   });
 
   describe("attacks: a hostile bundle is never valid", function () {
