@@ -325,8 +325,10 @@ export function createApp(options: AppOptions): StatetrailApp {
     // Whole lines only: the tracker may be appending to the open page right now.
     const page = await home.readServablePage(hash, index);
     if (!page) return sendError(res, 404, "NOT_FOUND", `instance ${hash} has no page ${index}`);
-    // A page that holds page_size entries is closed: the tracker never writes to it again.
-    const closed = page.lines - 1 >= loaded.head.page_size;
+    // A page that holds page_size entries, all counted by the signed head (so written and synced before it), is
+    // closed: the tracker never writes to it again, and a resume rebuilds it byte for byte.
+    const closed =
+      page.lines - 1 >= loaded.head.page_size && loaded.head.entries >= (index + 1) * loaded.head.page_size;
     sendConditional(req, res, page.bytes, closed ? IMMUTABLE : "no-cache", "application/jsonl");
   });
 

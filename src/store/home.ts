@@ -246,6 +246,22 @@ export class Home {
     return entries;
   }
 
+  /** Makes what was appended to page `index` durable (before a head that counts it is written). */
+  syncPage(instance: HexHash, index: number): void {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.pageFile(instance, index), "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw error;
+    }
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
   /** The signed head of an instance (parsed and schema-checked). */
   readHead(instance: HexHash): ProtocolHead {
     return parseHead(readOrNotFound(this.protocolFile(instance), `instance ${instance}`));

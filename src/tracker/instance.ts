@@ -42,6 +42,8 @@ export class TrackedInstance {
   failure: unknown = undefined;
   private readonly waiting = new Map<number, ProtocolEntry>();
   private readonly work = new Set<Promise<unknown>>();
+  /** Pages appended to since the last {@link syncPages}. */
+  private readonly unsynced = new Set<number>();
 
   constructor(
     readonly hash: HexHash,
@@ -79,6 +81,16 @@ export class TrackedInstance {
   async idle(): Promise<void> {
     while (this.work.size > 0) await Promise.all(this.work);
     if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Makes the pages appended to since the last call durable: called before a head that counts their entries is
+   * written, so a published head never counts lines a crash of the machine could lose (a page closed under a signed
+   * head is served as immutable).
+   */
+  syncPages(): void {
+    for (const index of this.unsynced) this.home.syncPage(this.hash, index);
+    this.unsynced.clear();
   }
 
   /** Records that `states` are final at `at` (one location, or one per state). */
@@ -119,6 +131,9 @@ export class TrackedInstance {
       ready,
       protocol.accumulator,
     );
+    for (let seq = protocol.entries; seq < protocol.entries + ready.length; seq += 1) {
+      this.unsynced.add(Math.floor(seq / protocol.page_size));
+    }
     protocol.entries += ready.length;
     const last = ready[ready.length - 1];
     protocol.head = { seq: last.seq, state_hash: last.state_hash };

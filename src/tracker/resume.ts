@@ -200,7 +200,7 @@ export interface ResumeContext {
   /** The tracker's page size: for an instance whose journal does not record its own. */
   pageSize: number;
   block(blockNumber: number): Promise<Block>;
-  publish(protocol: UnsignedHead): Promise<ProtocolHead>;
+  publish(protocol: UnsignedHead, run: TrackedInstance): Promise<ProtocolHead>;
   terminate(
     run: TrackedInstance,
     head: HexHash,
@@ -363,7 +363,7 @@ export async function resumeInstance(
   let publisher: Publisher | undefined = undefined;
   const run = new TrackedInstance(instance, journal, protocol, home, stateUrl, () => publisher?.request());
   publisher = new Publisher(
-    () => ctx.publish(protocol),
+    () => ctx.publish(protocol, run),
     ctx.publishIntervalMs,
     (error) => run.fail(error),
   );

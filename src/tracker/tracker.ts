@@ -211,7 +211,7 @@ export class Tracker {
       publisher?.request();
     });
     publisher = new Publisher(
-      () => this.publish(protocol),
+      () => this.publish(protocol, run),
       this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,
       (error) => run.fail(error),
     );
@@ -324,7 +324,7 @@ export class Tracker {
         publishIntervalMs: this.options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS,
         pageSize: this.pageSize,
         block: (blockNumber) => this.block(blockNumber),
-        publish: (protocol) => this.publish(protocol),
+        publish: (protocol, run) => this.publish(protocol, run),
         terminate: (run, head, count, status) => this.terminate(run, head, count, status),
       },
       instance,
@@ -364,8 +364,10 @@ export class Tracker {
    * Signs and writes the head as it is now (a copy: states finalized while the signer works are in the next one).
    * The entries it counts are already appended to the pages, so this writes a constant number of bytes.
    */
-  private async publish(protocol: UnsignedHead): Promise<ProtocolHead> {
-    const signed = await signHead(structuredClone(protocol), this.options.signer);
+  private async publish(protocol: UnsignedHead, run: TrackedInstance): Promise<ProtocolHead> {
+    const snapshot = structuredClone(protocol);
+    run.syncPages(); // every line the snapshot counts is durable before the head that counts it
+    const signed = await signHead(snapshot, this.options.signer);
     this.options.home.writeHead(signed);
     this.options.onProtocol?.(signed);
     return signed;

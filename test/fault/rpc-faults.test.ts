@@ -5,7 +5,7 @@ import { expect } from "chai";
 import { connect } from "../../src/chain/provider";
 import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
-import { type InstanceProtocol } from "../../src/protocol/schema";
+import { type InstanceProtocol, type ProtocolHead } from "../../src/protocol/schema";
 import { ChainView, rebuildChain, verifyProtocol } from "../../src/verify";
 import { runCli } from "../helpers/cli-run";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
@@ -122,14 +122,14 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
         handlers: path.join(EXAMPLES, "batch-scoring.handlers.js"),
         skipWaits: true,
       });
-      let published: InstanceProtocol | undefined;
+      let published: ProtocolHead | undefined;
       let faulted = false;
       const tracker = issuer.tracker(engine, {
         maxInFlight: options.maxInFlight ?? 1,
         onProtocol: (protocol) => {
           issuer.server.notify(protocol);
           published = protocol;
-          if (!faulted && protocol.instance_protocol.length >= after) {
+          if (!faulted && protocol.entries >= after) {
             faulted = true;
             fault();
           }
@@ -137,7 +137,11 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       });
       const outcome = await codeOf(tracker.run(model, Buffer.from(`{"batchId":"fault-${Date.now()}"}`)));
       expect(faulted, "the fault was injected").to.equal(true);
-      return { outcome, protocol: published! };
+      // The last head published, with the entries it counts (the pages may hold more: appended, not yet counted).
+      return {
+        outcome,
+        protocol: { ...published!, instance_protocol: issuer.home.readEntries(published!, 0, published!.entries) },
+      };
     }
 
     /**
@@ -224,9 +228,10 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
         handlers: path.join(EXAMPLES, "refund-request.handlers.js"),
         skipWaits: true,
       });
-      const protocol = await issuer
+      const head = await issuer
         .tracker(engine)
         .run(model, fs.readFileSync(path.join(EXAMPLES, "refund-request.input.json")));
+      const protocol = issuer.home.readProtocol(head.instance_hash);
       expect(protocol.status).to.equal("failed"); // the example ends in its Fail state
       const { beyond, verdict } = await verifyPrefix(protocol);
       expect(beyond).to.equal(0);

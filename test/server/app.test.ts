@@ -437,17 +437,24 @@ describe("server: protocol pages", function () {
       fs.appendFileSync(file, next.subarray(0, 40));
       const racing = await page(2, { "if-none-match": String(open.headers.etag) });
       expect(racing.status).to.equal(304); // the same whole lines: the same ETag
-      const full = await page(2);
-      expect(full.body.equals(before)).to.equal(true);
-      expect(full.body[full.body.length - 1]).to.equal(0x0a);
-      // The line completed, the page is full: now it is closed.
+      const whole = await page(2);
+      expect(whole.body.equals(before)).to.equal(true);
+      expect(whole.body[whole.body.length - 1]).to.equal(0x0a);
+      // The line completed, the page is full, but the signed head does not count it yet: still revalidated (a line
+      // appended ahead of the head is not durable until the head that counts it is written).
       fs.appendFileSync(file, Buffer.concat([next.subarray(40), Buffer.from("\n")]));
+      const full = await page(2);
+      expect(full.body.length).to.equal(before.length + next.length + 1);
+      expect(full.headers["cache-control"]).to.equal("no-cache");
+      expect(full.headers.etag).to.not.equal(open.headers.etag);
+      // Once a head counts all its entries, it is closed.
+      fixture.home.writeHead(headOf(fixture.protocol(6, "running", PAGE_SIZE)));
       const closed = await page(2);
-      expect(closed.body.length).to.equal(before.length + next.length + 1);
+      expect(closed.body.equals(full.body)).to.equal(true);
       expect(closed.headers["cache-control"]).to.equal("public, max-age=31536000, immutable");
-      expect(closed.headers.etag).to.not.equal(open.headers.etag);
     } finally {
       fs.writeFileSync(file, before);
+      fixture.home.writeHead(headOf(fixture.protocol(5, "running", PAGE_SIZE)));
     }
   });
 
