@@ -139,6 +139,28 @@ describe("timeline page in Chromium: paging through a long instance", function (
     }
   });
 
+  it("shows an instance without states without requesting a page, then its first states live", async function () {
+    const instance = fixture.instanceHash;
+    fixture.home.writeProtocol(asVersion3(fixture.protocol(0, "running"), 3));
+    fs.rmSync(fixture.home.pageFile(instance, 0)); // as the tracker leaves it: no page before the first state
+    received.length = 0;
+    const { page, errors } = await open(browser, `/#/instances/${instance}`);
+    await page.waitForSelector('#live[data-state="live"]');
+    await page.waitForSelector('#state-count[data-count="0"]');
+    await page.waitForFunction(() => document.querySelectorAll("#timeline-body p").length === 1);
+    expect(await page.textContent("#timeline-body")).to.equal("No state has been registered yet.");
+    fixture.home.writeProtocol(asVersion3(fixture.protocol(2, "running"), 3));
+    await page.waitForFunction(() => document.querySelectorAll("#timeline-body li.state").length === 2);
+    expect(await shownSeqs(page)).to.deep.equal([0, 1]);
+    expect(pageRequests(instance)).to.deep.equal([]);
+    expect(errors).to.deep.equal([]);
+    await page.close();
+
+    const { page: noJs } = await open(withoutJs, `/instances/${instance}/timeline`);
+    expect(await noJs.locator("#static-timeline li.state").count()).to.equal(2);
+    await noJs.close();
+  });
+
   it("follows a running instance onto its next page, live", async function () {
     const instance = fixture.instanceHash;
     fixture.home.writeProtocol(asVersion3(fixture.protocol(4, "running"), 3));

@@ -221,6 +221,19 @@ describe("timeline routes: one instance, from its head and one page", function (
     expect(await status(`${base}?after=nine`)).to.equal(400);
   });
 
+  it("shows an instance without states (no page file yet) as such", async function () {
+    const empty = asVersion3(fixture.protocol(0, "running"), 3);
+    fixture.home.writeProtocol(empty);
+    fs.rmSync(fixture.home.pageFile(fixture.instanceHash, 0));
+    try {
+      const html = (await get(`/instances/${fixture.instanceHash}/timeline`)).body.toString("utf8");
+      expect(html).to.include('data-count="0"').and.include("No state has been registered yet.");
+      expect(html).not.to.include("could not be read");
+    } finally {
+      fixture.home.writeProtocol(protocol);
+    }
+  });
+
   it("answers a page or instance that does not exist, and a malformed hash, with an error", async function () {
     expect(await status(`/instances/${fixture.instanceHash}/timeline?page=4`)).to.equal(400);
     expect(await status(`/instances/${fixture.instanceHash}/timeline?page=-1`)).to.equal(400);

@@ -345,6 +345,8 @@ export async function instanceViewOf(home: Home, hash: HexHash, page: unknown): 
     }
     index = Number(page);
   }
+  // An instance without states may have no page file yet: nothing to read.
+  if (head.entries === 0) return { hash, status: 200, head, page: { index, count, entries: [] }, problem: null };
   try {
     const bytes = await fs.promises.readFile(home.pageFile(hash, index));
     const newline = bytes.indexOf(0x0a);

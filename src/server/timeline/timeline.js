@@ -709,6 +709,8 @@
       // A page begun by live states only (no header) is read too: it may miss states from before the stream.
       if (pages[index] && pages[index].header) return Promise.resolve(pages[index]);
       if (requested[index]) return requested[index];
+      // No state of it is known yet (an instance without states may have no page file): live states will come.
+      if (index * pageSize() >= count) return Promise.resolve(null);
       var promise = fetchPage(instance, index).then(
         function (page) {
           delete requested[index];
@@ -1039,7 +1041,7 @@
     function connect() {
       // Live states after the head's last one: `after` for the first connection; on a reconnect the browser sends
       // Last-Event-ID (the last seq received), which the server prefers.
-      source = new EventSource("/instances/" + instance + "/events?after=" + (count - 1));
+      source = new EventSource("/instances/" + instance + "/events" + (count > 0 ? "?after=" + (count - 1) : ""));
       source.addEventListener("open", function () {
         live.className = "live on";
         live.setAttribute("data-state", "live");
