@@ -294,7 +294,6 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   let terminatedAt: number | undefined;
   const builder = new rebuild.ChainBuilder(instance);
   let nextBlock = initial.created.block_nr;
-  let anchors: Awaited<ReturnType<typeof batch.issuerAnchors>> | null = null;
   try {
     if (!terminated) follow();
     let head: ProtocolHead | null = acceptHead(initial) ? initial : null;
@@ -321,9 +320,85 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
           emit({ type: "error", code: next.code, message: next.message });
         }
       }
-      const entries: ProtocolEntry[] = [];
+      const divergent: Array<() => void> = [];
+      // States newly seen on-chain: their `registered` line follows their `published` one (or, not published yet,
+      // comes after this round's pages).
+      const registeredLines = new Map<number, { hash: HexHash; block: number }>();
+      const registered = (seq: number, hash: HexHash, block: number) => {
+        onChain.set(seq, hash);
+        registeredCount = Math.max(registeredCount, seq + 1);
+        registeredLines.set(seq, { hash, block });
+      };
+      for (const [seq, state] of fresh) registered(seq, state.hash, state.block);
+      let roundAnchors: Awaited<ReturnType<typeof batch.issuerAnchors>> | null = null;
+      const anchorsNow = async () =>
+        (roundAnchors ??= await batch.issuerAnchors(chain, issuer, initial.created.block_nr));
+      /** Compares a published entry with the chain: matched (dropped), or kept until it is or the grace ends. */
+      const compare = (entry: ProtocolEntry, seenAt: number, anchors: typeof roundAnchors): void => {
+        const seq = entry.seq;
+        if (entry.proof !== null && anchors) {
+          const at = batch.anchoredAt(anchors, issuer, instance, entry);
+          if (at !== null) {
+            if (!onChain.has(seq)) registered(seq, entry.state_hash, at);
+            unconfirmed.delete(seq); // matched: nothing more is kept of it
+            onChain.delete(seq);
+            return;
+          }
+          if (now - seenAt > graceMs) {
+            divergent.push(() =>
+              diverge(
+                `forged:${seq}`,
+                "forged",
+                `published state #${seq} ${entry.state_hash} is not in a Merkle root the issuer anchored after ${graceMs} ms`,
+              ),
+            );
+          }
+          unconfirmed.set(seq, { entry, seenAt });
+          return;
+        }
+        const hash = onChain.get(seq);
+        if (hash !== undefined && hash === entry.state_hash) {
+          unconfirmed.delete(seq); // matched: nothing more is kept of it
+          onChain.delete(seq);
+          return;
+        }
+        unconfirmed.set(seq, { entry, seenAt });
+        if (hash !== undefined) {
+          divergent.push(() =>
+            diverge(
+              `forged:${seq}`,
+              "forged",
+              `published state #${seq} ${entry.state_hash} is not the on-chain state ${hash}`,
+            ),
+          );
+        } else if (now - seenAt > graceMs) {
+          divergent.push(() =>
+            diverge(
+              `forged:${seq}`,
+              "forged",
+              `published state #${seq} ${entry.state_hash} is not on-chain after ${graceMs} ms`,
+            ),
+          );
+        }
+      };
+      // Published entries seen before and not yet on-chain: compared again.
+      for (const { entry, seenAt } of [...unconfirmed.values()]) {
+        compare(entry, seenAt, entry.proof !== null ? await anchorsNow() : null);
+      }
+      // What is new in the pages, one page at a time: each state published, then registered when it is.
       if (head && !stopped) {
-        const problem = await protocol.readNew(head, (entry) => entries.push(entry));
+        const problem = await protocol.readNew(head, async (entries) => {
+          const anchors = entries.some((entry) => entry.proof !== null) ? await anchorsNow() : null;
+          for (const entry of entries) {
+            emit({ type: "published", seq: entry.seq, state_name: entry.state_name, state_hash: entry.state_hash });
+            compare(entry, now, anchors);
+            const line = registeredLines.get(entry.seq);
+            if (line) {
+              emit({ type: "registered", seq: entry.seq, state_hash: line.hash, block_nr: line.block });
+              registeredLines.delete(entry.seq);
+            }
+          }
+        });
         if (problem && "code" in problem) {
           // A page not served (yet, or a network failure): read again on the next poll. One withheld for good is
           // the verification's to report (could not verify), and the exit is never 0 with states unread.
@@ -334,85 +409,13 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         }
         if (head.status !== "running") terminated = true;
       }
-      if (entries.some((entry) => entry.proof !== null) || [...unconfirmed.values()].some((u) => u.entry.proof)) {
-        anchors = await batch.issuerAnchors(chain, issuer, initial.created.block_nr);
-      }
-      // Each state in seq order: published (when it is), then registered (when it is).
-      const lines = new Map<
-        number,
-        { seq: number; published?: ProtocolEntry; registered?: { hash: HexHash; block: number } }
-      >();
-      for (const entry of entries) {
-        unconfirmed.set(entry.seq, { entry, seenAt: now });
-        lines.set(entry.seq, { seq: entry.seq, published: entry });
-      }
-      const divergent: Array<() => void> = [];
-      const registered = (seq: number, hash: HexHash, block: number) => {
-        onChain.set(seq, hash);
-        registeredCount = Math.max(registeredCount, seq + 1);
-        const line = lines.get(seq);
-        if (line) line.registered = { hash, block };
-        else lines.set(seq, { seq, registered: { hash, block } });
-      };
-      for (const [seq, state] of fresh) registered(seq, state.hash, state.block);
-      for (const [seq, { entry, seenAt }] of unconfirmed) {
-        if (anchors && entry.proof !== null) {
-          const at = batch.anchoredAt(anchors, issuer, instance, entry);
-          if (at !== null) {
-            if (!onChain.has(seq)) registered(seq, entry.state_hash, at);
-            unconfirmed.delete(seq); // matched: nothing more is kept of it
-            onChain.delete(seq);
-          } else if (now - seenAt > graceMs) {
-            divergent.push(() =>
-              diverge(
-                `forged:${seq}`,
-                "forged",
-                `published state #${seq} ${entry.state_hash} is not in a Merkle root the issuer anchored after ${graceMs} ms`,
-              ),
-            );
-          }
-          continue;
-        }
-        const hash = onChain.get(seq);
-        if (hash !== undefined && hash !== entry.state_hash) {
-          divergent.push(() =>
-            diverge(
-              `forged:${seq}`,
-              "forged",
-              `published state #${seq} ${entry.state_hash} is not the on-chain state ${hash}`,
-            ),
-          );
-        } else if (hash !== undefined) {
-          unconfirmed.delete(seq); // matched: nothing more is kept of it
-          onChain.delete(seq);
-        } else if (now - seenAt > graceMs) {
-          divergent.push(() =>
-            diverge(
-              `forged:${seq}`,
-              "forged",
-              `published state #${seq} ${entry.state_hash} is not on-chain after ${graceMs} ms`,
-            ),
-          );
-        }
+      for (const [seq, line] of [...registeredLines].sort(([x], [y]) => x - y)) {
+        emit({ type: "registered", seq, state_hash: line.hash, block_nr: line.block });
       }
       for (const seq of fresh.keys()) {
         if (seq >= protocol.known) unpublished.set(seq, now);
       }
       for (const seq of [...unpublished.keys()]) if (seq < protocol.known) unpublished.delete(seq);
-      for (const line of [...lines.values()].sort((a, b) => a.seq - b.seq)) {
-        if (line.published) {
-          const { seq, state_name, state_hash } = line.published;
-          emit({ type: "published", seq, state_name, state_hash });
-        }
-        if (line.registered) {
-          emit({
-            type: "registered",
-            seq: line.seq,
-            state_hash: line.registered.hash,
-            block_nr: line.registered.block,
-          });
-        }
-      }
       divergent.forEach((report) => report());
       for (const [seq, seenAt] of unpublished) {
         if (now - seenAt > graceMs) {
@@ -507,8 +510,10 @@ const MIN_ROUND_MS = 200;
 
 /**
  * The issuer's side of a watch: the head read again (conditionally, with the ETag the server gave), and the pages
- * read only from where the last read ended. Keeps the accumulator at the start of the open page and the state hash
- * of each entry read (what was published must come back unchanged), nothing else of the entries.
+ * read only from where the last read ended, one page at a time (each handed over once it decodes). Keeps the
+ * accumulator at the start of the open page and the state hashes of the open page's entries (what was published must
+ * come back unchanged; a full page is never read again, and a change to it breaks the next page's accumulator), so
+ * its memory does not grow with the instance.
  */
 export class PageFollower {
   /** Entries read so far (seq 0 … known - 1). */
@@ -517,7 +522,8 @@ export class PageFollower {
   private accumulator: HexHash;
   /** The accumulator at the start of the page that holds entry `known` (the open page). */
   private openPageStart: HexHash;
-  private readonly hashes: HexHash[] = [];
+  /** The state hashes of the entries read from the open page (what a full page held is bound by the accumulator). */
+  private openHashes: HexHash[] = [];
   private etag: string | null;
   private readonly pageSize: number;
   private readonly instance: HexHash;
@@ -554,12 +560,16 @@ export class PageFollower {
   }
 
   /**
-   * Reads the entries of `head` after the ones already read, page by page from the open page, and hands each new
-   * one to `onEntry` in seq order. Returns what does not agree, if anything: a head with fewer entries or another
-   * page size than before, an entry read before that changed, a page that does not decode, or pages that do not end
-   * at the head's accumulator (then nothing of this head is taken).
+   * Reads the entries of `head` after the ones already read, page by page from the open page, and hands the new ones
+   * of each page to `onPage` once the page decodes, in seq order. Returns what does not agree, if anything: a head
+   * with fewer entries or another page size than before, an entry read before that changed, a page that does not
+   * decode (nothing of it is taken), or pages that do not end at the head's accumulator (a divergence: the watch
+   * stops). A page that can't be fetched is an error to retry: the next read starts from it.
    */
-  async readNew(head: ProtocolHead, onEntry: (entry: ProtocolEntry) => void): Promise<PageProblem | null> {
+  async readNew(
+    head: ProtocolHead,
+    onPage: (entries: ProtocolEntry[]) => void | Promise<void>,
+  ): Promise<PageProblem | null> {
     if (head.page_size !== this.pageSize) {
       return {
         key: "page-size",
@@ -582,12 +592,8 @@ export class PageFollower {
         detail: `the head's accumulator changed without a new entry: the ${head.entries} published entries were rewritten`,
       };
     }
-    const taken: ProtocolEntry[] = [];
-    let accumulator = this.openPageStart;
-    let openPageStart = this.openPageStart;
-    const firstPage = Math.floor(this.known / this.pageSize);
     const lastPage = pageCount(head.entries, this.pageSize) - 1;
-    for (let index = firstPage; index <= lastPage; index += 1) {
+    for (let index = Math.floor(this.known / this.pageSize); index <= lastPage; index += 1) {
       const wanted = Math.min(this.pageSize, head.entries - index * this.pageSize);
       let bytes: Buffer;
       try {
@@ -603,7 +609,12 @@ export class PageFollower {
       }
       let page: ReturnType<typeof decodePage>;
       try {
-        page = decodePage(bytes, { instanceHash: this.instance, index, accumulatorBefore: accumulator, wanted });
+        page = decodePage(bytes, {
+          instanceHash: this.instance,
+          index,
+          accumulatorBefore: this.openPageStart,
+          wanted,
+        });
       } catch (error) {
         const coded = toStatetrailError(error, "PAGE_INVALID");
         return { key: `page-invalid:${index}:${head.accumulator}`, kind: "forged", detail: coded.message };
@@ -615,6 +626,7 @@ export class PageFollower {
           detail: `page ${index} holds ${page.entries.length} entries, the head says ${wanted}`,
         };
       }
+      const fresh: ProtocolEntry[] = [];
       for (const [position, entry] of page.entries.entries()) {
         const seq = index * this.pageSize + position;
         if (entry.seq !== seq) {
@@ -624,36 +636,32 @@ export class PageFollower {
             detail: `page ${index} line ${position + 2} says seq ${entry.seq}, where seq ${seq} belongs`,
           };
         }
-        if (seq < this.known) {
-          if (entry.state_hash !== this.hashes[seq]) {
-            return {
-              key: `rewritten:${seq}`,
-              kind: "forged",
-              detail: `the server changed published state #${seq}: ${this.hashes[seq]}, now ${entry.state_hash}`,
-            };
-          }
-          continue;
+        if (seq < this.known && entry.state_hash !== this.openHashes[position]) {
+          return {
+            key: `rewritten:${seq}`,
+            kind: "forged",
+            detail: `the server changed published state #${seq}: ${this.openHashes[position]}, now ${entry.state_hash}`,
+          };
         }
-        taken.push(entry);
+        if (seq >= this.known) fresh.push(entry);
       }
-      openPageStart = accumulator;
-      accumulator = page.accumulatorAfter;
+      // This page is taken: the next read starts at the page that holds the next entry (this one while not full).
+      this.known = index * this.pageSize + wanted;
+      this.accumulator = page.accumulatorAfter;
+      if (wanted === this.pageSize) {
+        this.openPageStart = page.accumulatorAfter;
+        this.openHashes = [];
+      } else {
+        this.openHashes = page.entries.map((entry) => entry.state_hash);
+      }
+      await onPage(fresh);
     }
-    if (accumulator !== head.accumulator) {
+    if (this.accumulator !== head.accumulator) {
       return {
         key: `accumulator:${head.accumulator}`,
         kind: "forged",
-        detail: `the pages served end at accumulator ${accumulator}, not at the head's ${head.accumulator}`,
+        detail: `the pages served end at accumulator ${this.accumulator}, not at the head's ${head.accumulator}`,
       };
-    }
-    // The page that holds the next entry: the last one read, or a new one when it is full.
-    if (head.entries % this.pageSize === 0) openPageStart = accumulator;
-    this.accumulator = accumulator;
-    this.openPageStart = openPageStart;
-    this.known = head.entries;
-    for (const entry of taken) {
-      this.hashes.push(entry.state_hash);
-      onEntry(entry);
     }
     return null;
   }

@@ -87,7 +87,7 @@ describe("watch: following a paged protocol (PageFollower)", function () {
     if (!("head" in first)) throw new Error(JSON.stringify(first));
     const follower = new PageFollower(url, FINGERPRINT, first.head, first.etag, server.get);
     const seen: number[] = [];
-    expect(await follower.readNew(first.head, (e) => seen.push(e.seq))).to.equal(null);
+    expect(await follower.readNew(first.head, (page) => page.forEach((e) => seen.push(e.seq)))).to.equal(null);
     return { follower, head: first.head, seen };
   }
 
@@ -109,7 +109,17 @@ describe("watch: following a paged protocol (PageFollower)", function () {
     const next = await follower.poll();
     expect(next.kind).to.equal("changed");
     const more: number[] = [];
-    expect(await follower.readNew((next as { head: ProtocolHead }).head, (e) => more.push(e.seq))).to.equal(null);
+    const pages: number[][] = [];
+    expect(
+      await follower.readNew((next as { head: ProtocolHead }).head, (page) => {
+        pages.push(page.map((e) => e.seq));
+        page.forEach((e) => more.push(e.seq));
+      }),
+    ).to.equal(null);
+    expect(pages, "handed over page by page: the rest of the open page, then the new page").to.deep.equal([
+      [4, 5],
+      [6, 7],
+    ]);
     expect(more).to.deep.equal([4, 5, 6, 7]);
     // Page 0 is full and never read again; page 1 (the open one) is read again from its start, page 2 is new.
     expect(server.requests).to.deep.equal([`${url} if-none-match`, `${url}/pages/1`, `${url}/pages/2`]);
@@ -138,7 +148,7 @@ describe("watch: following a paged protocol (PageFollower)", function () {
     const next = await follower.poll();
     if (next.kind !== "changed") throw new Error(JSON.stringify(next));
     const taken: number[] = [];
-    const problem = await follower.readNew(next.head, (e) => taken.push(e.seq));
+    const problem = await follower.readNew(next.head, (page) => page.forEach((e) => taken.push(e.seq)));
     return { problem, taken, follower };
   }
 
@@ -164,14 +174,14 @@ describe("watch: following a paged protocol (PageFollower)", function () {
     expect(problem).to.deep.include({ kind: "forged" });
   });
 
-  it("a page swapped for another page of the instance: forged (PAGE_INVALID), nothing taken", async function () {
+  it("a page swapped for another page of the instance: forged (PAGE_INVALID), nothing of it taken", async function () {
     const { problem, taken } = await afterChange(async (server) => {
       server.publish(await protocolOf(genuine(9)));
       server.files.set(`${url}/pages/2`, server.files.get(`${url}/pages/1`)!);
     });
     expect(problem).to.deep.include({ kind: "forged" });
     expect((problem as { detail: string }).detail).to.contain("page 2");
-    expect(taken).to.deep.equal([]);
+    expect(taken, "the genuine open page only").to.deep.equal([4, 5]);
   });
 
   it("pages that do not end at the new head's accumulator (entries the head does not commit to): forged", async function () {
@@ -181,7 +191,9 @@ describe("watch: following a paged protocol (PageFollower)", function () {
       server.files.set(url, Buffer.from(JSON.stringify(headOf(signed))));
     });
     expect(problem).to.deep.include({ kind: "forged" });
-    expect(taken).to.deep.equal([]);
+    expect((problem as { detail: string }).detail).to.contain("not at the head's");
+    // Each page is handed over once it decodes (as served), the divergence follows: the watch stops there.
+    expect(taken).to.deep.equal([4, 5]);
   });
 
   it("a page not served: an error to retry, not a divergence; read on the next poll", async function () {
@@ -193,12 +205,15 @@ describe("watch: following a paged protocol (PageFollower)", function () {
     server.files.delete(`${url}/pages/1`);
     const next = await follower.poll();
     const head = (next as { head: ProtocolHead }).head;
-    const problem = await follower.readNew(head, () => expect.fail("nothing taken"));
+    const first: number[] = [];
+    const problem = await follower.readNew(head, (page) => page.forEach((e) => first.push(e.seq)));
     expect(problem).to.have.property("code");
-    expect(follower.known).to.equal(2);
+    // Page 0 (the open one, entries 0-2) was read; page 1 was not served: the next read starts from it.
+    expect(first).to.deep.equal([2]);
+    expect(follower.known).to.equal(3);
     server.publish(later);
     const taken: number[] = [];
-    expect(await follower.readNew(head, (e) => taken.push(e.seq))).to.equal(null);
-    expect(taken).to.deep.equal([2, 3, 4]);
+    expect(await follower.readNew(head, (page) => page.forEach((e) => taken.push(e.seq)))).to.equal(null);
+    expect(taken).to.deep.equal([3, 4]);
   });
 });
