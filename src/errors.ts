@@ -34,7 +34,8 @@ export const ERROR_CODES = {
   AWS_FAILED: "AWS Step Functions returned an error.",
   // protocol, server, verifier
   PROTOCOL_INVALID: "The instance protocol does not match its schema.",
-  PAGE_INVALID: "A page of the instance protocol is not what its head commits to (dropped, swapped, edited, truncated).",
+  PAGE_INVALID:
+    "A page of the instance protocol is not what its head commits to (dropped, swapped, edited, truncated).",
   SUBJECT_MISMATCH: "The protocol is not about the instance or issuer that was asked about.",
   PROTOCOL_VERSION: "The instance protocol or state data is of a version this verifier does not read.",
   NOT_REPLAYABLE: "The recorded run can't be replayed from the model, so its conformance can't be established.",
