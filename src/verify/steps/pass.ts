@@ -164,7 +164,9 @@ class Pool {
 }
 
 async function runPass(context: ReadyContext): Promise<PassResult> {
-  const { protocol, pages: source, settings } = context;
+  const { protocol, settings } = context;
+  // Null only when V1 read the head but could not set where its pages come from (V1 then fails or errs).
+  const source = context.pages as ReadyContext["pages"] | null;
   const instance = protocol.instance_hash;
   const total = protocol.entries;
   const pageSize = protocol.page_size;
@@ -210,7 +212,9 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
   const reads = new Map<number, Promise<Buffer>>();
   const schedule = (index: number): void => {
     if (index < count && !reads.has(index)) {
-      const read = source.read(index);
+      const read = source
+        ? source.read(index)
+        : Promise.reject(new StatetrailError("VERIFY_INCOMPLETE", "V1 obtained no pages for the head (see V1)"));
       read.catch(() => undefined); // awaited in order below
       reads.set(index, read);
     }
@@ -220,7 +224,7 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
   let seq = 0;
   for (let index = 0; index < count; index += 1) {
     for (let ahead = index; ahead <= index + READ_AHEAD; ahead += 1) schedule(ahead);
-    const where = source.describe(index);
+    const where = source ? source.describe(index) : `page ${index}`;
     const wanted = Math.min(pageSize, total - index * pageSize);
     let page: DecodedPage;
     try {

@@ -1,6 +1,6 @@
 import { recoverProtocolSigner } from "../../protocol/signing";
 import { type Step } from "../context";
-import { sameAddress, short } from "../findings";
+import { Findings, sameAddress, short } from "../findings";
 import { instancePass } from "./pass";
 
 /**
@@ -14,9 +14,17 @@ export const signatureStep: Step = {
   id: "V8",
   async run(context) {
     const { protocol } = context;
-    const pass = await instancePass(context);
-    const findings = pass.pages;
+    // The signature first, on its own: whatever happens to the pages, a head signed by another key is a failure.
     const signer = recoverProtocolSigner(protocol);
+    let pass: Awaited<ReturnType<typeof instancePass>>;
+    try {
+      pass = await instancePass(context);
+    } catch (error) {
+      const findings = new Findings();
+      findings.error(error, "reading the pages");
+      pass = { pages: findings, stoppedAt: { page: 0, seq: 0, reason: "", error: true } } as typeof pass;
+    }
+    const findings = pass.pages;
     const issuer = protocol.issuer.address;
     if (!signer) findings.fail("the protocol head's signature is malformed");
     else if (!sameAddress(signer, issuer)) {
