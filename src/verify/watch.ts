@@ -292,6 +292,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   };
 
   let terminatedAt: number | undefined;
+  let latestHeadEntries = initial.entries;
   const builder = new rebuild.ChainBuilder(instance);
   let nextBlock = initial.created.block_nr;
   try {
@@ -314,8 +315,10 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       if (round > 0 && !stopped) {
         const next = await protocol.poll();
         if (next.kind === "changed") {
-          if (acceptHead(next.head)) head = next.head;
-          else stopped = true;
+          if (acceptHead(next.head)) {
+            head = next.head;
+            latestHeadEntries = Math.max(latestHeadEntries, head.entries);
+          } else stopped = true;
         } else if (next.kind === "error") {
           emit({ type: "error", code: next.code, message: next.message });
         }
@@ -479,7 +482,9 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const running = !terminated || report.subject?.status === "running";
   if (running && divergences === 0 && report.exit_code === 0) {
     const verifiedStates = report.subject?.states ?? 0;
-    const seen = Math.max(protocol.known, registeredCount);
+    // Every state seen: read from the pages, registered on-chain, or only counted by the latest head (its pages
+    // not read yet).
+    const seen = Math.max(protocol.known, registeredCount, latestHeadEntries);
     if (seen > verifiedStates) {
       const unverified = Array.from({ length: Math.min(seen - verifiedStates, 20) }, (_, i) => verifiedStates + i);
       const more = seen - verifiedStates > 20 ? ` and ${seen - verifiedStates - 20} more` : "";
