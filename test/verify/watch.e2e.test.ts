@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { Wallet } from "ethers";
 import net from "node:net";
 import { toBytes32, sha256Hex } from "../../src/chain/hash";
 import { headOf } from "../../src/protocol/pages";
@@ -233,6 +234,30 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
     expect(result.exitCode).to.equal(1);
     expect(
       events.some((e) => e.type === "divergence" && e.kind === "forged"),
+      JSON.stringify(events),
+    ).to.equal(true);
+  });
+
+  it("reports a head the issuer did not sign, served while watching, as forged", async function () {
+    const engine = new GatedEngine(NAMES);
+    const run = await startRun(engine);
+    const events: WatchEvent[] = [];
+    const watching = watch(run.url, events, { graceMs: 1_000, timeoutMs: 6_000 });
+    while (!events.some((e) => e.type === "watching")) await new Promise((resolve) => setTimeout(resolve, 50));
+    // The same entries under a head someone else signed, saying the run was aborted.
+    const genuine = issuer.home.readProtocol(run.protocol.instance_hash);
+    const { signature: _signature, ...unsigned } = structuredClone(genuine);
+    const stranger = await signProtocol({ ...unsigned, status: "aborted" }, Wallet.createRandom());
+    issuer.home.writeHead(headOf(stranger));
+    issuer.server.notify(headOf(stranger));
+    const result = await watching;
+    engine.releaseAll();
+    await run.finished.catch(() => undefined);
+    expect(result.exitCode).to.equal(1);
+    expect(
+      events.some(
+        (e) => e.type === "divergence" && e.kind === "forged" && e.detail.includes("not signed by the issuer"),
+      ),
       JSON.stringify(events),
     ).to.equal(true);
   });
