@@ -48,10 +48,10 @@ interface Client {
   draining: boolean;
 }
 
-/** The entry lines of a page read (the header left out), by the size of the file they were read from. */
+/** The entry lines of a page read (the header left out), by the stamp of the file they were read from. */
 interface PageLines {
   index: number;
-  size: number;
+  stamp: string;
   lines: string[];
 }
 
@@ -277,18 +277,15 @@ export class SseHub {
   }
 
   /**
-   * The entry lines of page `index` (its whole lines, the header left out), or undefined when it is not there. A page
-   * only grows (appends), so the lines read are reused while the file's size is the same.
+   * The entry lines of page `index` (its whole lines, the header left out), or undefined when it is not there. The
+   * lines read are reused while the file is the same (inode, size and modification time: an append changes the size,
+   * a resume's rebuild the inode).
    */
   private pageLines(channel: Channel, index: number): string[] | undefined {
     const file = this.home.pageFile(channel.instance, index);
-    let size: number;
-    try {
-      size = fs.statSync(file).size;
-    } catch {
-      return undefined;
-    }
-    const cached = channel.pages.find((page) => page.index === index && page.size === size);
+    const stamp = stampOf(file);
+    if (stamp === undefined) return undefined;
+    const cached = channel.pages.find((page) => page.index === index && page.stamp === stamp);
     if (cached) return cached.lines;
     let bytes: Buffer;
     try {
@@ -298,7 +295,7 @@ export class SseHub {
     }
     const text = bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1).toString("utf8");
     const lines = text.split("\n").slice(1, -1); // the header, and what follows the last newline
-    channel.pages = [{ index, size: bytes.length, lines }, ...channel.pages.filter((page) => page.index !== index)];
+    channel.pages = [{ index, stamp, lines }, ...channel.pages.filter((page) => page.index !== index)];
     channel.pages.length = Math.min(channel.pages.length, 2);
     return lines;
   }

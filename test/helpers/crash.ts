@@ -61,8 +61,22 @@ interface Spawned {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/**
+ * `STATETRAIL_CRASH_FROM_SOURCE=1` runs the CLI from the TypeScript sources (ts-node, transpile only) instead of the
+ * build in dist/: for checking the tracker's crash safety in a tree that is not built (slower start-up; the kill
+ * points are journal records, not times, so the campaign is the same).
+ */
+const FROM_SOURCE = [
+  "-r",
+  "ts-node/register/transpile-only",
+  "-e",
+  'require("./src/cli/main").main(["node", "statetrail", ...process.argv.slice(1)]).then((code) => (process.exitCode = code))',
+  "--",
+];
+
 function spawnCli(args: string[], env: NodeJS.ProcessEnv): Spawned {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  const command = process.env.STATETRAIL_CRASH_FROM_SOURCE === "1" ? [...FROM_SOURCE, ...args] : [BIN, ...args];
+  const child = spawn(process.execPath, command, { cwd: ROOT, env: { ...process.env, ...env } });
   const spawned: Spawned = {
     child,
     stdout: "",
