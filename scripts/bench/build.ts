@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { randomBytes } from "node:crypto";
-import { type Block, type TransactionReceipt } from "ethers";
+import { type Block, type JsonRpcProvider, type TransactionReceipt } from "ethers";
 import { sha256Hex, toBytes32, type HexHash } from "../../src/chain/hash";
 import { buildContextObject, stateMachineNameForModel } from "../../src/engine/context";
 import { loadModelFromBytes } from "../../src/model/load";
@@ -139,6 +139,12 @@ export async function buildInstance(
     chainId: deployment.chainId,
     engine: { name: "local", prepare: async () => undefined, run: async function* () {} },
   });
+  // Enough ether for the largest instances (1,000 registerStates of 1,000 hashes exceed what the identity was funded
+  // with): the local node's own faucet.
+  await (signer.provider as JsonRpcProvider).send("hardhat_setBalance", [
+    signer.address,
+    "0x" + (10n ** 24n).toString(16),
+  ]);
   await tracker.deployModel(model);
   const sender = new TransactionSender(signer, {
     maxInFlight: IN_FLIGHT,

@@ -5,14 +5,17 @@
  *   1. gas per recorded state: statetrail per-state / multi (10, 100) / batch (100, 1,000 per root), EAS
  *      `attest` and `timestamp`, the event-only floor and store-and-emit, each as a ratio to the floor;
  *   2. tracker throughput (states registered per second) per anchoring mode, automine, a 1,000-iteration Map;
- *   3. verifier time and peak RSS for 1,000 to 1,000,000-state instances (each in a child process), protocol v3,
- *      beside the protocol v2 rows of the last v2 run;
+ *   3. verifier time and peak RSS for 1,000 to 100,000-state instances (each in a child process), protocol v3,
+ *      beside the protocol v2 rows of the last v2 run; 1,000,000-state instances with --scale or `npm run bench:scale`
+ *      (their last figures are kept otherwise);
  *   4. the overhead of tracking: the same run's wall time with and without tracking;
  *   5. bytes written per publication by the tracker (protocol v3 appends), at 10 and 10,000 states.
  *
  * Options (or the environment variable in brackets):
  *   --only gas,tracker,verifier,publication   parts to run (BENCH_PARTS; default all)
- *   --sizes 1000,1000000                      verifier instance sizes (BENCH_SIZES; default 1,000 to 1,000,000)
+ *   --sizes 1000,1000000                      verifier instance sizes (BENCH_SIZES; default 1,000 to 100,000)
+ *   --scale                                   the 1,000,000-state runs too (BENCH_SCALE=1; `npm run bench:scale`
+ *                                             runs only them: --only verifier --sizes 1000000 --plain)
  *   --anchors multi,batch                     verifier anchoring modes (BENCH_ANCHORS; default both)
  *   --profile cpu|heap                        each verification with --cpu-prof / --heap-prof (BENCH_PROFILE),
  *                                             written to bench-profiles/
@@ -105,6 +108,7 @@ function options() {
       plain: { type: "boolean" },
       out: { type: "string" },
       merge: { type: "string" },
+      scale: { type: "boolean" },
     },
   });
   const list = (value: string | undefined): string[] | null =>
@@ -118,8 +122,9 @@ function options() {
   for (const part of parts) if (!ALL_PARTS.includes(part)) throw new Error(`--only: unknown part ${part}`);
   const sizes = list(values.sizes ?? process.env.BENCH_SIZES)?.map((size) => Number(size.replace(/[_k]/g, "")));
   const anchors = (list(values.anchors ?? process.env.BENCH_ANCHORS) ?? ["multi", "batch"]) as Anchor[];
+  const scale = values.scale ?? process.env.BENCH_SCALE === "1";
   let plan: VerifierPlanItem[] = DEFAULT_PLAN.filter(
-    (item) => (!sizes || sizes.includes(item.states)) && anchors.includes(item.anchor),
+    (item) => (sizes ? sizes.includes(item.states) : scale || !item.scale) && anchors.includes(item.anchor),
   );
   for (const states of sizes ?? []) {
     for (const anchor of anchors) {

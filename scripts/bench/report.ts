@@ -229,7 +229,9 @@ function verifierSection(results: BenchResults): string[] {
         "verifier compiled to JavaScript; `ts-node`: as `bin/statetrail.js` runs it (the TypeScript compiler loaded " +
         "too). Peak RSS is the process's (`process.resourceUsage().maxRSS`); baseline: its RSS before verifying " +
         "(Node and the modules loaded); heap: the V8 heap's used bytes at their peak (sampled every 100 ms). V2 (ENS) " +
-        "is skipped; V9 (conformance) is off unless said.",
+        "is skipped; V9 (conformance) is off unless said. Seconds are wall time; CPU seconds are the verifying process's " +
+        "user and system time (on this shared 2-CPU machine the wall time stretches with the load shown in the last " +
+        "column; a process may also use more than one CPU: Node's garbage collector and I/O threads).",
       "",
       "The steps share one streaming pass over the pages, the chain's events and the state bodies (src/verify/steps/" +
         "pass.ts); V3 is the first step to await it, so **V3's time is the pass's**, and V5–V8 report what it found. " +
@@ -245,6 +247,7 @@ function verifierSection(results: BenchResults): string[] {
           "protocol (MB)",
           "verdict",
           "seconds",
+          "CPU seconds",
           "slowest steps",
           "V8 (ms)",
           "peak RSS (MB)",
@@ -262,6 +265,7 @@ function verifierSection(results: BenchResults): string[] {
           row.protocol_mb,
           row.verdict,
           `**${row.seconds}**`,
+          row.cpu_seconds ?? "",
           row.steps,
           row.v8_ms,
           `**${int(row.peak_rss_mb)}**`,
@@ -270,7 +274,7 @@ function verifierSection(results: BenchResults): string[] {
           before(row),
           `${when(row.measured_at)} (${row.load_average})`,
         ]),
-        ["r", "l", "l", "l", "r", "r", "l", "r", "l", "r", "r", "r", "r", "l", "l"],
+        ["r", "l", "l", "l", "r", "r", "l", "r", "r", "l", "r", "r", "r", "r", "l", "l"],
       ),
       "",
       "Building the instances (scripts/bench/build.ts, streaming: state data written, 1,000 states per transaction and " +
@@ -369,7 +373,8 @@ function publicationSection(publication: PublicationResults, previous: BenchResu
     "",
     "## 6. Bytes written per publication",
     "",
-    "Real tracked runs of the benchmark loop model (local engine, echo Task handler, multi mode, 16 in flight), " +
+    "Real tracked runs of the benchmark loop model (the local engine's events with the echo Task handler, recorded " +
+      "and fed to the tracker; multi mode, 16 in flight), " +
       "every write to the instance's head (`protocol.json`, rewritten whole and atomically) and pages (appended) " +
       "counted by a wrapper around node:fs and read at each published head. The tracker publishes at most every " +
       "250 ms, so one publication carries the entries confirmed since the last one; a page byte written twice would " +

@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   const peaks = { heap_used: 0, external: 0, array_buffers: 0 };
   const samples: Array<[number, number, number, number]> = [];
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const sample = (): void => {
     const usage = process.memoryUsage();
     peaks.heap_used = Math.max(peaks.heap_used, usage.heapUsed);
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
     conformance: job.conformance,
   });
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   clearInterval(sampler);
   sample();
   provider.destroy();
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
     JSON.stringify({
       verdict: report.verdict,
       seconds,
+      cpu_seconds: (cpu.user + cpu.system) / 1e6,
       steps: report.steps.map((step) => ({
         id: step.id,
         status: step.status,
