@@ -62,6 +62,14 @@ export function mirrorLocation(url: string): { base: string; instanceHash: strin
   return { base: match[1], instanceHash: match[2] };
 }
 
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a URL can only be a mirror (s3:// and plain http:// never serve the issuer's protocol). */
 export function isMirrorUrl(url: string): boolean {
   return /^(s3|http):\/\//i.test(url.trim());
@@ -154,10 +162,16 @@ export class MirrorReader {
     return `${this.base}${relative}`;
   }
 
-  readonly fetcher: Fetcher = (url, request) => {
+  readonly fetcher: Fetcher = async (url, request) => {
     const mirrored = this.rewrite(url);
     if (mirrored) return this.storage(mirrored, request);
     if (this.base && url.startsWith(`${this.base}/`)) return this.storage(url, request);
+    if (this.issuerUrl && sameOrigin(url, this.issuerUrl)) {
+      // The issuer's server is never contacted in mirror mode: what is not a content path is not on a mirror.
+      throw new StatetrailError("NOT_FOUND", `${url} is not one of the issuer's content paths a mirror holds`, {
+        hint: "a protocol's data URLs must be the issuer's content-addressed URLs (see V1)",
+      });
+    }
     return this.fallback(url, request);
   };
 
@@ -200,9 +214,6 @@ export class MirrorReader {
       return findings.outcome("");
     }
     checkSubject(protocol, expected, findings);
-    // As for the issuer's server: the head's data URLs are the issuer's content URLs (else they'd be read from
-    // outside the mirror), each entry's state_data is checked as its page is read (V6).
-    checkContentUrls(protocol, findings);
     if (findings.failed) return findings.outcome("");
     let origin: string;
     try {
@@ -221,6 +232,11 @@ export class MirrorReader {
     context.web.restrictTo(origin);
     this.issuerUrl = protocol.issuer.url.replace(/\/+$/, "");
     context.pages = this.mirroredPages(context, protocol);
+    // As for the issuer's server: the head's data URLs must be the issuer's content URLs (each entry's state_data is
+    // checked as its page is read, V6). One that is not fails V1; the steps still run and report what they find, and
+    // nothing outside the mirror's content paths is read (see {@link fetcher}).
+    checkContentUrls(protocol, findings);
+    if (findings.failed) return findings.outcome("");
     return {
       status: "skip",
       detail:

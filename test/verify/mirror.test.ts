@@ -152,14 +152,19 @@ describe("MirrorReader", function () {
     expect(context.pages).to.equal(null);
   });
 
-  it("fails a head whose model or input URL is not the issuer's content URL (it would be read from outside the mirror)", async function () {
+  it("fails a head whose model or input URL is not the issuer's content URL, and never reads it from the issuer", async function () {
     const url = `s3://audit/acme/instances/${H}/protocol`;
-    const head = { ...JSON.parse(protocolOf(H)), model_data: "https://elsewhere.test/model.json" };
+    const head = { ...JSON.parse(protocolOf(H)), model_data: "https://issuer.test:8443/other/model.json" };
     const { reader, context, storage, fallback } = setup({ [url]: JSON.stringify(head) }, url);
     const outcome = await reader.read(context);
     expect(outcome.status).to.equal("fail");
     expect(outcome.detail).to.contain("model_data");
-    expect(context.pages).to.equal(null);
+    // The steps still run (as in URL mode), but such a URL is read neither from the mirror nor from the issuer.
+    const read = await context.web.get(head.model_data, 1000).then(
+      () => null,
+      (error: unknown) => error as Error,
+    );
+    expect(read?.message).to.contain("not one of the issuer's content paths");
     expect(storage).to.deep.equal([url]);
     expect(fallback).to.deep.equal([]);
   });
