@@ -434,7 +434,10 @@ function boundsSection(results: BenchResults): string[] {
         `${row.anchor === "batch" ? ", the Merkle proof checked" : ""}); it read ${int(row.read.pages)} pages ` +
         `(${mb(row.read.page_bytes)} MB) and ${int(row.read.states)} state bodies (${mb(row.read.state_bytes)} MB). ` +
         `Peak RSS ${int(row.peak_rss_mb)} MB over a ${int(row.baseline_rss_mb)} MB baseline, V8 heap at most ` +
-        `${int(row.peak_heap_used_mb)} MB used.`,
+        `${int(row.peak_heap_used_mb)} MB used` +
+        (row.cpu_seconds !== undefined ? `; ${row.cpu_seconds} CPU seconds` : "") +
+        blocked(row) +
+        ".",
     );
   }
   const builds = results.verifier?.instances.filter((built) => built.states >= 1_000_000) ?? [];
@@ -452,4 +455,23 @@ function boundsSection(results: BenchResults): string[] {
     );
   }
   return lines;
+}
+
+/**
+ * The longest stretch without a memory sample (they are taken every 100 ms on a timer): the event loop was blocked
+ * by synchronous work that long, and what the heap held before and after it.
+ */
+function blocked(row: VerifierRow): string {
+  const samples = row.samples;
+  if (!samples || samples.length < 2) return "";
+  let worst = { gap: 0, at: 0, before: samples[0], after: samples[0] };
+  for (let index = 1; index < samples.length; index += 1) {
+    const gap = samples[index][0] - samples[index - 1][0];
+    if (gap > worst.gap) worst = { gap, at: samples[index - 1][0], before: samples[index - 1], after: samples[index] };
+  }
+  if (worst.gap < 1_000) return "";
+  return (
+    `; the event loop was blocked for ${(worst.gap / 1000).toFixed(1)} s from ${(worst.at / 1000).toFixed(1)} s on ` +
+    `(no memory sample; RSS ${worst.before[1]} → ${worst.after[1]} MB, heap ${worst.before[2]} → ${worst.after[2]} MB)`
+  );
 }
