@@ -1,3 +1,4 @@
+import { isAscii } from "node:buffer";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import Module from "node:module";
@@ -5,21 +6,41 @@ import os from "node:os";
 import path from "node:path";
 import vm from "node:vm";
 
+/** How {@link loadBundle} reads a bundle that is not simply its file. */
+export interface BundleOptions {
+  /** The bundle's text, when it is embedded in another bundle (`file`) instead of read from `file`. */
+  source?: string;
+  /** The name of an embedded bundle: its cache file's and its stack frames' (`<file>#<name>`). */
+  name?: string;
+  /** Modules the bundle's `require` answers itself, before resolving anything in node_modules. */
+  modules?: Record<string, unknown>;
+  /** The command (part of the cache file's name); default the one bin/statetrail.js set. */
+  command?: string;
+}
+
 /**
- * Loads a CommonJS bundle of the CLI (dist/statetrail.cjs, dist/vendor-ethers.cjs) as `require` would, with V8's
- * code cache: the machine code V8 compiled for it in an earlier run of the same command, kept in the user's cache
- * folder (`$XDG_CACHE_HOME/statetrail/code` or `~/.cache/statetrail/code`; `STATETRAIL_CODE_CACHE=0` turns it off).
- * Only compiled code is kept, never a result: every run still does all of its work. A cache file is named after
- * the bundle, the command (what V8 compiled depends on what ran), the Node version and architecture and the
- * SHA-256 of the bundle's text, so a rebuilt bundle or another Node never reads another's; V8 also rejects data
- * that does not match the source and flags, and the bundle is then compiled as without a cache. A missing or
- * rejected cache is written when the process exits, with the functions compiled during the run in it (replacing
- * that bundle and command's cache for another build or Node). Nothing
- * here fails the command: a cache that cannot be read or written is skipped.
+ * Loads a CommonJS bundle of the CLI (dist/statetrail.cjs, dist/vendor-ethers.cjs, the interpreter embedded in
+ * dist/statetrail.cjs) as `require` would, with V8's code cache: the machine code V8 compiled for it in an earlier
+ * run of the same command, kept in the user's cache folder (`$XDG_CACHE_HOME/statetrail/code` or
+ * `~/.cache/statetrail/code`; `STATETRAIL_CODE_CACHE=0` turns it off). Only compiled code is kept, never a result:
+ * every run still does all of its work. A cache file is named after the bundle, the command (what V8 compiled
+ * depends on what ran), the Node version and architecture and the SHA-256 of the bundle's text, so a rebuilt bundle
+ * or another Node never reads another's; V8 also rejects data that does not match the source and flags, and the
+ * bundle is then compiled as without a cache. A missing or rejected cache is written when the process exits, with
+ * the functions compiled during the run in it (replacing that bundle and command's cache for another build or
+ * Node). Nothing here fails the command: a cache that cannot be read or written is skipped.
  */
-export function loadBundle(file: string, command = currentCommand()): unknown {
-  const source = fs.readFileSync(file, "utf8");
-  const cacheFile = codeCacheFile(file, source, command);
+export function loadBundle(file: string, options: BundleOptions | string = {}): unknown {
+  const {
+    source: embedded,
+    name,
+    modules,
+    command = currentCommand(),
+  } = typeof options === "string" ? { command: options } : options;
+  const bytes = embedded === undefined ? fs.readFileSync(file) : embedded;
+  const source = typeof bytes === "string" ? bytes : decode(bytes);
+  const filename = name ? `${file}#${name}` : file;
+  const cacheFile = codeCacheFile(filename, bytes, command);
   let cachedData: Buffer | undefined;
   if (cacheFile) {
     try {
@@ -28,16 +49,37 @@ export function loadBundle(file: string, command = currentCommand()): unknown {
       cachedData = undefined;
     }
   }
-  const script = new vm.Script(Module.wrap(source), { filename: file, cachedData });
+  const script = new vm.Script(Module.wrap(source), { filename, cachedData });
   if (cacheFile && (!cachedData || script.cachedDataRejected)) {
     process.once("exit", () => writeCache(cacheFile, script));
   }
   const exports = {};
-  const module = { exports, filename: file, id: file, loaded: false, children: [], paths: [] as string[] };
+  const module = { exports, filename, id: filename, loaded: false, children: [], paths: [] as string[] };
   const compiled = script.runInThisContext() as (...args: unknown[]) => void;
-  compiled.call(exports, exports, Module.createRequire(file), module, file, path.dirname(file));
+  compiled.call(exports, exports, requireFor(file, modules), module, filename, path.dirname(file));
   module.loaded = true;
   return module.exports;
+}
+
+/**
+ * The bundles are ASCII (scripts/build-cli.js escapes the rest): decoded as Latin-1 then, the same characters
+ * without UTF-8 decoding (a few milliseconds a bundle), and V8 keeps them one byte a character.
+ */
+function decode(bytes: Buffer): string {
+  return isAscii(bytes) ? bytes.toString("latin1") : bytes.toString("utf8");
+}
+
+/** `require` for a bundle's code: `modules` first, then Node's resolution from the bundle's folder. */
+function requireFor(file: string, modules: Record<string, unknown> | undefined): NodeJS.Require {
+  const require = Module.createRequire(file);
+  if (!modules) return require;
+  const own = (id: string): unknown => (Object.hasOwn(modules, id) ? modules[id] : require(id));
+  return Object.assign(own, {
+    resolve: require.resolve,
+    cache: require.cache,
+    extensions: require.extensions,
+    main: require.main,
+  }) as NodeJS.Require;
 }
 
 // Shared by the copies of this module in dist/src/ (bin/statetrail.js's) and in the bundle.
@@ -52,7 +94,7 @@ export function setCodeCacheCommand(command: string): void {
   (globalThis as Record<symbol, unknown>)[COMMAND] = command.replace(/[^a-z0-9-]/gi, "_").slice(0, 40) || "none";
 }
 
-function codeCacheFile(file: string, source: string, command: string): string | null {
+function codeCacheFile(file: string, source: string | Buffer, command: string): string | null {
   if (process.env.STATETRAIL_CODE_CACHE === "0") return null;
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
   const hash = crypto
@@ -61,7 +103,8 @@ function codeCacheFile(file: string, source: string, command: string): string | 
     .update(source)
     .digest("hex")
     .slice(0, 24);
-  return path.join(base, "statetrail", "code", `${path.basename(file)}.${command}.${hash}.v8`);
+  const name = path.basename(file).replace(/[^\w.-]/g, ".");
+  return path.join(base, "statetrail", "code", `${name}.${command}.${hash}.v8`);
 }
 
 function writeCache(cacheFile: string, script: vm.Script): void {
