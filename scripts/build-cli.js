@@ -37,6 +37,8 @@ const BUNDLED = new Set(["jsonpath-plus", "wildcard-match", "p-limit", "yocto-qu
 
 /** ethers is bundled on its own (dist/vendor-ethers.cjs), loaded with the code cache the first time it is needed. */
 const CODE_CACHE = path.join(ROOT, "src", "cli", "code-cache.ts");
+/** src/cli/code-cache.ts's BUNDLE_HEADER. */
+const BUNDLE_HEADER = "// statetrail bundle sha256:";
 const VENDOR_ETHERS = `module.exports = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));`;
 
 const packageName = (specifier) => specifier.split("/", specifier.startsWith("@") ? 2 : 1).join("/");
@@ -49,10 +51,12 @@ const packageName = (specifier) => specifier.split("/", specifier.startsWith("@"
  * described all of them (about 60 ms at every `verify`, against 7 ms for the library loaded from node_modules).
  */
 function interpreterLoader(source) {
+  const hash = require("node:crypto").createHash("sha256").update(source).digest("hex");
   return `const path = require("node:path");
 module.exports = require(${JSON.stringify(CODE_CACHE)}).loadBundle(path.join(__dirname, "statetrail.cjs"), {
   name: "aws-local-stepfunctions",
   source: ${JSON.stringify(source)},
+  hash: ${JSON.stringify(hash)},
   modules: { ${JSON.stringify(STUBS_MODULE)}: require(${JSON.stringify(STUBS)}) },
 });`;
 }
@@ -166,13 +170,18 @@ const ensNormalize = {
   },
 };
 
-/** Writes a bundle (esbuild's output, `write: false`) after the rewrites above. */
+/**
+ * Writes a bundle (esbuild's output, `write: false`) after the rewrites above, its first line the SHA-256 of the rest
+ * (src/cli/code-cache.ts names the code cache after it: a start does not hash the bundle).
+ */
 function write(result, rewrite = (text) => text) {
   const fs = require("node:fs");
+  const crypto = require("node:crypto");
   for (const file of result.outputFiles) {
     const text = ascii(rewrite(file.text));
+    const hash = crypto.createHash("sha256").update(text).digest("hex");
     fs.mkdirSync(path.dirname(file.path), { recursive: true });
-    fs.writeFileSync(file.path, text);
+    fs.writeFileSync(file.path, `${BUNDLE_HEADER}${hash}\n${text}`);
   }
 }
 
