@@ -152,6 +152,45 @@ const sourceDirname = {
 };
 
 /**
+ * Modules required when a bundled module is loaded but used only by what statetrail never does: loaded on their
+ * first use instead. ethers' providers/ws.js requires ws (WebSocket, its server, permessage-deflate: some fifteen
+ * modules) for WebSocketProvider, which statetrail never makes (ethers reads `WebSocket` from it only to connect
+ * one); commander requires node:child_process for executable subcommands, which statetrail has none of. Both
+ * read the module's exports only when they use them (`ws_1.WebSocket`, `childProcess.spawn(…)`).
+ */
+const ON_FIRST_USE = [
+  { importer: `${path.sep}ethers${path.sep}lib.commonjs${path.sep}providers${path.sep}ws.js`, module: "ws" },
+  { importer: `${path.sep}commander${path.sep}lib${path.sep}command.js`, module: "node:child_process" },
+];
+
+const onFirstUse = {
+  name: "on-first-use",
+  setup(build) {
+    build.onResolve({ filter: /^(ws|node:child_process)$/ }, (args) => {
+      if (args.namespace === "on-first-use") return undefined;
+      const match = ON_FIRST_USE.find((m) => m.module === args.path && args.importer.endsWith(m.importer));
+      if (!match) return undefined;
+      return { path: args.path, namespace: "on-first-use", pluginData: { resolveDir: args.resolveDir } };
+    });
+    build.onLoad({ filter: /.*/, namespace: "on-first-use" }, (args) => ({
+      contents: `let loaded;
+const load = () => (loaded ??= require(${JSON.stringify(args.path)}));
+module.exports = new Proxy({}, {
+  get: (_target, key) => load()[key],
+  has: (_target, key) => key in load(),
+  ownKeys: () => Reflect.ownKeys(load()),
+  getOwnPropertyDescriptor: (_target, key) => {
+    const descriptor = Reflect.getOwnPropertyDescriptor(load(), key);
+    return descriptor && { ...descriptor, configurable: true };
+  },
+});`,
+      loader: "js",
+      resolveDir: args.pluginData.resolveDir,
+    }));
+  },
+};
+
+/**
  * ethers' ENS normaliser (@adraffy/ens-normalize) stays the installed module, required as
  * src/verify/ens-fast-path.ts finds it (from ethers' folder): the fast path it puts in front of the module's
  * `ens_normalize` must be in front of the one the bundled ethers calls.
@@ -214,7 +253,7 @@ async function main() {
     target: "node20",
     // ws's optional native speed-ups, required in a try/catch.
     external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize],
+    plugins: [ensNormalize, onFirstUse],
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",
     logLevel: "warning",
@@ -229,7 +268,7 @@ async function main() {
     format: "cjs",
     target: "node20",
     // Run-time resolutions (Hardhat for `statetrail node`, the TypeScript compiler never) and native addons.
-    plugins: [packages(interpreterSource), sourceDirname],
+    plugins: [onFirstUse, packages(interpreterSource), sourceDirname],
     // `await import("x")` becomes a require() as tsc compiles it (an ES import would load a package's ES build).
     supported: { "dynamic-import": false },
     // require.resolve() of a bundled package still resolves the installed one (its files, its version).
