@@ -35,11 +35,28 @@ const STUBBED = {
  */
 const BUNDLED = new Set(["jsonpath-plus", "wildcard-match", "p-limit", "yocto-queue", "commander", "zod"]);
 
-/** ethers is bundled on its own (dist/vendor-ethers.cjs), loaded with the code cache the first time it is needed. */
 const CODE_CACHE = path.join(ROOT, "src", "cli", "code-cache.ts");
 /** src/cli/code-cache.ts's BUNDLE_HEADER. */
 const BUNDLE_HEADER = "// statetrail bundle sha256:";
-const VENDOR_ETHERS = `module.exports = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));`;
+
+/**
+ * ethers is bundled on its own (dist/vendor-ethers.cjs), loaded with the code cache the first time it is needed.
+ *
+ * Its secp256k1 (noble-curves) multiplies the base point through a table of multiples built on first use, 8 bits a
+ * window: some 4,200 point additions, in code not yet optimised, before the first signature is checked or made (by
+ * far the largest part of V8's time in a fresh `verify`), to save 32 additions on each one after. A `verify`
+ * recovers one signature an instance: it builds the 4-bit table (520 additions, 32 more on each signature; the table
+ * of 8 bits would pay for itself after some 120 instances). A different table gives the same points; every other
+ * command keeps noble's 8 bits (`run` and `serve` sign as long as they run).
+ */
+const VENDOR_ETHERS = `const { ethers, baseWindow } = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));
+if (globalThis[Symbol.for("statetrail.codeCacheCommand")] === "verify") baseWindow(4);
+module.exports = ethers;`;
+const SECP256K1 = require.resolve("@noble/curves/secp256k1", { paths: [path.dirname(require.resolve("ethers"))] });
+const VENDOR_ENTRY = `const { secp256k1 } = require(${JSON.stringify(SECP256K1)});
+exports.ethers = require("ethers");
+/** The bits of a window of secp256k1's table of base point multiples (noble's default 8), before it is first used. */
+exports.baseWindow = (bits) => secp256k1.ProjectivePoint.BASE._setWindowSize(bits);`;
 
 const packageName = (specifier) => specifier.split("/", specifier.startsWith("@") ? 2 : 1).join("/");
 
@@ -244,7 +261,7 @@ async function main() {
   });
   const interpreterSource = ascii(interpreter.outputFiles[0].text);
   const ethers = await esbuild.build({
-    stdin: { contents: 'module.exports = require("ethers");', resolveDir: ROOT, sourcefile: "vendor-ethers.js" },
+    stdin: { contents: VENDOR_ENTRY, resolveDir: ROOT, sourcefile: "vendor-ethers.js" },
     outfile: path.join(ROOT, "dist", "vendor-ethers.cjs"),
     write: false,
     bundle: true,
