@@ -19,12 +19,20 @@ if (!fs.existsSync(entry)) {
   );
   process.exit(70);
 }
-warnIfStale();
+const args = process.argv.slice(2);
+const command = commandOf(args);
+const help = args.includes("--help") || args.includes("-h") || args.includes("help");
+const stale = warnIfStale();
 loadCli()
   .main(process.argv)
   .then(
     (code) => {
       process.exitCode = code;
+      // `verify` has done everything when main() resolves: its reports are written and its connections closed (the
+      // provider destroyed). It exits once the stale-build check and stdout and stderr are done, instead of waiting
+      // for sockets to finish closing and for Node to tear the heap down. Commands that keep serving or watching
+      // (serve, node, watch, demo --keep-serving) end as they always did.
+      if (command === "verify") stale.then(() => exitWhenWritten(code));
     },
     (error) => {
       console.error(error);
@@ -32,21 +40,38 @@ loadCli()
     },
   );
 
+/** The command, as commander finds it: the first argument that is neither an option nor a global option's value. */
+function commandOf(args) {
+  const COMMANDS = ["node", "identity", "model", "run", "serve", "verify", "watch", "publish", "demo"];
+  for (let i = 0; i < args.length; i++) {
+    if (["--home", "--network", "--rpc"].includes(args[i])) i++;
+    else if (!args[i].startsWith("-")) return COMMANDS.includes(args[i]) ? args[i] : "none";
+  }
+  return "none";
+}
+
 function loadCli() {
   if (process.env.STATETRAIL_BUNDLE === "0" || !fs.existsSync(bundle)) return require(entry);
   const cache = require(path.join(dist, "src", "cli", "code-cache.js"));
   // The command names the code cache (what V8 compiled depends on what ran): `verify`, `watch`, `--help`, ...
-  const commands = ["node", "identity", "model", "run", "serve", "verify", "watch", "publish", "demo"];
-  const args = process.argv.slice(2);
-  const command = args.find((arg) => commands.includes(arg)) ?? "none";
-  const help = args.includes("--help") || args.includes("-h") || args.includes("help");
   cache.setCodeCacheCommand(help ? `${command}-help` : command);
   return cache.loadBundle(bundle);
 }
 
+/** process.exit(code) once what was written to stdout and stderr is flushed (pipes are asynchronous on macOS). */
+function exitWhenWritten(code) {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write("", done);
+  process.stderr.write("", done);
+}
+
 /**
- * In a clone, sources edited after the last build would silently not run: say so (one stat per source file, about
- * a millisecond). An installed package has no src/ and skips this.
+ * In a clone, sources edited after the last build would silently not run: say so. One stat per source file, done
+ * by libuv's threads while the CLI loads (synchronous, they held up every start by some 15 ms here); the warning
+ * comes when the check ends. An installed package has no src/ and skips this. Resolves when the check is done.
  */
 function warnIfStale() {
   const root = path.join(__dirname, "..");
@@ -54,28 +79,30 @@ function warnIfStale() {
   try {
     built = fs.statSync(path.join(root, "dist", ".built")).mtimeMs;
   } catch {
-    return;
+    return Promise.resolve();
   }
-  const newer = (dir) => {
+  const newer = async (dir) => {
     let entries;
     try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
+      entries = await fs.promises.readdir(dir, { withFileTypes: true });
     } catch {
       return null;
     }
-    for (const entry of entries) {
-      const file = path.join(dir, entry.name);
-      if (entry.isDirectory()) {
-        const found = newer(file);
-        if (found) return found;
-      } else if (fs.statSync(file).mtimeMs > built) return file;
-    }
-    return null;
-  };
-  const changed = newer(path.join(root, "src"));
-  if (changed) {
-    process.stderr.write(
-      `warning: ${path.relative(process.cwd(), changed)} changed after the last build; run \`npm run build\` to run it\n`,
+    const found = await Promise.all(
+      entries.map(async (entry) => {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) return newer(file);
+        const stat = await fs.promises.stat(file).catch(() => null);
+        return stat && stat.mtimeMs > built ? file : null;
+      }),
     );
-  }
+    return found.find((file) => file !== null) ?? null;
+  };
+  return newer(path.join(root, "src")).then((changed) => {
+    if (changed) {
+      process.stderr.write(
+        `warning: ${path.relative(process.cwd(), changed)} changed after the last build; run \`npm run build\` to run it\n`,
+      );
+    }
+  });
 }

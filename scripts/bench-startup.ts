@@ -235,6 +235,8 @@ async function main(): Promise<void> {
   } finally {
     await demo.stop();
   }
+  // Other processes on the machine slow the children and this process unevenly: said with the figures.
+  const loadAfter = os.loadavg()[0].toFixed(2);
   console.error("npm pack, npm install --omit=dev into an empty folder…");
   const pkg = packageSizes();
   const verifyMs = median(verifyCli.map((s) => s.ms));
@@ -255,9 +257,11 @@ async function main(): Promise<void> {
       .toISOString()
       .replace("T", " ")
       .replace(/\.\d+Z$/, " UTC")}, ` +
-      `Node ${nodeVersion}, ${os.cpus().length} CPUs, load average ${load} at start. Every figure is the median of ${RUNS} ` +
+      `Node ${nodeVersion}, ${os.cpus().length} CPUs, load average ${load} at start and ${loadAfter} after the demo's ` +
+      `runs. Every figure is the median of ${RUNS} ` +
       "runs, interleaved, in one run of the script; the CLI is the built one: `bin/statetrail.js` runs the bundle " +
-      "`dist/statetrail.cjs` (scripts/build-cli.js; ethers in `dist/vendor-ethers.cjs`, loaded when first needed) " +
+      "`dist/statetrail.cjs` (scripts/build-cli.js; ethers in `dist/vendor-ethers.cjs`, loaded when first needed; " +
+      "the ASL interpreter embedded in it as text, compiled as a script of its own when V9's modules load) " +
       "through V8's code cache, which the first, untimed run of each command writes to the user's cache folder " +
       "(src/cli/code-cache.ts; compiled code only). Wall " +
       "time is measured around the child process; peak RSS is `/usr/bin/time`'s maximum resident set size.",

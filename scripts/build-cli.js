@@ -6,68 +6,146 @@
 //
 // aws-local-stepfunctions (the interpreter V9 replays with) requires three packages when it is loaded that
 // statetrail never uses; they are replaced here by src/engine/interpreter-stubs.ts (see there why they are never
-// called), for that library only. Node's built-in modules, native addons and what the CLI resolves at run time
-// (Hardhat, handler modules, files found with require.resolve) stay outside the bundle.
+// called), for that library only. The interpreter is bundled on its own and embedded in the bundle as text, compiled
+// as a script of its own when it is first required (interpreterLoader). Node's built-in modules, native addons and
+// what the CLI resolves at run time (Hardhat, handler modules, files found with require.resolve) stay outside the
+// bundle.
 const path = require("node:path");
 const esbuild = require("esbuild");
 
 const ROOT = path.resolve(__dirname, "..");
 const STUBS = path.join(ROOT, "src", "engine", "interpreter-stubs.ts");
 const INTERPRETER = `${path.sep}node_modules${path.sep}aws-local-stepfunctions${path.sep}`;
+/**
+ * The interpreter's bundle requires the stubs under this name; the CLI's bundle answers it with its own copy of
+ * src/engine/interpreter-stubs.ts (one StatetrailError class for both).
+ */
+const STUBS_MODULE = "statetrail-interpreter-stubs";
 const STUBBED = {
-  "@aws-sdk/client-lambda": `module.exports = require(${JSON.stringify(STUBS)});`,
-  "@aws-sdk/credential-providers": `module.exports = require(${JSON.stringify(STUBS)});`,
-  "asl-validator": `module.exports = require(${JSON.stringify(STUBS)}).aslValidator;`,
+  "@aws-sdk/client-lambda": `module.exports = require(${JSON.stringify(STUBS_MODULE)});`,
+  "@aws-sdk/credential-providers": `module.exports = require(${JSON.stringify(STUBS_MODULE)});`,
+  "asl-validator": `module.exports = require(${JSON.stringify(STUBS_MODULE)}).aslValidator;`,
 };
 
 /**
- * Which packages go into the bundle: aws-local-stepfunctions (its CommonJS build, the one `require` loads: one copy,
- * the one src/engine/interpreter-patches.ts corrects) with its small dependencies, and in place of its three unused
- * ones the stubs. Every other package stays external, required at run time from node_modules as before.
+ * Which packages go into the bundles: aws-local-stepfunctions (its CommonJS build, the one `require` loads: one
+ * copy, the one src/engine/interpreter-patches.ts corrects) with its small dependencies, and in place of its three
+ * unused ones the stubs, in the interpreter's; commander and zod in the CLI's. Every other package stays external,
+ * required at run time from node_modules as before.
  */
-const BUNDLED = new Set([
-  "aws-local-stepfunctions",
-  "jsonpath-plus",
-  "wildcard-match",
-  "p-limit",
-  "yocto-queue",
-  "commander",
-  "zod",
-]);
+const BUNDLED = new Set(["jsonpath-plus", "wildcard-match", "p-limit", "yocto-queue", "commander", "zod"]);
 
-/** ethers is bundled on its own (dist/vendor-ethers.cjs), loaded with the code cache the first time it is needed. */
 const CODE_CACHE = path.join(ROOT, "src", "cli", "code-cache.ts");
-const VENDOR_ETHERS = `module.exports = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));`;
+/** src/cli/code-cache.ts's BUNDLE_HEADER. */
+const BUNDLE_HEADER = "// statetrail bundle sha256:";
+
+/**
+ * ethers is bundled on its own (dist/vendor-ethers.cjs), loaded with the code cache the first time it is needed.
+ *
+ * Its secp256k1 (noble-curves) multiplies the base point through a table of multiples built on first use, 8 bits a
+ * window: some 4,200 point additions, in code not yet optimised, before the first signature is checked or made (by
+ * far the largest part of V8's time in a fresh `verify`), to save 32 additions on each one after. A `verify`
+ * recovers one signature an instance: it builds the 4-bit table (520 additions, 32 more on each signature; the table
+ * of 8 bits would pay for itself after some 120 instances). A different table gives the same points; every other
+ * command keeps noble's 8 bits (`run` and `serve` sign as long as they run).
+ */
+const VENDOR_ETHERS = `const { ethers, baseWindow } = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));
+if (globalThis[Symbol.for("statetrail.codeCacheCommand")] === "verify") baseWindow(4);
+module.exports = ethers;`;
+const SECP256K1 = require.resolve("@noble/curves/secp256k1", { paths: [path.dirname(require.resolve("ethers"))] });
+const VENDOR_ENTRY = `const { secp256k1 } = require(${JSON.stringify(SECP256K1)});
+exports.ethers = require("ethers");
+/** The bits of a window of secp256k1's table of base point multiples (noble's default 8), before it is first used. */
+exports.baseWindow = (bits) => secp256k1.ProjectivePoint.BASE._setWindowSize(bits);`;
 
 const packageName = (specifier) => specifier.split("/", specifier.startsWith("@") ? 2 : 1).join("/");
 
-const packages = {
-  name: "packages",
-  setup(build) {
-    build.onResolve({ filter: /^[^./]/ }, (args) => {
-      const name = packageName(args.path);
-      if (args.importer.includes(INTERPRETER) && name in STUBBED) {
-        return { path: name, namespace: "interpreter-stub" };
-      }
-      if (name === "aws-local-stepfunctions") {
-        return { path: require.resolve(args.path, { paths: [args.resolveDir] }) };
-      }
-      if (args.path === "ethers") return { path: "ethers", namespace: "vendor" };
-      if (BUNDLED.has(name)) return undefined;
-      return { path: args.path, external: true };
-    });
-    build.onLoad({ filter: /.*/, namespace: "vendor" }, () => ({
-      contents: VENDOR_ETHERS,
-      loader: "js",
-      resolveDir: ROOT,
-    }));
-    build.onLoad({ filter: /.*/, namespace: "interpreter-stub" }, (args) => ({
-      contents: STUBBED[args.path],
-      loader: "js",
-      resolveDir: ROOT,
-    }));
-  },
-};
+/**
+ * The interpreter in the CLI's bundle: its own bundle's text (built first, interpreterBundle), compiled as a script
+ * of its own on first use through the code cache. Not one more module of the CLI's bundle: a module there is nested
+ * in the bundle's top-level scope, which holds every bundled module's bindings (thousands), and
+ * src/engine/interpreter-patches.ts reads the interpreter's closure scopes through the inspector, which then
+ * described all of them (about 60 ms at every `verify`, against 7 ms for the library loaded from node_modules).
+ */
+function interpreterLoader(source) {
+  const hash = require("node:crypto").createHash("sha256").update(source).digest("hex");
+  return `const path = require("node:path");
+module.exports = require(${JSON.stringify(CODE_CACHE)}).loadBundle(path.join(__dirname, "statetrail.cjs"), {
+  name: "aws-local-stepfunctions",
+  source: ${JSON.stringify(source)},
+  hash: ${JSON.stringify(hash)},
+  modules: { ${JSON.stringify(STUBS_MODULE)}: require(${JSON.stringify(STUBS)}) },
+});`;
+}
+
+/** Resolves the packages of the CLI's bundle (`interpreter`: the interpreter's loader) or of the interpreter's. */
+function packages(interpreter) {
+  return {
+    name: "packages",
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, (args) => {
+        const name = packageName(args.path);
+        if (args.importer.includes(INTERPRETER) && name in STUBBED) {
+          return { path: name, namespace: "interpreter-stub" };
+        }
+        if (name === "aws-local-stepfunctions") {
+          if (interpreter !== undefined) return { path: name, namespace: "interpreter" };
+          return { path: require.resolve(args.path, { paths: [args.resolveDir] }) };
+        }
+        if (args.path === "ethers") return { path: "ethers", namespace: "vendor" };
+        if (BUNDLED.has(name)) return undefined;
+        return { path: args.path, external: true };
+      });
+      build.onLoad({ filter: /.*/, namespace: "vendor" }, () => ({
+        contents: VENDOR_ETHERS,
+        loader: "js",
+        resolveDir: ROOT,
+      }));
+      build.onLoad({ filter: /.*/, namespace: "interpreter" }, () => ({
+        contents: interpreterLoader(interpreter),
+        loader: "js",
+        resolveDir: ROOT,
+      }));
+      build.onLoad({ filter: /.*/, namespace: "interpreter-stub" }, (args) => ({
+        contents: STUBBED[args.path],
+        loader: "js",
+        resolveDir: ROOT,
+      }));
+    },
+  };
+}
+
+/**
+ * esbuild turns each `import … from "ethers"` (42 of them) and each import of a Node built-in into
+ * `__toESM(require(…))`, which copies every export of the module onto a new object: some 20 ms of copying at a
+ * `verify`. These modules are complete when required (ethers' bundle is evaluated whole; built-ins are), and the
+ * copy's getters read the module's live values, so one copy per module serves every importer.
+ */
+const ONCE = `function __toESMOnce(mod) {
+  const copies = (__toESMOnce.copies ??= new WeakMap());
+  let copy = copies.get(mod);
+  if (copy === undefined) copies.set(mod, (copy = __toESM(mod)));
+  return copy;
+}
+`;
+
+function sharedInterop(text) {
+  const rewritten = text.replace(/__toESM\((require_ethers\(\)|require\("node:[\w/]+"\))\)/g, "__toESMOnce($1)");
+  if (rewritten === text) return text;
+  if (!rewritten.startsWith('"use strict";\n') || !/^var __toESM = /m.test(rewritten)) {
+    throw new Error("build-cli: esbuild's CommonJS interop helpers are not where expected");
+  }
+  return `"use strict";\n${ONCE}${rewritten.slice('"use strict";\n'.length)}`;
+}
+
+/**
+ * A bundle in ASCII only: Node then reads it as Latin-1, and V8 keeps it one byte a character. esbuild escapes
+ * every other character of the code; what is left are the characters of the comments it keeps, escaped the same
+ * way (inert there).
+ */
+function ascii(text) {
+  return text.replace(/\P{ASCII}/gu, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
+}
 
 /**
  * `__dirname` in statetrail's own sources means the folder of the compiled file in dist/src/ (the timeline's
@@ -91,6 +169,45 @@ const sourceDirname = {
 };
 
 /**
+ * Modules required when a bundled module is loaded but used only by what statetrail never does: loaded on their
+ * first use instead. ethers' providers/ws.js requires ws (WebSocket, its server, permessage-deflate: some fifteen
+ * modules) for WebSocketProvider, which statetrail never makes (ethers reads `WebSocket` from it only to connect
+ * one); commander requires node:child_process for executable subcommands, which statetrail has none of. Both
+ * read the module's exports only when they use them (`ws_1.WebSocket`, `childProcess.spawn(…)`).
+ */
+const ON_FIRST_USE = [
+  { importer: `${path.sep}ethers${path.sep}lib.commonjs${path.sep}providers${path.sep}ws.js`, module: "ws" },
+  { importer: `${path.sep}commander${path.sep}lib${path.sep}command.js`, module: "node:child_process" },
+];
+
+const onFirstUse = {
+  name: "on-first-use",
+  setup(build) {
+    build.onResolve({ filter: /^(ws|node:child_process)$/ }, (args) => {
+      if (args.namespace === "on-first-use") return undefined;
+      const match = ON_FIRST_USE.find((m) => m.module === args.path && args.importer.endsWith(m.importer));
+      if (!match) return undefined;
+      return { path: args.path, namespace: "on-first-use", pluginData: { resolveDir: args.resolveDir } };
+    });
+    build.onLoad({ filter: /.*/, namespace: "on-first-use" }, (args) => ({
+      contents: `let loaded;
+const load = () => (loaded ??= require(${JSON.stringify(args.path)}));
+module.exports = new Proxy({}, {
+  get: (_target, key) => load()[key],
+  has: (_target, key) => key in load(),
+  ownKeys: () => Reflect.ownKeys(load()),
+  getOwnPropertyDescriptor: (_target, key) => {
+    const descriptor = Reflect.getOwnPropertyDescriptor(load(), key);
+    return descriptor && { ...descriptor, configurable: true };
+  },
+});`,
+      loader: "js",
+      resolveDir: args.pluginData.resolveDir,
+    }));
+  },
+};
+
+/**
  * ethers' ENS normaliser (@adraffy/ens-normalize) stays the installed module, required as
  * src/verify/ens-fast-path.ts finds it (from ethers' folder): the fast path it puts in front of the module's
  * `ens_normalize` must be in front of the one the bundled ethers calls.
@@ -109,30 +226,66 @@ const ensNormalize = {
   },
 };
 
+/**
+ * Writes a bundle (esbuild's output, `write: false`) after the rewrites above, its first line the SHA-256 of the rest
+ * (src/cli/code-cache.ts names the code cache after it: a start does not hash the bundle).
+ */
+function write(result, rewrite = (text) => text) {
+  const fs = require("node:fs");
+  const crypto = require("node:crypto");
+  for (const file of result.outputFiles) {
+    const text = ascii(rewrite(file.text));
+    const hash = crypto.createHash("sha256").update(text).digest("hex");
+    fs.mkdirSync(path.dirname(file.path), { recursive: true });
+    fs.writeFileSync(file.path, `${BUNDLE_HEADER}${hash}\n${text}`);
+  }
+}
+
 async function main() {
-  await esbuild.build({
-    stdin: { contents: 'module.exports = require("ethers");', resolveDir: ROOT, sourcefile: "vendor-ethers.js" },
+  const interpreter = await esbuild.build({
+    stdin: {
+      contents: 'module.exports = require("aws-local-stepfunctions");',
+      resolveDir: ROOT,
+      sourcefile: "interpreter.js",
+    },
+    outfile: path.join(ROOT, "dist", "interpreter.cjs"),
+    write: false,
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    plugins: [packages()],
+    logOverride: { "require-resolve-not-external": "silent" },
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  const interpreterSource = ascii(interpreter.outputFiles[0].text);
+  const ethers = await esbuild.build({
+    stdin: { contents: VENDOR_ENTRY, resolveDir: ROOT, sourcefile: "vendor-ethers.js" },
     outfile: path.join(ROOT, "dist", "vendor-ethers.cjs"),
+    write: false,
     bundle: true,
     platform: "node",
     format: "cjs",
     target: "node20",
     // ws's optional native speed-ups, required in a try/catch.
     external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize],
+    plugins: [ensNormalize, onFirstUse],
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",
     logLevel: "warning",
   });
+  write(ethers);
   const result = await esbuild.build({
     entryPoints: [path.join(ROOT, "src", "cli", "main.ts")],
     outfile: path.join(ROOT, "dist", "statetrail.cjs"),
+    write: false,
     bundle: true,
     platform: "node",
     format: "cjs",
     target: "node20",
     // Run-time resolutions (Hardhat for `statetrail node`, the TypeScript compiler never) and native addons.
-    plugins: [packages, sourceDirname],
+    plugins: [onFirstUse, packages(interpreterSource), sourceDirname],
     // `await import("x")` becomes a require() as tsc compiles it (an ES import would load a package's ES build).
     supported: { "dynamic-import": false },
     // require.resolve() of a bundled package still resolves the installed one (its files, its version).
@@ -141,6 +294,7 @@ async function main() {
     logLevel: "warning",
     metafile: true,
   });
+  write(result, sharedInterop);
   if (process.argv.includes("--analyze")) console.log(await esbuild.analyzeMetafile(result.metafile));
 }
 
