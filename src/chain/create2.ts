@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import {
   AbiCoder,
-  Transaction,
+  decodeRlp,
   concat,
   dataSlice,
   getAddress,
@@ -32,8 +32,12 @@ export const DETERMINISTIC_DEPLOYER_TX =
   "0xf8a58085174876e800830186a08080b853604580600e600039806000f350fe7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe03601600081602082378035828234f58015156039578182fd5b8082525050506014600cf31ba02222222222222222222222222222222222222222222222222222222222222222a02222222222222222222222222222222222222222222222222222222222222222";
 /** What the one-time account must hold before its transaction can be sent: 100 gwei × 100,000 gas. */
 export const DETERMINISTIC_DEPLOYER_FUNDING = 100_000_000_000n * 100_000n;
-/** The proxy's runtime code: its deployment transaction's data after the 14-byte constructor. */
-export const DETERMINISTIC_DEPLOYER_RUNTIME = dataSlice(Transaction.from(DETERMINISTIC_DEPLOYER_TX).data, 14);
+/**
+ * The proxy's runtime code: its deployment transaction's data (the sixth field of the legacy transaction's RLP list)
+ * after the 14-byte constructor. Read from the RLP rather than `Transaction.from`, which recovers the signer: that
+ * cost every `verify` (V0 loads this module) tens of milliseconds at start.
+ */
+export const DETERMINISTIC_DEPLOYER_RUNTIME = dataSlice((decodeRlp(DETERMINISTIC_DEPLOYER_TX) as string[])[5], 14);
 
 /** Fixed CREATE2 salts: with the byte-stable init code they fix each registry's address on every chain. */
 export const REGISTRY_SALTS: Record<RegistryName, string> = {
