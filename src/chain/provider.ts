@@ -103,14 +103,13 @@ export async function probeChainId(rpcUrl: string, timeoutMs = 5_000): Promise<n
   const url = checkRpcUrl(rpcUrl);
   const where = redactUrl(url);
   const hint = unreachableHint(url);
-  let response: Response;
+  let response: { status: number; text: string };
   try {
-    response = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    response = await postJson(
+      url,
+      JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      timeoutMs,
+    );
   } catch (error) {
     throw new StatetrailError(
       "RPC_UNREACHABLE",
@@ -123,7 +122,7 @@ export async function probeChainId(rpcUrl: string, timeoutMs = 5_000): Promise<n
   }
   let body: unknown;
   try {
-    body = await response.json();
+    body = JSON.parse(response.text);
   } catch (error) {
     throw new StatetrailError(
       "RPC_UNREACHABLE",
@@ -216,10 +215,63 @@ function unreachableHint(rpcUrl: string): string {
   return "check the RPC URL (for Sepolia set SEPOLIA_RPC_URL) and your network connection";
 }
 
+/** The largest answer to eth_chainId read (a few dozen bytes are expected; a hostile endpoint gets no more). */
+const MAX_PROBE_BYTES = 64 * 1024;
+
+/**
+ * One JSON POST over node:http(s) with a deadline for the whole exchange. Not the global `fetch`: its first use loads
+ * Node's bundled HTTP client and compiles its WebAssembly parser, measured at 100+ ms of every CLI start (issue 14).
+ */
+function postJson(url: string, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  /* eslint-disable @typescript-eslint/no-require-imports -- loaded on use: only one of them is needed */
+  const { request } = url.startsWith("https:")
+    ? (require("node:https") as typeof import("node:https"))
+    : (require("node:http") as typeof import("node:http"));
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+    });
+    const timer = setTimeout(() => {
+      const error = new Error(`no answer within ${timeoutMs} ms`);
+      error.name = "TimeoutError";
+      req.destroy(error);
+    }, timeoutMs);
+    req.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    req.on("response", (response) => {
+      const chunks: Buffer[] = [];
+      let length = 0;
+      response.on("data", (chunk: Buffer) => {
+        length += chunk.length;
+        if (length > MAX_PROBE_BYTES) req.destroy(new Error(`answer larger than ${MAX_PROBE_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      response.on("end", () => {
+        clearTimeout(timer);
+        resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+      });
+      response.on("error", (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    });
+    req.end(body);
+  });
+}
+
 function describeFetchError(error: unknown, timeoutMs: number): string {
-  const e = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const e = error as {
+    name?: string;
+    code?: string;
+    message?: string;
+    cause?: { code?: string; message?: string };
+  };
   if (e?.name === "TimeoutError" || e?.name === "AbortError") return `no answer within ${timeoutMs} ms`;
-  const code = e?.cause?.code;
+  const code = e?.code ?? e?.cause?.code;
   if (code === "ECONNREFUSED") return "connection refused";
   if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "host not found";
   if (code === "ECONNRESET") return "connection reset";
