@@ -98,7 +98,7 @@ function dataDir(): Machine["data_dir"] {
     return {
       path: shm,
       filesystem: filesystem(shm),
-      why: "a tmpfs: a million state files are written and removed at once",
+      why: "a million state files written and removed at once",
     };
   }
   return { path: os.tmpdir(), filesystem: filesystem(os.tmpdir()), why: "the temporary directory" };

@@ -130,9 +130,9 @@ export function renderMarkdown(results: BenchResults): string {
 
   if (results.publication) out.push(...publicationSection(results.publication, results.previous));
 
-  out.push(...boundsSection(results));
-
   out.push(...loadTestSection());
+
+  out.push(...boundsSection(results));
 
   if (results.goals.length > 0) {
     out.push(
@@ -166,7 +166,7 @@ function loadTestSection(): string[] {
   const { sse } = load;
   return [
     "",
-    "## 5. Server under load",
+    "## 6. Server under load",
     "",
     `From \`scripts/load-test.ts\` (${load.date}, load average ${load.machine.load_average[0]}; details in LOADTEST.md): ` +
       `protocol GETs (${load.protocol.states} states, ${load.protocol.bytes} bytes) from ${load.options.connections} ` +
@@ -366,12 +366,12 @@ function verifierSection(results: BenchResults): string[] {
   return out;
 }
 
-/** Section 6: what publishing costs the tracker in bytes written. */
+/** Section 5: what publishing costs the tracker in bytes written. */
 function publicationSection(publication: PublicationResults, previous: BenchResults["previous"]): string[] {
   const v2 = previous?.rows.find((row) => row.states === 10_000 && row.anchor === "multi");
   return [
     "",
-    "## 6. Bytes written per publication",
+    "## 5. Bytes written per publication",
     "",
     "Real tracked runs of the benchmark loop model (the local engine's events with the echo Task handler, recorded " +
       "and fed to the tracker; multi mode, 16 in flight), " +
@@ -427,9 +427,12 @@ function boundsSection(results: BenchResults): string[] {
   for (const row of rows.filter((r) => r.states >= 100_000)) {
     const pass = row.step_ms.V3 ?? 0;
     const perState = (pass / row.states) * 1000;
+    const cpuPerState = row.cpu_seconds !== undefined ? (row.cpu_seconds / row.states) * 1e6 : null;
     lines.push(
       `- **Verifier, ${int(row.states)} states (${row.anchor})**: ${row.seconds} s, of which the streaming pass ` +
-        `(in V3) ${(pass / 1000).toFixed(1)} s (${perState.toFixed(0)} µs per state: a page line parsed, ` +
+        `(in V3) ${(pass / 1000).toFixed(1)} s (${perState.toFixed(0)} µs of wall time per state` +
+        (cpuPerState !== null ? `, ${cpuPerState.toFixed(0)} µs of CPU time for the whole verification` : "") +
+        `: a page line parsed, ` +
         `schema-checked and hashed into the accumulator, the state body read, hashed, parsed and checked` +
         `${row.anchor === "batch" ? ", the Merkle proof checked" : ""}); it read ${int(row.read.pages)} pages ` +
         `(${mb(row.read.page_bytes)} MB) and ${int(row.read.states)} state bodies (${mb(row.read.state_bytes)} MB). ` +
