@@ -13,6 +13,7 @@ import {
 } from "../../typechain-types";
 import {
   decodeInstanceLogs,
+  directGetLogs,
   instanceEventStream,
   readInstanceEvents,
   statusFromChain,
@@ -78,6 +79,11 @@ export interface TransactionEvents {
 
 /** Block timestamps remembered at once: enough for the blocks a page of states names, bounded at any size. */
 const BLOCK_TIMES_KEPT = 4096;
+/**
+ * Blocks of the stream's first eth_getLogs call (logs.ts firstChunkSize): 128 blocks of 1,000-state transactions
+ * hold 8 MB of log data; a sparse instance's chunks double from there to the configured size.
+ */
+const STREAM_FIRST_CHUNK = 128;
 
 /**
  * Read access to the trusted registries, memoized and pinned to the block seen first. Every failure is a
@@ -215,10 +221,12 @@ export class ChainView {
   async *instanceEventsStream(issuer: string, instanceHash: HexHash, fromBlock: number): AsyncGenerator<InstanceEvent> {
     const { blockNumber } = await this.snapshot();
     if (fromBlock > blockNumber) return;
+    // The stream reads the most log data: straight over HTTP where the provider allows (logs.ts).
+    const reader = directGetLogs(this.provider) ?? this.provider;
     const counting = {
       getLogs: (filter: Parameters<Provider["getLogs"]>[0]) => {
         this.requests += 1;
-        return this.provider.getLogs(filter);
+        return reader.getLogs(filter);
       },
     };
     yield* instanceEventStream(
@@ -228,7 +236,10 @@ export class ChainView {
       instanceHash,
       fromBlock,
       blockNumber,
-      this.logOptions,
+      {
+        ...this.logOptions,
+        firstChunkSize: this.logOptions.firstChunkSize ?? STREAM_FIRST_CHUNK,
+      },
     );
   }
 
