@@ -83,3 +83,61 @@ export function writeCanonical(value: unknown, write: (piece: string) => void): 
   }
   write("}");
 }
+
+/**
+ * The RFC 8785 text of `value` as one string, built by concatenation: the same text as {@link canonicalize} (rule by
+ * rule as {@link writeCanonical}; tested against it), for values of documents within a size limit (a state body),
+ * without the pieces and their joins. Throws as writeCanonical does; undefined where canonicalize has no text.
+ */
+export function canonicalSmall(value: unknown): string | undefined {
+  if (value === undefined || typeof value === "function" || typeof value === "symbol") return undefined;
+  return canonicalPiece(value);
+}
+
+function canonicalPiece(value: unknown): string {
+  if (typeof value === "number") {
+    if (isNaN(value)) throw new Error("NaN is not allowed");
+    if (!isFinite(value)) throw new Error("Infinity is not allowed");
+  }
+  if (value === null || typeof value !== "object") return String(JSON.stringify(value));
+  const object = value as { toJSON?: unknown } & Record<string, unknown>;
+  if (object.toJSON instanceof Function) return canonicalPiece((object.toJSON as () => unknown)());
+  if (Array.isArray(object)) {
+    let text = "[";
+    for (let index = 0; index < object.length; index += 1) {
+      const item: unknown = object[index];
+      if (index > 0) text += ",";
+      text += canonicalPiece(item === undefined || typeof item === "symbol" ? null : item);
+    }
+    return text + "]";
+  }
+  let text = "{";
+  let first = true;
+  const keys = Object.keys(object).sort();
+  for (let index = 0; index < keys.length; index += 1) {
+    const key = keys[index];
+    const item = object[key];
+    if (item === undefined || typeof item === "symbol") continue;
+    if (!first) text += ",";
+    first = false;
+    text += JSON.stringify(key) + ":" + canonicalPiece(item);
+  }
+  return text + "}";
+}
+
+/** Whether `bytes` are exactly the RFC 8785 canonical bytes of `value` (as `canonicalBytes(value).equals(bytes)`). */
+export function isCanonicalBytes(value: unknown, bytes: Buffer): boolean {
+  let text: string | undefined;
+  try {
+    text = canonicalSmall(value);
+  } catch (error) {
+    if (error instanceof RangeError) return canonicalBytes(value).equals(bytes); // too deep: canonicalize's error
+    throw error;
+  }
+  if (text === undefined) return canonicalBytes(value).equals(bytes); // canonicalize's error
+  return (
+    text.length <= bytes.length &&
+    Buffer.byteLength(text, "utf8") === bytes.length &&
+    bytes.equals(Buffer.from(text, "utf8"))
+  );
+}

@@ -243,3 +243,169 @@ export function checkVersion(json: unknown): void {
     );
   }
 }
+
+/*
+ * Fast validators beside the zod schemas (issue 16: the verifier checks every entry and state body of a
+ * million-state instance; zod took tens of microseconds each). Each accepts exactly what its schema accepts and
+ * returns what the schema's parse returns (the same members in the same order, unknown members of non-strict
+ * objects stripped), or null where the schema refuses; the caller asks zod then for the problem to report.
+ * test/protocol/fast-validators.test.ts checks this against zod on random and mutated documents.
+ */
+
+const HEX_HASH = /^[0-9a-f]{64}$/;
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const TX_HASH = /^0x[0-9a-fA-F]{64}$/;
+const MERKLE_NODE = /^0x[0-9a-f]{64}$/;
+const STATE_TYPE_SET: ReadonlySet<unknown> = new Set<string>([...STATE_TYPES, ...END_TYPES]);
+
+type Json = Record<string, unknown>;
+
+/** As zod's parsed type "object": not null, not an array (JSON.parse makes nothing else that is an object). */
+function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** z.number().int().nonnegative() */
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0;
+}
+
+function matches(value: unknown, pattern: RegExp): value is string {
+  return typeof value === "string" && pattern.test(value);
+}
+
+/** Every own member of `value` is one of `allowed` (zod's `.strict()`, which looks at `for…in` keys). */
+function onlyKeys(value: Json, allowed: ReadonlySet<string>): boolean {
+  for (const key in value) if (!allowed.has(key)) return false;
+  return true;
+}
+
+const ENTRY_KEYS: ReadonlySet<string> = new Set(Object.keys(protocolEntrySchema.shape));
+
+/** `merkleProofSchema.nullable()` (a non-strict object: other members are dropped). */
+function fastProof(value: unknown): MerkleProof | null | undefined {
+  if (value === null) return null;
+  if (!isObject(value)) return undefined;
+  const { root, leaf_index: leafIndex, siblings } = value;
+  if (!matches(root, MERKLE_NODE) || !isCount(leafIndex) || !Array.isArray(siblings)) return undefined;
+  for (let index = 0; index < siblings.length; index += 1) {
+    if (!matches(siblings[index], MERKLE_NODE)) return undefined;
+  }
+  return { root, leaf_index: leafIndex, siblings: siblings.slice() as string[] };
+}
+
+/** `protocolEntrySchema.strict()`: the entry, or null where zod refuses it. */
+export function fastProtocolEntry(value: unknown): ProtocolEntry | null {
+  if (!isObject(value) || !onlyKeys(value, ENTRY_KEYS)) return null;
+  const v = value;
+  if (v.event_type !== "Register State") return null;
+  if (!isCount(v.seq) || typeof v.state_name !== "string" || !STATE_TYPE_SET.has(v.state_type)) return null;
+  if (!matches(v.state_hash, HEX_HASH) || !matches(v.prev_state_hash, HEX_HASH)) return null;
+  if (!isCount(v.timestamp) || !isCount(v.block_nr)) return null;
+  if (!matches(v.client_address, ADDRESS) || !matches(v.transaction_hash, TX_HASH)) return null;
+  if (typeof v.state_data !== "string") return null;
+  const proof = fastProof(v.proof);
+  if (proof === undefined) return null;
+  return {
+    event_type: "Register State",
+    seq: v.seq,
+    state_name: v.state_name,
+    state_type: v.state_type as StateType,
+    state_hash: v.state_hash,
+    prev_state_hash: v.prev_state_hash,
+    timestamp: v.timestamp,
+    block_nr: v.block_nr,
+    client_address: v.client_address,
+    transaction_hash: v.transaction_hash,
+    state_data: v.state_data,
+    proof,
+  };
+}
+
+/** `errorInfoSchema` (non-strict), or undefined where zod refuses it. */
+function fastErrorInfo(value: unknown): ErrorInfo | undefined {
+  if (!isObject(value) || typeof value.error !== "string") return undefined;
+  const info: ErrorInfo = { error: value.error };
+  if ("cause" in value) {
+    if (value.cause !== undefined && typeof value.cause !== "string") return undefined;
+    info.cause = value.cause; // zod sets a member present even when undefined (JSON.parse makes none such)
+  }
+  return info;
+}
+
+const OUTCOME_KEYS: ReadonlySet<string> = new Set(["result", "error"]);
+
+/**
+ * `outcomeSchema.nullable()`. The union's first option, a strict `{ result?: unknown, error?: ErrorInfo }`
+ * (`z.unknown()` accepts a missing member), accepts everything the second (`{ error }`) does, so it decides.
+ */
+function fastOutcome(value: unknown): Outcome | null | undefined {
+  if (value === null) return null;
+  if (!isObject(value) || !onlyKeys(value, OUTCOME_KEYS)) return undefined;
+  const outcome: Record<string, unknown> = {};
+  if ("result" in value) outcome.result = value.result;
+  if ("error" in value) {
+    if (value.error === undefined) outcome.error = undefined;
+    else {
+      const error = fastErrorInfo(value.error);
+      if (!error) return undefined;
+      outcome.error = error;
+    }
+  }
+  return outcome as Outcome;
+}
+
+/** `z.record(z.unknown()).nullable()`: a copy (zod drops a "__proto__" member). */
+function fastRecord(value: unknown): Record<string, unknown> | null | undefined {
+  if (value === null) return null;
+  if (!isObject(value)) return undefined;
+  const copy: Record<string, unknown> = {};
+  for (const key in value) {
+    if (key !== "__proto__") copy[key] = value[key];
+  }
+  return copy;
+}
+
+/** `stateDataSchema` (non-strict: other members are dropped): the state data, or null where zod refuses it. */
+export function fastStateData(value: unknown): StateData | null {
+  if (!isObject(value)) return null;
+  const v = value;
+  if (v.statetrail_state !== STATE_DATA_VERSION) return null;
+  if (!matches(v.instance_hash, HEX_HASH) || !isCount(v.seq) || !matches(v.salt, HEX_HASH)) return null;
+  if (typeof v.state_name !== "string" || !STATE_TYPE_SET.has(v.state_type)) return null;
+  const path = v.iteration_path;
+  if (!Array.isArray(path)) return null;
+  const steps: IterationStep[] = new Array<IterationStep>(path.length);
+  for (let index = 0; index < path.length; index += 1) {
+    const step: unknown = path[index];
+    if (!isObject(step) || typeof step.parent !== "string" || !isCount(step.index)) return null;
+    if (step.kind !== "map" && step.kind !== "parallel") return null;
+    steps[index] = { parent: step.parent, kind: step.kind, index: step.index };
+  }
+  if (!isCount(v.attempt)) return null;
+  let caught: ErrorInfo | null = null;
+  if (v.caught !== null) {
+    const info = fastErrorInfo(v.caught);
+    if (!info) return null;
+    caught = info;
+  }
+  const outcome = fastOutcome(v.outcome);
+  if (outcome === undefined) return null;
+  const context = fastRecord(v.context);
+  if (context === undefined) return null;
+  const state: Record<string, unknown> = {
+    statetrail_state: STATE_DATA_VERSION,
+    instance_hash: v.instance_hash,
+    seq: v.seq,
+    salt: v.salt,
+    state_name: v.state_name,
+    state_type: v.state_type,
+    iteration_path: steps,
+    attempt: v.attempt,
+  };
+  if ("input" in v) state.input = v.input;
+  state.caught = caught;
+  state.outcome = outcome;
+  state.context = context;
+  return state as StateData;
+}

@@ -164,12 +164,44 @@ class StrictJsonScanner {
     return this.fail("unterminated string", start);
   }
 
+  /**
+   * `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` scanned by hand, not followed by any of `0-9.eE+-`, and at most
+   * 400 characters long (numbers were matched within 400 characters; longer ones stay refused).
+   */
   private number(): void {
+    const text = this.text;
     const start = this.i;
-    const match = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(this.text.slice(this.i, this.i + 400));
-    if (!match) this.fail("invalid number", start);
-    this.i += match[0].length;
-    const next = this.text[this.i];
-    if (next !== undefined && /[0-9.eE+-]/.test(next)) this.fail("invalid number", start);
+    let i = start;
+    if (text.charCodeAt(i) === 0x2d) i += 1;
+    const first = text.charCodeAt(i);
+    if (first === 0x30) i += 1;
+    else if (first >= 0x31 && first <= 0x39) {
+      i += 1;
+      while (isDigit(text.charCodeAt(i))) i += 1;
+    } else this.fail("invalid number", start);
+    if (text.charCodeAt(i) === 0x2e && isDigit(text.charCodeAt(i + 1))) {
+      i += 2;
+      while (isDigit(text.charCodeAt(i))) i += 1;
+    }
+    const e = text.charCodeAt(i);
+    if (e === 0x65 || e === 0x45) {
+      let j = i + 1;
+      const sign = text.charCodeAt(j);
+      if (sign === 0x2b || sign === 0x2d) j += 1;
+      if (isDigit(text.charCodeAt(j))) {
+        i = j + 1;
+        while (isDigit(text.charCodeAt(i))) i += 1;
+      }
+    }
+    if (i - start > 400) this.fail("invalid number", start);
+    this.i = i;
+    const next = text.charCodeAt(i);
+    if (isDigit(next) || next === 0x2e || next === 0x65 || next === 0x45 || next === 0x2b || next === 0x2d) {
+      this.fail("invalid number", start);
+    }
   }
+}
+
+function isDigit(code: number): boolean {
+  return code >= 0x30 && code <= 0x39;
 }

@@ -1,9 +1,9 @@
 import { Trail } from "../../protocol/anchoring";
-import { sha256Hex, type HexHash } from "../../chain/hash";
-import { canonicalBytes } from "../../protocol/canonical";
+import { type HexHash } from "../../chain/hash";
+import { isCanonicalBytes } from "../../protocol/canonical";
 import { safeParseBounded } from "../../protocol/limits";
-import { decodePage, pageCount, type DecodedPage } from "../../protocol/pages";
-import { stateDataSchema, type ProtocolEntry } from "../../protocol/schema";
+import { decodePage, pageCount, sha256HexOf, type DecodedPage } from "../../protocol/pages";
+import { fastStateData, stateDataSchema, type ProtocolEntry, type StateData } from "../../protocol/schema";
 import { StatetrailError, isStatetrailError, toStatetrailError } from "../../errors";
 import { checkAnchoredEntry, type AnchorSpan, widenSpan, checkAnchorLifetime } from "../batch";
 import { type ReadyContext } from "../context";
@@ -145,21 +145,34 @@ class ChainCursor {
   }
 }
 
-/** At most `limit` promises in flight; `add` waits while the pool is full. */
+/**
+ * At most `limit` tasks in flight; `add` waits while the pool is full. A counter and a queue of waiters (not
+ * `Promise.race` over the tasks, which attached a reaction to every running task at every wait).
+ */
 class Pool {
-  private readonly running = new Set<Promise<void>>();
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
   constructor(private readonly limit: number) {}
 
+  private wait(): Promise<void> {
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  private done = (): void => {
+    this.running -= 1;
+    this.waiting.shift()?.();
+  };
+
   async add(task: () => Promise<void>): Promise<void> {
-    while (this.running.size >= this.limit) await Promise.race(this.running);
-    const promise: Promise<void> = task()
+    while (this.running >= this.limit) await this.wait();
+    this.running += 1;
+    task()
       .catch(() => undefined) // a task reports its own findings
-      .finally(() => this.running.delete(promise));
-    this.running.add(promise);
+      .then(this.done, this.done);
   }
 
   async drain(): Promise<void> {
-    while (this.running.size > 0) await Promise.race(this.running);
+    while (this.running > 0) await this.wait();
   }
 }
 
@@ -378,7 +391,12 @@ async function checkEntry(
   }
 
   await pool.add(async () => {
-    await checkBody(context, entry, index, fail, error, settings.maxBytes.state, web);
+    try {
+      await checkBody(context, entry, index, fail, error, settings.maxBytes.state, web);
+    } catch (cause) {
+      // E.g. a body nested too deeply to canonicalize: not checked is said, never dropped silently.
+      error(`checking the state body at ${entry.state_data}: ${(cause as Error).message}`);
+    }
     if (entry.proof !== null) {
       const anchor = await checkAnchoredEntry(context, entry, fail, error);
       if (anchor) widenSpan(result.anchorSpan, anchor, index, entry.state_name);
@@ -476,7 +494,7 @@ async function checkBody(
     error(`fetching ${entry.state_data}: ${(cause as Error).message}`);
     return;
   }
-  const actual = sha256Hex(bytes);
+  const actual = sha256HexOf(bytes);
   if (actual !== entry.state_hash) {
     fail(`bytes at ${entry.state_data} hash to ${actual}, not state_hash ${entry.state_hash}`);
     return;
@@ -487,12 +505,14 @@ async function checkBody(
   } catch {
     data = undefined;
   }
-  const parsed = safeParseBounded(stateDataSchema, data); // bounded: a hostile document can't make it slow
-  if (!parsed.success) {
+  // The fast validator accepts exactly what the schema does (test/protocol/fast-validators.test.ts); zod (bounded:
+  // a hostile document can't make it slow) only for what it refuses.
+  const state = fastStateData(data) ?? zodStateData(data);
+  if (!state) {
     fail(`bytes at ${entry.state_data} are not state data`);
     return;
   }
-  if (!canonicalBytes(data).equals(bytes)) {
+  if (!isCanonicalBytes(data, bytes)) {
     // Other bytes of the same data (a duplicate key with a decoy, which readers keeping the first occurrence
     // would show) would let one hash stand for different states to different readers.
     fail(
@@ -501,7 +521,6 @@ async function checkBody(
     );
     return;
   }
-  const state = parsed.data;
   let ok = true;
   const wrong = (message: string): void => {
     ok = false;
@@ -520,6 +539,11 @@ async function checkBody(
       anchored: entry.proof !== null,
     });
   }
+}
+
+function zodStateData(data: unknown): StateData | null {
+  const parsed = safeParseBounded(stateDataSchema, data);
+  return parsed.success ? parsed.data : null;
 }
 
 /** What V7 learns in its second, bounded look: where the hashes of the positions that differ are listed and registered. */
