@@ -1,3 +1,5 @@
+import http from "node:http";
+import https from "node:https";
 import {
   FetchRequest,
   JsonRpcProvider,
@@ -401,7 +403,7 @@ function rawLog(value: unknown): Log {
  * and a 250 MB heap spike. Null for another provider (then its own getLogs is used).
  */
 export function directGetLogs(provider: unknown): Pick<Provider, "getLogs"> | null {
-  if (!(provider instanceof JsonRpcProvider) || typeof fetch !== "function") return null;
+  if (!(provider instanceof JsonRpcProvider)) return null;
   let connection: FetchRequest;
   try {
     connection = provider._getConnection();
@@ -435,13 +437,8 @@ export function directGetLogs(provider: unknown): Pick<Provider, "getLogs"> | nu
           },
         ],
       });
-      const response = await fetch(url, {
-        method: "POST",
-        headers,
-        body,
-        signal: AbortSignal.timeout(connection.timeout),
-      });
-      const bytes = Buffer.from(await response.arrayBuffer());
+      const response = await post(url, headers, body, connection.timeout);
+      const bytes = response.body;
       let reply: { result?: unknown; error?: { code?: unknown; message?: unknown } };
       try {
         reply = JSON.parse(bytes.toString("utf8")) as typeof reply;
@@ -455,9 +452,36 @@ export function directGetLogs(provider: unknown): Pick<Provider, "getLogs"> | nu
         error.error = { message: String(reply.error.message), code: reply.error.code };
         throw error;
       }
-      if (!response.ok) throw new Error(`eth_getLogs: HTTP ${response.status}`);
+      if (response.status < 200 || response.status >= 300) throw new Error(`eth_getLogs: HTTP ${response.status}`);
       if (!Array.isArray(reply.result)) throw new Error("eth_getLogs: the result is not a list of logs");
       return reply.result.map(rawLog);
     },
   };
+}
+
+/**
+ * One POST with Node's http/https (already loaded by ethers; fetch would load undici, megabytes more): the status
+ * and the body as one Buffer.
+ */
+function post(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const request = (url.startsWith("https:") ? https : http).request(
+      url,
+      { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("error", reject);
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      },
+    );
+    request.setTimeout(timeoutMs, () => request.destroy(new Error(`eth_getLogs: no answer within ${timeoutMs} ms`)));
+    request.on("error", reject);
+    request.end(body);
+  });
 }
