@@ -10,6 +10,7 @@ import { type ReadyContext } from "../context";
 import { Findings, iso, sameAddress } from "../findings";
 import { ChainBuilder, type ChainState } from "../rebuild";
 import { type InstanceEvent } from "../logs";
+import { contentUrls } from "../../protocol/urls";
 import { stateUrlProblem } from "./v1-transport";
 import { explainTransaction } from "./shared";
 
@@ -323,9 +324,9 @@ async function checkEntry(
   const issuer = protocol.issuer.address;
   const failures: string[] = [];
   const errors: string[] = [];
-  const label = `seq ${index} "${entry.state_name}"`;
-  const fail = (message: string): void => void failures.push(`${label}: ${message}`);
-  const error = (message: string): void => void errors.push(`${label}: ${message}`);
+  // The label is made only for a finding (most entries have none).
+  const fail = (message: string): void => void failures.push(`seq ${index} "${entry.state_name}": ${message}`);
+  const error = (message: string): void => void errors.push(`seq ${index} "${entry.state_name}": ${message}`);
   const settle = (): void => {
     failures.forEach((message) => result.v6.fail(message));
     errors.forEach((message) => result.v6.error(message));
@@ -354,8 +355,8 @@ async function checkEntry(
   }
   if (!sameAddress(entry.client_address, issuer))
     fail(`client_address ${entry.client_address} is not the issuer ${issuer}`);
-  const urlProblem = stateUrlProblem(protocol, entry);
-  if (urlProblem) fail(urlProblem);
+  const badUrl = urlProblem(protocol, entry);
+  if (badUrl) fail(badUrl);
 
   // V7: the same position on-chain.
   const state = await cursor.next();
@@ -398,8 +399,14 @@ async function checkEntry(
       error(`checking the state body at ${entry.state_data}: ${(cause as Error).message}`);
     }
     if (entry.proof !== null) {
-      const anchor = await checkAnchoredEntry(context, entry, fail, error);
-      if (anchor) widenSpan(result.anchorSpan, anchor, index, entry.state_name);
+      try {
+        const anchor = await checkAnchoredEntry(context, entry, fail, error);
+        if (anchor) widenSpan(result.anchorSpan, anchor, index, entry.state_name);
+      } catch (cause) {
+        // E.g. a seq beyond what a leaf can encode: the proof could not be checked, and the entry's other
+        // findings are still reported (a task that throws is otherwise only dropped by the pool).
+        error(`checking the Merkle proof: ${(cause as Error).message}`);
+      }
       settle();
       return;
     }
@@ -486,7 +493,7 @@ async function checkBody(
   web: ReadyContext["web"],
 ): Promise<void> {
   const { protocol } = context;
-  if (stateUrlProblem(protocol, entry)) return; // not fetched: not the issuer's URL (a failure already)
+  if (urlProblem(protocol, entry)) return; // not fetched: not the issuer's URL (a failure already)
   let bytes: Buffer;
   try {
     ({ bytes } = await web.get(entry.state_data, maxBytes));
@@ -544,6 +551,21 @@ async function checkBody(
 function zodStateData(data: unknown): StateData | null {
   const parsed = safeParseBounded(stateDataSchema, data);
   return parsed.success ? parsed.data : null;
+}
+
+const statePrefixes = new WeakMap<object, string>();
+
+/**
+ * {@link stateUrlProblem}, the issuer's URL prefix made once per protocol: `contentUrls(url).state(hash)` is that
+ * prefix followed by the hash.
+ */
+function urlProblem(protocol: ReadyContext["protocol"], entry: ProtocolEntry): string | null {
+  let prefix = statePrefixes.get(protocol);
+  if (prefix === undefined) {
+    prefix = contentUrls(protocol.issuer.url).state("");
+    statePrefixes.set(protocol, prefix);
+  }
+  return entry.state_data === prefix + entry.state_hash ? null : stateUrlProblem(protocol, entry);
 }
 
 /** What V7 learns in its second, bounded look: where the hashes of the positions that differ are listed and registered. */
