@@ -254,7 +254,7 @@ function verifierSection(results: BenchResults): string[] {
           "baseline RSS (MB)",
           "peak heap (MB)",
           "protocol v2: seconds, peak RSS",
-          "measured (load)",
+          "measured (load), verifier commit",
         ],
         v.rows.map((row) => [
           int(row.states),
@@ -272,7 +272,7 @@ function verifierSection(results: BenchResults): string[] {
           int(row.baseline_rss_mb),
           int(row.peak_heap_used_mb),
           before(row),
-          `${when(row.measured_at)} (${row.load_average})`,
+          `${when(row.measured_at)} (${row.load_average})${row.verifier_commit ? `, ${row.verifier_commit}` : ""}`,
         ]),
         ["r", "l", "l", "l", "r", "r", "l", "r", "r", "l", "r", "r", "r", "r", "l", "l"],
       ),

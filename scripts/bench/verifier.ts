@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { trustedFromDeployment } from "../../src/verify";
@@ -43,6 +43,8 @@ export interface VerifierRow {
   peak_external_mb: number;
   /** What the verification read through the fetcher. */
   read: { head: number; pages: number; page_bytes: number; states: number; state_bytes: number; other: number };
+  /** The commit the verifier was compiled from ("+" when src/ had uncommitted changes then). */
+  verifier_commit?: string;
   /** When and under which load (1-minute average at the start of the verification) the row was measured. */
   measured_at: string;
   load_average: number;
@@ -206,6 +208,7 @@ export async function measureVerifier(
 ): Promise<VerifierResults> {
   progress.set("verifier: compiling the verifier to JavaScript for the child processes", true);
   const compiled = compileForChild(path.join(__dirname, "verify-child.ts"));
+  const commit = sourceCommit();
   const instances: BuildRow[] = [];
   const rows: VerifierRow[] = [];
   for (const { states, anchor, runs } of options.plan) {
@@ -272,6 +275,7 @@ export async function measureVerifier(
           peak_heap_used_mb: Math.round(result.peak_heap_used_mb),
           peak_external_mb: Math.round(result.peak_external_mb),
           read: result.read,
+          ...(commit ? { verifier_commit: commit } : {}),
           measured_at: at,
           load_average: loadAverage,
           ...(result.samples ? { samples: result.samples } : {}),
@@ -288,4 +292,15 @@ export async function measureVerifier(
     }
   }
   return { instances, rows };
+}
+
+/** HEAD's short hash, with "+" when src/ has uncommitted changes (the verifier compiled is not that commit's). */
+function sourceCommit(): string | null {
+  try {
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src"], { cwd: ROOT, encoding: "utf8" }).trim();
+    return dirty ? `${head}+` : head;
+  } catch {
+    return null;
+  }
 }
