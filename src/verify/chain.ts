@@ -80,10 +80,11 @@ export interface TransactionEvents {
 /** Block timestamps remembered at once: enough for the blocks a page of states names, bounded at any size. */
 const BLOCK_TIMES_KEPT = 4096;
 /**
- * Blocks of the stream's first eth_getLogs call (logs.ts firstChunkSize): 128 blocks of 1,000-state transactions
- * hold 8 MB of log data; a sparse instance's chunks double from there to the configured size.
+ * Blocks of the stream's first eth_getLogs call (logs.ts firstChunkSize): 32 blocks of 1,000-state transactions
+ * hold 2 MB of log data (the reader's dense-chunk mark); a sparse instance's chunks double from there to the
+ * configured size.
  */
-const STREAM_FIRST_CHUNK = 128;
+const STREAM_FIRST_CHUNK = 32;
 
 /**
  * Read access to the trusted registries, memoized and pinned to the block seen first. Every failure is a

@@ -23,7 +23,7 @@ export const DEFAULT_LOG_CHUNK = 10_000;
 export const DEFAULT_LOG_RETRIES = 4;
 export const DEFAULT_BACKOFF_MS = 250;
 /** Log data (hex characters) above which the next `eth_getLogs` chunk is narrowed. */
-const DENSE_CHUNK_BYTES = 8 * 1024 * 1024;
+const DENSE_CHUNK_BYTES = 2 * 1024 * 1024;
 
 const registryInterface = IInstanceRegistry__factory.createInterface();
 
