@@ -192,19 +192,23 @@ export class ChainView {
     });
   }
 
+  /** `reader`'s getLogs, each call counted in `requests`. */
+  private counted(reader: Pick<Provider, "getLogs">): Pick<Provider, "getLogs"> {
+    return {
+      getLogs: (filter) => {
+        this.requests += 1;
+        return reader.getLogs(filter);
+      },
+    };
+  }
+
   /** Every event of the instance from `fromBlock` to the pinned block, through the chunked logs reader. */
   async instanceEvents(issuer: string, instanceHash: HexHash, fromBlock: number): Promise<InstanceEvent[]> {
     const { blockNumber } = await this.snapshot();
     return this.once(`events:${issuer}:${instanceHash}:${fromBlock}`, () => {
       if (fromBlock > blockNumber) return Promise.resolve([]);
-      const counting = {
-        getLogs: (filter: Parameters<Provider["getLogs"]>[0]) => {
-          this.requests += 1;
-          return this.provider.getLogs(filter);
-        },
-      };
       return readInstanceEvents(
-        counting,
+        this.counted(this.provider),
         this.trusted.registries.instance,
         issuer,
         instanceHash,
@@ -223,15 +227,8 @@ export class ChainView {
     const { blockNumber } = await this.snapshot();
     if (fromBlock > blockNumber) return;
     // The stream reads the most log data: straight over HTTP where the provider allows (logs.ts).
-    const reader = directGetLogs(this.provider) ?? this.provider;
-    const counting = {
-      getLogs: (filter: Parameters<Provider["getLogs"]>[0]) => {
-        this.requests += 1;
-        return reader.getLogs(filter);
-      },
-    };
     yield* instanceEventStream(
-      counting,
+      this.counted(directGetLogs(this.provider) ?? this.provider),
       this.trusted.registries.instance,
       issuer,
       instanceHash,
