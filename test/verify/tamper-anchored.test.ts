@@ -38,6 +38,14 @@ const ATTACKS: Array<Attack<AnchoredScenario>> = [
     ),
   },
   {
+    // A seq no Merkle leaf can encode makes the proof check throw: the entry's other findings must still be reported.
+    name: "an anchored entry whose seq is beyond what a leaf encodes (2^53)",
+    claim: "each state: data, registration, time, sender, link",
+    fails: ["V6"],
+    says: /seq 1 "Step1": entry says seq 9007199254740992 at position 1/,
+    mutate: edit((protocol) => void (protocol.instance_protocol[1].seq = 2 ** 53)),
+  },
+  {
     name: "bad proof (a sibling altered)",
     claim: "each state: data, registration, time, sender, link",
     fails: ["V6"],
