@@ -4,6 +4,7 @@ import { type Block, type JsonRpcProvider, type TransactionReceipt } from "ether
 import { sha256Hex, toBytes32, type HexHash } from "../../src/chain/hash";
 import { buildContextObject, stateMachineNameForModel } from "../../src/engine/context";
 import { loadModelFromBytes } from "../../src/model/load";
+import { prepareKeccak } from "../../src/chain/keccak";
 import { LeafBatch, Trail } from "../../src/protocol/anchoring";
 import { canonicalBytes } from "../../src/protocol/canonical";
 import { instanceHash as instanceHashOf, stateDataBytes } from "../../src/protocol/hashing";
@@ -311,6 +312,7 @@ export async function buildInstance(
       );
       sent = await sender.send(tx, "registerStates", { gasLimit: GAS_LIMITS.registerStates(to - from) });
     } else {
+      await prepareKeccak();
       batch = timed(
         "proofs",
         () =>

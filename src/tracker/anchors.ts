@@ -1,6 +1,7 @@
 import { type ContractTransaction, type TransactionReceipt } from "ethers";
 import { toBytes32, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
+import { prepareKeccak } from "../chain/keccak";
 import { LeafBatch } from "../protocol/anchoring";
 import { type MerkleProof } from "../protocol/schema";
 import { type InstanceRegistry } from "../../typechain-types";
@@ -284,6 +285,7 @@ class BatchAnchor implements Anchor {
     byRun: Map<TrackedInstance, { states: PendingState[]; leaves: number[] }>,
   ): Promise<void> {
     const { sender, registry, issuer } = this.context;
+    await prepareKeccak();
     const batch = new LeafBatch(
       items.map(({ run, state }) => ({
         issuer,

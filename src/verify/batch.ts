@@ -1,6 +1,7 @@
 import { getAddress, zeroPadValue, type Provider } from "ethers";
 import { type HexHash } from "../chain/hash";
-import { ProofChecker, verifyLeafProof } from "../protocol/anchoring";
+import { prepareKeccak } from "../chain/keccak";
+import { verifyLeafProof } from "../protocol/anchoring";
 import { type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
 import { IInstanceRegistry__factory } from "../../typechain-types";
 import { type ChainView } from "./chain";
@@ -36,15 +37,6 @@ export interface BatchAnchor {
 }
 
 const memo = new WeakMap<ChainView, Map<string, Promise<Map<string, BatchAnchor[]>>>>();
-const checkers = new WeakMap<ChainView, ProofChecker>();
-
-/** One verification's proof checker (its memo of node pairs lives as long as the verification's ChainView). */
-function proofChecker(chain: ChainView): ProofChecker {
-  let checker = checkers.get(chain);
-  if (!checker) checkers.set(chain, (checker = new ProofChecker()));
-  return checker;
-}
-
 /**
  * Every root the issuer anchored in the trusted InstanceRegistry from `fromBlock` to the pinned block, by root
  * (0x lowercase): one chunked `eth_getLogs` filtered on the issuer, read once per verification.
@@ -55,7 +47,8 @@ export async function issuerAnchors(
   fromBlock: number,
 ): Promise<Map<string, BatchAnchor[]>> {
   const { blockNumber } = await chain.snapshot();
-  const key = `${getAddress(issuer)}:${fromBlock}`;
+  // Called for every entry: the key is the address as the protocol writes it (a checksum costs a Keccak-256).
+  const key = `${issuer.toLowerCase()}:${fromBlock}`;
   let perChain = memo.get(chain);
   if (!perChain) memo.set(chain, (perChain = new Map()));
   let loading = perChain.get(key);
@@ -118,7 +111,8 @@ export async function checkAnchoredEntry(
     stateHash: entry.state_hash,
     prevStateHash: entry.prev_state_hash,
   };
-  if (!proofChecker(chain).verify(leaf, proof)) {
+  await prepareKeccak();
+  if (!verifyLeafProof(leaf, proof)) {
     fail(
       `the Merkle proof does not lead from the leaf (issuer, instance, seq ${entry.seq}, state_hash, prev_state_hash) ` +
         `to root ${short(proof.root)}`,

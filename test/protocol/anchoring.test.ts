@@ -5,7 +5,6 @@ import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import {
   LEAF_ENCODING,
   LeafBatch,
-  ProofChecker,
   Trail,
   leafHash,
   leafValue,
@@ -16,6 +15,8 @@ import {
 } from "../../src/protocol/anchoring";
 import { decodePage, pageHeaderLine } from "../../src/protocol/pages";
 import { StatetrailError } from "../../src/errors";
+import { keccak256 } from "ethers";
+import { keccak256Bytes, keccakIsFast, prepareKeccak } from "../../src/chain/keccak";
 
 const sha = (text: string): string => createHash("sha256").update(text).digest("hex");
 const ISSUER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
@@ -101,9 +102,8 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
     const values = leaves(100, "check");
     const batch = new LeafBatch(values);
 
-    it("rejects a proof whose leaf, sibling or root was changed, with and without the pair memo", function () {
-      const checker = new ProofChecker();
-      values.forEach((leaf, index) => expect(checker.verify(leaf, batch.proof(index))).to.equal(true));
+    it("rejects a proof whose leaf, sibling or root was changed", function () {
+      values.forEach((leaf, index) => expect(verifyLeafProof(leaf, batch.proof(index))).to.equal(true));
       const proof = batch.proof(42);
       const leaf = values[42];
       const changed = [
@@ -112,11 +112,21 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
         { leaf: { ...leaf, instanceHash: values[43].instanceHash }, proof },
         { leaf, proof: { ...proof, siblings: [...proof.siblings.slice(0, -1), proof.siblings[0]] } },
         { leaf, proof: { ...proof, siblings: proof.siblings.slice(1) } },
+        { leaf, proof: { ...proof, siblings: [...proof.siblings, proof.siblings[0]] } },
         { leaf, proof: { ...proof, root: new LeafBatch(leaves(100, "other")).root } },
       ];
       for (const { leaf: candidate, proof: candidateProof } of changed) {
-        expect(checker.verify(candidate, candidateProof)).to.equal(false);
         expect(verifyLeafProof(candidate, candidateProof)).to.equal(false);
+      }
+    });
+
+    it("refuses a node that is not 32 bytes of hex instead of hashing what a lax hex decoder would keep", function () {
+      const proof = batch.proof(7);
+      const sibling = proof.siblings[0];
+      for (const bad of [sibling.slice(0, -2), sibling + "00", sibling.slice(0, -1) + "g", sibling.slice(2)]) {
+        const siblings = [bad, ...proof.siblings.slice(1)];
+        expect(processProof(leafHash(values[7]), siblings)).to.equal(null);
+        expect(verifyLeafProof(values[7], { ...proof, siblings })).to.equal(false);
       }
     });
 
@@ -124,6 +134,44 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
       const single = new LeafBatch(values.slice(0, 1));
       expect(single.proof(0).siblings).to.deep.equal([]);
       expect(processProof(leafHash(values[0]), [])).to.equal(single.root);
+    });
+  });
+
+  describe("the WebAssembly Keccak-256 (src/chain/keccak.ts)", function () {
+    before(async function () {
+      await prepareKeccak();
+    });
+
+    it("is loaded, and equals ethers' Keccak-256 on any bytes (around the 136-byte rate too)", function () {
+      expect(keccakIsFast()).to.equal(true);
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 700 }), (bytes) => {
+          expect("0x" + keccak256Bytes(bytes).toString("hex")).to.equal(keccak256(bytes));
+        }),
+        { numRuns: 500 },
+      );
+      for (const length of [0, 1, 31, 32, 64, 135, 136, 137, 160, 271, 272, 273]) {
+        const bytes = Buffer.alloc(length, length);
+        expect("0x" + keccak256Bytes(bytes).toString("hex")).to.equal(keccak256(bytes));
+      }
+    });
+
+    it("returns a fresh buffer per digest (a later hash doesn't overwrite an earlier one)", function () {
+      const first = keccak256Bytes(Buffer.from("first"));
+      const copy = Buffer.from(first);
+      keccak256Bytes(Buffer.from("second"));
+      expect(first.equals(copy)).to.equal(true);
+    });
+
+    it("builds and checks the same trees as StandardMerkleTree", function () {
+      const values = leaves(257, "wasm");
+      const tree = StandardMerkleTree.of(values.map(leafValue), [...LEAF_ENCODING]);
+      const batch = new LeafBatch(values);
+      expect(batch.root).to.equal(tree.root);
+      values.forEach((leaf, index) => {
+        expect(batch.proof(index).siblings).to.deep.equal(tree.getProof(leafValue(leaf)));
+        expect(verifyLeafProof(leaf, batch.proof(index))).to.equal(true);
+      });
     });
   });
 
