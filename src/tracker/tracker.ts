@@ -21,6 +21,7 @@ import {
   type UnsignedHead,
 } from "../protocol/schema";
 import { signHead } from "../protocol/signing";
+import { parseStrictJson } from "../protocol/strict-json";
 import { contentUrls, initialProtocol } from "../protocol/urls";
 import { type Home } from "../store/home";
 import { CertificateRegistry__factory, InstanceRegistry__factory, ModelRegistry__factory } from "../../typechain-types";
@@ -416,13 +417,16 @@ export function parseInput(bytes: Buffer, maxBytes = DEFAULT_MAX_INPUT_BYTES): u
     throw new StatetrailError("INVALID_JSON", "input is not valid UTF-8", { cause: error });
   }
   try {
-    return JSON.parse(decoded);
+    JSON.parse(decoded);
   } catch (error) {
     throw new StatetrailError("INVALID_JSON", `input is not valid JSON: ${(error as Error).message}`, {
       cause: error,
       hint: "pass a JSON document, e.g. --input '{\"orderId\": 1}' or --input ./input.json",
     });
   }
+  // Strictly: a member named twice is read as its last value here and as its first by other readers, so an
+  // auditor could not tell which input the run used (V9 refuses to replay it).
+  return parseStrictJson(decoded, "input");
 }
 
 /** Writes a file atomically (a temporary file renamed into place) without fsync: for bytes the journal holds. */

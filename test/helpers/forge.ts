@@ -380,7 +380,8 @@ export async function startRun(env: ForgeEnv, options: StartOptions = {}): Promi
     }
   }
   const inputValue = options.input === undefined ? { order: label, items: [1, 2, 3] } : options.input;
-  const input = canonicalBytes(inputValue);
+  // Bytes are published as given (an attack on how the input is read); anything else canonically.
+  const input = Buffer.isBuffer(inputValue) ? inputValue : canonicalBytes(inputValue);
   const nonce = options.nonce ?? sha256Hex(`nonce/${label}/${signer.address}`);
   const record = {
     statetrail_instance: 1 as const,

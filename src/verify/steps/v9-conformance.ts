@@ -1,6 +1,8 @@
 import { LOCAL_CHAIN_ID } from "../../chain/keys";
 import { loadModelFromBytes } from "../../model/load";
+import { decodeUtf8 } from "../../protocol/limits";
 import { type StateData } from "../../protocol/schema";
+import { parseStrictJson } from "../../protocol/strict-json";
 import { checkConformance, conformanceEntryOf, type ConformanceEntry, type ConformanceStats } from "../conformance";
 import { replayRun } from "../conformance/replay";
 import { type ReadyContext, type Step } from "../context";
@@ -38,11 +40,22 @@ export const conformanceStep: Step = {
       return { status: "fail", detail: message, problems: [message] };
     }
     let input: unknown;
+    let text: string;
     try {
-      input = JSON.parse(artifacts.input.toString("utf8"));
+      // Strictly: a lenient decoder would turn invalid bytes into U+FFFD and replay another input.
+      text = decodeUtf8(artifacts.input, "the execution input");
+      input = JSON.parse(text);
     } catch (error) {
       const message = `the execution input is not JSON, so no execution ran on it: ${(error as Error).message}`;
       return { status: "fail", detail: message, problems: [message] };
+    }
+    try {
+      parseStrictJson(text, "the execution input");
+    } catch (error) {
+      // A member named twice: JSON.parse keeps the last, other readers the first, so which input the engine ran
+      // on is unknown and a replay from either proves nothing (the tracker refuses such input; it isn't a lie).
+      const message = `the execution input can't be replayed unambiguously: ${(error as Error).message}`;
+      return { status: "error", detail: message, problems: [message], code: "NOT_REPLAYABLE" };
     }
 
     const loaded = await stateData(context);

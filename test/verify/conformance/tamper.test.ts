@@ -248,4 +248,32 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
     const whole = await verifyRecorded(env, recorded);
     expect(whole.verdict, renderReport(whole)).to.equal("valid");
   });
+
+  it("never replays an input that names a member twice: readers disagree on it, so V9 errs (could not verify)", async function () {
+    const run = await orderRun();
+    const env = await conformanceEnv();
+    // A decoy first: JSON.parse (and so the recorded states) keeps the last "orderId", a first-wins reader the decoy.
+    const canonical = JSON.stringify(run.input);
+    const bytes = Buffer.from(`{"orderId":"o-decoy",${canonical.slice(1)}`);
+    expect(JSON.parse(bytes.toString())).to.deep.equal(run.input);
+    const recorded = await forgeRecorded(env, run.model, bytes, run.states, "succeeded");
+    const report = await verifyRecorded(env, recorded);
+    expect(statuses(report), renderReport(report)).to.include("V5:pass").and.include("V9:error");
+    expect(report.verdict).to.equal("could-not-verify");
+    expect(v9(report)).to.include({ code: "NOT_REPLAYABLE" });
+    expect(v9(report).detail).to.match(/can't be replayed unambiguously: the execution input: duplicate key "orderId"/);
+  });
+
+  it("fails an input that is not UTF-8: no execution ran on it", async function () {
+    const run = await orderRun();
+    const env = await conformanceEnv();
+    // An invalid byte inside a string: a lenient decoder reads U+FFFD and would replay some other input.
+    const canonical = Buffer.from(JSON.stringify({ ...(run.input as object), note: "x" }));
+    const bytes = Buffer.from(canonical.toString("latin1").replace('"x"', '"\xff"'), "latin1");
+    const recorded = await forgeRecorded(env, run.model, bytes, run.states, "succeeded");
+    const report = await verifyRecorded(env, recorded);
+    expect(statuses(report), renderReport(report)).to.include("V9:fail");
+    expect(report.verdict).to.equal("invalid");
+    expect(v9(report).detail).to.contain("the execution input is not JSON").and.contain("not valid UTF-8");
+  });
 });
