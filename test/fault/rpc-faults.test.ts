@@ -54,14 +54,13 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 5_000 }));
       expect(result.code).to.equal("RPC_UNREACHABLE");
       expect(result.message).to.match(/connection refused/);
-      expect(result.ms).to.be.lessThan(5_000);
     });
 
     it("reset on accept", async function () {
       proxy.reset(true);
       const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 5_000 }));
       expect(result.code).to.equal("RPC_UNREACHABLE");
-      expect(result.ms).to.be.lessThan(5_000);
+      expect(result.message).to.not.match(/no answer within/);
     });
 
     it("accepted but never answered: the probe's deadline", async function () {
@@ -69,7 +68,7 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       const result = await codeOf(connect({ rpcUrl: proxy.url, timeoutMs: 700 }));
       expect(result.code).to.equal("RPC_UNREACHABLE");
       expect(result.message).to.match(/no answer within 700 ms/);
-      expect(result.ms).to.be.within(650, 5_000);
+      expect(result.ms).to.be.at.least(650); // not before its deadline (the message names the one that fired)
     });
 
     it("the CLI: exit 2 (could not verify) with the coded error and a hint for the auditor", async function () {

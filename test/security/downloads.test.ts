@@ -147,31 +147,31 @@ describe("hostile downloads: the verifier's fetches end within their limits", fu
     const result = await failure(pinnedFetch(`${hostile.url}/trickle`, { timeoutMs: 700 }));
     expect(result.code).to.equal("FETCH_FAILED");
     expect(result.message).to.match(/timed out after 700 ms/);
-    expect(result.ms).to.be.within(650, 5_000);
+    // Not before its deadline (an upper bound would fail on a busy machine: the message names the deadline that fired).
+    expect(result.ms).to.be.at.least(650);
   });
 
   it("a huge Content-Length is refused before any body is read", async function () {
     const result = await failure(pinnedFetch(`${hostile.url}/huge-length`, { maxBytes: 1024 * 1024 }));
     expect(result.code).to.equal("FETCH_FAILED");
     expect(result.message).to.match(/too large \(1000000000000 bytes, limit 1048576\)/);
-    expect(result.ms).to.be.lessThan(5_000);
   });
 
   it("an endless body without Content-Length stops at maxBytes", async function () {
     const result = await failure(pinnedFetch(`${hostile.url}/endless`, { maxBytes: 256 * 1024, timeoutMs: 10_000 }));
     expect(result.code).to.equal("FETCH_FAILED");
     expect(result.message).to.match(/too large/);
-    expect(result.ms).to.be.lessThan(8_000);
   });
 
   it("a server that never answers, or never finishes TLS, ends at the deadline", async function () {
     const silent = await failure(pinnedFetch(`${hostile.url}/silent`, { timeoutMs: 500 }));
     expect(silent.code).to.equal("FETCH_FAILED");
+    expect(silent.message).to.match(/timed out after 500 ms/);
     const server = await mute();
     try {
       const handshake = await failure(pinnedFetch(`${server.url}/x`, { timeoutMs: 500 }));
       expect(handshake.code).to.equal("FETCH_FAILED");
-      expect(handshake.ms).to.be.lessThan(5_000);
+      expect(handshake.message).to.match(/timed out after 500 ms/);
     } finally {
       await server.close();
     }
@@ -179,9 +179,10 @@ describe("hostile downloads: the verifier's fetches end within their limits", fu
 
   it("a closed port is FETCH_FAILED at once", async function () {
     const port = await freePort();
-    const result = await failure(pinnedFetch(`https://127.0.0.1:${port}/x`, { timeoutMs: 5_000 }));
+    // A deadline far longer than the test's own: only the refusal can end it.
+    const result = await failure(pinnedFetch(`https://127.0.0.1:${port}/x`, { timeoutMs: 600_000 }));
     expect(result.code).to.equal("FETCH_FAILED");
-    expect(result.ms).to.be.lessThan(5_000);
+    expect(result.message).to.not.match(/timed out/);
   });
 
   describe("event streams", function () {
@@ -258,7 +259,6 @@ describe("hostile downloads: the verifier's fetches end within their limits", fu
       // A chain that refuses connections: the chain steps fail fast; the point here is the web.
       const network = Network.from(31337);
       const provider = new JsonRpcProvider(`http://127.0.0.1:${await freePort()}`, network, { staticNetwork: network });
-      const started = Date.now();
       const report = await verifyProtocol({
         input: { url: `${hostile.url}/instances/${protocol.instance_hash}/protocol` },
         provider,
@@ -272,9 +272,8 @@ describe("hostile downloads: the verifier's fetches end within their limits", fu
         retryBackoffMs: 1,
       });
       provider.destroy();
-      const elapsed = Date.now() - started;
+      // Bounded: every hostile fetch ended by its own limit (the messages below), within the test's timeout.
       expect(report.verdict).to.not.equal("valid");
-      expect(elapsed, "one deadline per fetch, fetched concurrently").to.be.lessThan(12_000);
       const v4 = report.steps.find((step) => step.id === "V4")!;
       expect(v4.problems.join(" ")).to.match(/timed out after 800 ms/);
       const v6 = report.steps.find((step) => step.id === "V6")!;

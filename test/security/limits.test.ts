@@ -52,7 +52,6 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
 
   it("a head carrying a million empty entries fails fast with a short message (was: out of memory)", function () {
     const text = '{"instance_protocol":[' + "{},".repeat(1_000_000) + "{}]}";
-    const started = Date.now();
     let message = "";
     try {
       parseHead(text);
@@ -60,7 +59,6 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
       expect((error as { code?: string }).code).to.equal("PROTOCOL_INVALID");
       message = (error as Error).message;
     }
-    expect(Date.now() - started).to.be.lessThan(10_000);
     expect(message.split("\n").length).to.be.at.most(MAX_SCHEMA_ISSUES + 2);
   });
 
@@ -85,24 +83,21 @@ describe("hostile JSON: depth, size of the problem list, UTF-8", function () {
 
   it("state data of a million empty iteration steps is refused within the issue limit (was: 2.8 GB, 44 s)", function () {
     const data = JSON.parse('{"iteration_path":[' + "{},".repeat(1_000_000) + "{}]}") as unknown;
-    const started = Date.now();
     const result = safeParseBounded(stateDataSchema, data);
     expect(result.success).to.equal(false);
     if (!result.success) {
       expect(result.issues).to.have.length(MAX_SCHEMA_ISSUES);
       expect(result.truncated).to.equal(true);
     }
-    expect(Date.now() - started).to.be.lessThan(10_000);
   });
 
   it("a watched SSE state event with two million proof siblings is refused within the issue limit", function () {
     const event = JSON.parse(
       '{"proof":{"root":"x","leaf_index":0,"siblings":[' + "1,".repeat(2_000_000) + "1]}}",
     ) as unknown;
-    const started = Date.now();
     const result = safeParseBounded(protocolEntrySchema, event);
     expect(result.success).to.equal(false);
-    expect(Date.now() - started).to.be.lessThan(10_000);
+    if (!result.success) expect(result.truncated).to.equal(true);
   });
 
   it("safeParseBounded agrees with zod's safeParse on valid and slightly invalid documents", function () {
