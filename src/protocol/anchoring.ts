@@ -66,11 +66,19 @@ function leafHashBytes(leaf: LeafFields): Buffer {
   }
   const encoded = Buffer.alloc(160);
   encoded.write(leaf.issuer.slice(2), 12, "hex");
-  encoded.write(parseHexHash(leaf.instanceHash), 32, "hex");
-  encoded.writeBigUInt64BE(BigInt(leaf.seq), 96 - 8);
-  encoded.write(parseHexHash(leaf.stateHash), 96, "hex");
-  encoded.write(parseHexHash(leaf.prevStateHash), 128, "hex");
+  encoded.write(wireHash(leaf.instanceHash), 32, "hex");
+  encoded.writeUInt32BE(Math.floor(leaf.seq / 2 ** 32), 88);
+  encoded.writeUInt32BE(leaf.seq >>> 0, 92);
+  encoded.write(wireHash(leaf.stateHash), 96, "hex");
+  encoded.write(wireHash(leaf.prevStateHash), 128, "hex");
   return keccak256Bytes(keccak256Bytes(encoded));
+}
+
+const WIRE_HASH = /^[0-9a-f]{64}$/;
+
+/** A hash as 64 lowercase hex characters: as entries hold it (one test), else through parseHexHash (0x, uppercase). */
+function wireHash(value: string): string {
+  return WIRE_HASH.test(value) ? value : parseHexHash(value);
 }
 
 const NODE = /^0x[0-9a-fA-F]{64}$/;
@@ -84,23 +92,34 @@ function parentOf(a: Buffer, b: Buffer): Buffer {
   return keccak256Bytes(pair);
 }
 
+/**
+ * Parents already hashed, as (node ‖ sibling) in hex → parent in hex: the proofs of a batch share their upper nodes,
+ * so a 1,000-leaf batch costs about 3 Keccak-256 per proof instead of 12. A cache of a pure function (the key is the
+ * exact bytes hashed), bounded: emptied when full (about 2 MB), so memory stays constant whatever the batch size.
+ */
+const parents = new Map<string, string>();
+const MAX_REMEMBERED_PARENTS = 8192;
+
 /** The root a proof leads to from `leaf`, or null when a node is not a 32-byte `0x` hex value. */
 export function processProof(leaf: string, siblings: readonly string[]): string | null {
   if (!NODE.test(leaf)) return null;
-  let node = bytesOf(leaf);
+  let node = leaf.slice(2).toLowerCase();
   for (const sibling of siblings) {
     if (!NODE.test(sibling)) return null;
-    node = parentOf(node, bytesOf(sibling));
+    const bare = sibling.slice(2).toLowerCase();
+    const key = node + bare;
+    let parent = parents.get(key);
+    if (parent === undefined) {
+      parent = parentOf(Buffer.from(node, "hex"), Buffer.from(bare, "hex")).toString("hex");
+      if (parents.size >= MAX_REMEMBERED_PARENTS) parents.clear();
+      parents.set(key, parent);
+    }
+    node = parent;
   }
-  return "0x" + node.toString("hex");
+  return "0x" + node;
 }
 
-/**
- * Whether `proof` leads from `leaf` to `proof.root`. Every node is hashed (about 2 + log2 n Keccak-256 per
- * proof, under 1 µs each once src/chain/keccak.ts's
- * prepareKeccak has run): cheaper than remembering the nodes proofs share, and
- * memory stays constant whatever the batch's size.
- */
+/** Whether `proof` leads from `leaf` to `proof.root`. */
 export function verifyLeafProof(leaf: LeafFields, proof: Pick<MerkleProof, "root" | "siblings">): boolean {
   return processProof(leafHash(leaf), proof.siblings) === proof.root.toLowerCase();
 }
