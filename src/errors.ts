@@ -29,6 +29,13 @@ export const ERROR_CODES = {
   CERT_REVOKED: "The certificate has been revoked.",
   CERT_EXPIRED: "The certificate is outside its validity window.",
   ENS_FAILED: "An ENS record could not be written or read back.",
+  ENS_UNRESOLVED: "An ENS name does not resolve to an address on this chain.",
+  // access control (docs/design/ACCESS.md)
+  AUTH_REQUIRED: "The issuer's server requires signing in (Sign-In with Ethereum) to read this.",
+  AUTH_INVALID: "A sign-in (EIP-4361 message and signature) was refused.",
+  GRANT_MISSING: "The signed-in address has no grant to read this.",
+  ACCESS_POLICY_INVALID: "The access policy (access.json) can't be read; nothing private is served.",
+  NOT_SUPPORTED: "The requested feature is not built yet.",
   // engine
   ENGINE_FAILED: "The workflow engine failed.",
   AWS_FAILED: "AWS Step Functions returned an error.",
