@@ -35,20 +35,34 @@ export interface PeerCertificate {
 /** An expected fingerprint (any of `ab…`, `0xAB…`, `AB:CD:…`), or a predicate deciding on the certificate. */
 export type FingerprintPin = string | ((fingerprint: HexHash, certificate: PeerCertificate) => boolean);
 
-/** A failed fetch. `status` and `serverCode` are set when the server answered with an HTTP error. */
+/**
+ * A failed fetch. `status` and `serverCode` are set when the server answered with an HTTP error, with the response's
+ * `headers` (a 401's `WWW-Authenticate` challenge) and the `certificate` of the connection it came over.
+ */
 export class FetchError extends StatetrailError {
   readonly status?: number;
   readonly serverCode?: string;
+  readonly headers?: http.IncomingHttpHeaders;
+  readonly certificate?: PeerCertificate;
 
   constructor(
     code: Extract<ErrorCode, "FETCH_FAILED" | "TLS_FAILED">,
     message: string,
-    options: { status?: number; serverCode?: string; cause?: unknown; hint?: string } = {},
+    options: {
+      status?: number;
+      serverCode?: string;
+      cause?: unknown;
+      hint?: string;
+      headers?: http.IncomingHttpHeaders;
+      certificate?: PeerCertificate;
+    } = {},
   ) {
     super(code, message, { cause: options.cause, hint: options.hint });
     this.name = "FetchError";
     this.status = options.status;
     this.serverCode = options.serverCode;
+    this.headers = options.headers;
+    this.certificate = options.certificate;
   }
 }
 
@@ -178,6 +192,8 @@ export interface PinnedFetchOptions {
   timeoutMs?: number;
   method?: string;
   headers?: Record<string, string>;
+  /** A request body (a sign-in's JSON); sent with its Content-Length. */
+  body?: string | Buffer;
 }
 
 export interface PinnedResponse {
@@ -205,7 +221,12 @@ function httpsUrl(url: string | URL): URL {
 }
 
 /** Builds the error for an HTTP status >= 400, using the server's `{error: {code, message}}` when present. */
-function httpError(url: string, status: number, body: Buffer): FetchError {
+function httpError(
+  url: string,
+  status: number,
+  body: Buffer,
+  response: { headers?: http.IncomingHttpHeaders; certificate?: PeerCertificate; method?: string } = {},
+): FetchError {
   let serverCode: string | undefined;
   let message: string | undefined;
   try {
@@ -216,10 +237,11 @@ function httpError(url: string, status: number, body: Buffer): FetchError {
     // not JSON: fall back to the status text
   }
   const detail = message ?? (http.STATUS_CODES[status] || "error");
-  return new FetchError("FETCH_FAILED", `GET ${url}: HTTP ${status}${serverCode ? ` ${serverCode}` : ""}: ${detail}`, {
-    status,
-    serverCode,
-  });
+  return new FetchError(
+    "FETCH_FAILED",
+    `${response.method ?? "GET"} ${url}: HTTP ${status}${serverCode ? ` ${serverCode}` : ""}: ${detail}`,
+    { status, serverCode, headers: response.headers, certificate: response.certificate },
+  );
 }
 
 function classify(error: unknown, url: string): StatetrailError {
@@ -263,35 +285,38 @@ export async function pinnedFetch(url: string | URL, options: PinnedFetchOptions
     const tooLarge = (size: number): FetchError =>
       new FetchError("FETCH_FAILED", `response from ${href} is too large (${size} bytes, limit ${maxBytes})`);
 
-    const request = https.request(
-      target,
-      { method, agent, headers: { accept: "application/json", ...options.headers } },
-      (response) => {
-        const status = response.statusCode ?? 0;
-        const declared = Number(response.headers["content-length"]);
-        if (Number.isFinite(declared) && declared > maxBytes) return settle(tooLarge(declared));
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on("data", (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) return settle(tooLarge(size));
-          chunks.push(chunk);
-        });
-        response.on("error", (error) => settle(classify(error, href)));
-        response.on("end", () => {
-          const body = Buffer.concat(chunks);
-          if (status >= 400) return settle(httpError(href, status, body));
-          const certificate = agent.certificate;
-          if (!certificate) return settle(new FetchError("TLS_FAILED", `no certificate was captured for ${href}`));
-          settle(null, { url: href, status, headers: response.headers, body, certificate });
-        });
-        response.on("close", () => {
-          if (!response.complete) settle(new FetchError("FETCH_FAILED", `connection to ${href} closed mid-response`));
-        });
-      },
-    );
+    const payload = options.body === undefined ? undefined : Buffer.from(options.body);
+    const headers: Record<string, string> = { accept: "application/json", ...options.headers };
+    if (payload) headers["content-length"] = String(payload.length);
+    const request = https.request(target, { method, agent, headers }, (response) => {
+      const status = response.statusCode ?? 0;
+      const declared = Number(response.headers["content-length"]);
+      if (Number.isFinite(declared) && declared > maxBytes) return settle(tooLarge(declared));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) return settle(tooLarge(size));
+        chunks.push(chunk);
+      });
+      response.on("error", (error) => settle(classify(error, href)));
+      response.on("end", () => {
+        const body = Buffer.concat(chunks);
+        if (status >= 400) {
+          return settle(
+            httpError(href, status, body, { headers: response.headers, certificate: agent.certificate, method }),
+          );
+        }
+        const certificate = agent.certificate;
+        if (!certificate) return settle(new FetchError("TLS_FAILED", `no certificate was captured for ${href}`));
+        settle(null, { url: href, status, headers: response.headers, body, certificate });
+      });
+      response.on("close", () => {
+        if (!response.complete) settle(new FetchError("FETCH_FAILED", `connection to ${href} closed mid-response`));
+      });
+    });
     request.on("error", (error) => settle(classify(error, href)));
-    request.end();
+    request.end(payload);
   });
 }
 
@@ -319,6 +344,8 @@ export interface SseSubscribeOptions {
   idleTimeoutMs?: number;
   /** Largest single event accepted (default 16 MiB). */
   maxEventBytes?: number;
+  /** More request headers (a sign-in's `Authorization`), sent on every (re)connection. */
+  headers?: Record<string, string>;
 }
 
 export interface SseSubscription {
@@ -458,7 +485,11 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
     if (closed) return;
     const mine = attempt;
     agent = new PinnedAgent({ fingerprint: options.fingerprint, timeoutMs });
-    const headers: Record<string, string> = { accept: "text/event-stream", "cache-control": "no-store" };
+    const headers: Record<string, string> = {
+      ...options.headers,
+      accept: "text/event-stream",
+      "cache-control": "no-store",
+    };
     if (lastEventId !== undefined) headers["last-event-id"] = lastEventId;
     const current = agent;
     connectTimer = setTimeout(
@@ -480,7 +511,10 @@ export function sseSubscribe(url: string | URL, options: SseSubscribeOptions): S
         response.on("end", () => {
           const error =
             status >= 400
-              ? httpError(href, status, Buffer.concat(chunks))
+              ? httpError(href, status, Buffer.concat(chunks), {
+                  headers: response.headers,
+                  certificate: current.certificate,
+                })
               : new FetchError(
                   "FETCH_FAILED",
                   `${href} is not an event stream (HTTP ${status}, ${type || "no type"})`,

@@ -1,16 +1,19 @@
 import { StatetrailError } from "../errors";
 import { pinnedFetch } from "../net/pinned-fetch";
+import { type SignInSession } from "./auth";
 import { type Fetched, type Fetcher, type ServerCertificate } from "./types";
 
-/** The real fetcher: HTTPS through {@link pinnedFetch}, capturing the server certificate; redirects refused. */
+/**
+ * The real fetcher: HTTPS through {@link pinnedFetch}, capturing the server certificate; redirects refused. With
+ * `request.auth`, a server asking to sign in (401 SIWE) is signed in to and asked once more (auth.ts).
+ */
 export const pinnedFetcher: Fetcher = async (url, request) => {
-  const response = await pinnedFetch(url, {
-    fingerprint: request.fingerprint,
-    maxBytes: request.maxBytes,
-    timeoutMs: request.timeoutMs,
-  }).catch((error: unknown) => {
-    throw serverUnreachable(error, url) ?? error;
-  });
+  const options = { fingerprint: request.fingerprint, maxBytes: request.maxBytes, timeoutMs: request.timeoutMs };
+  const response = await (request.auth ? request.auth.fetch(url, options) : pinnedFetch(url, options)).catch(
+    (error: unknown) => {
+      throw serverUnreachable(error, url) ?? error;
+    },
+  );
   if (response.status < 200 || response.status >= 300) {
     throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status} (redirects are not followed)`);
   }
@@ -32,6 +35,8 @@ export class FetchSession {
   constructor(
     private readonly fetcher: Fetcher,
     private readonly timeoutMs: number,
+    /** The auditor's sign-ins, handed to the fetcher with every request (auth.ts); null: none. */
+    private readonly auth: SignInSession | null = null,
   ) {}
 
   /** The certificate `origin` presented, if it was fetched from over TLS. */
@@ -54,7 +59,12 @@ export class FetchSession {
     }
     const pinned = this.pins.get(origin);
     this.requests += 1;
-    const fetched = await this.fetcher(url, { maxBytes, timeoutMs: this.timeoutMs, fingerprint: pinned?.fingerprint });
+    const fetched = await this.fetcher(url, {
+      maxBytes,
+      timeoutMs: this.timeoutMs,
+      fingerprint: pinned?.fingerprint,
+      ...(this.auth ? { auth: this.auth } : {}),
+    });
     if (fetched.bytes.length > maxBytes) {
       throw new StatetrailError("FETCH_FAILED", `${url} is larger than ${maxBytes} bytes`);
     }

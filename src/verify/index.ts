@@ -8,6 +8,14 @@ export { renderReport, renderReportJson, type RenderOptions } from "./report";
 export { verdictOf, exitCodeOf } from "./verdict";
 export { ChainView, trustedFromDeployment, type TrustedSetup } from "./chain";
 export { pinnedFetcher, FetchSession, originOf } from "./fetcher";
+export {
+  AUDITOR_KEY_ENV,
+  SignInSession,
+  signInSessionFor,
+  type AuditorSource,
+  type AuthSession,
+  type SignInOptions,
+} from "./auth";
 export { ensReaderFromProvider } from "./ens";
 export {
   getLogsChunked,

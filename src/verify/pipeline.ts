@@ -1,4 +1,4 @@
-import { type Provider } from "ethers";
+import { type Provider, type Signer } from "ethers";
 import { toStatetrailError } from "../errors";
 import { ChainView, type TrustedSetup } from "./chain";
 import { checkedAgainst } from "./checked-against";
@@ -10,6 +10,7 @@ import {
   type Step,
   type VerifyContext,
 } from "./context";
+import { signInSessionFor, type SignInSession } from "./auth";
 import { FetchSession, pinnedFetcher } from "./fetcher";
 import { MIRROR_OPTIONAL_STEPS, MirrorReader, type MirrorOptions } from "./mirror";
 import { type StepOutcome } from "./findings";
@@ -124,6 +125,15 @@ export interface VerifyOptions {
    * issuer). A URL input always expects the instance it names.
    */
   expected?: ExpectedSubject;
+  /**
+   * The auditor's key, for an issuer's server that serves this instance only to auditors it granted access
+   * (docs/design/ACCESS.md): on a 401 with a `SIWE` challenge the verifier signs in to that origin (EIP-4361, on
+   * `trusted.chainId`) and asks once more. A signer's sign-ins are kept for the process (one per origin); a
+   * {@link SignInSession} is used as is. Without it such a server's data can't be read: AUTH_REQUIRED, could not
+   * verify. A 403 (no grant for the auditor's address) is GRANT_MISSING, could not verify. Development keys are
+   * refused off chain 31337 (KEY_REFUSED).
+   */
+  auditor?: Signer | SignInSession | null;
 }
 
 /**
@@ -143,7 +153,11 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   const context: VerifyContext = {
     input: options.input,
     chain,
-    web: new FetchSession(mirror?.fetcher ?? options.fetcher ?? pinnedFetcher, options.timeoutMs ?? 15_000),
+    web: new FetchSession(
+      mirror?.fetcher ?? options.fetcher ?? pinnedFetcher,
+      options.timeoutMs ?? 15_000,
+      signInSessionFor(options.auditor, options.trusted.chainId),
+    ),
     ens: options.ens ?? null,
     settings: {
       concurrency: Math.max(1, options.concurrency ?? 8),

@@ -1,5 +1,6 @@
 import { type ErrorCode } from "../errors";
 import { type InstanceStatus } from "../protocol/schema";
+import { type SignInSession } from "./auth";
 
 /**
  * The verifier's steps. V1–V9 follow DESIGN.md ("Verifier pipeline"); V0 is the precondition every chain
@@ -144,6 +145,11 @@ export interface FetchRequest {
   /** Refuse the connection unless the server presents this certificate (64 hex). */
   fingerprint?: string;
   timeoutMs: number;
+  /**
+   * The auditor's sign-ins (auth.ts), for a server that serves the URL only to auditors it granted access: the real
+   * fetcher signs in when asked; fetchers of mirrors and bundles ignore it (they never reach the issuer's server).
+   */
+  auth?: SignInSession;
 }
 
 export interface Fetched {
