@@ -13,7 +13,9 @@ import {
   type Registries,
 } from "../protocol/schema";
 import { type Home } from "../store/home";
+import { AccessControl, type AccessOptions, type ListAccess } from "./access";
 import { parseLastEventId, SseHub, type EventStreamOptions } from "./sse";
+import { SIGN_IN_PATH } from "../identity/siwe";
 
 /**
  * The issuer's HTTPS API. Read-only, and everything it serves comes from the data directory:
@@ -27,6 +29,10 @@ import { parseLastEventId, SseHub, type EventStreamOptions } from "./sse";
  *                                        page: no-cache; both with an ETag)
  *   GET /instances/<hash>/events         Server-Sent Events (sse.ts), from Last-Event-ID or ?after=<seq> on
  *   GET /instances                       summaries, newest first
+ *   GET /auth/nonce, POST /auth/siwe     Sign-In with Ethereum (access.ts; the one route that takes a body)
+ *
+ * With an access policy in mode private (access.json, docs/design/ACCESS.md) every data route above needs a session
+ * with a grant, unless the instance is public: 401 AUTH_REQUIRED, 403 GRANT_MISSING (access.ts).
  *
  * Names in URLs are only ever 64 lowercase hex characters, checked before any file is touched, so no path
  * can reach outside the store. Content-addressed bytes are re-hashed before they are sent: a corrupt store
@@ -83,13 +89,15 @@ export interface AppOptions {
   mount?: (app: Express) => void;
   /** Where server-side problems (corrupt store, internal errors) are reported; default stderr. */
   log?: (message: string) => void;
+  /** Sign-in settings (origin, chain id; default from the identity). The policy itself is the home's access.json. */
+  access?: AccessOptions;
 }
 
 /**
  * The express app plus its SSE hub. The tracker's in-process hook is `app.events.notify(protocol)`
  * (`app.notify` is taken: express routes the HTTP NOTIFY method with it).
  */
-export type StatetrailApp = Express & { events: SseHub };
+export type StatetrailApp = Express & { events: SseHub; access: AccessControl };
 
 /** Error codes in HTTP error bodies: the product's codes plus two that only HTTP has. */
 export type HttpErrorCode = ErrorCode | "METHOD_NOT_ALLOWED" | "TOO_MANY_CLIENTS";
@@ -221,6 +229,18 @@ export function createApp(options: AppOptions): StatetrailApp {
   const heads = new HeadCache(home);
   const app = express() as StatetrailApp;
   app.events = hub;
+  const identity = options.wellKnown?.identity ?? identityOrUndefined(home);
+  const access = new AccessControl(
+    home,
+    {
+      ...options.access,
+      origin: options.access?.origin ?? (identity ? new URL(identity.url).origin : undefined),
+      chainId: options.access?.chainId ?? identity?.chain_id,
+    },
+    async (instance) => (await heads.get(instance))?.head,
+    log,
+  );
+  app.access = access;
 
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -241,8 +261,9 @@ export function createApp(options: AppOptions): StatetrailApp {
     next();
   });
 
-  // Read-only: GET and HEAD, and no request bodies (none is ever read).
+  // Read-only: GET and HEAD, and no request bodies (none is ever read), except the sign-in's POST (access.ts).
   app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.method === "POST" && req.path === SIGN_IN_PATH) return next();
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.set({ Allow: "GET, HEAD", Connection: "close" });
       return sendError(res, 405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed: this server is read-only`);
@@ -254,6 +275,10 @@ export function createApp(options: AppOptions): StatetrailApp {
     }
     next();
   });
+
+  // Sign-in routes, then the check in front of every data route (ACCESS.md).
+  access.mountRoutes(app);
+  app.use(access.middleware());
 
   app.get("/.well-known/statetrail.json", (_req: Request, res: Response) => {
     if (!options.wellKnown) return sendError(res, 404, "NOT_FOUND", "this server has no well-known document");
@@ -360,6 +385,8 @@ export function createApp(options: AppOptions): StatetrailApp {
   const summaries = new Map<HexHash, { stamp: string; summary: InstanceSummary; mtimeMs: number }>();
   app.get("/instances", async (_req: Request, res: Response) => {
     const rows: { summary: InstanceSummary; mtimeMs: number }[] = [];
+    // Mode private: only what the caller may read (access.ts leaves the rule here).
+    const allowed = (res.locals.access as ListAccess | undefined)?.mayReadInstance ?? (() => true);
     for (const instance of home.listInstances()) {
       const file = home.protocolFile(instance);
       let stat: fs.Stats;
@@ -371,7 +398,7 @@ export function createApp(options: AppOptions): StatetrailApp {
       const stamp = `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
       const cached = summaries.get(instance);
       if (cached && cached.stamp === stamp) {
-        rows.push(cached);
+        if (allowed(instance, cached.summary.model_hash)) rows.push(cached);
         continue;
       }
       let loaded: Awaited<ReturnType<typeof loadHead>>;
@@ -395,7 +422,7 @@ export function createApp(options: AppOptions): StatetrailApp {
         },
       };
       summaries.set(instance, row);
-      rows.push(row);
+      if (allowed(instance, row.summary.model_hash)) rows.push(row);
     }
     rows.sort(
       (a, b) =>
@@ -435,4 +462,12 @@ export function createApp(options: AppOptions): StatetrailApp {
   });
 
   return app;
+}
+
+function identityOrUndefined(home: Home): IdentityRecord | undefined {
+  try {
+    return readIdentity(home);
+  } catch {
+    return undefined; // no identity (or an unreadable one): sign-in needs the origin and chain given
+  }
 }

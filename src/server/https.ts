@@ -178,10 +178,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const address = server.address();
   const realPort = typeof address === "object" && address ? address.port : port;
+  const url = `https://${urlHost(host)}:${realPort}`;
+  // Sign-in messages name the server's origin: the identity's URL's, else (no identity, tests) where it listens.
+  app.access.origin ??= new URL(url).origin;
   let closing: Promise<void> | undefined;
 
   return {
-    url: `https://${urlHost(host)}:${realPort}`,
+    url,
     host,
     port: realPort,
     fingerprint,

@@ -10,6 +10,7 @@ import { readIdentity } from "../../identity/record";
 import { type TrustedSetup } from "../../verify/chain";
 import { verifyProtocol } from "../../verify/pipeline";
 import { type EnsReader, type Fetcher, type StepId, type VerificationReport } from "../../verify/types";
+import { type ListAccess } from "../access";
 import { sendError } from "../app";
 
 /**
@@ -143,7 +144,10 @@ export function mountTimeline(app: Express, home: Home, options: TimelineOptions
   const models = new Map<HexHash, { stamp: string; row: ModelRow }>();
   app.get("/models", async (_req: Request, res: Response) => {
     const rows: ModelRow[] = [];
+    // Mode private: only the models the caller may read (src/server/access.ts).
+    const access = res.locals.access as ListAccess | undefined;
     for (const hash of home.listModels().filter(isHexHash)) {
+      if (access && !(await access.mayReadModel(hash))) continue;
       const file = home.modelFile(hash);
       let stat: fs.Stats;
       try {

@@ -1,0 +1,283 @@
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import { z } from "zod";
+import { isHexHash, parseHexHash, type HexHash } from "../chain/hash";
+import { StatetrailError } from "../errors";
+import { parseStrictJson } from "../protocol/strict-json";
+import { type Home } from "./home";
+
+/**
+ * The access policy of a data directory (docs/design/ACCESS.md): who may read what the issuer's server publishes.
+ * `access.json` in the home, written atomically with mode 0600, and `access.log` beside it, JSON lines appended for
+ * every change. Both the CLI (grant, revoke-grant, access, run --public) and the server (src/server/access.ts) use
+ * this module; it imports nothing of either.
+ *
+ * No `access.json`: mode `open`, everything served to anyone (as before access control existed). A file that can't
+ * be read strictly is ACCESS_POLICY_INVALID, and the server then refuses every data route instead of serving openly.
+ */
+
+export type AccessMode = "private" | "open";
+export type GrantScope = "all" | `model:${HexHash}` | `instance:${HexHash}`;
+
+const scopeSchema = z
+  .string()
+  .regex(/^(all|(model|instance):[0-9a-f]{64})$/, 'expected "all", "model:<hash>" or "instance:<hash>"');
+const isoTimeSchema = z
+  .string()
+  .refine((value) => /^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(Date.parse(value)), "expected an ISO time");
+
+export const grantSchema = z
+  .object({
+    id: z.string().regex(/^g-[0-9a-f]{8}$/, 'expected "g-" and 8 hex characters'),
+    scope: scopeSchema,
+    grantee: z.string().regex(/^0x[0-9a-fA-F]{40}$/, "expected a 0x-prefixed 20-byte address"),
+    name: z.string().nullable(),
+    granted_at: isoTimeSchema,
+    until: isoTimeSchema.nullable(),
+  })
+  .strict();
+export type Grant = Omit<z.infer<typeof grantSchema>, "scope"> & { scope: GrantScope };
+
+export const accessPolicySchema = z
+  .object({
+    statetrail_access: z.literal(1),
+    mode: z.enum(["private", "open"]),
+    public: z.array(z.string().regex(/^[0-9a-f]{64}$/, "expected an instance hash (64 lowercase hex characters)")),
+    grants: z.array(grantSchema),
+  })
+  .strict();
+export type AccessPolicy = Omit<z.infer<typeof accessPolicySchema>, "grants"> & { grants: Grant[] };
+
+/** A fresh policy: private, nothing public, no grant. */
+export function emptyPolicy(mode: AccessMode = "private"): AccessPolicy {
+  return { statetrail_access: 1, mode, public: [], grants: [] };
+}
+
+function invalid(file: string, reason: string, cause?: unknown): StatetrailError {
+  return new StatetrailError("ACCESS_POLICY_INVALID", `${file} is not a valid access policy: ${reason}`, {
+    cause,
+    hint:
+      `fix it by hand (docs/design/ACCESS.md describes it), or set it aside and start again with ` +
+      `\`statetrail access private\`; until then the server refuses every data route`,
+  });
+}
+
+/** Parses `access.json` strictly: syntax, duplicate members, unknown members, types, duplicate grant ids. */
+export function parsePolicy(bytes: Buffer | string, file = "access.json"): AccessPolicy {
+  const text = typeof bytes === "string" ? bytes : bytes.toString("utf8");
+  let value: unknown;
+  try {
+    value = parseStrictJson(text, file);
+  } catch (error) {
+    throw invalid(file, (error as Error).message, error);
+  }
+  const parsed = accessPolicySchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalid(file, `${issue.path.join(".") || "(top)"}: ${issue.message}`, parsed.error);
+  }
+  const ids = new Set<string>();
+  for (const grant of parsed.data.grants) {
+    if (ids.has(grant.id)) throw invalid(file, `grant id ${grant.id} appears twice`);
+    ids.add(grant.id);
+  }
+  return parsed.data as AccessPolicy;
+}
+
+export function accessFile(home: Home): string {
+  return home.path("access.json");
+}
+
+export function accessLogFile(home: Home): string {
+  return home.path("access.log");
+}
+
+/** The policy of a data directory, or null when it has none (mode open). Throws ACCESS_POLICY_INVALID. */
+export function readPolicy(home: Home): AccessPolicy | null {
+  const file = accessFile(home);
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw invalid(file, (error as Error).message, error);
+  }
+  return parsePolicy(bytes, file);
+}
+
+/** Writes the policy atomically (temporary file, fsync, rename) with mode 0600. */
+export function writePolicy(home: Home, policy: AccessPolicy): void {
+  const checked = parsePolicy(JSON.stringify(policy)); // never writes what the server would refuse
+  const file = accessFile(home);
+  fs.mkdirSync(home.root, { recursive: true });
+  const temp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(temp, "w", 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+    fs.writeSync(fd, JSON.stringify(checked, null, 2) + "\n");
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temp, file);
+}
+
+/** One line of `access.log`. */
+export interface AccessLogEntry {
+  at: string;
+  action: "grant" | "revoke" | "mode" | "public" | "unpublic";
+  [detail: string]: unknown;
+}
+
+/** Appends one JSON line to `access.log` (created with mode 0600). */
+export function appendAccessLog(home: Home, entry: Omit<AccessLogEntry, "at"> & { at?: string }): void {
+  const file = accessLogFile(home);
+  fs.mkdirSync(home.root, { recursive: true });
+  const line = JSON.stringify({ at: entry.at ?? new Date().toISOString(), ...entry }) + "\n";
+  const fd = fs.openSync(file, "a", 0o600);
+  try {
+    fs.writeSync(fd, line);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Reads the policy (or a fresh private one), lets `change` edit it, writes it and logs `entry`. What `change`
+ * returns is the log entry (undefined: nothing changed, nothing written or logged). `created` says the file was new.
+ */
+export function updatePolicy(
+  home: Home,
+  change: (policy: AccessPolicy) => Omit<AccessLogEntry, "at"> | undefined,
+): { policy: AccessPolicy; created: boolean; entry?: Omit<AccessLogEntry, "at"> } {
+  const existing = readPolicy(home);
+  const policy = existing ?? emptyPolicy("private");
+  const entry = change(policy);
+  if (entry === undefined) return { policy, created: false };
+  writePolicy(home, policy);
+  appendAccessLog(home, entry);
+  return { policy, created: existing === null, entry };
+}
+
+/** `all`, `model:<hash>`, `instance:<hash>` or a bare instance hash (an instance); hashes may be 0x-prefixed. */
+export function parseScope(text: string): GrantScope {
+  if (text === "all") return "all";
+  const match = /^(model|instance):(.*)$/.exec(text);
+  try {
+    if (match) return `${match[1] as "model" | "instance"}:${parseHexHash(match[2], `${match[1]} hash`)}`;
+    return `instance:${parseHexHash(text, "instance hash")}`;
+  } catch (error) {
+    throw new StatetrailError("INVALID_ARGUMENT", `scope "${text}" is not one statetrail knows`, {
+      cause: error,
+      hint: 'give "all", "model:<model hash>", "instance:<instance hash>" or an instance hash',
+    });
+  }
+}
+
+/** A grant id: "g-" and 8 random hex characters, not one the policy has. */
+export function newGrantId(policy: AccessPolicy): string {
+  for (;;) {
+    const id = `g-${randomBytes(4).toString("hex")}`;
+    if (!policy.grants.some((grant) => grant.id === id)) return id;
+  }
+}
+
+const DURATION_UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `--until`: an ISO time, or a duration from `now` such as `30d`, `12h`, `90m`, `2w`. Must lie in the future. */
+export function parseUntil(text: string, now: Date = new Date()): string {
+  let time: number;
+  const duration = /^([1-9][0-9]{0,5})([mhdw])$/.exec(text);
+  if (duration) time = now.getTime() + Number(duration[1]) * DURATION_UNITS[duration[2]];
+  else if (/^\d{4}-\d{2}-\d{2}(T.*)?$/.test(text) && !Number.isNaN(Date.parse(text))) time = Date.parse(text);
+  else {
+    throw new StatetrailError("INVALID_ARGUMENT", `--until ${text} is neither an ISO time nor a duration`, {
+      hint: "give an ISO time (2027-01-31 or 2027-01-31T12:00:00Z) or a duration: 90m, 12h, 30d, 2w",
+    });
+  }
+  if (time <= now.getTime()) {
+    throw new StatetrailError("INVALID_ARGUMENT", `--until ${text} is not in the future`, {
+      hint: "a grant that ends before it begins grants nothing",
+    });
+  }
+  return new Date(time).toISOString();
+}
+
+/** Whether a grant is in force at `now` (no `until`, or `until` not yet reached). */
+export function isLive(grant: Grant, now: Date): boolean {
+  return grant.until === null || Date.parse(grant.until) > now.getTime();
+}
+
+/** What a request reads, as far as the policy is concerned. */
+export type Resource =
+  /** An instance's protocol, pages, input, events, timeline or report; `model` from its head when it exists. */
+  | { kind: "instance"; instance: HexHash; model?: HexHash }
+  /** A model's bytes. */
+  | { kind: "model"; model: HexHash }
+  /** State data whose instance is unknown (not stored): only `all` covers it. */
+  | { kind: "unknown" };
+
+/**
+ * The answer for one request:
+ *   open           no policy or mode open: served as before, to anyone
+ *   public         a public instance (or a model one covers): served to anyone, cached as before
+ *   granted        the caller holds a live grant that covers it: served privately (no shared caches)
+ *   auth-required  no session, and it is not public: 401
+ *   grant-missing  a session whose address holds no grant for it: 403
+ */
+export type Decision = "open" | "public" | "granted" | "auth-required" | "grant-missing";
+
+export interface DecideOptions {
+  now: Date;
+  /**
+   * The model of an instance (from its head), for `/models/<h>`: an instance grant or a public instance covers the
+   * model of that instance. Asked only about public instances and the caller's instance grants.
+   */
+  modelOf?: (instance: HexHash) => HexHash | undefined;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}
+
+/** The caller's grants in force. */
+export function liveGrantsOf(policy: AccessPolicy, address: string, now: Date): Grant[] {
+  return policy.grants.filter((grant) => sameAddress(grant.grantee, address) && isLive(grant, now));
+}
+
+/** ACCESS.md's rules: whether `address` (null: no session) may read `resource` under `policy` (null: no policy). */
+export function mayRead(
+  policy: AccessPolicy | null,
+  address: string | null,
+  resource: Resource,
+  options: DecideOptions,
+): Decision {
+  if (policy === null || policy.mode === "open") return "open";
+  const modelOf = options.modelOf ?? (() => undefined);
+  if (resource.kind === "instance" && policy.public.includes(resource.instance)) return "public";
+  if (resource.kind === "model" && policy.public.some((instance) => modelOf(instance) === resource.model)) {
+    return "public";
+  }
+  if (address === null) return "auth-required";
+  const covers = (grant: Grant): boolean => {
+    if (grant.scope === "all") return true;
+    const [kind, hash] = grant.scope.split(":") as ["model" | "instance", HexHash];
+    if (resource.kind === "instance") {
+      return kind === "instance" ? hash === resource.instance : resource.model !== undefined && hash === resource.model;
+    }
+    if (resource.kind === "model") return kind === "model" ? hash === resource.model : modelOf(hash) === resource.model;
+    return false;
+  };
+  return liveGrantsOf(policy, address, options.now).some(covers) ? "granted" : "grant-missing";
+}
+
+/** Instances named by the caller's live `instance:` grants (whose models `/models/<h>` must know). */
+export function grantedInstances(policy: AccessPolicy, address: string | null, now: Date): HexHash[] {
+  if (address === null) return [];
+  return liveGrantsOf(policy, address, now)
+    .map((grant) => grant.scope)
+    .filter((scope): scope is `instance:${HexHash}` => scope.startsWith("instance:"))
+    .map((scope) => scope.slice("instance:".length))
+    .filter(isHexHash);
+}
