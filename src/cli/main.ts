@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { toStatetrailError } from "../errors";
 import { AUDITOR_COMMANDS, createOutput, errorCodesHelp, EXIT, reportError, type CommandRole } from "./output";
 import { type GlobalOptions } from "./context";
+import { registerAccess } from "./commands/access";
 import { registerDemo } from "./commands/demo";
 import { registerIdentity } from "./commands/identity";
 import { registerModel } from "./commands/model";
@@ -54,6 +55,7 @@ ${errorCodesHelp()}`,
   registerVerify(context);
   registerWatch(context);
   registerPublish(context);
+  registerAccess(context);
   registerDemo(context);
   warnAtModelDeploy(program);
   return program;

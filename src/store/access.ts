@@ -4,6 +4,7 @@ import { z } from "zod";
 import { isHexHash, parseHexHash, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
 import { parseStrictJson } from "../protocol/strict-json";
+import { lazy } from "../lazy";
 import { type Home } from "./home";
 
 /**
@@ -280,4 +281,165 @@ export function grantedInstances(policy: AccessPolicy, address: string | null, n
     .filter((scope): scope is `instance:${HexHash}` => scope.startsWith("instance:"))
     .map((scope) => scope.slice("instance:".length))
     .filter(isHexHash);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Changes (the CLI's grant, revoke-grant, access, run --public): each one written atomically and logged.
+// ---------------------------------------------------------------------------------------------------------------
+
+/* eslint-disable @typescript-eslint/no-require-imports */
+const ethers = lazy(() => require("ethers") as typeof import("ethers"));
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+export interface GrantRequest {
+  /** `all`, `model:<h>`, `instance:<h>` or an instance hash. */
+  scope: string;
+  /** A 0x address, or an ENS name resolved with `resolveName`. */
+  grantee: string;
+  /** `--until`: ISO time or duration (parseUntil). */
+  until?: string;
+  now?: Date;
+  /** Resolves an ENS name on the configured chain (null: it does not resolve). */
+  resolveName?: (name: string) => Promise<string | null>;
+}
+
+export interface GrantResult {
+  grant: Grant;
+  /** access.json did not exist: it was created in mode private. */
+  created: boolean;
+  /** The id of a grant of the same scope to the same address it replaced (its `until` changed). */
+  replaced: string | null;
+  mode: AccessMode;
+}
+
+/** The checksummed address of a `0x…` argument, or INVALID_ARGUMENT. */
+export function parseAddress(text: string, what = "address"): string {
+  try {
+    return ethers.getAddress(text);
+  } catch (error) {
+    throw new StatetrailError("INVALID_ARGUMENT", `${what} ${text} is not a valid address (or its checksum is wrong)`, {
+      cause: error,
+      hint: "give 0x and 40 hex digits, all lower case or with a correct EIP-55 checksum",
+    });
+  }
+}
+
+const ADDRESS_LIKE = /^0x[0-9a-fA-F]{40}$/;
+
+/** Resolves a grantee argument: an address as it is, an ENS name through `resolveName` (ENS_UNRESOLVED if it doesn't). */
+export async function resolveGrantee(
+  text: string,
+  resolveName?: (name: string) => Promise<string | null>,
+): Promise<{ address: string; name: string | null }> {
+  if (ADDRESS_LIKE.test(text)) return { address: parseAddress(text, "grantee"), name: null };
+  if (!text.includes(".") || /\s/.test(text)) {
+    throw new StatetrailError("INVALID_ARGUMENT", `grantee "${text}" is neither an address nor an ENS name`, {
+      hint: "give the auditor's 0x address or ENS name (e.g. auditor.eth)",
+    });
+  }
+  if (!resolveName) throw new StatetrailError("INTERNAL", "no ENS resolver given");
+  const resolved = await resolveName(text);
+  if (resolved === null) {
+    throw new StatetrailError("ENS_UNRESOLVED", `${text} does not resolve to an address on this chain`, {
+      hint: "check the name and --network, or grant to the auditor's 0x address",
+    });
+  }
+  return { address: parseAddress(resolved, `${text} resolves to`), name: text.toLowerCase() };
+}
+
+/** `statetrail grant`: adds (or renews) a grant; creates access.json in mode private if there is none. */
+export async function grantAccess(home: Home, request: GrantRequest): Promise<GrantResult> {
+  const now = request.now ?? new Date();
+  const scope = parseScope(request.scope);
+  const until = request.until === undefined ? null : parseUntil(request.until, now);
+  readPolicy(home); // a malformed policy is refused before the chain is asked anything
+  const { address, name } = await resolveGrantee(request.grantee, request.resolveName);
+  let grant: Grant | undefined;
+  let replaced: string | null = null;
+  const { policy, created } = updatePolicy(home, (p) => {
+    const same = p.grants.find((g) => g.scope === scope && sameAddress(g.grantee, address));
+    if (same) {
+      replaced = same.id;
+      same.until = until;
+      same.name = name;
+      same.granted_at = now.toISOString();
+      grant = same;
+    } else {
+      grant = { id: newGrantId(p), scope, grantee: address, name, granted_at: now.toISOString(), until };
+      p.grants.push(grant);
+    }
+    return { action: "grant", ...grant, ...(replaced ? { replaced } : {}) };
+  });
+  return { grant: grant!, created, replaced, mode: policy.mode };
+}
+
+/**
+ * `statetrail revoke-grant <id | address | ENS name as granted>`: removes that grant, or every grant of that
+ * grantee (only those of `scope` if given). NOT_FOUND when nothing matches.
+ */
+export function revokeGrants(home: Home, target: string, scopeText?: string): Grant[] {
+  const scope = scopeText === undefined ? undefined : parseScope(scopeText);
+  const policy = readPolicy(home);
+  const address = ADDRESS_LIKE.test(target) ? parseAddress(target, "grantee") : undefined;
+  const matches = (grant: Grant): boolean =>
+    (scope === undefined || grant.scope === scope) &&
+    (grant.id === target ||
+      (address !== undefined && sameAddress(grant.grantee, address)) ||
+      (grant.name !== null && grant.name === target.toLowerCase()));
+  const removed = policy?.grants.filter(matches) ?? [];
+  if (removed.length === 0) {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `no grant ${/^g-/.test(target) ? target : `to ${target}`}${scope ? ` with scope ${scope}` : ""}`,
+      { hint: "statetrail access status lists the grants" },
+    );
+  }
+  updatePolicy(home, (p) => {
+    p.grants = p.grants.filter((grant) => !matches(grant));
+    return { action: "revoke", grants: removed };
+  });
+  return removed;
+}
+
+/** `statetrail access private|open`: returns the mode before (null: no access.json). */
+export function setMode(home: Home, mode: AccessMode): { before: AccessMode | null } {
+  const existing = readPolicy(home);
+  const before = existing === null ? null : existing.mode;
+  if (existing === null) {
+    writePolicy(home, emptyPolicy(mode));
+    appendAccessLog(home, { action: "mode", from: null, to: mode });
+  } else if (existing.mode !== mode) {
+    updatePolicy(home, (p) => {
+      p.mode = mode;
+      return { action: "mode", from: before, to: mode };
+    });
+  }
+  return { before };
+}
+
+/**
+ * `statetrail access public|unpublic <instance>` and `run --public`: adds an instance to `public` (or takes it
+ * out). Without access.json one is created in mode open (nothing changes for readers until `access private`).
+ * Returns whether anything changed and the mode.
+ */
+export function setPublic(
+  home: Home,
+  instanceText: string,
+  isPublic: boolean,
+): { changed: boolean; created: boolean; mode: AccessMode } {
+  const instance = parseHexHash(instanceText, "instance hash");
+  const existing = readPolicy(home);
+  if (existing === null) {
+    if (!isPublic) return { changed: false, created: false, mode: "open" };
+    writePolicy(home, { ...emptyPolicy("open"), public: [instance] });
+    appendAccessLog(home, { action: "public", instance });
+    return { changed: true, created: true, mode: "open" };
+  }
+  const listed = existing.public.includes(instance);
+  if (listed === isPublic) return { changed: false, created: false, mode: existing.mode };
+  updatePolicy(home, (p) => {
+    p.public = isPublic ? [...p.public, instance] : p.public.filter((h) => h !== instance);
+    return { action: isPublic ? "public" : "unpublic", instance };
+  });
+  return { changed: true, created: false, mode: existing.mode };
 }

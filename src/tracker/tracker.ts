@@ -69,6 +69,11 @@ export interface TrackerOptions {
   onProtocol?: (head: ProtocolHead) => void;
   /** Called as states are entered and as they become final (progress output, benchmarks). */
   onProgress?: (event: TrackerProgress) => void;
+  /**
+   * Called once a new instance's hash is known, before anything of it is stored or registered (`run --public` marks
+   * it public here, so it is never served privately first). An error stops the run.
+   */
+  onInstance?: (instance: HexHash) => void;
   log?: (message: string) => void;
 }
 
@@ -164,6 +169,7 @@ export class Tracker {
       nonce: randomBytes(32).toString("hex"),
     };
     const instance = computeInstanceHash(record);
+    this.options.onInstance?.(instance);
     home.writeInput(instance, inputBytes);
     const journal = new Journal(home.journalFile(instance));
     journal.append({

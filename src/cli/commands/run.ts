@@ -25,6 +25,7 @@ import { lazy } from "../../lazy";
 const engines = lazy(() => require("../../engine") as typeof import("../../engine"));
 const features = lazy(() => require("../../model/features") as typeof import("../../model/features"));
 const resumption = lazy(() => require("../../tracker/resume") as typeof import("../../tracker/resume"));
+const access = lazy(() => require("../../store/access") as typeof import("../../store/access"));
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 export interface EngineCliOptions {
@@ -61,6 +62,7 @@ export function registerRun({ program, run }: CommandContext): void {
     .option("--max-in-flight <n>", "registration transactions in flight at once", "16")
     .option("--confirmations <n>", "blocks to wait for each registration", "1")
     .option("--page-size <n>", "entries per page of the published protocol (1 to 16384)", "1024")
+    .option("--public", "anyone may read this instance when the server is private (statetrail access)", false)
     .addHelpText(
       "after",
       `\nExamples:\n  $ statetrail run examples/order-fulfilment.asl.json --input examples/order-fulfilment.input.json \\\n` +
@@ -99,10 +101,15 @@ export function registerRun({ program, run }: CommandContext): void {
             ...anchoringFromOptions(options),
             log: globals.output.log,
             onProgress: (event) => (current = event.instance),
+            onInstance: options.public
+              ? (instance) => markPublic(issuer.home, instance, globals.output.log)
+              : undefined,
           });
           let protocol: ProtocolHead;
           if (options.resume !== undefined) {
-            protocol = await tracker.resume(parseHexHash(options.resume, "--resume"));
+            const instance = parseHexHash(options.resume, "--resume");
+            if (options.public) markPublic(issuer.home, instance, globals.output.log);
+            protocol = await tracker.resume(instance);
           } else {
             const model = await resolveModel(
               modelRef!,
@@ -207,6 +214,7 @@ interface RunCliOptions {
   listUnfinished: boolean;
   resumeUnfinished: boolean;
   rpcTimeout: string;
+  public: boolean;
 }
 
 function listUnfinished(home: Home, output: Output): void {
@@ -347,4 +355,12 @@ export function positiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new StatetrailError("INVALID_ARGUMENT", `${flag} must be a whole number`);
   return n;
+}
+
+/** `run --public`: the instance goes into access.json's `public` list (src/store/access.ts) as soon as it exists. */
+function markPublic(home: Home, instance: string, log: (message: string) => void): void {
+  const { setPublic } = access;
+  const result = setPublic(home, instance, true);
+  if (result.created) log(`access.json created (mode open) with instance ${instance} public`);
+  else if (result.changed) log(`instance ${instance} is public (access.json)`);
 }

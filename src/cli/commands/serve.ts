@@ -1,5 +1,6 @@
 import { isStatetrailError, StatetrailError } from "../../errors";
 import { type IdentityRecord } from "../../identity/record";
+import { type Home } from "../../store/home";
 import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
 import { lazy } from "../../lazy";
@@ -7,6 +8,8 @@ import { lazy } from "../../lazy";
 // Loaded when used (lazy.ts): not for --help.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const context = lazy(() => require("../context") as typeof import("../context"));
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const access = lazy(() => require("../../store/access") as typeof import("../../store/access"));
 
 interface ServeOptions {
   host?: string;
@@ -69,6 +72,7 @@ export function registerServe({ program, run }: CommandContext): void {
           throw withPortInUseHint(error, globals, identity, port ?? identity?.port);
         }
         globals.output.result({ url: server.url, fingerprint: server.fingerprint }, `serving ${server.url}`);
+        warnAboutAccess(home, globals);
         await new Promise<void>((resolve) => {
           process.once("SIGINT", resolve);
           process.once("SIGTERM", resolve);
@@ -122,4 +126,28 @@ function withPortInUseHint(
       `\`statetrail serve\`?): stop it. To serve on another port, change the registration first: ` +
       context.identityInitCommand(globals, identity, { port: "<new port>", force: true }),
   });
+}
+
+/** ACCESS.md: `serve` says when anyone may read everything, and when the policy can't be read. */
+function warnAboutAccess(home: Home, globals: GlobalOptions): void {
+  const { readPolicy, accessFile } = access;
+  try {
+    const policy = readPolicy(home);
+    if (policy === null || policy.mode === "open") {
+      globals.output.log(
+        `warning: access mode open${policy === null ? " (no access.json)" : ""}: anyone may read every model, ` +
+          `input, state and protocol served here. To restrict: statetrail access private, then statetrail grant ` +
+          `<scope> <auditor address>`,
+      );
+    } else {
+      globals.output.log(
+        `access mode private: ${policy.public.length} public instance(s), ${policy.grants.length} grant(s) ` +
+          `(statetrail access status)`,
+      );
+    }
+  } catch (error) {
+    globals.output.log(
+      `error: ${(error as Error).message}. Every data route answers 503 until ${accessFile(home)} is fixed`,
+    );
+  }
 }
