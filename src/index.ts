@@ -49,7 +49,7 @@ export interface ChainOptions {
 export interface VerifyProtocolOptions
   extends
     ChainOptions,
-    Pick<VerifyOptions, "expected" | "optional" | "conformance" | "onStep" | "timeoutMs" | "maxBytes"> {
+    Pick<VerifyOptions, "expected" | "optional" | "conformance" | "onStep" | "timeoutMs" | "maxBytes" | "auditor"> {
   /** The protocol's https URL (`https://<issuer>/instances/<hash>/protocol`)... */
   url?: string;
   /** ...or the protocol itself (a file's text, or the parsed object), with a name for the report. */
@@ -77,11 +77,12 @@ export async function verifyProtocol(options: VerifyProtocolOptions): Promise<Ve
       onStep: options.onStep,
       timeoutMs: options.timeoutMs,
       maxBytes: options.maxBytes,
+      auditor: options.auditor,
     });
   });
 }
 
-export interface WatchInstanceOptions extends ChainOptions, Pick<VerifyOptions, "expected" | "optional"> {
+export interface WatchInstanceOptions extends ChainOptions, Pick<VerifyOptions, "expected" | "optional" | "auditor"> {
   /** The protocol's https URL. */
   url: string;
   /** Each report as it happens: verified, published, registered, divergence, terminated, error. */
@@ -108,6 +109,7 @@ export async function watchInstance(options: WatchInstanceOptions): Promise<Watc
       graceMs: options.graceMs,
       pollMs: options.pollMs,
       timeoutMs: options.timeoutMs,
+      auditor: options.auditor,
       onEvent: options.onEvent ?? (() => undefined),
     }),
   );

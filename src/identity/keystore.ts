@@ -125,7 +125,18 @@ export async function loadKeystore(home: Home, options: PasswordOptions = {}): P
       hint: "create one with: statetrail identity init",
     });
   }
-  const json = fs.readFileSync(file, "utf8");
+  return decryptKeystore(fs.readFileSync(file, "utf8"), file, options);
+}
+
+/**
+ * Decrypts a keystore's JSON (read from `file`, named in messages) with the password of {@link resolvePassword}. Wrong
+ * or missing password: KEYSTORE_PASSWORD; not a keystore: IDENTITY_MISSING.
+ */
+export async function decryptKeystore(
+  json: string,
+  file: string,
+  options: PasswordOptions & { purpose?: string } = {},
+): Promise<Wallet> {
   const password = await resolvePassword(options);
   try {
     const account = await decryptKeystoreJson(json, password);

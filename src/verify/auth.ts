@@ -345,13 +345,14 @@ function originOfUrl(url: string | URL): string {
  */
 const shared = new WeakMap<object, Map<number, SignInSession>>();
 
-/** The {@link SignInSession} of `auditor` on `chainId` for this process (a session given as `auditor` is used as is). */
-export function signInSessionFor(
-  auditor: Signer | SignInSession | null | undefined,
-  chainId: number,
-): SignInSession | null {
-  if (!auditor) return null;
+/**
+ * The {@link SignInSession} of `auditor` on `chainId` for this process (a session given as `auditor` is used as is);
+ * without an auditor a session that signs in nowhere, so that a server asking to sign in is AUTH_REQUIRED and a 403
+ * GRANT_MISSING, each saying what to do.
+ */
+export function signInSessionFor(auditor: Signer | SignInSession | null | undefined, chainId: number): SignInSession {
   if (auditor instanceof SignInSession) return auditor;
+  if (!auditor) return new SignInSession({ auditor: null, chainId });
   let byChain = shared.get(auditor);
   if (!byChain) shared.set(auditor, (byChain = new Map()));
   let session = byChain.get(chainId);

@@ -1,10 +1,11 @@
-import { type Provider } from "ethers";
+import { type Provider, type Signer } from "ethers";
 import { toStatetrailError } from "../errors";
 import { type HexHash } from "../chain/hash";
 import { lazy } from "../lazy";
-import { pinnedFetch, sseSubscribe, type SseSubscription } from "../net/pinned-fetch";
+import { FetchError, pinnedFetch, sseSubscribe, type SseSubscription } from "../net/pinned-fetch";
 import { decodePage, pageCount } from "../protocol/pages";
 import { parseHead, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
+import { SignInSession, signInSessionFor } from "./auth";
 import { type TrustedSetup } from "./chain";
 import { type verifyProtocol } from "./pipeline";
 import { type EnsReader, type ExpectedSubject, type StepId, type VerificationReport } from "./types";
@@ -82,6 +83,11 @@ export interface WatchOptions extends Partial<WatchChain> {
   /** Stop after this long even if the instance keeps running (default: never). */
   timeoutMs?: number;
   onEvent: (event: WatchEvent) => void;
+  /**
+   * The auditor's key, for a server that serves the instance only to auditors it granted access: the head, the pages,
+   * the event stream and the verifications sign in when asked (see verifyProtocol's `auditor`), once per origin.
+   */
+  auditor?: Signer | SignInSession | null;
 }
 
 export interface WatchResult {
@@ -150,9 +156,31 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const pollMs = options.pollMs ?? 1_000;
   const emit = options.onEvent;
   const url = options.url;
+  let connecting: Promise<WatchChain> | undefined;
+  const connectChain = (): Promise<WatchChain> =>
+    (connecting ??= options.connect
+      ? options.connect()
+      : Promise.resolve().then(() => ({
+          provider: required(options.provider, "provider"),
+          trusted: required(options.trusted, "trusted"),
+          ens: options.ens,
+          expected: options.expected,
+        })));
+  // Sign-ins (when a server asks) are for the chain the verification runs against: known once connected, which a
+  // sign-in before the first line then waits for.
+  const auth =
+    options.auditor instanceof SignInSession
+      ? options.auditor
+      : options.auditor && options.trusted
+        ? signInSessionFor(options.auditor, options.trusted.chainId)
+        : new SignInSession({
+            auditor: options.auditor ?? null,
+            chainId: async () => (await connectChain()).trusted.chainId,
+          });
+  const get = sessionGet(auth);
   // The head first: it needs only TLS and the protocol's schema. Connecting loads ethers and the verifier, whose
   // synchronous loading would hold up the head's TLS handshake and response if it ran meanwhile.
-  const first = await fetchHead(url);
+  const first = await fetchHead(url, {}, get);
   if ("head" in first) {
     const { head } = first;
     emit({
@@ -164,14 +192,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       status: head.status,
     });
   }
-  const setup: WatchChain = options.connect
-    ? await options.connect()
-    : {
-        provider: required(options.provider, "provider"),
-        trusted: required(options.trusted, "trusted"),
-        ens: options.ens,
-        expected: options.expected,
-      };
+  const setup: WatchChain = await connectChain();
   const verify = async (live = false): Promise<VerificationReport> => {
     const report = await pipeline.verifyProtocol({
       input: { url },
@@ -180,6 +201,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       ens: setup.ens,
       optional: options.optional,
       expected: setup.expected,
+      auditor: auth,
     });
     // While the instance runs, the verification can read the chain after the protocol it checks: states registered
     // in between fail V7 (on-chain, not in the protocol read). Those are the live comparison's to report, after
@@ -238,7 +260,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
     if (!checkReport(verified)) stopped = true;
   });
 
-  const protocol = new PageFollower(url, fingerprint, initial, etag);
+  const protocol = new PageFollower(url, fingerprint, initial, etag, get);
   /** Published states not yet seen on-chain (kept whole: an anchored one is matched through its proof). */
   const unconfirmed = new Map<number, { entry: ProtocolEntry; seenAt: number }>();
   /**
@@ -275,10 +297,18 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   let wake: (() => void) | undefined;
   let woken = false; // an event arrived while a round ran: the next one starts without waiting for the poll
   let subscription: SseSubscription | undefined;
-  const follow = () => {
-    subscription = sseSubscribe(url.replace(/\/protocol$/, "/events"), {
+  let following = true;
+  const eventsUrl = url.replace(/\/protocol$/, "/events");
+  /** Sign-ins for the event stream since it last opened: one per refusal, so a server refusing every session can't loop. */
+  let streamSignIns = 0;
+  const follow = (lastEventId = initial.entries > 0 ? String(initial.entries - 1) : undefined) => {
+    // The stream carries the session of the head's server (bound to its certificate, which the stream is pinned to).
+    const used = auth.sessionFor(eventsUrl, fingerprint);
+    const current = sseSubscribe(eventsUrl, {
       fingerprint,
-      lastEventId: initial.entries > 0 ? String(initial.entries - 1) : undefined,
+      lastEventId,
+      ...(used ? { headers: { authorization: `Bearer ${used.token}` } } : {}),
+      onOpen: () => (streamSignIns = 0),
       // An event only says that something changed: what changed is read from the head and its pages.
       onEvent: (event) => {
         if (event.type === "status") terminated = true;
@@ -286,9 +316,31 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         wake?.();
       },
       onError: (error, fatal) => {
-        if (fatal) emit({ type: "error", code: error.code, message: error.message });
+        if (!fatal) return;
+        const refused = error instanceof FetchError && (error.status === 401 || error.status === 403);
+        if (!refused || streamSignIns > 0) {
+          emit({ type: "error", code: error.code, message: error.message });
+          return;
+        }
+        // Refused (no session, or it expired): sign in (or say why not), then subscribe again from the last event.
+        streamSignIns += 1;
+        auth.answer(eventsUrl, error, used).then(
+          () => {
+            if (following && subscription === current) follow(current.lastEventId ?? lastEventId);
+          },
+          (cause: unknown) => {
+            const coded = toStatetrailError(cause, "FETCH_FAILED");
+            emit({
+              type: "error",
+              code: coded.code,
+              message: coded.message,
+              ...(coded.hint ? { hint: coded.hint } : {}),
+            });
+          },
+        );
       },
     });
+    subscription = current;
   };
 
   let terminatedAt: number | undefined;
@@ -460,10 +512,12 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   } catch (error) {
     const coded = toStatetrailError(error, "VERIFY_INCOMPLETE");
     emit({ type: "error", code: coded.code, message: coded.message, ...(coded.hint ? { hint: coded.hint } : {}) });
+    following = false;
     subscription?.close();
     report ??= await pending;
     return { report, divergences, exitCode: divergences > 0 ? 1 : 2 };
   } finally {
+    following = false;
     subscription?.close();
   }
 
@@ -707,8 +761,19 @@ export type HttpGet = (
 ) => Promise<{ status: number; etag: string | null; body: Buffer; fingerprint: HexHash }>;
 
 /** {@link HttpGet} over TLS with the server certificate captured (pinnedFetch); redirects are not followed. */
-export const pinnedGet: HttpGet = async (url, options) => {
-  const response = await pinnedFetch(url, {
+export const pinnedGet: HttpGet = (url, options) => getThrough(pinnedFetch, url, options);
+
+/** {@link pinnedGet} signing in when the server asks (auth.ts). */
+export function sessionGet(auth: SignInSession): HttpGet {
+  return (url, options) => getThrough((target, request) => auth.fetch(target, request), url, options);
+}
+
+async function getThrough(
+  fetch: typeof pinnedFetch,
+  url: string,
+  options: Parameters<HttpGet>[1],
+): ReturnType<HttpGet> {
+  const response = await fetch(url, {
     maxBytes: options.maxBytes,
     ...(options.fingerprint ? { fingerprint: options.fingerprint } : {}),
     ...(options.etag ? { headers: { "if-none-match": options.etag } } : {}),
@@ -720,7 +785,7 @@ export const pinnedGet: HttpGet = async (url, options) => {
     body: response.body,
     fingerprint: response.certificate.fingerprint,
   };
-};
+}
 
 function required<T>(value: T | undefined, name: string): T {
   if (value === undefined) throw new TypeError(`watchInstance: ${name} (or connect) is required`);

@@ -19,6 +19,8 @@ import { STEP_IDS, type StepResult } from "../../verify/types";
 import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
 import { lazy } from "../../lazy";
+import { AUDITOR_HELP, AUDITOR_OPTION_HELP, auditorKeySource } from "../auditor";
+import { type AuditorSource, type SignInSession } from "../../verify/auth";
 
 // Loaded when used (lazy.ts): not for --help.
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -41,6 +43,9 @@ export interface VerifyCliOptions {
   s3Endpoint?: string;
   /** Write an offline bundle of everything fetched (verify/bundle.ts). */
   saveBundle?: string;
+  /** The auditor's key, for issuers' servers that ask to sign in (cli/auditor.ts). */
+  auditorKeyEnv?: string;
+  auditorKeystore?: string;
 }
 
 /** The auditor's exit codes, the same for every input form (docs/AUDITOR.md, "Exit codes"). */
@@ -78,6 +83,8 @@ export function registerVerify({ program, run }: CommandContext): void {
       "--save-bundle <file>",
       "also write everything fetched (the protocol's head and pages, model, input, states) to one file that `verify <file>` checks offline",
     )
+    .option("--auditor-key-env <NAME>", AUDITOR_OPTION_HELP.keyEnv)
+    .option("--auditor-keystore <file>", AUDITOR_OPTION_HELP.keystore)
     .addHelpText(
       "after",
       `
@@ -91,6 +98,8 @@ Progress goes to stderr (V0 … V9 in order); reports to stdout, then with sever
 ("N instances: a valid, b invalid, c could not verify"). --json prints one object for every input form:
 { "statetrail_verifications": 1, "target", "input_form", "reports": [...], "summary": {...} }
 (docs/verification-report.schema.json).
+
+${AUDITOR_HELP}
 
 ${VERIFY_EXIT_CODES}
 Examples:
@@ -235,12 +244,13 @@ export async function verifyTarget(
 ): Promise<VerifyOutcome> {
   const outcome: VerifyOutcome = { reports: [], form: formOf(target, options), protocolFile: null };
   const asked = askedOf(options); // a usage error comes before anything is read
+  const auditor = auditorKeySource(options);
   const push = (report: VerificationReport) => {
     outcome.reports.push(report);
     onReport?.(report);
   };
   try {
-    await verifyResolved(target, options, globals, outcome, push, recorder);
+    await verifyResolved(target, options, globals, outcome, push, recorder, auditor);
   } catch (cause) {
     // context.ts (and with it ethers) only when something failed: `verify --help` loads neither.
     const { forAuditor } = await import("../context");
@@ -287,13 +297,16 @@ async function verifyResolved(
   outcome: VerifyOutcome,
   push: (report: VerificationReport) => void,
   recorder?: FetchRecorder,
+  auditor: AuditorSource | null = null,
 ): Promise<void> {
   const { connect } = await import("../../chain/provider");
   const { rpcUrlFor } = await import("../context");
-  const { ChainView, ensReaderFromProvider, pinnedFetcher, storageFetcher, verifyProtocol } =
+  const { ChainView, SignInSession, ensReaderFromProvider, pinnedFetcher, storageFetcher, verifyProtocol } =
     await import("../../verify");
   const { bundleFetcher, bundleReport } = await import("../../verify/bundle");
   const { trusted, ens } = trustedSetup(globals, options);
+  // One sign-in per issuer's server for the whole command (every instance of an ENS name), on the trusted chain.
+  const auth = new SignInSession({ auditor, chainId: trusted.chainId });
   const wrap = (fetcher: Fetcher): Fetcher => (recorder ? recorder.wrap(fetcher) : fetcher);
   // A mirror: untrusted storage holding a copy (verify/mirror.ts); s3:// and http:// can only be one.
   const mirrored = outcome.form === "mirror";
@@ -303,7 +316,7 @@ async function verifyResolved(
     ensRegistry: options.ens ? ens : null,
   });
   try {
-    const resolved = await resolveTargets(target, options, provider, trusted, { bundles: true });
+    const resolved = await resolveTargets(target, options, provider, trusted, { bundles: true, auth });
     for (const [index, item] of resolved.entries()) {
       if ("refused" in item) {
         push(item.refused);
@@ -324,6 +337,7 @@ async function verifyResolved(
         trusted,
         ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
         conformance: options.conformance !== false,
+        auditor: auth,
         fetcher: offline ?? wrap(pinnedFetcher),
         mirror: offline
           ? { fetcher: offline }
@@ -383,7 +397,7 @@ export async function resolveTargets(
   options: VerifyCliOptions,
   provider: ChainProvider,
   trusted: TrustedSetup,
-  read: { bundles?: boolean } = {},
+  read: { bundles?: boolean; auth?: SignInSession } = {},
 ): Promise<Resolved[]> {
   const asked = askedOf(options);
   const { DEFAULT_MAX_BYTES, isMirrorUrl } = await import("../../verify");
@@ -416,7 +430,7 @@ export async function resolveTargets(
     const bytes = readFileLimited(target, DEFAULT_MAX_BYTES.protocol, "protocol file");
     return [{ input: { protocol: decodeUtf8(bytes, target), name: target }, expected: asked }];
   }
-  if (ENS_NAME.test(target)) return instancesOfEnsName(target, asked, provider, trusted);
+  if (ENS_NAME.test(target)) return instancesOfEnsName(target, asked, provider, trusted, read.auth);
   throw new StatetrailError("INVALID_ARGUMENT", `"${target}" is not an https URL, an existing file or an ENS name`);
 }
 
@@ -431,6 +445,7 @@ async function instancesOfEnsName(
   asked: ExpectedSubject,
   provider: ChainProvider,
   trusted: TrustedSetup,
+  auth?: SignInSession,
 ): Promise<Resolved[]> {
   const { getAddress } = await import("ethers");
   const { getText, resolveAddress } = await import("../../chain/ens");
@@ -456,7 +471,11 @@ async function instancesOfEnsName(
   if (expected.instanceHash)
     return [{ input: { url: `${base}/instances/${expected.instanceHash}/protocol` }, expected }];
   const listingUrl = `${base}/instances`;
-  const listing = await pinnedFetch(listingUrl, { maxBytes: 8 * 1024 * 1024 }).catch((error: unknown) => {
+  // A private server lists only what the signed-in auditor may read (its sign-in is the origin's own, as for any URL).
+  const listed = auth
+    ? auth.fetch(listingUrl, { maxBytes: 8 * 1024 * 1024 })
+    : pinnedFetch(listingUrl, { maxBytes: 8 * 1024 * 1024 });
+  const listing = await listed.catch((error: unknown) => {
     throw serverUnreachable(error, listingUrl) ?? error;
   });
   if (listing.status !== 200) {

@@ -3,6 +3,7 @@ import { type ChainProvider } from "../../chain/provider";
 import { type VerificationReport } from "../../verify/types";
 import { type WatchChain, type WatchEvent } from "../../verify/watch";
 import { type CommandContext } from "../main";
+import { AUDITOR_HELP, AUDITOR_OPTION_HELP, auditorKeySource } from "../auditor";
 import { resolveTargets, trustedSetup, type VerifyCliOptions } from "./verify";
 
 export function registerWatch({ program, run }: CommandContext): void {
@@ -21,6 +22,8 @@ export function registerWatch({ program, run }: CommandContext): void {
     .option("--grace <seconds>", "how long a state may be registered but unpublished (or the reverse)", "10")
     .option("--poll <seconds>", "how often the chain is read", "1")
     .option("--timeout <seconds>", "stop after this long even if the instance is still running")
+    .option("--auditor-key-env <NAME>", AUDITOR_OPTION_HELP.keyEnv)
+    .option("--auditor-keystore <file>", AUDITOR_OPTION_HELP.keystore)
     .addHelpText(
       "after",
       `
@@ -30,6 +33,8 @@ registered, whether the instance is running or has already ended (read page by p
 read again every --poll and on each SSE event, only new entries are read); verified (the verdict; unless
 valid, each failing step with its code, and what to do), divergence (withheld | forged | revoked | invalid),
 terminated (the final verdict). Stops when the instance terminates.
+
+${AUDITOR_HELP}
 Exit codes: 0 terminated and valid, no divergence · 1 divergence or invalid · 2 could not verify
 Example:
   $ statetrail watch https://localhost:8443/instances/<hash>/protocol --json`,
@@ -38,7 +43,12 @@ Example:
       run(async (globals) => {
         // Loaded here, not for --help (lazy loading: src/lazy.ts). watch.ts itself is light: ethers and the
         // verifier are loaded by `connect`, while the protocol's head is fetched (the first line waits for no more).
+        const auditor = auditorKeySource(options); // a usage error before anything is read
         const { watchInstance } = await import("../../verify/watch");
+        const { SignInSession } = await import("../../verify/auth");
+        // One sign-in per server for the watch (head, pages, events, verifications and an ENS name's listing), on the
+        // trusted chain: worked out only when a server first asks to sign in.
+        const auth = new SignInSession({ auditor, chainId: () => trustedSetup(globals, options).trusted.chainId });
         let provider: ChainProvider | undefined;
         const connectChain = async (): Promise<WatchChain & { url: string }> => {
           const { connect } = await import("../../chain/provider");
@@ -50,7 +60,7 @@ Example:
             expectedChainId: trusted.chainId,
             ensRegistry: options.ens ? ens : null,
           });
-          const targets = await resolveTargets(target, options, provider, trusted);
+          const targets = await resolveTargets(target, options, provider, trusted, { auth });
           const first = targets[0];
           if (first && "refused" in first) throw new Refused(first.refused);
           if (!first || !("url" in first.input) || !/^https:\/\//i.test(first.input.url)) {
@@ -70,6 +80,7 @@ Example:
           pollMs: Number(options.poll) * 1000,
           timeoutMs: options.timeout === undefined ? undefined : Number(options.timeout) * 1000,
           onEvent: (event: WatchEvent) => globals.output.event(event, describe(event)),
+          auditor: auth,
         };
         try {
           // An https URL is fetched at once; an ENS name first needs the chain to say which URL it serves.
