@@ -189,15 +189,30 @@ export class SignInSession {
       );
     }
     if (used) this.forget(used);
+    const fingerprint = failure.certificate?.fingerprint;
+    if (!fingerprint) throw error;
+    await this.signInOnce(origin, challenge!.nonceUri, fingerprint);
+  }
+
+  /**
+   * Signs in to `url`'s origin over connections pinned to `fingerprint` (the certificate the server just presented)
+   * unless a session bound to it exists: for an answer that is not refused but depends on who asks (`Vary:
+   * Authorization`, a private server's list of instances), which never challenges. Without a key, does nothing.
+   */
+  async signInAt(url: string, fingerprint: string): Promise<void> {
+    if (!this.hasAuditor) return;
+    await this.signInOnce(originOfUrl(url), siwe.NONCE_PATH, fingerprint.toLowerCase());
+  }
+
+  /** One sign-in at a time per origin: requests refused meanwhile wait for it; a final refusal is remembered. */
+  private async signInOnce(origin: string, nonceUri: string, fingerprint: HexHash): Promise<void> {
     // Another request signed in meanwhile over this server's certificate: retry with its session.
-    if (this.sessionFor(origin, failure.certificate?.fingerprint)) return;
+    if (this.sessionFor(origin, fingerprint)) return;
     const refused = this.refused.get(origin);
     if (refused) throw refused;
     let pending = this.pending.get(origin);
     if (!pending) {
-      const fingerprint = failure.certificate?.fingerprint;
-      if (!fingerprint) throw error;
-      pending = this.signIn(origin, challenge!.nonceUri, fingerprint).finally(() => this.pending.delete(origin));
+      pending = this.signIn(origin, nonceUri, fingerprint).finally(() => this.pending.delete(origin));
       this.pending.set(origin, pending);
       pending.then(
         (session) => this.sessions.set(origin, session),

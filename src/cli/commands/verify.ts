@@ -3,7 +3,7 @@ import { StatetrailError, toStatetrailError } from "../../errors";
 import { loadDeployment } from "../../chain/deployments";
 import { parseHexHash } from "../../chain/hash";
 import { type ChainProvider } from "../../chain/provider";
-import { type PeerCertificate } from "../../net/pinned-fetch";
+import { type PeerCertificate, type PinnedResponse } from "../../net/pinned-fetch";
 import { decodeUtf8, readFileLimited } from "../../protocol/limits";
 import {
   type ExpectedSubject,
@@ -471,13 +471,20 @@ async function instancesOfEnsName(
   if (expected.instanceHash)
     return [{ input: { url: `${base}/instances/${expected.instanceHash}/protocol` }, expected }];
   const listingUrl = `${base}/instances`;
-  // A private server lists only what the signed-in auditor may read (its sign-in is the origin's own, as for any URL).
-  const listed = auth
-    ? auth.fetch(listingUrl, { maxBytes: 8 * 1024 * 1024 })
-    : pinnedFetch(listingUrl, { maxBytes: 8 * 1024 * 1024 });
-  const listing = await listed.catch((error: unknown) => {
-    throw serverUnreachable(error, listingUrl) ?? error;
-  });
+  const list = async (fingerprint?: string): Promise<PinnedResponse> => {
+    const options = { maxBytes: 8 * 1024 * 1024, fingerprint };
+    return (auth ? auth.fetch(listingUrl, options) : pinnedFetch(listingUrl, options)).catch((error: unknown) => {
+      throw serverUnreachable(error, listingUrl) ?? error;
+    });
+  };
+  let listing = await list();
+  // A private server lists what the caller may read, without asking anyone to sign in (`Vary: Authorization`): with
+  // the auditor's key, sign in to that origin (over the certificate it just presented) and ask that server again.
+  if (auth?.hasAuditor && /\bauthorization\b/i.test(String(listing.headers.vary ?? ""))) {
+    const { fingerprint } = listing.certificate;
+    await auth.signInAt(listingUrl, fingerprint);
+    listing = await list(fingerprint);
+  }
   if (listing.status !== 200) {
     throw new StatetrailError("FETCH_FAILED", `GET ${listingUrl}: HTTP ${listing.status} (redirects are not followed)`);
   }
