@@ -77,9 +77,20 @@ type Route =
   | { kind: "state"; state: HexHash }
   | { kind: "list" };
 
+/**
+ * The route a path reaches, read as express reads it: segment by segment, percent-decoded (the routes' `:hash` is
+ * decoded, so `/models/%61…` reaches `/models/:hash`). Reading more paths as data routes than express routes to
+ * them only refuses more.
+ */
 function classify(path: string): Route | undefined {
-  if (path === "/instances" || path === "/models") return { kind: "list" };
-  const parts = path.split("/");
+  const parts = path.split("/").map((part) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part; // express refuses it (400) if a route parameter; a literal segment then matches no route
+    }
+  });
+  if (parts.length === 2 && (parts[1] === "instances" || parts[1] === "models")) return { kind: "list" };
   const hash = parts[2];
   if (!isHexHash(hash)) return undefined; // malformed names get the routes' own 400/404, which carry no data
   if (parts[1] === "instances") {

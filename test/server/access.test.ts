@@ -208,6 +208,20 @@ describe("server: access control (ACCESS.md)", function () {
         bodies.add(response.body.toString("utf8"));
       }
     }
+    // Percent-encoded names reach the same routes (express decodes parameters): refused alike.
+    const encode = (hash: string) => [...hash].map((c) => `%${c.charCodeAt(0).toString(16)}`).join("");
+    for (const path of [
+      `/models/${encode(fixture.modelHash)}`,
+      `/states/${encode(fixture.states[0].hash)}`,
+      `/instances/${encode(fixture.instanceHash)}/input`,
+      `/instances/${encode(fixture.instanceHash)}/protocol`,
+      `/instances/${fixture.instanceHash}/protocol/pages/%30`,
+    ]) {
+      const response = await request(server, "GET", path);
+      expect(response.status, path).to.equal(401);
+      onlyError(response, "AUTH_REQUIRED");
+      bodies.add(response.body.toString("utf8"));
+    }
     // The same body whether the thing exists or not: nothing learned beyond the chain.
     expect(bodies.size).to.equal(1);
     for (const needle of [fixture.modelHash, fixture.instanceHash, '"order"']) {
