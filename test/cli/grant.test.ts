@@ -15,6 +15,7 @@ import {
   emptyPolicy,
 } from "../../src/store/access";
 import { Home } from "../../src/store/home";
+import { accessNotice } from "../../src/cli/commands/serve";
 import { runCli } from "../helpers/cli-run";
 
 const ALICE = "0x70997970C51812dC3A010C7d01b50e0dd17Dc79c";
@@ -214,6 +215,19 @@ describe("CLI: grant, revoke-grant, access (ACCESS.md)", function () {
     for (const bad of ["0d", "30", "d", "-1h", "2026-12-04T11:00:00Z", "soon"]) {
       expect(() => parseUntil(bad, now), bad).to.throw(/--until/);
     }
+  });
+
+  it("serve's notice: a warning while anyone may read, the policy's size when private, the error when broken", async () => {
+    expect(accessNotice(home)).to.match(/^warning: access mode open \(no access.json\): anyone may read/);
+    await json("access", "public", INSTANCE);
+    expect(accessNotice(home)).to.match(/^warning: access mode open: anyone may read/);
+    await json("grant", "all", ALICE);
+    await json("access", "private");
+    expect(accessNotice(home)).to.equal(
+      "access mode private: 1 public instance(s), 1 grant(s) (statetrail access status)",
+    );
+    fs.writeFileSync(accessFile(home), "{");
+    expect(accessNotice(home)).to.match(/^error: .* is not a valid access policy.*answers 503/);
   });
 
   it("statetrail --help lists the commands", async () => {

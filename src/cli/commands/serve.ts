@@ -72,7 +72,7 @@ export function registerServe({ program, run }: CommandContext): void {
           throw withPortInUseHint(error, globals, identity, port ?? identity?.port);
         }
         globals.output.result({ url: server.url, fingerprint: server.fingerprint }, `serving ${server.url}`);
-        warnAboutAccess(home, globals);
+        globals.output.log(accessNotice(home));
         await new Promise<void>((resolve) => {
           process.once("SIGINT", resolve);
           process.once("SIGTERM", resolve);
@@ -128,26 +128,23 @@ function withPortInUseHint(
   });
 }
 
-/** ACCESS.md: `serve` says when anyone may read everything, and when the policy can't be read. */
-function warnAboutAccess(home: Home, globals: GlobalOptions): void {
+/** ACCESS.md: what `serve` says at start about who may read (a warning when anyone may, or the policy is broken). */
+export function accessNotice(home: Home): string {
   const { readPolicy, accessFile } = access;
   try {
     const policy = readPolicy(home);
     if (policy === null || policy.mode === "open") {
-      globals.output.log(
+      return (
         `warning: access mode open${policy === null ? " (no access.json)" : ""}: anyone may read every model, ` +
-          `input, state and protocol served here. To restrict: statetrail access private, then statetrail grant ` +
-          `<scope> <auditor address>`,
-      );
-    } else {
-      globals.output.log(
-        `access mode private: ${policy.public.length} public instance(s), ${policy.grants.length} grant(s) ` +
-          `(statetrail access status)`,
+        `input, state and protocol served here. To restrict: statetrail access private, then statetrail grant ` +
+        `<scope> <auditor address>`
       );
     }
-  } catch (error) {
-    globals.output.log(
-      `error: ${(error as Error).message}. Every data route answers 503 until ${accessFile(home)} is fixed`,
+    return (
+      `access mode private: ${policy.public.length} public instance(s), ${policy.grants.length} grant(s) ` +
+      `(statetrail access status)`
     );
+  } catch (error) {
+    return `error: ${(error as Error).message}. Every data route answers 503 until ${accessFile(home)} is fixed`;
   }
 }
