@@ -1,8 +1,9 @@
 import type { Signer } from "ethers";
 import { type HexHash } from "../chain/hash";
-import { StatetrailError } from "../errors";
+import { StatetrailError, type ErrorCode } from "../errors";
 import { lazy } from "../lazy";
 import { FetchError, pinnedFetch, type PinnedFetchOptions, type PinnedResponse } from "../net/pinned-fetch";
+import type { ChainView } from "./chain";
 
 /*
  * Signing in to an issuer's server to read what it does not serve to anyone (docs/design/ACCESS.md, "Client"): on a
@@ -33,6 +34,22 @@ export interface SignInOptions {
   timeoutMs?: number;
   /** The clock of the message's times (ms; default Date.now). */
   now?: () => number;
+  /**
+   * Called before signing in to `origin`, with the certificate its server presents (what every sign-in request is
+   * pinned to): throws to refuse (e.g. not the certificate the issuer asked about registered on-chain), and nothing
+   * is signed or sent. See {@link SignInSession.withServerCheck}.
+   */
+  checkServer?: (origin: string, fingerprint: HexHash) => Promise<void>;
+}
+
+/** What every view of one session shares (withServerCheck): the tokens, the sign-ins under way and refused, the key. */
+class SessionStore {
+  signIns = 0;
+  readonly sessions = new Map<string, AuthSession>();
+  readonly pending = new Map<string, Promise<AuthSession>>();
+  /** Sign-ins refused for good (a bad key, a server refusing the message): not tried again for every request. */
+  readonly refused = new Map<string, StatetrailError>();
+  signer: Promise<Signer> | undefined;
 }
 
 /** A session with one origin: its bearer token, until when, the address it speaks for and the certificate it is bound to. */
@@ -77,17 +94,45 @@ function grantHint(address: string | undefined): string {
  * pinned TLS as the request (pinned to the certificate the challenge came over).
  */
 export class SignInSession {
-  /** Sign-ins completed (a POST /auth/siwe that gave a token), for tests and reports. */
-  signIns = 0;
-  private readonly sessions = new Map<string, AuthSession>();
-  private readonly pending = new Map<string, Promise<AuthSession>>();
-  /** Sign-ins refused for good (a bad key, a server refusing the message): not tried again for every request. */
-  private readonly refused = new Map<string, StatetrailError>();
-  private signer: Promise<Signer> | undefined;
   private readonly now: () => number;
+  private readonly store: SessionStore;
+  private readonly sessions: Map<string, AuthSession>;
+  private readonly pending: Map<string, Promise<AuthSession>>;
+  private readonly refused: Map<string, StatetrailError>;
 
-  constructor(private readonly options: SignInOptions) {
+  constructor(
+    private readonly options: SignInOptions,
+    store?: SessionStore,
+  ) {
     this.now = options.now ?? Date.now;
+    this.store = store ?? new SessionStore();
+    this.sessions = this.store.sessions;
+    this.pending = this.store.pending;
+    this.refused = this.store.refused;
+  }
+
+  /** Sign-ins completed (a POST /auth/siwe that gave a token), by this session and every view of it. */
+  get signIns(): number {
+    return this.store.signIns;
+  }
+
+  /**
+   * A view of this session (the same tokens, kept and used as before) that signs in only to a server passing `check`
+   * (with this session's own check, if any, first): one verification's question (the issuer asked about) decides
+   * where its new sign-ins go.
+   */
+  withServerCheck(check: (origin: string, fingerprint: HexHash) => Promise<void>): SignInSession {
+    const own = this.options.checkServer;
+    return new SignInSession(
+      {
+        ...this.options,
+        checkServer: async (origin, fingerprint) => {
+          await own?.(origin, fingerprint);
+          await check(origin, fingerprint);
+        },
+      },
+      this.store,
+    );
   }
 
   /** Whether an auditor key is configured (not whether it was loaded). */
@@ -232,8 +277,8 @@ export class SignInSession {
   /** The auditor's signer, loaded once. */
   private auditor(): Promise<Signer> {
     const source = this.options.auditor!;
-    this.signer ??= Promise.resolve().then(() => (typeof source === "function" ? source() : source));
-    return this.signer;
+    this.store.signer ??= Promise.resolve().then(() => (typeof source === "function" ? source() : source));
+    return this.store.signer;
   }
 
   /**
@@ -242,6 +287,7 @@ export class SignInSession {
    * origin's `/auth/siwe`.
    */
   private async signIn(origin: string, nonceUri: string, fingerprint: HexHash): Promise<AuthSession> {
+    await this.options.checkServer?.(origin, fingerprint);
     const signer = await this.auditor();
     const address = ethers.getAddress(await signer.getAddress());
     const chainId = typeof this.options.chainId === "function" ? await this.options.chainId() : this.options.chainId;
@@ -308,7 +354,7 @@ export class SignInSession {
       throw invalid(origin, `POST ${signInUrl} gave no usable token`);
     }
     const expires = typeof body?.expires === "string" ? Date.parse(body.expires) : NaN;
-    this.signIns += 1;
+    this.store.signIns += 1;
     return {
       origin,
       token,
@@ -352,6 +398,39 @@ function originOfUrl(url: string | URL): string {
   } catch (error) {
     throw new StatetrailError("INVALID_ARGUMENT", `not a URL: "${String(url)}"`, { cause: error });
   }
+}
+
+/**
+ * A {@link SignInOptions.checkServer} refusing a server whose certificate `issuer` did not register on-chain (or
+ * revoked, or whose registered window does not hold `now()`, Unix seconds): the auditor's signature is not handed to
+ * whoever answers at the issuer's URL before V3 could tell (an on-path server could relay it to the real one).
+ * CERT_NOT_REGISTERED, CERT_REVOKED or CERT_EXPIRED, with nothing signed or sent.
+ */
+export function issuerCertificateCheck(
+  chain: Pick<ChainView, "certificateOf">,
+  issuer: string,
+  now: () => Promise<number> = async () => Math.floor(Date.now() / 1000),
+): (origin: string, fingerprint: HexHash) => Promise<void> {
+  return async (origin, fingerprint) => {
+    const record = await chain.certificateOf(fingerprint, issuer);
+    const at = await now();
+    const problem: [ErrorCode, string] | null =
+      !record.holder || record.holder.toLowerCase() !== issuer.toLowerCase()
+        ? ["CERT_NOT_REGISTERED", "is not registered on-chain for"]
+        : record.revokedAt !== 0
+          ? ["CERT_REVOKED", `was revoked (at ${record.revokedAt}) by`]
+          : at < record.notBefore || at > record.notAfter
+            ? ["CERT_EXPIRED", "is outside the validity window registered by"]
+            : null;
+    if (problem) {
+      throw new StatetrailError(
+        problem[0],
+        `not signing in to ${origin}: the certificate it presents (${fingerprint}) ${problem[1]} the issuer asked ` +
+          `about, ${issuer}. Nothing was signed or read: check the URL (or the ENS name's url record)`,
+        { hint: "the server answering at this URL is not the issuer's: do not sign in to it" },
+      );
+    }
+  };
 }
 
 /**

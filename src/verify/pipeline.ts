@@ -10,7 +10,7 @@ import {
   type Step,
   type VerifyContext,
 } from "./context";
-import { signInSessionFor, type SignInSession } from "./auth";
+import { issuerCertificateCheck, signInSessionFor, type SignInSession } from "./auth";
 import { FetchSession, pinnedFetcher } from "./fetcher";
 import { MIRROR_OPTIONAL_STEPS, MirrorReader, type MirrorOptions } from "./mirror";
 import { type StepOutcome } from "./findings";
@@ -156,7 +156,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     web: new FetchSession(
       mirror?.fetcher ?? options.fetcher ?? pinnedFetcher,
       options.timeoutMs ?? 15_000,
-      signInSessionFor(options.auditor, options.trusted.chainId),
+      signInsOf(options, chain, () => context.now()),
     ),
     ens: options.ens ?? null,
     settings: {
@@ -250,6 +250,18 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     verified_at: protocol ? await context.now() : Math.floor(Date.now() / 1000),
     steps,
   };
+}
+
+/**
+ * The verification's sign-ins: the auditor's session (shared by every verification with the same signer), and when
+ * the question names the issuer (an ENS name's address, `--issuer`), a new sign-in only to a server presenting a
+ * certificate that issuer registered on-chain (auth.ts, issuerCertificateCheck).
+ */
+function signInsOf(options: VerifyOptions, chain: ChainView, now: () => Promise<number>): SignInSession {
+  const session = signInSessionFor(options.auditor, options.trusted.chainId);
+  const issuer = options.expected?.issuer;
+  if (!issuer || !session.hasAuditor) return session;
+  return session.withServerCheck(issuerCertificateCheck(chain, issuer, now));
 }
 
 /** Runs a step; anything it throws becomes an `error` outcome with the error's code. */

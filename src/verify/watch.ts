@@ -5,7 +5,7 @@ import { lazy } from "../lazy";
 import { FetchError, pinnedFetch, sseSubscribe, type SseSubscription } from "../net/pinned-fetch";
 import { decodePage, pageCount } from "../protocol/pages";
 import { parseHead, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
-import { SignInSession, signInSessionFor } from "./auth";
+import { issuerCertificateCheck, SignInSession, signInSessionFor } from "./auth";
 import { type TrustedSetup } from "./chain";
 import { type verifyProtocol } from "./pipeline";
 import { type EnsReader, type ExpectedSubject, type StepId, type VerificationReport } from "./types";
@@ -168,7 +168,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         })));
   // Sign-ins (when a server asks) are for the chain the verification runs against: known once connected, which a
   // sign-in before the first line then waits for.
-  const auth =
+  const session =
     options.auditor instanceof SignInSession
       ? options.auditor
       : options.auditor && options.trusted
@@ -177,6 +177,18 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
             auditor: options.auditor ?? null,
             chainId: async () => (await connectChain()).trusted.chainId,
           });
+  // Asked about an issuer (an ENS name's address, --issuer): new sign-ins only to a certificate it registered.
+  const auth = session.hasAuditor
+    ? session.withServerCheck(async (origin, fingerprint) => {
+        const setup = await connectChain();
+        const issuer = setup.expected?.issuer;
+        if (issuer)
+          await issuerCertificateCheck(new chainLib.ChainView(setup.provider, setup.trusted), issuer)(
+            origin,
+            fingerprint,
+          );
+      })
+    : session;
   const get = sessionGet(auth);
   // The head first: it needs only TLS and the protocol's schema. Connecting loads ethers and the verifier, whose
   // synchronous loading would hold up the head's TLS handshake and response if it ran meanwhile.

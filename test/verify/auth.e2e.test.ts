@@ -98,6 +98,26 @@ describe("verify and watch: a private instance (ACCESS.md), end to end", functio
     expect(seen.filter((s) => s.path === "/auth/siwe")).to.have.length(1);
   });
 
+  it("asked about an issuer: signs in only to a server presenting a certificate that issuer registered", async function () {
+    policy([{ grantee: auditor.address, scope: "all" }]);
+    const ask = (issuerAddress: string) =>
+      verifyProtocol({
+        input: { url: urlOf(protocol.instance_hash) },
+        provider: issuer.provider,
+        trusted: trustedFromDeployment(issuer.deployment),
+        ens: ensReaderFromProvider(issuer.provider),
+        expected: { issuer: issuerAddress },
+        auditor: new SignInSession({ auditor, chainId: issuer.deployment.chainId }),
+      });
+    const elsewhere = await ask(stranger.address);
+    expect(elsewhere.verdict).to.equal("could-not-verify");
+    expect(step(elsewhere, "V1")).to.include({ status: "error", code: "CERT_NOT_REGISTERED" });
+    expect(seen.filter((s) => s.path.startsWith("/auth/"))).to.deep.equal([]);
+    const genuine = await ask(issuer.identity.record.address);
+    expect(genuine.verdict).to.equal("valid");
+    expect(seen.filter((s) => s.path === "/auth/siwe")).to.have.length(1);
+  });
+
   it("without a grant: could not verify (GRANT_MISSING), never invalid", async function () {
     policy([{ grantee: auditor.address, scope: "all" }]);
     const report = await verify(stranger);

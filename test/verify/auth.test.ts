@@ -3,7 +3,7 @@ import { Wallet, type Signer } from "ethers";
 import type { IncomingMessage } from "node:http";
 import { sha256Hex } from "../../src/chain/hash";
 import { devPrivateKey } from "../../src/chain/keys";
-import { type StatetrailError } from "../../src/errors";
+import { StatetrailError } from "../../src/errors";
 import { FetchError, sseSubscribe } from "../../src/net/pinned-fetch";
 import { startServer, type RunningServer } from "../../src/server/https";
 import { emptyPolicy, writePolicy, type AccessPolicy, type Grant } from "../../src/store/access";
@@ -309,6 +309,24 @@ describe("verify: signing in to a private issuer's server (auth.ts)", function (
       "AUTH_INVALID",
     );
     expect(signInsAt(a)).to.have.length(1);
+  });
+
+  it("a view with a server check signs in only where the check passes; the tokens are the session's", async () => {
+    const auth = session(alice);
+    const refusing = auth.withServerCheck(async (origin, fingerprint) => {
+      expect(origin).to.equal(a.server.url);
+      expect(fingerprint).to.equal(a.server.fingerprint);
+      throw new StatetrailError("CERT_NOT_REGISTERED", "not the issuer's certificate");
+    });
+    expect((await rejection(refusing.fetch(a.url(protocolPath())))).code).to.equal("CERT_NOT_REGISTERED");
+    expect(authRequests(a)).to.deep.equal([]);
+    const checked: string[] = [];
+    const passing = auth.withServerCheck(async (_origin, fingerprint) => void checked.push(fingerprint));
+    expect((await passing.fetch(a.url(protocolPath()))).status).to.equal(200);
+    expect(checked).to.deep.equal([a.server.fingerprint]);
+    // The session the view obtained is the session's: used without a new sign-in, even by the refusing view.
+    expect((await refusing.fetch(a.url(protocolPath()))).status).to.equal(200);
+    expect(auth.signIns).to.equal(1);
   });
 
   it("the event stream: a 401 carries the challenge; after the sign-in it opens with the session's Authorization", async () => {

@@ -471,25 +471,32 @@ async function instancesOfEnsName(
   if (expected.instanceHash)
     return [{ input: { url: `${base}/instances/${expected.instanceHash}/protocol` }, expected }];
   const listingUrl = `${base}/instances`;
+  // Signed in to only over a certificate the name's address registered (the auditor's signature is for the issuer).
+  const signIns = auth?.hasAuditor
+    ? auth.withServerCheck(async (_origin, fingerprint) => {
+        const refusal = await notTheIssuers({ fingerprint }, listingUrl, expected, provider, trusted);
+        if (refusal) throw new StatetrailError("CERT_NOT_REGISTERED", `not signing in: ${refusal}`);
+      })
+    : auth;
   const list = async (fingerprint?: string): Promise<PinnedResponse> => {
     const options = { maxBytes: 8 * 1024 * 1024, fingerprint };
-    return (auth ? auth.fetch(listingUrl, options) : pinnedFetch(listingUrl, options)).catch((error: unknown) => {
+    return (signIns ? signIns.fetch(listingUrl, options) : pinnedFetch(listingUrl, options)).catch((error: unknown) => {
       throw serverUnreachable(error, listingUrl) ?? error;
     });
   };
   let listing = await list();
-  // A private server lists what the caller may read, without asking anyone to sign in (`Vary: Authorization`): with
-  // the auditor's key, sign in to that origin (over the certificate it just presented) and ask that server again.
-  if (auth?.hasAuditor && /\bauthorization\b/i.test(String(listing.headers.vary ?? ""))) {
-    const { fingerprint } = listing.certificate;
-    await auth.signInAt(listingUrl, fingerprint);
-    listing = await list(fingerprint);
-  }
   if (listing.status !== 200) {
     throw new StatetrailError("FETCH_FAILED", `GET ${listingUrl}: HTTP ${listing.status} (redirects are not followed)`);
   }
   const refusal = await notTheIssuers(listing.certificate, listingUrl, expected, provider, trusted);
   if (refusal) return [{ refused: refusedReport(listingUrl, expected, refusal, "CERT_NOT_REGISTERED") }];
+  // A private server lists what the caller may read, without asking anyone to sign in (`Vary: Authorization`): with
+  // the auditor's key, sign in to that origin (over the certificate just checked) and ask that server again.
+  if (signIns?.hasAuditor && /\bauthorization\b/i.test(String(listing.headers.vary ?? ""))) {
+    const { fingerprint } = listing.certificate;
+    await signIns.signInAt(listingUrl, fingerprint);
+    listing = await list(fingerprint);
+  }
   let rows: Array<{ instance_hash: string }>;
   try {
     rows = JSON.parse(decodeUtf8(listing.body, listingUrl)) as Array<{ instance_hash: string }>;
@@ -506,7 +513,7 @@ async function instancesOfEnsName(
 
 /** Why the certificate a server presented does not speak for the issuer now, or null when it does. */
 async function notTheIssuers(
-  certificate: PeerCertificate,
+  certificate: Pick<PeerCertificate, "fingerprint">,
   url: string,
   expected: ExpectedSubject,
   provider: ChainProvider,
