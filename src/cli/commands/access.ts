@@ -33,7 +33,7 @@ function ensResolver(globals: GlobalOptions): (name: string) => Promise<string |
 export function registerAccess({ program, run }: CommandContext): void {
   program
     .command("grant <scope> <grantee>")
-    .description("let an auditor (address or ENS name) read all, model:<hash>, instance:<hash> or <instance hash>")
+    .description("let an auditor (address or ENS name) read all, model:<hash>, instance:<hash> or <instance_hash>")
     .option(
       "--until <time>",
       "the grant ends then: an ISO time (2027-01-31T12:00:00Z) or a duration (90m, 12h, 30d, 2w)",
@@ -47,8 +47,8 @@ now, on --network, and the address it resolves to is what the grant names. Witho
 created in mode private: from then on only public instances and grantees may read. A running server applies the
 change at its next request.
 Examples:
-  $ statetrail grant instance:<instance hash> 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --until 30d
-  $ statetrail grant model:<model hash> auditor.eth
+  $ statetrail grant instance:<instance_hash> 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --until 30d
+  $ statetrail grant model:<model_hash> auditor.eth
   $ statetrail grant all 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c`,
     )
     .action((scope: string, grantee: string, options: GrantCliOptions) =>
@@ -93,7 +93,7 @@ Examples:
 A running server refuses the grantee's next request, even within a signed-in session, and ends its event streams.
 Examples:
   $ statetrail revoke-grant g-1a2b3c4d
-  $ statetrail revoke-grant 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --scope model:<model hash>`,
+  $ statetrail revoke-grant 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --scope model:<model_hash>`,
     )
     .action((target: string, options: { scope?: string }) =>
       run(async (globals) => {
@@ -117,7 +117,7 @@ Without access.json the server is open (anyone reads everything, as before). Mod
 Sign-In with Ethereum session holding a grant (statetrail grant), except for public instances.
 Examples:
   $ statetrail access private
-  $ statetrail access public <instance hash>
+  $ statetrail access public <instance_hash>
   $ statetrail access status`,
     );
 
