@@ -371,11 +371,12 @@ export class AccessControl {
       if (route.kind === "list") {
         const address = session?.address ?? null;
         const now = this.now();
+        let modelsOnce: Promise<Map<HexHash, HexHash>> | undefined; // read once per request
         const list: ListAccess = {
           mayReadInstance: (instance, model) =>
             isReadable(mayRead(policy, address, { kind: "instance", instance, model }, { now })),
           mayReadModel: async (model) => {
-            const models = await this.modelsFor(policy, address);
+            const models = await (modelsOnce ??= this.modelsFor(policy, address));
             return isReadable(
               mayRead(policy, address, { kind: "model", model }, { now, modelOf: (i) => models.get(i) }),
             );
