@@ -55,8 +55,10 @@ export const VERIFY_EXIT_CODES = `Exit codes (the same for a URL, a file, a bund
       issuer than asked, a bundle claiming a certificate the issuer never registered)
   2   could not verify: nothing failed, but something prevented verifying: the issuer's server or the RPC
       endpoint down, an RPC of another chain, an ENS name without url/addr record, a TLS failure, data not
-      served, no deployment for --network, no instance listed (the report says which, and what to do)
-  64  usage: an unknown option, a target that is not an https URL, a file or an ENS name, a bad --issuer
+      served, a private server without a key or a grant (AUTH_REQUIRED, GRANT_MISSING), no deployment for
+      --network, no instance listed (the report says which, and what to do)
+  64  usage: an unknown option, a target that is not an https URL, a file or an ENS name, a bad --issuer,
+      both --auditor-key-env and --auditor-keystore, --auditor-key-env naming a variable that is not set
 Several instances: 1 if any is invalid, else 2 if any could not be verified, else 0.`;
 
 export function registerVerify({ program, run }: CommandContext): void {
