@@ -340,6 +340,11 @@ export class AccessControl {
     route: Exclude<Route, { kind: "list" }>,
   ): Promise<Decision> {
     if (policy === null || policy.mode === "open") return "open";
+    // Without a session only the public list can allow: answered without reading anything that isn't public.
+    if (session === null) {
+      if (route.kind === "instance" && !policy.public.includes(route.instance)) return "auth-required";
+      if (route.kind === "state" && policy.public.length === 0) return "auth-required";
+    }
     const resource = await this.resourceOf(route);
     const models = resource.kind === "model" ? await this.modelsFor(policy, session?.address ?? null) : undefined;
     return mayRead(policy, session?.address ?? null, resource, {
