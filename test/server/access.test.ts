@@ -233,6 +233,44 @@ describe("server: access control (ACCESS.md)", function () {
     expect((await get("/auth/nonce")).status).to.equal(200);
   });
 
+  it("mode private: no spelling of a data path gets data to an anonymous caller", async () => {
+    policy();
+    const secrets = ["StartAt", '"order"', "instance_hash", "state_hash", "model_hash", "accumulator"];
+    const pct = (text: string, every: number) =>
+      [...text].map((c, i) => (i % every === 0 ? `%${c.charCodeAt(0).toString(16).toUpperCase()}` : c)).join("");
+    const bases = [
+      ...dataRoutes(fixture.instanceHash),
+      `/models/${fixture.modelHash}`,
+      `/states/${fixture.states[0].hash}`,
+      "/instances",
+      "/models",
+    ];
+    const spellings = (base: string): string[] => [
+      base,
+      `${base}/`,
+      `${base}?after=-1`,
+      `${base}#x`,
+      `/${base}`,
+      base.replace(/^\//, "/./"),
+      `/x/..${base}`,
+      base.replace(/\/([^/]+)$/, "/%2F$1"),
+      base.replace(/\//g, "%2F"),
+      pct(base, 3),
+      pct(base, 1),
+      base.toUpperCase(),
+      `${base};x`,
+      `${base}%00`,
+    ];
+    for (const base of bases) {
+      for (const path of spellings(base)) {
+        const response = await request(server, "GET", path);
+        const body = response.body.toString("utf8");
+        for (const secret of secrets) expect(body, `${path} (${response.status})`).to.not.include(secret);
+        if (response.status === 200) expect(body, path).to.equal("[]"); // an empty list at most
+      }
+    }
+  });
+
   it("an anonymous caller's lists hold only public instances and their models", async () => {
     policy();
     expect(JSON.parse((await get("/instances")).body.toString())).to.deep.equal([]);
