@@ -455,6 +455,9 @@ describe("server: access control (ACCESS.md)", function () {
       const duplicate = `{"message":${JSON.stringify(signed.message)},"message":"x","signature":"${signed.signature}"}`;
       const response = await request(server, "POST", "/auth/siwe", {}, duplicate);
       expect(response.status).to.equal(401);
+      const huge = await request(server, "POST", "/auth/siwe", {}, JSON.stringify({ message: "x".repeat(20_000) }));
+      expect(huge.status).to.equal(413);
+      expect(huge.headers["set-cookie"]).to.equal(undefined);
     });
 
     it("other writes stay refused", async () => {
