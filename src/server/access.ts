@@ -453,8 +453,12 @@ function isReadable(decision: Decision): boolean {
   return decision === "open" || decision === "public" || decision === "granted";
 }
 
-/** Whatever Cache-Control the route sets, private data is `private, no-store`. */
+/**
+ * Whatever Cache-Control the route sets, private data is `private, no-store`; and no other site's page may embed it
+ * (`Cross-Origin-Resource-Policy: same-origin`: a page of another port of the same host would send the cookie).
+ */
 function privateCaching(res: Response): void {
+  res.set("Cross-Origin-Resource-Policy", "same-origin");
   const setHeader = res.setHeader.bind(res);
   res.setHeader = ((name: string, value: number | string | readonly string[]) =>
     setHeader(name, name.toLowerCase() === "cache-control" ? PRIVATE_CACHE : value)) as typeof res.setHeader;

@@ -315,6 +315,7 @@ describe("server: access control (ACCESS.md)", function () {
     expect(head.status).to.equal(200);
     expect(head.headers["cache-control"]).to.equal("private, no-store");
     expect(String(head.headers.vary)).to.match(/Authorization/);
+    expect(head.headers["cross-origin-resource-policy"]).to.equal("same-origin");
     const page = await get(`/instances/${fixture.instanceHash}/protocol/pages/0`, token);
     expect(page.status).to.equal(200);
     const model = await get(`/models/${fixture.modelHash}`, token);
