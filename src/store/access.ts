@@ -86,11 +86,11 @@ export function parsePolicy(bytes: Buffer | string, file = "access.json"): Acces
 }
 
 export function accessFile(home: Home): string {
-  return home.path("access.json");
+  return home.accessFile();
 }
 
 export function accessLogFile(home: Home): string {
-  return home.path("access.log");
+  return home.accessLogFile();
 }
 
 /** The policy of a data directory, or null when it has none (mode open). Throws ACCESS_POLICY_INVALID. */

@@ -26,6 +26,7 @@ import { parseHead, type InstanceProtocol, type ProtocolEntry, type ProtocolHead
  *   instances/<hash>/pages/<k>.jsonl page k of its entries, append-only (src/protocol/pages.ts)
  *   instances/<hash>/journal.jsonl  the tracker's journal
  *   chain.json                      the chain the directory was first used with (chain id, genesis block hash)
+ *   access.json, access.log         who may read what the server publishes, and every change to it (store/access.ts)
  */
 /**
  * `~` and `~/…` are the user's home directory, as a shell would expand them (a `--home ~/x` inside quotes or a
@@ -313,6 +314,16 @@ export class Home {
 
   chainFile(): string {
     return this.path("chain.json");
+  }
+
+  /** The access policy (store/access.ts; absent: everything is served to anyone). */
+  accessFile(): string {
+    return this.path("access.json");
+  }
+
+  /** JSON lines, one per change of the access policy. */
+  accessLogFile(): string {
+    return this.path("access.log");
   }
 
   /** The chain this data directory belongs to, or null before its first use with a chain. */
