@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { Wallet, type Signer } from "ethers";
 import type { IncomingMessage } from "node:http";
 import { type InstanceProtocol } from "../../src/protocol/schema";
+import { startServer } from "../../src/server/https";
 import { emptyPolicy, writePolicy, type AccessPolicy, type Grant } from "../../src/store/access";
 import {
   ensReaderFromProvider,
@@ -237,5 +238,70 @@ describe("verify and watch: a private instance (ACCESS.md), end to end", functio
     const streams = seen.filter((s) => s.path.endsWith("/events"));
     expect(streams.length).to.be.greaterThan(0);
     expect(streams.every((s) => s.authorization === `Bearer ${session.sessionFor(run.url)!.token}`)).to.equal(true);
+  });
+
+  it("watch: the session ends mid-run (the server ends the stream): signs in once more and subscribes again", async function () {
+    policy([{ grantee: auditor.address, scope: "all" }]);
+    // The issuer's server again, with a clock the test moves and streams re-checked every 100 ms.
+    let serverOffset = 0;
+    let clientOffset = 0;
+    const port = issuer.server.port;
+    await issuer.server.close();
+    issuer.server = await startServer({
+      home: issuer.home,
+      port,
+      wellKnown: { registries: issuer.registries },
+      log: () => undefined,
+      access: { now: () => new Date(Date.now() + serverOffset), recheckMs: 100 },
+    });
+    issuer.server.server.on("request", (req: IncomingMessage) =>
+      seen.push({ path: req.url ?? "", authorization: req.headers.authorization }),
+    );
+    try {
+      await expiringSession();
+    } finally {
+      serverOffset = 0; // the server's clock back, for the tests after this one
+    }
+    async function expiringSession(): Promise<void> {
+      const names = ["One", "Two", "Three"];
+      const engine = new GatedEngine(names);
+      const run = await startGatedRun(issuer, engine, passesModel(names), '{"expiring": true}');
+      const events: WatchEvent[] = [];
+      const session = new SignInSession({
+        auditor,
+        chainId: issuer.deployment.chainId,
+        now: () => Date.now() + clientOffset,
+      });
+      const watching = watchInstance({
+        url: run.url,
+        provider: issuer.provider,
+        trusted: trustedFromDeployment(issuer.deployment),
+        ens: null,
+        optional: ["V2"],
+        graceMs: 3_000,
+        pollMs: 200,
+        timeoutMs: 60_000,
+        auditor: session,
+        onEvent: (event) => events.push(event),
+      });
+      const streamTokens = () =>
+        new Set(seen.filter((s) => s.path.endsWith("/events") && s.authorization).map((s) => s.authorization));
+      engine.release(0);
+      while (streamTokens().size === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      // The session ends on the server (10 minutes), not yet for the client: its next requests carry the old token.
+      serverOffset = 10 * 60_000 + 30_000;
+      clientOffset = 9 * 60_000;
+      while (streamTokens().size < 2) await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let step = 1; step <= names.length; step++) {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        engine.release(step);
+      }
+      const [result, finished] = await Promise.all([watching, run.finished]);
+      expect(finished.error).to.equal(null);
+      expect(result.exitCode, JSON.stringify(events)).to.equal(0);
+      expect(session.signIns).to.equal(2);
+      expect(events.filter((e) => e.type === "error")).to.deep.equal([]);
+      expect([...streamTokens()].at(-1)).to.equal(`Bearer ${session.sessionFor(run.url)!.token}`);
+    }
   });
 });
