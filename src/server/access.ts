@@ -256,7 +256,7 @@ export class AccessControl {
     return session;
   }
 
-  /** `GET /auth/nonce` and `POST /auth/siwe`; mounted before the read-only guard. */
+  /** `GET /auth/nonce` and `POST /auth/siwe` (the read-only guard lets this one POST through, app.ts). */
   mountRoutes(app: Express): void {
     app.get(NONCE_PATH, (_req: Request, res: Response) => {
       res.set("Cache-Control", "no-store").type("application/json").send(JSON.stringify(this.issueNonce()));
