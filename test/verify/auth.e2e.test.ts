@@ -12,6 +12,7 @@ import {
 } from "../../src/verify";
 import { SignInSession } from "../../src/verify/auth";
 import { watchInstance, type WatchEvent } from "../../src/verify/watch";
+import * as library from "../../src";
 import { runCli } from "../helpers/cli-run";
 import { GatedEngine, passesModel, startGatedRun } from "../helpers/gated-run";
 import { runRefundRequest, setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
@@ -117,6 +118,21 @@ describe("verify and watch: a private instance (ACCESS.md), end to end", functio
     const genuine = await ask(issuer.identity.record.address);
     expect(genuine.verdict).to.equal("valid");
     expect(seen.filter((s) => s.path === "/auth/siwe")).to.have.length(1);
+  });
+
+  it("the library (statetrail's verifyProtocol and watchInstance) takes `auditor`", async function () {
+    policy([{ grantee: auditor.address, scope: "all" }]);
+    const options = {
+      url: urlOf(protocol.instance_hash),
+      rpcUrl: chain.url,
+      trusted: trustedFromDeployment(issuer.deployment),
+      ensRegistry: issuer.deployment.ens.registry,
+    };
+    expect((await library.verifyProtocol({ ...options, auditor })).verdict).to.equal("valid");
+    const anonymous = await library.verifyProtocol(options);
+    expect(step(anonymous, "V1")).to.include({ code: "AUTH_REQUIRED" });
+    const watched = await library.watchInstance({ ...options, optional: ["V2"], timeoutMs: 60_000, auditor });
+    expect(watched.exitCode).to.equal(0);
   });
 
   it("without a grant: could not verify (GRANT_MISSING), never invalid", async function () {

@@ -451,7 +451,7 @@ async function instancesOfEnsName(
 ): Promise<Resolved[]> {
   const { getAddress } = await import("ethers");
   const { getText, resolveAddress } = await import("../../chain/ens");
-  const { pinnedFetch } = await import("../../net/pinned-fetch");
+  const { FetchError, pinnedFetch } = await import("../../net/pinned-fetch");
   const { serverUnreachable } = await import("../../verify/fetcher");
   const { sameAddress } = await import("../../verify/findings");
   const [url, address] = await Promise.all([getText(provider, name, "url"), resolveAddress(provider, name)]);
@@ -496,8 +496,15 @@ async function instancesOfEnsName(
   // the auditor's key, sign in to that origin (over the certificate just checked) and ask that server again.
   if (signIns?.hasAuditor && /\bauthorization\b/i.test(String(listing.headers.vary ?? ""))) {
     const { fingerprint } = listing.certificate;
-    await signIns.signInAt(listingUrl, fingerprint);
-    listing = await list(fingerprint);
+    // A server without sign-in routes (404, 405) keeps its anonymous listing; any other failure is reported.
+    const signedIn = await signIns.signInAt(listingUrl, fingerprint).then(
+      () => true,
+      (error: unknown) => {
+        if (error instanceof FetchError && (error.status === 404 || error.status === 405)) return false;
+        throw error;
+      },
+    );
+    if (signedIn) listing = await list(fingerprint);
   }
   let rows: Array<{ instance_hash: string }>;
   try {
