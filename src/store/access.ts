@@ -401,6 +401,26 @@ export function revokeGrants(home: Home, target: string, scopeText?: string): Gr
   return removed;
 }
 
+/**
+ * What `statetrail publish` says when it copies instances the policy keeps private (a mirror is as private as its
+ * bucket, whatever access.json says), or undefined when there are none.
+ */
+export function mirrorNotice(home: Home, instances: readonly HexHash[]): string | undefined {
+  let policy: AccessPolicy | null;
+  try {
+    policy = readPolicy(home);
+  } catch {
+    return "warning: access.json can't be read; the copies are as private as the bucket, whatever it says";
+  }
+  if (policy === null || policy.mode === "open") return undefined;
+  const restricted = instances.filter((instance) => !policy.public.includes(instance));
+  if (restricted.length === 0) return undefined;
+  return (
+    `warning: ${restricted.length} of the instances copied are private here (access mode private, not public): ` +
+    `the mirror serves them to whoever can read the bucket`
+  );
+}
+
 /** `statetrail access private|open`: returns the mode before (null: no access.json). */
 export function setMode(home: Home, mode: AccessMode): { before: AccessMode | null } {
   const existing = readPolicy(home);

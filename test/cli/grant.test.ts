@@ -9,6 +9,7 @@ import {
   accessLogFile,
   grantAccess,
   mayRead,
+  mirrorNotice,
   parseUntil,
   readPolicy,
   writePolicy,
@@ -228,6 +229,18 @@ describe("CLI: grant, revoke-grant, access (ACCESS.md)", function () {
     );
     fs.writeFileSync(accessFile(home), "{");
     expect(accessNotice(home)).to.match(/^error: .* is not a valid access policy.*answers 503/);
+  });
+
+  it("publish's notice names private instances copied to a mirror", async () => {
+    const other = sha256Hex("another instance");
+    expect(mirrorNotice(home, [INSTANCE, other])).to.equal(undefined); // no policy: open
+    await json("access", "public", INSTANCE);
+    expect(mirrorNotice(home, [INSTANCE, other])).to.equal(undefined); // open
+    await json("access", "private");
+    expect(mirrorNotice(home, [INSTANCE])).to.equal(undefined); // public
+    expect(mirrorNotice(home, [INSTANCE, other])).to.match(/^warning: 1 of the instances copied are private here/);
+    fs.writeFileSync(accessFile(home), "[");
+    expect(mirrorNotice(home, [INSTANCE])).to.match(/access.json can't be read/);
   });
 
   it("statetrail --help lists the commands", async () => {

@@ -45,6 +45,12 @@ Examples:
           s3: { endpoint: options.endpoint, region: options.region, forcePathStyle: options.pathStyle },
           log: globals.output.log,
         });
+        const { mirrorNotice } = await import("../../store/access");
+        const notice = mirrorNotice(
+          home,
+          result.instances.map((instance) => instance.instance_hash),
+        );
+        if (notice) globals.output.log(notice);
         globals.output.result(
           result,
           [
