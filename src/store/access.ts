@@ -446,20 +446,20 @@ export function setPublic(
   home: Home,
   instanceText: string,
   isPublic: boolean,
-): { changed: boolean; created: boolean; mode: AccessMode } {
+): { instance: HexHash; changed: boolean; created: boolean; mode: AccessMode } {
   const instance = parseHexHash(instanceText, "instance hash");
   const existing = readPolicy(home);
   if (existing === null) {
-    if (!isPublic) return { changed: false, created: false, mode: "open" };
+    if (!isPublic) return { instance, changed: false, created: false, mode: "open" };
     writePolicy(home, { ...emptyPolicy("open"), public: [instance] });
     appendAccessLog(home, { action: "public", instance });
-    return { changed: true, created: true, mode: "open" };
+    return { instance, changed: true, created: true, mode: "open" };
   }
   const listed = existing.public.includes(instance);
-  if (listed === isPublic) return { changed: false, created: false, mode: existing.mode };
+  if (listed === isPublic) return { instance, changed: false, created: false, mode: existing.mode };
   updatePolicy(home, (p) => {
     p.public = isPublic ? [...p.public, instance] : p.public.filter((h) => h !== instance);
     return { action: isPublic ? "public" : "unpublic", instance };
   });
-  return { changed: true, created: false, mode: existing.mode };
+  return { instance, changed: true, created: false, mode: existing.mode };
 }

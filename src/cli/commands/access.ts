@@ -184,11 +184,12 @@ Examples:
       .description(
         isPublic ? "anyone may read this instance, signed in or not" : "take an instance off the public list",
       )
-      .action((instance: string) =>
+      .action((argument: string) =>
         run(async (globals) => {
           const { setPublic } = await import("../../store/access");
           const { homeOf } = await import("../context");
-          const result = setPublic(homeOf(globals), instance, isPublic);
+          const result = setPublic(homeOf(globals), argument, isPublic);
+          const { instance } = result;
           const text = result.changed
             ? `instance ${instance} is ${isPublic ? "public" : "no longer public"}` +
               (result.created ? " (access.json created in mode open)" : "") +
