@@ -57,6 +57,7 @@ function grant(grantee: string, scope: Grant["scope"]): Grant {
 async function startIssuer(
   clock: () => number,
   mount?: (issuer: Issuer) => Parameters<typeof startServer>[0]["mount"],
+  port = 0,
 ) {
   const cert = makeCertificate();
   const fixture = makeHome();
@@ -65,7 +66,7 @@ async function startIssuer(
   issuer.server = await startServer({
     home: fixture.home,
     host: "127.0.0.1",
-    port: 0,
+    port,
     certPem: cert.certPem,
     keyPem: cert.keyPem,
     access: { chainId: 31337, now: () => new Date(clock()), recheckMs: 50 },
@@ -113,6 +114,16 @@ describe("verify: signing in to a private issuer's server (auth.ts)", function (
             .status(401)
             .set("WWW-Authenticate", `SIWE realm="${a.server.url}", nonce_uri="${b.server.url}/auth/nonce"`)
             .json({ error: { code: "AUTH_REQUIRED", message: "sign in", hint: "sign in" } });
+        });
+        // 401s without a SIWE challenge: statetrail's code, and someone else's.
+        app.get("/test/unchallenged", (_req, res) => {
+          res.status(401).json({ error: { code: "AUTH_REQUIRED", message: "no challenge", hint: "" } });
+        });
+        app.get("/test/basic", (_req, res) => {
+          res
+            .status(401)
+            .set("WWW-Authenticate", 'Basic realm="x"')
+            .json({ error: { code: "NOPE", message: "basic" } });
         });
         // A server that asks to sign in whatever it is given.
         app.get("/test/always", (_req, res) => {
@@ -252,6 +263,46 @@ describe("verify: signing in to a private issuer's server (auth.ts)", function (
     // A token is bound to the certificate it was obtained over.
     expect(auth.headersFor(a.url("/x"), a.server.fingerprint)).to.deep.equal({ authorization: `Bearer ${aToken}` });
     expect(auth.headersFor(a.url("/x"), b.server.fingerprint)).to.deep.equal({});
+  });
+
+  it("a 401 without a SIWE challenge: never signs in; AUTH_REQUIRED only without a key and statetrail's code", async () => {
+    for (const path of ["/test/unchallenged", "/test/basic"]) {
+      const error = await rejection(session(alice).fetch(a.url(path)));
+      expect(error.code, path).to.equal("FETCH_FAILED");
+      expect((error as FetchError).status, path).to.equal(401);
+    }
+    expect((await rejection(session(null).fetch(a.url("/test/unchallenged")))).code).to.equal("AUTH_REQUIRED");
+    expect((await rejection(session(null).fetch(a.url("/test/basic")))).code).to.equal("FETCH_FAILED");
+    expect(authRequests(a)).to.deep.equal([]);
+  });
+
+  it("a server restarted at the same origin with another certificate never gets the token; it is signed in to anew", async () => {
+    const c = await startIssuer(() => Date.now());
+    let restarted: Issuer | undefined;
+    try {
+      c.policy((p) => p.grants.push(grant(alice.address, "all")));
+      const auth = session(alice);
+      const path = `/instances/${c.fixture.instanceHash}/protocol`;
+      await auth.fetch(c.url(path));
+      const first = auth.sessionFor(c.url("/"))!;
+      expect(first.fingerprint).to.equal(c.server.fingerprint);
+      const port = c.server.port;
+      await c.server.close();
+      restarted = await startIssuer(() => Date.now(), undefined, port);
+      restarted.policy((p) => p.grants.push(grant(alice.address, "all")));
+      expect(restarted.server.url).to.equal(c.server.url); // the same origin, another certificate
+      expect(restarted.server.fingerprint).to.not.equal(first.fingerprint);
+      const response = await auth.fetch(restarted.url(path));
+      expect(response.certificate.fingerprint).to.equal(restarted.server.fingerprint);
+      expect(restarted.seen.some((s) => s.authorization?.includes(first.token))).to.equal(false);
+      expect(restarted.seen.map((s) => s.path)).to.deep.equal([path, "/auth/nonce", "/auth/siwe", path]);
+      expect(auth.signIns).to.equal(2);
+      expect(auth.sessionFor(c.url("/"))!.fingerprint).to.equal(restarted.server.fingerprint);
+    } finally {
+      await restarted?.close();
+      c.fixture.cleanup();
+      await c.server.close();
+    }
   });
 
   it("an expired session: the server's 401 to the old token makes one new sign-in, then the request succeeds", async () => {
