@@ -76,14 +76,17 @@ const FINAL_REFUSALS: ReadonlySet<string> = new Set([
 const MAX_AUTH_BYTES = 64 * 1024;
 
 const AUTH_HINT =
-  `give the auditor's key: set ${AUDITOR_KEY_ENV} to its private key (hex), or --auditor-key-env <NAME> / ` +
-  `--auditor-keystore <file> (library: the \`auditor\` option); the issuer must have granted read access to its ` +
-  "address (statetrail grant)";
+  `give the auditor's key: set ${AUDITOR_KEY_ENV} to its private key (hex), or use --auditor-key-env <NAME> or ` +
+  "--auditor-keystore <file> (library: `auditor`); the issuer must have granted its address read access " +
+  "(statetrail grant)";
 
-function grantHint(address: string | undefined): string {
+/** What to ask the issuer for: a grant of the instance `url` names (else any scope), to `address`. */
+function grantHint(url: string, address: string | undefined): string {
+  const instance = /\/instances\/([0-9a-f]{64})(?:\/|$)/.exec(new URL(url).pathname)?.[1];
+  const scope = instance ? `instance:${instance}` : "<all | instance:<hash> | model:<hash>>";
   return (
-    `ask the issuer to grant ${address ?? "your auditor address"} read access (statetrail grant <all | ` +
-    "instance:<hash> | model:<hash>> <address>), then verify again"
+    `ask the issuer to grant ${address ?? "your auditor address"} read access ` +
+    `(statetrail grant ${scope} ${address ?? "<address>"}), then verify again`
   );
 }
 
@@ -192,7 +195,7 @@ export class SignInSession {
         if (retried && isChallenge(error)) {
           throw new StatetrailError(
             "AUTH_REQUIRED",
-            `${href}: the issuer's server asks to sign in again right after a sign-in it accepted (${(error as Error).message})`,
+            `the issuer's server asks to sign in again right after a sign-in it accepted (${(error as Error).message})`,
             { hint: "the server does not accept its own sessions: report it to the issuer", cause: error },
           );
         }
@@ -212,11 +215,12 @@ export class SignInSession {
     const failure = error as FetchError;
     if (!(failure instanceof FetchError) || failure.status === undefined) throw error;
     if (failure.status === 403) {
+      const hint = grantHint(url, used?.address);
       throw new StatetrailError(
         "GRANT_MISSING",
-        `${url}: the issuer's server refuses to serve it to ${used ? used.address : "an auditor not signed in"} ` +
-          `(HTTP 403${failure.serverCode ? ` ${failure.serverCode}` : ""}: no grant). To read it, ${grantHint(used?.address)}`,
-        { hint: grantHint(used?.address), cause: error },
+        `the issuer's server ${originOfUrl(url)} refuses this to ${used ? used.address : "an auditor not signed in"} ` +
+          `(HTTP 403${failure.serverCode ? ` ${failure.serverCode}` : ""}: no grant). To read it, ${hint}`,
+        { hint, cause: error },
       );
     }
     if (failure.status !== 401) throw error;
@@ -228,7 +232,7 @@ export class SignInSession {
     if (!this.hasAuditor) {
       throw new StatetrailError(
         "AUTH_REQUIRED",
-        `${url}: the issuer's server ${origin} serves this only to auditors it granted access, after signing in ` +
+        `the issuer's server ${origin} serves this only to auditors it granted access, after signing in ` +
           `(Sign-In with Ethereum), and no auditor key is configured. To read it, ${AUTH_HINT}`,
         { hint: AUTH_HINT, cause: error },
       );

@@ -218,7 +218,8 @@ describe("verify: signing in to a private issuer's server (auth.ts)", function (
     const error = await rejection(auth.fetch(a.url(protocolPath())));
     expect(error.code).to.equal("GRANT_MISSING");
     expect(error.message).to.contain(bob.address);
-    expect(error.hint).to.contain("statetrail grant");
+    expect(error.hint).to.contain(`statetrail grant instance:${a.fixture.instanceHash} ${bob.address}`);
+    expect(error.message).to.contain(error.hint!); // reports carry the message
     expect(auth.signIns).to.equal(1); // signed in, then refused: not signed in again
     expect((await rejection(auth.fetch(a.url(protocolPath())))).code).to.equal("GRANT_MISSING");
     expect(auth.signIns).to.equal(1);
