@@ -1,5 +1,7 @@
 import { expect } from "chai";
-import { Wallet, type Signer } from "ethers";
+import { encryptKeystoreJson, Wallet, type Signer } from "ethers";
+import fs from "node:fs";
+import path from "node:path";
 import type { IncomingMessage } from "node:http";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { startServer } from "../../src/server/https";
@@ -173,6 +175,27 @@ describe("verify and watch: a private instance (ACCESS.md), end to end", functio
       });
       expect(named.code, named.stdout + named.stderr).to.equal(0);
       expect(named.stdout + named.stderr).to.not.contain(auditor.privateKey.slice(2));
+    });
+
+    it("verify <url> --auditor-keystore <file>: the password from $STATETRAIL_PASSWORD; exit 0 with a grant", async function () {
+      policy([{ grantee: auditor.address, scope: `instance:${protocol.instance_hash}` }]);
+      const file = path.join(issuer.home.path(), "auditor-keystore.json");
+      const json = await encryptKeystoreJson(
+        { address: auditor.address, privateKey: auditor.privateKey },
+        "auditor-password",
+        { scrypt: { N: 1 << 10, r: 8, p: 1 } },
+      );
+      fs.writeFileSync(file, json);
+      const result = await cli(["verify", urlOf(protocol.instance_hash), "--auditor-keystore", file], {
+        STATETRAIL_PASSWORD: "auditor-password",
+      });
+      expect(result.code, result.stdout + result.stderr).to.equal(0);
+      const wrong = await cli(["verify", urlOf(protocol.instance_hash), "--auditor-keystore", file], {
+        STATETRAIL_PASSWORD: "not-the-password",
+      });
+      expect(wrong.code).to.equal(2);
+      const report = (JSON.parse(wrong.stdout) as { reports: VerificationReport[] }).reports[0];
+      expect(step(report, "V1")).to.include({ status: "error", code: "KEYSTORE_PASSWORD" });
     });
 
     it("verify <url> without a key: exit 2, AUTH_REQUIRED; with a key without a grant: exit 2, GRANT_MISSING", async function () {
