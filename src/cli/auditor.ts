@@ -31,10 +31,11 @@ export const AUDITOR_OPTION_HELP = {
   keystore: "sign in with the key of this encrypted JSON keystore (password: $STATETRAIL_PASSWORD or a prompt)",
 };
 
-export const AUDITOR_HELP = `Private instances (an issuer serving its data only to auditors it granted access): verify and watch
-sign in to the issuer's server (Sign-In with Ethereum) with the auditor's key: $${AUDITOR_KEY_ENV} (a hex private key),
---auditor-key-env <NAME> or --auditor-keystore <file>. Without a key such a server's data is AUTH_REQUIRED, without a
-grant for the key's address GRANT_MISSING: both could not verify (exit 2). See docs/AUDITOR.md.`;
+export const AUDITOR_HELP = `Private instances (an issuer serving its data only to auditors it granted access): verify and
+watch sign in to the issuer's server (Sign-In with Ethereum) with the auditor's key: $${AUDITOR_KEY_ENV} (a hex
+private key), --auditor-key-env <NAME> or --auditor-keystore <file>. Without a key such a server's data is
+AUTH_REQUIRED, without a grant for the key's address GRANT_MISSING: both could not verify (exit 2). See
+docs/AUDITOR.md, "A private instance".`;
 
 /**
  * Where the auditor's key comes from, or null when none is configured. Usage errors (both options, a named variable
