@@ -13,6 +13,8 @@ const https = require("node:https");
 
 const [mode, json] = process.argv.slice(2);
 const options = JSON.parse(json);
+// With --auth: the auditor's session token on every request (the server checks the session and the grant each time).
+const auth = options.token ? { authorization: `Bearer ${options.token}` } : {};
 
 function percentile(sorted, p) {
   if (sorted.length === 0) return null;
@@ -33,7 +35,7 @@ async function httpLoad() {
   const one = () =>
     new Promise((resolve) => {
       const t0 = process.hrtime.bigint();
-      const req = https.get(url, { agent, headers: { accept: "application/json" } }, (res) => {
+      const req = https.get(url, { agent, headers: { accept: "application/json", ...auth } }, (res) => {
         let size = 0;
         res.on("data", (chunk) => (size += chunk.length));
         res.on("end", () => {
@@ -92,7 +94,7 @@ async function sseLoad() {
   for (let i = 0; i < options.clients; i++) {
     const client = { ids: new Set(), duplicates: 0, status: null, error: null, events: 0, firstAt: null };
     clients.push(client);
-    const req = https.get(url, { agent, headers: { accept: "text/event-stream" } }, (res) => {
+    const req = https.get(url, { agent, headers: { accept: "text/event-stream", ...auth } }, (res) => {
       if (res.statusCode !== 200) {
         client.error = `HTTP ${res.statusCode}`;
         res.resume();

@@ -5,7 +5,11 @@
  * memory are the server's (and its in-process tracker's).
  *
  *   npx ts-node --transpile-only scripts/load-test.ts [--seconds 15] [--connections 32] [--subscribers 200]
- *                                                      [--out load-test.json]
+ *                                                      [--auth] [--out load-test.json]
+ *
+ * --auth: the issuer's data is private (access.json, mode private, one `all` grant to an auditor key made for the
+ * run); the auditor signs in once (EIP-4361) and every request and subscriber carries its session token, so each
+ * request also passes the server's sign-in and grant checks. Requests without the token are answered 401.
  *
  * Prints a table (requests/s, latency p50/p99, SSE clients, events delivered, RSS before/after) and writes the
  * figures as JSON. Exit code 1 when there were errors or a subscriber missed an event.
@@ -13,15 +17,19 @@
 import "../src/engine/polyfill";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { Wallet } from "ethers";
 import { startNode, freePort } from "../src/chain/node";
 import { createEngine } from "../src/engine";
 import { loadHandlerModule, type TaskHandlers } from "../src/engine/local";
 import { loadModel } from "../src/model/load";
 import { type ProtocolHead } from "../src/protocol/schema";
+import { buildSignInMessage } from "../src/identity/siwe";
+import { grantAccess } from "../src/store/access";
 import { setupIssuer } from "../test/helpers/issuer";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -37,6 +45,8 @@ export interface LoadTestOptions {
   subscribers: number;
   /** Stop the request load after this many requests (default: time only). */
   requests?: number;
+  /** Private data: every request and subscriber signed in (see the header). */
+  auth?: boolean;
   log?: (message: string) => void;
 }
 
@@ -67,7 +77,9 @@ export interface LoadTestResult {
   statetrail_load_test: 1;
   date: string;
   machine: { cpus: number; load_average: number[]; node: string };
-  options: { seconds: number; connections: number; subscribers: number };
+  options: { seconds: number; connections: number; subscribers: number; auth: boolean };
+  /** With --auth: requests answered without the token (must be 401, no data). */
+  unauthenticated?: { status: number; bytes: number; data_leaked: boolean };
   protocol: { states: number; bytes: number };
   http: HttpFigures;
   sse: SseFigures;
@@ -145,6 +157,21 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     const protocolBytes = fs.statSync(issuer.home.protocolFile(first.instance_hash)).size;
     log(`warm-up run: ${first.entries} states, protocol ${protocolBytes} bytes`);
 
+    let token: string | undefined;
+    let unauthenticated: LoadTestResult["unauthenticated"];
+    if (options.auth) {
+      const auditor = Wallet.createRandom();
+      await grantAccess(issuer.home, { scope: "all", grantee: auditor.address });
+      const anonymous = await request(target);
+      unauthenticated = {
+        status: anonymous.status,
+        bytes: anonymous.body.length,
+        data_leaked: anonymous.body.includes(first.instance_hash),
+      };
+      token = await signIn(issuer.server.url, auditor);
+      log(`private: auditor ${auditor.address} signed in; anonymous request: ${anonymous.status}`);
+    }
+
     collectGarbage();
     const before = process.memoryUsage();
     rssPeak = before.rss;
@@ -170,7 +197,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
         if (sse) return;
         const events = `${issuer.server.url}/instances/${protocol.instance_hash}/events`;
         subscribed = new Promise<void>((resolve) => {
-          sse = client<SseFigures>("sse", { url: events, clients: options.subscribers, seconds: 300 }, resolve);
+          sse = client<SseFigures>("sse", { url: events, clients: options.subscribers, seconds: 300, token }, resolve);
         });
         void subscribed.then(() => {
           log(`${options.subscribers} subscribers connected; the run proceeds`);
@@ -183,6 +210,7 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       connections: options.connections,
       seconds: options.seconds,
       requests: options.requests,
+      token,
     });
     const run = tracker.run(model, Buffer.from('{"batchId":"load-tracked"}'));
     // If the subscribers never connect, don't leave the run waiting forever.
@@ -209,6 +237,9 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
       problems.push(`a subscriber got ${sseFigures.states_per_client.min} of ${tracked.entries} states`);
     }
     if (sseFigures.duplicates > 0) problems.push(`${sseFigures.duplicates} duplicate events`);
+    if (unauthenticated && (unauthenticated.status !== 401 || unauthenticated.data_leaked)) {
+      problems.push(`a request without the token was answered ${unauthenticated.status}`);
+    }
     return {
       statetrail_load_test: 1,
       date: new Date().toISOString(),
@@ -217,7 +248,13 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
         load_average: os.loadavg().map((n) => Math.round(n * 100) / 100),
         node: process.version,
       },
-      options: { seconds: options.seconds, connections: options.connections, subscribers: options.subscribers },
+      options: {
+        seconds: options.seconds,
+        connections: options.connections,
+        subscribers: options.subscribers,
+        auth: options.auth ?? false,
+      },
+      ...(unauthenticated ? { unauthenticated } : {}),
       protocol: { states: first.entries, bytes: protocolBytes },
       http: httpFigures,
       sse: { ...sseFigures, expected: tracked.entries },
@@ -232,6 +269,57 @@ export async function runLoadTest(options: LoadTestOptions): Promise<LoadTestRes
     await issuer.close();
     await node.stop();
   }
+}
+
+/** One GET over TLS without checking the certificate (the load clients don't either: this measures the server). */
+function request(
+  url: string,
+  init: { method?: string; body?: string } = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      url,
+      {
+        method: init.method ?? "GET",
+        rejectUnauthorized: false,
+        headers: init.body ? { "content-type": "application/json" } : {},
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (body += chunk));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
+/** Signs `auditor` in to the server (EIP-4361, docs/design/ACCESS.md) and returns the session token. */
+async function signIn(
+  serverUrl: string,
+  auditor: { address: string; signMessage(message: string): Promise<string> },
+): Promise<string> {
+  const url = new URL(serverUrl);
+  const nonce = JSON.parse((await request(`${url.origin}/auth/nonce`)).body) as { nonce: string };
+  const now = Date.now();
+  const message = buildSignInMessage({
+    domain: url.host,
+    address: auditor.address,
+    uri: url.origin,
+    chainId: 31337,
+    nonce: nonce.nonce,
+    issuedAt: new Date(now),
+    expirationTime: new Date(now + 50 * 60_000),
+  });
+  const signature = await auditor.signMessage(message);
+  const answer = await request(`${url.origin}/auth/siwe`, {
+    method: "POST",
+    body: JSON.stringify({ message, signature }),
+  });
+  if (answer.status !== 200) throw new Error(`sign-in refused (${answer.status}): ${answer.body}`);
+  return (JSON.parse(answer.body) as { token: string }).token;
 }
 
 export function renderTable(result: LoadTestResult): string {
@@ -249,6 +337,14 @@ export function renderTable(result: LoadTestResult): string {
     ],
     ["request errors", `${http.errors} (statuses ${JSON.stringify(http.statuses)})`],
     ["protocol size", `${result.protocol.states} states, ${result.protocol.bytes} bytes`],
+    [
+      "access",
+      result.unauthenticated
+        ? `private: every request and subscriber signed in (EIP-4361 session token, grant checked per request); ` +
+          `without the token: ${result.unauthenticated.status}, ${result.unauthenticated.bytes} bytes, ` +
+          `${result.unauthenticated.data_leaked ? "DATA LEAKED" : "no data"}`
+        : "open (no sign-in)",
+    ],
     ["SSE clients (connected / complete)", `${sse.opened} / ${sse.complete} of ${sse.clients}`],
     [
       "SSE events delivered",
@@ -285,6 +381,7 @@ if (require.main === module) {
     seconds: Number(argument("seconds", "15")),
     connections: Number(argument("connections", "32")),
     subscribers: Number(argument("subscribers", "200")),
+    auth: process.argv.includes("--auth"),
     log: (message) => process.stderr.write(`${message}\n`),
   }).then(
     (result) => {

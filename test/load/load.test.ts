@@ -26,4 +26,16 @@ describe("load: protocol requests and 200 SSE subscribers while a run is tracked
     expect(result.heap_used_mb.after - result.heap_used_mb.before).to.be.lessThan(64);
     expect(result.rss_mb.after - result.rss_mb.before).to.be.lessThan(300);
   });
+
+  it("private data: every request and subscriber signed in and granted, none refused; without the token 401, no data", async function () {
+    const result = await runLoadTest({ seconds: 3, connections: 16, subscribers: 200, requests: 3_000, auth: true });
+    if (process.env.STATETRAIL_LOAD_VERBOSE) console.log(renderTable(result));
+    expect(result.problems).to.deep.equal([]);
+    expect(result.options.auth).to.equal(true);
+    expect(result.unauthenticated).to.deep.include({ status: 401, data_leaked: false });
+    expect(result.http.errors).to.equal(0);
+    expect(Object.keys(result.http.statuses)).to.deep.equal(["200"]);
+    expect(result.sse.complete).to.equal(200);
+    expect(result.sse.events_delivered).to.equal(200 * result.tracked_run.states);
+  });
 });
