@@ -191,7 +191,10 @@ export async function* logChunks(
     const bytes = chunk.reduce((total, log) => total + log.data.length, 0);
     if (bytes > DENSE_CHUNK_BYTES && size > 1) size = Math.max(1, Math.floor(size / 2));
     else if (bytes < DENSE_CHUNK_BYTES / 8 && size < configured) size = Math.min(configured, size * 2);
-    yield [...chunk].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+    const sorted = [...chunk].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
+    // Only the sorted copy is kept while the reader consumes it (it may drop each log once decoded).
+    chunk = null;
+    yield sorted;
   }
 }
 
@@ -207,14 +210,27 @@ export async function* instanceEventStream(
 ): AsyncGenerator<InstanceEvent> {
   const query = instanceLogQuery(registry, issuer, instanceHash);
   for await (const chunk of logChunks(provider, query, fromBlock, toBlock, options)) {
-    // One log at a time, each dropped from the chunk once decoded: the decoded events of a whole chunk (a million
-    // states in a few StatesRegistered logs) are never held at once.
+    // One log at a time, each dropped from the chunk once decoded, and a StatesRegistered's states made one at a
+    // time as they are asked for: the decoded events of a chunk, or of one log (1,000 states), are never held at
+    // once (held while the pass compared them one by one, they were copied to the old generation: 12 MB per
+    // 100,000 states).
     for (let index = 0; index < chunk.length; index += 1) {
       const log = chunk[index];
       (chunk as Array<Log | null>)[index] = null;
-      yield* decodeInstanceLogs([log], registry);
+      yield* instanceLogEvents(log, registry);
     }
   }
+}
+
+/**
+ * The events of one log, as `decodeInstanceLogs([log], registry)` returns them, a StatesRegistered's states made one
+ * at a time as they are asked for.
+ */
+export function* instanceLogEvents(log: Log, registry?: string): Generator<InstanceEvent> {
+  if (registry !== undefined && getAddress(log.address) !== getAddress(registry)) return;
+  const layout = statesRegisteredLayout(log);
+  if (layout) yield* statesRegisteredEvents(layout);
+  else yield* decodeInstanceLogs([log], registry);
 }
 
 /**
@@ -297,14 +313,28 @@ export function decodeInstanceLogs(logs: readonly Log[], registry?: string): Ins
  * decoder took seconds and hundreds of megabytes for the 100 logs of a 100,000-state instance.
  */
 export function decodeStatesRegistered(log: Log, events: InstanceEvent[]): boolean {
+  const layout = statesRegisteredLayout(log);
+  if (!layout) return false;
+  for (const event of statesRegisteredEvents(layout)) events.push(event);
+  return true;
+}
+
+interface StatesLayout {
+  data: string;
+  size: number;
+  at: EventLocation;
+}
+
+/** A StatesRegistered log's data, state count and location when it is laid out as the registry emits it, else null. */
+function statesRegisteredLayout(log: Log): StatesLayout | null {
   const data = log.data;
-  if (log.topics.length !== 3 || log.topics[0] !== INSTANCE_EVENT_TOPICS.states) return false;
-  if (!/^0x[0-9a-fA-F]*$/.test(data) || data.length < 2 + 64 * 3) return false;
-  if (BigInt("0x" + data.slice(66, 130)) !== 0x40n) return false;
+  if (log.topics.length !== 3 || log.topics[0] !== INSTANCE_EVENT_TOPICS.states) return null;
+  if (!/^0x[0-9a-fA-F]*$/.test(data) || data.length < 2 + 64 * 3) return null;
+  if (BigInt("0x" + data.slice(66, 130)) !== 0x40n) return null;
   const count = BigInt("0x" + data.slice(130, 194));
-  if (count === 0n || BigInt(data.length) !== 2n + 64n * (3n + count)) return false;
+  if (count === 0n || BigInt(data.length) !== 2n + 64n * (3n + count)) return null;
   const issuerTopic = log.topics[1];
-  if (!/^0x0{24}[0-9a-fA-F]{40}$/.test(issuerTopic)) return false;
+  if (!/^0x0{24}[0-9a-fA-F]{40}$/.test(issuerTopic)) return null;
   const at: EventLocation = {
     blockNumber: log.blockNumber,
     transactionHash: log.transactionHash.toLowerCase(),
@@ -312,14 +342,17 @@ export function decodeStatesRegistered(log: Log, events: InstanceEvent[]): boole
     issuer: getAddress("0x" + issuerTopic.slice(26)),
     instanceHash: fromBytes32(log.topics[2]),
   };
-  const size = Number(count);
+  return { data, size: Number(count), at };
+}
+
+/** The `state` events of a StatesRegistered log (see {@link statesRegisteredLayout}), each made when asked for. */
+function* statesRegisteredEvents({ data, size, at }: StatesLayout): Generator<InstanceEvent> {
   let prev = data.slice(2, 66).toLowerCase();
   for (let index = 0; index < size; index++) {
     const stateHash = data.slice(194 + 64 * index, 258 + 64 * index).toLowerCase();
-    events.push({ kind: "state", stateHash, prevStateHash: prev, batch: { index, size }, at });
+    yield { kind: "state", stateHash, prevStateHash: prev, batch: { index, size }, at };
     prev = stateHash;
   }
-  return true;
 }
 
 /** Reads and decodes every event of one instance between two blocks. */
