@@ -55,14 +55,17 @@ const BUNDLE_HEADER = "// statetrail bundle sha256:";
  * window: some 4,200 point additions, in code not yet optimised, before the first signature is checked or made (by
  * far the largest part of V8's time in a fresh `verify`), to save 32 additions on each one after. A `verify`
  * recovers one signature an instance: it builds the 4-bit table (520 additions, 32 more on each signature; the table
- * of 8 bits would pay for itself after some 120 instances). A different table gives the same points; every other
- * command keeps noble's 8 bits (`run` and `serve` sign as long as they run).
+ * of 8 bits would pay for itself after some 120 instances), and builds it while the steps before V8 wait on the
+ * network (src/verify/pipeline.ts, WHILE_WAITING) rather than when V8 first needs it. A different table gives the
+ * same points; every other command keeps noble's 8 bits (`run` and `serve` sign as long as they run).
  */
-const VENDOR_ETHERS = `const { ethers, baseWindow, wasmKeccak } = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));
-if (globalThis[Symbol.for("statetrail.codeCacheCommand")] === "verify") baseWindow(4);
+const VENDOR_ETHERS = `const { ethers, baseWindow, baseTable, wasmKeccak } = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));
+if (globalThis[Symbol.for("statetrail.codeCacheCommand")] === "verify") {
+  baseWindow(4);
+  (globalThis[Symbol.for("statetrail.verify.whileWaiting")] ??= []).push(baseTable);
+}
 wasmKeccak();
 module.exports = ethers;`;
-const SECP256K1 = require.resolve("@noble/curves/secp256k1", { paths: [path.dirname(require.resolve("ethers"))] });
 
 /**
  * Keccak-256 for ethers' `keccak256` in the CLI: hash-wasm's WebAssembly build (the one src/chain/keccak.ts loads for
@@ -102,29 +105,84 @@ const WASM_KECCAK = `function makeWasmKeccak(base64) {
   };
 }`;
 
-const VENDOR_ENTRY = `const { secp256k1 } = require(${JSON.stringify(SECP256K1)});
-const ethers = require("ethers");
-exports.ethers = ethers;
+/**
+ * ethers' bundle: ethers' ES build with only the exports the CLI's bundle uses (ethersNamesUsed), which esbuild
+ * tree-shakes: about half of ethers' code, and of what a start deserialises and evaluates (providers of third-party
+ * services, wordlists, JSON wallets' other formats, WebSocket...). Written as the object the CLI's `require("ethers")`
+ * gets; a name the CLI's code uses and this object lacks fails the build (ethersNamesUsed).
+ */
+function vendorEntry(names) {
+  return `import { ${names.join(", ")} } from "ethers";
+import { secp256k1 } from "@noble/curves/secp256k1";
+export const ethers = { ${names.join(", ")} };
 /** The bits of a window of secp256k1's table of base point multiples (noble's default 8), before it is first used. */
-exports.baseWindow = (bits) => secp256k1.ProjectivePoint.BASE._setWindowSize(bits);
+export const baseWindow = (bits) => secp256k1.ProjectivePoint.BASE._setWindowSize(bits);
+/**
+ * Builds that table now, if it is not built yet: noble's utils.precompute without its resetting of the window (a
+ * multiplication of the base point builds the table first).
+ */
+export const baseTable = () => {
+  secp256k1.ProjectivePoint.BASE.multiply(3n);
+};
 ${WASM_KECCAK}
 const KNOWN = [
   ["", "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"],
   ["abc", "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"],
 ];
 /** Registers the WebAssembly Keccak-256 with ethers once it gives the known answers; false if it was not. */
-exports.wasmKeccak = () => {
+export const wasmKeccak = () => {
   try {
     const keccak = makeWasmKeccak(${JSON.stringify(keccakWasmBase64())});
     for (const [text, digest] of KNOWN) {
       if (Buffer.from(keccak(Buffer.from(text))).toString("hex") !== digest) return false;
     }
-    ethers.keccak256.register(keccak);
+    keccak256.register(keccak);
     return true;
   } catch {
     return false; // no WebAssembly (--jitless), or keccak256 locked: ethers' own stays
   }
 };`;
+}
+
+/** What ethers' bundle needs of ethers itself (vendorEntry). */
+const VENDOR_OWN_NAMES = ["keccak256"];
+
+/**
+ * The names of ethers the CLI's bundle uses, read from esbuild's output: `import_ethers….X` (an `import { X }`), the
+ * names destructured from a dynamic import, and `V.X` for a variable bound to `lazy(() => require("ethers"))`. Any
+ * other use of ethers in the bundle fails the build (add it here), as does a name ethers does not export.
+ */
+function ethersNamesUsed(text) {
+  const exported = new Set(Object.keys(require("ethers")));
+  const names = new Set(VENDOR_OWN_NAMES);
+  for (const match of text.matchAll(/\bimport_ethers\d*\.([A-Za-z_$][\w$]*)/g)) names.add(match[1]);
+  let uses = 0;
+  for (const match of text.matchAll(/require_ethers\(\)/g)) {
+    uses += 1;
+    const before = text.slice(Math.max(0, match.index - 200), match.index);
+    if (/\bimport_ethers\d* = __toESM\($/.test(before)) continue;
+    const destructured = /const \{([^}]*)\} = await Promise\.resolve\(\)\.then\(\(\) => __toESM\($/.exec(before);
+    if (destructured) {
+      for (const part of destructured[1].split(",")) names.add(part.split(":")[0].trim());
+      continue;
+    }
+    const bound = /\bvar (\w+) = lazy\(\(\) => $/.exec(before);
+    if (bound) {
+      for (const use of text.matchAll(new RegExp(`\\b${bound[1]}\\.([A-Za-z_$][\\w$]*)`, "g"))) {
+        if (exported.has(use[1])) names.add(use[1]);
+      }
+      continue;
+    }
+    throw new Error(
+      `build-cli: a use of ethers the vendor bundle can't account for: …${before.slice(-120)}require_ethers()`,
+    );
+  }
+  if (uses === 0) throw new Error("build-cli: the CLI's bundle does not use ethers where expected");
+  for (const name of names) {
+    if (!exported.has(name)) throw new Error(`build-cli: the CLI's bundle uses ethers.${name}, which ethers lacks`);
+  }
+  return [...names].sort();
+}
 
 /** The WebAssembly Keccak against noble's (ethers' own) on every length across a few buffers, and some more. */
 function keccakSelfTest() {
@@ -366,22 +424,6 @@ async function main() {
     logLevel: "warning",
   });
   const interpreterSource = ascii(interpreter.outputFiles[0].text);
-  const ethers = await esbuild.build({
-    stdin: { contents: VENDOR_ENTRY, resolveDir: ROOT, sourcefile: "vendor-ethers.js" },
-    outfile: path.join(ROOT, "dist", "vendor-ethers.cjs"),
-    write: false,
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    target: "node20",
-    // ws's optional native speed-ups, required in a try/catch.
-    external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize, onFirstUse],
-    logOverride: { "require-resolve-not-external": "silent" },
-    legalComments: "none",
-    logLevel: "warning",
-  });
-  write(ethers);
   const result = await esbuild.build({
     entryPoints: [path.join(ROOT, "src", "cli", "main.ts")],
     outfile: path.join(ROOT, "dist", "statetrail.cjs"),
@@ -400,6 +442,27 @@ async function main() {
     logLevel: "warning",
     metafile: true,
   });
+  const ethers = await esbuild.build({
+    stdin: {
+      contents: vendorEntry(ethersNamesUsed(result.outputFiles[0].text)),
+      // ethers' own folder: its secp256k1 (the noble-curves ethers uses), and ethers itself.
+      resolveDir: path.dirname(require.resolve("ethers")),
+      sourcefile: "vendor-ethers.js",
+    },
+    outfile: path.join(ROOT, "dist", "vendor-ethers.cjs"),
+    write: false,
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    // ws's optional native speed-ups, required in a try/catch.
+    external: ["bufferutil", "utf-8-validate"],
+    plugins: [ensNormalize, onFirstUse],
+    logOverride: { "require-resolve-not-external": "silent" },
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  write(ethers);
   write(result, sharedInterop);
   if (process.argv.includes("--analyze")) console.log(await esbuild.analyzeMetafile(result.metafile));
 }
