@@ -354,21 +354,42 @@ module.exports = new Proxy({}, {
 
 /**
  * ethers' ENS normaliser (@adraffy/ens-normalize), bundled into ethers' bundle (compiled through the code cache, not
- * from node_modules at every start: some 7 ms) and registered in `require.cache` under the installed module's file:
- * src/verify/ens-fast-path.ts requires that file (as resolved from ethers' folder) to put its fast path in front of
- * the module's `ens_normalize`, which must be the one the bundled ethers calls. One instance either way: if the
+ * from node_modules at every start) and evaluated on first use: its module decodes its Unicode data when it is
+ * loaded (some 5 ms), which a verification whose names all take src/verify/ens-fast-path.ts's fast path never needs.
+ * Its exports are stood in for by an object registered in `require.cache` under the installed module's file, which
+ * ens-fast-path.ts requires (as resolved from ethers' folder) to put its fast path in front of `ens_normalize`, the
+ * one function ethers imports from it: `ens_normalize` there is the library's, loaded when first called (and can be
+ * replaced, as ens-fast-path.ts does), each other export the library's on first read. One instance either way: if the
  * installed module was required first, that one is used.
  */
 const ENS_NORMALIZE_FILE = require.resolve("@adraffy/ens-normalize", {
   paths: [path.dirname(require.resolve("ethers"))],
 });
+const ENS_NORMALIZE_EXPORTS = Object.keys(require(ENS_NORMALIZE_FILE));
+if (!ENS_NORMALIZE_EXPORTS.includes("ens_normalize"))
+  throw new Error("build-cli: @adraffy/ens-normalize has no ens_normalize");
 const ENS_NORMALIZE = `const path = require("node:path");
 const Module = require("node:module");
 const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
 if (!require.cache[file]) {
+  let library;
+  const load = () => (library ??= require(${JSON.stringify(ENS_NORMALIZE_FILE)}));
+  let normalize = (name) => load().ens_normalize(name);
+  const exports = {};
+  for (const name of ${JSON.stringify(ENS_NORMALIZE_EXPORTS)}) {
+    Object.defineProperty(exports, name, {
+      enumerable: true,
+      configurable: true,
+      get: name === "ens_normalize" ? () => normalize : () => load()[name],
+      set: (value) => {
+        if (name === "ens_normalize") normalize = value;
+        else Object.defineProperty(exports, name, { value, enumerable: true, configurable: true, writable: true });
+      },
+    });
+  }
   const module = new Module(file);
   module.filename = file;
-  module.exports = require(${JSON.stringify(ENS_NORMALIZE_FILE)});
+  module.exports = exports;
   module.loaded = true;
   require.cache[file] = module;
 }

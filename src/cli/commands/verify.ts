@@ -289,7 +289,7 @@ async function verifyResolved(
   recorder?: FetchRecorder,
 ): Promise<void> {
   const { connect } = await import("../../chain/provider");
-  const { rpcUrlFor } = await import("../context");
+  const { rpcUrlFor } = await import("../rpc-endpoint");
   const { ChainView, ensReaderFromProvider, pinnedFetcher, storageFetcher, verifyProtocol } =
     await import("../../verify");
   const { bundleFetcher, bundleReport } = await import("../../verify/bundle");
