@@ -22,8 +22,10 @@ if (!fs.existsSync(entry)) {
 const args = process.argv.slice(2);
 const command = commandOf(args);
 const help = args.includes("--help") || args.includes("-h") || args.includes("help");
-// `verify` checks for stale sources when it is done (below); every other command while it loads.
+// `verify` checks for stale sources while it waits on the network, and warns when it is done (below); every other
+// command while it loads.
 if (command !== "verify") warnIfStale();
+else staleCheckWhileWaiting();
 loadCli()
   .main(process.argv)
   .then(
@@ -92,13 +94,29 @@ function warnStale(changed) {
 }
 
 /**
- * The stale-build check of `verify`, synchronous, once the verification is done (a few milliseconds): while the
- * CLI loads, its hundred-odd stats on libuv's threads queued ahead of the verification's own work there (the DNS
- * lookup of the issuer's server) and their callbacks took turns of the event loop, some 20-40 ms of a `verify`.
+ * The stale-build check of `verify`, synchronous (a few milliseconds): while the CLI loads, its hundred-odd stats on
+ * libuv's threads queued ahead of the verification's own work there (the DNS lookup of the issuer's server) and their
+ * callbacks took turns of the event loop, some 20-40 ms of a `verify`. It runs as one of the pieces the verifier
+ * initialises while its steps wait on the network (src/verify/pipeline.ts, WHILE_WAITING), or when the verification
+ * is done if none ran; the warning comes at the end.
  */
+let staleFound; // undefined: not checked yet; null: nothing newer than the build
+function staleCheckWhileWaiting() {
+  const key = Symbol.for("statetrail.verify.whileWaiting");
+  (globalThis[key] ??= []).push(() => {
+    staleFound ??= newestStale();
+  });
+}
+
 function warnIfStaleNow() {
+  staleFound ??= newestStale();
+  warnStale(staleFound);
+}
+
+/** The first source file changed after the last build, or null (also in an installed package). */
+function newestStale() {
   const built = builtAt();
-  if (built === null) return;
+  if (built === null) return null;
   const newer = (dir) => {
     let entries;
     try {
@@ -123,7 +141,7 @@ function warnIfStaleNow() {
     }
     return null;
   };
-  warnStale(newer(path.join(__dirname, "..", "src")));
+  return newer(path.join(__dirname, "..", "src"));
 }
 
 /**
