@@ -266,6 +266,14 @@ async function main(): Promise<void> {
       "(src/cli/code-cache.ts; compiled code only). Wall " +
       "time is measured around the child process; peak RSS is `/usr/bin/time`'s maximum resident set size.",
     "",
+    ...(Math.max(Number(load), Number(loadAfter)) > os.cpus().length
+      ? [
+          `**The machine was busy** (load average ${load} at start and ${loadAfter} after, on ${os.cpus().length} ` +
+            "CPUs: other processes ran): every wall time here is slower than on an idle machine, the verification " +
+            "work's included, and the ratios can differ from an idle machine's.",
+          "",
+        ]
+      : []),
     "| command | wall time | × `node -e 0` | peak RSS |",
     "| --- | ---: | ---: | ---: |",
     ...startup.map((row) => `| ${row.name} | ${ms(row.ms)} | ${row.ratio.toFixed(2)} | ${row.rssMb.toFixed(1)} MB |`),
