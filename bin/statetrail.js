@@ -22,7 +22,10 @@ if (!fs.existsSync(entry)) {
 const args = process.argv.slice(2);
 const command = commandOf(args);
 const help = args.includes("--help") || args.includes("-h") || args.includes("help");
-const stale = warnIfStale();
+// `verify` checks for stale sources while it waits on the network, and warns when it is done (below); every other
+// command while it loads.
+if (command !== "verify") warnIfStale();
+else staleCheckWhileWaiting();
 loadCli()
   .main(process.argv)
   .then(
@@ -32,11 +35,15 @@ loadCli()
       // provider destroyed). It exits once the stale-build check and stdout and stderr are done, instead of waiting
       // for sockets to finish closing and for Node to tear the heap down. Commands that keep serving or watching
       // (serve, node, watch, demo --keep-serving) end as they always did.
-      if (command === "verify") stale.then(() => exitWhenWritten(code));
+      if (command === "verify") {
+        warnIfStaleNow();
+        exitWhenWritten(code);
+      }
     },
     (error) => {
       console.error(error);
       process.exitCode = 70;
+      if (command === "verify") warnIfStaleNow();
     },
   );
 
@@ -68,6 +75,75 @@ function exitWhenWritten(code) {
   process.stderr.write("", done);
 }
 
+/** When the last build finished (dist/.built), or null in an installed package (no src/) or an unbuilt clone. */
+function builtAt() {
+  const root = path.join(__dirname, "..");
+  try {
+    return fs.statSync(path.join(root, "dist", ".built")).mtimeMs;
+  } catch {
+    return null;
+  }
+}
+
+function warnStale(changed) {
+  if (changed) {
+    process.stderr.write(
+      `warning: ${path.relative(process.cwd(), changed)} changed after the last build; run \`npm run build\` to run it\n`,
+    );
+  }
+}
+
+/**
+ * The stale-build check of `verify`, synchronous (a few milliseconds): while the CLI loads, its hundred-odd stats on
+ * libuv's threads queued ahead of the verification's own work there (the DNS lookup of the issuer's server) and their
+ * callbacks took turns of the event loop, some 20-40 ms of a `verify`. It runs as one of the pieces the verifier
+ * initialises while its steps wait on the network (src/verify/pipeline.ts, WHILE_WAITING), or when the verification
+ * is done if none ran; the warning comes at the end.
+ */
+let staleFound; // undefined: not checked yet; null: nothing newer than the build
+function staleCheckWhileWaiting() {
+  const key = Symbol.for("statetrail.verify.whileWaiting");
+  (globalThis[key] ??= []).push(() => {
+    staleFound ??= newestStale();
+  });
+}
+
+function warnIfStaleNow() {
+  staleFound ??= newestStale();
+  warnStale(staleFound);
+}
+
+/** The first source file changed after the last build, or null (also in an installed package). */
+function newestStale() {
+  const built = builtAt();
+  if (built === null) return null;
+  const newer = (dir) => {
+    let entries;
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return null;
+    }
+    for (const entry of entries) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        const found = newer(file);
+        if (found) return found;
+        continue;
+      }
+      let stat;
+      try {
+        stat = fs.statSync(file);
+      } catch {
+        continue;
+      }
+      if (stat.mtimeMs > built) return file;
+    }
+    return null;
+  };
+  return newer(path.join(__dirname, "..", "src"));
+}
+
 /**
  * In a clone, sources edited after the last build would silently not run: say so. One stat per source file, done
  * by libuv's threads while the CLI loads (synchronous, they held up every start by some 15 ms here); the warning
@@ -75,12 +151,8 @@ function exitWhenWritten(code) {
  */
 function warnIfStale() {
   const root = path.join(__dirname, "..");
-  let built;
-  try {
-    built = fs.statSync(path.join(root, "dist", ".built")).mtimeMs;
-  } catch {
-    return Promise.resolve();
-  }
+  const built = builtAt();
+  if (built === null) return Promise.resolve();
   const newer = async (dir) => {
     let entries;
     try {
@@ -98,11 +170,5 @@ function warnIfStale() {
     );
     return found.find((file) => file !== null) ?? null;
   };
-  return newer(path.join(root, "src")).then((changed) => {
-    if (changed) {
-      process.stderr.write(
-        `warning: ${path.relative(process.cwd(), changed)} changed after the last build; run \`npm run build\` to run it\n`,
-      );
-    }
-  });
+  return newer(path.join(root, "src")).then(warnStale);
 }

@@ -30,10 +30,19 @@ const STUBBED = {
 /**
  * Which packages go into the bundles: aws-local-stepfunctions (its CommonJS build, the one `require` loads: one
  * copy, the one src/engine/interpreter-patches.ts corrects) with its small dependencies, and in place of its three
- * unused ones the stubs, in the interpreter's; commander and zod in the CLI's. Every other package stays external,
- * required at run time from node_modules as before.
+ * unused ones the stubs, in the interpreter's; commander, zod and asl-path-validator (src/model/paths.ts; with it a
+ * copy of jsonpath-plus) in the CLI's. Every other package stays external, required at run time from node_modules as
+ * before.
  */
-const BUNDLED = new Set(["jsonpath-plus", "wildcard-match", "p-limit", "yocto-queue", "commander", "zod"]);
+const BUNDLED = new Set([
+  "jsonpath-plus",
+  "wildcard-match",
+  "p-limit",
+  "yocto-queue",
+  "commander",
+  "zod",
+  "asl-path-validator",
+]);
 
 const CODE_CACHE = path.join(ROOT, "src", "cli", "code-cache.ts");
 /** src/cli/code-cache.ts's BUNDLE_HEADER. */
@@ -46,17 +55,151 @@ const BUNDLE_HEADER = "// statetrail bundle sha256:";
  * window: some 4,200 point additions, in code not yet optimised, before the first signature is checked or made (by
  * far the largest part of V8's time in a fresh `verify`), to save 32 additions on each one after. A `verify`
  * recovers one signature an instance: it builds the 4-bit table (520 additions, 32 more on each signature; the table
- * of 8 bits would pay for itself after some 120 instances). A different table gives the same points; every other
- * command keeps noble's 8 bits (`run` and `serve` sign as long as they run).
+ * of 8 bits would pay for itself after some 120 instances), and builds it while the steps before V8 wait on the
+ * network (src/verify/pipeline.ts, WHILE_WAITING) rather than when V8 first needs it. A different table gives the
+ * same points; every other command keeps noble's 8 bits (`run` and `serve` sign as long as they run).
  */
-const VENDOR_ETHERS = `const { ethers, baseWindow } = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));
-if (globalThis[Symbol.for("statetrail.codeCacheCommand")] === "verify") baseWindow(4);
+const VENDOR_ETHERS = `const { ethers, baseWindow, baseTable, wasmKeccak } = require(${JSON.stringify(CODE_CACHE)}).loadBundle(require("node:path").join(__dirname, "vendor-ethers.cjs"));
+if (globalThis[Symbol.for("statetrail.codeCacheCommand")] === "verify") {
+  baseWindow(4);
+  (globalThis[Symbol.for("statetrail.verify.whileWaiting")] ??= []).push(baseTable);
+}
+wasmKeccak();
 module.exports = ethers;`;
-const SECP256K1 = require.resolve("@noble/curves/secp256k1", { paths: [path.dirname(require.resolve("ethers"))] });
-const VENDOR_ENTRY = `const { secp256k1 } = require(${JSON.stringify(SECP256K1)});
-exports.ethers = require("ethers");
+
+/**
+ * Keccak-256 for ethers' `keccak256` in the CLI: hash-wasm's WebAssembly build (the one src/chain/keccak.ts loads for
+ * Merkle proofs), compiled synchronously when ethers' bundle loads and registered with `keccak256.register`, so
+ * that every Keccak ethers computes (addresses' checksums, event topics, code hashes, ABI selectors) is the
+ * WebAssembly one. ethers' own (noble's, JavaScript) is as fast once V8 has optimised it, but a fresh process runs it
+ * unoptimised: some 15-20 ms of a `verify` went to Keccak. The same function: the build checks it against noble's on
+ * inputs of every length up to a few WebAssembly buffers (keccakSelfTest), each start against two known answers
+ * before it is registered, and test/cli/bundle.test.ts against ethers' on random inputs; where WebAssembly is not
+ * available (--jitless) or anything fails, ethers keeps its own.
+ */
+const WASM_BUFFER = 16 * 1024; // hash-wasm's MAX_HEAP: the input window at Hash_GetBuffer()
+
+function keccakWasmBase64() {
+  const file = require.resolve("hash-wasm/dist/keccak.umd.min.js");
+  const text = require("node:fs").readFileSync(file, "utf8");
+  const match = /\{name:"sha3",data:"([A-Za-z0-9+/=]+)",hash:"[0-9a-f]+"\}/.exec(text);
+  if (!match) throw new Error(`build-cli: no Keccak WebAssembly found in ${file}`);
+  return match[1];
+}
+
+/** The vendor bundle's `wasmKeccak` (also run by the build on its own, keccakSelfTest). */
+const WASM_KECCAK = `function makeWasmKeccak(base64) {
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(base64, "base64")), {});
+  const { memory, Hash_GetBuffer, Hash_Init, Hash_Update, Hash_Final } = instance.exports;
+  const offset = Hash_GetBuffer();
+  return (data) => {
+    const input = new Uint8Array(memory.buffer, offset, ${WASM_BUFFER});
+    Hash_Init(256);
+    for (let read = 0; read < data.length; read += ${WASM_BUFFER}) {
+      const chunk = data.subarray(read, read + ${WASM_BUFFER});
+      input.set(chunk);
+      Hash_Update(chunk.length);
+    }
+    Hash_Final(0x01); // Keccak's padding (SHA-3's is 0x06)
+    return input.slice(0, 32);
+  };
+}`;
+
+/**
+ * ethers' bundle: ethers' ES build with only the exports the CLI's bundle uses (ethersNamesUsed), which esbuild
+ * tree-shakes: about half of ethers' code, and of what a start deserialises and evaluates (providers of third-party
+ * services, wordlists, JSON wallets' other formats, WebSocket...). Written as the object the CLI's `require("ethers")`
+ * gets; a name the CLI's code uses and this object lacks fails the build (ethersNamesUsed).
+ */
+function vendorEntry(names) {
+  return `import { ${names.join(", ")} } from "ethers";
+import { secp256k1 } from "@noble/curves/secp256k1";
+export const ethers = { ${names.join(", ")} };
 /** The bits of a window of secp256k1's table of base point multiples (noble's default 8), before it is first used. */
-exports.baseWindow = (bits) => secp256k1.ProjectivePoint.BASE._setWindowSize(bits);`;
+export const baseWindow = (bits) => secp256k1.ProjectivePoint.BASE._setWindowSize(bits);
+/**
+ * Builds that table now, if it is not built yet: noble's utils.precompute without its resetting of the window (a
+ * multiplication of the base point builds the table first).
+ */
+export const baseTable = () => {
+  secp256k1.ProjectivePoint.BASE.multiply(3n);
+};
+${WASM_KECCAK}
+const KNOWN = [
+  ["", "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"],
+  ["abc", "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"],
+];
+/** Registers the WebAssembly Keccak-256 with ethers once it gives the known answers; false if it was not. */
+export const wasmKeccak = () => {
+  try {
+    const keccak = makeWasmKeccak(${JSON.stringify(keccakWasmBase64())});
+    for (const [text, digest] of KNOWN) {
+      if (Buffer.from(keccak(Buffer.from(text))).toString("hex") !== digest) return false;
+    }
+    keccak256.register(keccak);
+    return true;
+  } catch {
+    return false; // no WebAssembly (--jitless), or keccak256 locked: ethers' own stays
+  }
+};`;
+}
+
+/** What ethers' bundle needs of ethers itself (vendorEntry). */
+const VENDOR_OWN_NAMES = ["keccak256"];
+
+/**
+ * The names of ethers the CLI's bundle uses, read from esbuild's output: `import_ethers….X` (an `import { X }`), the
+ * names destructured from a dynamic import, and `V.X` for a variable bound to `lazy(() => require("ethers"))`. Any
+ * other use of ethers in the bundle fails the build (add it here), as does a name ethers does not export.
+ */
+function ethersNamesUsed(text) {
+  const exported = new Set(Object.keys(require("ethers")));
+  const names = new Set(VENDOR_OWN_NAMES);
+  for (const match of text.matchAll(/\bimport_ethers\d*\.([A-Za-z_$][\w$]*)/g)) names.add(match[1]);
+  let uses = 0;
+  for (const match of text.matchAll(/require_ethers\(\)/g)) {
+    uses += 1;
+    const before = text.slice(Math.max(0, match.index - 200), match.index);
+    if (/\bimport_ethers\d* = __toESM\($/.test(before)) continue;
+    const destructured = /const \{([^}]*)\} = await Promise\.resolve\(\)\.then\(\(\) => __toESM\($/.exec(before);
+    if (destructured) {
+      for (const part of destructured[1].split(",")) names.add(part.split(":")[0].trim());
+      continue;
+    }
+    const bound = /\bvar (\w+) = lazy\(\(\) => $/.exec(before);
+    if (bound) {
+      for (const use of text.matchAll(new RegExp(`\\b${bound[1]}\\.([A-Za-z_$][\\w$]*)`, "g"))) {
+        if (exported.has(use[1])) names.add(use[1]);
+      }
+      continue;
+    }
+    throw new Error(
+      `build-cli: a use of ethers the vendor bundle can't account for: …${before.slice(-120)}require_ethers()`,
+    );
+  }
+  if (uses === 0) throw new Error("build-cli: the CLI's bundle does not use ethers where expected");
+  for (const name of names) {
+    if (!exported.has(name)) throw new Error(`build-cli: the CLI's bundle uses ethers.${name}, which ethers lacks`);
+  }
+  return [...names].sort();
+}
+
+/** The WebAssembly Keccak against noble's (ethers' own) on every length across a few buffers, and some more. */
+function keccakSelfTest() {
+  const crypto = require("node:crypto");
+  const { keccak256 } = require("ethers");
+  const keccak = new Function(`${WASM_KECCAK}; return makeWasmKeccak;`)()(keccakWasmBase64());
+  const lengths = [];
+  for (let n = 0; n <= 600; n++) lengths.push(n);
+  for (const k of [1, 2, 3]) for (let d = -140; d <= 140; d++) lengths.push(k * WASM_BUFFER + d);
+  lengths.push(100_000, 1_000_003);
+  for (const n of lengths) {
+    const data = crypto.randomBytes(n);
+    if (`0x${Buffer.from(keccak(data)).toString("hex")}` !== keccak256(data)) {
+      throw new Error(`build-cli: the WebAssembly Keccak-256 differs from ethers' on ${n} bytes`);
+    }
+  }
+}
 
 const packageName = (specifier) => specifier.split("/", specifier.startsWith("@") ? 2 : 1).join("/");
 
@@ -169,21 +312,23 @@ const sourceDirname = {
 };
 
 /**
- * Modules required when a bundled module is loaded but used only by what statetrail never does: loaded on their
- * first use instead. ethers' providers/ws.js requires ws (WebSocket, its server, permessage-deflate: some fifteen
+ * Modules required when a bundled module is loaded but used only by what statetrail never or seldom does: loaded on
+ * their first use instead. ethers' providers/ws.js requires ws (WebSocket, its server, permessage-deflate: some fifteen
  * modules) for WebSocketProvider, which statetrail never makes (ethers reads `WebSocket` from it only to connect
- * one); commander requires node:child_process for executable subcommands, which statetrail has none of. Both
- * read the module's exports only when they use them (`ws_1.WebSocket`, `childProcess.spawn(…)`).
+ * one); commander requires node:child_process for executable subcommands, which statetrail has none of; ethers'
+ * geturl.js requires zlib to inflate a gzip-encoded answer, which a JSON-RPC endpoint seldom sends. Each reads the
+ * module's exports only when it uses them (`ws_1.WebSocket`, `childProcess.spawn(…)`, `zlib_1.gunzipSync`).
  */
 const ON_FIRST_USE = [
   { importer: `${path.sep}ethers${path.sep}lib.commonjs${path.sep}providers${path.sep}ws.js`, module: "ws" },
   { importer: `${path.sep}commander${path.sep}lib${path.sep}command.js`, module: "node:child_process" },
+  { importer: `${path.sep}ethers${path.sep}lib.commonjs${path.sep}utils${path.sep}geturl.js`, module: "zlib" },
 ];
 
 const onFirstUse = {
   name: "on-first-use",
   setup(build) {
-    build.onResolve({ filter: /^(ws|node:child_process)$/ }, (args) => {
+    build.onResolve({ filter: /^(ws|node:child_process|zlib)$/ }, (args) => {
       if (args.namespace === "on-first-use") return undefined;
       const match = ON_FIRST_USE.find((m) => m.module === args.path && args.importer.endsWith(m.importer));
       if (!match) return undefined;
@@ -208,12 +353,47 @@ module.exports = new Proxy({}, {
 };
 
 /**
- * ethers' ENS normaliser (@adraffy/ens-normalize) stays the installed module, required as
- * src/verify/ens-fast-path.ts finds it (from ethers' folder): the fast path it puts in front of the module's
- * `ens_normalize` must be in front of the one the bundled ethers calls.
+ * ethers' ENS normaliser (@adraffy/ens-normalize), bundled into ethers' bundle (compiled through the code cache, not
+ * from node_modules at every start) and evaluated on first use: its module decodes its Unicode data when it is
+ * loaded (some 5 ms), which a verification whose names all take src/verify/ens-fast-path.ts's fast path never needs.
+ * Its exports are stood in for by an object registered in `require.cache` under the installed module's file, which
+ * ens-fast-path.ts requires (as resolved from ethers' folder) to put its fast path in front of `ens_normalize`, the
+ * one function ethers imports from it: `ens_normalize` there is the library's, loaded when first called (and can be
+ * replaced, as ens-fast-path.ts does), each other export the library's on first read. One instance either way: if the
+ * installed module was required first, that one is used.
  */
+const ENS_NORMALIZE_FILE = require.resolve("@adraffy/ens-normalize", {
+  paths: [path.dirname(require.resolve("ethers"))],
+});
+const ENS_NORMALIZE_EXPORTS = Object.keys(require(ENS_NORMALIZE_FILE));
+if (!ENS_NORMALIZE_EXPORTS.includes("ens_normalize"))
+  throw new Error("build-cli: @adraffy/ens-normalize has no ens_normalize");
 const ENS_NORMALIZE = `const path = require("node:path");
-module.exports = require(require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] }));`;
+const Module = require("node:module");
+const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
+if (!require.cache[file]) {
+  let library;
+  const load = () => (library ??= require(${JSON.stringify(ENS_NORMALIZE_FILE)}));
+  let normalize = (name) => load().ens_normalize(name);
+  const exports = {};
+  for (const name of ${JSON.stringify(ENS_NORMALIZE_EXPORTS)}) {
+    Object.defineProperty(exports, name, {
+      enumerable: true,
+      configurable: true,
+      get: name === "ens_normalize" ? () => normalize : () => load()[name],
+      set: (value) => {
+        if (name === "ens_normalize") normalize = value;
+        else Object.defineProperty(exports, name, { value, enumerable: true, configurable: true, writable: true });
+      },
+    });
+  }
+  const module = new Module(file);
+  module.filename = file;
+  module.exports = exports;
+  module.loaded = true;
+  require.cache[file] = module;
+}
+module.exports = require.cache[file].exports;`;
 
 const ensNormalize = {
   name: "ens-normalize",
@@ -222,7 +402,11 @@ const ensNormalize = {
       path: "ens-normalize",
       namespace: "ens-normalize",
     }));
-    build.onLoad({ filter: /.*/, namespace: "ens-normalize" }, () => ({ contents: ENS_NORMALIZE, loader: "js" }));
+    build.onLoad({ filter: /.*/, namespace: "ens-normalize" }, () => ({
+      contents: ENS_NORMALIZE,
+      loader: "js",
+      resolveDir: ROOT,
+    }));
   },
 };
 
@@ -242,6 +426,7 @@ function write(result, rewrite = (text) => text) {
 }
 
 async function main() {
+  keccakSelfTest();
   const interpreter = await esbuild.build({
     stdin: {
       contents: 'module.exports = require("aws-local-stepfunctions");',
@@ -260,22 +445,6 @@ async function main() {
     logLevel: "warning",
   });
   const interpreterSource = ascii(interpreter.outputFiles[0].text);
-  const ethers = await esbuild.build({
-    stdin: { contents: VENDOR_ENTRY, resolveDir: ROOT, sourcefile: "vendor-ethers.js" },
-    outfile: path.join(ROOT, "dist", "vendor-ethers.cjs"),
-    write: false,
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    target: "node20",
-    // ws's optional native speed-ups, required in a try/catch.
-    external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize, onFirstUse],
-    logOverride: { "require-resolve-not-external": "silent" },
-    legalComments: "none",
-    logLevel: "warning",
-  });
-  write(ethers);
   const result = await esbuild.build({
     entryPoints: [path.join(ROOT, "src", "cli", "main.ts")],
     outfile: path.join(ROOT, "dist", "statetrail.cjs"),
@@ -294,6 +463,27 @@ async function main() {
     logLevel: "warning",
     metafile: true,
   });
+  const ethers = await esbuild.build({
+    stdin: {
+      contents: vendorEntry(ethersNamesUsed(result.outputFiles[0].text)),
+      // ethers' own folder: its secp256k1 (the noble-curves ethers uses), and ethers itself.
+      resolveDir: path.dirname(require.resolve("ethers")),
+      sourcefile: "vendor-ethers.js",
+    },
+    outfile: path.join(ROOT, "dist", "vendor-ethers.cjs"),
+    write: false,
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    // ws's optional native speed-ups, required in a try/catch.
+    external: ["bufferutil", "utf-8-validate"],
+    plugins: [ensNormalize, onFirstUse],
+    logOverride: { "require-resolve-not-external": "silent" },
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  write(ethers);
   write(result, sharedInterop);
   if (process.argv.includes("--analyze")) console.log(await esbuild.analyzeMetafile(result.metafile));
 }

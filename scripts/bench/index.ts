@@ -372,11 +372,12 @@ function goals(results: BenchResults): Goal[] {
       met: million.seconds <= 60 && million.verdict === "valid",
     });
   }
-  const v8 = verifier.filter((row) => row.v8_ms >= 0);
+  // The compiled verifier, as `statetrail verify` runs it (the ts-node row also times the TypeScript compiler).
+  const v8 = verifier.filter((row) => row.v8_ms >= 0 && row.runtime === "node");
   if (v8.length > 0) {
     const worst = v8.reduce((a, b) => (b.v8_ms > a.v8_ms ? b : a));
     list.push({
-      goal: "verifier, V8 at any size",
+      goal: "verifier, V8 at any size (compiled)",
       target: "≤ 50 ms",
       measured: `at most ${worst.v8_ms} ms (${worst.states.toLocaleString("en")} states, ${worst.anchor})`,
       met: worst.v8_ms <= 50,

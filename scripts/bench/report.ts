@@ -226,8 +226,8 @@ function verifierSection(results: BenchResults): string[] {
         "pages (1,024 entries each) in the issuer's data directory. Each verification runs in a process of its own " +
         "against the node; the head, pages and state bodies are read by a file-backed fetcher that serves the data " +
         "directory as the issuer's server does (the network is not measured); state bodies 8 at a time. `node`: the " +
-        "verifier compiled to JavaScript; `ts-node`: as `bin/statetrail.js` runs it (the TypeScript compiler loaded " +
-        "too). Peak RSS is the process's (`process.resourceUsage().maxRSS`); baseline: its RSS before verifying " +
+        "verifier compiled to JavaScript, as `statetrail verify` runs it; `ts-node`: the TypeScript sources through " +
+        "ts-node, as the tests run them (the TypeScript compiler loaded too; for comparison). Peak RSS is the process's (`process.resourceUsage().maxRSS`); baseline: its RSS before verifying " +
         "(Node and the modules loaded); heap: the V8 heap's used bytes at their peak (sampled every 100 ms). V2 (ENS) " +
         "is skipped; V9 (conformance) is off unless said. Seconds are wall time; CPU seconds are the verifying process's " +
         "user and system time (on this shared 2-CPU machine the wall time stretches with the load shown in the last " +

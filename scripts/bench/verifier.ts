@@ -142,7 +142,7 @@ const PROFILE_DIR = path.join(ROOT, "dist", "bench-profiles");
 
 /**
  * Runs one verification in a child process (its own peak RSS), pages and state bodies read from the data directory:
- * as compiled JavaScript (`node`), or through ts-node as bin/statetrail.js runs it (the TypeScript compiler loaded).
+ * as compiled JavaScript (`node`, as `statetrail verify` runs it), or through ts-node (the TypeScript compiler loaded).
  */
 function verifyInChild(
   issuer: TestIssuer,

@@ -1,4 +1,13 @@
-import { EnsPlugin, JsonRpcProvider, Network, isError, type Provider, type TransactionReceipt } from "ethers";
+import {
+  EnsPlugin,
+  JsonRpcProvider,
+  Network,
+  isError,
+  type JsonRpcPayload,
+  type JsonRpcResult,
+  type Provider,
+  type TransactionReceipt,
+} from "ethers";
 import { StatetrailError, type ErrorCode } from "../errors";
 
 /** The ENS registry of mainnet and Sepolia (the same address on both). */
@@ -52,7 +61,7 @@ export async function connect(options: ConnectOptions): Promise<ChainProvider> {
         : null
       : options.ensRegistry;
   const network = makeNetwork(chainId, ensRegistry);
-  const provider = new JsonRpcProvider(rpcUrl, network, {
+  const provider = new RetryingJsonRpcProvider(rpcUrl, network, {
     staticNetwork: network,
     // No response cache: a cached eth_getTransactionCount hands two back-to-back transactions the same nonce.
     cacheTimeout: -1,
@@ -62,6 +71,50 @@ export async function connect(options: ConnectOptions): Promise<ChainProvider> {
     pollingInterval: options.pollingIntervalMs ?? (isLoopback(rpcUrl) ? 200 : 4_000),
   });
   return provider;
+}
+
+/**
+ * Connections lost under a request (reset, dropped, timed out): resending it on a new connection may succeed. Not a
+ * refused connection: the node is down, and waiting on it is the caller's choice (the tracker's polls allow a few).
+ */
+const TRANSPORT_FAILURES: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
+/** Waits before each resend: a connection dropped once (a proxy, a NAT, a restarting load balancer) is not a failure. */
+const RESEND_DELAYS_MS = [100, 300, 900];
+
+/**
+ * Whether resending `method` after a lost connection is safe: reads, and `eth_sendRawTransaction` (the same signed
+ * bytes: the node keeps one transaction, and the tracker reads "already known" as its own). Not what the node signs
+ * or changes on its own (eth_sendTransaction, eth_sign*, evm_*, hardhat_*): a resend could act twice.
+ */
+export function resendable(method: string): boolean {
+  if (method === "eth_sendRawTransaction") return true;
+  if (/^eth_(send|sign)/.test(method)) return false;
+  return /^(eth|net|web3)_/.test(method);
+}
+
+/**
+ * A JsonRpcProvider that resends a request whose connection was lost (reset, dropped), a few times with
+ * back-off, when every method in it is {@link resendable}. ethers gives up at once; a tracked run then stopped at
+ * the first dropped connection (seen: "socket hang up" on a 10,000-state run's first registerStates).
+ */
+class RetryingJsonRpcProvider extends JsonRpcProvider {
+  override async _send(payload: JsonRpcPayload | JsonRpcPayload[]): Promise<JsonRpcResult[]> {
+    const methods = (Array.isArray(payload) ? payload : [payload]).map((request) => request.method);
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await super._send(payload);
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        const retry =
+          attempt < RESEND_DELAYS_MS.length &&
+          typeof code === "string" &&
+          TRANSPORT_FAILURES.has(code) &&
+          methods.every(resendable);
+        if (!retry) throw error;
+        await new Promise((resolve) => setTimeout(resolve, RESEND_DELAYS_MS[attempt]));
+      }
+    }
+  }
 }
 
 /** A Network for `chainId`, with an `EnsPlugin` when `ensRegistry` is given. */

@@ -1,8 +1,7 @@
 import fs from "node:fs";
-import path from "node:path";
 import { type Wallet } from "ethers";
 import { connect, redactUrl, type ChainProvider } from "../chain/provider";
-import { DEPLOYMENTS_DIR, loadDeployment, type Deployment } from "../chain/deployments";
+import { loadDeployment, type Deployment } from "../chain/deployments";
 import { verifyRegistryCode } from "../chain/contracts";
 import { assertKeyAllowed } from "../chain/keys";
 import { loadKeystore } from "../identity/keystore";
@@ -13,6 +12,10 @@ import { identityFile } from "../identity/record";
 import { StatetrailError } from "../errors";
 import { type TrackerOptions } from "../tracker/tracker";
 import { type Output } from "./output";
+import { nodeRpcFile, rpcEndpointFor, rpcUrlFor } from "./rpc-endpoint";
+
+// The RPC endpoint's choice lives in ./rpc-endpoint (verify and watch load it without this module's imports).
+export { nodeRpcFile, rpcEndpointFor, rpcUrlFor } from "./rpc-endpoint";
 
 export interface GlobalOptions {
   home?: string;
@@ -21,28 +24,6 @@ export interface GlobalOptions {
   json: boolean;
   quiet: boolean;
   output: Output;
-}
-
-/**
- * The RPC URL for a network: --rpc, then the environment, then the endpoint `statetrail node` recorded for it
- * (recordNodeRpc), then the network's default.
- */
-export function rpcUrlFor(globals: Pick<GlobalOptions, "network" | "rpc">): string {
-  return rpcEndpointFor(globals).url;
-}
-
-/** The RPC URL {@link rpcUrlFor} chooses, and where it came from (for messages: "from --rpc"). */
-export function rpcEndpointFor(globals: Pick<GlobalOptions, "network" | "rpc">): { url: string; from: string } {
-  if (globals.rpc) return { url: globals.rpc, from: "--rpc" };
-  if (process.env.STATETRAIL_RPC_URL) return { url: process.env.STATETRAIL_RPC_URL, from: "$STATETRAIL_RPC_URL" };
-  if (globals.network === "sepolia") {
-    return process.env.SEPOLIA_RPC_URL
-      ? { url: process.env.SEPOLIA_RPC_URL, from: "$SEPOLIA_RPC_URL" }
-      : { url: "https://ethereum-sepolia-rpc.publicnode.com", from: "the default public Sepolia endpoint" };
-  }
-  const recorded = recordedNodeRpc(globals.network);
-  if (recorded) return { url: recorded, from: `${nodeRpcFile(globals.network)}, recorded by statetrail node` };
-  return { url: "http://127.0.0.1:8545", from: `the default for network ${globals.network}` };
 }
 
 /**
@@ -75,11 +56,6 @@ function auditorHint(error: StatetrailError, globals: Pick<GlobalOptions, "netwo
   }
 }
 
-/** `deployments/<network>/node.json`: the JSON-RPC URL of the local chain `statetrail node` runs for the network. */
-export function nodeRpcFile(network: string): string {
-  return path.join(process.env.STATETRAIL_DEPLOYMENTS_DIR || DEPLOYMENTS_DIR, network, "node.json");
-}
-
 /**
  * Issue 15: `statetrail node --port 8546` records its endpoint, so later commands need no --rpc; it removes the
  * record when it stops (clearNodeRpc).
@@ -90,15 +66,6 @@ export function recordNodeRpc(network: string, url: string): void {
 
 export function clearNodeRpc(network: string): void {
   fs.rmSync(nodeRpcFile(network), { force: true });
-}
-
-function recordedNodeRpc(network: string): string | null {
-  try {
-    const record = JSON.parse(fs.readFileSync(nodeRpcFile(network), "utf8")) as { rpc_url?: unknown };
-    return typeof record.rpc_url === "string" && /^https?:\/\//.test(record.rpc_url) ? record.rpc_url : null;
-  } catch {
-    return null;
-  }
 }
 
 export function homeOf(globals: Pick<GlobalOptions, "home">): Home {

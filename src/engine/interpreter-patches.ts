@@ -143,6 +143,9 @@ function readInternals(): Internals {
     const scopes = own.internalProperties?.find((p) => p.name === "[[Scopes]]")?.value?.objectId;
     if (!scopes) throw unsupported("StateMachine.prototype.execute has no closure to read");
     for (const scope of post<Properties>("Runtime.getProperties", { objectId: scopes, ownProperties: true }).result) {
+      // Innermost first: once every binding is found, the outer scopes (the script's, the global one: the largest)
+      // are not described.
+      if (INTERNAL_NAMES.every((name) => name in found)) break;
       const objectId = scope.value?.objectId;
       if (!objectId) continue;
       for (const binding of post<Properties>("Runtime.getProperties", { objectId, ownProperties: true }).result) {

@@ -11,20 +11,28 @@ export type PathVerdict = { valid: true } | { valid: true; relaxed: string } | {
 
 type ValidatePath = (p: string, context: string) => { isValid: boolean; code?: string };
 
-// asl-validator's own path grammar, resolved from asl-validator so the version is the one it uses.
+// asl-validator's own path grammar: the one copy installed, which asl-validator requires too (test/cli/bundle.test.ts
+// checks that both resolve to the same file). Required by name so that the CLI's bundle holds it (scripts/build-cli.js):
+// compiled through V8's code cache instead of from node_modules at every `verify` (some 10 ms of V9's modules).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { validatePath } = require(
-  require.resolve("asl-path-validator", { paths: [path.dirname(require.resolve("asl-validator"))] }),
-) as { validatePath: ValidatePath };
+const { validatePath } = require("asl-path-validator") as { validatePath: ValidatePath };
 
-// The JSONPath engine the interpreter evaluates paths with (its filter expressions are parsed by jsep).
+// The JSONPath engine the interpreter evaluates paths with (its filter expressions are parsed by jsep): required
+// when a filter first needs it, which most models never do.
 interface SafeScriptClass {
   new (code: string): unknown;
 }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { JSONPath } = require(
-  require.resolve("jsonpath-plus", { paths: [path.dirname(require.resolve("aws-local-stepfunctions"))] }),
-) as { JSONPath: { prototype: { safeVm: { Script: SafeScriptClass } } } };
+let safeScript: SafeScriptClass | undefined;
+function safeScriptClass(): SafeScriptClass {
+  if (!safeScript) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { JSONPath } = require(
+      require.resolve("jsonpath-plus", { paths: [path.dirname(require.resolve("aws-local-stepfunctions"))] }),
+    ) as { JSONPath: { prototype: { safeVm: { Script: SafeScriptClass } } } };
+    safeScript = JSONPath.prototype.safeVm.Script;
+  }
+  return safeScript;
+}
 
 /**
  * Checks a path the way AWS and the interpreter read it, more generously than asl-validator's grammar:
@@ -167,7 +175,8 @@ function filterParses(expression: string): boolean {
     .replaceAll("@path", "_$_path")
     .replaceAll(/@([.\s)[]|$)/gu, "_$_v$1");
   try {
-    new JSONPath.prototype.safeVm.Script(script);
+    const Script = safeScriptClass();
+    new Script(script);
     return true;
   } catch {
     return false;

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import crypto, { createHash } from "node:crypto";
 import { type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
@@ -155,92 +156,149 @@ export interface DecodedPage {
   extraLines: number;
 }
 
+/** What a page must continue: this instance, this index, the accumulator before it, and how many entries it holds. */
+export interface PageExpectation {
+  instanceHash: HexHash;
+  index: number;
+  accumulatorBefore: HexHash;
+  wanted: number;
+}
+
 /**
  * Reads page `index` of an instance: the header names this instance and page and continues from
  * `accumulatorBefore`; then up to `wanted` entry lines, each parsed strictly (a member named twice is refused) and
  * schema-checked, the accumulator advanced over its exact bytes. Lines after `wanted` are counted, not read.
  * Throws PAGE_INVALID, with the line, for anything else.
  */
-export function decodePage(
-  bytes: Buffer,
-  expected: { instanceHash: HexHash; index: number; accumulatorBefore: HexHash; wanted: number },
-): DecodedPage {
-  const what = `page ${expected.index}`;
-  const invalid = (message: string): StatetrailError =>
-    new StatetrailError("PAGE_INVALID", `${what}: ${message}`, {
-      hint: "the issuer's server must serve the pages the tracker wrote, unchanged",
-    });
-  let offset = 0;
-  let lineNumber = 0;
-  const nextLine = (): Buffer | null => {
-    if (offset >= bytes.length) return null;
-    const end = bytes.indexOf(0x0a, offset);
-    if (end < 0) throw invalid(`line ${lineNumber + 1} does not end with a newline (truncated)`);
-    const line = bytes.subarray(offset, end);
-    offset = end + 1;
-    lineNumber += 1;
-    return line;
-  };
-  const headerLine = nextLine();
-  if (!headerLine) throw invalid("empty: no header line");
-  let header: PageHeader;
-  try {
-    const parsed = pageHeaderSchema.safeParse(parseStrictJson(decodeLine(headerLine), `${what} header`));
-    if (!parsed.success) throw invalid(`the header is not a page header: ${parsed.error.issues[0]?.message}`);
-    header = parsed.data;
-  } catch (error) {
-    if (error instanceof StatetrailError && error.code === "PAGE_INVALID") throw error;
-    throw invalid(`the header is not JSON: ${(error as Error).message}`);
-  }
-  if (header.instance_hash !== expected.instanceHash) {
-    throw invalid(`belongs to instance ${header.instance_hash}, not ${expected.instanceHash}`);
-  }
-  if (header.index !== expected.index) throw invalid(`its header says page ${header.index}`);
-  if (header.accumulator_before !== expected.accumulatorBefore) {
-    throw invalid(
-      `continues from accumulator ${header.accumulator_before}, but the entries before it end at ${expected.accumulatorBefore} ` +
-        `(a page dropped, swapped, duplicated or edited)`,
-    );
-  }
+export function decodePage(bytes: Buffer, expected: PageExpectation): DecodedPage {
+  const reader = new PageReader(bytes, expected);
   const entries: ProtocolEntry[] = [];
-  let accumulator = expected.accumulatorBefore;
-  while (entries.length < expected.wanted) {
-    const line = nextLine();
-    if (!line) break;
-    accumulator = nextAccumulator(accumulator, line);
+  for (let entry = reader.next(); entry !== null; entry = reader.next()) entries.push(entry);
+  return { header: reader.header, entries, accumulatorAfter: reader.accumulator, extraLines: reader.extraLines() };
+}
+
+/**
+ * {@link decodePage} one entry at a time: the header is checked when the reader is made, each entry line is read,
+ * checked and hashed into the accumulator only when {@link next} asks for it, and nothing read is kept. A reader
+ * of a page holds its bytes and one entry, not the page's entries decoded (a page of 1,024 entries decoded at once
+ * outlived two young-generation collections and was copied to the old generation, page after page). Every method
+ * throws PAGE_INVALID as decodePage does, for the line it reads.
+ */
+export class PageReader {
+  readonly header: PageHeader;
+  /** Entries read so far. */
+  count = 0;
+  private offset = 0;
+  private lineNumber = 0;
+  /** The accumulator as 32 bytes, then the line being hashed (grown as needed). */
+  private scratch = Buffer.allocUnsafeSlow(4096);
+  private current: HexHash;
+  private readonly what: string;
+
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly expected: PageExpectation,
+  ) {
+    this.what = `page ${expected.index}`;
+    const headerLine = this.nextLine();
+    if (!headerLine) throw this.invalid("empty: no header line");
+    let header: PageHeader;
+    try {
+      const parsed = pageHeaderSchema.safeParse(parseStrictJson(decodeLine(headerLine), `${this.what} header`));
+      if (!parsed.success) throw this.invalid(`the header is not a page header: ${parsed.error.issues[0]?.message}`);
+      header = parsed.data;
+    } catch (error) {
+      if (error instanceof StatetrailError && error.code === "PAGE_INVALID") throw error;
+      throw this.invalid(`the header is not JSON: ${(error as Error).message}`);
+    }
+    if (header.instance_hash !== expected.instanceHash) {
+      throw this.invalid(`belongs to instance ${header.instance_hash}, not ${expected.instanceHash}`);
+    }
+    if (header.index !== expected.index) throw this.invalid(`its header says page ${header.index}`);
+    if (header.accumulator_before !== expected.accumulatorBefore) {
+      throw this.invalid(
+        `continues from accumulator ${header.accumulator_before}, but the entries before it end at ${expected.accumulatorBefore} ` +
+          `(a page dropped, swapped, duplicated or edited)`,
+      );
+    }
+    this.header = header;
+    this.current = expected.accumulatorBefore;
+  }
+
+  /** The accumulator after the entries read so far (`accumulatorBefore` before any). */
+  get accumulator(): HexHash {
+    return this.current;
+  }
+
+  /** The next entry, or null once `wanted` entries are read or the page holds no more lines. */
+  next(): ProtocolEntry | null {
+    if (this.count >= this.expected.wanted) return null;
+    const line = this.nextLine();
+    if (!line) return null;
+    this.current = this.advance(line);
+    const lineNumber = this.lineNumber;
     let json: unknown;
     try {
-      json = parseStrictJson(decodeLine(line), `${what} line ${lineNumber}`);
+      json = parseStrictJson(decodeLine(line), `${this.what} line ${lineNumber}`);
     } catch (error) {
-      throw invalid(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
+      throw this.invalid(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
     }
     // The fast validator accepts exactly what the schema does (test/protocol/fast-validators.test.ts); zod says
     // what is wrong with an entry it refuses.
-    const fast = fastProtocolEntry(json);
-    if (fast) {
-      entries.push(fast);
-      continue;
+    let entry = fastProtocolEntry(json);
+    if (!entry) {
+      const parsed = safeParseBounded(STRICT_ENTRY, json);
+      if (!parsed.success) {
+        const issue = parsed.issues[0];
+        throw this.invalid(
+          `line ${lineNumber} is not a protocol entry: ${issue?.path.join(".") || "(root)"}: ${issue?.message}`,
+        );
+      }
+      entry = parsed.data;
     }
-    const parsed = safeParseBounded(STRICT_ENTRY, json);
-    if (!parsed.success) {
-      const issue = parsed.issues[0];
-      throw invalid(
-        `line ${lineNumber} is not a protocol entry: ${issue?.path.join(".") || "(root)"}: ${issue?.message}`,
-      );
-    }
-    entries.push(parsed.data);
+    this.count += 1;
+    return entry;
   }
-  let extraLines = 0;
-  while (nextLine()) extraLines += 1;
-  return { header, entries, accumulatorAfter: accumulator, extraLines };
+
+  /** Lines after the `wanted` entries (a running instance's open page), counted, not read: once `next` is done. */
+  extraLines(): number {
+    let extra = 0;
+    while (this.nextLine()) extra += 1;
+    return extra;
+  }
+
+  private invalid(message: string): StatetrailError {
+    return new StatetrailError("PAGE_INVALID", `${this.what}: ${message}`, {
+      hint: "the issuer's server must serve the pages the tracker wrote, unchanged",
+    });
+  }
+
+  private nextLine(): Buffer | null {
+    const bytes = this.bytes;
+    if (this.offset >= bytes.length) return null;
+    const end = bytes.indexOf(0x0a, this.offset);
+    if (end < 0) throw this.invalid(`line ${this.lineNumber + 1} does not end with a newline (truncated)`);
+    const line = bytes.subarray(this.offset, end);
+    this.offset = end + 1;
+    this.lineNumber += 1;
+    return line;
+  }
+
+  /** {@link nextAccumulator} of the current accumulator and `line`, through the scratch buffer (no copy per line). */
+  private advance(line: Buffer): HexHash {
+    if (!oneShotHash) return nextAccumulator(this.current, line);
+    const size = 32 + line.length;
+    if (this.scratch.length < size) this.scratch = Buffer.allocUnsafeSlow(Math.max(size, this.scratch.length * 2));
+    this.scratch.write(this.current, 0, 32, "hex");
+    line.copy(this.scratch, 32);
+    return oneShotHash("sha256", this.scratch.subarray(0, size), "hex");
+  }
 }
 
+/** The UTF-8 text of a line; INVALID_JSON for bytes that are not UTF-8 (never decoded leniently). */
 function decodeLine(line: Buffer): string {
-  const text = line.toString("utf8");
-  if (Buffer.byteLength(text, "utf8") !== line.length) {
-    throw new StatetrailError("INVALID_JSON", "not valid UTF-8");
-  }
-  return text;
+  if (!isUtf8(line)) throw new StatetrailError("INVALID_JSON", "not valid UTF-8");
+  return line.toString("utf8");
 }
 
 /** Where the entries of seq `from` onwards start: page index and position in it. */

@@ -8,6 +8,8 @@ import { StatetrailError } from "../errors";
 
 /** Nesting deeper than this is refused (no model or protocol is anywhere near it; it protects the parser). */
 const MAX_DEPTH = 1000;
+/** Objects of up to this many members have their keys checked for duplicates in a list, larger ones in a Set. */
+const SHORT_OBJECT = 16;
 
 /** 1-based line and column (in UTF-16 code units) of `offset` in `text`. */
 export function positionOf(text: string, offset: number): { line: number; column: number } {
@@ -74,7 +76,7 @@ class StrictJsonScanner {
     if (c === "{") return this.object(depth);
     if (c === "[") return this.array(depth);
     if (c === '"') {
-      this.string();
+      this.string(false);
       return;
     }
     if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) return this.number();
@@ -90,7 +92,8 @@ class StrictJsonScanner {
   private object(depth: number): void {
     this.i += 1;
     this.ws();
-    const keys = new Set<string>();
+    // The keys seen: a list while short (a Set per object was most of what scanning a page line allocated).
+    let keys: string[] | Set<string> = [];
     if (this.text[this.i] === "}") {
       this.i += 1;
       return;
@@ -99,9 +102,15 @@ class StrictJsonScanner {
       this.ws();
       if (this.text[this.i] !== '"') this.fail(`unexpected ${this.describe()}, expected a double-quoted property name`);
       const keyAt = this.i;
-      const key = this.string();
-      if (keys.has(key)) this.fail(`duplicate key ${JSON.stringify(key)}`, keyAt);
-      keys.add(key);
+      const key = this.string(true);
+      if (Array.isArray(keys)) {
+        if (keys.includes(key)) this.fail(`duplicate key ${JSON.stringify(key)}`, keyAt);
+        keys.push(key);
+        if (keys.length > SHORT_OBJECT) keys = new Set(keys);
+      } else {
+        if (keys.has(key)) this.fail(`duplicate key ${JSON.stringify(key)}`, keyAt);
+        keys.add(key);
+      }
       this.ws();
       if (this.text[this.i] !== ":") this.fail(`unexpected ${this.describe()}, expected ':' after a property name`);
       this.i += 1;
@@ -134,8 +143,8 @@ class StrictJsonScanner {
     return c === close;
   }
 
-  /** Scans a string starting at its opening quote and returns its value. */
-  private string(): string {
+  /** Scans a string starting at its opening quote and returns its value (a key's; "" when `wanted` is false). */
+  private string(wanted: boolean): string {
     const start = this.i;
     this.i += 1;
     let escaped = false;
@@ -143,8 +152,10 @@ class StrictJsonScanner {
       const c = this.text.charCodeAt(this.i);
       if (c === 0x22) {
         this.i += 1;
-        const raw = this.text.slice(start, this.i);
-        return escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (!wanted) return "";
+        return escaped
+          ? (JSON.parse(this.text.slice(start, this.i)) as string)
+          : this.text.slice(start + 1, this.i - 1);
       }
       if (c < 0x20) this.fail("control character in string (escape it)");
       if (c === 0x5c) {

@@ -80,11 +80,11 @@ export interface TransactionEvents {
 /** Block timestamps remembered at once: enough for the blocks a page of states names, bounded at any size. */
 const BLOCK_TIMES_KEPT = 4096;
 /**
- * Blocks of the stream's first eth_getLogs call (logs.ts firstChunkSize): 32 blocks of 1,000-state transactions
- * hold 2 MB of log data (the reader's dense-chunk mark); a sparse instance's chunks double from there to the
+ * Blocks of the stream's first eth_getLogs call (logs.ts firstChunkSize): 8 blocks of 1,000-state transactions
+ * hold 512 KB of log data (the reader's dense-chunk mark); a sparse instance's chunks double from there to the
  * configured size.
  */
-const STREAM_FIRST_CHUNK = 32;
+const STREAM_FIRST_CHUNK = 8;
 
 /**
  * Read access to the trusted registries, memoized and pinned to the block seen first. Every failure is a

@@ -41,10 +41,10 @@ import { lazy } from "../lazy";
 
 /*
  * V9 replays the run on the ASL interpreter (aws-local-stepfunctions and the conformance walker, the largest part
- * of the verifier's modules): loaded when a verification first needs it, while V1's request is in flight
- * (preloadConformance), not when the verifier is imported (`verify --help`, `verify <name>`'s listing).
+ * of the verifier's modules): loaded when a verification first needs it, while the steps before V9 wait on the
+ * network (initialiseWhileWaiting), not when the verifier is imported (`verify --help`, `verify <name>`'s listing).
  */
-/* eslint-disable-next-line @typescript-eslint/no-require-imports */
+/* eslint-disable @typescript-eslint/no-require-imports */
 const v9 = lazy(() => require("./steps/v9-conformance") as typeof import("./steps/v9-conformance"));
 const conformanceStep: Step = {
   id: "V9",
@@ -55,15 +55,54 @@ const conformanceStep: Step = {
       : Promise.resolve({ status: "skip", detail: "not requested (--no-conformance)" }),
 };
 
-/** Loads V9's modules on the next turn of the event loop (a request just sent is then on its way); errors wait for V9. */
-function preloadConformance(): void {
-  setImmediate(() => {
+/**
+ * What V9 needs done once in a process, in pieces of a few milliseconds each, leaves first: the interpreter (its
+ * bundle, in the CLI), its corrections' module and the engine around it, the conformance walker, V9's step, then the
+ * corrections themselves (read through the inspector: interpreter-patches.ts). Then whatever the CLI registered under
+ * {@link WHILE_WAITING} (ethers' secp256k1 table of base point multiples, which V8's first signature would build).
+ * Each is an initialisation, never a result: V9 does all of its work when it runs, and what is not done by then it
+ * does itself, as before.
+ */
+const CONFORMANCE_PRELOAD: ReadonlyArray<() => unknown> = [
+  () => require("../engine/polyfill"),
+  () => require("aws-local-stepfunctions"),
+  () => require("../engine/interpreter-patches"),
+  () => require("../engine/local"),
+  () => require("./conformance"),
+  () => v9.conformanceStep,
+  () =>
+    (
+      require("../engine/interpreter-patches") as typeof import("../engine/interpreter-patches")
+    ).installInterpreterPatches(),
+];
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+/** Where a front end (the CLI's bundle) puts more one-time initialisations for {@link initialiseWhileWaiting}. */
+export const WHILE_WAITING = Symbol.for("statetrail.verify.whileWaiting");
+
+/**
+ * Runs {@link CONFORMANCE_PRELOAD} (when V9 is requested) and what is registered under {@link WHILE_WAITING}, one
+ * piece a turn of the event loop (setImmediate), started once V1 is done: the steps V0 to V8 spend most of their
+ * time waiting for the RPC endpoint and the issuer's server, and a piece then costs nothing, where loading V9's
+ * modules in one block during V1 held up V1's answers (some 30 ms of a `verify`). An error stops the pieces; V9 meets
+ * it again when it runs and reports it (guarded).
+ */
+function initialiseWhileWaiting(conformance: boolean): void {
+  const extra = (globalThis as Record<symbol, unknown>)[WHILE_WAITING];
+  const pieces = [
+    ...(conformance ? CONFORMANCE_PRELOAD : []),
+    ...(Array.isArray(extra) ? (extra as Array<() => unknown>) : []),
+  ];
+  let next = 0;
+  const turn = (): void => {
     try {
-      void v9.conformanceStep;
+      pieces[next++]();
     } catch {
-      // reported by V9 when it runs (guarded)
+      return;
     }
-  });
+    if (next < pieces.length) setImmediate(turn);
+  };
+  if (pieces.length > 0) setImmediate(turn);
 }
 
 /** The steps after V1, in the order they run (V1 runs first: it obtains the protocol). */
@@ -198,13 +237,13 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
 
   let started = Date.now();
   const expected = options.expected ?? {};
-  if (context.settings.conformance) preloadConformance();
   record(
     "V1",
     await guarded(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected))),
     started,
   );
   const protocol = context.protocol;
+  if (protocol) initialiseWhileWaiting(context.settings.conformance);
   for (const step of STEPS) {
     started = Date.now();
     if (!protocol) {

@@ -3,12 +3,26 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "chai";
+import { ethers } from "ethers";
 import { StatetrailError } from "../../src/errors";
 import * as stubs from "../../src/engine/interpreter-stubs";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
 const BUNDLE = path.join(ROOT, "dist", "statetrail.cjs");
+const VENDOR = path.join(ROOT, "dist", "vendor-ethers.cjs");
+
+/** Runs `code` in a fresh Node with ethers' bundle loaded as `vendor` (its exports) and prints what it returns. */
+function withVendor(code: string): unknown {
+  const script = `const vendor = require(${JSON.stringify(path.join(ROOT, "dist", "src", "cli", "code-cache.js"))}).loadBundle(${JSON.stringify(VENDOR)});
+process.stdout.write(JSON.stringify((() => { ${code} })()));`;
+  const result = spawnSync(process.execPath, ["-e", script], {
+    encoding: "utf8",
+    env: { ...process.env, STATETRAIL_CODE_CACHE: "0" },
+  });
+  expect(result.status, result.stderr).to.equal(0);
+  return JSON.parse(result.stdout);
+}
 
 describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
   it("holds the interpreter without the Lambda client, credential providers and ASL validator it never calls", function () {
@@ -31,6 +45,49 @@ describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
     ]) {
       expect(call).to.throw(StatetrailError).with.property("code", "ENGINE_FAILED");
     }
+  });
+
+  it("ethers' bundle hashes with the WebAssembly Keccak-256, which gives ethers' own values", function () {
+    if (!fs.existsSync(VENDOR)) this.skip();
+    const result = withVendor(`
+      const { ethers } = vendor;
+      const crypto = require("node:crypto");
+      const noble = (data) => "0x" + Buffer.from(ethers.keccak256._(data)).toString("hex");
+      if (!vendor.wasmKeccak()) return { registered: false };
+      const lengths = [0, 1, 31, 32, 33, 135, 136, 137, 271, 272, 16383, 16384, 16385, 32768, 50000];
+      for (let i = 0; i < 200; i++) lengths.push(crypto.randomInt(0, 70000));
+      const differ = lengths.filter((n) => {
+        const data = crypto.randomBytes(n);
+        return ethers.keccak256(data) !== noble(data);
+      });
+      return { registered: true, differ, id: ethers.id("StateRegistered(bytes32)"), address: ethers.getAddress("0x4e59b44847b379578588920ca78fbf26c0b4956c") };
+    `) as { registered: boolean; differ: number[]; id: string; address: string };
+    expect(result.registered).to.equal(true);
+    expect(result.differ).to.deep.equal([]);
+    expect(result.address).to.equal(ethers.getAddress("0x4e59b44847b379578588920ca78fbf26c0b4956c"));
+    expect(result.id).to.equal(ethers.id("StateRegistered(bytes32)"));
+  });
+
+  it("ethers' bundle registers its ENS normaliser as the installed module, the one ens-fast-path.ts patches", function () {
+    if (!fs.existsSync(VENDOR)) this.skip();
+    const result = withVendor(`
+      const path = require("node:path");
+      const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
+      const module = require(file);
+      const full = module.ens_normalize;
+      module.ens_normalize = (name) => "patched:" + full(name);
+      return { cached: file in require.cache, normalized: vendor.ethers.ensNormalize("Acme.eth") };
+    `) as { cached: boolean; normalized: string };
+    expect(result).to.deep.equal({ cached: true, normalized: "patched:acme.eth" });
+  });
+
+  it("bundles asl-path-validator, the copy asl-validator requires", function () {
+    if (!fs.existsSync(BUNDLE)) this.skip();
+    const fromValidator = require.resolve("asl-path-validator", {
+      paths: [path.dirname(require.resolve("asl-validator"))],
+    });
+    expect(fromValidator).to.equal(require.resolve("asl-path-validator"));
+    expect(fs.readFileSync(BUNDLE, "utf8")).to.contain("node_modules/asl-path-validator/dist/index.js");
   });
 
   it("runs through V8's code cache, written once per command into the cache folder", function () {

@@ -44,15 +44,18 @@ describe("CLI startup (bin/statetrail.js, src/cli/code-cache.ts, scripts/build-c
     }
   });
 
-  it("the interpreter is embedded as text, compiled on its own; ws and child_process load on first use", function () {
+  it("the interpreter is embedded as text, compiled on its own; child_process loads on first use, ws never", function () {
     if (!fs.existsSync(path.join(DIST, "statetrail.cjs"))) this.skip();
     const cli = fs.readFileSync(path.join(DIST, "statetrail.cjs"), "latin1");
     expect(cli).to.match(/name: "aws-local-stepfunctions",\s+source: '/);
     expect(cli).to.contain('"on-first-use:node:child_process"');
     // Only in the interpreter's text: not a module of the CLI's bundle (its closure would see every binding).
     expect(cli).to.not.match(/^\/\/ node_modules\/aws-local-stepfunctions\//m);
+    // ethers' bundle holds what the CLI uses of ethers (tree-shaken): no WebSocketProvider, so no ws.
     const ethers = fs.readFileSync(path.join(DIST, "vendor-ethers.cjs"), "latin1");
-    expect(ethers).to.contain('"on-first-use:ws"');
+    expect(ethers).to.not.match(/^\/\/ node_modules\/(ethers\/node_modules\/)?ws\//m);
+    expect(ethers).to.not.contain('require("ws")');
+    expect(ethers).to.not.match(/^\/\/ node_modules\/ethers\/lib\.esm\/providers\/provider-alchemy\.js/m);
     // --help needs neither.
     const help = spawnSync(
       process.execPath,

@@ -2,7 +2,7 @@ import "../../src/engine/polyfill";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
-import { connect } from "../../src/chain/provider";
+import { connect, resendable } from "../../src/chain/provider";
 import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
 import { type InstanceProtocol, type ProtocolHead } from "../../src/protocol/schema";
@@ -97,6 +97,49 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       const provider = await connect({ rpcUrl: proxy.url });
       expect(Number((await provider.getNetwork()).chainId)).to.equal(31337);
       provider.destroy();
+    });
+  });
+
+  describe("a lost connection: what is resent", function () {
+    it("a read is resent after resets on connect, with back-off; a node-side action (evm_mine) is not", async function () {
+      const provider = await connect({ rpcUrl: proxy.url });
+      try {
+        await provider.getBlockNumber(); // connected: the next requests need new connections
+        proxy.dropAll();
+        proxy.resetNext(2);
+        const before = proxy.stats.refused;
+        expect(await provider.getBlockNumber()).to.be.a("number");
+        expect(proxy.stats.refused - before).to.equal(2);
+        proxy.dropAll();
+        proxy.resetNext(1);
+        const failure = await codeOf(provider.send("evm_mine", []));
+        expect(failure.code).to.equal("ECONNRESET");
+        expect(proxy.stats.refused - before).to.equal(3);
+      } finally {
+        proxy.resetNext(0);
+        provider.destroy();
+      }
+    });
+
+    it("resendable: reads and raw transactions, never what the node signs or does", function () {
+      for (const method of [
+        "eth_call",
+        "eth_getLogs",
+        "eth_sendRawTransaction",
+        "eth_getTransactionCount",
+        "net_version",
+      ]) {
+        expect(resendable(method), method).to.equal(true);
+      }
+      for (const method of [
+        "eth_sendTransaction",
+        "eth_sign",
+        "eth_signTypedData_v4",
+        "evm_mine",
+        "hardhat_setBalance",
+      ]) {
+        expect(resendable(method), method).to.equal(false);
+      }
     });
   });
 
@@ -204,19 +247,32 @@ describe("RPC faults (TCP proxy in front of a hardhat node process)", function (
       );
     });
 
-    it("all connections dropped once (the node stays up): finishes, or a coded error and a verifiable prefix", async function () {
+    it("all connections dropped once (the node stays up): the requests in flight are resent and the run completes", async function () {
       const { outcome, protocol } = await faultyRun(5, () => proxy.dropAll(), { maxInFlight: 4 });
-      if (outcome.message === "resolved") {
-        expect(protocol.status).to.equal("succeeded");
-      } else {
-        expect(["RPC_UNREACHABLE", "TX_FAILED"], outcome.message).to.include(outcome.code);
-      }
+      expect(outcome.message).to.equal("resolved");
+      expect(protocol.status).to.equal("succeeded");
+      expect(proxy.stats.dropped).to.be.greaterThan(0);
       const { beyond, verdict } = await verifyPrefix(protocol);
-      console.log(
-        `      connections dropped once: ${outcome.code ?? "completed"} (${outcome.message.split("\n")[0].slice(0, 80)}) ` +
-          `after ${protocol.instance_protocol.length} ` +
-          `published states; ${beyond} more on-chain; verdict ${verdict}`,
+      expect(beyond).to.equal(0);
+      expect(verdict).to.equal("valid");
+    });
+
+    it("connections dropped, then the next two reset on connect: resent with back-off, the run completes", async function () {
+      const refusedBefore = proxy.stats.refused;
+      const { outcome, protocol } = await faultyRun(
+        5,
+        () => {
+          proxy.resetNext(2);
+          proxy.dropAll();
+        },
+        { maxInFlight: 4 },
       );
+      expect(outcome.message).to.equal("resolved");
+      expect(protocol.status).to.equal("succeeded");
+      expect(proxy.stats.refused - refusedBefore, "both resets happened").to.equal(2);
+      const { beyond, verdict } = await verifyPrefix(protocol);
+      expect(beyond).to.equal(0);
+      expect(verdict).to.equal("valid");
     });
 
     it("a slow link (every chunk delayed 20 ms) only makes the run slower", async function () {

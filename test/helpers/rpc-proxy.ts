@@ -23,6 +23,8 @@ export interface RpcProxy {
   accept(): Promise<void>;
   /** New connections are reset on accept while on. */
   reset(on: boolean): void;
+  /** The next `count` new connections are reset on accept (a fault that ends by itself, counted, not timed). */
+  resetNext(count: number): void;
   /** New connections are accepted and never answered while on. */
   blackhole(on: boolean): void;
   /** Delays each forwarded chunk by `ms` (0: no delay). */
@@ -37,6 +39,7 @@ export async function startRpcProxy(target: string): Promise<RpcProxy> {
   const stats = { connections: 0, dropped: 0, refused: 0, bytesUp: 0, bytesDown: 0 };
   let delayMs = 0;
   let resetting = false;
+  let resetsLeft = 0;
   let holing = false;
   let listening = false;
   let refuseTimer: NodeJS.Timeout | undefined;
@@ -62,7 +65,8 @@ export async function startRpcProxy(target: string): Promise<RpcProxy> {
   const server = net.createServer((client) => {
     stats.connections += 1;
     client.on("error", () => undefined);
-    if (resetting) {
+    if (resetting || resetsLeft > 0) {
+      if (!resetting) resetsLeft -= 1;
       stats.refused += 1;
       client.resetAndDestroy();
       return;
@@ -132,6 +136,9 @@ export async function startRpcProxy(target: string): Promise<RpcProxy> {
     },
     reset(on) {
       resetting = on;
+    },
+    resetNext(count) {
+      resetsLeft = count;
     },
     blackhole(on) {
       holing = on;

@@ -384,3 +384,65 @@ describe("canonical: the one-string form is canonicalize's text", function () {
     expect(isCanonicalBytes(JSON.parse(bad.toString("utf8")) as unknown, bad)).to.equal(false);
   });
 });
+
+describe("canonical: isCanonicalBytes compares in place (no text written), as canonicalBytes(value).equals(bytes)", function () {
+  it("random values against their canonical bytes, and those bytes changed, cut or extended", function () {
+    let seed = 20261204;
+    const next = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+    // Keys inserted out of order (Object.keys keeps insertion order, integer-like keys first), in several scripts.
+    const keys = ["b", "a", "10", "9", "é", "€", "😀", "__proto__", "toJSON", "\u0000", "\ud800", "A", "aa"];
+    const scalars: unknown[] = [
+      0,
+      -0,
+      1,
+      -1.5,
+      1e21,
+      1e-7,
+      2 ** 53,
+      true,
+      false,
+      null,
+      "",
+      "ü€😀",
+      "\udc00x",
+      "\u007f",
+      'q"\\\n',
+    ];
+    const value = (depth: number): unknown => {
+      const what = next();
+      if (depth > 4 || what < 0.4) return pick(scalars);
+      if (what < 0.7) return Array.from({ length: Math.floor(next() * 4) }, () => value(depth + 1));
+      const object: Record<string, unknown> = {};
+      for (let count = Math.floor(next() * 5); count > 0; count -= 1) object[pick(keys)] = value(depth + 1);
+      return object;
+    };
+    let compared = 0;
+    for (let round = 0; round < 2000; round += 1) {
+      // Through JSON.parse, as the verifier reads a body ("__proto__" an own member, "toJSON" a plain one).
+      const document = JSON.parse(JSON.stringify(value(0))) as unknown;
+      const canonical = canonicalBytes(document);
+      const variants = [
+        canonical,
+        canonical.subarray(0, canonical.length - 1),
+        Buffer.concat([canonical, Buffer.from(" ")]),
+      ];
+      if (canonical.length > 0) {
+        const changed = Buffer.from(canonical);
+        const at = Math.floor(next() * changed.length);
+        changed[at] = (changed[at] + 1 + Math.floor(next() * 255)) % 256;
+        variants.push(changed);
+      }
+      for (const bytes of variants) {
+        expect(isCanonicalBytes(document, bytes), `${canonical.toString("hex")} vs ${bytes.toString("hex")}`).to.equal(
+          canonical.equals(bytes),
+        );
+        compared += 1;
+      }
+    }
+    expect(compared).to.be.greaterThan(7000);
+  });
+});

@@ -9,6 +9,8 @@ import {
   headOf,
   nextAccumulator,
   pageCount,
+  pageHeaderLine,
+  PageReader,
 } from "../../src/protocol/pages";
 import { parseHead, type InstanceProtocol, type ProtocolEntry } from "../../src/protocol/schema";
 import { headDigest, recoverProtocolSigner, signProtocol } from "../../src/protocol/signing";
@@ -128,6 +130,56 @@ describe("protocol pages (version 3)", () => {
     expect(() => decodePage(Buffer.from([lines[0], extra, lines[2], ""].join("\n")), base)).to.throw(
       /not a protocol entry/,
     );
+  });
+
+  it("reads a page one entry at a time as decodePage reads it whole (the same entries and accumulators)", async () => {
+    const protocol = await protocolOf(7, 4, wallet);
+    const pages = encodePages(protocol);
+    let before = protocol.instance_hash;
+    const read: ProtocolEntry[] = [];
+    pages.forEach((bytes, index) => {
+      const expected = {
+        instanceHash: protocol.instance_hash,
+        index,
+        accumulatorBefore: before,
+        wanted: 7 - read.length,
+      };
+      const whole = decodePage(bytes, expected);
+      const reader = new PageReader(bytes, expected);
+      expect(reader.header).to.deep.equal(whole.header);
+      let accumulator = before;
+      for (let entry = reader.next(); entry !== null; entry = reader.next()) {
+        accumulator = nextAccumulator(accumulator, entryLine(entry));
+        expect(reader.accumulator).to.equal(accumulator);
+        read.push(entry);
+      }
+      expect(reader.count).to.equal(whole.entries.length);
+      expect(reader.accumulator).to.equal(whole.accumulatorAfter);
+      expect(reader.extraLines()).to.equal(whole.extraLines);
+      before = reader.accumulator;
+    });
+    expect(read).to.deep.equal(protocol.instance_protocol);
+    expect(before).to.equal(protocol.accumulator);
+  });
+
+  it("refuses a line that is not UTF-8, even where lenient decoding keeps its length (F0 9F 98 is one U+FFFD)", async () => {
+    const protocol = await protocolOf(1, 4, wallet);
+    const line = entryLine(protocol.instance_protocol[0]);
+    const at = line.indexOf('"S0"') + 2;
+    const bad = Buffer.concat([
+      Buffer.from(pageHeaderLine(protocol.instance_hash, 0, protocol.instance_hash) + "\n"),
+      Buffer.from(line.slice(0, at)),
+      Buffer.from([0xf0, 0x9f, 0x98]),
+      Buffer.from(line.slice(at) + "\n"),
+    ]);
+    expect(Buffer.byteLength(bad.toString("utf8"))).to.equal(bad.length); // what the old check compared
+    const expected = {
+      instanceHash: protocol.instance_hash,
+      index: 0,
+      accumulatorBefore: protocol.instance_hash,
+      wanted: 1,
+    };
+    expect(() => decodePage(bad, expected)).to.throw(/line 2 is not JSON: not valid UTF-8/);
   });
 
   it("counts lines after the ones wanted (a running instance's open page) without reading them", async () => {

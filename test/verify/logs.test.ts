@@ -177,6 +177,51 @@ describe("logs reader", function () {
       expect(builder.anomalies).to.deep.equal([]);
     });
 
+    it("makes a StatesRegistered's states from bytes reused chunk after chunk: the same events as the whole read", async function () {
+      // Chunks of 10 blocks holding 3, then 1, then 6 StatesRegistered logs of differing sizes (the buffer is reused
+      // smaller, then grown), one with its data in uppercase hex, one of another contract, a state registered alone.
+      let prev = INSTANCE;
+      const logs: Log[] = [created(1)];
+      const batch = (block: number, size: number, upper = false): void => {
+        const hashes = Array.from({ length: size }, (_, index) => H(`${block}.${index}`));
+        const made = states(block, prev, hashes);
+        logs.push(upper ? ({ ...made, data: "0x" + made.data.slice(2).toUpperCase() } as unknown as Log) : made);
+        prev = hashes[size - 1];
+      };
+      batch(2, 40);
+      batch(3, 7, true);
+      batch(5, 300);
+      batch(14, 2);
+      const elsewhere = states(15, H("elsewhere"), [H("x"), H("y")]);
+      logs.push({ ...elsewhere, address: ISSUER } as unknown as Log); // another contract's log: ignored
+      const alone = H("alone");
+      logs.push(state(16, alone, prev));
+      prev = alone;
+      for (const [block, size] of [
+        [21, 500],
+        [22, 1],
+        [23, 64],
+        [24, 900],
+        [26, 3],
+        [29, 1000],
+      ]) {
+        batch(block, size);
+      }
+      logs.push(terminated(30, prev, 2));
+      const provider = fakeProvider(logs);
+      const streamed: InstanceEvent[] = [];
+      for await (const event of instanceEventStream(provider, REGISTRY, ISSUER, INSTANCE, 0, 30, { chunkSize: 10 })) {
+        streamed.push(event);
+      }
+      const whole = decodeInstanceLogs(logs, REGISTRY);
+      expect(whole).to.have.length(1 + 40 + 7 + 300 + 2 + 1 + 500 + 1 + 64 + 900 + 3 + 1000 + 1);
+      expect(streamed).to.deep.equal(whole);
+      const builder = new ChainBuilder(INSTANCE);
+      for (const event of streamed) builder.push(event);
+      expect(builder.anomalies).to.deep.equal([]);
+      expect(builder).to.include({ count: whole.length - 2, head: prev });
+    });
+
     it("narrows the next eth_getLogs chunk after a dense one (many states per block) and widens it back", async function () {
       // Only the size of the log data matters here: blocks 2 and 3 hold 5 MB each (a StatesRegistered of ~80,000
       // hashes), the rest nothing.

@@ -118,6 +118,39 @@ describe("verifier steps", function () {
       }
     });
 
+    it("restricted to the issuer's origin, refuses other origins after URLs of the issuer's (origins remembered)", async function () {
+      const asked: string[] = [];
+      const session = new FetchSession(async (url) => {
+        asked.push(url);
+        return { bytes: Buffer.from("x"), certificate };
+      }, 1_000);
+      session.restrictTo("https://a.example:8443");
+      await session.get("https://a.example:8443/states/1", 10);
+      await session.get("https://A.example:8443/states/2", 10);
+      await session.get("https://a.example:8443//b.example/3", 10);
+      for (const url of [
+        "https://a.example:8443.b.example/x",
+        "https://a.example:8443@b.example/x",
+        "https://a.example/x",
+        "https://a.example:443/x",
+        "http://a.example:8443/x",
+        "https://b.example/https://a.example:8443/x",
+      ]) {
+        try {
+          await session.get(url, 10);
+          expect.fail(`${url} should have been refused`);
+        } catch (error) {
+          expect(
+            isStatetrailError(error, "FETCH_FAILED") || isStatetrailError(error, "INVALID_ARGUMENT"),
+            url,
+          ).to.equal(true);
+        }
+        await session.get("https://a.example:8443/states/4", 10); // the issuer's origin again, remembered
+      }
+      expect(asked).to.have.length(3 + 6);
+      expect(asked.every((url) => new URL(url).origin === "https://a.example:8443")).to.equal(true);
+    });
+
     it("refuses bodies over the limit even if the fetcher returned them", async function () {
       const session = new FetchSession(async () => ({ bytes: Buffer.alloc(11), certificate }), 1_000);
       try {

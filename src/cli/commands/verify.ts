@@ -302,7 +302,7 @@ async function verifyResolved(
   auditor: AuditorSource | null = null,
 ): Promise<void> {
   const { connect } = await import("../../chain/provider");
-  const { rpcUrlFor } = await import("../context");
+  const { rpcUrlFor } = await import("../rpc-endpoint");
   const { ChainView, SignInSession, ensReaderFromProvider, pinnedFetcher, storageFetcher, verifyProtocol } =
     await import("../../verify");
   const { bundleFetcher, bundleReport } = await import("../../verify/bundle");

@@ -53,7 +53,7 @@ Example:
         const connectChain = async (): Promise<WatchChain & { url: string }> => {
           const { connect } = await import("../../chain/provider");
           const { ensReaderFromProvider } = await import("../../verify");
-          const { rpcUrlFor } = await import("../context");
+          const { rpcUrlFor } = await import("../rpc-endpoint");
           const { trusted, ens } = trustedSetup(globals, options);
           provider = await connect({
             rpcUrl: rpcUrlFor(globals),

@@ -2,7 +2,7 @@ import { Trail } from "../../protocol/anchoring";
 import { type HexHash } from "../../chain/hash";
 import { isCanonicalBytes } from "../../protocol/canonical";
 import { safeParseBounded } from "../../protocol/limits";
-import { decodePage, pageCount, sha256HexOf, type DecodedPage } from "../../protocol/pages";
+import { decodePage, pageCount, PageReader, sha256HexOf } from "../../protocol/pages";
 import { fastStateData, stateDataSchema, type ProtocolEntry, type StateData } from "../../protocol/schema";
 import { StatetrailError, isStatetrailError, toStatetrailError } from "../../errors";
 import { checkAnchoredEntry, type AnchorSpan, widenSpan, checkAnchorLifetime } from "../batch";
@@ -147,6 +147,28 @@ class ChainCursor {
 }
 
 /**
+ * The bytes of the pages being read, each copied as it arrives into one of `count` buffers reused page after page
+ * (page `index` into buffer `index % count`): the Buffer a read returns then dies young. Kept until its page was
+ * checked (a read-ahead page waits for two others), it outlived two young-generation collections and was moved to
+ * the old generation, where its memory (outside the V8 heap) waited for a full collection: tens of megabytes of
+ * pages already checked. Page `index + count` is read only once page `index` is done with.
+ */
+class PageSlots {
+  private readonly buffers: Buffer[] = [];
+  constructor(private readonly count: number) {}
+
+  take(index: number, bytes: Buffer): Buffer {
+    const at = index % this.count;
+    let buffer = this.buffers[at];
+    if (buffer === undefined || buffer.length < bytes.length) {
+      buffer = this.buffers[at] = Buffer.allocUnsafeSlow(bytes.length + (bytes.length >> 3));
+    }
+    bytes.copy(buffer);
+    return buffer.subarray(0, bytes.length);
+  }
+}
+
+/**
  * At most `limit` tasks in flight; `add` waits while the pool is full. A counter and a queue of waiters (not
  * `Promise.race` over the tasks, which attached a reaction to every running task at every wait).
  */
@@ -224,10 +246,11 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
   };
 
   const reads = new Map<number, Promise<Buffer>>();
+  const slots = new PageSlots(READ_AHEAD + 1);
   const schedule = (index: number): void => {
     if (index < count && !reads.has(index)) {
       const read = source
-        ? source.read(index)
+        ? source.read(index).then((bytes) => slots.take(index, bytes))
         : Promise.reject(new StatetrailError("VERIFY_INCOMPLETE", "V1 obtained no pages for the head (see V1)"));
       read.catch(() => undefined); // awaited in order below
       reads.set(index, read);
@@ -240,13 +263,7 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
     for (let ahead = index; ahead <= index + READ_AHEAD; ahead += 1) schedule(ahead);
     const where = source ? source.describe(index) : `page ${index}`;
     const wanted = Math.min(pageSize, total - index * pageSize);
-    let page: DecodedPage;
-    try {
-      const bytes = await reads.get(index)!;
-      reads.delete(index);
-      page = decodePage(bytes, { instanceHash: instance, index, accumulatorBefore: accumulator, wanted });
-    } catch (cause) {
-      reads.delete(index);
+    const stop = (cause: unknown, at: number): void => {
       const error = toStatetrailError(cause, "VERIFY_INCOMPLETE");
       const evidence = error.code === "PAGE_INVALID";
       const message = evidence
@@ -254,39 +271,67 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
         : `page ${index} could not be read from ${where}: ${error.message}`;
       if (evidence) result.pages.fail(message, "PAGE_INVALID");
       else result.pages.error(new StatetrailError(error.code, message, { hint: error.hint }));
-      result.stoppedAt = { page: index, seq, reason: message, error: !evidence };
+      result.stoppedAt = { page: index, seq: at, reason: message, error: !evidence };
+    };
+    // The page's entries are decoded one at a time as they are checked (PageReader), none kept: a line that does
+    // not decode stops the pass there, the entries before it checked.
+    let page: PageReader;
+    try {
+      const bytes = await reads.get(index)!;
+      reads.delete(index);
+      page = new PageReader(bytes, { instanceHash: instance, index, accumulatorBefore: accumulator, wanted });
+    } catch (cause) {
+      reads.delete(index);
+      stop(cause, seq);
       break;
     }
-    if (page.entries.length < wanted) {
-      const message =
-        `page ${index} (${where}) holds ${page.entries.length} entries, the head's count of ${total} entries in ` +
-        `pages of ${pageSize} needs ${wanted} there (entries dropped or truncated)`;
-      result.pages.fail(message, "PAGE_INVALID");
-      result.stoppedAt = { page: index, seq: seq + page.entries.length, reason: message, error: false };
-    } else if (page.extraLines > 0 && (index < count - 1 || protocol.status !== "running")) {
-      // A running instance's open page may have grown since its head was written; nothing else may.
-      const message =
-        index < count - 1
-          ? `page ${index} (${where}) holds ${page.extraLines} line(s) beyond its ${pageSize} entries`
-          : `page ${index} (${where}) holds ${page.extraLines} line(s) after entry ${total - 1}, the last the head of ` +
-            `this ${protocol.status} instance counts (entries the head does not account for)`;
-      result.pages.fail(message, "PAGE_INVALID");
-    }
-    for (const entry of page.entries) {
+    for (;;) {
+      let entry: ProtocolEntry | null;
+      try {
+        entry = page.next();
+      } catch (cause) {
+        stop(cause, seq);
+        break;
+      }
+      if (entry === null) break;
       const index = seq;
       await checkEntry(context, result, entry, index, prevHash, cursor, pool, budget);
-      if (!run || run.tx !== entry.transaction_hash.toLowerCase()) {
+      const tx = entry.transaction_hash.toLowerCase();
+      if (!run || run.tx !== tx) {
         endRun(index);
-        run = { tx: entry.transaction_hash.toLowerCase(), from: index };
+        run = { tx, from: index };
       }
       trail.push(entry.state_hash);
       prevHash = entry.state_hash;
       seq += 1;
     }
-    accumulator = page.accumulatorAfter;
+    accumulator = page.accumulator;
     result.entriesRead = seq;
     result.accumulator = accumulator;
     result.lastHash = prevHash;
+    if (result.stoppedAt) break;
+    let extraLines = 0;
+    try {
+      extraLines = page.extraLines();
+    } catch (cause) {
+      stop(cause, seq);
+      break;
+    }
+    if (page.count < wanted) {
+      const message =
+        `page ${index} (${where}) holds ${page.count} entries, the head's count of ${total} entries in ` +
+        `pages of ${pageSize} needs ${wanted} there (entries dropped or truncated)`;
+      result.pages.fail(message, "PAGE_INVALID");
+      result.stoppedAt = { page: index, seq, reason: message, error: false };
+    } else if (extraLines > 0 && (index < count - 1 || protocol.status !== "running")) {
+      // A running instance's open page may have grown since its head was written; nothing else may.
+      const message =
+        index < count - 1
+          ? `page ${index} (${where}) holds ${extraLines} line(s) beyond its ${pageSize} entries`
+          : `page ${index} (${where}) holds ${extraLines} line(s) after entry ${total - 1}, the last the head of ` +
+            `this ${protocol.status} instance counts (entries the head does not account for)`;
+      result.pages.fail(message, "PAGE_INVALID");
+    }
     if (result.stoppedAt) break;
   }
   endRun(seq);
