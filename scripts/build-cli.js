@@ -312,23 +312,20 @@ const sourceDirname = {
 };
 
 /**
- * Modules required when a bundled module is loaded but used only by what statetrail never or seldom does: loaded on
- * their first use instead. ethers' providers/ws.js requires ws (WebSocket, its server, permessage-deflate: some fifteen
- * modules) for WebSocketProvider, which statetrail never makes (ethers reads `WebSocket` from it only to connect
- * one); commander requires node:child_process for executable subcommands, which statetrail has none of; ethers'
- * geturl.js requires zlib to inflate a gzip-encoded answer, which a JSON-RPC endpoint seldom sends. Each reads the
- * module's exports only when it uses them (`ws_1.WebSocket`, `childProcess.spawn(…)`, `zlib_1.gunzipSync`).
+ * Modules required when a bundled module is loaded but used only by what statetrail never does: loaded on their first
+ * use instead. Commander requires node:child_process for executable subcommands, which statetrail has none of; it
+ * reads the module's exports only when it uses them (`childProcess.spawn(…)`). (A CommonJS importer only: an ES module
+ * importing one, as ethers' ES build does, copies its exports when loaded. ethers' bundle, tree-shaken, has no
+ * WebSocketProvider and so no ws; its geturl.js loads zlib with it.)
  */
 const ON_FIRST_USE = [
-  { importer: `${path.sep}ethers${path.sep}lib.commonjs${path.sep}providers${path.sep}ws.js`, module: "ws" },
   { importer: `${path.sep}commander${path.sep}lib${path.sep}command.js`, module: "node:child_process" },
-  { importer: `${path.sep}ethers${path.sep}lib.commonjs${path.sep}utils${path.sep}geturl.js`, module: "zlib" },
 ];
 
 const onFirstUse = {
   name: "on-first-use",
   setup(build) {
-    build.onResolve({ filter: /^(ws|node:child_process|zlib)$/ }, (args) => {
+    build.onResolve({ filter: /^node:child_process$/ }, (args) => {
       if (args.namespace === "on-first-use") return undefined;
       const match = ON_FIRST_USE.find((m) => m.module === args.path && args.importer.endsWith(m.importer));
       if (!match) return undefined;

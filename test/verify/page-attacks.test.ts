@@ -275,6 +275,34 @@ describe("page attacks on a version 3 protocol (issue 16)", function () {
     expect(step(report, "V8").text).to.match(/page 3 could not be read|pages hold 6 entries, the signed head counts 8/);
   });
 
+  it("stops reading a head that counts 20,000 entries the chain doesn't hold, served page after page (not 10,000 pages)", async function () {
+    const scenario = await forgeScenario();
+    const forged: InstanceProtocol = structuredClone(scenario.run.protocol);
+    const template = forged.instance_protocol[forged.instance_protocol.length - 1];
+    let prev = template.state_hash;
+    for (let seq = forged.instance_protocol.length; seq < 20_000; seq += 1) {
+      const state_hash = sha256Hex(`made up ${seq}`);
+      forged.instance_protocol.push({ ...template, seq, state_hash, prev_state_hash: prev });
+      prev = state_hash;
+    }
+    forged.head = { seq: 19_999, state_hash: prev };
+    const signed = await resign(forged, scenario.run.signer);
+    publishHead(scenario.env.server, headOf(signed));
+    encodePages(signed).forEach((bytes, index) =>
+      servePage(scenario.env.server, scenario.run.instanceHash, index, bytes),
+    );
+    const before = scenario.env.server.requests.length;
+    const report = await verify(scenario);
+    const pagesRead = scenario.env.server.requests.slice(before).filter((url) => url.includes("/protocol/pages/"));
+    expect(report.verdict, renderReport(report)).to.equal("invalid");
+    expect(failing(report)).to.include("V7").and.include("V8");
+    expect(step(report, "V8").text).to.match(
+      /the head counts 20000 entries, the chain holds 6 states of this instance: reading stopped after page 515, 1026 entries past the chain/,
+    );
+    // Pages 0-2 hold the chain's six states, 3-515 the first 1,026 entries past them; the read-ahead asks for two more.
+    expect(pagesRead.length).to.be.at.most(518);
+  });
+
   it("fails a head that counts more entries than its last page holds (a short last page)", async function () {
     const scenario = await forgeScenario();
     publishHead(scenario.env.server, await signedHead(scenario, { entries: 7, page_size: 4 }));

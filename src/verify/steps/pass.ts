@@ -32,6 +32,8 @@ import { explainTransaction } from "./shared";
 const READ_AHEAD = 2;
 /** Positions that differ from the chain which V7 explains (where the hashes are listed and registered). */
 const EXPLAINED = 64;
+/** Entries past the chain's last state read before the pass stops (at least a page; V7 fails them anyway). */
+const BEYOND_CHAIN = 1024;
 /** On-chain states or entries beyond the other side that V7 names. */
 const NAMED_TAIL = 64;
 
@@ -259,6 +261,8 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
   let accumulator = instance;
   let prevHash = instance;
   let seq = 0;
+  // Entries registered one by one (not Merkle-anchored) read after the chain's last state of the instance.
+  let beyondChain = 0;
   for (let index = 0; index < count; index += 1) {
     for (let ahead = index; ahead <= index + READ_AHEAD; ahead += 1) schedule(ahead);
     const where = source ? source.describe(index) : `page ${index}`;
@@ -304,6 +308,7 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
       trail.push(entry.state_hash);
       prevHash = entry.state_hash;
       seq += 1;
+      if (entry.proof === null && cursor.done && !cursor.error) beyondChain += 1;
     }
     accumulator = page.accumulator;
     result.entriesRead = seq;
@@ -331,6 +336,15 @@ async function runPass(context: ReadyContext): Promise<PassResult> {
           : `page ${index} (${where}) holds ${extraLines} line(s) after entry ${total - 1}, the last the head of ` +
             `this ${protocol.status} instance counts (entries the head does not account for)`;
       result.pages.fail(message, "PAGE_INVALID");
+    }
+    if (!result.stoppedAt && beyondChain > Math.max(pageSize, BEYOND_CHAIN) && seq < total) {
+      // A head may count any number of entries, and a hostile server serve pages for ever: past a page (or 1,024) of
+      // entries the chain doesn't hold (a failure already, V7's), reading on would only keep the auditor busy.
+      const message =
+        `the head counts ${total} entries, the chain holds ${seq - beyondChain} states of this instance: ` +
+        `reading stopped after page ${index}, ${beyondChain} entries past the chain's last state`;
+      result.pages.fail(message, "PAGE_INVALID");
+      result.stoppedAt = { page: index + 1, seq, reason: message, error: false };
     }
     if (result.stoppedAt) break;
   }
@@ -663,7 +677,8 @@ export async function explainDifferences(context: ReadyContext, pass: PassResult
   if (wantedListed.size > 0) {
     let accumulator = protocol.instance_hash;
     let seq = 0;
-    const count = pageCount(protocol.entries, protocol.page_size);
+    // The pages the pass read, no more (a head may count entries for ever).
+    const count = pageCount(Math.min(protocol.entries, pass.entriesRead), protocol.page_size);
     for (let index = 0; index < count; index += 1) {
       try {
         const page = decodePage(await source.read(index), {
