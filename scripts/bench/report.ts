@@ -42,6 +42,10 @@ export function renderMarkdown(results: BenchResults): string {
     ),
     "",
     "Speed figures depend on the machine and on what else runs on it (the load average above); gas figures do not.",
+    "",
+    "Elsewhere: the CLI's start and the auditor's install in [BENCHMARKS-startup.md](BENCHMARKS-startup.md) " +
+      "(`npm run bench:startup`), the replay of recorded AWS histories in [BENCHMARKS-replay.md](BENCHMARKS-replay.md) " +
+      "(`npm run bench:replay`), the server under load (open and signed in) in [LOADTEST.md](LOADTEST.md).",
   ];
 
   if (results.gas) {
