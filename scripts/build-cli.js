@@ -149,7 +149,8 @@ const VENDOR_OWN_NAMES = ["keccak256"];
 
 /**
  * The names of ethers the CLI's bundle uses, read from esbuild's output: `import_ethers….X` (an `import { X }`), the
- * names destructured from a dynamic import, and `V.X` for a variable bound to `lazy(() => require("ethers"))`. Any
+ * names destructured from a dynamic import, and `V.X` for a variable bound to `lazy(() => require("ethers"))`
+ * (declared so, or assigned so in a lazily initialised module). Any
  * other use of ethers in the bundle fails the build (add it here), as does a name ethers does not export.
  */
 function ethersNamesUsed(text) {
@@ -166,7 +167,8 @@ function ethersNamesUsed(text) {
       for (const part of destructured[1].split(",")) names.add(part.split(":")[0].trim());
       continue;
     }
-    const bound = /\bvar (\w+) = lazy\(\(\) => $/.exec(before);
+    // `var X = lazy(() => require("ethers"))`, or its assignment in a lazily initialised module (`X = lazy(…)`).
+    const bound = /(?:\bvar |[;{}\n]\s*)([A-Za-z_$][\w$]*) = lazy\(\(\) => $/.exec(before);
     if (bound) {
       for (const use of text.matchAll(new RegExp(`\\b${bound[1]}\\.([A-Za-z_$][\\w$]*)`, "g"))) {
         if (exported.has(use[1])) names.add(use[1]);
