@@ -290,13 +290,15 @@ describe("verifyProtocol", function () {
       expect(inFlight.maxStates).to.equal(3);
     });
 
-    it("reads the instance's events with one eth_getLogs call, not one per state", async function () {
+    it("reads the instance's events in a chunk or two of blocks, not one eth_getLogs call per state or transaction", async function () {
       const { env } = await forgeScenario();
       const run = await forgeRun(env, { label: "long", states: 30, perState: 10 });
       const { provider, calls } = countingProvider();
       const report = await verifyForged(env, { url: run.url }, { provider });
       expect(report.verdict).to.equal("valid");
-      expect(calls.getLogs).to.equal(1);
+      // The first chunk is 8 blocks and chunks then widen (logs.ts): the scenario's dozen-odd blocks take two calls;
+      // one per transaction would be 3, one per state 30.
+      expect(calls.getLogs).to.be.within(1, 2);
     });
 
     it("reads the logs in chunks of the configured size", async function () {
