@@ -52,25 +52,44 @@ export const outcomeSchema = z.union([
 ]);
 export type Outcome = z.infer<typeof outcomeSchema>;
 
-/** The version of state data this code writes and reads; earlier versions are refused with STATE_DATA_VERSION. */
-export const STATE_DATA_VERSION = 2;
+/**
+ * The version of state data this code writes and reads; earlier versions are refused with STATE_DATA_VERSION.
+ * Version 3 (statetrail 0.4, issue 17): the data fields are salted digests, disclosed separately (disclosure.ts).
+ */
+export const STATE_DATA_VERSION = 3;
+
+/** The data fields of a state, each committed to by its own salted digest and disclosed (or not) on its own. */
+export const DATA_FIELDS = ["caught", "context", "input", "outcome"] as const;
+export type DataField = (typeof DATA_FIELDS)[number];
 
 /**
- * The data of one entry. Its RFC 8785 canonical bytes are what `state_hash` hashes and what
- * `/states/<state_hash>` serves. It names its instance and sequence number, so a state can't be
- * replayed into another instance or another position without changing its hash, and it carries a random
- * 256-bit salt, so a published hash can't be brute-forced from guessable inputs.
+ * The data of one entry. Its RFC 8785 canonical bytes are what `state_hash` hashes and what the first line of
+ * `/states/<state_hash>` serves. It names its instance and sequence number, so a state can't be replayed into
+ * another instance or another position without changing its hash. Its structure (name, type, iteration path,
+ * attempt) is in the clear; each data field is only a digest `SHA-256(canonical([salt, field, value]))` with a
+ * random 128-bit salt of its own, so a field can be disclosed to one auditor and withheld from another, and a
+ * guessable value (an amount, a yes/no) can't be recovered from the hash without its salt (src/protocol/disclosure.ts).
  */
-export const stateDataSchema = z.object({
-  statetrail_state: z.literal(STATE_DATA_VERSION),
-  instance_hash: hexHashSchema,
-  seq: z.number().int().nonnegative(),
-  salt: hexHashSchema,
-  state_name: z.string(),
-  state_type: stateTypeSchema,
-  iteration_path: z.array(iterationStepSchema),
-  /** Retry attempt of this state (0 for the first entry). */
-  attempt: z.number().int().nonnegative(),
+export const stateDataSchema = z
+  .object({
+    statetrail_state: z.literal(STATE_DATA_VERSION),
+    instance_hash: hexHashSchema,
+    seq: z.number().int().nonnegative(),
+    state_name: z.string(),
+    state_type: stateTypeSchema,
+    iteration_path: z.array(iterationStepSchema),
+    /** Retry attempt of this state (0 for the first entry). */
+    attempt: z.number().int().nonnegative(),
+    /** The salted digest of each data field (see {@link StateContent} for what the fields hold). */
+    fields: z
+      .object({ caught: hexHashSchema, context: hexHashSchema, input: hexHashSchema, outcome: hexHashSchema })
+      .strict(),
+  })
+  .strict();
+export type StateData = z.infer<typeof stateDataSchema>;
+
+/** The clear data fields of a state, as the engine reported them: what the digests of {@link StateData} commit to. */
+export const stateFieldsSchema = z.object({
   /** The state's raw input as the engine entered it; null for the end entry. */
   input: z.unknown(),
   /** For a state entered through a Catch: the error it caught. */
@@ -84,7 +103,10 @@ export const stateDataSchema = z.object({
   /** Entry 0 only: the execution's Context Object (`$$`) the run saw; null on every other entry. */
   context: z.record(z.unknown()).nullable(),
 });
-export type StateData = z.infer<typeof stateDataSchema>;
+export type StateFields = z.infer<typeof stateFieldsSchema>;
+
+/** A state's structure with its data fields in the clear: what the tracker records and the replay (V9) reads. */
+export type StateContent = Omit<StateData, "fields"> & StateFields;
 
 /**
  * A node of a Merkle batch tree (root or sibling): a keccak256 value as `@openzeppelin/merkle-tree` writes it,
@@ -127,9 +149,10 @@ export type Registries = z.infer<typeof registriesSchema>;
  * Version 3 (statetrail 0.3): the protocol is a small signed **head** and **pages** of entries (src/protocol/pages.ts,
  * docs/PROTOCOL.md). The head commits to every entry through `accumulator`, a hash chain over the entries' bytes, and
  * its EIP-712 signature covers the head alone, so signing and checking it cost the same at 10 and 1,000,000 states.
- * Version 2 (one document, signed whole) and version 1 are refused with PROTOCOL_VERSION.
+ * Version 4 (statetrail 0.4, issue 17) keeps that container and adds selective disclosure: state data of version 3
+ * (per-field salted digests) and the head's `input_digest`. Versions 3, 2 and 1 are refused with PROTOCOL_VERSION.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Entries per page the tracker writes; a reader accepts any page size from 1 to {@link MAX_PAGE_SIZE}. */
 export const DEFAULT_PAGE_SIZE = 1024;
@@ -152,10 +175,15 @@ const headFields = {
   instance_hash: hexHashSchema,
   instance_data: z.string(),
   /**
-   * The random nonce of the instance record: with model_hash, SHA-256 of the input bytes and the issuer
-   * it recomputes instance_hash, so the published input is bound to the registered instance.
+   * The random nonce of the instance record: with model_hash, `input_digest` and the issuer it recomputes
+   * instance_hash, so the published input is bound to the registered instance.
    */
   instance_nonce: hexHashSchema,
+  /**
+   * The salted digest of the execution input (disclosure.ts): an auditor the input is not disclosed to still
+   * checks the instance hash, and can't recover a guessable input from it.
+   */
+  input_digest: hexHashSchema,
   /** Block and transaction of `createInstance`. */
   created: z.object({ block_nr: z.number().int().nonnegative(), transaction_hash: txHashSchema }).strict(),
   status: instanceStatusSchema,
@@ -197,9 +225,10 @@ export const wholeProtocolSchema = z
 
 /** The canonical record hashed into `instance_hash`. */
 export const instanceRecordSchema = z.object({
-  statetrail_instance: z.literal(1),
+  statetrail_instance: z.literal(2),
   model_hash: hexHashSchema,
-  input_hash: hexHashSchema,
+  /** The salted digest of the execution input (disclosure.ts `inputDigest`): hides a guessable input. */
+  input_digest: hexHashSchema,
   issuer: addressSchema,
   nonce: hexHashSchema,
 });
@@ -237,8 +266,10 @@ export function checkVersion(json: unknown): void {
           version === 1
             ? "version 1 protocols record no Task outcomes, so their runs can't be replayed (V9); verify them with statetrail 0.1, or have the issuer run the workflow again"
             : version === 2
-              ? "version 2 protocols are one document signed whole (statetrail 0.2); verify them with statetrail 0.2, or have the issuer publish the instance again with statetrail 0.3"
-              : "upgrade statetrail",
+              ? "version 2 protocols are one document signed whole (statetrail 0.2); verify them with statetrail 0.2, or have the issuer publish the instance again with statetrail 0.4"
+              : version === 3
+                ? "version 3 protocols salt each state whole and serve its data in one document (statetrail 0.3); verify them with statetrail 0.3, or have the issuer run the workflow again with statetrail 0.4"
+                : "upgrade statetrail",
       },
     );
   }
@@ -366,12 +397,12 @@ function fastRecord(value: unknown): Record<string, unknown> | null | undefined 
   return copy;
 }
 
-/** `stateDataSchema` (non-strict: other members are dropped): the state data, or null where zod refuses it. */
+/** `stateDataSchema` (strict): the state data, or null where zod refuses it. */
 export function fastStateData(value: unknown): StateData | null {
-  if (!isObject(value)) return null;
+  if (!isObject(value) || !onlyKeys(value, STATE_KEYS)) return null;
   const v = value;
   if (v.statetrail_state !== STATE_DATA_VERSION) return null;
-  if (!matches(v.instance_hash, HEX_HASH) || !isCount(v.seq) || !matches(v.salt, HEX_HASH)) return null;
+  if (!matches(v.instance_hash, HEX_HASH) || !isCount(v.seq)) return null;
   if (typeof v.state_name !== "string" || !STATE_TYPE_SET.has(v.state_type)) return null;
   const path = v.iteration_path;
   if (!Array.isArray(path)) return null;
@@ -383,29 +414,41 @@ export function fastStateData(value: unknown): StateData | null {
     steps[index] = { parent: step.parent, kind: step.kind, index: step.index };
   }
   if (!isCount(v.attempt)) return null;
-  let caught: ErrorInfo | null = null;
-  if (v.caught !== null) {
-    const info = fastErrorInfo(v.caught);
-    if (!info) return null;
-    caught = info;
-  }
-  const outcome = fastOutcome(v.outcome);
-  if (outcome === undefined) return null;
-  const context = fastRecord(v.context);
-  if (context === undefined) return null;
-  const state: Record<string, unknown> = {
+  const fields = v.fields;
+  if (!isObject(fields) || !onlyKeys(fields, FIELD_KEYS)) return null;
+  const { caught, context, input, outcome } = fields;
+  if (!matches(caught, HEX_HASH) || !matches(context, HEX_HASH)) return null;
+  if (!matches(input, HEX_HASH) || !matches(outcome, HEX_HASH)) return null;
+  return {
     statetrail_state: STATE_DATA_VERSION,
     instance_hash: v.instance_hash,
     seq: v.seq,
-    salt: v.salt,
     state_name: v.state_name,
-    state_type: v.state_type,
+    state_type: v.state_type as StateType,
     iteration_path: steps,
     attempt: v.attempt,
+    fields: { caught, context, input, outcome },
   };
-  if ("input" in v) state.input = v.input;
-  state.caught = caught;
-  state.outcome = outcome;
-  state.context = context;
-  return state as StateData;
+}
+
+const FIELD_KEYS: ReadonlySet<string> = new Set<string>(DATA_FIELDS);
+const STATE_KEYS: ReadonlySet<string> = new Set(Object.keys(stateDataSchema.shape));
+
+/**
+ * The disclosed value of one data field as `stateFieldsSchema` reads it (`input` is any JSON value), or undefined
+ * where the schema refuses it.
+ */
+export function fastFieldValue(field: DataField, value: unknown): unknown {
+  switch (field) {
+    case "input":
+      return value;
+    case "caught": {
+      if (value === null) return null;
+      return fastErrorInfo(value) ?? undefined;
+    }
+    case "outcome":
+      return fastOutcome(value);
+    case "context":
+      return fastRecord(value);
+  }
 }

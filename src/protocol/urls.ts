@@ -25,6 +25,7 @@ export function initialProtocol(fields: {
   modelHash: HexHash;
   instanceHash: HexHash;
   nonce: HexHash;
+  inputDigest: HexHash;
   created: UnsignedProtocol["created"];
 }): UnsignedProtocol {
   const urls = contentUrls(fields.issuer.url);
@@ -38,6 +39,7 @@ export function initialProtocol(fields: {
     instance_hash: fields.instanceHash,
     instance_data: urls.input(fields.instanceHash),
     instance_nonce: fields.nonce,
+    input_digest: fields.inputDigest,
     created: fields.created,
     status: "running",
     instance_protocol: [],

@@ -64,7 +64,8 @@ export class Home {
   }
 
   stateFile(hash: HexHash): string {
-    return this.path("states", `${parseHexHash(hash, "state hash")}.json`);
+    // A state document: JSON lines, the state data then its disclosures (disclosure.ts).
+    return this.path("states", `${parseHexHash(hash, "state hash")}.jsonl`);
   }
 
   instanceDir(hash: HexHash): string {
@@ -81,8 +82,14 @@ export class Home {
     return path.join(this.instanceDir(hash), "pages", `${index}.jsonl`);
   }
 
+  /** The execution input's exact bytes (the tracker's own copy, to resume a run; never served). */
   inputFile(hash: HexHash): string {
     return path.join(this.instanceDir(hash), "input.json");
+  }
+
+  /** The execution input's disclosure document (disclosure.ts `sealInput`): what `/instances/<h>/input` serves. */
+  inputDocumentFile(hash: HexHash): string {
+    return path.join(this.instanceDir(hash), "input.jsonl");
   }
 
   journalFile(hash: HexHash): string {
@@ -100,6 +107,11 @@ export class Home {
   writeInput(instance: HexHash, bytes: Buffer): void {
     fs.mkdirSync(this.instanceDir(instance), { recursive: true });
     writeAtomic(this.inputFile(instance), bytes);
+  }
+
+  writeInputDocument(instance: HexHash, document: Buffer): void {
+    fs.mkdirSync(this.instanceDir(instance), { recursive: true });
+    writeAtomic(this.inputDocumentFile(instance), document);
   }
 
   /**

@@ -4,9 +4,10 @@ import { type Block } from "ethers";
 import { StatetrailError } from "../errors";
 import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
 import { loadModelFromBytes } from "../model/load";
-import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
+import { readStateDocument, type FieldSalts, type SealedState } from "../protocol/disclosure";
+import { instanceHash as computeInstanceHash } from "../protocol/hashing";
 import { type ContextObject } from "../engine/context";
-import { buildStateData } from "./state-data";
+import { buildState } from "./state-data";
 import { decodePage, unsignedHeadOf } from "../protocol/pages";
 import {
   EXECUTION_END_STATE,
@@ -45,8 +46,11 @@ export interface JournalledState {
   seq: number;
   hash: HexHash;
   prev: HexHash;
+  /** The state document: the data's line and every disclosure (disclosure.ts). */
   bytes: Buffer;
   data: StateData;
+  /** The salts of its fields: a state the engine reports again is rebuilt with them, to the same bytes. */
+  salts: Partial<FieldSalts>;
 }
 
 /** What the journal of one instance says, read after a crash. */
@@ -98,10 +102,17 @@ export function readJournal(home: Home, instance: HexHash): JournalSummary {
     if (r.type === "entered") {
       const bytes = Buffer.from(String(r.state_data), "utf8");
       const hash = String(r.state_hash);
-      if (sha256Hex(bytes) !== hash)
+      const read = readStateDocument(bytes, `journal: state #${String(r.seq)}`);
+      if (sha256Hex(read.dataBytes) !== hash)
         throw new StatetrailError("INTERNAL", `journal: state #${String(r.seq)} bytes do not hash to ${hash}`);
-      const data = JSON.parse(bytes.toString("utf8")) as StateData;
-      bySeq.set(Number(r.seq), { seq: Number(r.seq), hash, prev: String(r.prev_state_hash), bytes, data });
+      bySeq.set(Number(r.seq), {
+        seq: Number(r.seq),
+        hash,
+        prev: String(r.prev_state_hash),
+        bytes,
+        data: read.data,
+        salts: read.salts,
+      });
     } else if (r.type === "final" && r.action === "createInstance") {
       created = { block_nr: Number(r.block_nr), transaction_hash: String(r.transaction_hash) };
     } else if (r.type === "final" && (r.action === "terminateInstance" || r.action === "terminateAnchored")) {
@@ -323,6 +334,7 @@ export async function resumeInstance(
     modelHash: model.hash,
     instanceHash: instance,
     nonce: summary.record.nonce,
+    inputDigest: summary.record.input_digest,
     created: { block_nr: createdAt.blockNumber, transaction_hash: createdAt.transactionHash },
   });
   const stateUrl = contentUrls(identity.url).state;
@@ -405,13 +417,18 @@ export async function resumeInstance(
     const missing = summary.states.slice(done);
     if (missing.length > 0) log(`registering ${missing.length} journalled state(s) the chain lacks (from #${seq})`);
     for (const state of missing) submit(state);
-    const fresh = (data: StateData): void => {
-      const bytes = stateDataBytes(data);
-      const hash = sha256Hex(bytes);
-      home.writeState(hash, bytes);
+    const fresh = (state: SealedState): void => {
+      const { data, document, hash } = state;
+      home.writeState(hash, document);
       run.trail.push(hash);
-      journal.record({ type: "entered", seq, state_hash: hash, prev_state_hash: head, state_data: bytes.toString() });
-      submit({ seq, hash, prev: head, bytes, data });
+      journal.record({
+        type: "entered",
+        seq,
+        state_hash: hash,
+        prev_state_hash: head,
+        state_data: document.toString(),
+      });
+      submit({ seq, hash, prev: head, bytes: document, data, salts: {} });
     };
     if (summary.ended) {
       status = summary.ended;
@@ -428,25 +445,25 @@ export async function resumeInstance(
           context = event.context;
           continue;
         }
-        // A journalled entry is rebuilt with its own salt: the history must give the very same bytes.
-        const salt = index < journalled ? summary.states[index].data.salt : undefined;
-        const data = buildStateData(instance, index, event, index === 0 ? context : null, salt);
+        // A journalled entry is rebuilt with its own salts: the history must give the very same bytes.
+        const salts = index < journalled ? completeSalts(summary.states[index].salts) : undefined;
+        const state = buildState(instance, index, event, index === 0 ? context : null, salts);
         if (index < journalled) {
-          if (sha256Hex(stateDataBytes(data)) !== summary.states[index].hash) {
+          if (state.hash !== summary.states[index].hash) {
             throw new StatetrailError(
               "AWS_FAILED",
               `the execution's history differs from the journal at state #${index}`,
             );
           }
         } else {
-          fresh(data);
+          fresh(state);
         }
         index += 1;
         if (event.kind === "end") status = event.status;
       }
     } else {
       fresh(
-        buildStateData(
+        buildState(
           instance,
           seq,
           { kind: "end", status: "aborted", output: null, error: { ...TRACKER_CRASHED } },
@@ -566,4 +583,13 @@ async function waitForPendingTransactions(
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+}
+
+/** A journalled state's salts, all four (its document discloses every field); INTERNAL if one is missing. */
+function completeSalts(salts: Partial<FieldSalts>): FieldSalts {
+  const { caught, context, input, outcome } = salts;
+  if (caught === undefined || context === undefined || input === undefined || outcome === undefined) {
+    throw new StatetrailError("INTERNAL", "a journalled state lacks the salt of one of its fields");
+  }
+  return { caught, context, input, outcome };
 }

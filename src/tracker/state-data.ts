@@ -1,25 +1,34 @@
-import { randomBytes } from "node:crypto";
 import { type HexHash } from "../chain/hash";
 import { type ContextObject } from "../engine/context";
 import { type ExecutionEndEvent, type StateEnteredEvent } from "../engine/types";
-import { END_TYPE_OF_STATUS, EXECUTION_END_STATE, STATE_DATA_VERSION, type StateData } from "../protocol/schema";
+import { sealState, type FieldSalts, type SealedState } from "../protocol/disclosure";
+import { END_TYPE_OF_STATUS, EXECUTION_END_STATE, STATE_DATA_VERSION, type StateContent } from "../protocol/schema";
 
 /**
- * The state data of an engine event: entry `seq` of `instance`, with a fresh random salt (or `salt`, to
- * rebuild a journalled entry) and, on entry 0, the execution's Context Object.
+ * The sealed state of an engine event: entry `seq` of `instance` with, on entry 0, the execution's Context Object;
+ * each field digested with a fresh salt (or `salts`, to rebuild a journalled entry).
  */
-export function buildStateData(
+export function buildState(
   instance: HexHash,
   seq: number,
   event: StateEnteredEvent | ExecutionEndEvent,
   context: ContextObject | null,
-  salt: HexHash = randomBytes(32).toString("hex"),
-): StateData {
+  salts?: FieldSalts,
+): SealedState {
+  return sealState(buildStateContent(instance, seq, event, context), salts);
+}
+
+/** The clear content of an engine event's state (before its fields are digested). */
+export function buildStateContent(
+  instance: HexHash,
+  seq: number,
+  event: StateEnteredEvent | ExecutionEndEvent,
+  context: ContextObject | null,
+): StateContent {
   const common = {
     statetrail_state: STATE_DATA_VERSION,
     instance_hash: instance,
     seq,
-    salt,
     context: context ? (structuredClone(context) as Record<string, unknown>) : null,
   } as const;
   if (event.kind === "end") {

@@ -9,7 +9,8 @@ import { type ContextObject } from "../engine/context";
 import { type IdentityRecord } from "../identity/record";
 import { type LoadedModel } from "../model/types";
 import { validateModel } from "../model/validate";
-import { instanceHash as computeInstanceHash, stateDataBytes } from "../protocol/hashing";
+import { sealInput } from "../protocol/disclosure";
+import { instanceHash as computeInstanceHash } from "../protocol/hashing";
 import { unsignedHeadOf } from "../protocol/pages";
 import {
   DEFAULT_PAGE_SIZE,
@@ -29,7 +30,7 @@ import { createAnchor, DEFAULT_ANCHOR_SETTINGS, type Anchor } from "./anchors";
 import { Publisher, TrackedInstance } from "./instance";
 import { Journal, type AnchorMode } from "./journal";
 import { resumeInstance, type ResumeOptions } from "./resume";
-import { buildStateData } from "./state-data";
+import { buildState } from "./state-data";
 import { TransactionSender } from "./sender";
 
 /** On-chain status numbers of InstanceRegistry.InstanceStatus. */
@@ -161,16 +162,18 @@ export class Tracker {
     await this.deployModel(model);
 
     const issuer = await this.options.signer.getAddress();
+    const sealedInput = sealInput(inputBytes);
     const record: InstanceRecord = {
-      statetrail_instance: 1,
+      statetrail_instance: 2,
       model_hash: model.hash,
-      input_hash: sha256Hex(inputBytes),
+      input_digest: sealedInput.digest,
       issuer,
       nonce: randomBytes(32).toString("hex"),
     };
     const instance = computeInstanceHash(record);
     this.options.onInstance?.(instance);
     home.writeInput(instance, inputBytes);
+    home.writeInputDocument(instance, sealedInput.document);
     const journal = new Journal(home.journalFile(instance));
     journal.append({
       type: "instance",
@@ -207,6 +210,7 @@ export class Tracker {
         modelHash: model.hash,
         instanceHash: instance,
         nonce: record.nonce,
+        inputDigest: record.input_digest,
         created: { block_nr: created.blockNumber, transaction_hash: created.hash },
       }),
       page_size: pageSize,
@@ -237,18 +241,26 @@ export class Tracker {
           context = event.context;
           continue;
         }
-        const data = buildStateData(instance, seq, event, seq === 0 ? context : null);
-        const bytes = stateDataBytes(data);
-        if (bytes.length > limit) {
-          throw new StatetrailError("INPUT_TOO_LARGE", `state ${data.state_name} has ${bytes.length} bytes of data`, {
-            hint: `raise the limit (--max-state-bytes, now ${limit}) or keep large payloads out of state data`,
-          });
+        const { data, document, hash } = buildState(instance, seq, event, seq === 0 ? context : null);
+        if (document.length > limit) {
+          throw new StatetrailError(
+            "INPUT_TOO_LARGE",
+            `state ${data.state_name} has ${document.length} bytes of data`,
+            {
+              hint: `raise the limit (--max-state-bytes, now ${limit}) or keep large payloads out of state data`,
+            },
+          );
         }
-        const hash = sha256Hex(bytes);
-        // The journal holds the bytes durably (committed before any transaction carries the state), so the
-        // published file needs no fsync of its own.
-        writeFileAtomic(home.stateFile(hash), bytes);
-        journal.record({ type: "entered", seq, state_hash: hash, prev_state_hash: head, state_data: bytes.toString() });
+        // The journal holds the document (data and disclosures) durably, committed before any transaction carries
+        // the state, so the published file needs no fsync of its own.
+        writeFileAtomic(home.stateFile(hash), document);
+        journal.record({
+          type: "entered",
+          seq,
+          state_hash: hash,
+          prev_state_hash: head,
+          state_data: document.toString(),
+        });
         run.trail.push(hash);
         this.options.onProgress?.({ kind: "entered", instance, seq });
         this.anchor.submit(run, { seq, name: data.state_name, type: data.state_type, hash, prev: head });
