@@ -7,7 +7,8 @@ import { loadModelFromBytes } from "../../src/model/load";
 import { prepareKeccak } from "../../src/chain/keccak";
 import { LeafBatch, Trail } from "../../src/protocol/anchoring";
 import { canonicalBytes } from "../../src/protocol/canonical";
-import { instanceHash as instanceHashOf, stateDataBytes } from "../../src/protocol/hashing";
+import { sealInput, sealState } from "../../src/protocol/disclosure";
+import { instanceHash as instanceHashOf } from "../../src/protocol/hashing";
 import { unsignedHeadOf } from "../../src/protocol/pages";
 import {
   DEFAULT_PAGE_SIZE,
@@ -15,7 +16,7 @@ import {
   type InstanceRecord,
   type ProtocolEntry,
   STATE_DATA_VERSION,
-  type StateData,
+  type StateContent,
   type UnsignedHead,
 } from "../../src/protocol/schema";
 import { signHead } from "../../src/protocol/signing";
@@ -107,7 +108,7 @@ interface Chunk {
   /** The state hash before the chunk's first state (the instance hash for state 0). */
   prev: HexHash;
   hashes: HexHash[];
-  names: Array<Pick<StateData, "state_name" | "state_type">>;
+  names: Array<Pick<StateContent, "state_name" | "state_type">>;
   receipt: Promise<TransactionReceipt>;
   batch: LeafBatch | null;
 }
@@ -157,15 +158,17 @@ export async function buildInstance(
 
   const batchId = `bench-${states}`;
   const inputBytes = canonicalBytes({ batchId });
+  const sealedInput = sealInput(inputBytes);
   const record: InstanceRecord = {
-    statetrail_instance: 1,
+    statetrail_instance: 2,
     model_hash: model.hash,
-    input_hash: sha256Hex(inputBytes),
+    input_digest: sealedInput.digest,
     issuer: signer.address,
     nonce: randomBytes(32).toString("hex"),
   };
   const instance = instanceHashOf(record);
   home.writeInput(instance, inputBytes);
+  home.writeInputDocument(instance, sealedInput.document);
   const created = await sender.sendAndWait(
     await registry.createInstance.populateTransaction(toBytes32(instance), toBytes32(model.hash)),
     "createInstance",
@@ -188,8 +191,8 @@ export async function buildInstance(
   });
   const counter = (i: number) => ({ batchId, i, n: iterations });
   const result = (i: number) => ({ item: i + 1, score: (i * 37) % 100 });
-  const data = (seq: number, salt: string): StateData => {
-    const base = { ...common, seq, salt };
+  const data = (seq: number): StateContent => {
+    const base = { ...common, seq };
     if (seq === 0) {
       const entered = structuredClone(context) as Record<string, unknown>;
       return { ...base, context: entered, state_name: "Load", state_type: "Pass", input: { batchId } };
@@ -284,17 +287,22 @@ export async function buildInstance(
   fs.mkdirSync(home.path("states"), { recursive: true });
   for (let from = 0; from < states; from += CHUNK) {
     const to = Math.min(states, from + CHUNK);
-    const salts = randomBytes(32 * (to - from));
+    const salts = randomBytes(64 * (to - from));
     const hashes: HexHash[] = [];
     const names: Chunk["names"] = [];
     timed("states", () => {
       for (let seq = from; seq < to; seq++) {
         const offset = seq - from;
-        const state = data(seq, salts.subarray(32 * offset, 32 * offset + 32).toString("hex"));
-        const bytes = stateDataBytes(state);
-        const hash = sha256Hex(bytes);
-        fs.writeFileSync(home.stateFile(hash), bytes);
-        stateBytes += bytes.length;
+        const salt = (field: number) => salts.toString("hex", 64 * offset + 16 * field, 64 * offset + 16 * field + 16);
+        const state = data(seq);
+        const { document, hash } = sealState(state, {
+          caught: salt(0),
+          context: salt(1),
+          input: salt(2),
+          outcome: salt(3),
+        });
+        fs.writeFileSync(home.stateFile(hash), document);
+        stateBytes += document.length;
         hashes.push(hash);
         trail.push(hash);
         names.push({ state_name: state.state_name, state_type: state.state_type });
@@ -370,6 +378,7 @@ export async function buildInstance(
         modelHash: model.hash,
         instanceHash: instance,
         nonce: record.nonce,
+        inputDigest: record.input_digest,
         created: { block_nr: created.blockNumber, transaction_hash: created.hash },
       }),
       page_size: pageSize,
