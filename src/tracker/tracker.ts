@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { type Block, type Signer } from "ethers";
 import { StatetrailError } from "../errors";
-import { sha256Hex, toBytes32, type HexHash } from "../chain/hash";
+import { toBytes32, type HexHash } from "../chain/hash";
 import { type Engine } from "../engine/types";
 import { type ContextObject } from "../engine/context";
 import { type IdentityRecord } from "../identity/record";
