@@ -11,6 +11,7 @@ import {
   type S3Location,
   type S3Settings,
 } from "../net/s3";
+import { readInputDocument as checkInputDocument } from "../protocol/disclosure";
 import { decodePage, pageCount } from "../protocol/pages";
 import { parseHead, type ProtocolHead } from "../protocol/schema";
 import { type Home } from "../store/home";
@@ -150,6 +151,13 @@ async function copyInstance(
     return bytes;
   };
 
+  // A state document: its first line (the data) is what the state hash addresses; it is copied whole.
+  const checkedStateDocument = (hash: HexHash, document: Buffer): Buffer => {
+    const newline = document.indexOf(0x0a);
+    checked(hash, newline < 0 ? document : document.subarray(0, newline), "state");
+    return document;
+  };
+
   expectUrl(head.model_data, `models/${head.model_hash}`, "model_data");
   expectUrl(head.instance_data, `instances/${instance}/input`, "instance_data");
   await upload([
@@ -158,7 +166,12 @@ async function copyInstance(
       bytes: checked(head.model_hash, home.readModel(head.model_hash), "model"),
       cacheControl: IMMUTABLE,
     },
-    { relative: `instances/${instance}/input`, bytes: home.readInput(instance), cacheControl: IMMUTABLE },
+    // The input document (every disclosure: a mirror has no access control), never the raw input file.
+    {
+      relative: `instances/${instance}/input`,
+      bytes: readInputDocument(home, instance, head),
+      cacheControl: IMMUTABLE,
+    },
   ]);
 
   let accumulator = instance;
@@ -182,7 +195,7 @@ async function copyInstance(
       expectUrl(entry.state_data, `states/${entry.state_hash}`, `state_data of seq ${entry.seq}`);
       return {
         relative: `states/${entry.state_hash}`,
-        bytes: checked(entry.state_hash, home.readState(entry.state_hash), "state"),
+        bytes: checkedStateDocument(entry.state_hash, home.readState(entry.state_hash)),
         cacheControl: IMMUTABLE,
       };
     });
@@ -206,4 +219,26 @@ async function copyInstance(
     );
   }
   return { headBytes, head };
+}
+
+/**
+ * The input document of an instance (home.inputDocumentFile), checked against the head's input_digest; INTERNAL when
+ * the data directory lacks it or holds another.
+ */
+function readInputDocument(home: Home, instance: HexHash, head: ProtocolHead): Buffer {
+  let document: Buffer;
+  try {
+    document = fs.readFileSync(home.inputDocumentFile(instance));
+    checkInputDocument(document, head.input_digest);
+  } catch (error) {
+    throw new StatetrailError(
+      "INTERNAL",
+      `the input document of instance ${instance} in ${home.root} is missing or not valid`,
+      {
+        cause: error,
+        hint: "the data directory is corrupt or was written by an earlier statetrail: restore it from a backup",
+      },
+    );
+  }
+  return document;
 }

@@ -13,8 +13,11 @@ import {
   signInChallenge,
 } from "../identity/siwe";
 import { parseStrictJson } from "../protocol/strict-json";
+import { type DataField } from "../protocol/schema";
 import {
   accessFile,
+  ALL_FIELDS,
+  disclosedFields,
   grantedInstances,
   mayRead,
   parsePolicy,
@@ -64,6 +67,23 @@ export interface ListAccess {
   mayReadInstance: (instance: HexHash, model: HexHash | undefined) => boolean;
   /** Whether the caller may read a model. */
   mayReadModel: (model: HexHash) => Promise<boolean>;
+}
+
+/**
+ * What the middleware leaves for the data routes in `res.locals.disclosure` (selective disclosure, issue 17): the
+ * data fields whose values the caller receives, and for `/states/<h>` the instance the decision was made for (the
+ * route serves the state only if its data names that instance). A route that finds none discloses no field.
+ */
+export interface DisclosureAccess {
+  fields: ReadonlySet<DataField>;
+  /** `/states/<h>` in mode private: the instance decided for (null: none could be read, so the route serves nothing). */
+  instance?: HexHash | null;
+}
+
+/** The fields a data route may disclose to this request: none unless the middleware said otherwise (fail closed). */
+export function disclosureOf(res: Response): DisclosureAccess {
+  const value = res.locals.disclosure as DisclosureAccess | undefined;
+  return value ?? { fields: new Set() };
 }
 
 type PolicyState = { policy: AccessPolicy | null } | { error: StatetrailError };
@@ -324,8 +344,7 @@ export class AccessControl {
     if (route.kind === "model") return { kind: "model", model: route.model };
     let instance: unknown;
     try {
-      const bytes = await fs.promises.readFile(this.home.stateFile(route.state));
-      instance = (JSON.parse(bytes.toString("utf8")) as { instance_hash?: unknown }).instance_hash;
+      instance = instanceOfStateDocument(await fs.promises.readFile(this.home.stateFile(route.state)));
     } catch {
       instance = undefined;
     }
@@ -333,24 +352,25 @@ export class AccessControl {
     return { kind: "instance", instance, model: await this.modelOf(instance) };
   }
 
-  /** The decision for a route under the current policy, or the policy's error. */
+  /** The decision for a route under the current policy, with the resource it was decided for when it was read. */
   private async decide(
     policy: AccessPolicy | null,
     session: Session | null,
     route: Exclude<Route, { kind: "list" }>,
-  ): Promise<Decision> {
-    if (policy === null || policy.mode === "open") return "open";
+  ): Promise<{ decision: Decision; resource?: Resource }> {
+    if (policy === null || policy.mode === "open") return { decision: "open" };
     // Without a session only the public list can allow: answered without reading anything that isn't public.
     if (session === null) {
-      if (route.kind === "instance" && !policy.public.includes(route.instance)) return "auth-required";
-      if (route.kind === "state" && policy.public.length === 0) return "auth-required";
+      if (route.kind === "instance" && !policy.public.includes(route.instance)) return { decision: "auth-required" };
+      if (route.kind === "state" && policy.public.length === 0) return { decision: "auth-required" };
     }
     const resource = await this.resourceOf(route);
     const models = resource.kind === "model" ? await this.modelsFor(policy, session?.address ?? null) : undefined;
-    return mayRead(policy, session?.address ?? null, resource, {
+    const decision = mayRead(policy, session?.address ?? null, resource, {
       now: this.now(),
       modelOf: (instance) => models?.get(instance),
     });
+    return { decision, resource };
   }
 
   /** The middleware in front of every route (after the method guard). */
@@ -369,7 +389,10 @@ export class AccessControl {
         );
       }
       const { policy } = state;
-      if (policy === null || policy.mode === "open") return next();
+      if (policy === null || policy.mode === "open") {
+        res.locals.disclosure = { fields: ALL_FIELDS } satisfies DisclosureAccess;
+        return next();
+      }
       const session = this.sessionOf(req);
       // Every answer from here on depends on who asks.
       res.vary("Authorization").vary("Cookie");
@@ -391,9 +414,16 @@ export class AccessControl {
         privateCaching(res);
         return next();
       }
-      const decision = await this.decide(policy, session, route);
+      const { decision, resource } = await this.decide(policy, session, route);
       if (decision === "auth-required") return this.challenge(res);
       if (decision === "grant-missing") return this.forbid(res);
+      if (resource !== undefined && resource.kind !== "model") {
+        const disclosure: DisclosureAccess = {
+          fields: disclosedFields(policy, session?.address ?? null, resource, this.now()),
+        };
+        if (route.kind === "state") disclosure.instance = resource.kind === "instance" ? resource.instance : null;
+        res.locals.disclosure = disclosure;
+      }
       if (decision === "granted") {
         privateCaching(res);
         if (route.kind === "instance" && route.stream && session) this.watchStream(req, res, session, route);
@@ -440,13 +470,23 @@ export class AccessControl {
       void (async () => {
         const state = await this.policy();
         if ("error" in state) return end();
-        const decision = await this.decide(state.policy, this.sessionOf(req) ?? null, route);
+        const { decision } = await this.decide(state.policy, this.sessionOf(req) ?? null, route);
         if (!isReadable(decision)) end();
       })().catch(end);
     }, this.recheckMs);
     timer.unref();
     res.on("close", () => clearInterval(timer));
   }
+}
+
+/**
+ * The `instance_hash` of a state document's data line (its first line), without checking anything else: the route
+ * checks the line's hash before it serves a byte.
+ */
+export function instanceOfStateDocument(document: Buffer): unknown {
+  const newline = document.indexOf(0x0a);
+  const line = newline < 0 ? document : document.subarray(0, newline);
+  return (JSON.parse(line.toString("utf8")) as { instance_hash?: unknown } | null)?.instance_hash;
 }
 
 function isReadable(decision: Decision): boolean {

@@ -12,8 +12,10 @@ import {
   type ProtocolHead,
   type Registries,
 } from "../protocol/schema";
+import { discloseOnly, readInputDocument, REDACTED_INPUT_DOCUMENT } from "../protocol/disclosure";
+import { disclosesExecutionInput } from "../store/access";
 import { type Home } from "../store/home";
-import { AccessControl, type AccessOptions, type ListAccess } from "./access";
+import { AccessControl, disclosureOf, instanceOfStateDocument, type AccessOptions, type ListAccess } from "./access";
 import { parseLastEventId, SseHub, type EventStreamOptions } from "./sse";
 import { SIGN_IN_PATH } from "../identity/siwe";
 
@@ -22,8 +24,10 @@ import { SIGN_IN_PATH } from "../identity/siwe";
  *
  *   GET /.well-known/statetrail.json     who this server speaks for (issuer, chain, registries, certificate)
  *   GET /models/<hash>                   exact model bytes          (content-addressed, immutable)
- *   GET /states/<hash>                   exact state data bytes     (content-addressed, immutable)
- *   GET /instances/<hash>/input          exact input bytes          (immutable)
+ *   GET /states/<hash>                   the state document: its data line (content-addressed: SHA-256 of the
+ *                                        line is the hash) and the disclosures of the fields the caller may see
+ *   GET /instances/<hash>/input          the input document: the execution input's disclosure, or nothing when
+ *                                        the caller may see neither `input` nor `context` (never the raw input)
  *   GET /instances/<hash>/protocol       the signed head of the instance protocol (no-cache, ETag)
  *   GET /instances/<hash>/protocol/pages/<k>  page k of its entries, JSON lines (a full page: immutable; the open
  *                                        page: no-cache; both with an ETag)
@@ -32,7 +36,9 @@ import { SIGN_IN_PATH } from "../identity/siwe";
  *   GET /auth/nonce, POST /auth/siwe     Sign-In with Ethereum (access.ts; the one route that takes a body)
  *
  * With an access policy in mode private (access.json, docs/design/ACCESS.md) every data route above needs a session
- * with a grant, unless the instance is public: 401 AUTH_REQUIRED, 403 GRANT_MISSING (access.ts).
+ * with a grant, unless the instance is public: 401 AUTH_REQUIRED, 403 GRANT_MISSING (access.ts). A grant may be
+ * limited to some data fields (selective disclosure, issue 17): the state and input documents then carry only those
+ * fields' disclosures (`res.locals.disclosure`, set by access.ts; a route that finds none discloses nothing).
  *
  * Names in URLs are only ever 64 lowercase hex characters, checked before any file is touched, so no path
  * can reach outside the store. Content-addressed bytes are re-hashed before they are sent: a corrupt store
@@ -103,6 +109,8 @@ export type StatetrailApp = Express & { events: SseHub; access: AccessControl };
 export type HttpErrorCode = ErrorCode | "METHOD_NOT_ALLOWED" | "TOO_MANY_CLIENTS";
 
 const IMMUTABLE = "public, max-age=31536000, immutable";
+/** State and input documents, and pages: JSON lines. */
+const JSON_LINES = "application/jsonl; charset=utf-8";
 const JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 export function sendError(res: Response, status: number, code: HttpErrorCode, message: string): void {
@@ -308,19 +316,55 @@ export function createApp(options: AppOptions): StatetrailApp {
     "/models/:hash",
     contentRoute("model", (hash) => home.modelFile(hash)),
   );
-  app.get(
-    "/states/:hash",
-    contentRoute("state", (hash) => home.stateFile(hash)),
-  );
+
+  // A state document (disclosure.ts): the data line, content-addressed, then only the disclosures of the fields
+  // this caller may see. The ETag is the hash of the bytes served, so callers who see different fields never share
+  // one; private answers are `private, no-store` (access.ts), public and open ones immutable like the other content.
+  app.get("/states/:hash", async (req: Request, res: Response) => {
+    const hash = hashParam(req, res, "state hash");
+    if (!hash) return;
+    const document = await readOrUndefined(home.stateFile(hash));
+    if (!document) return sendError(res, 404, "NOT_FOUND", `state ${hash} is not published here`);
+    const newline = document.indexOf(0x0a);
+    if (newline < 0 || sha256Hex(document.subarray(0, newline)) !== hash) {
+      log(`stored state ${hash} does not match its hash`);
+      return sendError(res, 500, "INTERNAL", `stored state ${hash} does not match its hash; refusing to serve it`);
+    }
+    const disclosure = disclosureOf(res);
+    if (disclosure.instance !== undefined) {
+      // Decided for the instance the data named when the policy was applied: still the one it names now.
+      let instance: unknown;
+      try {
+        instance = instanceOfStateDocument(document);
+      } catch {
+        instance = undefined;
+      }
+      if (instance !== disclosure.instance) {
+        log(`stored state ${hash} names another instance than it did when access to it was decided`);
+        return sendError(res, 500, "INTERNAL", `stored state ${hash} changed while it was read; refusing to serve it`);
+      }
+    }
+    sendConditional(req, res, discloseOnly(document, disclosure.fields), IMMUTABLE, JSON_LINES);
+  });
 
   app.get("/instances/:hash/input", async (req: Request, res: Response) => {
     const hash = hashParam(req, res, "instance hash");
     if (!hash) return;
-    const bytes = await readOrUndefined(home.inputFile(hash));
-    if (!bytes) return sendError(res, 404, "NOT_FOUND", `no input for instance ${hash}`);
-    // The instance hash covers the input's hash through the instance record, not the bytes directly;
-    // the ETag is the input's own SHA-256.
-    sendJsonBytes(res, bytes, IMMUTABLE, sha256Hex(bytes));
+    // The input document only: the raw input file (home.inputFile) is the tracker's, never served.
+    const document = await readOrUndefined(home.inputDocumentFile(hash));
+    if (!document) return sendError(res, 404, "NOT_FOUND", `no input for instance ${hash}`);
+    const head = (await heads.get(hash))?.head;
+    if (head) {
+      // The instance hash commits to the input through input_digest: a document that doesn't match it is corrupt.
+      try {
+        readInputDocument(document, head.input_digest);
+      } catch (error) {
+        log(`stored input document of instance ${hash} is not valid: ${(error as Error).message}`);
+        return sendError(res, 500, "INTERNAL", `stored input of instance ${hash} is not valid; refusing to serve it`);
+      }
+    }
+    const disclosed = disclosesExecutionInput(disclosureOf(res).fields);
+    sendConditional(req, res, disclosed ? document : REDACTED_INPUT_DOCUMENT, IMMUTABLE, JSON_LINES);
   });
 
   app.get("/instances/:hash/protocol", async (req: Request, res: Response) => {

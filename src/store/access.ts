@@ -3,6 +3,7 @@ import fs from "node:fs";
 import { z } from "zod";
 import { isHexHash, parseHexHash, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
+import { DATA_FIELDS, type DataField } from "../protocol/schema";
 import { parseStrictJson } from "../protocol/strict-json";
 import { lazy } from "../lazy";
 import { type Home } from "./home";
@@ -35,9 +36,30 @@ export const grantSchema = z
     name: z.string().nullable(),
     granted_at: isoTimeSchema,
     until: isoTimeSchema.nullable(),
+    /**
+     * Selective disclosure (issue 17): the data fields whose values the grantee receives, in DATA_FIELDS order, each
+     * once; null or absent: every field. `input` and `context` also disclose the execution input (`context` holds it).
+     */
+    fields: z
+      .array(z.enum(DATA_FIELDS))
+      .refine(
+        (fields) =>
+          fields.every(
+            (field, index) => index === 0 || DATA_FIELDS.indexOf(fields[index - 1]) < DATA_FIELDS.indexOf(field),
+          ),
+        {
+          message: `expected distinct fields in the order ${DATA_FIELDS.join(", ")}`,
+        },
+      )
+      .nullable()
+      .optional(),
   })
   .strict();
-export type Grant = Omit<z.infer<typeof grantSchema>, "scope"> & { scope: GrantScope };
+export type Grant = Omit<z.infer<typeof grantSchema>, "scope" | "fields"> & {
+  scope: GrantScope;
+  /** The fields disclosed to the grantee; null or absent: every field. */
+  fields?: DataField[] | null;
+};
 
 export const accessPolicySchema = z
   .object({
@@ -247,6 +269,17 @@ export function liveGrantsOf(policy: AccessPolicy, address: string, now: Date): 
   return policy.grants.filter((grant) => sameAddress(grant.grantee, address) && isLive(grant, now));
 }
 
+/** Whether a grant's scope covers `resource` (`modelOf`: the model of an instance, for `/models/<h>`). */
+function grantCovers(grant: Grant, resource: Resource, modelOf: (instance: HexHash) => HexHash | undefined): boolean {
+  if (grant.scope === "all") return true;
+  const [kind, hash] = grant.scope.split(":") as ["model" | "instance", HexHash];
+  if (resource.kind === "instance") {
+    return kind === "instance" ? hash === resource.instance : resource.model !== undefined && hash === resource.model;
+  }
+  if (resource.kind === "model") return kind === "model" ? hash === resource.model : modelOf(hash) === resource.model;
+  return false;
+}
+
 /** ACCESS.md's rules: whether `address` (null: no session) may read `resource` under `policy` (null: no policy). */
 export function mayRead(
   policy: AccessPolicy | null,
@@ -261,16 +294,77 @@ export function mayRead(
     return "public";
   }
   if (address === null) return "auth-required";
-  const covers = (grant: Grant): boolean => {
-    if (grant.scope === "all") return true;
-    const [kind, hash] = grant.scope.split(":") as ["model" | "instance", HexHash];
-    if (resource.kind === "instance") {
-      return kind === "instance" ? hash === resource.instance : resource.model !== undefined && hash === resource.model;
-    }
-    if (resource.kind === "model") return kind === "model" ? hash === resource.model : modelOf(hash) === resource.model;
-    return false;
-  };
-  return liveGrantsOf(policy, address, options.now).some(covers) ? "granted" : "grant-missing";
+  return liveGrantsOf(policy, address, options.now).some((grant) => grantCovers(grant, resource, modelOf))
+    ? "granted"
+    : "grant-missing";
+}
+
+/** Every data field: what open mode, a public instance and a grant without `fields` disclose. */
+export const ALL_FIELDS: ReadonlySet<DataField> = new Set(DATA_FIELDS);
+const NO_FIELDS: ReadonlySet<DataField> = new Set();
+
+/**
+ * The data fields whose values `address` receives of `resource` (an instance, or a state of it): every field in
+ * open mode and for a public instance; else the union of the `fields` of the caller's live grants covering it (a
+ * grant without `fields`: every field); none without a session or a grant. Decided like {@link mayRead}, so a
+ * revoked or expired grant stops disclosing at the next request.
+ */
+export function disclosedFields(
+  policy: AccessPolicy | null,
+  address: string | null,
+  resource: Resource,
+  now: Date,
+): ReadonlySet<DataField> {
+  if (policy === null || policy.mode === "open") return ALL_FIELDS;
+  if (resource.kind === "instance" && policy.public.includes(resource.instance)) return ALL_FIELDS;
+  if (address === null || resource.kind === "model") return NO_FIELDS;
+  const fields = new Set<DataField>();
+  for (const grant of liveGrantsOf(policy, address, now)) {
+    if (!grantCovers(grant, resource, () => undefined)) continue;
+    if (grant.fields === null || grant.fields === undefined) return ALL_FIELDS;
+    for (const field of grant.fields) fields.add(field);
+  }
+  return fields;
+}
+
+/** Whether the execution input is disclosed with `fields`: `input`, and `context` (the Context Object holds it). */
+export function disclosesExecutionInput(fields: ReadonlySet<DataField>): boolean {
+  return fields.has("input") || fields.has("context");
+}
+
+/**
+ * `--fields`: a comma-separated list of DATA_FIELDS (any order, repeats ignored), `all` (every field: null) or
+ * `none` (the structure and digests only: []). Returned in DATA_FIELDS order. Anything else is INVALID_ARGUMENT.
+ */
+export function parseFields(text: string): DataField[] | null {
+  const words = text
+    .split(",")
+    .map((word) => word.trim())
+    .filter((word) => word !== "");
+  const allowed = `${DATA_FIELDS.join(", ")} (or all, or none)`;
+  if (words.length === 0) {
+    throw new StatetrailError("INVALID_ARGUMENT", `--fields is empty: the allowed fields are ${allowed}`, {
+      hint: "e.g. --fields input,outcome; --fields none grants the structure and digests only",
+    });
+  }
+  if (words.length === 1 && words[0] === "all") return null;
+  if (words.length === 1 && words[0] === "none") return [];
+  const unknown = words.filter((word) => !(DATA_FIELDS as readonly string[]).includes(word));
+  if (unknown.length > 0) {
+    throw new StatetrailError(
+      "INVALID_ARGUMENT",
+      `--fields: ${unknown.map((word) => JSON.stringify(word)).join(", ")} ${unknown.length === 1 ? "is not a field" : "are not fields"}; the allowed fields are ${allowed}`,
+      { hint: "e.g. --fields input,outcome (all and none stand alone)" },
+    );
+  }
+  return DATA_FIELDS.filter((field) => words.includes(field));
+}
+
+/** How a grant's fields read in messages: "every field", or the list. */
+export function describeFields(fields: readonly DataField[] | null | undefined): string {
+  if (fields === null || fields === undefined) return "every field";
+  if (fields.length === 0) return "no field (structure and digests only)";
+  return `fields ${fields.join(", ")}`;
 }
 
 /** Instances named by the caller's live `instance:` grants (whose models `/models/<h>` must know). */
@@ -298,6 +392,8 @@ export interface GrantRequest {
   grantee: string;
   /** `--until`: ISO time or duration (parseUntil). */
   until?: string;
+  /** `--fields` (parseFields); absent: every field. */
+  fields?: string;
   now?: Date;
   /** Resolves an ENS name on the configured chain (null: it does not resolve). */
   resolveName?: (name: string) => Promise<string | null>;
@@ -307,7 +403,7 @@ export interface GrantResult {
   grant: Grant;
   /** access.json did not exist: it was created in mode private. */
   created: boolean;
-  /** The id of a grant of the same scope to the same address it replaced (its `until` changed). */
+  /** The id of a grant of the same scope to the same address it replaced (its `until` and `fields` changed). */
   replaced: string | null;
   mode: AccessMode;
 }
@@ -352,6 +448,7 @@ export async function grantAccess(home: Home, request: GrantRequest): Promise<Gr
   const now = request.now ?? new Date();
   const scope = parseScope(request.scope);
   const until = request.until === undefined ? null : parseUntil(request.until, now);
+  const fields = request.fields === undefined ? null : parseFields(request.fields);
   readPolicy(home); // a malformed policy is refused before the chain is asked anything
   const { address, name } = await resolveGrantee(request.grantee, request.resolveName);
   let grant: Grant | undefined;
@@ -363,12 +460,13 @@ export async function grantAccess(home: Home, request: GrantRequest): Promise<Gr
       same.until = until;
       same.name = name;
       same.granted_at = now.toISOString();
+      same.fields = fields;
       grant = same;
     } else {
-      grant = { id: newGrantId(p), scope, grantee: address, name, granted_at: now.toISOString(), until };
+      grant = { id: newGrantId(p), scope, grantee: address, name, granted_at: now.toISOString(), until, fields };
       p.grants.push(grant);
     }
-    return { action: "grant", ...grant, ...(replaced ? { replaced } : {}) };
+    return { action: "grant", ...grant, fields, ...(replaced ? { replaced } : {}) };
   });
   return { grant: grant!, created, replaced, mode: policy.mode };
 }

@@ -4,13 +4,14 @@ import path from "node:path";
 import forge from "node-forge";
 import { sha256Hex, type HexHash } from "../../src/chain/hash";
 import { writeIdentity, type IdentityRecord } from "../../src/identity/record";
-import { stateDataBytes } from "../../src/protocol/hashing";
+import { sealInput, sealState, type Disclosure, type SealedInput } from "../../src/protocol/disclosure";
 import { sealedFields } from "../../src/protocol/pages";
 import {
   PROTOCOL_VERSION,
+  STATE_DATA_VERSION,
   type InstanceProtocol,
   type ProtocolEntry,
-  type StateData,
+  type StateContent,
   type UnsignedProtocol,
 } from "../../src/protocol/schema";
 import { Home } from "../../src/store/home";
@@ -67,10 +68,17 @@ export interface TestHome {
   home: Home;
   modelBytes: Buffer;
   modelHash: HexHash;
+  /** The execution input's raw bytes (home.inputFile: the tracker's copy, never served). */
   inputBytes: Buffer;
+  /** The execution input sealed: its digest (the head's input_digest) and its input document (input.jsonl). */
+  input: SealedInput;
   instanceHash: HexHash;
-  /** State data bytes and hashes, seq 0..n-1 (more than the protocol holds, to append later). */
-  states: { bytes: Buffer; hash: HexHash }[];
+  /**
+   * The states, seq 0..n-1 (more than the protocol holds, to append later): `bytes` the whole state document (what
+   * the store holds and an open server serves), `dataBytes` its data line (SHA-256: `hash`), `disclosures` its lines
+   * after the first (one per field, DATA_FIELDS order), `content` the clear fields.
+   */
+  states: { bytes: Buffer; hash: HexHash; dataBytes: Buffer; disclosures: Disclosure[]; content: StateContent }[];
   /**
    * The protocol (version 3, sealed: `entries` and `accumulator` from its entries; the signature is not checked by the
    * server) with the first `count` entries, the given status, and `pageSize` entries per page (default 1,024).
@@ -92,26 +100,33 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
   const inputBytes = Buffer.from('{"order": 42}\n');
   const instanceHash = sha256Hex("instance-" + modelHash);
   home.writeInput(instanceHash, inputBytes);
+  const input = sealInput(inputBytes);
+  home.writeInputDocument(instanceHash, input.document);
 
+  // Every field holds a value of its own (no two alike), so a test can look for each one's bytes in a body.
   const states = Array.from({ length: stateCount }, (_, seq) => {
-    const data: StateData = {
-      statetrail_state: 2,
+    const content: StateContent = {
+      statetrail_state: STATE_DATA_VERSION,
       instance_hash: instanceHash,
       seq,
       state_name: seq % 2 === 0 ? "A" : "B",
       state_type: seq % 2 === 0 ? "Pass" : "Succeed",
       iteration_path: [],
       attempt: 0,
-      input: { order: 42, step: seq },
-      caught: null,
-      outcome: null,
-      context: null,
-      salt: "5a".repeat(32),
+      input: { order: 42, step: seq, secret_input: `input-secret-${seq}` },
+      caught: { error: `CaughtSecret${seq}`, cause: `caught-secret-${seq}` },
+      outcome: { result: `outcome-secret-${seq}` },
+      context: { Execution: { Input: { order: 42 }, Name: `context-secret-${seq}` } },
     };
-    const bytes = stateDataBytes(data);
-    const hash = sha256Hex(bytes);
-    home.writeState(hash, bytes);
-    return { bytes, hash };
+    const sealed = sealState(content);
+    home.writeState(sealed.hash, sealed.document);
+    return {
+      bytes: sealed.document,
+      hash: sealed.hash,
+      dataBytes: sealed.dataBytes,
+      disclosures: sealed.disclosures,
+      content,
+    };
   });
 
   const entry = (seq: number): ProtocolEntry => ({
@@ -143,6 +158,7 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
     instance_hash: instance,
     instance_data: `${baseUrl}/instances/${instance}/input`,
     instance_nonce: ZERO_HASH,
+    input_digest: input.digest,
     created: { block_nr: createdBlock, transaction_hash: "0x" + sha256Hex(`create-${instance}`) },
     status: "running",
     instance_protocol: [],
@@ -156,6 +172,7 @@ export function makeHome(baseUrl = "https://127.0.0.1:8443", stateCount = 6): Te
     modelBytes,
     modelHash,
     inputBytes,
+    input,
     instanceHash,
     states,
     protocol(count, status = "running", pageSize = 1024) {

@@ -1,4 +1,3 @@
-import { StatetrailError } from "../../errors";
 import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
 
@@ -38,10 +37,22 @@ export function registerAccess({ program, run }: CommandContext): void {
       "--until <time>",
       "the grant ends then: an ISO time (2027-01-31T12:00:00Z) or a duration (90m, 12h, 30d, 2w)",
     )
-    .option("--fields <list>", "selective disclosure (not built yet: refused)")
+    .option(
+      "--fields <list>",
+      "selective disclosure: only these fields' values (caught, context, input, outcome; comma-separated, " +
+        "or all, or none); default all",
+    )
     .addHelpText(
       "after",
       `
+--fields: the grantee always sees each state's structure (name, type, iteration path, attempt, sequence, the
+chain's times) and the digest of every field, but only the values of the fields listed:
+  caught   the error a Catch caught          outcome  how a state (a Task attempt, the execution) ended
+  input    a state's input, and the execution input
+  context  the Context Object (\$\$) of entry 0, and the execution input: the Context Object holds it, so
+           WARNING: granting context discloses the execution input too
+Fields of several grants of one grantee that cover an instance add up. Granting the same scope to the same address
+again replaces that grant's --fields and --until (without --fields: every field).
 The grantee signs in to \`serve\` with Sign-In with Ethereum (verify --auditor-key-env); an ENS name is resolved
 now, on --network, and the address it resolves to is what the grant names. Without access.json the policy is
 created in mode private: from then on only public instances and grantees may read. A running server applies the
@@ -49,37 +60,40 @@ change at its next request.
 Examples:
   $ statetrail grant instance:<instance_hash> 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --until 30d
   $ statetrail grant model:<model_hash> auditor.eth
+  $ statetrail grant instance:<instance_hash> auditor.eth --fields outcome,caught
   $ statetrail grant all 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c`,
     )
     .action((scope: string, grantee: string, options: GrantCliOptions) =>
       run(async (globals) => {
-        if (options.fields !== undefined) {
-          throw new StatetrailError("NOT_SUPPORTED", "--fields: selective disclosure is not built yet", {
-            hint: "grant the whole instance, or wait for selective disclosure (issue 17, a later layer)",
-          });
-        }
-        const { grantAccess, accessFile } = await import("../../store/access");
+        const { grantAccess, accessFile, describeFields } = await import("../../store/access");
         const { homeOf } = await import("../context");
         const home = homeOf(globals);
         const result = await grantAccess(home, {
           scope,
           grantee,
           until: options.until,
+          fields: options.fields,
           resolveName: ensResolver(globals),
         });
         const { grant } = result;
         const lines = [
           `${result.replaced ? "renewed" : "granted"} ${grant.id}: ${grant.grantee}` +
-            `${grant.name ? ` (${grant.name})` : ""} may read ${grant.scope}` +
+            `${grant.name ? ` (${grant.name})` : ""} may read ${grant.scope}, ${describeFields(grant.fields)}` +
             `${grant.until ? ` until ${grant.until}` : ""}`,
         ];
+        if (grant.fields?.includes("context")) {
+          lines.push("note: context discloses the execution input too (the Context Object holds it)");
+        }
         if (result.created) {
           lines.push(`created ${accessFile(home)} in mode private: only public instances and grantees may read now`);
         }
         if (result.mode === "open") {
           lines.push(`note: the policy is in mode open, so anyone may read; the grant counts once: ${MODE_HINT}`);
         }
-        globals.output.result({ ...grant, created_policy: result.created, mode: result.mode }, lines.join("\n"));
+        globals.output.result(
+          { ...grant, fields: grant.fields ?? null, created_policy: result.created, mode: result.mode },
+          lines.join("\n"),
+        );
       }),
     );
 
@@ -149,12 +163,16 @@ Examples:
     .description("the mode, the public instances and the grants")
     .action(() =>
       run(async (globals) => {
-        const { readPolicy, accessFile, isLive } = await import("../../store/access");
+        const { readPolicy, accessFile, isLive, describeFields } = await import("../../store/access");
         const { homeOf } = await import("../context");
         const home = homeOf(globals);
         const policy = readPolicy(home);
         const now = new Date();
-        const grants = (policy?.grants ?? []).map((grant) => ({ ...grant, live: isLive(grant, now) }));
+        const grants = (policy?.grants ?? []).map((grant) => ({
+          ...grant,
+          fields: grant.fields ?? null,
+          live: isLive(grant, now),
+        }));
         const mode = policy?.mode ?? "open";
         const lines = [
           `mode ${mode}${policy === null ? " (no access.json: anyone may read everything)" : ""}`,
@@ -164,7 +182,7 @@ Examples:
           `grants:${grants.length ? "" : " none"}`,
           ...grants.map(
             (g) =>
-              `  ${g.id} ${g.grantee}${g.name ? ` (${g.name})` : ""} ${g.scope}` +
+              `  ${g.id} ${g.grantee}${g.name ? ` (${g.name})` : ""} ${g.scope} ${describeFields(g.fields)}` +
               `${g.until ? ` until ${g.until}` : ""}${g.live ? "" : " (expired)"}`,
           ),
         ];
