@@ -37,20 +37,12 @@ export const grantSchema = z
     granted_at: isoTimeSchema,
     until: isoTimeSchema.nullable(),
     /**
-     * Selective disclosure (issue 17): the data fields whose values the grantee receives, in DATA_FIELDS order, each
-     * once; null or absent: every field. `input` and `context` also disclose the execution input (`context` holds it).
+     * Selective disclosure (issue 17): the data fields whose values the grantee receives (each at most once; the CLI
+     * writes them in DATA_FIELDS order); null or absent: every field. `input` and `context` also disclose the execution input (`context` holds it).
      */
     fields: z
       .array(z.enum(DATA_FIELDS))
-      .refine(
-        (fields) =>
-          fields.every(
-            (field, index) => index === 0 || DATA_FIELDS.indexOf(fields[index - 1]) < DATA_FIELDS.indexOf(field),
-          ),
-        {
-          message: `expected distinct fields in the order ${DATA_FIELDS.join(", ")}`,
-        },
-      )
+      .refine((fields) => new Set(fields).size === fields.length, { message: "expected each field at most once" })
       .nullable()
       .optional(),
   })
