@@ -14,6 +14,8 @@ import type { TrustedSetup, VerificationReport, VerifyOptions } from "./verify";
 import type { WatchEvent, WatchResult } from "./verify/watch";
 
 export type {
+  DisclosureSummary,
+  ExitCode,
   ExpectedSubject,
   StepId,
   StepResult,
@@ -23,7 +25,21 @@ export type {
   Verdict,
 } from "./verify";
 export type { WatchEvent, WatchResult } from "./verify/watch";
-export type { InstanceProtocol, ProtocolEntry, ProtocolHead } from "./protocol/schema";
+export type {
+  InstanceProtocol,
+  ProtocolEntry,
+  ProtocolHead,
+  StateContent,
+  StateData,
+  DataField,
+} from "./protocol/schema";
+export {
+  readStateDocument,
+  readInputDocument,
+  contentOf,
+  discloseOnly,
+  type ReadStateDocument,
+} from "./protocol/disclosure";
 export { StatetrailError, isStatetrailError, type ErrorCode } from "./errors";
 /** A report as the CLI prints it. */
 export { renderReport } from "./verify/report";
@@ -58,7 +74,8 @@ export interface VerifyProtocolOptions
 }
 
 /** The auditor's check V0–V9 of one instance protocol against the chain. Never throws for a bad protocol: the
- * report says invalid (exit_code 1) or could not verify (2); it throws only for bad options or an unusable chain. */
+ * report says invalid (exit_code 1), could not verify (2) or valid as disclosed (3: some data was not disclosed to the
+ * auditor, see `report.disclosure`); it throws only for bad options or an unusable chain. */
 export async function verifyProtocol(options: VerifyProtocolOptions): Promise<VerificationReport> {
   const verify = await import("./verify");
   return withChain(options, async (provider, trusted, ens) => {

@@ -5,6 +5,7 @@ import { ERROR_CODES, type ErrorCode, StatetrailError, toStatetrailError } from 
  *   0 success (for verify: the protocol is valid)
  *   1 verify/watch: the protocol is invalid (a check failed)
  *   2 verify/watch: could not verify (network, RPC or data missing)
+ *   3 verify/watch: valid as disclosed (nothing failed, but some data was not disclosed to the auditor)
  *   64 usage error, 65 bad input data, 69 a service is unavailable (RPC, server, AWS), 70 internal error,
  *   75 temporary failure (try again), 77 permission or identity problem
  */
@@ -12,6 +13,7 @@ export const EXIT = {
   OK: 0,
   INVALID: 1,
   COULD_NOT_VERIFY: 2,
+  VALID_AS_DISCLOSED: 3,
   USAGE: 64,
   DATA: 65,
   UNAVAILABLE: 69,
@@ -62,7 +64,7 @@ const EXIT_BY_CODE: Partial<Record<ErrorCode, number>> = {
  * Who runs a command. The auditor's commands (verify, watch) have one table of exit codes, whatever the input
  * form (URL, file, bundle, ENS name, mirror): 0 valid, 1 invalid, 2 could not verify (anything that prevents
  * verifying: the issuer's server or the RPC down, another chain, an ENS name without records, TLS, no deployment),
- * 64 usage, 70 internal. The issuer's commands use the table above.
+ * 3 valid as disclosed (some data not disclosed to the auditor), 64 usage, 70 internal. The issuer's commands use the table above.
  */
 export type CommandRole = "issuer" | "auditor";
 

@@ -185,7 +185,7 @@ export async function bundleReport(
   if (report.subject && v1.status !== "fail") {
     steps[v3] = { ...steps[v3], ...(await recordedCertificate(entry.certificate, report.subject.issuer, chain)) };
   }
-  const verdict = verdictOf(steps);
+  const verdict = verdictOf(steps, report.disclosure ?? null);
   return { ...report, bundle: name, verdict, exit_code: exitCodeOf(verdict), steps };
 }
 

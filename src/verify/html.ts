@@ -2,10 +2,12 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { decodePage, pageCount } from "../protocol/pages";
-import { type InstanceProtocol, type ProtocolEntry, type ProtocolHead, type StateData } from "../protocol/schema";
-import { subjectLine } from "./report";
+import { type ReadStateDocument } from "../protocol/disclosure";
+import { type InstanceProtocol, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
+import { disclosureLines, subjectLine } from "./report";
 import { REDACTED } from "../chain/provider";
-import { type StepStatus, type Verdict, type VerificationReport } from "./types";
+import { type DisclosureSummary, type StepStatus, type Verdict, type VerificationReport } from "./types";
+import { fullyDisclosed } from "./verdict";
 
 /**
  * The audit report as one self-contained HTML document (`statetrail verify --html report.html`): the
@@ -21,13 +23,19 @@ import { type StepStatus, type Verdict, type VerificationReport } from "./types"
  * page when the evidence is a head and its recorded pages, holding one page at a time.
  */
 
+/**
+ * A state as the report shows it: its data (structure and field digests, checked against the state hash) and the
+ * fields disclosed to the auditor; a field not disclosed is shown as redacted with its digest, never as null.
+ */
+export type ShownState = Pick<ReadStateDocument, "data" | "disclosed" | "redacted">;
+
 /** What one report section shows: the report, and when known the protocol and the state data it verified. */
 export interface ReportEvidence {
   report: VerificationReport;
   /** The whole protocol (head and entries), when the instance is small enough to hold. */
   protocol?: InstanceProtocol | null;
   /** State data by state hash (bytes checked against the hash), for the nesting of Map/Parallel states. */
-  states?: ReadonlyMap<string, StateData>;
+  states?: ReadonlyMap<string, ShownState>;
   /**
    * A large instance, without `protocol`: its head, and its pages as recorded (`readPage(k)`: the bytes of page k,
    * or null when it was not kept). The report summarises the entries page by page, decoded against the head's
@@ -50,7 +58,7 @@ const SUMMARY_NAMES = 1000;
 
 export interface HtmlOptions {
   /** State data by state hash, for nesting. */
-  states?: ReadonlyMap<string, StateData>;
+  states?: ReadonlyMap<string, ShownState>;
   /** Document title (default from the verdict and the instance). */
   title?: string;
 }
@@ -61,9 +69,19 @@ const VERDICT_TEXT: Record<Verdict, [string, string]> = {
   valid: ["VALID", "every required check passed"],
   invalid: ["INVALID", "the protocol is contradicted by the evidence"],
   "could-not-verify": ["COULD NOT VERIFY", "a required check could not be performed"],
+  "valid-as-disclosed": [
+    "VALID AS DISCLOSED",
+    "every required check passed on what was disclosed; data not disclosed to you is known only by its digest",
+  ],
 };
 
-const STATUS_TEXT: Record<StepStatus, string> = { pass: "PASS", fail: "FAIL", skip: "SKIP", error: "ERROR" };
+const STATUS_TEXT: Record<StepStatus, string> = {
+  pass: "PASS",
+  fail: "FAIL",
+  skip: "SKIP",
+  error: "ERROR",
+  partial: "PARTIAL",
+};
 
 /** Block explorers of public networks, by chain id. */
 export const EXPLORERS: Readonly<Record<number, string>> = {
@@ -164,6 +182,9 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
     checkedAgainstHtml(report, explorer ?? explorerFor(report.checked_against?.chain_id)),
   );
   parts.push(`<h2>Checks</h2>`, checksTable(report));
+  if (report.disclosure && !fullyDisclosed(report.disclosure)) {
+    parts.push(`<h2>Disclosure</h2>`, disclosureHtml(report.disclosure));
+  }
   parts.push(`<h2>Timeline</h2>`);
   if (unrendered === undefined && protocol && protocol.instance_protocol.length > FULL_TIMELINE_LIMIT) {
     parts.push(summaryHtml(summarizeEntries(protocol.instance_protocol, report), item.states ?? new Map(), explorer));
@@ -180,6 +201,17 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
   }
   parts.push(`</section>`);
   return parts.join("\n");
+}
+
+/** What was not disclosed to the auditor, from the report's disclosure summary. */
+function disclosureHtml(disclosure: DisclosureSummary): string {
+  const lines = disclosureLines(disclosure).filter((line) => line.startsWith("  "));
+  return (
+    `<ul class="list disclosure" data-execution-input="${attr(disclosure.execution_input)}" ` +
+    `data-replay="${attr(disclosure.replay)}" data-states-with-redactions="${disclosure.states_with_redactions}">` +
+    lines.map((line) => `<li>${text(line.trim())}</li>`).join("") +
+    `</ul>`
+  );
 }
 
 function subjectList(report: VerificationReport, protocol: ProtocolHead | null, explorer: string | null): string {
@@ -347,7 +379,7 @@ function checksTable(report: VerificationReport): string {
 
 /** A node of the nested timeline: a state entry, or a Map iteration / Parallel branch holding entries. */
 export type TimelineNode =
-  | { kind: "state"; entry: ProtocolEntry; data: StateData | undefined }
+  | { kind: "state"; entry: ProtocolEntry; data: ShownState | undefined }
   | { kind: "group"; key: string; parent: string; group: "map" | "parallel"; index: number; children: TimelineNode[] };
 
 /**
@@ -357,7 +389,7 @@ export type TimelineNode =
  */
 export function buildTimelineTree(
   entries: readonly ProtocolEntry[],
-  states: ReadonlyMap<string, StateData>,
+  states: ReadonlyMap<string, ShownState>,
 ): TimelineNode[] {
   const root: TimelineNode[] = [];
   const groups = new Map<string, Extract<TimelineNode, { kind: "group" }>>();
@@ -365,7 +397,7 @@ export function buildTimelineTree(
     const data = states.get(entry.state_hash);
     let container = root;
     let key = "";
-    for (const step of data?.iteration_path ?? []) {
+    for (const step of data?.data.iteration_path ?? []) {
       key += `/${step.kind}:${step.index}:${step.parent}`;
       let group = groups.get(key);
       if (!group) {
@@ -394,7 +426,7 @@ export function failingSeqs(report: VerificationReport): Set<number> {
 
 function timelineHtml(
   protocol: InstanceProtocol,
-  states: ReadonlyMap<string, StateData>,
+  states: ReadonlyMap<string, ShownState>,
   bad: ReadonlySet<number>,
   explorer: string | null,
 ): string {
@@ -411,15 +443,24 @@ function timelineHtml(
   return render(buildTimelineTree(protocol.instance_protocol, states));
 }
 
-function stateHtml(entry: ProtocolEntry, data: StateData | undefined, bad: boolean, explorer: string | null): string {
+function stateHtml(entry: ProtocolEntry, shown: ShownState | undefined, bad: boolean, explorer: string | null): string {
   const end = entry.state_type.startsWith("Execution");
   const classes = ["state", `type-${entry.state_type}`, end ? "end" : "", bad ? "bad" : ""].filter(Boolean).join(" ");
   const extras: string[] = [];
+  const data = shown?.data;
   if (data && data.attempt > 0) extras.push(`<span class="attempt">attempt ${data.attempt + 1}</span>`);
   // The error a state was entered with (a Catch), or the one its Task attempt (or the execution) ended with.
-  const error = data?.caught ?? data?.outcome?.error;
+  const error = shown?.disclosed.caught ?? shown?.disclosed.outcome?.error;
   if (error) {
     extras.push(`<span class="state-error">${text(error.error)}${error.cause ? `: ${text(error.cause)}` : ""}</span>`);
+  }
+  // Fields not disclosed to the auditor: "redacted", with the digest the state data commits to.
+  for (const field of shown?.redacted ?? []) {
+    const digest = shown!.data.fields[field];
+    extras.push(
+      `<span class="state-redacted" data-redacted="${attr(field)}">${text(field)}: redacted ` +
+        `<code class="hash" title="${attr(digest)}">${text(digest.slice(0, 16))}…</code></span>`,
+    );
   }
   const block = link(explorer && `${explorer}/block/${entry.block_nr}`, String(entry.block_nr));
   const tx = link(
@@ -597,7 +638,7 @@ function findingsBySeq(report: VerificationReport): Map<number, string[]> {
 /** A summarised timeline: bounded whatever the number of states. */
 function summaryHtml(
   summary: TimelineSummary,
-  states: ReadonlyMap<string, StateData>,
+  states: ReadonlyMap<string, ShownState>,
   explorer: string | null,
 ): string {
   const parts: string[] = [];
@@ -696,6 +737,7 @@ function summaryHtml(
 function worstVerdict(verdicts: readonly Verdict[]): Verdict {
   if (verdicts.includes("invalid")) return "invalid";
   if (verdicts.length === 0 || verdicts.includes("could-not-verify")) return "could-not-verify";
+  if (verdicts.includes("valid-as-disclosed")) return "valid-as-disclosed";
   return "valid";
 }
 

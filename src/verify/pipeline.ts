@@ -254,7 +254,9 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   }
 
   const steps = STEP_IDS.map((id) => results.find((result) => result.id === id)!);
-  const verdict = verdictOf(steps);
+  // What was disclosed to the auditor (V5, V6) and how far V9 replayed: anything withheld makes "valid" valid-as-disclosed.
+  const disclosure = protocol ? context.artifacts.disclosure.summary() : null;
+  const verdict = verdictOf(steps, disclosure);
   const snapshot = protocol ? await chain.snapshot().catch(() => null) : null;
   const url = "url" in options.input ? options.input.url : null;
   const asked = expected.instanceHash || expected.issuer || (url && instanceNamedBy(url));
@@ -288,6 +290,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     checked_against: await checkedAgainst(options.trusted, options.provider, snapshot, Boolean(options.ens)),
     verified_at: protocol ? await context.now() : Math.floor(Date.now() / 1000),
     steps,
+    disclosure,
   };
 }
 

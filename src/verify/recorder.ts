@@ -5,16 +5,15 @@ import { decodeUtf8, describeIssues, safeParseBounded } from "../protocol/limits
 import {
   checkVersion,
   parseHead,
-  stateDataSchema,
   wholeProtocolSchema,
   type InstanceProtocol,
   type ProtocolEntry,
   type ProtocolHead,
-  type StateData,
 } from "../protocol/schema";
+import { readStateDocument } from "../protocol/disclosure";
 import { parseStrictJson } from "../protocol/strict-json";
 import { contentUrls } from "../protocol/urls";
-import { type ReportEvidence } from "./html";
+import { type ReportEvidence, type ShownState } from "./html";
 import { BUNDLE_VERSION, bundleFiles, contentPathOf, type Bundle } from "./bundle";
 import { type Fetcher, type ServerCertificate, type VerificationReport } from "./types";
 
@@ -43,14 +42,13 @@ export function parseProtocolFile(source: string | Uint8Array): ProtocolHead | I
 /**
  * Keeps what a verification fetched, so that a report can show the timeline it verified without fetching
  * anything again (`statetrail verify --html`) and an offline bundle can be written (`--save-bundle`). Bodies are
- * kept by URL, by content path (`instances/<h>/protocol/pages/<k>`, …) and by SHA-256; state data is only ever
- * taken by its hash and pages only through the decoder against the head's accumulator, so what the report shows
+ * kept by URL and by content path (`instances/<h>/protocol/pages/<k>`, `states/<h>`, …); a state document is only
+ * taken when its data line hashes to the entry's state hash and pages only through the decoder against the head's accumulator, so what the report shows
  * is exactly what the hashes name.
  */
 export class FetchRecorder {
   private readonly byUrl = new Map<string, Buffer>();
   private readonly byPath = new Map<string, Buffer>();
-  private readonly byHash = new Map<string, Buffer>();
   /** The certificate each origin presented (the first: FetchSession pins an origin to it). */
   private readonly certificates = new Map<string, ServerCertificate>();
   private total = 0;
@@ -70,7 +68,6 @@ export class FetchRecorder {
         this.byUrl.set(url, fetched.bytes);
         const path = contentPathOf(url);
         if (path !== null) this.byPath.set(path, fetched.bytes);
-        this.byHash.set(sha256Hex(fetched.bytes), fetched.bytes);
       } else {
         if (known) this.total += known.length;
         this.overflowed = true;
@@ -125,17 +122,21 @@ export class FetchRecorder {
     return accumulator === head.accumulator ? entries : null;
   }
 
-  /** State data of the protocol's entries that was fetched, by state hash. */
-  statesOf(protocol: InstanceProtocol): Map<string, StateData> {
-    const states = new Map<string, StateData>();
+  /**
+   * The state documents of the protocol's entries that were fetched, by state hash: only those whose data line hashes
+   * to the entry's state hash and that read strictly (every disclosure matching its digest), with what they disclose.
+   */
+  statesOf(protocol: InstanceProtocol): Map<string, ShownState> {
+    const states = new Map<string, ShownState>();
     for (const entry of protocol.instance_protocol) {
-      const bytes = this.byHash.get(entry.state_hash);
+      const bytes = this.byPath.get(`states/${entry.state_hash}`);
       if (!bytes) continue;
       try {
-        const parsed = safeParseBounded(stateDataSchema, JSON.parse(bytes.toString("utf8")));
-        if (parsed.success) states.set(entry.state_hash, parsed.data);
+        const read = readStateDocument(bytes);
+        if (sha256Hex(read.dataBytes) !== entry.state_hash) continue;
+        states.set(entry.state_hash, { data: read.data, disclosed: read.disclosed, redacted: read.redacted });
       } catch {
-        // not state data: shown without nesting
+        // not a state document: shown without nesting
       }
     }
     return states;

@@ -5,15 +5,25 @@ import {
   type ExpectedSubject,
   type StepId,
   type StepResult,
+  type DisclosureSummary,
+  type ExitCode,
   type StepStatus,
   type VerificationReport,
 } from "./types";
-import { exitCodeOf, verdictOf } from "./verdict";
+import { exitCodeOf, fullyDisclosed, verdictOf } from "./verdict";
 
-const LABELS: Record<StepStatus, string> = { pass: "PASS ", fail: "FAIL ", skip: "SKIP ", error: "ERROR" };
+const LABELS: Record<StepStatus, string> = {
+  pass: "PASS ",
+  fail: "FAIL ",
+  skip: "SKIP ",
+  error: "ERROR",
+  partial: "PART ",
+};
 
 const VERDICT_LINES = {
   valid: "VALID: every required check passed",
+  "valid-as-disclosed":
+    "VALID AS DISCLOSED: every required check passed on what was disclosed; data not disclosed to you is known only by its digest",
   invalid: "INVALID: the protocol is contradicted by the evidence",
   "could-not-verify": "COULD NOT VERIFY: a required check could not be performed",
 } as const;
@@ -83,8 +93,36 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
       }
     }
   }
+  lines.push(...disclosureLines(report.disclosure));
   lines.push("", `verdict: ${VERDICT_LINES[report.verdict]} (exit ${report.exit_code})`);
   return onceEach(lines).join("\n") + "\n";
+}
+
+/** The disclosure summary as text: nothing when everything was disclosed and compared. */
+export function disclosureLines(disclosure: DisclosureSummary | null | undefined): string[] {
+  if (!disclosure || fullyDisclosed(disclosure)) return [];
+  const lines = ["", "Disclosure: not everything was disclosed to you (selective disclosure):"];
+  lines.push(
+    `  execution input: ${disclosure.execution_input === "redacted" ? "redacted (only its digest is known)" : disclosure.execution_input}`,
+  );
+  const fields = Object.entries(disclosure.redacted_fields)
+    .filter(([, count]) => count > 0)
+    .map(([field, count]) => `${field} ${count}`);
+  lines.push(
+    disclosure.states_with_redactions === 0
+      ? `  states: all fields of the ${disclosure.states} states disclosed`
+      : `  states: ${disclosure.states_with_redactions} of ${disclosure.states} with fields redacted (${fields.join(", ")}): seq ${disclosure.redacted_states.join(", ")}`,
+  );
+  const replay =
+    disclosure.replay === "none"
+      ? `not replayed: ${disclosure.not_replayed ?? "see V9"}`
+      : disclosure.replay === "partial"
+        ? `replayed, fields not disclosed not compared for seq ${disclosure.not_compared.join(", ")}`
+        : disclosure.replay === "full"
+          ? "replayed and compared in full"
+          : "not run (see V9)";
+  lines.push(`  replay (V9): ${replay}`);
+  return lines;
 }
 
 /**
@@ -194,8 +232,13 @@ export interface VerificationSummary {
   valid: number;
   invalid: number;
   could_not_verify: number;
-  /** The command's exit code: 1 if any is invalid, else 2 if any could not be verified or none was, else 0. */
-  exit_code: 0 | 1 | 2;
+  /** Valid on what was disclosed, with something not disclosed to the auditor. */
+  valid_as_disclosed: number;
+  /**
+   * The command's exit code: 1 if any is invalid, else 2 if any could not be verified or none was, else 3 if any is
+   * valid as disclosed, else 0.
+   */
+  exit_code: ExitCode;
 }
 
 /**
@@ -218,19 +261,23 @@ export function summarize(reports: readonly VerificationReport[]): VerificationS
   const count = (verdict: VerificationReport["verdict"]) => reports.filter((r) => r.verdict === verdict).length;
   const invalid = count("invalid");
   const couldNot = count("could-not-verify");
+  const asDisclosed = count("valid-as-disclosed");
   return {
     instances: reports.length,
     valid: count("valid"),
     invalid,
     could_not_verify: couldNot,
-    exit_code: invalid > 0 ? 1 : couldNot > 0 || reports.length === 0 ? 2 : 0,
+    valid_as_disclosed: asDisclosed,
+    exit_code: invalid > 0 ? 1 : couldNot > 0 || reports.length === 0 ? 2 : asDisclosed > 0 ? 3 : 0,
   };
 }
 
-/** "3 instances: 2 valid, 1 invalid, 0 could not verify". */
+/** "3 instances: 2 valid, 1 invalid, 0 could not verify" (", 1 valid as disclosed" when there is one). */
 export function summaryLine(summary: VerificationSummary): string {
+  const asDisclosed = summary.valid_as_disclosed ?? 0;
   return (
     `${summary.instances} instance${summary.instances === 1 ? "" : "s"}: ${summary.valid} valid, ` +
-    `${summary.invalid} invalid, ${summary.could_not_verify} could not verify`
+    `${summary.invalid} invalid, ${summary.could_not_verify} could not verify` +
+    (asDisclosed > 0 ? `, ${asDisclosed} valid as disclosed` : "")
   );
 }

@@ -27,8 +27,11 @@ export const STEP_TITLES: Record<StepId, string> = {
  * - `fail`: checked and does not hold — evidence that the protocol, its data or its server lies.
  * - `skip`: not checked, with the reason (not configured, nothing to check, or a prerequisite is missing).
  * - `error`: could not be checked (network, RPC, data not served).
+ * - `partial`: checked as far as the disclosed data allows, nothing found against it, but part of what the step
+ *   checks was not disclosed to the auditor (selective disclosure, protocol v4): the verdict is at best
+ *   `valid-as-disclosed`, never `valid`.
  */
-export type StepStatus = "pass" | "fail" | "skip" | "error";
+export type StepStatus = "pass" | "fail" | "skip" | "error" | "partial";
 
 export interface StepResult {
   id: StepId;
@@ -46,18 +49,61 @@ export interface StepResult {
 }
 
 /**
- * - `valid`: every required step passed (and none failed).
+ * - `valid`: every required step passed (and none failed), with every field of the instance disclosed.
  * - `invalid`: at least one step failed: the evidence contradicts the protocol.
  * - `could-not-verify`: nothing failed, but a required step was skipped or could not be performed.
+ * - `valid-as-disclosed`: nothing failed and every required step ran, but some data was not disclosed to the auditor
+ *   (the execution input, a field of a state, or so much that V9 could not replay or compare all of the run): what
+ *   was disclosed is genuine and consistent; what was not is only known by its digest.
  */
-export type Verdict = "valid" | "invalid" | "could-not-verify";
+export type Verdict = "valid" | "invalid" | "could-not-verify" | "valid-as-disclosed";
 
-export const EXIT_CODES: Record<Verdict, 0 | 1 | 2> = { valid: 0, invalid: 1, "could-not-verify": 2 };
+export type ExitCode = 0 | 1 | 2 | 3;
+
+export const EXIT_CODES: Record<Verdict, ExitCode> = {
+  valid: 0,
+  invalid: 1,
+  "could-not-verify": 2,
+  "valid-as-disclosed": 3,
+};
+
+/** Seq ranges listed at most in a disclosure summary (the rest are counted). */
+export const MAX_LISTED_RANGES = 50;
+
+/**
+ * What the auditor was shown of the instance (protocol v4, selective disclosure): the execution input, and the data
+ * fields of the states whose documents were read and verified (V5, V6), and how far V9 could replay the run.
+ */
+export interface DisclosureSummary {
+  /** `unknown`: V5 could not read the input document (V5 then errs or fails). */
+  execution_input: "disclosed" | "redacted" | "unknown";
+  /** States whose documents were read and verified against their registered hashes. */
+  states: number;
+  /** Of those, the states with at least one field not disclosed. */
+  states_with_redactions: number;
+  /** Not-disclosed fields per field name, over the states read. */
+  redacted_fields: { input: number; caught: number; outcome: number; context: number };
+  /** The seqs of the states with redactions, as ranges ("4", "7-9"), at most {@link MAX_LISTED_RANGES}. */
+  redacted_states: string[];
+  /**
+   * V9's replay: `full` every state compared field by field; `partial` replayed, but the fields listed in
+   * `not_compared` were not disclosed and so not compared; `none` not replayed because something it needs was not
+   * disclosed (`not_replayed` says what); `not-run` V9 did not replay for another reason (not requested, or it
+   * skipped, failed or erred: see V9).
+   */
+  replay: "full" | "partial" | "none" | "not-run";
+  /** Why the run was not replayed (`none`), e.g. "the execution input is not disclosed"; null otherwise. */
+  not_replayed: string | null;
+  /** The seqs of the states not replayed or not fully compared, as ranges, at most {@link MAX_LISTED_RANGES}. */
+  not_compared: string[];
+  /** Everything was disclosed and every state fully compared (or the replay not requested). */
+  complete: boolean;
+}
 
 export interface VerificationReport {
   statetrail_verification: 1;
   verdict: Verdict;
-  exit_code: 0 | 1 | 2;
+  exit_code: ExitCode;
   /** What was verified: the protocol URL, or the name the caller gave a file/object input. */
   source: string;
   /** The offline bundle file the protocol and its data were read from (bundle.ts); absent otherwise. */
@@ -94,6 +140,11 @@ export interface VerificationReport {
   /** The time the validity windows were checked at (Unix seconds). */
   verified_at: number;
   steps: StepResult[];
+  /**
+   * What of the instance was disclosed to the auditor (protocol v4), once the protocol could be read; null otherwise.
+   * Anything not disclosed makes a verdict that would be `valid` `valid-as-disclosed`.
+   */
+  disclosure?: DisclosureSummary | null;
 }
 
 /** The trust a verification rested on: where the registries came from, which endpoint and block were read. */

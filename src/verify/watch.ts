@@ -8,7 +8,7 @@ import { parseHead, type ProtocolEntry, type ProtocolHead } from "../protocol/sc
 import { issuerCertificateCheck, SignInSession, signInSessionFor } from "./auth";
 import { type TrustedSetup } from "./chain";
 import { type verifyProtocol } from "./pipeline";
-import { type EnsReader, type ExpectedSubject, type StepId, type VerificationReport } from "./types";
+import { type EnsReader, type ExitCode, type ExpectedSubject, type StepId, type VerificationReport } from "./types";
 
 /*
  * What a watch needs only once it has the protocol's head (ethers, the registries, the whole verifier): loaded
@@ -94,8 +94,11 @@ export interface WatchResult {
   /** The last full verification. */
   report: VerificationReport;
   divergences: number;
-  /** 0 terminated valid with no divergence; 1 a divergence or an invalid verdict; 2 could not verify. */
-  exitCode: 0 | 1 | 2;
+  /**
+   * 0 terminated valid with no divergence; 1 a divergence or an invalid verdict; 2 could not verify; 3 valid as
+   * disclosed (some data not disclosed to the auditor).
+   */
+  exitCode: ExitCode;
 }
 
 /** What to do about a verdict, for the line that reports it. */
@@ -109,6 +112,12 @@ export function verdictHint(verdict: VerificationReport["verdict"], url: string)
       `server, the RPC endpoint, the registries), then run \`statetrail verify ${url}\` or watch again`
     );
   }
+  if (verdict === "valid-as-disclosed") {
+    return (
+      "nothing was found wrong in what was disclosed to you, but some data was not (the execution input or fields " +
+      `of states): \`statetrail verify ${url}\` lists what, and V9 replayed only what was disclosed`
+    );
+  }
   return undefined;
 }
 
@@ -118,7 +127,12 @@ export function verifiedEvent(report: VerificationReport, url: string): Extract<
     report.verdict === "valid"
       ? []
       : report.steps
-          .filter((s) => s.status === "fail" || (s.required && (s.status === "error" || s.status === "skip")))
+          .filter(
+            (s) =>
+              s.status === "fail" ||
+              s.status === "partial" ||
+              (s.required && (s.status === "error" || s.status === "skip")),
+          )
           // A step skipped only because an earlier one failed says nothing more.
           .filter((s) => !(s.status === "skip" && /\(see V\d\)$/.test(s.detail)))
           .map((s) => ({ step: s.id, ...(s.code ? { code: s.code } : {}), detail: s.detail }));
@@ -546,7 +560,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   // not yet compared) was not verified, and a withheld one may still be inside the grace period. Exit 0 only when
   // the full verification covered every state seen.
   const running = !terminated || report.subject?.status === "running";
-  if (running && divergences === 0 && report.exit_code === 0) {
+  if (running && divergences === 0 && (report.exit_code === 0 || report.exit_code === 3)) {
     const verifiedStates = report.subject?.states ?? 0;
     // Every state seen: read from the pages, registered on-chain, or only counted by the latest head (its pages
     // not read yet).

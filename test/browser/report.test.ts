@@ -183,7 +183,7 @@ describe("statetrail verify --html: a long instance's report in Chromium", funct
     }));
     const whole = {
       ...sealedFields({
-        protocol_version: 3,
+        protocol_version: 4,
         chain_id: 31337,
         registries: {
           model: "0x" + "01".repeat(20),
@@ -201,6 +201,7 @@ describe("statetrail verify --html: a long instance's report in Chromium", funct
         instance_hash: instance,
         instance_data: `https://issuer.test/instances/${instance}/input`,
         instance_nonce: hash(3),
+        input_digest: hash(4),
         created: { block_nr: 9, transaction_hash: "0x" + "cd".repeat(32) },
         status: "succeeded",
         instance_protocol: entries,

@@ -79,7 +79,14 @@ describe("verify --json: one shape, validated against its JSON Schema (issue 15,
   it("an ENS name listing two instances: the same shape, two reports and the summary", async function () {
     const output = await printed(["acme.test"]);
     expect(output.input_form).to.equal("ens-name");
-    expect(output.summary).to.deep.equal({ instances: 2, valid: 2, invalid: 0, could_not_verify: 0, exit_code: 0 });
+    expect(output.summary).to.deep.equal({
+      instances: 2,
+      valid: 2,
+      invalid: 0,
+      could_not_verify: 0,
+      valid_as_disclosed: 0,
+      exit_code: 0,
+    });
   });
 
   it("what prevents verifying (RPC down, a mirror that is not there): still the same shape", async function () {

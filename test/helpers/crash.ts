@@ -1,3 +1,4 @@
+import { contentOf, readStateDocument } from "../../src/protocol/disclosure";
 import "../../src/engine/polyfill";
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -356,8 +357,8 @@ async function check(issuer: TestIssuer, instance: string, anchor: string, kills
     if (protocol.status === "running") problems.push("still running");
     if (protocol.status === "aborted") {
       const last = journal.states[journal.states.length - 1];
-      if (last?.data.outcome?.error?.error !== TRACKER_CRASHED.error)
-        problems.push("aborted without the tracker-crashed entry");
+      const outcome = last ? contentOf(readStateDocument(last.bytes)).outcome : null;
+      if (outcome?.error?.error !== TRACKER_CRASHED.error) problems.push("aborted without the tracker-crashed entry");
     }
     const report = await verifyProtocol({
       input: { url: `${issuer.identity.record.url}/instances/${instance}/protocol` },

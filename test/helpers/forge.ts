@@ -25,7 +25,15 @@ import { type EngineEvent } from "../../src/engine/types";
 import { StatetrailError } from "../../src/errors";
 import { LeafBatch, Trail, type LeafFields } from "../../src/protocol/anchoring";
 import { canonicalBytes } from "../../src/protocol/canonical";
-import { instanceHash as instanceHashOf, stateDataBytes, stateHash as stateHashOf } from "../../src/protocol/hashing";
+import {
+  discloseOnly,
+  sealInput,
+  sealState,
+  type FieldSalts,
+  type SealedInput,
+  type SealedState,
+} from "../../src/protocol/disclosure";
+import { instanceHash as instanceHashOf } from "../../src/protocol/hashing";
 import {
   EXECUTION_END_STATE,
   type InstanceProtocol,
@@ -35,14 +43,15 @@ import {
   type ProtocolEntry,
   type ProtocolHead,
   STATE_DATA_VERSION,
-  type StateData,
+  type DataField,
+  type StateContent,
   type StateType,
   type UnsignedProtocol,
 } from "../../src/protocol/schema";
 import { encodePages, headOf } from "../../src/protocol/pages";
 import { signProtocol } from "../../src/protocol/signing";
 import { contentUrls } from "../../src/protocol/urls";
-import { buildStateData } from "../../src/tracker/state-data";
+import { buildStateContent } from "../../src/tracker/state-data";
 import { verifyProtocol, type TrustedSetup, type VerificationReport, type VerifyOptions } from "../../src/verify";
 import { type Fetcher, type ServerCertificate } from "../../src/verify/types";
 
@@ -231,24 +240,23 @@ async function minedAt(tx: Promise<ContractTransactionResponse>): Promise<Locati
   return { block_nr: receipt.blockNumber, transaction_hash: receipt.hash, timestamp: block.timestamp };
 }
 
-/** A state of a forged run: its state data without what the forge fills in (version, instance, seq, salt). */
-export type ForgedState = Omit<StateData, "statetrail_state" | "instance_hash" | "seq" | "salt"> & {
+/** A state of a forged run: its clear content without what the forge fills in (version, instance, seq). */
+export type ForgedState = Omit<StateContent, "statetrail_state" | "instance_hash" | "seq"> & {
   seq?: number;
-  salt?: HexHash;
 };
 
+/** A random 256-bit value (nonces). */
 export function randomSalt(): HexHash {
   return randomBytes(32).toString("hex");
 }
 
-/** The (version 2) state data of entry `seq` of `instanceHash`: a fresh random salt unless `state` has one. */
-export function forgeStateData(instanceHash: HexHash, seq: number, state: ForgedState): StateData {
-  const { seq: _seq, salt, ...fields } = state;
+/** The (version 3) clear content of entry `seq` of `instanceHash`; sealed with fresh salts when published. */
+export function forgeStateData(instanceHash: HexHash, seq: number, state: ForgedState): StateContent {
+  const { seq: _seq, ...fields } = state;
   return {
     statetrail_state: STATE_DATA_VERSION,
     instance_hash: instanceHash,
     seq,
-    salt: salt ?? randomSalt(),
     ...fields,
   };
 }
@@ -267,11 +275,11 @@ export function forgedContext(label: string, input: unknown): Record<string, unk
   return buildContextObject({ stateMachineName: "statetrail-forge", executionName, input, taskToken: "forged" });
 }
 
-/** The state data of a run without its instance: what an engine's events record, seq by position. */
-export type RecordedState = Omit<StateData, "statetrail_state" | "instance_hash">;
+/** The state content of a run without its instance: what an engine's events record, seq by position. */
+export type RecordedState = Omit<StateContent, "statetrail_state" | "instance_hash">;
 
 /**
- * Maps engine events to state data exactly as the tracker does ({@link buildStateData}; the started event gives
+ * Maps engine events to state content exactly as the tracker does ({@link buildStateContent}; the started event gives
  * entry 0 its Context Object). The instance is filled in when the run is forged.
  */
 export function recordedStates(events: readonly EngineEvent[]): RecordedState[] {
@@ -283,7 +291,7 @@ export function recordedStates(events: readonly EngineEvent[]): RecordedState[] 
       continue;
     }
     const seq = states.length;
-    const data = buildStateData(PLACEHOLDER_INSTANCE, seq, event, seq === 0 ? context : null);
+    const data = buildStateContent(PLACEHOLDER_INSTANCE, seq, event, seq === 0 ? context : null);
     const { statetrail_state: _version, instance_hash: _instance, ...fields } = data;
     states.push(fields);
   }
@@ -340,6 +348,12 @@ export interface StartOptions {
   nonce?: HexHash;
   /** Synthetic states (a count, default 6) or the states of a recorded run, renumbered by position. */
   states?: number | readonly ForgedState[];
+  /**
+   * What the issuer's server discloses to the auditor (selective disclosure, protocol v4): the execution input
+   * (default true) and, per seq, the fields of its state document (default all four). Hashes and the chain are
+   * those of the whole run: only the served documents lack the withheld lines.
+   */
+  disclose?: Disclose;
   /** Default "succeeded"; "running" means no end entry among synthetic states. */
   status?: InstanceStatus;
 }
@@ -354,8 +368,13 @@ export interface PendingRun {
   nonce: HexHash;
   created: Location;
   inputUrl: string;
+  /** The sealed execution input (digest in the instance record, document served at inputUrl unless withheld). */
+  sealedInput: SealedInput;
   status: InstanceStatus;
-  stateData: StateData[];
+  /** The clear content of every state, in seq order. */
+  stateData: StateContent[];
+  /** Every state sealed: data, disclosures, hash and its whole document. */
+  sealed: SealedState[];
   hashes: HexHash[];
   urls: string[];
   /** Where each entry reached the chain (and its Merkle proof when anchored in a root). */
@@ -383,15 +402,19 @@ export async function startRun(env: ForgeEnv, options: StartOptions = {}): Promi
   // Bytes are published as given (an attack on how the input is read); anything else canonically.
   const input = Buffer.isBuffer(inputValue) ? inputValue : canonicalBytes(inputValue);
   const nonce = options.nonce ?? sha256Hex(`nonce/${label}/${signer.address}`);
+  const sealedInput = sealInput(input, sha256Hex(`salt/${label}/${nonce}`).slice(0, 32));
   const record = {
-    statetrail_instance: 1 as const,
+    statetrail_instance: 2 as const,
     model_hash: modelHash,
-    input_hash: sha256Hex(input),
+    input_digest: sealedInput.digest,
     issuer: signer.address,
     nonce,
   };
   const instanceHash = instanceHashOf(record);
-  const inputUrl = env.server.serve(`${ISSUER_ORIGIN}/instances/${instanceHash}/input`, input);
+  const inputUrl = env.server.serve(
+    `${ISSUER_ORIGIN}/instances/${instanceHash}/input`,
+    options.disclose?.input === false ? REDACTED_INPUT : sealedInput.document,
+  );
   const created = await minedAt(
     registries.instances.connect(signer).createInstance(toBytes32(instanceHash), toBytes32(modelHash)),
   );
@@ -400,7 +423,9 @@ export async function startRun(env: ForgeEnv, options: StartOptions = {}): Promi
       ? options.states
       : syntheticStates(options.states ?? 6, status, label, STATE_TYPES, inputValue);
   const stateData = states.map((state, seq) => forgeStateData(instanceHash, seq, state));
-  const published = stateData.map((data) => publishState(env.server, data));
+  const published = stateData.map((data, seq) =>
+    publishState(env.server, data, undefined, options.disclose?.states?.[seq]),
+  );
   return {
     label,
     signer,
@@ -410,8 +435,10 @@ export async function startRun(env: ForgeEnv, options: StartOptions = {}): Promi
     nonce,
     created,
     inputUrl,
+    sealedInput,
     status,
     stateData,
+    sealed: published.map((state) => state.sealed),
     hashes: published.map((state) => state.hash),
     urls: published.map((state) => state.url),
     anchored: [],
@@ -544,6 +571,7 @@ export async function finishRun(
     instance_hash: run.instanceHash,
     instance_data: run.inputUrl,
     instance_nonce: run.nonce,
+    input_digest: run.sealedInput.digest,
     created: { block_nr: run.created.block_nr, transaction_hash: run.created.transaction_hash },
     status: terminate ? run.status : "running",
     instance_protocol: entries,
@@ -557,6 +585,8 @@ export async function finishRun(
     url: publish(env.server, protocol),
     instanceHash: run.instanceHash,
     stateData: run.stateData,
+    sealed: run.sealed,
+    sealedInput: run.sealedInput,
     hashes: run.hashes,
     signer: run.signer,
   };
@@ -578,7 +608,11 @@ export interface ForgedRun {
   /** Where the protocol is published. */
   url: string;
   instanceHash: HexHash;
-  stateData: StateData[];
+  /** The clear content of every state, in seq order. */
+  stateData: StateContent[];
+  /** Every state sealed (data, disclosures, hash, whole document). */
+  sealed: SealedState[];
+  sealedInput: SealedInput;
   hashes: HexHash[];
   signer: HardhatEthersSigner;
 }
@@ -591,10 +625,46 @@ export function protocolUrlOf(instanceHash: HexHash): string {
   return `${ISSUER_ORIGIN}/instances/${instanceHash}/protocol`;
 }
 
-/** Publishes state data and returns its hash and URL. */
-export function publishState(server: MemoryServer, data: StateData): { hash: HexHash; url: string } {
-  const hash = stateHashOf(data);
-  return { hash, url: server.serve(stateUrl(hash), stateDataBytes(data)) };
+/** What the issuer's server discloses of a forged run (see {@link StartOptions.disclose}). */
+export interface Disclose {
+  /** Serve the execution input's disclosure (default true); false serves an empty input document. */
+  input?: boolean;
+  /** Per seq, the fields disclosed (default all four). */
+  states?: Record<number, readonly DataField[]>;
+}
+
+/** An input document disclosing nothing. */
+export const REDACTED_INPUT = Buffer.alloc(0);
+
+/**
+ * Seals a state's content (with `salts`, fresh ones by default), publishes its state document (only the disclosures
+ * of `fields` when given) and returns its hash, URL and sealed state.
+ */
+export function publishState(
+  server: MemoryServer,
+  data: StateContent,
+  salts?: FieldSalts,
+  fields?: readonly DataField[],
+): { hash: HexHash; url: string; sealed: SealedState } {
+  const sealed = sealState(data, salts);
+  const document = fields ? discloseOnly(sealed.document, new Set(fields)) : sealed.document;
+  return { hash: sealed.hash, url: server.serve(stateUrl(sealed.hash), document), sealed };
+}
+
+/** Serves the state document of `run`'s entry `seq` with only the disclosures of `fields` (what a grant shows). */
+export function discloseOnlyFields(
+  server: MemoryServer,
+  run: Pick<ForgedRun, "sealed">,
+  seq: number,
+  fields: readonly DataField[],
+): void {
+  const sealed = run.sealed[seq];
+  server.serve(stateUrl(sealed.hash), discloseOnly(sealed.document, new Set(fields)));
+}
+
+/** Serves `run`'s input document empty: the execution input not disclosed. */
+export function withholdInput(server: MemoryServer, run: Pick<ForgedRun, "protocol">): void {
+  server.serve(run.protocol.instance_data, REDACTED_INPUT);
 }
 
 /** Runs an instance on-chain, publishes its data and returns its signed protocol, published too. */

@@ -51,7 +51,7 @@ class TypedDataOnlySigner extends AbstractSigner {
 
 const H = "a".repeat(64);
 const PROTOCOL: UnsignedProtocol = {
-  protocol_version: 3,
+  protocol_version: 4,
   chain_id: 31337,
   registries: { model: "0x" + "1".repeat(40), certificate: "0x" + "2".repeat(40), instance: "0x" + "3".repeat(40) },
   issuer: {
@@ -65,6 +65,7 @@ const PROTOCOL: UnsignedProtocol = {
   instance_hash: H,
   instance_data: "https://issuer.test/instances/x/input",
   instance_nonce: H,
+  input_digest: H,
   created: { block_nr: 1, transaction_hash: "0x" + "5".repeat(64) },
   status: "running",
   instance_protocol: [],

@@ -46,6 +46,7 @@ async function protocolOf(count: number, pageSize: number, wallet: Wallet | HDNo
     modelHash: hex(),
     instanceHash: instance,
     nonce: hex(),
+    inputDigest: hex(),
     created: { block_nr: 1, transaction_hash: "0x" + hex() },
   });
   let prev = instance;

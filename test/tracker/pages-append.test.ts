@@ -47,6 +47,7 @@ function setup(pageSize: number, count: number): Fixture {
       modelHash: sha256Hex("model"),
       instanceHash: instance,
       nonce: "1".repeat(64),
+      inputDigest: "4".repeat(64),
       created: { block_nr: 1, transaction_hash: `0x${"2".repeat(64)}` },
     }),
     page_size: pageSize,

@@ -1,3 +1,4 @@
+import { contentOf, readStateDocument } from "../../src/protocol/disclosure";
 import "../../src/engine/polyfill";
 import fs from "node:fs";
 import path from "node:path";
@@ -128,7 +129,8 @@ describe("tracker resume: the pages rebuilt as an uninterrupted run appends them
       journal.states.map((state) => state.hash),
     );
     expect(protocol.status).to.equal("aborted");
-    expect(journal.states.at(-1)?.data.outcome?.error?.error).to.equal(TRACKER_CRASHED.error);
+    const last = journal.states.at(-1)!;
+    expect(contentOf(readStateDocument(last.bytes)).outcome?.error?.error).to.equal(TRACKER_CRASHED.error);
     const view = new ChainView(issuer.provider, {
       chainId: issuer.deployment.chainId,
       registries: issuer.registries,

@@ -1,7 +1,6 @@
 import { expect } from "chai";
 import { sha256Hex } from "../../src/chain/hash";
 import { canonicalize } from "../../src/protocol/canonical";
-import { stateDataBytes } from "../../src/protocol/hashing";
 import { finishRun, forgeEnv, registerRun, startRun, stateUrl, verifyForged } from "../helpers/forge";
 
 /**
@@ -15,9 +14,12 @@ describe("V6: state data is served in its canonical form, or it is invalid", fun
     const env = await forgeEnv();
     const run = await startRun(env, { label: "non-canonical" });
     const index = 1;
-    const bytes = Buffer.from(edit(stateDataBytes(run.stateData[index]).toString("utf8")), "utf8");
-    run.hashes[index] = sha256Hex(bytes);
-    run.urls[index] = env.server.serve(stateUrl(run.hashes[index]), bytes);
+    // The data line edited (and registered as it is), its disclosures kept: their digests are the data's.
+    const sealed = run.sealed[index];
+    const line = Buffer.from(edit(sealed.dataBytes.toString("utf8")), "utf8");
+    const rest = sealed.document.subarray(sealed.dataBytes.length);
+    run.hashes[index] = sha256Hex(line);
+    run.urls[index] = env.server.serve(stateUrl(run.hashes[index]), Buffer.concat([line, rest]));
     await registerRun(run, { perState: run.hashes.length });
     const forged = await finishRun(env, run);
     const report = await verifyForged(env, { url: forged.url });
@@ -25,14 +27,17 @@ describe("V6: state data is served in its canonical form, or it is invalid", fun
   }
 
   it("a duplicate key with a decoy before the real value, registered on-chain as it is: V6 fails", async function () {
-    const v6 = await verifyWithStateBytes((canonical) => canonical.replace(/^\{/, '{"input":{"decoy":true},'));
+    const v6 = await verifyWithStateBytes((canonical) => canonical.replace(/^\{/, '{"attempt":7,'));
     expect(v6.status).to.equal("fail");
-    expect(v6.problems.join("\n")).to.contain("not the RFC 8785 canonical form");
+    expect(v6.problems.join("\n")).to.match(/not in RFC 8785 canonical form|named twice|duplicate/i);
   });
 
-  it("the same data pretty-printed (whitespace only): V6 fails", async function () {
-    const v6 = await verifyWithStateBytes((canonical) => JSON.stringify(JSON.parse(canonical), null, 2));
+  it("the same data with whitespace (on one line): V6 fails", async function () {
+    const v6 = await verifyWithStateBytes((canonical) =>
+      JSON.stringify(JSON.parse(canonical), null, 1).replace(/\n/g, ""),
+    );
     expect(v6.status).to.equal("fail");
+    expect(v6.problems.join("\n")).to.contain("not in RFC 8785 canonical form");
   });
 
   it("the canonical bytes themselves pass (the check is not stricter than RFC 8785)", async function () {

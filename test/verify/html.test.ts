@@ -3,7 +3,7 @@ import { expect } from "chai";
 import { encodePages, headOf, sealedFields } from "../../src/protocol/pages";
 import { type InstanceProtocol, type ProtocolEntry, type StateData } from "../../src/protocol/schema";
 import { buildTimelineTree, renderReportHtml, renderReportsHtml, type VerificationReport } from "../../src/verify";
-import { FULL_TIMELINE_LIMIT, failingSeqs, summarizePages } from "../../src/verify/html";
+import { FULL_TIMELINE_LIMIT, failingSeqs, summarizePages, type ShownState } from "../../src/verify/html";
 
 const HASH = (n: number) => n.toString(16).padStart(64, "0");
 const HOSTILE = `<script>alert(1)</script><img src=x onerror=alert(2)>"'&`;
@@ -26,20 +26,20 @@ function entry(seq: number, name: string, extra: Partial<ProtocolEntry> = {}): P
   };
 }
 
-function data(seq: number, name: string, path: StateData["iteration_path"]): StateData {
+function data(seq: number, name: string, path: StateData["iteration_path"]): ShownState {
   return {
-    statetrail_state: 2,
-    instance_hash: HASH(99),
-    seq,
-    state_name: name,
-    state_type: "Pass",
-    iteration_path: path,
-    attempt: 0,
-    input: {},
-    caught: null,
-    outcome: null,
-    context: null,
-    salt: "5a".repeat(32),
+    data: {
+      statetrail_state: 3,
+      instance_hash: HASH(99),
+      seq,
+      state_name: name,
+      state_type: "Pass",
+      iteration_path: path,
+      attempt: 0,
+      fields: { caught: HASH(201), context: HASH(202), input: HASH(203), outcome: HASH(204) },
+    },
+    disclosed: { input: {}, caught: null, outcome: null, context: null },
+    redacted: [],
   };
 }
 
@@ -50,7 +50,7 @@ function protocolOf(
   pageSize = 1024,
 ): InstanceProtocol {
   const unsigned = {
-    protocol_version: 3,
+    protocol_version: 4,
     chain_id: chainId,
     registries: {
       model: "0x" + "01".repeat(20),
@@ -68,6 +68,7 @@ function protocolOf(
     instance_hash: HASH(99),
     instance_data: `https://issuer.test/instances/${HASH(99)}/input`,
     instance_nonce: HASH(3),
+    input_digest: HASH(4),
     created: { block_nr: 9, transaction_hash: "0x" + "cd".repeat(32) },
     status: "succeeded",
     instance_protocol: entries,
@@ -115,7 +116,7 @@ function reportOf(
 describe("HTML audit report", function () {
   it("nests entries by iteration path, each group where its first state is", function () {
     const entries = [entry(0, "Fan"), entry(1, "A"), entry(2, "A"), entry(3, "B"), entry(4, "Done")];
-    const states = new Map<string, StateData>([
+    const states = new Map<string, ShownState>([
       [entries[0].state_hash, data(0, "Fan", [])],
       [entries[1].state_hash, data(1, "A", [{ parent: "Fan", kind: "map", index: 0 }])],
       [entries[2].state_hash, data(2, "A", [{ parent: "Fan", kind: "map", index: 1 }])],

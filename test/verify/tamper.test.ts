@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { toBytes32 } from "../../src/chain/hash";
-import { stateDataBytes } from "../../src/protocol/hashing";
-import { type InstanceProtocol, type StateData } from "../../src/protocol/schema";
+import { sealState } from "../../src/protocol/disclosure";
+import { type InstanceProtocol, type StateContent } from "../../src/protocol/schema";
 import {
   deployRegistries,
   fakeCertificate,
@@ -31,7 +31,7 @@ function edit(
 }
 
 /** Publishes state data for entry `seq` of `protocol` and points the entry at it. */
-function replaceStateData(protocol: InstanceProtocol, data: StateData, env: ForgeEnv): string {
+function replaceStateData(protocol: InstanceProtocol, data: StateContent, env: ForgeEnv): string {
   const { hash, url } = publishState(env.server, data);
   const entry = protocol.instance_protocol[data.seq];
   entry.state_hash = hash;
@@ -47,7 +47,7 @@ const ATTACKS: Array<Attack<Scenario>> = [
     says: /seq 2 "Step2": bytes at .* hash to [0-9a-f]{64}, not state_hash/,
     mutate: async ({ env, run }) => {
       const data = { ...run.stateData[2], input: { label: "run", seq: 2, amount: 1_000_000 } };
-      env.server.serve(run.protocol.instance_protocol[2].state_data, stateDataBytes(data));
+      env.server.serve(run.protocol.instance_protocol[2].state_data, sealState(data).document);
       return run.url;
     },
   },
@@ -102,7 +102,7 @@ const ATTACKS: Array<Attack<Scenario>> = [
     says: /seq 6 "Injected": .* does not exist on this chain/,
     mutate: edit((protocol, env, run) => {
       const last = protocol.instance_protocol[5];
-      const data: StateData = { ...run.stateData[5], seq: 6, state_name: "Injected", state_type: "Task" };
+      const data: StateContent = { ...run.stateData[5], seq: 6, state_name: "Injected", state_type: "Task" };
       const { hash, url } = publishState(env.server, data);
       protocol.instance_protocol.push({
         ...last,

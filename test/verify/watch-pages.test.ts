@@ -49,6 +49,7 @@ describe("watch: following a paged protocol (PageFollower)", function () {
       modelHash: sha256Hex("model"),
       instanceHash: instance,
       nonce: sha256Hex("nonce"),
+      inputDigest: sha256Hex("input digest"),
       created: { block_nr: 9, transaction_hash: "0x" + "cd".repeat(32) },
     });
     const last = entries.at(-1);

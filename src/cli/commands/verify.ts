@@ -50,16 +50,21 @@ export interface VerifyCliOptions {
 
 /** The auditor's exit codes, the same for every input form (docs/AUDITOR.md, "Exit codes"). */
 export const VERIFY_EXIT_CODES = `Exit codes (the same for a URL, a file, a bundle, an ENS name and a mirror):
-  0   valid: every instance verified valid
+  0   valid: every instance verified valid, with all of its data disclosed to you
   1   invalid: a check failed on at least one instance (altered, withheld or forged data, another instance or
       issuer than asked, a bundle claiming a certificate the issuer never registered)
   2   could not verify: nothing failed, but something prevented verifying: the issuer's server or the RPC
       endpoint down, an RPC of another chain, an ENS name without url/addr record, a TLS failure, data not
       served, a private server without a key or a grant (AUTH_REQUIRED, GRANT_MISSING), no deployment for
       --network, no instance listed (the report says which, and what to do)
+  3   valid as disclosed: nothing failed and every check ran, but some data was not disclosed to you (the
+      execution input or fields of states: selective disclosure, protocol v4); what was disclosed is genuine,
+      what was not is known only by its digest, and V9 replayed or compared only what was disclosed (the
+      report's "disclosure" says what was withheld)
   64  usage: an unknown option, a target that is not an https URL, a file or an ENS name, a bad --issuer,
       both --auditor-key-env and --auditor-keystore, --auditor-key-env naming a variable that is not set
-Several instances: 1 if any is invalid, else 2 if any could not be verified, else 0.`;
+Several instances: 1 if any is invalid, else 2 if any could not be verified, else 3 if any is valid only as
+disclosed, else 0.`;
 
 export function registerVerify({ program, run }: CommandContext): void {
   program
@@ -97,7 +102,7 @@ head). To verify without the issuer's server, verify a bundle (it holds the head
 RPC is needed; the server's TLS certificate is then taken from the bundle, not observed: see docs/AUDITOR.md).
 
 Progress goes to stderr (V0 … V9 in order); reports to stdout, then with several instances a summary line
-("N instances: a valid, b invalid, c could not verify"). --json prints one object for every input form:
+("N instances: a valid, b invalid, c could not verify[, d valid as disclosed]"). --json prints one object for every input form:
 { "statetrail_verifications": 1, "target", "input_form", "reports": [...], "summary": {...} }
 (docs/verification-report.schema.json).
 

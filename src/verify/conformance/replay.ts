@@ -11,8 +11,9 @@ import {
   type ErrorInfo,
   type InstanceStatus,
   type IterationStep,
+  type DataField,
   type Outcome,
-  type StateData,
+  type StateContent,
 } from "../../protocol/schema";
 
 /**
@@ -39,12 +40,19 @@ export interface ReplaySummary {
   iterations: number;
 }
 
+/**
+ * One recorded state as the replay reads it: its clear content, and the fields that were not disclosed (null in the
+ * content, never compared). The replay needs entry 0's context and every Task attempt's and the end's outcome: V9
+ * does not replay without them ({@link replayNeeds}).
+ */
+export type ReplayState = StateContent & { redacted?: readonly DataField[] };
+
 export interface ReplayInput {
   definition: unknown;
   /** The execution input, parsed from the bytes V5 verified. */
   input: unknown;
-  /** The verified state data of every entry, in seq order. */
-  states: readonly StateData[];
+  /** The verified content of every entry, in seq order. */
+  states: readonly ReplayState[];
   status: InstanceStatus;
   /**
    * When the run can have started, Unix seconds: the block times of the instance's creation and of entry 0.
@@ -84,6 +92,8 @@ interface Comparable {
   input: unknown;
   caught: ErrorInfo | null;
   outcome: Outcome | null;
+  /** Recorded fields that were not disclosed: not compared. */
+  redacted?: readonly DataField[];
 }
 
 /** Quiet turns of the event loop after which a replay whose remaining Tasks all wait is stuck (see below). */
@@ -182,7 +192,7 @@ type FailureSchedule = "hold-failures" | "fail-at-once";
 async function replayWith(
   run: ReplayInput,
   recordedContext: ContextObject,
-  recordedEnd: StateData,
+  recordedEnd: ReplayState,
   schedule: FailureSchedule,
 ): Promise<ReplayVerdict> {
   const { definition, states, status } = run;
@@ -320,9 +330,14 @@ async function replayWith(
 }
 
 /** What is wrong with entry 0's Context Object, or null. */
-function checkContext(states: readonly StateData[], input: unknown, window: ReplayInput["startWindow"]): string | null {
+function checkContext(
+  states: readonly ReplayState[],
+  input: unknown,
+  window: ReplayInput["startWindow"],
+): string | null {
   const recorded = states[0].context;
   if (!recorded) return "entry 0 does not record the execution's Context Object";
+  // A later entry's Context Object not disclosed is not checked (V9 lists it as not compared).
   const later = states.findIndex((data, index) => index > 0 && data.context !== null);
   if (later > 0) return `seq ${states[later].seq} records a Context Object; only entry 0 may`;
   const parsed = contextSchema.safeParse(recorded);
@@ -345,7 +360,7 @@ function checkContext(states: readonly StateData[], input: unknown, window: Repl
   return null;
 }
 
-function comparable(data: StateData): Comparable {
+function comparable(data: ReplayState): Comparable {
   return {
     seq: data.seq,
     state_name: data.state_name,
@@ -354,6 +369,7 @@ function comparable(data: StateData): Comparable {
     input: data.input,
     caught: data.caught,
     outcome: data.outcome,
+    ...(data.redacted && data.redacted.length > 0 ? { redacted: data.redacted } : {}),
   };
 }
 
@@ -399,13 +415,20 @@ function difference(recorded: Comparable, replayed: Comparable): string | null {
   if (recorded.attempt !== replayed.attempt) {
     return `the replay makes attempt ${replayed.attempt} of "${recorded.state_name}" here, the protocol records attempt ${recorded.attempt}`;
   }
-  if (canonicalize(recorded.input) !== canonicalize(replayed.input)) {
+  const hidden = recorded.redacted ?? [];
+  if (!hidden.includes("input") && canonicalize(recorded.input) !== canonicalize(replayed.input)) {
     return `"${recorded.state_name}" is entered with input ${preview(replayed.input)} in the replay, the protocol records ${preview(recorded.input)}`;
   }
-  if (canonicalize(normalError(recorded.caught)) !== canonicalize(normalError(replayed.caught))) {
+  if (
+    !hidden.includes("caught") &&
+    canonicalize(normalError(recorded.caught)) !== canonicalize(normalError(replayed.caught))
+  ) {
     return `"${recorded.state_name}" is entered through a Catch of ${preview(replayed.caught)} in the replay, the protocol records ${preview(recorded.caught)}`;
   }
-  if (canonicalize(normalOutcome(recorded.outcome)) !== canonicalize(normalOutcome(replayed.outcome))) {
+  if (
+    !hidden.includes("outcome") &&
+    canonicalize(normalOutcome(recorded.outcome)) !== canonicalize(normalOutcome(replayed.outcome))
+  ) {
     return `"${recorded.state_name}" ends with ${preview(replayed.outcome)} in the replay, the protocol records ${preview(recorded.outcome)}`;
   }
   return null;
@@ -429,7 +452,7 @@ function where(path: IterationStep[]): string {
  * Map/Parallel that failed (its siblings were aborted wherever they were) or in an aborted execution.
  */
 function compareTraces(
-  states: readonly StateData[],
+  states: readonly ReplayState[],
   replayed: readonly StateEnteredEvent[],
   failedContainers: ReadonlySet<string>,
   open: boolean,
@@ -512,7 +535,7 @@ function compareTraces(
 }
 
 /** How the recorded end differs from the replayed one, or null. */
-function compareEnd(recorded: StateData, end: ExecutionEndEvent, stuck: boolean, definition: unknown): string | null {
+function compareEnd(recorded: ReplayState, end: ExecutionEndEvent, stuck: boolean, definition: unknown): string | null {
   const type = END_TYPE_OF_STATUS[end.status];
   if (recorded.state_name !== EXECUTION_END_STATE) {
     return `the protocol's last entry is "${recorded.state_name}", not the execution's end`;
@@ -541,4 +564,24 @@ function compareEnd(recorded: StateData, end: ExecutionEndEvent, stuck: boolean,
     return `the execution ends with ${preview(replayedOutcome)} in the replay, the protocol records ${preview(recorded.outcome)}`;
   }
   return null;
+}
+
+/**
+ * What the replay needs that was not disclosed: entry 0's Context Object, and the outcome of every Task attempt and
+ * of the end entry (fed to the model or compared with its end). Lists the seqs of each; empty when nothing is missing.
+ */
+export function replayNeeds(states: readonly ReplayState[]): { context: boolean; outcomes: number[] } {
+  const context = states.length > 0 && (states[0].redacted ?? []).includes("context");
+  const outcomes: number[] = [];
+  for (const data of states) {
+    const needsOutcome =
+      data.state_type === "Task" || data.state_name === EXECUTION_END_STATE || data.state_type.startsWith("Execution");
+    if (needsOutcome && (data.redacted ?? []).includes("outcome")) outcomes.push(data.seq);
+  }
+  return { context, outcomes };
+}
+
+/** The seqs of the states with a field the replay did not compare because it was not disclosed. */
+export function notCompared(states: readonly ReplayState[]): number[] {
+  return states.filter((data) => (data.redacted ?? []).length > 0).map((data) => data.seq);
 }

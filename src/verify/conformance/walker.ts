@@ -4,8 +4,9 @@ import {
   EXECUTION_END_STATE,
   type ErrorInfo,
   type InstanceStatus,
+  type DataField,
   type IterationStep,
-  type StateData,
+  type StateContent,
 } from "../../protocol/schema";
 import { evaluateChoice, mapIterations, waitRequirement, type ChoiceOutcome } from "./evaluate";
 import {
@@ -22,11 +23,21 @@ import {
 } from "./model";
 
 /** One recorded state as the conformance check reads it: its state data and its block time. */
-export type ConformanceEntry = Pick<StateData, "seq" | "state_name" | "state_type" | "iteration_path" | "attempt"> & {
+export type ConformanceEntry = Pick<
+  StateContent,
+  "seq" | "state_name" | "state_type" | "iteration_path" | "attempt"
+> & {
   /** The state's input; for the end entry the execution's output. */
   input: unknown;
   /** The error a state was entered with through a Catch; for the end entry the execution's error. */
   error: ErrorInfo | null;
+  /**
+   * `input` was not disclosed (null stands for nothing): what depends on it (a Choice decision, a Map's count, a
+   * Wait's duration) is not checked.
+   */
+  inputRedacted?: boolean;
+  /** `error` was not disclosed (null stands for nothing): a Catch route into this entry is not checked. */
+  errorRedacted?: boolean;
   /** Block time of the entry's registration (Unix seconds); null when not known. */
   timestamp: number | null;
   /** The entry was registered in a transaction of its own (per-state anchoring), so its block time dates it. */
@@ -39,14 +50,19 @@ export type ConformanceEntry = Pick<StateData, "seq" | "state_name" | "state_typ
  */
 export function conformanceEntryOf(
   data: Pick<
-    StateData,
+    StateContent,
     "seq" | "state_name" | "state_type" | "iteration_path" | "attempt" | "input" | "caught" | "outcome"
   >,
   timestamp: number | null,
   perState: boolean,
+  redacted: readonly DataField[] = [],
 ): ConformanceEntry {
   const end = data.state_name === EXECUTION_END_STATE;
+  const inputRedacted = redacted.includes(end ? "outcome" : "input");
+  const errorRedacted = redacted.includes(end ? "outcome" : "caught");
   return {
+    ...(inputRedacted ? { inputRedacted } : {}),
+    ...(errorRedacted ? { errorRedacted } : {}),
     seq: data.seq,
     state_name: data.state_name,
     state_type: data.state_type,
@@ -266,7 +282,9 @@ class Walker {
     } else if (state.Type === "Map") {
       this.stats.maps += 1;
       visit.children = new Map();
-      const count = await mapIterations(entry.state_name, state, entry.input, this.model.queryLanguage);
+      const count = entry.inputRedacted
+        ? ({ ok: false, reason: "its input is not disclosed" } as const)
+        : await mapIterations(entry.state_name, state, entry.input, this.model.queryLanguage);
       visit.expected = count.ok ? count.value : null;
       if (count.ok) this.stats.mapsCounted += 1;
       else
@@ -390,6 +408,16 @@ class Walker {
       );
     }
 
+    if (entry.errorRedacted && catchersOf(prev.state).some((c) => c.next === name)) {
+      // A Catch of the previous state leads here, and whether the entry was entered through it is in its caught
+      // error, which was not disclosed: the route is not checked (the replay checks it when the outcomes are shown).
+      this.notes.add(
+        `caught\u0000${name}`,
+        `"${name}": Catch route not checked`,
+        `seq ${entry.seq}: its caught error is not disclosed`,
+      );
+      return;
+    }
     if (entry.error) {
       // Through a Catch: the first catcher whose ErrorEquals matches the recorded error decides.
       const catchers = catchersOf(prev.state);
@@ -462,12 +490,9 @@ class Walker {
   /** The Choice decision of a visit, evaluated once. */
   private async decide(visit: Visit): Promise<ChoiceOutcome> {
     if (!visit.choice) {
-      visit.choice = await evaluateChoice(
-        visit.entry.state_name,
-        visit.state,
-        visit.entry.input,
-        this.model.queryLanguage,
-      );
+      visit.choice = visit.entry.inputRedacted
+        ? { kind: "unchecked", reason: "its input is not disclosed" }
+        : await evaluateChoice(visit.entry.state_name, visit.state, visit.entry.input, this.model.queryLanguage);
       if (visit.choice.kind === "unchecked") {
         this.notes.add(
           `choice\u0000${visit.entry.state_name}`,
@@ -570,7 +595,9 @@ class Walker {
       );
       return;
     }
-    const requirement = await waitRequirement(name, wait.state, wait.entry.input, this.model.queryLanguage);
+    const requirement = wait.entry.inputRedacted
+      ? ({ ok: false, reason: "its input is not disclosed" } as const)
+      : await waitRequirement(name, wait.state, wait.entry.input, this.model.queryLanguage);
     if (!requirement.ok) {
       this.notes.add(
         `${key}\u0000unchecked`,

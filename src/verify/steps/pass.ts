@@ -1,9 +1,8 @@
 import { Trail } from "../../protocol/anchoring";
 import { type HexHash } from "../../chain/hash";
-import { isCanonicalBytes } from "../../protocol/canonical";
-import { safeParseBounded } from "../../protocol/limits";
+import { contentOf, readStateDocument, type ReadStateDocument } from "../../protocol/disclosure";
 import { decodePage, pageCount, PageReader, sha256HexOf } from "../../protocol/pages";
-import { fastStateData, stateDataSchema, type ProtocolEntry, type StateData } from "../../protocol/schema";
+import { type ProtocolEntry } from "../../protocol/schema";
 import { StatetrailError, isStatetrailError, toStatetrailError } from "../../errors";
 import { checkAnchoredEntry, type AnchorSpan, widenSpan, checkAnchorLifetime } from "../batch";
 import { type ReadyContext } from "../context";
@@ -19,7 +18,8 @@ import { explainTransaction } from "./shared";
  * bounded number ahead, each decoded with the accumulator carried over from the page before; the instance's
  * on-chain states are read from `eth_getLogs` chunk by chunk and rebuilt incrementally; the two streams advance
  * together, entry i against on-chain state i. Each entry's V6 checks run as it arrives (its state body fetched with
- * bounded concurrency, hashed, checked and dropped, unless V9 keeps it within its budget). What V3, V5, V6, V7 and V8
+ * bounded concurrency, its data line hashed, its disclosures checked, and dropped; V9 keeps its clear content within its
+ * budget). What V3, V5, V6, V7 and V8
  * report is gathered as counts, extremes and the first findings: nothing per entry is kept, so memory is bounded by
  * a page, a log chunk and the bodies in flight, not by the instance.
  *
@@ -541,7 +541,11 @@ async function checkEntry(
   });
 }
 
-/** The state body: served at its URL, hashing to state_hash, canonical, the entry's state data. Kept for V9. */
+/**
+ * The state document: served at its URL, its first line (the state data) hashing to state_hash, every line canonical,
+ * every disclosure matching its digest (readStateDocument), the data the entry's. Its clear content is kept for V9,
+ * with the fields not disclosed; the document itself is dropped.
+ */
 async function checkBody(
   context: ReadyContext,
   entry: ProtocolEntry,
@@ -560,33 +564,24 @@ async function checkBody(
     error(`fetching ${entry.state_data}: ${(cause as Error).message}`);
     return;
   }
-  const actual = sha256HexOf(bytes);
+  // The hash covers the first line only (the state data); the disclosures after it are checked against its digests.
+  const newline = bytes.indexOf(0x0a);
+  const actual = sha256HexOf(newline < 0 ? bytes : bytes.subarray(0, newline));
   if (actual !== entry.state_hash) {
-    fail(`bytes at ${entry.state_data} hash to ${actual}, not state_hash ${entry.state_hash}`);
+    fail(`bytes at ${entry.state_data} (the data line) hash to ${actual}, not state_hash ${entry.state_hash}`);
     return;
   }
-  let data: unknown;
+  let read: ReadStateDocument;
   try {
-    data = JSON.parse(bytes.toString("utf8"));
-  } catch {
-    data = undefined;
-  }
-  // The fast validator accepts exactly what the schema does (test/protocol/fast-validators.test.ts); zod (bounded:
-  // a hostile document can't make it slow) only for what it refuses.
-  const state = fastStateData(data) ?? zodStateData(data);
-  if (!state) {
-    fail(`bytes at ${entry.state_data} are not state data`);
+    read = readStateDocument(bytes, `the state document at ${entry.state_data}`);
+  } catch (cause) {
+    // Not JSON lines, not canonical (one hash must stand for one document), not state data of version 3, a
+    // disclosure forged, moved from another state, of an unknown field or repeated: evidence, never a redaction.
+    if (!isStatetrailError(cause)) throw cause; // not checked (reported as such by the caller), never passed
+    fail(cause.message);
     return;
   }
-  if (!isCanonicalBytes(data, bytes)) {
-    // Other bytes of the same data (a duplicate key with a decoy, which readers keeping the first occurrence
-    // would show) would let one hash stand for different states to different readers.
-    fail(
-      `bytes at ${entry.state_data} are not the RFC 8785 canonical form of the data they hold (duplicate keys, ` +
-        `whitespace or key order): state_hash commits to canonical bytes only`,
-    );
-    return;
-  }
+  const state = read.data;
   let ok = true;
   const wrong = (message: string): void => {
     ok = false;
@@ -600,16 +595,12 @@ async function checkBody(
   if (state.state_type !== entry.state_type)
     wrong(`state data has type ${state.state_type}, entry ${entry.state_type}`);
   if (ok) {
-    context.artifacts.keepState(index, state, bytes.length, {
+    context.artifacts.disclosure.state(index, read.redacted);
+    context.artifacts.keepState(index, contentOf(read), read.redacted, bytes.length, {
       timestamp: entry.timestamp,
       anchored: entry.proof !== null,
     });
   }
-}
-
-function zodStateData(data: unknown): StateData | null {
-  const parsed = safeParseBounded(stateDataSchema, data);
-  return parsed.success ? parsed.data : null;
 }
 
 const statePrefixes = new WeakMap<object, string>();

@@ -2,9 +2,10 @@ import { type Step } from "../context";
 import { instancePass } from "./pass";
 
 /**
- * V6: each entry on its own, checked as its page arrives in the one streaming pass (./pass.ts). The bytes served at
- * `state_data` (the issuer's content-addressed URL) hash to `state_hash`, are canonical and are the state data of
- * this entry (instance, seq, name, type); the registry event holding the hash is in `transaction_hash` and
+ * V6: each entry on its own, checked as its page arrives in the one streaming pass (./pass.ts). The state document
+ * served at `state_data` (the issuer's content-addressed URL): its first line hashes to `state_hash`, every line is
+ * canonical, the data is this entry's (instance, seq, name, type) and each disclosure matches its field's digest (a
+ * field not disclosed is counted: the verdict is then at best valid-as-disclosed); the registry event holding the hash is in `transaction_hash` and
  * `block_nr` (a StateRegistered, or inside a StatesRegistered; for a Merkle-anchored entry its proof leads to a root
  * the issuer anchored there), sent by the issuer; `timestamp` is that block's time; `prev_state_hash` links to the
  * previous entry (the instance hash for seq 0, across page boundaries) and agrees with the event. Bodies are fetched
@@ -26,11 +27,21 @@ export const statesStep: Step = {
     const outcome = findings.outcome(
       read === 0
         ? "the protocol lists no states"
-        : `${read} states: bytes hash to state_hash and are the entries' data; events in the named ` +
+        : `${read} states: state data hash to state_hash and are the entries' data, disclosures match their digests; events in the named ` +
             `transactions and blocks (${single} StateRegistered, ${batched} in ` +
             `StatesRegistered${anchored > 0 ? `, ${anchored} Merkle-anchored in BatchAnchored roots` : ""}), ` +
             `sent by the issuer; timestamps are block times; linked from the instance hash`,
     );
+    const tally = context.artifacts.disclosure;
+    if (outcome.status === "pass" && tally.redactedStates.count > 0) {
+      const fields = Object.entries(tally.redactedFields)
+        .filter(([, count]) => count > 0)
+        .map(([field, count]) => `${field} ${count}`)
+        .join(", ");
+      outcome.detail +=
+        `; ${tally.redactedStates.count} of ${tally.states} states have fields not disclosed (${fields}), checked ` +
+        `only by their digests: seq ${tally.redactedStates.list().join(", ")}`;
+    }
     if (outcome.status === "fail" && failedStates > 0) {
       outcome.detail = `${failedStates} of ${read} states fail: ${outcome.detail}`;
     }

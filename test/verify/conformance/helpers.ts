@@ -40,7 +40,6 @@ export function recorded(
     caught: null,
     outcome: null,
     context: null,
-    salt: "5a".repeat(32),
     ...fields,
   };
 }

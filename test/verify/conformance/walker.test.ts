@@ -6,7 +6,6 @@ import { checkConformance, type ConformanceResult } from "../../../src/verify/co
 import { asEntries, example, runAws, runLocal, type LocalRun, type RecordedState } from "./helpers";
 import { FIXTURES } from "./models";
 
-const SALT = "5a".repeat(32);
 const read = (name: string): unknown => JSON.parse(fs.readFileSync(example(name), "utf8"));
 const uniqueOrder = (input: unknown): unknown => ({
   ...(input as object),
@@ -478,7 +477,6 @@ describe("conformance walker", function () {
           caught: null,
           outcome: null,
           context: null,
-          salt: SALT,
         },
         {
           seq: 1,
@@ -490,7 +488,6 @@ describe("conformance walker", function () {
           caught: null,
           outcome: null,
           context: null,
-          salt: SALT,
         },
         {
           seq: 2,
@@ -502,7 +499,6 @@ describe("conformance walker", function () {
           caught: null,
           outcome: null,
           context: null,
-          salt: SALT,
         },
         {
           seq: 3,
@@ -514,7 +510,6 @@ describe("conformance walker", function () {
           caught: null,
           outcome: null,
           context: null,
-          salt: SALT,
         },
         {
           seq: 4,
@@ -526,7 +521,6 @@ describe("conformance walker", function () {
           caught: null,
           outcome: { result: [1] },
           context: null,
-          salt: SALT,
         },
       ];
       const result = await checkConformance(model.definition, asEntries(states), "succeeded");
@@ -548,7 +542,6 @@ describe("conformance walker", function () {
             caught: null,
             outcome: null,
             context: null,
-            salt: SALT,
           },
           {
             seq: 1,
@@ -560,7 +553,6 @@ describe("conformance walker", function () {
             caught: null,
             outcome: null,
             context: null,
-            salt: SALT,
           },
           {
             seq: 2,
@@ -572,7 +564,6 @@ describe("conformance walker", function () {
             caught: null,
             outcome: null,
             context: null,
-            salt: SALT,
           },
           {
             seq: 3,
@@ -584,7 +575,6 @@ describe("conformance walker", function () {
             caught: null,
             outcome: { result: {} },
             context: null,
-            salt: SALT,
           },
         ]),
         "succeeded",

@@ -4,7 +4,7 @@
  */
 import { expect } from "chai";
 import { replayRun } from "../../../src/verify/conformance/replay";
-import { type StateData } from "../../../src/protocol/schema";
+import { type StateContent } from "../../../src/protocol/schema";
 import { recordRun, type RecordedRun } from "./harness";
 
 // A Choice on the execution's start time: a start time chosen afterwards would pick the branch.
@@ -21,7 +21,7 @@ const EARLY_BIRD = {
   },
 };
 
-function withContext(run: RecordedRun, change: (context: Record<string, unknown>, states: StateData[]) => void) {
+function withContext(run: RecordedRun, change: (context: Record<string, unknown>, states: StateContent[]) => void) {
   const states = structuredClone(run.states);
   change(states[0].context as Record<string, unknown>, states);
   return { ...run, states };

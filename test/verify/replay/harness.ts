@@ -12,8 +12,8 @@ import { buildContextObject, stateMachineNameForModel } from "../../../src/engin
 import { type EngineEvent } from "../../../src/engine/types";
 import { type AslDefinition } from "../../../src/model/types";
 import { loadModelFromBytes } from "../../../src/model/load";
-import { type StateData } from "../../../src/protocol/schema";
-import { buildStateData } from "../../../src/tracker/state-data";
+import { type StateContent } from "../../../src/protocol/schema";
+import { buildStateContent } from "../../../src/tracker/state-data";
 import { type ContextObject } from "../../../src/engine/context";
 import { type InstanceStatus } from "../../../src/protocol/schema";
 
@@ -21,7 +21,7 @@ import { type InstanceStatus } from "../../../src/protocol/schema";
 export interface RecordedRun {
   definition: unknown;
   input: unknown;
-  states: StateData[];
+  states: StateContent[];
   status: InstanceStatus;
 }
 
@@ -42,7 +42,7 @@ export async function recordRun(
     taskHandler: options.taskHandler,
     maxSteps: options.maxSteps,
   });
-  const states: StateData[] = [];
+  const states: StateContent[] = [];
   let context: ContextObject | null = null;
   let status: InstanceStatus = "running";
   const events =
@@ -54,7 +54,7 @@ export async function recordRun(
       context = event.context;
       continue;
     }
-    states.push(buildStateData(INSTANCE, states.length, event, states.length === 0 ? context : null));
+    states.push(buildStateContent(INSTANCE, states.length, event, states.length === 0 ? context : null));
     if (event.kind === "end") status = event.status;
   }
   return { definition: model.definition, input, states, status };

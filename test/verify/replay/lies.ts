@@ -13,7 +13,7 @@
  */
 import { canonicalize } from "../../../src/protocol/canonical";
 import { normalError, normalOutcome } from "../../../src/verify/conformance/replay";
-import { EXECUTION_END_STATE, type ErrorInfo, type Outcome, type StateData } from "../../../src/protocol/schema";
+import { EXECUTION_END_STATE, type ErrorInfo, type Outcome, type StateContent } from "../../../src/protocol/schema";
 import { type TaskHandlers } from "../../../src/engine/local";
 import { recordRun, type RecordedRun } from "./harness";
 import { ERRORS } from "./grammar";
@@ -75,7 +75,7 @@ export interface LieContext {
 // States.NoChoiceMatched…) is not part of the claim (AWS and the interpreter word it differently), so changing
 // it is no lie.
 
-function entryForm(data: StateData): string {
+function entryForm(data: StateContent): string {
   return canonicalize([
     data.state_name,
     data.state_type,
@@ -104,10 +104,10 @@ export function traceForm(run: RecordedRun): string {
 // ---------------------------------------------------------------------------------------------------------------
 
 const key = (path: unknown): string => JSON.stringify(path);
-const isEnd = (data: StateData): boolean => data.state_name === EXECUTION_END_STATE;
+const isEnd = (data: StateContent): boolean => data.state_name === EXECUTION_END_STATE;
 
 /** The indices (into states) of each iteration path's entries, in order. */
-function groupsOf(states: readonly StateData[]): Map<string, number[]> {
+function groupsOf(states: readonly StateContent[]): Map<string, number[]> {
   const groups = new Map<string, number[]>();
   states.forEach((data, index) => {
     if (isEnd(data)) return;
@@ -124,7 +124,7 @@ function groupsOf(states: readonly StateData[]): Map<string, number[]> {
  * next state of its own iteration path was entered without a caught error, or when it was the last state there
  * and what encloses it succeeded (the run, or the enclosing container).
  */
-function containerSucceeded(states: readonly StateData[], path: StateData["iteration_path"]): boolean {
+function containerSucceeded(states: readonly StateContent[], path: StateContent["iteration_path"]): boolean {
   const step = path[path.length - 1];
   const outer = path.slice(0, -1);
   const group = groupsOf(states).get(key(outer)) ?? [];
@@ -139,7 +139,7 @@ function containerSucceeded(states: readonly StateData[], path: StateData["itera
 }
 
 /** May this iteration path be cut short in a genuine run (some enclosing Map or Parallel did not certainly succeed)? */
-function mayBeCutShort(run: RecordedRun, path: StateData["iteration_path"]): boolean {
+function mayBeCutShort(run: RecordedRun, path: StateContent["iteration_path"]): boolean {
   if (run.status === "aborted") return true;
   for (let depth = path.length; depth > 0; depth -= 1) {
     if (!containerSucceeded(run.states, path.slice(0, depth))) return true;
@@ -160,7 +160,7 @@ function clone<T>(value: T): T {
 }
 
 /** Renumbers by position and moves the Context Object to entry 0 (naming `input`), as a coherent liar would. */
-function normalize(genuine: RecordedRun, states: StateData[], input: unknown, status = genuine.status): RecordedRun {
+function normalize(genuine: RecordedRun, states: StateContent[], input: unknown, status = genuine.status): RecordedRun {
   const context = clone(genuine.states[0].context) as { Execution?: { Input?: unknown } } | null;
   if (context?.Execution) context.Execution.Input = clone(input);
   const renumbered = states.map((data, seq) => ({
@@ -198,7 +198,7 @@ export function mutateJson(value: unknown, pick: Pick): unknown {
   return { ...clone(record), lie: pick(100) };
 }
 
-function entries(states: readonly StateData[], filter: (data: StateData) => boolean): number[] {
+function entries(states: readonly StateContent[], filter: (data: StateContent) => boolean): number[] {
   return states.flatMap((data, index) => (filter(data) ? [index] : []));
 }
 
@@ -405,7 +405,7 @@ const GENERATORS: Record<LieKind | AllowedKind, Generator> = {
     if (tasks.length === 0) return null;
     const at = tasks[pick(tasks.length)];
     const target = genuine.states[at];
-    const same = (data: StateData): boolean =>
+    const same = (data: StateContent): boolean =>
       data.state_name === target.state_name && key(data.iteration_path) === key(target.iteration_path);
     let states = clone(genuine.states);
     let what: string;
@@ -414,7 +414,7 @@ const GENERATORS: Record<LieKind | AllowedKind, Generator> = {
       for (const data of states) if (same(data) && data.attempt > target.attempt) data.attempt -= 1;
       what = `"${target.state_name}": attempt ${target.attempt} removed`;
     } else {
-      const extra: StateData = {
+      const extra: StateContent = {
         ...clone(target),
         attempt: target.attempt,
         caught: null,
@@ -436,7 +436,7 @@ const GENERATORS: Record<LieKind | AllowedKind, Generator> = {
     const parent = genuine.states[at];
     const prefix = [...parent.iteration_path];
     const depth = prefix.length;
-    const inside = (data: StateData): boolean =>
+    const inside = (data: StateContent): boolean =>
       data.iteration_path.length > depth &&
       key(data.iteration_path.slice(0, depth)) === key(prefix) &&
       data.iteration_path[depth].parent === parent.state_name;
@@ -535,7 +535,7 @@ const GENERATORS: Record<LieKind | AllowedKind, Generator> = {
     if (containers.length === 0) return null;
     const parent = genuine.states[containers[pick(containers.length)]];
     const depth = parent.iteration_path.length;
-    const inside = (data: StateData): boolean =>
+    const inside = (data: StateContent): boolean =>
       data.iteration_path.length > depth &&
       key(data.iteration_path.slice(0, depth)) === key(parent.iteration_path) &&
       data.iteration_path[depth].parent === parent.state_name;
@@ -670,7 +670,7 @@ const GENERATORS: Record<LieKind | AllowedKind, Generator> = {
   "truncate-aborted"({ genuine }, pick) {
     const body = genuine.states.filter((data) => !isEnd(data));
     const keep = 1 + pick(body.length);
-    const end: StateData = {
+    const end: StateContent = {
       ...clone(genuine.states[genuine.states.length - 1]),
       state_type: "ExecutionAborted",
       outcome: null,
@@ -686,12 +686,12 @@ const GENERATORS: Record<LieKind | AllowedKind, Generator> = {
 };
 
 /** Is one iteration path the other or encloses it? (Entries of such paths are ordered by causality.) */
-function related(a: StateData["iteration_path"], b: StateData["iteration_path"]): boolean {
+function related(a: StateContent["iteration_path"], b: StateContent["iteration_path"]): boolean {
   const [short, long] = a.length <= b.length ? [a, b] : [b, a];
   return key(long.slice(0, short.length)) === key(short);
 }
 
-function where(data: StateData): string {
+function where(data: StateContent): string {
   return data.iteration_path.length === 0 ? "top level" : key(data.iteration_path);
 }
 
