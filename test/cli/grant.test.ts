@@ -89,10 +89,14 @@ describe("CLI: grant, revoke-grant, access (ACCESS.md)", function () {
     expect(logLines()).to.have.length(4);
   });
 
-  it("refuses --fields (NOT_SUPPORTED), bad scopes, bad addresses and times, and a malformed policy", async () => {
-    const fields = await cli("grant", "all", ALICE, "--fields", "amount");
-    expect(fields.code).to.equal(64);
-    expect(fields.stderr).to.match(/error NOT_SUPPORTED: --fields: selective disclosure is not built yet/);
+  it("refuses unknown --fields, bad scopes, bad addresses and times, and a malformed policy", async () => {
+    for (const list of ["bogus", "outcome,bogus", "", "all,input", "Outcome"]) {
+      const fields = await cli("grant", "all", ALICE, "--fields", list);
+      expect(fields.code, list).to.equal(64);
+      expect(fields.stderr, list)
+        .to.match(/error INVALID_ARGUMENT: --fields/)
+        .and.match(/the allowed fields are caught, context, input, outcome/);
+    }
     expect(fs.existsSync(accessFile(home))).to.equal(false);
     for (const argv of [
       ["grant", "model:xyz", ALICE],
@@ -118,6 +122,56 @@ describe("CLI: grant, revoke-grant, access (ACCESS.md)", function () {
       .to.match(/error ACCESS_POLICY_INVALID/)
       .and.match(/what to do:/);
     expect((await cli("access", "status")).stderr).to.match(/ACCESS_POLICY_INVALID/);
+  });
+
+  it("grant --fields: stored in DATA_FIELDS order, logged, shown by access status; granting again replaces fields and until", async () => {
+    const first = await cli(
+      "grant",
+      `instance:${INSTANCE}`,
+      ALICE,
+      "--fields",
+      "outcome, input,outcome",
+      "--until",
+      "30d",
+    );
+    expect(first.code, first.stderr).to.equal(0);
+    expect(first.stdout).to.match(/may read instance:[0-9a-f]{64}, fields input, outcome until /);
+    let [grant] = readPolicy(home)!.grants;
+    expect(grant.fields).to.deep.equal(["input", "outcome"]);
+    expect(logLines()[0]).to.deep.include({ action: "grant", id: grant.id, fields: ["input", "outcome"] });
+    const status = await cli("access", "status");
+    expect(status.stdout).to.match(
+      new RegExp(`${grant.id} ${ALICE} instance:${INSTANCE} fields input, outcome until `),
+    );
+    const listed = await json("access", "status");
+    expect((listed.grants as { fields: unknown }[])[0].fields).to.deep.equal(["input", "outcome"]);
+
+    // context discloses the execution input too: said at grant time, and in the help.
+    const context = await json("grant", `model:${MODEL}`, ALICE, "--fields", "context");
+    expect(context.fields).to.deep.equal(["context"]);
+    expect((await cli("grant", `model:${MODEL}`, ALICE, "--fields", "context")).stdout).to.match(
+      /context discloses the execution input too/,
+    );
+    const help = await cli("grant", "--help");
+    expect(help.stdout).to.match(/WARNING: granting context discloses the execution input too/);
+    expect(help.stdout).to.match(/input +a state's input, and the execution input/);
+
+    // The same scope and address again: that grant's fields and until are replaced (none given: every field).
+    const again = await json("grant", `instance:${INSTANCE}`, ALICE, "--fields", "caught");
+    expect(again.id).to.equal(grant.id);
+    [grant] = readPolicy(home)!.grants;
+    expect(grant).to.deep.include({ fields: ["caught"], until: null });
+    expect(logLines().at(-1)).to.deep.include({ action: "grant", replaced: grant.id, fields: ["caught"] });
+    await json("grant", `instance:${INSTANCE}`, ALICE);
+    [grant] = readPolicy(home)!.grants;
+    expect(grant.fields).to.equal(null);
+    expect((await cli("access", "status")).stdout).to.match(
+      new RegExp(`${grant.id} ${ALICE} instance:${INSTANCE} every field`),
+    );
+    const none = await json("grant", "all", BOB, "--fields", "none");
+    expect(none.fields).to.deep.equal([]);
+    expect((await cli("access", "status")).stdout).to.match(/all no field \(structure and digests only\)/);
+    expect(readPolicy(home)!.grants).to.have.length(3);
   });
 
   it("an ENS grantee: the resolved address counts, the name is recorded; a name that doesn't resolve is ENS_UNRESOLVED", async () => {
@@ -173,7 +227,9 @@ describe("CLI: grant, revoke-grant, access (ACCESS.md)", function () {
     expect(listed).to.include({ mode: "private", file: accessFile(home) });
     expect(listed.public).to.deep.equal([INSTANCE]);
     expect((listed.grants as { grantee: string; live: boolean }[])[0]).to.include({ grantee: ALICE, live: true });
-    expect((await cli("access", "status")).stdout).to.match(/grants:\n {2}g-[0-9a-f]{8} 0x7099.* all until /);
+    expect((await cli("access", "status")).stdout).to.match(
+      /grants:\n {2}g-[0-9a-f]{8} 0x7099.* all every field until /,
+    );
 
     expect((await json("access", "unpublic", INSTANCE)).changed).to.equal(true);
     expect(readPolicy(home)!.public).to.deep.equal([]);

@@ -296,7 +296,7 @@ describe("server: access control (ACCESS.md)", function () {
     expect(head.headers["cache-control"]).to.equal("no-cache");
     expect(head.headers.etag).to.match(/^"[0-9a-f]{64}"$/);
     const input = await get(`/instances/${fixture.instanceHash}/input`);
-    expect(input.body.equals(fixture.inputBytes)).to.equal(true);
+    expect(input.body.equals(fixture.input.document)).to.equal(true);
     const state = await get(`/states/${fixture.states[1].hash}`);
     expect(state.body.equals(fixture.states[1].bytes)).to.equal(true);
     const model = await get(`/models/${fixture.modelHash}`);

@@ -107,12 +107,14 @@ describe("server: HTTPS app", function () {
     expect(response.certificate.fingerprint).to.equal(cert.fingerprint);
   });
 
-  it("serves every state's exact bytes, hashing to the URL", async () => {
+  it("serves every state's whole document (open: every field), its data line hashing to the URL", async () => {
     for (const state of fixture.states) {
       const response = await get(`/states/${state.hash}`);
       expect(response.body.equals(state.bytes)).to.equal(true);
-      expect(sha256Hex(response.body)).to.equal(state.hash);
-      expect(response.headers.etag).to.equal(`"${state.hash}"`);
+      expect(sha256Hex(response.body.subarray(0, response.body.indexOf(0x0a)))).to.equal(state.hash);
+      expect(response.headers.etag).to.equal(`"${sha256Hex(state.bytes)}"`);
+      expect(response.headers["content-type"]).to.equal("application/jsonl; charset=utf-8");
+      expect(response.headers["cache-control"]).to.equal("public, max-age=31536000, immutable");
     }
   });
 
@@ -128,10 +130,11 @@ describe("server: HTTPS app", function () {
     expect(Number(head.headers["content-length"])).to.equal(fixture.modelBytes.length);
   });
 
-  it("serves the exact input bytes", async () => {
+  it("serves the input document (open: disclosed), never the raw input file", async () => {
     const response = await get(`/instances/${fixture.instanceHash}/input`);
-    expect(response.body.equals(fixture.inputBytes)).to.equal(true);
-    expect(response.headers.etag).to.equal(`"${sha256Hex(fixture.inputBytes)}"`);
+    expect(response.body.equals(fixture.input.document)).to.equal(true);
+    expect(response.body.includes(fixture.inputBytes)).to.equal(false);
+    expect(response.headers.etag).to.equal(`"${sha256Hex(fixture.input.document)}"`);
     expect(response.headers["cache-control"]).to.match(/immutable/);
   });
 
@@ -261,12 +264,14 @@ describe("server: HTTPS app", function () {
   it("refuses to serve bytes that don't match their hash (corrupt store → 500)", async () => {
     const state = fixture.states[0];
     const file = fixture.home.stateFile(state.hash);
-    fs.writeFileSync(file, Buffer.concat([state.bytes, Buffer.from(" ")]));
+    // The data line changed (what the hash addresses); a byte more after it is not the data's.
+    fs.writeFileSync(file, Buffer.concat([Buffer.from(" "), state.bytes]));
     try {
       const response = await raw(server, "GET", `/states/${state.hash}`);
       expect(response.status).to.equal(500);
       expect(errorOf(response).code).to.equal("INTERNAL");
-      expect(response.body.includes(state.bytes)).to.equal(false);
+      expect(response.body.includes(state.dataBytes)).to.equal(false);
+      expect(response.body.includes(state.disclosures[0].salt)).to.equal(false);
       expect(logs.some((line) => line.includes(state.hash))).to.equal(true);
     } finally {
       fs.writeFileSync(file, state.bytes);

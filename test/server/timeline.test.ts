@@ -3,14 +3,21 @@ import https from "node:https";
 import { expect } from "chai";
 import { FetchError, pinnedFetch } from "../../src/net/pinned-fetch";
 import { sealedFields } from "../../src/protocol/pages";
-import { type InstanceProtocol, type UnsignedProtocol } from "../../src/protocol/schema";
+import { PROTOCOL_VERSION, type InstanceProtocol, type UnsignedProtocol } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server/https";
 import { TIMELINE_CSP } from "../../src/server/timeline";
 import { makeCertificate, makeHome, type TestCertificate, type TestHome } from "./fixtures";
 
-/** A fixture protocol as version 3 with `pageSize` entries per page (sealed: entries and accumulator recomputed). */
+/**
+ * A fixture protocol (of the current version, paged since version 3: the name stayed) with `pageSize` entries per
+ * page (sealed: entries and accumulator recomputed).
+ */
 export function asVersion3(protocol: InstanceProtocol, pageSize: number): InstanceProtocol {
-  const unsigned = { ...protocol, protocol_version: 3, page_size: pageSize } as unknown as UnsignedProtocol;
+  const unsigned = {
+    ...protocol,
+    protocol_version: PROTOCOL_VERSION,
+    page_size: pageSize,
+  } as unknown as UnsignedProtocol;
   return { ...sealedFields(unsigned), signature: "0xnot-checked-by-the-server" };
 }
 
