@@ -4,10 +4,9 @@ import path from "node:path";
 import { decodePage, pageCount } from "../protocol/pages";
 import { type ReadStateDocument } from "../protocol/disclosure";
 import { type InstanceProtocol, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
-import { disclosureLines, subjectLine } from "./report";
+import { disclosureLines, somethingWithheld, subjectLine } from "./report";
 import { REDACTED } from "../chain/provider";
 import { type DisclosureSummary, type StepStatus, type Verdict, type VerificationReport } from "./types";
-import { fullyDisclosed } from "./verdict";
 
 /**
  * The audit report as one self-contained HTML document (`statetrail verify --html report.html`): the
@@ -182,7 +181,7 @@ function section(item: ReportEvidence, number: number | null, unrendered?: strin
     checkedAgainstHtml(report, explorer ?? explorerFor(report.checked_against?.chain_id)),
   );
   parts.push(`<h2>Checks</h2>`, checksTable(report));
-  if (report.disclosure && !fullyDisclosed(report.disclosure)) {
+  if (somethingWithheld(report.disclosure)) {
     parts.push(`<h2>Disclosure</h2>`, disclosureHtml(report.disclosure));
   }
   parts.push(`<h2>Timeline</h2>`);

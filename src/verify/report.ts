@@ -10,7 +10,7 @@ import {
   type StepStatus,
   type VerificationReport,
 } from "./types";
-import { exitCodeOf, fullyDisclosed, verdictOf } from "./verdict";
+import { exitCodeOf, verdictOf } from "./verdict";
 
 const LABELS: Record<StepStatus, string> = {
   pass: "PASS ",
@@ -98,9 +98,23 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
   return onceEach(lines).join("\n") + "\n";
 }
 
-/** The disclosure summary as text: nothing when everything was disclosed and compared. */
+/**
+ * Whether a disclosure summary shows data withheld from the auditor (the input, a field, or a replay not run or not
+ * compared in full for that reason): what the report then lists.
+ */
+export function somethingWithheld(disclosure: DisclosureSummary | null | undefined): disclosure is DisclosureSummary {
+  return (
+    !!disclosure &&
+    (disclosure.execution_input === "redacted" ||
+      disclosure.states_with_redactions > 0 ||
+      disclosure.replay === "partial" ||
+      disclosure.replay === "none")
+  );
+}
+
+/** The disclosure summary as text: nothing unless something was withheld from the auditor. */
 export function disclosureLines(disclosure: DisclosureSummary | null | undefined): string[] {
-  if (!disclosure || fullyDisclosed(disclosure)) return [];
+  if (!somethingWithheld(disclosure)) return [];
   const lines = ["", "Disclosure: not everything was disclosed to you (selective disclosure):"];
   lines.push(
     `  execution input: ${disclosure.execution_input === "redacted" ? "redacted (only its digest is known)" : disclosure.execution_input}`,

@@ -1,9 +1,11 @@
 import { expect } from "chai";
 import { isStatetrailError } from "../../src/errors";
 import {
+  exitCodeOf,
   FetchSession,
   renderReport,
   verdictOf,
+  type DisclosureSummary,
   type EnsReader,
   type Fetcher,
   type StepResult,
@@ -176,6 +178,36 @@ describe("verifier steps", function () {
     it("is invalid as soon as any step fails, optional or not, whatever else happened", function () {
       expect(verdictOf([required("error"), optional("fail")])).to.equal("invalid");
       expect(verdictOf([required("skip"), required("fail")])).to.equal("invalid");
+      expect(verdictOf([required("partial"), required("fail")])).to.equal("invalid");
+    });
+
+    const disclosure = (changes: Partial<DisclosureSummary> = {}): DisclosureSummary => ({
+      execution_input: "disclosed",
+      states: 4,
+      states_with_redactions: 0,
+      redacted_fields: { input: 0, caught: 0, outcome: 0, context: 0 },
+      redacted_states: [],
+      replay: "full",
+      not_replayed: null,
+      not_compared: [],
+      complete: true,
+      ...changes,
+    });
+
+    it("is valid-as-disclosed (never valid) when anything was withheld, could-not-verify and invalid first", function () {
+      expect(verdictOf([required("pass")], disclosure())).to.equal("valid");
+      expect(verdictOf([required("pass")], disclosure({ replay: "not-run" }))).to.equal("valid");
+      expect(verdictOf([required("pass"), required("partial")], disclosure())).to.equal("valid-as-disclosed");
+      const redacted = disclosure({ execution_input: "redacted", complete: false });
+      expect(verdictOf([required("pass")], redacted)).to.equal("valid-as-disclosed");
+      expect(verdictOf([required("pass")], disclosure({ states_with_redactions: 1 }))).to.equal("valid-as-disclosed");
+      expect(verdictOf([required("pass")], disclosure({ replay: "none" }))).to.equal("valid-as-disclosed");
+      expect(verdictOf([required("pass")], disclosure({ execution_input: "unknown" }))).to.equal("valid-as-disclosed");
+      expect(verdictOf([required("pass")], null)).to.equal("valid-as-disclosed");
+      expect(verdictOf([required("partial"), required("error")], redacted)).to.equal("could-not-verify");
+      expect(verdictOf([required("partial"), required("skip")], redacted)).to.equal("could-not-verify");
+      expect(verdictOf([required("partial"), optional("fail")], redacted)).to.equal("invalid");
+      expect(exitCodeOf("valid-as-disclosed")).to.equal(3);
     });
   });
 

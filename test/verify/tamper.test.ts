@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { toBytes32 } from "../../src/chain/hash";
-import { sealState } from "../../src/protocol/disclosure";
+import { sealInput, sealState } from "../../src/protocol/disclosure";
 import { type InstanceProtocol, type StateContent } from "../../src/protocol/schema";
 import {
   deployRegistries,
@@ -175,12 +175,23 @@ const ATTACKS: Array<Attack<Scenario>> = [
     },
   },
   {
-    name: "instance input swapped on the server",
+    name: "instance input swapped on the server (raw bytes instead of the input document)",
     claim: "the instance, its issuer, model and input",
     fails: ["V5"],
-    says: /instance_data .* recomputes instance hash [0-9a-f]{64}, not/,
+    says: /instance_data .*: the input document is not one JSON line ending in a newline/,
     mutate: async ({ env, run }) => {
       env.server.serve(run.protocol.instance_data, Buffer.from('{"amount": 1000000}'));
+      return run.url;
+    },
+  },
+  {
+    name: "instance input swapped on the server (a disclosure of another input, the genuine salt)",
+    claim: "the instance, its issuer, model and input",
+    fails: ["V5"],
+    says: /instance_data .*: the disclosed execution input does not match input_digest \(a forged input\)/,
+    mutate: async ({ env, run }) => {
+      const swapped = sealInput(Buffer.from('{"amount":1000000}'), run.sealedInput.disclosure.salt);
+      env.server.serve(run.protocol.instance_data, swapped.document);
       return run.url;
     },
   },

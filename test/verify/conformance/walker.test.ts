@@ -2,7 +2,7 @@ import fs from "node:fs";
 import { expect } from "chai";
 import { loadModelFromBytes } from "../../../src/model/load";
 import { type InstanceStatus } from "../../../src/protocol/schema";
-import { checkConformance, type ConformanceResult } from "../../../src/verify/conformance";
+import { checkConformance, conformanceEntryOf, type ConformanceResult } from "../../../src/verify/conformance";
 import { asEntries, example, runAws, runLocal, type LocalRun, type RecordedState } from "./helpers";
 import { FIXTURES } from "./models";
 
@@ -163,6 +163,46 @@ describe("conformance walker", function () {
         expect(run.status).to.equal(fixture.status);
         expectConforms(await check(run));
       }
+    });
+  });
+
+  describe("fields not disclosed (selective disclosure): what depends on them is noted unchecked, never failed", function () {
+    it("a Choice whose input is not disclosed: its decision is not re-evaluated, the edge still checked", async function () {
+      const run = await orderRun();
+      const choice = at(run.states, "Payment method?");
+      const entries = asEntries(run.states).map((entry, index) =>
+        index === choice ? { ...entry, input: null, inputRedacted: true } : entry,
+      );
+      const result = await checkConformance(run.model.definition, entries, run.status);
+      expect(result.violation?.message ?? null).to.equal(null);
+      expect(JSON.stringify(result.notes)).to.contain("its input is not disclosed");
+      expect(result.stats.choicesChecked).to.be.lessThan(result.stats.choices);
+      // The edge is clear structure: a target that is no edge of the Choice still fails.
+      const wrong = entries.map((entry, index) =>
+        index === choice + 1 ? { ...entry, state_name: "Ship", state_type: "Task" as const } : entry,
+      );
+      const violated = await checkConformance(run.model.definition, wrong, run.status);
+      expect(violated.violation, "a violation").to.not.equal(null);
+    });
+
+    it("conformanceEntryOf marks the redacted input (the end's outcome) and caught error", function () {
+      const state = {
+        seq: 3,
+        state_name: "X",
+        state_type: "Pass" as const,
+        iteration_path: [],
+        attempt: 0,
+        input: null,
+        caught: null,
+        outcome: null,
+      };
+      expect(conformanceEntryOf(state, null, false, ["input", "caught"])).to.deep.include({
+        inputRedacted: true,
+        errorRedacted: true,
+      });
+      const plain = conformanceEntryOf(state, null, false, []);
+      expect(plain).to.not.have.property("inputRedacted");
+      expect(plain).to.not.have.property("errorRedacted");
     });
   });
 
