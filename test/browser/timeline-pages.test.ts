@@ -2,7 +2,9 @@ import fs from "node:fs";
 import { expect } from "chai";
 import { type BrowserContext, type Page } from "playwright-core";
 import { sealedFields } from "../../src/protocol/pages";
-import { type InstanceProtocol, type UnsignedProtocol } from "../../src/protocol/schema";
+import { canonicalBytes } from "../../src/protocol/canonical";
+import { stateDocument } from "../../src/protocol/disclosure";
+import { PROTOCOL_VERSION, type InstanceProtocol, type UnsignedProtocol } from "../../src/protocol/schema";
 import { startServer, type RunningServer } from "../../src/server/https";
 import { makeCertificate, makeHome, type TestCertificate, type TestHome } from "../server/fixtures";
 import { artifact, launchChromium } from "./chromium";
@@ -10,9 +12,13 @@ import { artifact, launchChromium } from "./chromium";
 // What the page functions below use in the browser (the project compiles without the DOM library).
 declare const document: { querySelectorAll(selector: string): { length: number } };
 
-/** A fixture protocol as version 3 with `pageSize` entries per page (sealed: entries and accumulator recomputed). */
+/** A fixture protocol (paged, as since version 3) with `pageSize` entries per page (entries and accumulator resealed). */
 function asVersion3(protocol: InstanceProtocol, pageSize: number): InstanceProtocol {
-  const unsigned = { ...protocol, protocol_version: 3, page_size: pageSize } as unknown as UnsignedProtocol;
+  const unsigned = {
+    ...protocol,
+    protocol_version: PROTOCOL_VERSION,
+    page_size: pageSize,
+  } as unknown as UnsignedProtocol;
   return { ...sealedFields(unsigned), signature: "0xnot-checked-by-the-server" };
 }
 
@@ -204,5 +210,54 @@ describe("timeline page in Chromium: paging through a long instance", function (
     expect(await seqs()).to.deep.equal([0, 1, 2]);
     await page.screenshot({ path: artifact("timeline-pages-nojs.png"), fullPage: true });
     await page.close();
+  });
+
+  it("shows each field's value where disclosed, redacted with its digest where not, and a forged disclosure as such", async function () {
+    const instance = fixture.instanceHash;
+    fixture.home.writeProtocol(asVersion3(fixture.protocol(10, "succeeded"), 3));
+    // As a grant of outcome only serves them: seq 9 with the outcome's disclosure alone; seq 8 with an outcome whose
+    // value was changed after it was digested; seq 7 whole.
+    const [, , , , , , , seven, eight, nine] = fixture.states;
+    const outcomeOf = (state: typeof nine) => state.disclosures.filter((d) => d.field === "outcome");
+    const forged = { ...outcomeOf(eight)[0], value: { result: "not what was digested" } };
+    fs.writeFileSync(fixture.home.stateFile(nine.hash), stateDocument(nine.dataBytes, outcomeOf(nine)));
+    fs.writeFileSync(fixture.home.stateFile(eight.hash), stateDocument(eight.dataBytes, [forged]));
+    try {
+      const { page, errors } = await open(browser, `/#/instances/${instance}`);
+      const field = (seq: number, name: string) => `li.state[data-seq="${seq}"] .field[data-field="${name}"]`;
+      await page.waitForSelector(field(9, "outcome"));
+      expect(await page.getAttribute(field(9, "outcome"), "data-disclosed")).to.equal("true");
+      expect(await page.textContent(`${field(9, "outcome")} .field-value`)).to.equal(
+        canonicalBytes(nine.content.outcome).toString("utf8"),
+      );
+      for (const name of ["caught", "context", "input"] as const) {
+        expect(await page.getAttribute(field(9, name), "data-disclosed"), name).to.equal("false");
+        expect(await page.textContent(`${field(9, name)} .field-redacted`)).to.equal("redacted");
+        const digest = JSON.parse(nine.dataBytes.toString("utf8")).fields[name] as string;
+        expect(await page.getAttribute(`${field(9, name)} code.hash`, "title")).to.equal(digest);
+        expect(await page.textContent(`${field(9, name)} code.hash`)).to.equal(`${digest.slice(0, 12)}…`);
+      }
+      const shown = await page.textContent('li.state[data-seq="9"]');
+      for (const secret of ["input-secret-9", "caught-secret-9", "context-secret-9"]) {
+        expect(shown).to.not.include(secret);
+      }
+      await page.click("#load-older");
+      await page.waitForSelector(field(8, "outcome"));
+      await page.waitForSelector(field(7, "input"));
+      expect(await page.getAttribute(field(8, "outcome"), "data-disclosed")).to.equal("false");
+      expect(await page.textContent(`${field(8, "outcome")} .field-redacted`)).to.equal("does not match its digest");
+      expect(await page.textContent('li.state[data-seq="8"]')).to.not.include("not what was digested");
+      for (const name of ["caught", "context", "input", "outcome"] as const) {
+        expect(await page.getAttribute(field(7, name), "data-disclosed"), name).to.equal("true");
+      }
+      // A caught error is shown on the state's line, from its disclosure.
+      expect(await page.textContent('li.state[data-seq="7"] .state-error')).to.include("CaughtSecret7");
+      await page.screenshot({ path: artifact("timeline-fields.png"), fullPage: true });
+      expect(errors).to.deep.equal([]);
+      await page.close();
+    } finally {
+      fs.writeFileSync(fixture.home.stateFile(nine.hash), nine.bytes);
+      fs.writeFileSync(fixture.home.stateFile(eight.hash), eight.bytes);
+    }
   });
 });

@@ -11,7 +11,9 @@
  *
  * An instance may have a million states: the page never loads them all. It reads the head, then the pages it shows
  * (`/instances/<h>/protocol/pages/<k>`, JSON lines): the latest first, older ones on demand ("load older", a jump to
- * a seq), at most MAX_SHOWN_PAGES at once, and the state data of the entries shown. Each page shown is checked in the
+ * a seq), at most MAX_SHOWN_PAGES at once, and the state documents of the entries shown (`/states/<h>`, JSON lines:
+ * the state data with each field's digest, then the disclosures this reader was granted). Each field shows its value
+ * where disclosed (checked against its digest), else "redacted" and the digest. Each page shown is checked in the
  * browser against the accumulator chain (SubtleCrypto), labelled as a convenience, not a verification.
  *
  * Every verdict shown is computed by the issuer's own server, so it is labelled as the issuer's claim, next to the
@@ -361,6 +363,107 @@
     return bytesToHex(accumulator);
   }
 
+  /** The data fields of a state, in the order the state document discloses them. */
+  var DATA_FIELDS = ["caught", "context", "input", "outcome"];
+
+  async function sha256Hex(text) {
+    return bytesToHex(new Uint8Array(await window.crypto.subtle.digest("SHA-256", new TextEncoder().encode(text))));
+  }
+
+  /**
+   * Reads a state document as served (JSON lines): line 1 the state data (structure, and `fields`: each field's
+   * digest), then one disclosure `{"field","salt","value"}` per field this reader may see. Returns the data with
+   * `disclosed` (field → value) and `forged` (field → true where a disclosure does not match its digest: its value is
+   * not shown). The digest is SHA-256 of the canonical `[salt, field, value]`; a served line is canonical, so that is
+   * its value's text between `["<salt>","<field>",` and `]`. Without SubtleCrypto values are shown unchecked.
+   */
+  async function readStateDocument(text) {
+    var lines = text.split("\n");
+    if (lines.length < 2 || lines[lines.length - 1] !== "") throw new Error("not a state document");
+    lines.pop();
+    var data = JSON.parse(lines[0]);
+    if (!data || typeof data !== "object" || !data.fields || typeof data.fields !== "object") {
+      throw new Error("not state data with field digests");
+    }
+    data.disclosed = {};
+    data.forged = {};
+    for (var i = 1; i < lines.length; i += 1) {
+      var disclosure = JSON.parse(lines[i]);
+      var field = disclosure && disclosure.field;
+      if (DATA_FIELDS.indexOf(field) < 0 || typeof disclosure.salt !== "string") continue;
+      if (window.crypto && window.crypto.subtle) {
+        var at = lines[i].indexOf('"value":');
+        var valueText = at < 0 ? "" : lines[i].slice(at + 8, -1);
+        var digest = await sha256Hex('["' + disclosure.salt + '",' + JSON.stringify(field) + "," + valueText + "]");
+        if (digest !== data.fields[field]) {
+          data.forged[field] = true;
+          continue;
+        }
+      }
+      data.disclosed[field] = disclosure.value;
+    }
+    return data;
+  }
+
+  async function getStateDocument(hash) {
+    var response = await fetch("/states/" + hash, {
+      headers: { accept: "application/jsonl, application/json" },
+      cache: "no-store",
+    });
+    if (!response.ok) {
+      var failure = new Error("HTTP " + response.status);
+      failure.status = response.status;
+      throw failure;
+    }
+    return readStateDocument(await response.text());
+  }
+
+  /** A value for one line of the page: compact JSON, cut at 160 characters (the whole of it in the tooltip). */
+  function shortJson(value) {
+    var text = JSON.stringify(value);
+    if (text === undefined) text = String(value);
+    return text.length > 160 ? text.slice(0, 159) + "…" : text;
+  }
+
+  /** Each field of a state: its value where disclosed, else "redacted" and its digest (shortened). */
+  function fieldsNode(data) {
+    if (!data || !data.fields || !data.disclosed) return null;
+    return h(
+      "div",
+      { className: "state-fields" },
+      DATA_FIELDS.map(function (field) {
+        var digest = String(data.fields[field] || "");
+        if (Object.prototype.hasOwnProperty.call(data.disclosed, field)) {
+          var full = JSON.stringify(data.disclosed[field]);
+          return h("span", { className: "field disclosed", "data-field": field, "data-disclosed": "true" }, [
+            h("span", { className: "field-name", text: field }),
+            " ",
+            h("code", { className: "field-value", title: full, text: shortJson(data.disclosed[field]) }),
+          ]);
+        }
+        var forged = data.forged && data.forged[field];
+        return h(
+          "span",
+          {
+            className: "field " + (forged ? "forged" : "redacted"),
+            "data-field": field,
+            "data-disclosed": "false",
+          },
+          [
+            h("span", { className: "field-name", text: field }),
+            " ",
+            h("span", {
+              className: "field-redacted",
+              text: forged ? "does not match its digest" : "redacted",
+            }),
+            " ",
+            h("code", { className: "hash", title: digest, text: digest.slice(0, 12) + "…" }),
+          ],
+        );
+      }),
+    );
+  }
+
   /** Reads page `index` as served: its header and its entry lines (and the entries they parse to). */
   async function fetchPage(instance, index) {
     var response = await fetch("/instances/" + instance + "/protocol/pages/" + index);
@@ -446,7 +549,8 @@
     if (data && data.attempt > 0)
       main.appendChild(h("span", { className: "attempt", text: " attempt " + (data.attempt + 1) }));
     // The error a state was entered with (a Catch), or the one its Task attempt (or the execution) ended with.
-    var error = data && (data.caught || (data.outcome && data.outcome.error));
+    var fields = (data && data.disclosed) || {};
+    var error = fields.caught || (fields.outcome && fields.outcome.error);
     if (error) {
       main.appendChild(
         h("span", {
@@ -477,6 +581,7 @@
     return h("li", { className: classes.join(" "), "data-seq": entry.seq, "data-state-hash": entry.state_hash }, [
       main,
       metaRow,
+      fieldsNode(data),
     ]);
   }
 
@@ -978,7 +1083,7 @@
     /** State data of the entries shown is fetched six at a time, by hash, from this origin. */
     function fetchState(hash) {
       active += 1;
-      getJson("/states/" + hash)
+      getStateDocument(hash)
         .then(
           function (data) {
             states[hash] = data;
