@@ -5,8 +5,8 @@ import { expect } from "chai";
 import { type BrowserContext, type Page } from "playwright-core";
 import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
-import { stateDataBytes, stateHash } from "../../src/protocol/hashing";
-import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
+import { contentOf, readStateDocument, sealState } from "../../src/protocol/disclosure";
+import { type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { type RunningServer } from "../../src/server";
 import { TIMELINE_CSP } from "../../src/server/timeline";
@@ -129,7 +129,7 @@ describe("timeline page in Chromium", function () {
       items.map((item) => Number(item.getAttribute("data-seq"))),
     );
     const mapped = entries.filter((entry) => {
-      const data = stateDataSchema.parse(JSON.parse(issuer.home.readState(entry.state_hash).toString("utf8")));
+      const { data } = readStateDocument(issuer.home.readState(entry.state_hash));
       return data.iteration_path.length === 2 && data.iteration_path[1].kind === "map";
     });
     expect(mapped).to.have.length.greaterThan(0);
@@ -208,10 +208,10 @@ describe("timeline page in Chromium", function () {
     // The issuer lies: seq 2's data is replaced in its store, the protocol points at it and is signed again.
     const protocol = issuer.home.readProtocol(genuine.instance_hash);
     const entry = protocol.instance_protocol[2];
-    const data = stateDataSchema.parse(JSON.parse(issuer.home.readState(entry.state_hash).toString("utf8")));
-    const forged = { ...data, input: { forged: true } };
-    const hash = stateHash(forged);
-    issuer.home.writeState(hash, stateDataBytes(forged));
+    const read = readStateDocument(issuer.home.readState(entry.state_hash));
+    const forged = sealState({ ...contentOf(read), input: { forged: true } });
+    const hash = forged.hash;
+    issuer.home.writeState(hash, forged.document);
     entry.state_hash = hash;
     entry.state_data = `${protocol.issuer.url}/states/${hash}`;
     protocol.instance_protocol[3].prev_state_hash = hash;
