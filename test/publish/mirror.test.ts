@@ -8,9 +8,9 @@ import { freePort } from "../../src/chain/node";
 import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
 import { createS3Client, getObjectBytes, putObjectBytes, type S3Settings } from "../../src/net/s3";
-import { stateDataBytes } from "../../src/protocol/hashing";
+import { contentOf, readStateDocument, sealState } from "../../src/protocol/disclosure";
 import { accumulatorOf, encodePages, entryLine, headOf, pageCount } from "../../src/protocol/pages";
-import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
+import { type InstanceProtocol } from "../../src/protocol/schema";
 import { publishToMirror } from "../../src/publish/mirror";
 import {
   ensReaderFromProvider,
@@ -107,7 +107,10 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
     const read = (key: string) =>
       getObjectBytes(client, { bucket: "audit", key }, { maxBytes: 1 << 24, timeoutMs: 5000 });
     expect(await read(`acme/instances/${h}/protocol`)).to.deep.equal(fs.readFileSync(issuer.home.protocolFile(h)));
-    expect(await read(`acme/instances/${h}/input`)).to.deep.equal(issuer.home.readInput(h));
+    // The input document (every disclosure: a mirror has no access control), never the raw input file.
+    const input = await read(`acme/instances/${h}/input`);
+    expect(input).to.deep.equal(fs.readFileSync(issuer.home.inputDocumentFile(h)));
+    expect(input.equals(issuer.home.readInput(h))).to.equal(false);
     expect(await read(`acme/models/${protocol.model_hash}`)).to.deep.equal(issuer.home.readModel(protocol.model_hash));
     for (const hash of states) expect(await read(`acme/states/${hash}`)).to.deep.equal(issuer.home.readState(hash));
     // The pages at the server's paths, byte for byte; a full page cached for good, the last one revalidated.
@@ -198,8 +201,8 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
     const url = `s3://audit/tampered/instances/${protocol.instance_hash}/protocol`;
 
     const entry = protocol.instance_protocol[3];
-    const data = stateDataSchema.parse(JSON.parse(issuer.home.readState(entry.state_hash).toString("utf8")));
-    await put(`states/${entry.state_hash}`, stateDataBytes({ ...data, input: { amount: 1_000_000 } }));
+    const stored = readStateDocument(issuer.home.readState(entry.state_hash));
+    await put(`states/${entry.state_hash}`, sealState({ ...contentOf(stored), input: { amount: 1_000_000 } }).document);
     let report = await verifyMirror(url);
     expect(report.verdict).to.equal("invalid");
     expect(statuses(report)).to.include({ V6: "fail", V8: "pass" });
