@@ -64,6 +64,7 @@ describe("MirrorReader", function () {
       instance_hash: instance,
       instance_data: `${issuerUrl}/instances/${instance}/input`,
       instance_nonce: S,
+      input_digest: S,
       created: { block_nr: 1, transaction_hash: "0x" + "cd".repeat(32) },
       status: "running",
       head: { seq: -1, state_hash: instance },
