@@ -169,7 +169,7 @@ describe("fuzz: instance protocol parser and verifier", function () {
     // The web serves the fixture's genuine bytes; the chain refuses connections (fast failures).
     const bodies = new Map<string, Buffer>([
       [`${BASE}/models/${fixture.modelHash}`, fixture.modelBytes],
-      [`${BASE}/instances/${fixture.instanceHash}/input`, fixture.inputBytes],
+      [`${BASE}/instances/${fixture.instanceHash}/input`, fixture.input.document],
       ...fixture.states.map((state): [string, Buffer] => [`${BASE}/states/${state.hash}`, state.bytes]),
     ]);
     let served: Buffer = Buffer.from("{}");
