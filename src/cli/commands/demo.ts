@@ -50,7 +50,7 @@ export function registerDemo({ program, run }: CommandContext): void {
         const { registriesOf } = await import("../context");
         const log = globals.output.log;
         const started = Date.now();
-        const step = (n: number, text: string) => log(`\n[${n}/6] ${text}`);
+        const step = (n: number, text: string) => log(`\n[${n}/7] ${text}`);
 
         step(1, "local chain: hardhat node, registries, ENS");
         const chain = await ensureLocalChain({ port: Number(options.chainPort), log });
@@ -137,6 +137,22 @@ export function registerDemo({ program, run }: CommandContext): void {
             ens: ensReaderFromProvider(chain.provider),
           });
           log(renderReport(report));
+
+          step(7, "confidential: the server made private, one auditor granted the Task outcomes only");
+          const confidential = await demoConfidential({
+            home,
+            instance: protocol.instance_hash,
+            url,
+            log,
+            verify: (auditor) =>
+              verifyProtocol({
+                input: { url },
+                provider: chain.provider,
+                trusted: trustedFromDeployment(chain.deployment),
+                ens: ensReaderFromProvider(chain.provider),
+                auditor,
+              }),
+          });
           globals.output.result(
             {
               protocol_url: url,
@@ -144,6 +160,7 @@ export function registerDemo({ program, run }: CommandContext): void {
               status: protocol.status,
               states: protocol.entries,
               verdict: report.verdict,
+              confidential,
               home: temporary ? null : home.root,
               seconds: (Date.now() - started) / 1000,
             },
@@ -158,7 +175,11 @@ export function registerDemo({ program, run }: CommandContext): void {
               process.once("SIGTERM", resolve);
             });
           }
-          return report.exit_code === 0 ? EXIT.OK : report.exit_code;
+          if (report.exit_code !== 0) return report.exit_code;
+          // The confidential part is shown to work, or the demo fails: anonymous refused, the auditor's partial view
+          // verified as far as disclosed (never plain valid).
+          const shown = confidential.anonymous === "could-not-verify" && confidential.auditor === "valid-as-disclosed";
+          return shown ? EXIT.OK : EXIT.INTERNAL;
         } finally {
           await server?.close();
           chain.provider.destroy();
@@ -167,4 +188,41 @@ export function registerDemo({ program, run }: CommandContext): void {
         }
       }),
     );
+}
+
+/**
+ * The demo's last step: `statetrail access private`, then `statetrail grant instance:<h> <auditor> --fields outcome`
+ * for a fresh auditor key, then the instance verified anonymously (refused: AUTH_REQUIRED, could not verify) and by
+ * the auditor, who signs in and sees every state's structure and Task outcomes but not the inputs: valid as
+ * disclosed (docs/AUDITOR.md). The server re-reads the policy at every request: no restart.
+ */
+async function demoConfidential(options: {
+  home: Home;
+  instance: string;
+  url: string;
+  log: (line: string) => void;
+  verify: (auditor: import("ethers").Signer | null) => Promise<import("../../verify").VerificationReport>;
+}): Promise<{ auditor_address: string; anonymous: string; auditor: string }> {
+  const { Wallet } = await import("ethers");
+  const { grantAccess, setMode } = await import("../../store/access");
+  const { renderReport } = await import("../../verify");
+  const { home, instance, log } = options;
+  setMode(home, "private");
+  log("  $ statetrail access private");
+  const auditor = Wallet.createRandom();
+  const { grant } = await grantAccess(home, {
+    scope: `instance:${instance}`,
+    grantee: auditor.address,
+    fields: "outcome",
+  });
+  log(
+    `  $ statetrail grant instance:${instance.slice(0, 12)}… ${auditor.address} --fields outcome   (grant ${grant.id})`,
+  );
+  const anonymous = await options.verify(null);
+  const refused = anonymous.steps.find((step) => step.code === "AUTH_REQUIRED");
+  log(`  anonymous: ${anonymous.verdict}${refused ? ` (${refused.code}: the server answers 401, no data)` : ""}`);
+  const granted = await options.verify(auditor);
+  log(`  auditor ${auditor.address}, signed in with Ethereum (EIP-4361):`);
+  log(renderReport(granted).replace(/^/gm, "    "));
+  return { auditor_address: auditor.address, anonymous: anonymous.verdict, auditor: granted.verdict };
 }
