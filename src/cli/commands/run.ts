@@ -26,6 +26,7 @@ const engines = lazy(() => require("../../engine") as typeof import("../../engin
 const features = lazy(() => require("../../model/features") as typeof import("../../model/features"));
 const resumption = lazy(() => require("../../tracker/resume") as typeof import("../../tracker/resume"));
 const access = lazy(() => require("../../store/access") as typeof import("../../store/access"));
+const disclosure = lazy(() => require("../../protocol/disclosure") as typeof import("../../protocol/disclosure"));
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 export interface EngineCliOptions {
@@ -182,11 +183,10 @@ export function failureOf(home: Home, protocol: ProtocolHead): RunFailure {
   const failure: RunFailure = { error: null, cause: null, state: last?.state_name ?? null };
   if (!end) return failure;
   try {
-    const data = JSON.parse(home.readState(end.state_hash).toString("utf8")) as {
-      outcome?: { error?: { error?: unknown; cause?: unknown } } | null;
-      error?: { error?: unknown; cause?: unknown } | null;
-    };
-    const info = data.outcome?.error ?? data.error ?? null;
+    // The issuer's own store: the state document holds every field's disclosure (protocol 4).
+    const outcome = disclosure.readStateDocument(home.readState(end.state_hash)).disclosed.outcome as
+      { error?: { error?: unknown; cause?: unknown } } | null | undefined;
+    const info = outcome?.error ?? null;
     if (typeof info?.error === "string") failure.error = info.error;
     if (typeof info?.cause === "string") failure.cause = info.cause;
   } catch {
