@@ -5,9 +5,9 @@ import { expect } from "chai";
 import { type BrowserContext } from "playwright-core";
 import { createEngine } from "../../src/engine";
 import { loadModel } from "../../src/model/load";
-import { stateDataBytes, stateHash } from "../../src/protocol/hashing";
+import { contentOf, readStateDocument, sealState } from "../../src/protocol/disclosure";
 import { encodePages, headOf, sealedFields } from "../../src/protocol/pages";
-import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
+import { type InstanceProtocol } from "../../src/protocol/schema";
 import { signProtocol } from "../../src/protocol/signing";
 import { renderReportsHtml, type VerificationReport } from "../../src/verify";
 import { runCli } from "../helpers/cli-run";
@@ -127,12 +127,12 @@ describe("statetrail verify --html: the audit report in Chromium, offline", func
     // The issuer lies about seq 4: other data in its store, the protocol pointing at it, signed again.
     const tampered = issuer.home.readProtocol(protocol.instance_hash);
     const entry = tampered.instance_protocol[4];
-    const data = stateDataSchema.parse(JSON.parse(issuer.home.readState(entry.state_hash).toString("utf8")));
-    const forged = { ...data, input: { forged: true } };
-    entry.state_hash = stateHash(forged);
+    const content = contentOf(readStateDocument(issuer.home.readState(entry.state_hash)));
+    const forged = sealState({ ...content, input: { forged: true } });
+    entry.state_hash = forged.hash;
     entry.state_data = `${tampered.issuer.url}/states/${entry.state_hash}`;
     tampered.instance_protocol[5].prev_state_hash = entry.state_hash;
-    issuer.home.writeState(entry.state_hash, stateDataBytes(forged));
+    issuer.home.writeState(entry.state_hash, forged.document);
     const { signature: _signature, ...unsigned } = tampered;
     issuer.home.writeProtocol(await signProtocol(unsigned, issuer.identity.signer));
 

@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from "../../src/server/https";
 import { emptyPolicy, writePolicy, type AccessPolicy, type Grant } from "../../src/store/access";
 import { SignInSession, signInSessionFor } from "../../src/verify/auth";
 import { FetchSession, pinnedFetcher } from "../../src/verify/fetcher";
+import { readInputDocument } from "../../src/protocol/disclosure";
 import { makeCertificate, makeHome, type TestCertificate, type TestHome } from "../server/fixtures";
 
 /**
@@ -315,7 +316,7 @@ describe("verify: signing in to a private issuer's server (auth.ts)", function (
     clientOffset = 9 * 60_000;
     a.seen.length = 0;
     const response = await auth.fetch(a.url(`/instances/${a.fixture.instanceHash}/input`));
-    expect(response.body.equals(a.fixture.inputBytes)).to.equal(true);
+    expect(readInputDocument(response.body, a.fixture.input.digest)?.equals(a.fixture.inputBytes)).to.equal(true);
     expect(auth.signIns).to.equal(2);
     const second = auth.sessionFor(a.url("/"))!.token;
     expect(second).to.not.equal(first);

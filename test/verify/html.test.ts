@@ -158,6 +158,43 @@ describe("HTML audit report", function () {
     expect(html).to.match(/<li class="state type-Pass bad" data-seq="0"/);
   });
 
+  it("shows a valid-as-disclosed report with what was withheld, and redacted fields as redacted with their digest", function () {
+    const entries = [entry(0, "A"), entry(1, "B")];
+    const report = reportOf(
+      [{ id: "V0" }, { id: "V9", status: "partial", detail: "not replayed" }],
+      "valid-as-disclosed",
+    );
+    report.exit_code = 3;
+    report.disclosure = {
+      execution_input: "redacted",
+      states: 2,
+      states_with_redactions: 1,
+      redacted_fields: { input: 0, caught: 1, outcome: 1, context: 0 },
+      redacted_states: ["1"],
+      replay: "none",
+      not_replayed: "the execution input is not disclosed",
+      not_compared: ["0-1"],
+      complete: false,
+    };
+    const hidden = data(1, "B", []);
+    hidden.redacted = ["caught", "outcome"];
+    hidden.disclosed = { input: {}, context: null };
+    const html = renderReportHtml(report, protocolOf(entries), {
+      states: new Map([
+        [entries[0].state_hash, data(0, "A", [])],
+        [entries[1].state_hash, hidden],
+      ]),
+    });
+    expect(html).to.include("VALID AS DISCLOSED").and.include("(exit 3)");
+    expect(html).to.include('data-status="partial"').and.include("PARTIAL");
+    expect(html)
+      .to.include('data-execution-input="redacted"')
+      .and.include("not replayed: the execution input is not disclosed");
+    expect(html).to.include('data-redacted="caught"').and.include('data-redacted="outcome"');
+    expect(html).to.include(`caught: redacted <code class="hash" title="${HASH(201)}">`);
+    expect(html).not.to.match(/caught: null|outcome: null/);
+  });
+
   it("allows exactly its own inline styles by hash, and nothing else", function () {
     const html = renderReportHtml(reportOf([{ id: "V0" }], "valid"), protocolOf([entry(0, "A")]));
     const style = /<style>([\s\S]*?)<\/style>/.exec(html)![1];
