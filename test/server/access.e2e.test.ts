@@ -9,7 +9,8 @@ import { loadModel } from "../../src/model/load";
 import { PinnedAgent } from "../../src/net/pinned-fetch";
 import { readPolicy } from "../../src/store/access";
 import { runCli } from "../helpers/cli-run";
-import { setupIssuer, type TestIssuer } from "../helpers/issuer";
+import { setupIssuer, trustFlags, type TestIssuer } from "../helpers/issuer";
+import { type VerificationReport } from "../../src/verify/types";
 import { useHardhatNode } from "../helpers/node-process";
 
 const EXAMPLES = path.resolve(__dirname, "..", "..", "examples");
@@ -150,5 +151,56 @@ describe("access control end to end (identity, chain, ENS, CLI)", function () {
     expect((await cli("revoke-grant", auditor.address)).code).to.equal(0);
     const after = await request("GET", `/instances/${privateInstance}/protocol`, { authorization: `Bearer ${token}` });
     expect(after.status).to.equal(403);
+  });
+
+  it("grants with fields, read by the real verifier: valid-as-disclosed for outcome only, the input with input, valid with every field", async () => {
+    const auditor = Wallet.createRandom();
+    const verify = async (): Promise<VerificationReport> => {
+      const result = await runCli(
+        [
+          "--rpc",
+          node.url,
+          "--json",
+          "verify",
+          `${issuer.identity.record.url}/instances/${privateInstance}/protocol`,
+          "--auditor-key-env",
+          "FIELD_AUDITOR_KEY",
+          ...trustFlags(issuer),
+        ],
+        { FIELD_AUDITOR_KEY: auditor.privateKey },
+      );
+      const report = (JSON.parse(result.stdout) as { reports: VerificationReport[] }).reports[0];
+      expect(result.code, result.stdout + result.stderr).to.equal(report.exit_code);
+      return report;
+    };
+    const fail = (report: VerificationReport) => report.steps.filter((step) => step.status === "fail");
+
+    expect((await cli("grant", `instance:${privateInstance}`, auditor.address, "--fields", "outcome")).code).to.equal(
+      0,
+    );
+    const outcomeOnly = await verify();
+    expect(fail(outcomeOnly)).to.deep.equal([]);
+    expect(outcomeOnly.verdict).to.equal("valid-as-disclosed");
+    expect(outcomeOnly.exit_code).to.equal(3);
+    const summary = outcomeOnly.disclosure!;
+    expect(summary.execution_input).to.equal("redacted");
+    expect(summary.states).to.be.greaterThan(0);
+    expect(summary.redacted_fields).to.include({ outcome: 0, input: summary.states, caught: summary.states });
+    expect(summary.complete).to.equal(false);
+
+    // Re-granted with input too: the execution input is disclosed, the states' context still not.
+    expect(
+      (await cli("grant", `instance:${privateInstance}`, auditor.address, "--fields", "input,outcome")).code,
+    ).to.equal(0);
+    const withInput = await verify();
+    expect(withInput.verdict).to.equal("valid-as-disclosed");
+    expect(withInput.disclosure!.execution_input).to.equal("disclosed");
+    expect(withInput.disclosure!.redacted_fields).to.include({ input: 0, outcome: 0 });
+
+    // Without --fields: every field again, and nothing withheld.
+    expect((await cli("grant", `instance:${privateInstance}`, auditor.address)).code).to.equal(0);
+    const whole = await verify();
+    expect(whole.verdict).to.equal("valid");
+    expect(whole.exit_code).to.equal(0);
   });
 });
