@@ -217,7 +217,7 @@ describe("timeline page in Chromium: paging through a long instance", function (
     fixture.home.writeProtocol(asVersion3(fixture.protocol(10, "succeeded"), 3));
     // As a grant of outcome only serves them: seq 9 with the outcome's disclosure alone; seq 8 with an outcome whose
     // value was changed after it was digested; seq 7 whole.
-    const [, , , , , , , seven, eight, nine] = fixture.states;
+    const [eight, nine] = fixture.states.slice(8, 10);
     const outcomeOf = (state: typeof nine) => state.disclosures.filter((d) => d.field === "outcome");
     const forged = { ...outcomeOf(eight)[0], value: { result: "not what was digested" } };
     fs.writeFileSync(fixture.home.stateFile(nine.hash), stateDocument(nine.dataBytes, outcomeOf(nine)));

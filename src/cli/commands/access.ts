@@ -49,7 +49,7 @@ export function registerAccess({ program, run }: CommandContext): void {
 chain's times) and the digest of every field, but only the values of the fields listed:
   caught   the error a Catch caught          outcome  how a state (a Task attempt, the execution) ended
   input    a state's input, and the execution input
-  context  the Context Object (\$\$) of entry 0, and the execution input: the Context Object holds it, so
+  context  the Context Object ($$) of entry 0, and the execution input: the Context Object holds it, so
            WARNING: granting context discloses the execution input too
 Fields of several grants of one grantee that cover an instance add up. Granting the same scope to the same address
 again replaces that grant's --fields and --until (without --fields: every field).
