@@ -98,6 +98,22 @@ describe("verify --json: one shape, validated against its JSON Schema (issue 15,
     expect(mirror.summary.exit_code).to.equal(2);
   });
 
+  it("a bundle whose input document discloses nothing: valid as disclosed, exit 3, the disclosure in the schema", async function () {
+    const bundle = path.join(dir, "x.bundle.json");
+    if (!fs.existsSync(bundle)) {
+      await printed([`${issuer.identity.record.url}/instances/${x.instance_hash}/protocol`, "--save-bundle", bundle]);
+    }
+    const parsed = JSON.parse(fs.readFileSync(bundle, "utf8")) as { files: Record<string, string> };
+    parsed.files[`instances/${x.instance_hash}/input`] = "";
+    const withheld = path.join(dir, "x.withheld.bundle.json");
+    fs.writeFileSync(withheld, JSON.stringify(parsed));
+    const output = await printed([withheld]);
+    const report = output.reports[0] as { verdict: string; disclosure?: { execution_input: string; replay: string } };
+    expect(report.verdict).to.equal("valid-as-disclosed");
+    expect(report.disclosure).to.include({ execution_input: "redacted", replay: "none" });
+    expect(output.summary).to.include({ valid: 0, valid_as_disclosed: 1, exit_code: 3 });
+  });
+
   it("the schema refuses the old shapes (a bare report, an array)", async function () {
     const output = await printed(["acme.test"]);
     expect(validate(output.reports[0])).to.equal(false);
