@@ -124,7 +124,7 @@ describe("statetrail CLI", function () {
     });
   });
 
-  it("`statetrail demo` runs everything on the embedded defaults, verifies valid, leaves nothing running", async function () {
+  it("`statetrail demo` runs everything on the embedded defaults, verifies valid, shows a confidential view, leaves nothing running", async function () {
     const chainPort = await freePort();
     const home = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-demo-test-"));
     const result = await spawnCli(["--home", home, "--json", "demo", "--chain-port", String(chainPort)]);
@@ -133,6 +133,11 @@ describe("statetrail CLI", function () {
     expect(summary.verdict).to.equal("valid");
     expect(summary.status).to.equal("succeeded");
     expect(summary.protocol_url).to.match(/^https:\/\/localhost:\d+\/instances\/[0-9a-f]{64}\/protocol$/);
+    // Step 7: private, one auditor granted the outcomes only: anonymous refused, the auditor's verdict never plain valid.
+    expect(summary.confidential).to.include({ anonymous: "could-not-verify", auditor: "valid-as-disclosed" });
+    expect(result.stderr)
+      .to.match(/AUTH_REQUIRED/)
+      .and.match(/--fields outcome/);
     expect(await findRunningNode(`http://127.0.0.1:${chainPort}`)).to.equal(null);
   });
 });
