@@ -40,6 +40,6 @@ export {
   storageFetcher,
   type MirrorOptions,
 } from "./mirror";
-export { renderReportHtml, renderReportsHtml, buildTimelineTree, type ReportEvidence } from "./html";
+export { renderReportHtml, renderReportsHtml, buildTimelineTree, type ReportEvidence, type ShownState } from "./html";
 export { FetchRecorder } from "./recorder";
 export { fastEnsNormalize, installEnsFastPath } from "./ens-fast-path";

@@ -5,6 +5,7 @@ import { canonicalBytes } from "../../src/protocol/canonical";
 import { discloseOnly, fieldDigest, sealInput, type Disclosure } from "../../src/protocol/disclosure";
 import { type DataField } from "../../src/protocol/schema";
 import { renderReport, type StepResult, type VerificationReport } from "../../src/verify";
+import { SeqRanges } from "../../src/verify/conformance/artifacts";
 import {
   finishRun,
   forgeEnv,
@@ -376,5 +377,19 @@ describe("selective disclosure: V9 replays only what is disclosed", function () 
     const { recorded } = await forged();
     const document = discloseOnly(recorded.sealed[0].document, new Set<string>());
     expect(sha256Hex(document.subarray(0, document.length - 1))).to.equal(recorded.hashes[0]);
+  });
+});
+
+describe("selective disclosure: seq ranges of the disclosure summary", function () {
+  it("joins seqs arriving out of order into ranges, bounded, the rest counted", function () {
+    const ranges = new SeqRanges();
+    for (const seq of [1, 0, 3, 2, 5, 4, 9, 7, 8, 20]) ranges.add(seq);
+    expect(ranges.list()).to.deep.equal(["0-5", "7-9", "20"]);
+    expect(ranges.count).to.equal(10);
+    const many = new SeqRanges();
+    for (let seq = 0; seq < 300; seq += 2) many.add(seq);
+    const listed = many.list();
+    expect(listed).to.have.length(51);
+    expect(listed[50]).to.equal("… and 100 more seqs");
   });
 });

@@ -35,7 +35,8 @@ valid, each failing step with its code, and what to do), divergence (withheld | 
 terminated (the final verdict). Stops when the instance terminates.
 
 ${AUDITOR_HELP}
-Exit codes: 0 terminated and valid, no divergence · 1 divergence or invalid · 2 could not verify
+Exit codes: 0 terminated and valid, no divergence · 1 divergence or invalid · 2 could not verify · 3 valid as
+disclosed (some data not disclosed to you: the report says what)
 Example:
   $ statetrail watch https://localhost:8443/instances/<hash>/protocol --json`,
     )

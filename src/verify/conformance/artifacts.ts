@@ -117,28 +117,38 @@ export class SeqRanges {
       last[1] = seq;
       return;
     }
+    let placed = false;
     for (const range of this.ranges) {
       if (seq >= range[0] && seq <= range[1]) return;
-      if (seq === range[0] - 1) {
-        range[0] = seq;
-        return;
-      }
-      if (seq === range[1] + 1) {
-        range[1] = seq;
-        return;
+      if (seq === range[0] - 1 || seq === range[1] + 1) {
+        range[0] = Math.min(range[0], seq);
+        range[1] = Math.max(range[1], seq);
+        placed = true;
+        break;
       }
     }
-    if (this.ranges.length < MAX_LISTED_RANGES) {
+    if (!placed) {
+      if (this.ranges.length >= MAX_LISTED_RANGES) {
+        this.more += 1;
+        return;
+      }
       this.ranges.push([seq, seq]);
-      this.ranges.sort((a, b) => a[0] - b[0]);
-    } else {
-      this.more += 1;
+    }
+    // Seqs arriving out of order leave neighbouring ranges: joined again, so the list stays short.
+    this.ranges.sort((a, b) => a[0] - b[0]);
+    for (let index = this.ranges.length - 1; index > 0; index -= 1) {
+      const before = this.ranges[index - 1];
+      const range = this.ranges[index];
+      if (range[0] <= before[1] + 1) {
+        before[1] = Math.max(before[1], range[1]);
+        this.ranges.splice(index, 1);
+      }
     }
   }
 
   list(): string[] {
     const listed = this.ranges.map(([from, to]) => (from === to ? String(from) : `${from}-${to}`));
-    if (this.more > 0) listed.push(`… and ${this.more} more`);
+    if (this.more > 0) listed.push(`… and ${this.more} more seq${this.more === 1 ? "" : "s"}`);
     return listed;
   }
 }
