@@ -11,6 +11,7 @@ import {
   forgeEnv,
   forgeScenario,
   publish,
+  publishState,
   registerRun,
   resign,
   startRun,
@@ -173,6 +174,21 @@ describe("selective disclosure: forged, moved or malformed disclosures are inval
     expectInvalidAt(report, "V6", /seq 1 "Step1": .*state data version 2, not 3/);
   });
 
+  it("a disclosed value the schema refuses (an outcome that is no outcome, its digest genuine) → invalid", async function () {
+    const env = await forgeEnv();
+    const run: PendingRun = await startRun(env, { label: "bad value" });
+    // The issuer seals and registers a Task outcome that is not {result} or {error}: its disclosure matches the digest.
+    const content = { ...run.stateData[1], outcome: "garbage" as unknown as null };
+    const published = publishState(env.server, content);
+    run.sealed[1] = published.sealed;
+    run.hashes[1] = published.hash;
+    run.urls[1] = published.url;
+    await registerRun(run, { perState: run.hashes.length });
+    const forged = await finishRun(env, run);
+    const report = await verifyForged(env, { url: forged.url });
+    expectInvalidAt(report, "V6", /seq 1 "Step1": .*the disclosed outcome is not a valid outcome/);
+  });
+
   it("the input document forged (another input, the digest kept) → invalid (V5)", async function () {
     const report = await verifyWithDocument((env, run) => {
       const forged = sealInput(Buffer.from('{"order":"other"}'), run.sealedInput.disclosure.salt);
@@ -330,6 +346,17 @@ describe("selective disclosure: V9 replays only what is disclosed", function () 
     );
     expect(report.disclosure).to.deep.include({ replay: "none", redacted_states: [String(task)] });
     expect(report.disclosure!.redacted_fields.outcome).to.equal(1);
+  });
+
+  it("entry 0's Context Object not disclosed → valid-as-disclosed, V9 partial: not replayed, saying why", async function () {
+    const { env, recorded } = await forged();
+    discloseOnlyFields(env.server, recorded, 0, ["caught", "input", "outcome"]);
+    const report = await verifyRecorded(env, recorded);
+    const shown = renderReport(report);
+    expect(report.verdict, shown).to.equal("valid-as-disclosed");
+    expect(step(report, "V9").status, shown).to.equal("partial");
+    expect(step(report, "V9").detail).to.contain("not replayed: entry 0's Context Object ($$) is not disclosed");
+    expect(report.disclosure).to.deep.include({ replay: "none", redacted_states: ["0"] });
   });
 
   it("only the input of a Pass state not disclosed → valid-as-disclosed, replayed, that state listed as not compared", async function () {
