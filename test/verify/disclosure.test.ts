@@ -380,6 +380,36 @@ describe("selective disclosure: V9 replays only what is disclosed", function () 
     expect(report.disclosure).to.deep.include({ replay: "partial", not_compared: [String(pass)] });
   });
 
+  it("a caught error not disclosed (the Catch into a Fail state) → replayed, that state not compared in its caught error", async function () {
+    const base = ORDER_INPUT as object;
+    const run = await runLocal(
+      example("order-fulfilment.asl.json"),
+      {
+        ...base,
+        orderId: `o-${Math.random().toString(36).slice(2, 8)}`,
+        payment: { method: "card", card: "4000000000000002" },
+      },
+      { handlersModule: example("order-fulfilment.handlers.js") },
+    );
+    expect(run.status).to.equal("failed");
+    const env = await conformanceEnv();
+    const recorded = (await forgeRecorded(env, run.model, run.input, run.states, "failed")) as ForgedRun;
+    const caught = run.states.findIndex((state) => state.caught !== null);
+    expect(caught, "the declined card is caught").to.be.greaterThan(0);
+    discloseOnlyFields(
+      env.server,
+      recorded,
+      caught,
+      ALL.filter((field) => field !== "caught"),
+    );
+    const report = await verifyRecorded(env, recorded);
+    const shown = renderReport(report);
+    expect(report.verdict, shown).to.equal("valid-as-disclosed");
+    expect(step(report, "V9").status, shown).to.equal("partial");
+    expect(step(report, "V9").detail).to.contain(`seq ${caught} "${run.states[caught].state_name}" (caught)`);
+    expect(report.disclosure).to.deep.include({ replay: "partial", not_compared: [String(caught)] });
+  });
+
   it("a lie in a disclosed field is still found when another field is withheld (the replay compares the rest)", async function () {
     const run = await orderRun();
     const env = await conformanceEnv();
