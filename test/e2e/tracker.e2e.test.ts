@@ -9,6 +9,7 @@ import { loadHandlerModule, startInterpreter } from "../../src/engine/local";
 import { buildContextObject } from "../../src/engine/context";
 import { loadModel, loadModelFromBytes } from "../../src/model/load";
 import { pinnedFetch } from "../../src/net/pinned-fetch";
+import { readInputDocument, readStateDocument } from "../../src/protocol/disclosure";
 import { decodePage, pageCount } from "../../src/protocol/pages";
 import { parseHead, type InstanceProtocol, type ProtocolEntry, type ProtocolHead } from "../../src/protocol/schema";
 import { recoverProtocolSigner } from "../../src/protocol/signing";
@@ -84,7 +85,10 @@ async function assertConfirmedByChain(issuer: TestIssuer, protocol: InstanceProt
     expect(fromBytes32(prevStateHash)).to.equal(entry.prev_state_hash);
     expect(entry.prev_state_hash, `link of #${entry.seq}`).to.equal(prev);
     const body = await pinnedFetch(entry.state_data, { fingerprint });
-    expect(sha256Hex(body.body), `bytes of #${entry.seq}`).to.equal(entry.state_hash);
+    // The state document: its data line hashes to the registered state hash, its disclosures match its digests.
+    const read = readStateDocument(body.body);
+    expect(sha256Hex(read.dataBytes), `bytes of #${entry.seq}`).to.equal(entry.state_hash);
+    expect(read.redacted, `fields of #${entry.seq} (an open server discloses all)`).to.deep.equal([]);
     prev = entry.state_hash;
   }
   const registry = InstanceRegistry__factory.connect(issuer.registries.instance, issuer.provider);
@@ -145,7 +149,7 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
     const inputServed = await pinnedFetch(protocol.instance_data, {
       fingerprint: issuer.identity.record.certificate_fingerprint,
     });
-    expect(inputServed.body.equals(inputBytes)).to.equal(true);
+    expect(readInputDocument(inputServed.body, protocol.input_digest)?.equals(inputBytes)).to.equal(true);
   });
 
   it("tracks a 24-iteration Map with nothing missed: one entry per StateEntered, plus the end", async function () {
@@ -187,7 +191,7 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
         const body = await pinnedFetch(entry.state_data, {
           fingerprint: issuer.identity.record.certificate_fingerprint,
         });
-        return JSON.parse(body.body.toString("utf8")).iteration_path.length as number;
+        return readStateDocument(body.body).data.iteration_path.length;
       }),
     );
     expect(Math.max(...nested)).to.be.greaterThanOrEqual(3);
@@ -234,7 +238,7 @@ describe("tracked run end to end (hardhat node process, HTTPS, local engine)", f
               const body = await pinnedFetch(entry.state_data, {
                 fingerprint: issuer.identity.record.certificate_fingerprint,
               });
-              const data = JSON.parse(body.body.toString("utf8"));
+              const { data } = readStateDocument(body.body);
               return `${data.state_type} ${data.state_name} ${JSON.stringify(data.iteration_path)}`;
             }),
           )
