@@ -64,7 +64,13 @@ describe("the auditor's errors and exit codes (issue 15, item 6)", function () {
     const help = await runCli(["verify", "--help"]);
     expect(help.stdout).to.contain(VERIFY_EXIT_CODES).and.contain("are fetched from the issuer's server named in it");
     const auditor = fs.readFileSync(path.join(ROOT, "docs", "AUDITOR.md"), "utf8");
-    for (const row of ["| `0`  | valid", "| `1`  | invalid", "| `2`  | could not verify", "| `64` | usage"]) {
+    for (const row of [
+      "| `0`  | valid",
+      "| `1`  | invalid",
+      "| `2`  | could not verify",
+      "| `3`  | valid as disclosed",
+      "| `64` | usage",
+    ]) {
       expect(auditor).to.contain(row);
     }
   });
