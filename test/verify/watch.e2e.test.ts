@@ -60,6 +60,22 @@ describe("statetrail watch (hardhat node process, HTTPS, SSE)", function () {
     expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid" });
   });
 
+  it("a run whose execution input the server does not disclose: final verdict valid-as-disclosed, exit 3", async function () {
+    const engine = new GatedEngine(NAMES);
+    const run = await startRun(engine);
+    engine.releaseAll();
+    expect((await run.finished).error).to.equal(null);
+    const instance = /\/instances\/([0-9a-f]{64})\/protocol$/.exec(run.url)![1];
+    issuer.home.writeInputDocument(instance, Buffer.alloc(0)); // the input withheld: an empty input document
+    const events: WatchEvent[] = [];
+    const result = await watch(run.url, events);
+    expect(result.exitCode, JSON.stringify(events)).to.equal(3);
+    expect(result.report.disclosure).to.include({ execution_input: "redacted" });
+    const verified = events.find((e) => e.type === "verified");
+    expect(verified).to.deep.include({ verdict: "valid-as-disclosed" });
+    expect(events.at(-1)).to.deep.include({ type: "terminated", status: "succeeded", verdict: "valid-as-disclosed" });
+  });
+
   /** The order of the per-state lines: `published #k` and `registered #k`, as "p0", "r0", … */
   function stateLines(events: WatchEvent[]): string[] {
     return events.flatMap((e) =>
