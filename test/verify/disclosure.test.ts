@@ -4,7 +4,13 @@ import { sha256Hex } from "../../src/chain/hash";
 import { canonicalBytes } from "../../src/protocol/canonical";
 import { discloseOnly, fieldDigest, sealInput, type Disclosure } from "../../src/protocol/disclosure";
 import { type DataField } from "../../src/protocol/schema";
-import { renderReport, type StepResult, type VerificationReport } from "../../src/verify";
+import {
+  FetchRecorder,
+  renderReport,
+  renderReportsHtml,
+  type StepResult,
+  type VerificationReport,
+} from "../../src/verify";
 import { SeqRanges } from "../../src/verify/conformance/artifacts";
 import {
   finishRun,
@@ -265,6 +271,21 @@ describe("selective disclosure: what is withheld makes the verdict valid-as-disc
       redacted_fields: { input: 2, caught: 1, outcome: 1, context: 1 },
       redacted_states: ["2-3"],
     });
+  });
+
+  it("the HTML report's evidence: each state document read by its data line's hash, redacted fields shown as such", async function () {
+    const { env, run } = await forgeScenario();
+    discloseOnlyFields(env.server, run, 2, ["caught", "context", "outcome"]);
+    const recorder = new FetchRecorder();
+    const report = await verifyForged(env, { url: run.url }, { fetcher: recorder.wrap(env.server.fetcher) });
+    expect(report.verdict, renderReport(report)).to.equal("valid-as-disclosed");
+    const evidence = recorder.evidenceFor(report);
+    expect(evidence.states?.size).to.equal(6);
+    expect(evidence.states?.get(run.hashes[2])?.redacted).to.deep.equal(["input"]);
+    expect(evidence.states?.get(run.hashes[1])?.redacted).to.deep.equal([]);
+    const html = renderReportsHtml([evidence]);
+    expect(html).to.include('data-redacted="input"').and.include(run.sealed[2].data.fields.input.slice(0, 16));
+    expect(html).to.include("VALID AS DISCLOSED");
   });
 
   it("everything disclosed (conformance off) → valid, exit 0, the summary complete", async function () {
