@@ -224,5 +224,8 @@ async function demoConfidential(options: {
   const granted = await options.verify(auditor);
   log(`  auditor ${auditor.address}, signed in with Ethereum (EIP-4361):`);
   log(renderReport(granted).replace(/^/gm, "    "));
+  // Back to open, so that what the demo printed (and `--keep-serving`'s `statetrail verify <url>`) reads as before.
+  setMode(home, "open");
+  log("  $ statetrail access open   (the demo's server is open again: anyone may read the instance above)");
   return { auditor_address: auditor.address, anonymous: anonymous.verdict, auditor: granted.verdict };
 }
