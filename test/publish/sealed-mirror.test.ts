@@ -32,6 +32,7 @@ import {
   verifyProtocol,
   type VerificationReport,
 } from "../../src/verify";
+import * as library from "../../src";
 import { runCli } from "../helpers/cli-run";
 import { setupIssuer, type TestIssuer } from "../helpers/issuer";
 import { useHardhatNode } from "../helpers/node-process";
@@ -240,6 +241,20 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
       expect(report.verdict, `${url}: ${JSON.stringify(report.steps, null, 1)}`).to.equal("valid");
       expect(statuses(report)).to.include({ V1: "skip", V4: "pass", V6: "pass", V7: "pass", V8: "pass", V9: "pass" });
     }
+  });
+
+  it("the library: verifyProtocol({ url: s3://…, mirror: { s3 }, auditor: Wallet }) opens the copy", async function () {
+    const options = {
+      url: `s3://audit/sealed/instances/${h}/protocol`,
+      rpcUrl: node.url,
+      trusted: trustedFromDeployment(issuer.deployment),
+      ensRegistry: issuer.deployment.ens.registry,
+      mirror: { s3 },
+    };
+    expect((await library.verifyProtocol({ ...options, auditor: auditor })).verdict).to.equal("valid");
+    const without = await library.verifyProtocol(options);
+    expect(without.verdict).to.equal("could-not-verify");
+    expect(v1(without).code).to.equal("MIRROR_KEY_REQUIRED");
   });
 
   it("without a key: MIRROR_KEY_REQUIRED naming the options; a key that is not a recipient: MIRROR_NOT_RECIPIENT", async function () {
