@@ -168,7 +168,7 @@ export function mirrorPlan(
   const partial = new Map<string, string>();
   for (const grant of policy.grants) {
     if (!isLive(grant, now) || !covers(grant, instance, model)) continue;
-    const address = ethers.getAddress(grant.grantee);
+    const address = ethers.getAddress(grant.grantee.toLowerCase()); // a hand-edited checksum is not an error here
     (isPartial(grant) ? partial : full).set(address.toLowerCase(), address);
   }
   const recipients: { address: string; publicKey: string }[] = [];

@@ -304,17 +304,20 @@ export class MirrorReader {
     sealedHead: Buffer,
   ): Promise<Buffer> {
     const instance = location.instanceHash;
-    const privateKey = (await this.options.decryptionKey?.()) ?? null;
-    if (privateKey === null) {
-      throw new StatetrailError(
-        "MIRROR_KEY_REQUIRED",
-        `this copy of instance ${instance} is encrypted for the auditors the issuer granted: ${MIRROR_KEY_OPTIONS}`,
-        { hint: MIRROR_KEY_OPTIONS },
-      );
-    }
     const keysUrl = `${location.base}/${keysPath(instance)}`;
     const { bytes } = await context.web.get(keysUrl, MAX_KEYS_BYTES);
     const keys = parseMirrorKeys(bytes, instance, keysUrl);
+    const privateKey = (await this.options.decryptionKey?.()) ?? null;
+    if (privateKey === null) {
+      const recipients = keys.recipients.map((recipient) => recipient.address);
+      const named =
+        recipients.slice(0, 5).join(", ") + (recipients.length > 5 ? ` and ${recipients.length - 5} more` : "");
+      throw new StatetrailError(
+        "MIRROR_KEY_REQUIRED",
+        `this copy of instance ${instance} is encrypted for ${named}: ${MIRROR_KEY_OPTIONS}`,
+        { hint: MIRROR_KEY_OPTIONS },
+      );
+    }
     const key = dataKeyFor(keys, ethers.computeAddress(privateKey), privateKey);
     const head = openObject(key, instance, `instances/${instance}/protocol`, sealedHead, url);
     this.sealed = { instance, key };

@@ -262,7 +262,10 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
     let report = await verifyMirror(url);
     expect(report.verdict).to.equal("could-not-verify");
     expect(v1(report).code).to.equal("MIRROR_KEY_REQUIRED");
-    expect(v1(report).detail).to.include("--auditor-key-env").and.include("--auditor-keystore");
+    expect(v1(report).detail)
+      .to.include("--auditor-key-env")
+      .and.include("--auditor-keystore")
+      .and.include(auditor.address, "names the address whose key opens it");
     report = await verifyMirror(url, stranger);
     expect(report.verdict).to.equal("could-not-verify");
     expect(v1(report).code).to.equal("MIRROR_NOT_RECIPIENT");

@@ -12,7 +12,9 @@ interface PublishCliOptions {
 export function registerPublish({ program, run }: CommandContext): void {
   program
     .command("publish [instances...]")
-    .description("copy instances (protocol, model, input, every state's data) to an untrusted mirror")
+    .description(
+      "copy instances (protocol, model, input, every state's data) to an untrusted mirror; private ones encrypted for their grantees",
+    )
     .requiredOption("--mirror <s3://bucket/prefix>", "S3-compatible storage to copy to")
     .option("--endpoint <url>", "S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, AWS)")
     .option("--region <region>", "S3 region (default: $AWS_REGION, else us-east-1)")
