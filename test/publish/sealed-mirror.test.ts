@@ -522,9 +522,35 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
         ],
         { ...env, ...more },
       );
-    const withKey = await verify(["--auditor-key-env", "MY_AUDITOR_KEY"], { MY_AUDITOR_KEY: auditor.privateKey });
+    const bundle = path.join(storageDir, "sealed.bundle.json");
+    const withKey = await verify(["--auditor-key-env", "MY_AUDITOR_KEY", "--save-bundle", bundle], {
+      MY_AUDITOR_KEY: auditor.privateKey,
+    });
     expect(withKey.code, withKey.stderr).to.equal(0);
     expect((JSON.parse(withKey.stdout) as { reports: VerificationReport[] }).reports[0].verdict).to.equal("valid");
+    // A bundle saved from an encrypted copy records what the mirror served (ciphertext): no plaintext in it, and
+    // offline it can't be opened (no keys.json in a bundle), so could not verify, never valid.
+    expect(fs.readFileSync(bundle, "utf8")).to.not.include(marker);
+    const offline = await runCli(
+      [
+        "--json",
+        "--quiet",
+        "--rpc",
+        node.url,
+        "verify",
+        bundle,
+        "--registries",
+        `${registries.model},${registries.certificate},${registries.instance}`,
+        "--chain-id",
+        String(deployment.chainId),
+        "--ens-registry",
+        deployment.ens.registry,
+        "--auditor-key-env",
+        "MY_AUDITOR_KEY",
+      ],
+      { ...env, MY_AUDITOR_KEY: auditor.privateKey },
+    );
+    expect(offline.code, offline.stdout + offline.stderr).to.equal(2);
     const without = await verify([]);
     expect(without.code, without.stderr).to.equal(2);
     expect(without.stdout + without.stderr).to.include("MIRROR_KEY_REQUIRED");
