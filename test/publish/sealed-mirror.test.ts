@@ -24,7 +24,7 @@ import {
 import { stateDataBytes } from "../../src/protocol/hashing";
 import { stateDataSchema, type InstanceProtocol } from "../../src/protocol/schema";
 import { publishToMirror } from "../../src/publish/mirror";
-import { emptyPolicy, setPublic, writePolicy, type AccessPolicy, type Grant } from "../../src/store/access";
+import { emptyPolicy, setMode, setPublic, writePolicy, type AccessPolicy, type Grant } from "../../src/store/access";
 import { accessKeysFile, mirrorPlan, readAccessKeys, recordPublicKey } from "../../src/store/access-keys";
 import {
   ensReaderFromProvider,
@@ -410,6 +410,14 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
     } finally {
       setPublic(issuer.home, h, false);
     }
+    setMode(issuer.home, "open");
+    try {
+      const result = await publishToMirror({ home: issuer.home, mirror: "s3://audit/open", s3 });
+      expect(result.instances[0]).to.include({ encrypted_for: null, clear_because: "open" });
+      expect(await read(`open/instances/${h}/input`)).to.deep.equal(issuer.home.readInput(h));
+    } finally {
+      setMode(issuer.home, "private");
+    }
   });
 
   it("no grantee with a known key: NO_RECIPIENTS and nothing uploaded; a grant of some fields is no recipient", async function () {
@@ -458,7 +466,35 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
     expect((await verifyMirror(`s3://audit/again/instances/${h}/protocol`, auditor)).verdict).to.equal("valid");
   });
 
+  it("a grantee who signs in to the issuer's server once is a recipient of the next copy", async function () {
+    const late = Wallet.createRandom();
+    policy((p) => {
+      p.grants.push(grant(auditor.address, `instance:${h}`), grant(late.address, `instance:${h}`));
+    });
+    let result = await publishToMirror({ home: issuer.home, mirror: "s3://audit/late", s3 });
+    expect(result.instances[0].encrypted_for).to.deep.equal([auditor.address]);
+    // The grantee verifies at the source (signing in); the server records the key that signed in.
+    const atSource = await verifyProtocol({
+      input: { url: `${protocol.issuer.url.replace(/\/+$/, "")}/instances/${h}/protocol` },
+      provider: issuer.provider,
+      trusted: trustedFromDeployment(issuer.deployment),
+      ens: ensReaderFromProvider(issuer.provider),
+      auditor: late,
+    });
+    expect(atSource.verdict, JSON.stringify(atSource.steps, null, 1)).to.equal("valid");
+    expect(readAccessKeys(issuer.home).keys[late.address]).to.include({
+      public_key: late.signingKey.publicKey,
+      source: "sign-in",
+    });
+    result = await publishToMirror({ home: issuer.home, mirror: "s3://audit/late", s3 });
+    expect(result.instances[0].encrypted_for).to.have.members([auditor.address, late.address]);
+    expect((await verifyMirror(`s3://audit/late/instances/${h}/protocol`, late)).verdict).to.equal("valid");
+  });
+
   it("statetrail grant --public-key, publish and verify --auditor-key-env on the command line", async function () {
+    policy((p) => {
+      p.grants.push(grant(auditor.address, `instance:${h}`));
+    });
     const env = {
       AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
