@@ -559,7 +559,8 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
         { ...env, ...more },
       );
     const bundle = path.join(storageDir, "sealed.bundle.json");
-    const withKey = await verify(["--auditor-key-env", "MY_AUDITOR_KEY", "--save-bundle", bundle], {
+    const html = path.join(storageDir, "sealed.html");
+    const withKey = await verify(["--auditor-key-env", "MY_AUDITOR_KEY", "--save-bundle", bundle, "--html", html], {
       MY_AUDITOR_KEY: auditor.privateKey,
     });
     expect(withKey.code, withKey.stderr).to.equal(0);
@@ -567,6 +568,7 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
     // A bundle saved from an encrypted copy records what the mirror served (ciphertext): no plaintext in it, and
     // offline it can't be opened (no keys.json in a bundle), so could not verify, never valid.
     expect(fs.readFileSync(bundle, "utf8")).to.not.include(marker);
+    expect(fs.readFileSync(html, "utf8")).to.include("valid").and.not.include(marker);
     const offline = await runCli(
       [
         "--json",
