@@ -36,6 +36,11 @@ export const ERROR_CODES = {
   GRANT_MISSING: "The signed-in address has no grant to read this.",
   ACCESS_POLICY_INVALID: "The access policy (access.json) can't be read; nothing private is served.",
   NOT_SUPPORTED: "The requested feature is not built yet.",
+  // encrypted mirrors (docs/design/ACCESS.md, "Encrypted mirrors")
+  NO_RECIPIENTS: "A private instance can't be copied to a mirror: no grantee's public key is known to encrypt it for.",
+  MIRROR_KEY_REQUIRED: "The mirror's copy is encrypted: the auditor's private key is needed to read it.",
+  MIRROR_NOT_RECIPIENT: "The mirror's copy is encrypted for other addresses than the auditor's key.",
+  MIRROR_DECRYPT_FAILED: "An object of an encrypted mirror copy does not decrypt (edited, moved or replaced).",
   // engine
   ENGINE_FAILED: "The workflow engine failed.",
   AWS_FAILED: "AWS Step Functions returned an error.",

@@ -66,8 +66,16 @@ export interface VerifyProtocolOptions
   extends
     ChainOptions,
     Pick<VerifyOptions, "expected" | "optional" | "conformance" | "onStep" | "timeoutMs" | "maxBytes" | "auditor"> {
-  /** The protocol's https URL (`https://<issuer>/instances/<hash>/protocol`)... */
+  /**
+   * The protocol's https URL (`https://<issuer>/instances/<hash>/protocol`), or a mirror copy's
+   * (`s3://bucket/prefix/instances/<hash>/protocol`, `http://…`; an `https://` mirror with `mirror`)...
+   */
   url?: string;
+  /**
+   * Read `url` as a copy on an untrusted mirror (implied by s3:// and http:// URLs); `s3`: its endpoint, region and
+   * credentials. An encrypted copy is opened with `auditor` (a Wallet: its private key).
+   */
+  mirror?: boolean | { s3?: import("./net/s3").S3Settings };
   /** ...or the protocol itself (a file's text, or the parsed object), with a name for the report. */
   protocol?: string | object;
   name?: string;
@@ -95,6 +103,10 @@ export async function verifyProtocol(options: VerifyProtocolOptions): Promise<Ve
       timeoutMs: options.timeoutMs,
       maxBytes: options.maxBytes,
       auditor: options.auditor,
+      mirror:
+        options.url !== undefined && (options.mirror || verify.isMirrorUrl(options.url))
+          ? { s3: typeof options.mirror === "object" ? options.mirror.s3 : undefined }
+          : undefined,
     });
   });
 }

@@ -35,7 +35,8 @@ export const AUDITOR_HELP = `Private instances (an issuer serving its data only 
 watch sign in to the issuer's server (Sign-In with Ethereum) with the auditor's key: $${AUDITOR_KEY_ENV} (a hex
 private key), --auditor-key-env <NAME> or --auditor-keystore <file>. Without a key such a server's data is
 AUTH_REQUIRED, without a grant for the key's address GRANT_MISSING: both could not verify (exit 2). See
-docs/AUDITOR.md, "A private instance".`;
+docs/AUDITOR.md, "A private instance". The same key opens a mirror copy encrypted for it (statetrail publish of a
+private instance; MIRROR_KEY_REQUIRED without a key, MIRROR_NOT_RECIPIENT for another address's copy).`;
 
 /**
  * Where the auditor's key comes from, or null when none is configured. Usage errors (both options, a named variable

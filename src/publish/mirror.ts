@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import path from "node:path";
 import { type S3Client } from "@aws-sdk/client-s3";
 import { sha256Hex, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
@@ -12,8 +13,11 @@ import {
   type S3Settings,
 } from "../net/s3";
 import { readInputDocument as checkInputDocument } from "../protocol/disclosure";
+import { keysPath, mirrorKeysOf, newDataKey, sealObject, uncompressedPublicKey } from "../protocol/envelope";
 import { decodePage, pageCount } from "../protocol/pages";
 import { parseHead, type ProtocolHead } from "../protocol/schema";
+import { readPolicy } from "../store/access";
+import { mirrorPlan, readAccessKeys, type MirrorPlan } from "../store/access-keys";
 import { type Home } from "../store/home";
 import { mapBounded } from "../verify/findings";
 
@@ -29,6 +33,18 @@ import { mapBounded } from "../verify/findings";
  * copied). An instance is copied page by page, never whole: a page's states, then the page, then the next; the head
  * last, so a reader of the mirror never finds a head whose pages or data are not there yet. A full page is immutable
  * (cached for a year), the open page and the head are revalidated (`no-cache`).
+ *
+ * Encrypted copies (docs/design/ACCESS.md, "Encrypted mirrors"): an instance the home's access policy keeps private
+ * (mode private, not public) is never copied in clear. Its objects are sealed (protocol/envelope.ts) under the
+ * instance's data key, which `instances/<h>/keys.json` holds wrapped for each grantee whose live grant covers the
+ * instance and whose public key is known (store/access-keys.ts). Models and states, shared between instances in the
+ * clear layout, live under the instance's own prefix, sealed under its key:
+ *
+ *   instances/<h>/keys.json (clear)   instances/<h>/protocol   instances/<h>/protocol/pages/<k>
+ *   instances/<h>/input   instances/<h>/models/<model_hash>   instances/<h>/states/<state_hash>
+ *
+ * Every sealed object is `no-cache`: a new data key (a recipient removed) rewrites them all. No recipient for an
+ * instance: NO_RECIPIENTS before anything is uploaded.
  */
 
 export interface PublishMirrorOptions {
@@ -43,6 +59,8 @@ export interface PublishMirrorOptions {
   /** Uploads in flight at once (default 8). */
   concurrency?: number;
   log?: (message: string) => void;
+  /** The clock deciding which grants are live (tests). */
+  now?: Date;
 }
 
 export interface PublishedInstance {
@@ -51,6 +69,10 @@ export interface PublishedInstance {
   states: number;
   /** s3:// URL of the copied protocol: what `statetrail verify` takes. */
   protocol_url: string;
+  /** The addresses the copy is encrypted for; null: copied in clear (see `clear_because`). */
+  encrypted_for: string[] | null;
+  /** Why a copy is in clear: a public instance, or an access policy in mode open (or none). */
+  clear_because?: "public" | "open";
 }
 
 export interface PublishResult {
@@ -62,11 +84,140 @@ export interface PublishResult {
 }
 
 const IMMUTABLE = "public, max-age=31536000, immutable";
+/** Sealed objects are revalidated: a new data key rewrites every one of them under the same path. */
+const SEALED_CACHE = "no-cache";
 
 interface Upload {
   relative: string;
   bytes: Buffer;
   cacheControl: string;
+  contentType?: string;
+}
+
+/** How one instance is copied: in clear, or sealed under `dataKey` for `recipients`. */
+type Sealing =
+  | { seal: false; reason: "public" | "open" }
+  | { seal: true; dataKey: Buffer; recipients: { address: string; publicKey: string }[] };
+
+/** Where an object of the clear layout lives in a sealed copy of `instance` (models and states under its prefix). */
+export function sealedPath(instance: HexHash, relative: string): string {
+  return /^(models|states)\//.test(relative) ? `instances/${instance}/${relative}` : relative;
+}
+
+/**
+ * The data key of an instance's mirror copies, kept in the home (`mirror-keys/<h>.json`, mode 0600) so that publishing
+ * again (more states, a new grantee) does not change it: a reader never meets objects sealed under two keys. A new
+ * key is made when a recipient of the last copy is no longer one (so that what is published from now on is not
+ * readable with the key it kept). The key protects only what the home holds in clear anyway.
+ */
+function dataKeyOf(home: Home, instance: HexHash, recipients: readonly string[]): Buffer {
+  const dir = home.path("mirror-keys");
+  const file = path.join(dir, `${instance}.json`);
+  const wanted = new Set(recipients.map((address) => address.toLowerCase()));
+  try {
+    const stored = JSON.parse(fs.readFileSync(file, "utf8")) as { data_key?: unknown; recipients?: unknown };
+    const before = Array.isArray(stored.recipients) ? stored.recipients.map((a) => String(a).toLowerCase()) : null;
+    if (typeof stored.data_key === "string" && /^[0-9a-f]{64}$/.test(stored.data_key) && before !== null) {
+      if (before.every((address) => wanted.has(address))) {
+        if (before.length !== wanted.size) writeDataKey(dir, file, Buffer.from(stored.data_key, "hex"), recipients);
+        return Buffer.from(stored.data_key, "hex");
+      }
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT" && !(error instanceof SyntaxError)) throw error;
+  }
+  const key = newDataKey();
+  writeDataKey(dir, file, key, recipients);
+  return key;
+}
+
+function writeDataKey(dir: string, file: string, key: Buffer, recipients: readonly string[]): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const temp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(temp, "w", 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+    fs.writeSync(fd, JSON.stringify({ data_key: key.toString("hex"), recipients }) + "\n");
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temp, file);
+}
+
+/** The head of a stored instance (NOT_FOUND when it is not stored). */
+function storedHead(home: Home, instance: HexHash): { headBytes: Buffer; head: ProtocolHead } {
+  let headBytes: Buffer;
+  try {
+    headBytes = fs.readFileSync(home.protocolFile(instance));
+  } catch (error) {
+    throw new StatetrailError("NOT_FOUND", `instance ${instance} is not in ${home.root}`, { cause: error });
+  }
+  return { headBytes, head: parseHead(headBytes) };
+}
+
+/**
+ * Decides, before anything is uploaded, how each instance is copied; warns about grantees left out; NO_RECIPIENTS when
+ * a private instance has no one to be encrypted for.
+ */
+function planInstances(
+  home: Home,
+  instances: readonly HexHash[],
+  now: Date,
+  log: (message: string) => void,
+): Map<HexHash, Sealing> {
+  const policy = readPolicy(home); // a policy that can't be read stops the copy: never in clear by mistake
+  const keys =
+    policy === null || policy.mode === "open" ? { statetrail_access_keys: 1 as const, keys: {} } : readAccessKeys(home);
+  const plans = new Map<HexHash, Sealing>();
+  const stranded: string[] = [];
+  for (const instance of instances) {
+    const plan: MirrorPlan = mirrorPlan(policy, keys, instance, storedHead(home, instance).head.model_hash, now);
+    if (!plan.seal) {
+      plans.set(instance, plan);
+      continue;
+    }
+    for (const address of plan.withoutKey) {
+      log(
+        `warning: ${address} may read ${instance} but its public key is unknown, so the copy is not encrypted for it: ` +
+          `statetrail grant instance:${instance} ${address} --public-key <its 0x04… key>, or ask it to sign in to ` +
+          `your server once (statetrail verify https://…/instances/${instance}/protocol --auditor-key-env …), then publish again`,
+      );
+    }
+    for (const address of plan.partial) {
+      log(
+        `warning: ${address} holds only a grant of some fields of ${instance}; a mirror copy holds every field, so it is ` +
+          `not encrypted for it`,
+      );
+    }
+    if (plan.recipients.length === 0) {
+      stranded.push(instance);
+      continue;
+    }
+    plans.set(instance, {
+      seal: true,
+      dataKey: dataKeyOf(
+        home,
+        instance,
+        plan.recipients.map((recipient) => recipient.address),
+      ),
+      recipients: plan.recipients,
+    });
+  }
+  if (stranded.length > 0) {
+    throw new StatetrailError(
+      "NO_RECIPIENTS",
+      `${stranded.length === 1 ? `instance ${stranded[0]} is` : `instances ${stranded.join(", ")} are`} private ` +
+        `(access mode private, not public) and no grantee with a known public key may read ` +
+        `${stranded.length === 1 ? "it" : "them"}: nothing was copied`,
+      {
+        hint:
+          "grant an auditor with its key (statetrail grant instance:<h> <address> --public-key <0x04…>) or let a " +
+          "grantee sign in to your server once; or make the instance public (statetrail access public <h>) to copy it in clear",
+      },
+    );
+  }
+  return plans;
 }
 
 export async function publishToMirror(options: PublishMirrorOptions): Promise<PublishResult> {
@@ -79,6 +230,7 @@ export async function publishToMirror(options: PublishMirrorOptions): Promise<Pu
       hint: "run a model first: statetrail run <model> --input <json>",
     });
   }
+  const plans = planInstances(home, instances, options.now ?? new Date(), log);
   const client = options.client ?? createS3Client(options.s3);
   const concurrency = Math.max(1, options.concurrency ?? 8);
   const written = new Set<string>();
@@ -87,7 +239,7 @@ export async function publishToMirror(options: PublishMirrorOptions): Promise<Pu
   const put = async (upload: Upload): Promise<void> => {
     const location: S3Location = { bucket: root.bucket, key: joinKey(root.key, upload.relative) };
     await putObjectBytes(client, location, upload.bytes, {
-      contentType: "application/json",
+      contentType: upload.contentType ?? "application/json",
       cacheControl: upload.cacheControl,
     });
     result.objects += 1;
@@ -95,19 +247,51 @@ export async function publishToMirror(options: PublishMirrorOptions): Promise<Pu
   };
 
   for (const instance of instances) {
+    const plan = plans.get(instance)!;
+    // In a sealed copy every object but keys.json is sealed under the instance's key, at its sealed path.
+    const prepare = (upload: Upload): Upload => {
+      if (!plan.seal) return upload;
+      const relative = sealedPath(instance, upload.relative);
+      return {
+        relative,
+        bytes: sealObject(plan.dataKey, instance, relative, upload.bytes),
+        cacheControl: SEALED_CACHE,
+        contentType: "application/octet-stream",
+      };
+    };
+    if (plan.seal) {
+      const keys = mirrorKeysOf(
+        instance,
+        plan.dataKey,
+        plan.recipients.map((recipient) => ({
+          address: recipient.address,
+          publicKey: uncompressedPublicKey(recipient.publicKey),
+        })),
+      );
+      await put({
+        relative: keysPath(instance),
+        bytes: Buffer.from(JSON.stringify(keys, null, 2) + "\n"),
+        cacheControl: "no-cache",
+      });
+    }
     const { headBytes, head } = await copyInstance(home, instance, async (uploads) => {
-      const fresh = uploads.filter((upload) => !written.has(upload.relative));
+      const fresh = uploads.map(prepare).filter((upload) => !written.has(upload.relative));
       await mapBounded(fresh, concurrency, put);
       fresh.forEach((upload) => written.add(upload.relative));
     });
-    await put({ relative: `instances/${instance}/protocol`, bytes: headBytes, cacheControl: "no-cache" });
+    await put(prepare({ relative: `instances/${instance}/protocol`, bytes: headBytes, cacheControl: "no-cache" }));
     const protocolUrl = s3Url({ bucket: root.bucket, key: joinKey(root.key, `instances/${instance}/protocol`) });
-    log(`  ${instance}: ${head.entries} states, ${head.status} → ${protocolUrl}`);
+    const how = plan.seal
+      ? `encrypted for ${plan.recipients.map((recipient) => recipient.address).join(", ")}`
+      : `in clear (${plan.reason === "public" ? "a public instance" : "access mode open"})`;
+    log(`  ${instance}: ${head.entries} states, ${head.status}, ${how} → ${protocolUrl}`);
     result.instances.push({
       instance_hash: instance,
       status: head.status,
       states: head.entries,
       protocol_url: protocolUrl,
+      encrypted_for: plan.seal ? plan.recipients.map((recipient) => recipient.address) : null,
+      ...(plan.seal ? {} : { clear_because: plan.reason }),
     });
   }
   return result;
@@ -123,13 +307,7 @@ async function copyInstance(
   instance: HexHash,
   upload: (uploads: Upload[]) => Promise<void>,
 ): Promise<{ headBytes: Buffer; head: ProtocolHead }> {
-  let headBytes: Buffer;
-  try {
-    headBytes = fs.readFileSync(home.protocolFile(instance));
-  } catch (error) {
-    throw new StatetrailError("NOT_FOUND", `instance ${instance} is not in ${home.root}`, { cause: error });
-  }
-  const head = parseHead(headBytes);
+  const { headBytes, head } = storedHead(home, instance);
   if (head.instance_hash !== instance) {
     throw new StatetrailError("INTERNAL", `the stored protocol of ${instance} is for instance ${head.instance_hash}`);
   }

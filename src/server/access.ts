@@ -304,6 +304,7 @@ export class AccessControl {
         if (!isStatetrailError(error, "AUTH_INVALID")) throw error;
         return sendCoded(res, 401, "AUTH_INVALID", error.message, error.hint ?? "sign in again");
       }
+      this.rememberKey(body.message, body.signature, result.address);
       const maxAge = Math.max(0, Math.floor((Date.parse(result.expires) - this.now().getTime()) / 1000));
       res
         .status(200)
@@ -313,6 +314,28 @@ export class AccessControl {
         })
         .type("application/json")
         .send(JSON.stringify(result));
+    });
+  }
+
+  /**
+   * After a successful sign-in: the public key that signed it, recorded in the home's `access-keys.json`
+   * (store/access-keys.ts) when the address is a grantee of the policy, so that `publish` can encrypt mirror copies for
+   * it. Addresses without a grant are not recorded (anyone may sign in: the file stays as small as the policy).
+   * A failure is logged, never the sign-in's.
+   */
+  private rememberKey(message: unknown, signature: unknown, address: string): void {
+    void (async () => {
+      const state = await this.policy();
+      if ("error" in state || state.policy === null) return;
+      const lower = address.toLowerCase();
+      if (!state.policy.grants.some((grant) => grant.grantee.toLowerCase() === lower)) return;
+      const { recordPublicKey, recoverSignerKey } = await import("../store/access-keys");
+      recordPublicKey(this.home, recoverSignerKey(String(message), String(signature)), "sign-in", {
+        address,
+        now: this.now(),
+      });
+    })().catch((error: unknown) => {
+      this.log(`could not record the public key of ${address} (mirror encryption): ${(error as Error).message}`);
     });
   }
 

@@ -278,6 +278,27 @@ export class SignInSession {
     if (this.sessions.get(session.origin) === session) this.sessions.delete(session.origin);
   }
 
+  /**
+   * The auditor's private key (hex), to open an encrypted mirror copy (verify/mirror.ts); null when no key is
+   * configured. MIRROR_KEY_REQUIRED for a signer that does not hold its key in this process (not a Wallet); like a
+   * sign-in, KEY_REFUSED for a development key off the local chain.
+   */
+  async privateKey(): Promise<string | null> {
+    if (!this.hasAuditor) return null;
+    const signer = await this.auditor();
+    const key = (signer as { signingKey?: { privateKey?: unknown } }).signingKey?.privateKey;
+    if (typeof key !== "string") {
+      throw new StatetrailError(
+        "MIRROR_KEY_REQUIRED",
+        "the auditor's signer does not hold its private key in this process, so it can't open an encrypted copy",
+        { hint: "give the key itself: an ethers Wallet, --auditor-key-env <NAME> or --auditor-keystore <file>" },
+      );
+    }
+    const chainId = typeof this.options.chainId === "function" ? await this.options.chainId() : this.options.chainId;
+    keys.assertKeyAllowed(ethers.computeAddress(key), chainId);
+    return key;
+  }
+
   /** The auditor's signer, loaded once. */
   private auditor(): Promise<Signer> {
     const source = this.options.auditor!;

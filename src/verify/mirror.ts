@@ -2,6 +2,7 @@ import { type S3Client } from "@aws-sdk/client-s3";
 import { isStatetrailError, StatetrailError } from "../errors";
 import { type S3Settings } from "../net/s3";
 import { lazy } from "../lazy";
+import { dataKeyFor, isSealed, keysPath, openObject, parseMirrorKeys, SEALED_OVERHEAD } from "../protocol/envelope";
 import { parseHead, type ProtocolHead } from "../protocol/schema";
 import { contentUrls } from "../protocol/urls";
 import { type PageSource, type VerifyContext } from "./context";
@@ -13,6 +14,16 @@ import { type ExpectedSubject, type Fetched, type Fetcher, type StepId } from ".
 // The S3 client is loaded for s3:// mirrors only, not by every verification.
 /* eslint-disable-next-line @typescript-eslint/no-require-imports */
 const s3Api = lazy(() => require("../net/s3") as typeof import("../net/s3"));
+/* eslint-disable-next-line @typescript-eslint/no-require-imports */
+const ethers = lazy(() => require("ethers") as typeof import("ethers"));
+
+/** Largest `keys.json` read (10,000 recipients at about 300 bytes each). */
+const MAX_KEYS_BYTES = 4 * 1024 * 1024;
+
+/** Where to give the auditor's key, for the messages of encrypted copies. */
+export const MIRROR_KEY_OPTIONS =
+  "pass the auditor's key: --auditor-key-env <NAME>, --auditor-keystore <file> or $STATETRAIL_AUDITOR_KEY " +
+  "(library: the `auditor` option, a Wallet)";
 
 /**
  * Verifying a copy of an instance on a mirror: untrusted storage (S3 or any HTTP server) that holds the
@@ -34,6 +45,13 @@ const s3Api = lazy(() => require("../net/s3") as typeof import("../net/s3"));
  *
  * Verdict rule for mirrors: the usual rule (verdict.ts) with V1 and V3 optional: valid iff V0, V2 (unless
  * ENS is off) and V4–V8 pass; any fail is invalid; otherwise could not verify.
+ *
+ * Encrypted copies (publish/mirror.ts, protocol/envelope.ts): a head that is a sealed object makes the copy a sealed
+ * one. V1 then reads `<base>/instances/<h>/keys.json`, unwraps the instance's data key with the auditor's private key
+ * (MIRROR_KEY_REQUIRED without one, MIRROR_NOT_RECIPIENT when its address is not a recipient) and opens the head;
+ * every later read of the issuer's content paths is read from the instance's sealed layout (models and states under
+ * `<base>/instances/<h>/`) and opened under the data key with that path as additional data (an edited or moved object
+ * is MIRROR_DECRYPT_FAILED: could not verify). The plaintext then goes through exactly the checks of a clear copy.
  */
 export const MIRROR_OPTIONAL_STEPS: readonly StepId[] = ["V1", "V3"];
 
@@ -44,6 +62,11 @@ export interface MirrorOptions {
   fetcher?: Fetcher;
   /** Endpoint, region and credentials for s3:// mirrors (default: the environment). */
   s3?: S3Settings;
+  /**
+   * The auditor's private key (hex) for an encrypted copy, asked for only when the copy is one; null: none given
+   * (MIRROR_KEY_REQUIRED). Default: none.
+   */
+  decryptionKey?: () => Promise<string | null>;
 }
 
 /** The content paths of the issuer's server a mirror holds (relative to its root, with the leading slash). */
@@ -144,9 +167,11 @@ export class MirrorReader {
   private issuerUrl: string | null = null;
   private base: string | null = null;
   private readonly storage: Fetcher;
+  /** An encrypted copy: its instance and data key (set by {@link read}). */
+  private sealed: { instance: string; key: Buffer } | null = null;
 
   constructor(
-    options: MirrorOptions,
+    private readonly options: MirrorOptions,
     private readonly fallback: Fetcher,
   ) {
     this.storage = options.fetcher ?? storageFetcher(options.s3);
@@ -159,12 +184,26 @@ export class MirrorReader {
     const relative = url.slice(this.issuerUrl.length);
     // Only the published, content-addressed paths; anything else is not on a mirror.
     if (!MIRRORED_PATH.test(relative)) return null;
+    if (this.sealed) {
+      // A sealed copy holds its instance's files only, models and states under the instance's prefix.
+      const instance = this.sealed.instance;
+      if (/^\/(models|states)\//.test(relative)) return `${this.base}/instances/${instance}${relative}`;
+      if (!relative.startsWith(`/instances/${instance}/`)) return null;
+    }
     return `${this.base}${relative}`;
+  }
+
+  /** Reads an object of a sealed copy and opens it (its path under the mirror's root is its additional data). */
+  private async readSealed(url: string, request: Parameters<Fetcher>[1]): Promise<Fetched> {
+    const { instance, key } = this.sealed!;
+    const fetched = await this.storage(url, { ...request, maxBytes: request.maxBytes + SEALED_OVERHEAD });
+    const relative = url.slice(this.base!.length + 1);
+    return { bytes: openObject(key, instance, relative, fetched.bytes, url), certificate: null };
   }
 
   readonly fetcher: Fetcher = async (url, request) => {
     const mirrored = this.rewrite(url);
-    if (mirrored) return this.storage(mirrored, request);
+    if (mirrored) return this.sealed ? this.readSealed(mirrored, request) : this.storage(mirrored, request);
     if (this.base && url.startsWith(`${this.base}/`)) return this.storage(url, request);
     if (this.issuerUrl && sameOrigin(url, this.issuerUrl)) {
       // The issuer's server is never contacted in mirror mode: what is not a content path is not on a mirror.
@@ -200,6 +239,14 @@ export class MirrorReader {
     } catch (error) {
       findings.error(error, `reading ${url} from the mirror`);
       return findings.outcome("");
+    }
+    if (isSealed(bytes)) {
+      try {
+        bytes = await this.unseal(context, location, url, bytes);
+      } catch (error) {
+        findings.error(error, `the encrypted copy at ${url}`);
+        return findings.outcome("");
+      }
     }
     let protocol: ProtocolHead;
     try {
@@ -244,6 +291,37 @@ export class MirrorReader {
         `the issuer's files under ${this.issuerUrl} (its pages included) are read from ${location.base}`,
       problems: [],
     };
+  }
+
+  /**
+   * An encrypted copy: reads its keys.json, unwraps the data key with the auditor's key and opens the head. From then
+   * on every content path is read sealed ({@link readSealed}).
+   */
+  private async unseal(
+    context: VerifyContext,
+    location: { base: string; instanceHash: string },
+    url: string,
+    sealedHead: Buffer,
+  ): Promise<Buffer> {
+    const instance = location.instanceHash;
+    const keysUrl = `${location.base}/${keysPath(instance)}`;
+    const { bytes } = await context.web.get(keysUrl, MAX_KEYS_BYTES);
+    const keys = parseMirrorKeys(bytes, instance, keysUrl);
+    const privateKey = (await this.options.decryptionKey?.()) ?? null;
+    if (privateKey === null) {
+      const recipients = keys.recipients.map((recipient) => recipient.address);
+      const named =
+        recipients.slice(0, 5).join(", ") + (recipients.length > 5 ? ` and ${recipients.length - 5} more` : "");
+      throw new StatetrailError(
+        "MIRROR_KEY_REQUIRED",
+        `this copy of instance ${instance} is encrypted for ${named}: ${MIRROR_KEY_OPTIONS}`,
+        { hint: MIRROR_KEY_OPTIONS },
+      );
+    }
+    const key = dataKeyFor(keys, ethers.computeAddress(privateKey), privateKey);
+    const head = openObject(key, instance, `instances/${instance}/protocol`, sealedHead, url);
+    this.sealed = { instance, key };
+    return head;
   }
 
   /**

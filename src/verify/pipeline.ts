@@ -188,7 +188,16 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     backoffMs: options.retryBackoffMs ?? DEFAULT_BACKOFF_MS,
   });
   let now: Promise<number> | undefined;
-  const mirror = options.mirror ? new MirrorReader(options.mirror, options.fetcher ?? pinnedFetcher) : null;
+  // An encrypted mirror copy is opened with the auditor's key (the one it signs in with), asked for only then.
+  const mirror = options.mirror
+    ? new MirrorReader(
+        {
+          decryptionKey: () => signInSessionFor(options.auditor, options.trusted.chainId).privateKey(),
+          ...options.mirror,
+        },
+        options.fetcher ?? pinnedFetcher,
+      )
+    : null;
   const context: VerifyContext = {
     input: options.input,
     chain,

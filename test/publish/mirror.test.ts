@@ -96,6 +96,8 @@ describe("mirrors: publish to S3-compatible storage, verify the copy", function 
         status: "succeeded",
         states: protocol.instance_protocol.length,
         protocol_url: `s3://audit/acme/instances/${h}/protocol`,
+        encrypted_for: null,
+        clear_because: "open",
       },
     ]);
     const states = new Set(protocol.instance_protocol.map((entry) => entry.state_hash));

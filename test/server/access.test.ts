@@ -7,6 +7,7 @@ import { buildSignInMessage } from "../../src/identity/siwe";
 import { PinnedAgent } from "../../src/net/pinned-fetch";
 import { startServer, type RunningServer } from "../../src/server/https";
 import { accessFile, emptyPolicy, writePolicy, type AccessPolicy, type Grant } from "../../src/store/access";
+import { accessKeysFile, readAccessKeys } from "../../src/store/access-keys";
 import { makeCertificate, makeHome, type TestCertificate, type TestHome } from "./fixtures";
 
 interface RawResponse {
@@ -340,6 +341,25 @@ describe("server: access control (ACCESS.md)", function () {
     const bobs = await signIn(bob);
     expect((await get(`/instances/${fixture.instanceHash}/protocol`, bobs)).status).to.equal(403);
     expect(JSON.parse((await get("/instances", bobs)).body.toString())).to.deep.equal([]);
+  });
+
+  it("a grantee's sign-in records its public key (access-keys.json, 0600) for encrypted mirrors; others' do not", async () => {
+    fs.rmSync(accessKeysFile(fixture.home), { force: true });
+    policy((p) => p.grants.push(grant(alice.address, `instance:${fixture.instanceHash}`)));
+    await signIn(alice);
+    await signIn(bob); // no grant: not recorded (anyone may sign in)
+    const file = accessKeysFile(fixture.home);
+    for (let wait = 0; wait < 50 && !fs.existsSync(file); wait += 1) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 50));
+    const keys = readAccessKeys(fixture.home).keys;
+    expect(Object.keys(keys)).to.deep.equal([alice.address]);
+    expect(keys[alice.address]).to.include({ public_key: alice.signingKey.publicKey, source: "sign-in" });
+    expect((fs.statSync(file).mode & 0o777).toString(8)).to.equal("600");
+    const first = keys[alice.address].first_seen;
+    await signIn(alice);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(readAccessKeys(fixture.home).keys[alice.address].first_seen).to.equal(first);
+    fs.rmSync(file, { force: true });
   });
 
   it("model and all grants cover what they name; an expired grant covers nothing", async () => {

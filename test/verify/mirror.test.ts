@@ -7,6 +7,8 @@ import { FetchSession } from "../../src/verify/fetcher";
 import { MirrorReader } from "../../src/verify/mirror";
 import { type Fetcher } from "../../src/verify/types";
 import { PROTOCOL_VERSION } from "../../src/protocol/schema";
+import { mirrorKeysOf, newDataKey, sealObject, uncompressedPublicKey } from "../../src/protocol/envelope";
+import { Wallet } from "ethers";
 
 const H = "a".repeat(64);
 const M = "b".repeat(64);
@@ -188,5 +190,57 @@ describe("MirrorReader", function () {
     ({ reader, context } = setup({}, url));
     outcome = await reader.read(context);
     expect(outcome.status, "missing on the mirror: could not verify").to.equal("error");
+  });
+
+  it("an encrypted copy: keys.json and the head opened with the key; content paths mapped under the instance, opened", async function () {
+    const auditor = Wallet.createRandom();
+    const key = newDataKey();
+    const base = "s3://audit/acme";
+    const url = `${base}/instances/${H}/protocol`;
+    const sealedAt = (relative: string, text: string) => sealObject(key, H, relative, Buffer.from(text));
+    const files: Record<string, Buffer> = {
+      [url]: sealedAt(`instances/${H}/protocol`, protocolOf(H)),
+      [`${base}/instances/${H}/keys.json`]: Buffer.from(
+        JSON.stringify(
+          mirrorKeysOf(H, key, [
+            { address: auditor.address, publicKey: uncompressedPublicKey(auditor.signingKey.publicKey) },
+          ]),
+        ),
+      ),
+      [`${base}/instances/${H}/states/${S}`]: sealedAt(`instances/${H}/states/${S}`, "state bytes"),
+      // Sealed for the right instance but stored at another path: does not open.
+      [`${base}/instances/${H}/models/${M}`]: sealedAt(`instances/${H}/states/${S}`, "state bytes"),
+    };
+    const storage: string[] = [];
+    const fetcher: Fetcher = async (u) => {
+      storage.push(u);
+      if (!(u in files)) throw new Error(`not on the mirror: ${u}`);
+      return { bytes: files[u], certificate: null };
+    };
+    const reader = new MirrorReader({ fetcher, decryptionKey: async () => auditor.privateKey }, async () => {
+      throw new Error("no network here");
+    });
+    const context = {
+      input: { url },
+      web: new FetchSession(reader.fetcher, 1000),
+      settings: { concurrency: 1, maxBytes: DEFAULT_MAX_BYTES, maxDiagnostics: 0 },
+      protocol: null,
+      pages: null,
+      origin: null,
+      certificate: null,
+    } as unknown as VerifyContext;
+    const outcome = await reader.read(context);
+    expect(outcome.status, outcome.detail).to.equal("skip");
+    expect(context.protocol!.instance_hash).to.equal(H);
+    expect(reader.rewrite(`https://issuer.test:8443/states/${S}`)).to.equal(`${base}/instances/${H}/states/${S}`);
+    expect(reader.rewrite(`https://issuer.test:8443/models/${M}`)).to.equal(`${base}/instances/${H}/models/${M}`);
+    expect(reader.rewrite(`https://issuer.test:8443/instances/${M}/input`), "another instance").to.equal(null);
+    const state = await context.web.get(`https://issuer.test:8443/states/${S}`, 1000);
+    expect(state.bytes.toString()).to.equal("state bytes");
+    const moved = await context.web.get(`https://issuer.test:8443/models/${M}`, 1000).then(
+      () => null,
+      (error: unknown) => error as { code?: string },
+    );
+    expect(moved?.code).to.equal("MIRROR_DECRYPT_FAILED");
   });
 });

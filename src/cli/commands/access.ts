@@ -1,3 +1,4 @@
+import { StatetrailError } from "../../errors";
 import { type GlobalOptions } from "../context";
 import { type CommandContext } from "../main";
 
@@ -11,6 +12,7 @@ import { type CommandContext } from "../main";
 interface GrantCliOptions {
   until?: string;
   fields?: string;
+  publicKey?: string;
 }
 
 const MODE_HINT = "statetrail access private: only public instances and grantees may read";
@@ -42,6 +44,10 @@ export function registerAccess({ program, run }: CommandContext): void {
       "selective disclosure: only these fields' values (caught, context, input, outcome; comma-separated, " +
         "or all, or none); default all",
     )
+    .option(
+      "--public-key <hex>",
+      "the grantee's secp256k1 public key (0x04… or compressed 0x02…/0x03…): publish encrypts mirror copies for it",
+    )
     .addHelpText(
       "after",
       `
@@ -57,24 +63,49 @@ The grantee signs in to \`serve\` with Sign-In with Ethereum (verify --auditor-k
 now, on --network, and the address it resolves to is what the grant names. Without access.json the policy is
 created in mode private: from then on only public instances and grantees may read. A running server applies the
 change at its next request.
+Mirror copies of private instances (statetrail publish) are encrypted for grantees whose public key is known:
+given here with --public-key (refused unless it is the grantee's address's key), or learnt by the server when the
+grantee signs in.
 Examples:
   $ statetrail grant instance:<instance_hash> 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --until 30d
   $ statetrail grant model:<model_hash> auditor.eth
   $ statetrail grant instance:<instance_hash> auditor.eth --fields outcome,caught
-  $ statetrail grant all 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c`,
+  $ statetrail grant all 0x70997970C51812dC3A010C7d01b50e0dd17Dc79c --public-key 0x04…`,
     )
     .action((scope: string, grantee: string, options: GrantCliOptions) =>
       run(async (globals) => {
-        const { grantAccess, accessFile, describeFields } = await import("../../store/access");
+        const { grantAccess, accessFile, describeFields, resolveGrantee } = await import("../../store/access");
         const { homeOf } = await import("../context");
         const home = homeOf(globals);
+        let resolveName = ensResolver(globals);
+        let keyOf: string | undefined;
+        if (options.publicKey !== undefined) {
+          // The key is checked against the grantee before anything is written (an ENS name resolved once).
+          const { normalizePublicKey } = await import("../../store/access-keys");
+          const { computeAddress } = await import("ethers");
+          const key = normalizePublicKey(options.publicKey);
+          const { address } = await resolveGrantee(grantee, resolveName);
+          if (computeAddress(key).toLowerCase() !== address.toLowerCase()) {
+            throw new StatetrailError(
+              "INVALID_ARGUMENT",
+              `--public-key is the key of ${computeAddress(key)}, not of the grantee ${address}`,
+              { hint: "give the grantee's own public key, or leave --public-key out (it is learnt at its sign-in)" },
+            );
+          }
+          resolveName = async () => address;
+          keyOf = key;
+        }
         const result = await grantAccess(home, {
           scope,
           grantee,
           until: options.until,
           fields: options.fields,
-          resolveName: ensResolver(globals),
+          resolveName,
         });
+        if (keyOf !== undefined) {
+          const { recordPublicKey } = await import("../../store/access-keys");
+          recordPublicKey(home, keyOf, "grant", { address: result.grant.grantee });
+        }
         const { grant } = result;
         const lines = [
           `${result.replaced ? "renewed" : "granted"} ${grant.id}: ${grant.grantee}` +
@@ -90,8 +121,21 @@ Examples:
         if (result.mode === "open") {
           lines.push(`note: the policy is in mode open, so anyone may read; the grant counts once: ${MODE_HINT}`);
         }
+        if (keyOf !== undefined) {
+          lines.push(
+            grant.fields
+              ? "its public key is recorded, but a grant limited to some fields gets no mirror copies (a mirror holds every field)"
+              : "its public key is recorded: publish encrypts mirror copies for it",
+          );
+        }
         globals.output.result(
-          { ...grant, fields: grant.fields ?? null, created_policy: result.created, mode: result.mode },
+          {
+            ...grant,
+            fields: grant.fields ?? null,
+            created_policy: result.created,
+            mode: result.mode,
+            public_key: keyOf ?? null,
+          },
           lines.join("\n"),
         );
       }),
