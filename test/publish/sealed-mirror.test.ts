@@ -201,16 +201,26 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
       fs.readFileSync(issuer.home.protocolFile(h)),
       ...states.map((state) => issuer.home.readState(state)),
     ];
+    // State documents are JSON lines (the data, then each field's disclosure); the others one JSON document each.
+    const values = (bytes: Buffer): unknown[] => {
+      const text = bytes.toString("utf8");
+      if (!text.includes("}\n{")) return [JSON.parse(text) as unknown];
+      return text
+        .split("\n")
+        .filter((line) => line !== "")
+        .map((line) => JSON.parse(line) as unknown);
+    };
     for (const bytes of plainFiles) {
-      for (const text of strings(JSON.parse(bytes.toString("utf8")))) {
+      for (const text of values(bytes).flatMap((value) => strings(value))) {
         // Hashes and addresses are on-chain anyway (object names, keys.json); short strings match by chance.
         if (text.length >= 8 && !/^(0x)?[0-9a-fA-F]{40,64}$/.test(text)) secrets.add(text);
       }
     }
-    expect(strings(JSON.parse(issuer.home.readState(states[1]).toString("utf8"))).some((s) => s === marker)).to.equal(
-      true,
-      "the marker is a state's field value too",
-    );
+    expect(
+      values(issuer.home.readState(states[1]))
+        .flatMap((value) => strings(value))
+        .some((s) => s === marker),
+    ).to.equal(true, "the marker is a state's field value too");
     let sealedCount = 0;
     for (const key of expected) {
       const bytes = await read(key);
@@ -400,7 +410,10 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
     try {
       const result = await publishToMirror({ home: issuer.home, mirror: "s3://audit/public", s3 });
       expect(result.instances[0]).to.include({ encrypted_for: null, clear_because: "public" });
-      expect(await read(`public/instances/${h}/input`)).to.deep.equal(issuer.home.readInput(h));
+      // The input document (every disclosure: a mirror has no access control), never the raw input file.
+      expect(await read(`public/instances/${h}/input`)).to.deep.equal(
+        fs.readFileSync(issuer.home.inputDocumentFile(h)),
+      );
       expect(await read(`public/models/${protocol.model_hash}`)).to.deep.equal(
         issuer.home.readModel(protocol.model_hash),
       );
@@ -414,7 +427,7 @@ describe("encrypted mirrors: publish sealed copies of private instances, verify 
     try {
       const result = await publishToMirror({ home: issuer.home, mirror: "s3://audit/open", s3 });
       expect(result.instances[0]).to.include({ encrypted_for: null, clear_because: "open" });
-      expect(await read(`open/instances/${h}/input`)).to.deep.equal(issuer.home.readInput(h));
+      expect(await read(`open/instances/${h}/input`)).to.deep.equal(fs.readFileSync(issuer.home.inputDocumentFile(h)));
     } finally {
       setMode(issuer.home, "private");
     }
