@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import crypto, { randomBytes } from "node:crypto";
 import { sha256Hex, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
 import { canonicalBytes, isCanonicalBytes } from "./canonical";
@@ -186,7 +186,8 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
   const salts: Partial<FieldSalts> = {};
   for (let index = 1; index < lines.length; index += 1) {
     const where = `${what}, line ${index + 1}`;
-    const disclosure = readDisclosure(lines[index], where);
+    const line = lines[index];
+    const disclosure = readDisclosure(line, where);
     const field = disclosure.field;
     if (!(DATA_FIELDS as readonly string[]).includes(field)) {
       throw new StatetrailError("PROTOCOL_INVALID", `${where}: disclosure of unknown field ${JSON.stringify(field)}`);
@@ -195,7 +196,7 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
     if (dataField in disclosed) {
       throw new StatetrailError("PROTOCOL_INVALID", `${where}: field ${field} is disclosed twice`);
     }
-    if (fieldDigest(disclosure.salt, field, disclosure.value) !== data.fields[dataField]) {
+    if (lineDigest(line, disclosure) !== data.fields[dataField]) {
       throw new StatetrailError(
         "PROTOCOL_INVALID",
         `${where}: the disclosure of ${field} does not match its digest in the state data (a forged disclosure)`,
@@ -210,6 +211,33 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
   }
   return { dataBytes, data, disclosed, redacted: DATA_FIELDS.filter((field) => !(field in disclosed)), salts };
 }
+
+/**
+ * The digest of a disclosure read from its canonical line, without serialising its value again: the line is exactly
+ * `{"field":F,"salt":S,"value":V}` (canonical, those three members), and the digest hashes `[S,F,V]` with the same
+ * canonical pieces (what {@link fieldDigest} computes from the parsed value).
+ */
+function lineDigest(line: Buffer, disclosure: Disclosure): HexHash {
+  const field = JSON.stringify(disclosure.field);
+  const salt = JSON.stringify(disclosure.salt);
+  const valueStart =
+    '{"field":'.length + Buffer.byteLength(field) + ',"salt":'.length + salt.length + ',"value":'.length;
+  const value = line.subarray(valueStart, line.length - 1);
+  // One scratch buffer and a one-shot hash: a million states make four of these each.
+  const size = 1 + salt.length + 1 + Buffer.byteLength(field) + 1 + value.length + 1;
+  if (digestScratch.length < size) digestScratch = Buffer.allocUnsafe(Math.max(size, 2 * digestScratch.length));
+  let at = digestScratch.write(`[${salt},${field},`, 0, "utf8");
+  at += value.copy(digestScratch, at);
+  digestScratch[at] = 0x5d; // "]"
+  return hashOnce("sha256", digestScratch.subarray(0, at + 1), "hex");
+}
+
+let digestScratch = Buffer.allocUnsafe(4096);
+
+/** Node's one-shot `crypto.hash` (Node 20.12 on), else a Hash object. */
+const hashOnce: (algorithm: string, data: Buffer, encoding: "hex") => string =
+  (crypto as { hash?: (algorithm: string, data: Buffer, encoding: "hex") => string }).hash ??
+  ((algorithm, data) => crypto.createHash(algorithm).update(data).digest("hex"));
 
 /** One disclosure line: canonical `{field, salt, value}` with exactly those members. */
 function readDisclosure(line: Buffer, where: string): Disclosure {
@@ -228,9 +256,21 @@ function readDisclosure(line: Buffer, where: string): Disclosure {
   return { field: record.field as DisclosedName, salt: record.salt, value: record.value };
 }
 
-/** Parses one line strictly (a member named twice is refused) and requires it in RFC 8785 form. */
+/**
+ * Parses one line and requires it in RFC 8785 form. JSON.parse (native) and then the in-place canonical comparison:
+ * bytes that are not the canonical form of what they parse to — a member named twice (JSON.parse keeps the last,
+ * other readers the first), whitespace, key order, a number or string spelt otherwise, bytes that are not UTF-8 (the
+ * decoder's U+FFFD doesn't encode back to them) — are refused, so one line reads the same to every reader. The strict
+ * parser runs only to name the problem of a line JSON.parse refuses.
+ */
 function parseLine(line: Buffer, where: string): unknown {
-  const value = parseStrictJson(decodeUtf8(line, where), where);
+  let value: unknown;
+  try {
+    value = JSON.parse(line.toString("utf8"));
+  } catch {
+    parseStrictJson(decodeUtf8(line, where), where); // throws the positioned error
+    throw new StatetrailError("PROTOCOL_INVALID", `${where} is not JSON`);
+  }
   if (!isCanonicalBytes(value, line)) {
     throw new StatetrailError("PROTOCOL_INVALID", `${where} is not in RFC 8785 canonical form`);
   }

@@ -127,4 +127,21 @@ describe("selective disclosure (state data v3, per-field salted digests)", funct
       expect(() => readStateDocument(bytes), name).to.throw(message);
     }
   });
+
+  it("reads back what was sealed, whatever the values (Unicode, escapes, nesting, large): the line digest is the field digest", function () {
+    const values: unknown[] = [
+      'é ☃ 𝄞 \u0000 " \\ \n',
+      { ü: [1.5, -0, 1e21, 5e-324, null, true], "\u2028": { a: "\ud83d\ude00" } },
+      Array.from({ length: 2_000 }, (_, index) => ({ index, text: "x".repeat(index % 17) })),
+      [[[[[]]]]],
+      0,
+    ];
+    for (const input of values) {
+      const sealed = sealState({ ...content(1, true), input, outcome: { result: input } });
+      const read = readStateDocument(sealed.document);
+      expect(read.redacted).to.deep.equal([]);
+      expect(contentOf(read).input).to.deep.equal(JSON.parse(JSON.stringify(input)));
+      expect(read.data.fields.input).to.equal(fieldDigest(read.salts.input!, "input", input));
+    }
+  });
 });
