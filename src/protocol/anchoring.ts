@@ -1,9 +1,10 @@
-import { createHash } from "node:crypto";
+import crypto, { createHash } from "node:crypto";
 import { getAddress } from "ethers";
 import { parseHexHash, toBytes32, type HexHash } from "../chain/hash";
 import { keccak256Bytes } from "../chain/keccak";
 import { StatetrailError } from "../errors";
 import { lazy } from "../lazy";
+import { checkLeafProof } from "./proof-check";
 import { type MerkleProof } from "./schema";
 
 // Only the issuer builds trees (LeafBatch); the verifier checks proofs with processProof and never loads it.
@@ -93,10 +94,9 @@ function parentOf(a: Buffer, b: Buffer): Buffer {
 }
 
 /**
- * The root a proof leads to from `leaf`, or null when a node is not a 32-byte `0x` hex value. Every node is hashed
- * (2 + log2 n Keccak-256 per proof, about 1 µs each with the WebAssembly Keccak): a cache of the parents proofs
- * share saved CPU but its tables outlived young-generation collections, which held a 100,000-state batch
- * verification some 30 MB above its goal (issue 16).
+ * The root a proof leads to from `leaf`, or null when a node is not a 32-byte `0x` hex value: every node hashed
+ * (2 + log2 n Keccak-256 per proof). The reference the verifier's check is tested against; the verifier itself
+ * checks proofs with {@link verifyLeafProof} (proof-check.ts: no hex round trips, shared parents memoised).
  */
 export function processProof(leaf: string, siblings: readonly string[]): string | null {
   if (!NODE.test(leaf)) return null;
@@ -108,9 +108,13 @@ export function processProof(leaf: string, siblings: readonly string[]): string 
   return "0x" + node.toString("hex");
 }
 
-/** Whether `proof` leads from `leaf` to `proof.root`. */
+/**
+ * Whether `proof` leads from `leaf` to `proof.root`: `processProof(leafHash(leaf), proof.siblings) ===
+ * proof.root.toLowerCase()`, computed by proof-check.ts without hex round trips and with the parents proofs share
+ * memoised (the same answer: see the tests).
+ */
 export function verifyLeafProof(leaf: LeafFields, proof: Pick<MerkleProof, "root" | "siblings">): boolean {
-  return processProof(leafHash(leaf), proof.siblings) === proof.root.toLowerCase();
+  return checkLeafProof(leaf, proof.siblings, proof.root);
 }
 
 function bytesOf(hex: string): Buffer {
@@ -153,16 +157,31 @@ export class LeafBatch {
   }
 }
 
+/** Node's one-shot hash (crypto.hash, Node 20.12+), as pages.ts uses it: no Hash object per state. */
+const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Buffer, encoding: "buffer") => Buffer })
+  .hash;
+
 /** The running trail of an instance: `t = instance_hash`, then `t = sha256(t ++ state_hash)` per state. */
 export class Trail {
   private current: Buffer;
   private length = 0;
+  /** The current trail then the state hash being pushed: one buffer hashed per state (issue 16). */
+  private readonly scratch = Buffer.alloc(64);
 
   constructor(instanceHash: HexHash) {
     this.current = Buffer.from(instanceHash, "hex");
   }
 
   push(stateHash: HexHash): this {
+    // A state hash of 64 hex digits (every entry's) is hashed from the scratch buffer; anything else as before.
+    if (oneShotHash && this.current.length === 32 && stateHash.length === 64) {
+      this.current.copy(this.scratch, 0);
+      if (this.scratch.write(stateHash, 32, 32, "hex") === 32) {
+        this.current = oneShotHash("sha256", this.scratch, "buffer");
+        this.length += 1;
+        return this;
+      }
+    }
     this.current = createHash("sha256").update(this.current).update(Buffer.from(stateHash, "hex")).digest();
     this.length += 1;
     return this;
