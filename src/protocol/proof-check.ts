@@ -33,6 +33,7 @@ const pair32 = new Int32Array(pair.buffer);
 const node = new Uint8Array(32);
 const node32 = new Int32Array(node.buffer);
 const sibling = new Uint8Array(32);
+const sibling32 = new Int32Array(sibling.buffer);
 const rootBytes = new Uint8Array(32);
 /** The leaf's ABI encoding: address, bytes32, uint256, bytes32, bytes32 (zeros where nothing is written). */
 const leafInput = new Uint8Array(160);
@@ -131,12 +132,11 @@ function leafHashInto(leaf: ProofLeaf): void {
 function climb(): void {
   let order = 0;
   for (let index = 0; index < 32 && order === 0; index += 1) order = node[index] - sibling[index];
-  if (order <= 0) {
-    pair.set(node, 0);
-    pair.set(sibling, 32);
-  } else {
-    pair.set(sibling, 0);
-    pair.set(node, 32);
+  // The pair as keccak256 hashes it, low ‖ high, copied word by word (the order is of the bytes, found above).
+  const first = order <= 0 ? 0 : 8;
+  for (let word = 0; word < 8; word += 1) {
+    pair32[first + word] = node32[word];
+    pair32[8 - first + word] = sibling32[word];
   }
   const start = (pair32[0] ^ pair32[9] ^ Math.imul(pair32[3] ^ pair32[14], 0x9e3779b1)) & (SLOTS - 1);
   let free = -1;
