@@ -246,4 +246,16 @@ describe("Trail, hashed from one scratch buffer (src/protocol/anchoring.ts)", fu
     }
     expect(trail.count).to.equal(12);
   });
+
+  it("equals the formula from an instance hash that is not 32 bytes of hex too", function () {
+    for (const instance of ["abc", "", sha("x").slice(0, 62), sha("y") + "ff"]) {
+      const trail = new Trail(instance);
+      let expected = Buffer.from(instance, "hex");
+      expect(trail.value).to.equal(expected.toString("hex"));
+      for (const hash of [sha("1"), "nothex", sha("2")]) {
+        expected = createHash("sha256").update(expected).update(Buffer.from(hash, "hex")).digest();
+        expect(trail.push(hash).value).to.equal(expected.toString("hex"));
+      }
+    }
+  });
 });
