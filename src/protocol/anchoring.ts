@@ -7,7 +7,7 @@ import { lazy } from "../lazy";
 import { checkLeafProof } from "./proof-check";
 import { type MerkleProof } from "./schema";
 
-// Only the issuer builds trees (LeafBatch); the verifier checks proofs with processProof and never loads it.
+// Only the issuer builds trees (LeafBatch); the verifier checks proofs (verifyLeafProof) and never loads it.
 type MerkleCore = typeof import("@openzeppelin/merkle-tree/dist/core");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const merkle = lazy(() => require("@openzeppelin/merkle-tree/dist/core") as MerkleCore);
