@@ -16,17 +16,24 @@ import { StatetrailError } from "../errors";
  *   the value hashing would: every proof is still walked from its own leaf, through its own siblings, to its own
  *   root, and a sibling changed in one entry is a pair the table never holds (it is then hashed, and leads to
  *   another root). A slot taken by another pair is only a miss.
- * - Its memory is allocated once (768 KiB), none per proof: an earlier cache of parents as strings outlived
+ * - Its memory is allocated once (512 KiB), none per proof: an earlier cache of parents as strings outlived
  *   young-generation collections and held a 100,000-state verification some 30 MB higher.
  */
 
-/** Slots in the table of parents: more than the internal nodes of a few 1,000-leaf batches in flight. */
-const SLOTS = 1 << 13;
-/** Consecutive slots looked at for a pair (a pair is stored in the first free one, else over the first). */
+/** Slots in the table of parents: several times the internal nodes of a 1,000-leaf batch. */
+const SLOTS = 1 << 12;
+/** Consecutive slots looked at for a pair (a pair is stored in the first free one, else over the oldest). */
 const PROBES = 4;
-const pairKeys = new Int32Array(SLOTS * 16);
-const parents = new Int32Array(SLOTS * 8);
-const used = new Uint8Array(SLOTS);
+/**
+ * A slot is 32 words (128 bytes, two cache lines, read together): the pair (16 words), its parent (8), whether it
+ * is used (1) and when it was stored (1).
+ */
+const WORDS = 32;
+const PARENT = 16;
+const USED = 24;
+const STORED = 25;
+const table = new Int32Array(SLOTS * WORDS);
+let stores = 0;
 
 const pair = new Uint8Array(64);
 const pair32 = new Int32Array(pair.buffer);
@@ -139,31 +146,33 @@ function climb(): void {
     pair32[8 - first + word] = sibling32[word];
   }
   const start = (pair32[0] ^ pair32[9] ^ Math.imul(pair32[3] ^ pair32[14], 0x9e3779b1)) & (SLOTS - 1);
-  let free = -1;
+  let victim = -1;
   for (let probe = 0; probe < PROBES; probe += 1) {
-    const slot = (start + probe) & (SLOTS - 1);
-    if (used[slot] === 0) {
-      if (free < 0) free = slot;
+    const at = ((start + probe) & (SLOTS - 1)) * WORDS;
+    if (table[at + USED] === 0) {
+      if (victim < 0 || table[victim + USED] !== 0) victim = at;
       continue;
     }
-    const key = slot * 16;
     let same = true;
     for (let word = 0; word < 16; word += 1) {
-      if (pairKeys[key + word] !== pair32[word]) {
+      if (table[at + word] !== pair32[word]) {
         same = false;
         break;
       }
     }
     if (same) {
-      for (let word = 0; word < 8; word += 1) node32[word] = parents[slot * 8 + word];
+      for (let word = 0; word < 8; word += 1) node32[word] = table[at + PARENT + word];
       return;
     }
+    // A used slot is taken over only when no probed slot is free, the one stored longest ago.
+    if (victim < 0 || (table[victim + USED] !== 0 && table[at + STORED] - table[victim + STORED] < 0)) victim = at;
   }
   keccak256Into(pair, node);
-  const slot = free >= 0 ? free : start;
-  pairKeys.set(pair32, slot * 16);
-  parents.set(node32, slot * 8);
-  used[slot] = 1;
+  for (let word = 0; word < 16; word += 1) table[victim + word] = pair32[word];
+  for (let word = 0; word < 8; word += 1) table[victim + PARENT + word] = node32[word];
+  table[victim + USED] = 1;
+  stores = (stores + 1) | 0;
+  table[victim + STORED] = stores;
 }
 
 /**
@@ -184,5 +193,5 @@ export function checkLeafProof(leaf: ProofLeaf, siblings: readonly string[], roo
 
 /** Forgets every parent kept (for tests). */
 export function clearProofMemo(): void {
-  used.fill(0);
+  table.fill(0);
 }

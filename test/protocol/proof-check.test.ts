@@ -186,7 +186,7 @@ describe("Merkle proof check with memoised parents (src/protocol/proof-check.ts)
       const list = leaves(257, `overflow ${t}`);
       return { list, tree: new LeafBatch(list) };
     });
-    // 40 trees of 256 parents each: more pairs than the memo's 8,192 slots, so later checks meet evicted slots.
+    // 40 trees of 256 parents each: more pairs than the memo's 4,096 slots, so later checks meet evicted slots.
     for (const { list, tree } of trees)
       list.forEach((leaf, index) => expect(check(leaf, tree.proof(index))).to.equal(true));
     fc.assert(
