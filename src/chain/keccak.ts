@@ -49,6 +49,20 @@ export function keccak256Bytes(data: Uint8Array): Buffer {
   return Buffer.from(keccak256(data).slice(2), "hex");
 }
 
+/**
+ * Keccak-256 of `data` written into `out` at `offset` (32 bytes), for callers that hash into a buffer of their own
+ * (the Merkle proof checks): no Buffer made per digest.
+ */
+export function keccak256Into(data: Uint8Array, out: Uint8Array, offset = 0): void {
+  if (hasher) {
+    hasher.init();
+    hasher.update(data);
+    out.set(hasher.digest("binary"), offset);
+    return;
+  }
+  out.set(Buffer.from(keccak256(data).slice(2), "hex"), offset);
+}
+
 /** Whether the WebAssembly Keccak is in use (for tests and benchmarks). */
 export function keccakIsFast(): boolean {
   return hasher !== undefined;

@@ -1,12 +1,13 @@
-import { createHash } from "node:crypto";
+import crypto, { createHash } from "node:crypto";
 import { getAddress } from "ethers";
 import { parseHexHash, toBytes32, type HexHash } from "../chain/hash";
 import { keccak256Bytes } from "../chain/keccak";
 import { StatetrailError } from "../errors";
 import { lazy } from "../lazy";
+import { checkLeafProof } from "./proof-check";
 import { type MerkleProof } from "./schema";
 
-// Only the issuer builds trees (LeafBatch); the verifier checks proofs with processProof and never loads it.
+// Only the issuer builds trees (LeafBatch); the verifier checks proofs (verifyLeafProof) and never loads it.
 type MerkleCore = typeof import("@openzeppelin/merkle-tree/dist/core");
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const merkle = lazy(() => require("@openzeppelin/merkle-tree/dist/core") as MerkleCore);
@@ -93,10 +94,9 @@ function parentOf(a: Buffer, b: Buffer): Buffer {
 }
 
 /**
- * The root a proof leads to from `leaf`, or null when a node is not a 32-byte `0x` hex value. Every node is hashed
- * (2 + log2 n Keccak-256 per proof, about 1 µs each with the WebAssembly Keccak): a cache of the parents proofs
- * share saved CPU but its tables outlived young-generation collections, which held a 100,000-state batch
- * verification some 30 MB above its goal (issue 16).
+ * The root a proof leads to from `leaf`, or null when a node is not a 32-byte `0x` hex value: every node hashed
+ * (2 + log2 n Keccak-256 per proof). The reference the verifier's check is tested against; the verifier itself
+ * checks proofs with {@link verifyLeafProof} (proof-check.ts: no hex round trips, shared parents memoised).
  */
 export function processProof(leaf: string, siblings: readonly string[]): string | null {
   if (!NODE.test(leaf)) return null;
@@ -108,9 +108,13 @@ export function processProof(leaf: string, siblings: readonly string[]): string 
   return "0x" + node.toString("hex");
 }
 
-/** Whether `proof` leads from `leaf` to `proof.root`. */
+/**
+ * Whether `proof` leads from `leaf` to `proof.root`: `processProof(leafHash(leaf), proof.siblings) ===
+ * proof.root.toLowerCase()`, computed by proof-check.ts without hex round trips and with the parents proofs share
+ * memoised (the same answer: see the tests).
+ */
 export function verifyLeafProof(leaf: LeafFields, proof: Pick<MerkleProof, "root" | "siblings">): boolean {
-  return processProof(leafHash(leaf), proof.siblings) === proof.root.toLowerCase();
+  return checkLeafProof(leaf, proof.siblings, proof.root);
 }
 
 function bytesOf(hex: string): Buffer {
@@ -153,17 +157,36 @@ export class LeafBatch {
   }
 }
 
+/** Node's one-shot hash (crypto.hash, Node 20.12+), as pages.ts uses it: no Hash object per state. */
+const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Buffer, encoding: "hex") => string }).hash;
+
 /** The running trail of an instance: `t = instance_hash`, then `t = sha256(t ++ state_hash)` per state. */
 export class Trail {
-  private current: Buffer;
+  /**
+   * The trail (32 bytes) then the state hash being pushed: one buffer hashed per state, the digest written back as
+   * hex (a digest as a new Buffer took 2.5 times as long; issue 16).
+   */
+  private readonly scratch = Buffer.alloc(64);
+  /** The trail when it is not 32 bytes (an instance hash that is not 64 hex digits, before the first state). */
+  private odd: Buffer | null = null;
   private length = 0;
 
   constructor(instanceHash: HexHash) {
-    this.current = Buffer.from(instanceHash, "hex");
+    const initial = Buffer.from(instanceHash, "hex");
+    if (initial.length === 32) initial.copy(this.scratch, 0);
+    else this.odd = initial;
   }
 
   push(stateHash: HexHash): this {
-    this.current = createHash("sha256").update(this.current).update(Buffer.from(stateHash, "hex")).digest();
+    const scratch = this.scratch;
+    // A state hash of 64 hex digits (every entry's) is hashed from the scratch buffer; anything else as before.
+    if (oneShotHash && this.odd === null && stateHash.length === 64 && scratch.write(stateHash, 32, 32, "hex") === 32) {
+      scratch.write(oneShotHash("sha256", scratch, "hex"), 0, 32, "hex");
+    } else {
+      const current = this.odd ?? scratch.subarray(0, 32);
+      createHash("sha256").update(current).update(Buffer.from(stateHash, "hex")).digest().copy(scratch, 0);
+      this.odd = null;
+    }
     this.length += 1;
     return this;
   }
@@ -174,7 +197,7 @@ export class Trail {
 
   /** The trail as a wire hash (64 hex characters). */
   get value(): HexHash {
-    return this.current.toString("hex");
+    return this.odd ? this.odd.toString("hex") : this.scratch.toString("hex", 0, 32);
   }
 }
 

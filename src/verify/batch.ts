@@ -1,6 +1,6 @@
 import { getAddress, zeroPadValue, type Provider } from "ethers";
 import { type HexHash } from "../chain/hash";
-import { prepareKeccak } from "../chain/keccak";
+import { keccakIsFast, prepareKeccak } from "../chain/keccak";
 import { verifyLeafProof } from "../protocol/anchoring";
 import { type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
 import { IInstanceRegistry__factory } from "../../typechain-types";
@@ -37,6 +37,17 @@ export interface BatchAnchor {
 }
 
 const memo = new WeakMap<ChainView, Map<string, Promise<Map<string, BatchAnchor[]>>>>();
+/** The anchors issuerAnchors last read for a chain view, once read: by issuer as written and first block. */
+const loaded = new WeakMap<ChainView, { issuer: string; fromBlock: number; anchors: Map<string, BatchAnchor[]> }>();
+/** The block time of each anchor read (an anchor belongs to one chain view, read at its pinned block). */
+const anchorTimes = new WeakMap<BatchAnchor, number>();
+
+/** What {@link issuerAnchors} resolved to, when it has (else null): taken without awaiting. */
+function loadedAnchors(chain: ChainView, issuer: string, fromBlock: number): Map<string, BatchAnchor[]> | null {
+  const last = loaded.get(chain);
+  return last && last.issuer === issuer && last.fromBlock === fromBlock ? last.anchors : null;
+}
+
 /**
  * Every root the issuer anchored in the trusted InstanceRegistry from `fromBlock` to the pinned block, by root
  * (0x lowercase): one chunked `eth_getLogs` filtered on the issuer, read once per verification.
@@ -81,6 +92,7 @@ export async function issuerAnchors(
         });
         anchors.set(root, list);
       }
+      loaded.set(chain, { issuer, fromBlock, anchors });
       return anchors;
     })();
     perChain.set(key, loading);
@@ -111,7 +123,7 @@ export async function checkAnchoredEntry(
     stateHash: entry.state_hash,
     prevStateHash: entry.prev_state_hash,
   };
-  await prepareKeccak();
+  if (!keccakIsFast()) await prepareKeccak();
   if (!verifyLeafProof(leaf, proof)) {
     fail(
       `the Merkle proof does not lead from the leaf (issuer, instance, seq ${entry.seq}, state_hash, prev_state_hash) ` +
@@ -119,12 +131,16 @@ export async function checkAnchoredEntry(
     );
     return null;
   }
-  let anchors: Map<string, BatchAnchor[]>;
-  try {
-    anchors = await issuerAnchors(chain, issuer, protocol.created.block_nr);
-  } catch (cause) {
-    error(`reading the issuer's anchored roots: ${(cause as Error).message}`);
-    return null;
+  // The anchors once read and a block time once known are taken without awaiting again (issue 16: the awaits of
+  // a million entries): the same values issuerAnchors and chain.blockTimestamp give.
+  let anchors = loadedAnchors(chain, issuer, protocol.created.block_nr);
+  if (!anchors) {
+    try {
+      anchors = await issuerAnchors(chain, issuer, protocol.created.block_nr);
+    } catch (cause) {
+      error(`reading the issuer's anchored roots: ${(cause as Error).message}`);
+      return null;
+    }
   }
   const transaction = entry.transaction_hash.toLowerCase();
   const candidates = anchors.get(proof.root) ?? [];
@@ -146,7 +162,11 @@ export async function checkAnchoredEntry(
     fail(`leaf_index ${proof.leaf_index} is outside the anchored batch of ${anchor.count} leaves`);
   }
   try {
-    const time = await chain.blockTimestamp(anchor.blockNumber);
+    let time: number | null | undefined = anchorTimes.get(anchor);
+    if (time === undefined) {
+      time = await chain.blockTimestamp(anchor.blockNumber);
+      if (time !== null) anchorTimes.set(anchor, time);
+    }
     if (time === null) error(`block ${anchor.blockNumber} could not be read`);
     else if (time !== entry.timestamp) {
       fail(

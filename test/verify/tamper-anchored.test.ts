@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { toBytes32 } from "../../src/chain/hash";
+import { LeafBatch } from "../../src/protocol/anchoring";
 import { type InstanceProtocol } from "../../src/protocol/schema";
 import { renderReport, type VerificationReport } from "../../src/verify";
 import {
@@ -53,6 +54,50 @@ const ATTACKS: Array<Attack<AnchoredScenario>> = [
     mutate: edit((protocol) => {
       const proof = protocol.instance_protocol[1].proof!;
       proof.siblings[0] = proof.siblings[proof.siblings.length - 1];
+    }),
+  },
+  {
+    // The verifier memoises the parents of the proofs it checked (proof-check.ts): the altered sibling is at the
+    // top of a tree whose other entries (checked before) hold the genuine pair there.
+    name: "a sibling changed in only one entry of a root (its top sibling, one hex digit)",
+    claim: "each state: data, registration, time, sender, link",
+    fails: ["V6"],
+    says: /seq 4 "Step4": the Merkle proof does not lead from the leaf .* to root 0x/,
+    mutate: edit((protocol) => {
+      const siblings = protocol.instance_protocol[4].proof!.siblings;
+      const top = siblings[siblings.length - 1];
+      siblings[siblings.length - 1] = top.slice(0, -1) + (top.endsWith("0") ? "1" : "0");
+    }),
+  },
+  {
+    name: "two entries claiming the same leaf (entry 2 carries entry 1's proof: its leaf index and siblings)",
+    claim: "each state: data, registration, time, sender, link",
+    fails: ["V6"],
+    says: /seq 2 "Step2": the Merkle proof does not lead from the leaf .* to root 0x/,
+    mutate: edit((protocol) => {
+      const [first, second] = [protocol.instance_protocol[1], protocol.instance_protocol[2]];
+      second.proof = structuredClone(first.proof);
+      second.transaction_hash = first.transaction_hash;
+      second.block_nr = first.block_nr;
+      second.timestamp = first.timestamp;
+    }),
+  },
+  {
+    name: "a valid proof of a root never anchored (a tree built over the instance's genuine leaves)",
+    claim: "each state: data, registration, time, sender, link",
+    fails: ["V6"],
+    says: /seq 2 "Step2": root 0x[0-9a-f]+… was never anchored by the issuer in the trusted InstanceRegistry/,
+    mutate: edit((protocol) => {
+      const batch = new LeafBatch(
+        protocol.instance_protocol.map((entry) => ({
+          issuer: protocol.issuer.address,
+          instanceHash: protocol.instance_hash,
+          seq: entry.seq,
+          stateHash: entry.state_hash,
+          prevStateHash: entry.prev_state_hash,
+        })),
+      );
+      protocol.instance_protocol[2].proof = batch.proof(2);
     }),
   },
   {
