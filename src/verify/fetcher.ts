@@ -5,10 +5,18 @@ import { type Fetched, type Fetcher, type ServerCertificate } from "./types";
 
 /**
  * The real fetcher: HTTPS through {@link pinnedFetch}, capturing the server certificate; redirects refused. With
- * `request.auth`, a server asking to sign in (401 SIWE) is signed in to and asked once more (auth.ts).
+ * `request.auth`, a server asking to sign in (401 SIWE) is signed in to and asked once more (auth.ts). Connections
+ * are kept and reused (`reuse`: keep-alive) by later requests to the same origin with the same pin only: a
+ * verification's requests after the first are pinned (FetchSession), so they share the connections checked against
+ * that pin, instead of a TLS handshake each; the certificate returned is the one of the connection each came over.
  */
 export const pinnedFetcher: Fetcher = async (url, request) => {
-  const options = { fingerprint: request.fingerprint, maxBytes: request.maxBytes, timeoutMs: request.timeoutMs };
+  const options = {
+    fingerprint: request.fingerprint,
+    maxBytes: request.maxBytes,
+    timeoutMs: request.timeoutMs,
+    reuse: true,
+  };
   const response = await (request.auth ? request.auth.fetch(url, options) : pinnedFetch(url, options)).catch(
     (error: unknown) => {
       throw serverUnreachable(error, url) ?? error;

@@ -358,6 +358,8 @@ async function verifyResolved(
     }
   } finally {
     provider.destroy();
+    // The issuer's servers' kept connections (pinnedFetcher's keep-alive): closed with the command's chain.
+    (await import("../../net/pinned-fetch")).closePinnedConnections();
   }
 }
 
@@ -481,7 +483,7 @@ async function instancesOfEnsName(
       })
     : auth;
   const list = async (fingerprint?: string): Promise<PinnedResponse> => {
-    const options = { maxBytes: 8 * 1024 * 1024, fingerprint };
+    const options = { maxBytes: 8 * 1024 * 1024, fingerprint, reuse: true };
     return (signIns ? signIns.fetch(listingUrl, options) : pinnedFetch(listingUrl, options)).catch((error: unknown) => {
       throw serverUnreachable(error, listingUrl) ?? error;
     });
