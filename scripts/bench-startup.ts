@@ -297,9 +297,11 @@ async function main(): Promise<void> {
     "**The verification work** is the second row: the library's `verifyProtocol` on the same URL and RPC endpoint " +
       "in this (the benchmark's) process, its modules loaded and a first call made before the timed ones, so that " +
       "it holds neither loading nor first-run cost; every step runs, V9 replays the run, nothing is cached across " +
-      "calls but Node's compiled code (the connections to the issuer's server a call keeps alive are closed before the next). `verify` is its startup (Node, the CLI's bundle, then ethers' bundle and the " +
-      "steps' modules; the ASL interpreter for V9, bundled without the Lambda client, credential providers and ASL " +
-      "validator it requires but statetrail never calls, is loaded while V1's request is in flight; the S3 client " +
+      "calls but Node's compiled code (the connections to the issuer's server a call keeps alive, one TLS handshake per " +
+      "connection rather than per request, are closed before the next). `verify` is its startup (Node, the CLI's bundle, then ethers' bundle and the " +
+      "steps' modules, loaded while V1's request for the protocol, sent first, is in flight; the ASL interpreter for " +
+      "V9, bundled without the Lambda client, credential providers and ASL validator it requires but statetrail " +
+      "never calls, is loaded a piece at a time while the steps wait for the chain and the server; the S3 client " +
       "only for mirrors, the Merkle tree builder and the ASL validator not at all) plus the work done for the first " +
       "time in a fresh process (code optimised on first use; compiled, unless V8's code cache has it). Across runs " +
       "only that compiled code is kept: every step runs and V9 replays in every run. `watch` prints its first line once the protocol's head is " +

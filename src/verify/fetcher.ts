@@ -1,5 +1,5 @@
 import { StatetrailError } from "../errors";
-import { pinnedFetch } from "../net/pinned-fetch";
+import { pinnedFetch, type PinnedResponse } from "../net/pinned-fetch";
 import { type SignInSession } from "./auth";
 import { type Fetched, type Fetcher, type ServerCertificate } from "./types";
 
@@ -17,17 +17,23 @@ export const pinnedFetcher: Fetcher = async (url, request) => {
     timeoutMs: request.timeoutMs,
     reuse: true,
   };
-  const response = await (request.auth ? request.auth.fetch(url, options) : pinnedFetch(url, options)).catch(
-    (error: unknown) => {
-      throw serverUnreachable(error, url) ?? error;
-    },
-  );
+  return fetchedOf(url, request.auth ? request.auth.fetch(url, options) : pinnedFetch(url, options));
+};
+
+/**
+ * What {@link pinnedFetcher} makes of the answer to its GET of `url`: the body and the certificate of the connection
+ * it came over; SERVER_UNREACHABLE for a connection that could not be made; FETCH_FAILED for a status other than 2xx.
+ */
+export async function fetchedOf(url: string, answer: Promise<PinnedResponse>): Promise<Fetched> {
+  const response = await answer.catch((error: unknown) => {
+    throw serverUnreachable(error, url) ?? error;
+  });
   if (response.status < 200 || response.status >= 300) {
     throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status} (redirects are not followed)`);
   }
   const { fingerprint, notBefore, notAfter, der, subject } = response.certificate;
   return { bytes: response.body, certificate: { fingerprint, notBefore, notAfter, der, subject } };
-};
+}
 
 /**
  * One verification's view of the web: the first certificate an origin presents is remembered, and every
