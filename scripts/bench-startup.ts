@@ -13,6 +13,7 @@
  * Runs the compiled CLI (bin/statetrail.js → dist/): `npm run bench:startup` builds first.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -22,6 +23,16 @@ const ROOT = path.resolve(__dirname, "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
 const RUNS = Number(process.argv[2] ?? 9);
 const CHAIN_PORT = Number(process.env.BENCH_CHAIN_PORT ?? 18_645);
+/**
+ * The children's cache folder ($XDG_CACHE_HOME): this checkout's own. V8's code cache of a bundle replaces the cache
+ * of any other build of it in its folder (src/cli/code-cache.ts), so in a shared one the runs of another checkout's
+ * build (another worktree benchmarking at the same time) would keep replacing this one's, and its runs compile anew.
+ */
+const CACHE_HOME = path.join(
+  os.tmpdir(),
+  `statetrail-bench-cache-${createHash("sha256").update(ROOT).digest("hex").slice(0, 12)}`,
+);
+process.env.XDG_CACHE_HOME = CACHE_HOME;
 
 interface Sample {
   ms: number;
@@ -267,8 +278,9 @@ async function main(): Promise<void> {
       "runs, interleaved, in one run of the script; the CLI is the built one: `bin/statetrail.js` runs the bundle " +
       "`dist/statetrail.cjs` (scripts/build-cli.js; ethers in `dist/vendor-ethers.cjs`, loaded when first needed; " +
       "the ASL interpreter embedded in it as text, compiled as a script of its own when V9's modules load) " +
-      "through V8's code cache, which the first, untimed run of each command writes to the user's cache folder " +
-      "(src/cli/code-cache.ts; compiled code only). Wall " +
+      "through V8's code cache, which the first, untimed run of each command writes to a cache folder of this checkout's own " +
+      `(\`${CACHE_HOME}\`: in a folder shared with another build, that build's runs would replace it; ` +
+      "src/cli/code-cache.ts; compiled code only). Wall " +
       "time is measured around the child process; peak RSS is `/usr/bin/time`'s maximum resident set size.",
     "",
     ...(Math.max(Number(load), Number(loadAfter)) > os.cpus().length
