@@ -13,6 +13,7 @@
  * Runs the compiled CLI (bin/statetrail.js → dist/): `npm run bench:startup` builds first.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -22,6 +23,16 @@ const ROOT = path.resolve(__dirname, "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
 const RUNS = Number(process.argv[2] ?? 9);
 const CHAIN_PORT = Number(process.env.BENCH_CHAIN_PORT ?? 18_645);
+/**
+ * The children's cache folder ($XDG_CACHE_HOME): this checkout's own. V8's code cache of a bundle replaces the cache
+ * of any other build of it in its folder (src/cli/code-cache.ts), so in a shared one the runs of another checkout's
+ * build (another worktree benchmarking at the same time) would keep replacing this one's, and its runs compile anew.
+ */
+const CACHE_HOME = path.join(
+  os.tmpdir(),
+  `statetrail-bench-cache-${createHash("sha256").update(ROOT).digest("hex").slice(0, 12)}`,
+);
+process.env.XDG_CACHE_HOME = CACHE_HOME;
 
 interface Sample {
   ms: number;
@@ -212,8 +223,13 @@ async function main(): Promise<void> {
     // The same verification through the library in this process, its modules loaded by a first call.
     /* eslint-disable @typescript-eslint/no-require-imports */
     const lib = require(path.join(ROOT, "dist", "src", "index.js")) as typeof import("../src/index");
+    const net = require(
+      path.join(ROOT, "dist", "src", "net", "pinned-fetch.js"),
+    ) as typeof import("../src/net/pinned-fetch");
     /* eslint-enable @typescript-eslint/no-require-imports */
     const verifyOnce = async (retry = true): Promise<number> => {
+      // Every call opens its own connections to the issuer's server, as a CLI run does: none kept from the last.
+      net.closePinnedConnections();
       const started = process.hrtime.bigint();
       // A pooled keep-alive connection the node has just closed fails the call ("other side closed"): once more.
       const report = await lib.verifyProtocol({ url: demo.url, rpcUrl: rpc }).catch((error: unknown) => {
@@ -262,8 +278,9 @@ async function main(): Promise<void> {
       "runs, interleaved, in one run of the script; the CLI is the built one: `bin/statetrail.js` runs the bundle " +
       "`dist/statetrail.cjs` (scripts/build-cli.js; ethers in `dist/vendor-ethers.cjs`, loaded when first needed; " +
       "the ASL interpreter embedded in it as text, compiled as a script of its own when V9's modules load) " +
-      "through V8's code cache, which the first, untimed run of each command writes to the user's cache folder " +
-      "(src/cli/code-cache.ts; compiled code only). Wall " +
+      "through V8's code cache, which the first, untimed run of each command writes to a cache folder of this checkout's own " +
+      `(\`${CACHE_HOME}\`: in a folder shared with another build, that build's runs would replace it; ` +
+      "src/cli/code-cache.ts; compiled code only). Wall " +
       "time is measured around the child process; peak RSS is `/usr/bin/time`'s maximum resident set size.",
     "",
     ...(Math.max(Number(load), Number(loadAfter)) > os.cpus().length
@@ -292,9 +309,11 @@ async function main(): Promise<void> {
     "**The verification work** is the second row: the library's `verifyProtocol` on the same URL and RPC endpoint " +
       "in this (the benchmark's) process, its modules loaded and a first call made before the timed ones, so that " +
       "it holds neither loading nor first-run cost; every step runs, V9 replays the run, nothing is cached across " +
-      "calls but Node's compiled code. `verify` is its startup (Node, the CLI's bundle, then ethers' bundle and the " +
-      "steps' modules; the ASL interpreter for V9, bundled without the Lambda client, credential providers and ASL " +
-      "validator it requires but statetrail never calls, is loaded while V1's request is in flight; the S3 client " +
+      "calls but Node's compiled code (the connections to the issuer's server a call keeps alive, one TLS handshake per " +
+      "connection rather than per request, are closed before the next). `verify` is its startup (Node, the CLI's bundle, then ethers' bundle and the " +
+      "steps' modules, loaded while V1's request for the protocol, sent first, is in flight; the ASL interpreter for " +
+      "V9, bundled without the Lambda client, credential providers and ASL validator it requires but statetrail " +
+      "never calls, is loaded a piece at a time while the steps wait for the chain and the server; the S3 client " +
       "only for mirrors, the Merkle tree builder and the ASL validator not at all) plus the work done for the first " +
       "time in a fresh process (code optimised on first use; compiled, unless V8's code cache has it). Across runs " +
       "only that compiled code is kept: every step runs and V9 replays in every run. `watch` prints its first line once the protocol's head is " +

@@ -1,4 +1,4 @@
-import { X509Certificate } from "node:crypto";
+import { constants as cryptoConstants, X509Certificate } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
@@ -16,6 +16,13 @@ import { StatetrailError, type ErrorCode } from "../errors";
  *
  * Without a pin the certificate is still captured and returned, so a verifier can check it against the
  * chain (V1/V3) instead of trusting it up front.
+ *
+ * With `reuse`, a connection is kept open after its response and used again (HTTP keep-alive) by later requests to
+ * the same origin with the same pin, and only those: one agent per (origin, pin, deadline), so a socket checked
+ * against one pin (or opened with none) never carries a request with another pin or none. The certificate returned
+ * is always the one presented on the connection the response came over, checked when that connection was made;
+ * TLS renegotiation is refused, so a connection can't present another certificate later, and a reused connection
+ * is checked again (same certificate, same pin) before a request is written to it.
  */
 
 export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
@@ -101,19 +108,91 @@ function compilePin(pin: FingerprintPin | undefined): { check: CompiledPin; desc
   return { check: (fingerprint) => fingerprint === expected, describe: expected };
 }
 
+/** What a {@link PinnedAgent} checked on a socket it made: the certificate presented, and the agent (its pin). */
+const checkedSockets = new WeakMap<Duplex, { agent: PinnedAgent; certificate: PeerCertificate }>();
+
+/** Why a request was refused a pooled connection before a byte was written to it (read by {@link pinnedFetch}). */
+const refusedRequests = new WeakMap<http.ClientRequest, FetchError>();
+
+/** The certificate a {@link PinnedAgent} saw, and checked against its pin, when it made `socket`; else undefined. */
+export function checkedCertificateOf(socket: Duplex | null | undefined): PeerCertificate | undefined {
+  return socket ? checkedSockets.get(socket)?.certificate : undefined;
+}
+
+/** Idle pooled connections are closed after this long (the demo server's keep-alive time-out is 5 s). */
+export const IDLE_CONNECTION_MS = 4_000;
 /**
- * An agent that opens one pinned TLS connection per request (no keep-alive, no TLS session cache, so every
- * request sees the full certificate) and remembers the certificate of the last connection.
+ * At most this many requests at a time, hence connections, per pooled agent (origin and pin); more wait for one. The
+ * agent's own `maxSockets` can't bound them: it counts a connection once its handshake and pin check are done.
+ * (A verify of the demo on 2 CPUs took as long with 2, 4 or 6, and longer with 1.)
+ */
+export const MAX_CONNECTIONS_PER_ORIGIN = 4;
+
+/**
+ * An agent that opens pinned TLS connections and remembers the certificate of the last one. By default one
+ * connection per request (no keep-alive); with `keepAlive`, connections are kept for later requests through this
+ * agent, which all have its pin (see {@link pinnedFetch}'s `reuse`). Never a TLS session cache: every connection
+ * sees the full certificate.
  */
 export class PinnedAgent extends https.Agent {
   certificate?: PeerCertificate;
   private readonly pin: ReturnType<typeof compilePin>;
   private readonly handshakeTimeoutMs: number;
 
-  constructor(options: { fingerprint?: FingerprintPin; timeoutMs?: number } = {}) {
-    super({ keepAlive: false, maxCachedSessions: 0 });
+  constructor(options: { fingerprint?: FingerprintPin; timeoutMs?: number; keepAlive?: boolean } = {}) {
+    super(
+      options.keepAlive
+        ? {
+            keepAlive: true,
+            maxSockets: MAX_CONNECTIONS_PER_ORIGIN,
+            maxFreeSockets: MAX_CONNECTIONS_PER_ORIGIN,
+            timeout: IDLE_CONNECTION_MS,
+            scheduling: "lifo",
+            maxCachedSessions: 0,
+          }
+        : { keepAlive: false, maxCachedSessions: 0 },
+    );
     this.pin = compilePin(options.fingerprint);
     this.handshakeTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /**
+   * A kept connection given to `request`: written to only if this agent made and checked it, and it still presents
+   * the certificate it was checked with (which still passes the pin); else it is closed and the request fails with
+   * TLS_FAILED before any byte is sent.
+   */
+  override reuseSocket(socket: Duplex, request: http.ClientRequest): void {
+    super.reuseSocket(socket as net.Socket, request);
+    const refusal = this.recheck(socket);
+    if (refusal) {
+      refusedRequests.set(request, refusal);
+      // The request is destroyed before it has the socket: its error is the socket's, the refusal.
+      request.destroy(refusal);
+      socket.on("error", () => undefined);
+      socket.destroy(refusal);
+    }
+  }
+
+  private recheck(socket: Duplex): FetchError | null {
+    const checked = checkedSockets.get(socket);
+    if (!checked || checked.agent !== this) {
+      return new FetchError("TLS_FAILED", "a kept connection was not made and checked by this request's agent");
+    }
+    const peer = (socket as tls.TLSSocket).getPeerCertificate?.(false);
+    const now = peer?.fingerprint256 ? normalizeFingerprint(peer.fingerprint256) : undefined;
+    if (now !== checked.certificate.fingerprint) {
+      return new FetchError(
+        "TLS_FAILED",
+        `a kept connection now presents certificate ${now ?? "(none)"}, not ${checked.certificate.fingerprint}`,
+      );
+    }
+    if (this.pin.check && !this.pin.check(checked.certificate.fingerprint, checked.certificate)) {
+      return new FetchError(
+        "TLS_FAILED",
+        `a kept connection has certificate ${checked.certificate.fingerprint}, expected ${this.pin.describe}`,
+      );
+    }
+    return null;
   }
 
   override createConnection(
@@ -129,6 +208,8 @@ export class PinnedAgent extends https.Agent {
       rejectUnauthorized: false,
       ALPNProtocols: ["http/1.1"],
       minVersion: "TLSv1.2",
+      // TLS 1.2 renegotiation could present another certificate on a connection already checked: refused.
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
     });
     let tcpConnected = false;
     let done = false;
@@ -178,6 +259,7 @@ export class PinnedAgent extends https.Agent {
           ),
         );
       }
+      checkedSockets.set(socket, { agent: this, certificate });
       finish(null);
     });
     return undefined;
@@ -194,6 +276,12 @@ export interface PinnedFetchOptions {
   headers?: Record<string, string>;
   /** A request body (a sign-in's JSON); sent with its Content-Length. */
   body?: string | Buffer;
+  /**
+   * Keep the connection open for later requests with `reuse` to the same origin with the same pin (a string or
+   * none; a predicate pin never reuses), and use such a kept connection if there is one. Default: a connection of
+   * its own, closed after the response. {@link closePinnedConnections} closes the kept ones.
+   */
+  reuse?: boolean;
 }
 
 export interface PinnedResponse {
@@ -252,21 +340,126 @@ function classify(error: unknown, url: string): StatetrailError {
   });
 }
 
+/** Requests at a time through one pooled agent: a request waits for a slot, and gives it to the next when done. */
+class Slots {
+  private free: number;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free -= 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    // On the next tick: a response's connection is back in its agent's pool on the tick after its end.
+    if (next) process.nextTick(next);
+    else this.free += 1;
+  }
+}
+
+const slotsOf = new WeakMap<PinnedAgent, Slots>();
+
+/** Pooled agents, by origin, pin and handshake deadline (most recently used last). */
+const pool = new Map<string, PinnedAgent>();
+/** At most this many pooled agents: the least recently used one's idle connections are closed beyond it. */
+const MAX_POOLED_AGENTS = 32;
+
+function pooledAgent(target: URL, pin: string | undefined, timeoutMs: number): PinnedAgent {
+  const key = `${target.origin} ${pin === undefined ? "unpinned" : normalizeFingerprint(pin)} ${timeoutMs}`;
+  let agent = pool.get(key);
+  if (agent) {
+    pool.delete(key);
+  } else {
+    agent = new PinnedAgent({ fingerprint: pin, timeoutMs, keepAlive: true });
+    slotsOf.set(agent, new Slots(MAX_CONNECTIONS_PER_ORIGIN));
+    if (pool.size >= MAX_POOLED_AGENTS) {
+      const [oldest, retired] = pool.entries().next().value as [string, PinnedAgent];
+      pool.delete(oldest);
+      retire(retired);
+    }
+  }
+  pool.set(key, agent);
+  return agent;
+}
+
+/** Closes an agent's idle connections; those in use are kept after their response until idle for a while. */
+function retire(agent: PinnedAgent): void {
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+}
+
+/**
+ * Closes every connection kept by {@link pinnedFetch}'s `reuse` (the CLI at the end of a command, a benchmark between
+ * runs). Requests in flight on them fail; idle kept connections never hold the process open anyway.
+ */
+export function closePinnedConnections(): void {
+  for (const agent of pool.values()) agent.destroy();
+  pool.clear();
+}
+
+/** Number of connections kept open now by {@link pinnedFetch}'s `reuse` (tests). */
+export function keptConnections(): number {
+  let count = 0;
+  for (const agent of pool.values()) {
+    for (const sockets of Object.values(agent.freeSockets)) count += sockets?.length ?? 0;
+  }
+  return count;
+}
+
+/** A kept connection the server had closed by the time the request went out: the request is made once more. */
+class StaleConnection extends Error {
+  constructor(readonly failure: StatetrailError) {
+    super(failure.message);
+  }
+}
+
 /**
  * Fetches an https URL over a pinned connection. Redirects are not followed (a 3xx is returned as is).
  * Rejects with TLS_FAILED (pin mismatch, handshake) or FETCH_FAILED (connection, timeout, size, HTTP >= 400).
  */
 export async function pinnedFetch(url: string | URL, options: PinnedFetchOptions = {}): Promise<PinnedResponse> {
   const target = httpsUrl(url);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!options.reuse || typeof options.fingerprint === "function") {
+    const agent = new PinnedAgent({ fingerprint: options.fingerprint, timeoutMs });
+    return fetchOnce(target, options, agent).finally(() => agent.destroy());
+  }
+  const method = (options.method ?? "GET").toUpperCase();
+  for (let attempt = 1; ; attempt++) {
+    const agent = pooledAgent(target, options.fingerprint, timeoutMs);
+    const slots = slotsOf.get(agent)!;
+    await slots.acquire();
+    try {
+      return await fetchOnce(target, options, agent);
+    } catch (error) {
+      if (!(error instanceof StaleConnection)) throw error;
+      // Only a request that can be repeated is; each kept connection tried at most once, then a new one.
+      if (attempt > MAX_CONNECTIONS_PER_ORIGIN || (method !== "GET" && method !== "HEAD")) throw error.failure;
+    } finally {
+      slots.release();
+    }
+  }
+}
+
+/** One exchange through `agent`; rejects with a {@link StaleConnection} for a kept connection closed under it. */
+function fetchOnce(target: URL, options: PinnedFetchOptions, agent: PinnedAgent): Promise<PinnedResponse> {
   const href = target.toString();
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const agent = new PinnedAgent({ fingerprint: options.fingerprint, timeoutMs });
   const method = (options.method ?? "GET").toUpperCase();
+  const pinned = typeof options.fingerprint === "string" ? normalizeFingerprint(options.fingerprint) : undefined;
 
   return new Promise<PinnedResponse>((resolve, reject) => {
     let settled = false;
-    const settle = (error: StatetrailError | null, response?: PinnedResponse): void => {
+    let answered = false;
+    const settle = (error: StatetrailError | StaleConnection | null, response?: PinnedResponse): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -276,7 +469,6 @@ export async function pinnedFetch(url: string | URL, options: PinnedFetchOptions
       } else {
         resolve(response!);
       }
-      agent.destroy();
     };
     const timer = setTimeout(
       () => settle(new FetchError("FETCH_FAILED", `fetching ${href} timed out after ${timeoutMs} ms`)),
@@ -289,7 +481,16 @@ export async function pinnedFetch(url: string | URL, options: PinnedFetchOptions
     const headers: Record<string, string> = { accept: "application/json", ...options.headers };
     if (payload) headers["content-length"] = String(payload.length);
     const request = https.request(target, { method, agent, headers }, (response) => {
+      answered = true;
       const status = response.statusCode ?? 0;
+      // The certificate of the connection this response came over, checked (against the pin) when it was made.
+      const certificate = checkedCertificateOf(response.socket);
+      if (!certificate) return settle(new FetchError("TLS_FAILED", `no certificate was captured for ${href}`));
+      if (pinned !== undefined && certificate.fingerprint !== pinned) {
+        return settle(
+          new FetchError("TLS_FAILED", `${href} answered over certificate ${certificate.fingerprint}, not ${pinned}`),
+        );
+      }
       const declared = Number(response.headers["content-length"]);
       if (Number.isFinite(declared) && declared > maxBytes) return settle(tooLarge(declared));
       const chunks: Buffer[] = [];
@@ -303,19 +504,25 @@ export async function pinnedFetch(url: string | URL, options: PinnedFetchOptions
       response.on("end", () => {
         const body = Buffer.concat(chunks);
         if (status >= 400) {
-          return settle(
-            httpError(href, status, body, { headers: response.headers, certificate: agent.certificate, method }),
-          );
+          return settle(httpError(href, status, body, { headers: response.headers, certificate, method }));
         }
-        const certificate = agent.certificate;
-        if (!certificate) return settle(new FetchError("TLS_FAILED", `no certificate was captured for ${href}`));
         settle(null, { url: href, status, headers: response.headers, body, certificate });
       });
       response.on("close", () => {
         if (!response.complete) settle(new FetchError("FETCH_FAILED", `connection to ${href} closed mid-response`));
       });
     });
-    request.on("error", (error) => settle(classify(error, href)));
+    request.on("error", (error: NodeJS.ErrnoException) => {
+      const refused = refusedRequests.get(request);
+      if (refused) return settle(refused);
+      const failure = classify(error, href);
+      // A kept connection the server closed meanwhile (its keep-alive time-out, a restart): nothing was answered.
+      const stale =
+        request.reusedSocket &&
+        !answered &&
+        (error.code === "ECONNRESET" || error.code === "EPIPE" || error.code === "ECONNABORTED");
+      settle(stale ? new StaleConnection(failure) : failure);
+    });
     request.end(payload);
   });
 }

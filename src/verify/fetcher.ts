@@ -1,25 +1,39 @@
 import { StatetrailError } from "../errors";
-import { pinnedFetch } from "../net/pinned-fetch";
+import { pinnedFetch, type PinnedResponse } from "../net/pinned-fetch";
 import { type SignInSession } from "./auth";
 import { type Fetched, type Fetcher, type ServerCertificate } from "./types";
 
 /**
  * The real fetcher: HTTPS through {@link pinnedFetch}, capturing the server certificate; redirects refused. With
- * `request.auth`, a server asking to sign in (401 SIWE) is signed in to and asked once more (auth.ts).
+ * `request.auth`, a server asking to sign in (401 SIWE) is signed in to and asked once more (auth.ts). Connections
+ * are kept and reused (`reuse`: keep-alive) by later requests to the same origin with the same pin only: a
+ * verification's requests after the first are pinned (FetchSession), so they share the connections checked against
+ * that pin, instead of a TLS handshake each; the certificate returned is the one of the connection each came over.
  */
 export const pinnedFetcher: Fetcher = async (url, request) => {
-  const options = { fingerprint: request.fingerprint, maxBytes: request.maxBytes, timeoutMs: request.timeoutMs };
-  const response = await (request.auth ? request.auth.fetch(url, options) : pinnedFetch(url, options)).catch(
-    (error: unknown) => {
-      throw serverUnreachable(error, url) ?? error;
-    },
-  );
+  const options = {
+    fingerprint: request.fingerprint,
+    maxBytes: request.maxBytes,
+    timeoutMs: request.timeoutMs,
+    reuse: true,
+  };
+  return fetchedOf(url, request.auth ? request.auth.fetch(url, options) : pinnedFetch(url, options));
+};
+
+/**
+ * What {@link pinnedFetcher} makes of the answer to its GET of `url`: the body and the certificate of the connection
+ * it came over; SERVER_UNREACHABLE for a connection that could not be made; FETCH_FAILED for a status other than 2xx.
+ */
+export async function fetchedOf(url: string, answer: Promise<PinnedResponse>): Promise<Fetched> {
+  const response = await answer.catch((error: unknown) => {
+    throw serverUnreachable(error, url) ?? error;
+  });
   if (response.status < 200 || response.status >= 300) {
     throw new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP ${response.status} (redirects are not followed)`);
   }
   const { fingerprint, notBefore, notAfter, der, subject } = response.certificate;
   return { bytes: response.body, certificate: { fingerprint, notBefore, notAfter, der, subject } };
-};
+}
 
 /**
  * One verification's view of the web: the first certificate an origin presents is remembered, and every

@@ -120,9 +120,29 @@ Examples:
     )
     .action((target: string, options: VerifyCliOptions) =>
       run(async (globals) => {
+        // V1's request goes out while the verifier's modules load (after the usage errors: none is then asked).
+        askedOf(options);
+        auditorKeySource(options);
+        const early = /^https:\/\//i.test(target) && !options.mirror ? await askEarly(target) : null;
+        // Its handshake and answer need turns of the event loop, which loading the modules in one block would
+        // hold up: ethers' bundle, then the verifier's modules, a turn before and after each.
+        if (early) {
+          await nextTurn();
+          const { getAddress } = await import("ethers"); // loads ethers' bundle (a name, for build-cli.js)
+          if (typeof getAddress !== "function") throw new StatetrailError("INTERNAL", "ethers did not load");
+          await nextTurn();
+        }
         const { FetchRecorder, renderReport, renderReportsHtml } = await import("../../verify");
+        if (early) await nextTurn();
         const recorder = options.html || options.saveBundle ? new FetchRecorder() : undefined;
-        const { reports, form, protocolFile } = await verifyTarget(target, options, globals, undefined, recorder);
+        const { reports, form, protocolFile } = await verifyTarget(
+          target,
+          options,
+          globals,
+          undefined,
+          recorder,
+          early,
+        );
         const run: VerificationRun = {
           statetrail_verifications: 1,
           target,
@@ -146,6 +166,67 @@ Examples:
         return run.summary.exit_code;
       }),
     );
+}
+
+/**
+ * V1's first request, made as `verify <https URL>` starts: the same GET of the protocol URL V1 makes (no pin, the
+ * protocol's size limit and deadline, no sign-in), sent before ethers, the chain and the verifier's modules are
+ * loaded, instead of after. V1 takes its answer ({@link answeringEarly}) as if it had asked then: the body, and the
+ * certificate of the connection it came over, which then pins the origin for every later request as always.
+ */
+export interface EarlyRequest {
+  url: string;
+  maxBytes: number;
+  timeoutMs: number;
+  response: Promise<PinnedResponse>;
+}
+
+/** Resolves on the next turn of the event loop, once what the network brought meanwhile is handled. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+async function askEarly(target: string): Promise<EarlyRequest | null> {
+  let url: string;
+  try {
+    url = new URL(target).href;
+  } catch {
+    return null; // V1 says what is wrong with it
+  }
+  const { DEFAULT_TIMEOUT_MS, pinnedFetch } = await import("../../net/pinned-fetch");
+  const { DEFAULT_MAX_BYTES } = await import("../../verify/context");
+  const maxBytes = DEFAULT_MAX_BYTES.protocol;
+  const timeoutMs = DEFAULT_TIMEOUT_MS;
+  const response = pinnedFetch(url, { maxBytes, timeoutMs, reuse: true });
+  response.catch(() => undefined); // V1 sees the failure, if it takes this answer at all
+  return { url, maxBytes, timeoutMs, response };
+}
+
+/**
+ * `fetcher`, except that its first request, if it is the early one (same URL, no pin, same limit and deadline),
+ * gets the early answer. A refusal of access (401, 403) is asked again through `fetcher` with the verification's
+ * sign-ins (which sign in, or say why not: auth.ts); any other answer or failure is V1's, as it would have been.
+ */
+function answeringEarly(early: EarlyRequest | null | undefined, fetcher: Fetcher): Fetcher {
+  let pending = early ?? null;
+  return async (url, request) => {
+    const taken = pending;
+    pending = null;
+    if (
+      !taken ||
+      url !== taken.url ||
+      request.fingerprint !== undefined ||
+      request.maxBytes !== taken.maxBytes ||
+      request.timeoutMs !== taken.timeoutMs
+    ) {
+      return fetcher(url, request);
+    }
+    const { fetchedOf } = await import("../../verify/fetcher");
+    const { FetchError } = await import("../../net/pinned-fetch");
+    return fetchedOf(url, taken.response).catch((error: unknown) => {
+      const access = error instanceof FetchError && (error.status === 401 || error.status === 403);
+      if (access && request.auth) return fetcher(url, request);
+      throw error;
+    });
+  };
 }
 
 /** What the text report says about how the input was read. */
@@ -248,6 +329,8 @@ export async function verifyTarget(
   globals: GlobalOptions,
   onReport?: (report: VerificationReport) => void,
   recorder?: FetchRecorder,
+  /** V1's request, already sent (the verify command's {@link askEarly}). */
+  early?: EarlyRequest | null,
 ): Promise<VerifyOutcome> {
   const outcome: VerifyOutcome = { reports: [], form: formOf(target, options), protocolFile: null };
   const asked = askedOf(options); // a usage error comes before anything is read
@@ -257,7 +340,7 @@ export async function verifyTarget(
     onReport?.(report);
   };
   try {
-    await verifyResolved(target, options, globals, outcome, push, recorder, auditor);
+    await verifyResolved(target, options, globals, outcome, push, recorder, auditor, early);
   } catch (cause) {
     // context.ts (and with it ethers) only when something failed: `verify --help` loads neither.
     const { forAuditor } = await import("../context");
@@ -305,6 +388,7 @@ async function verifyResolved(
   push: (report: VerificationReport) => void,
   recorder?: FetchRecorder,
   auditor: AuditorSource | null = null,
+  early?: EarlyRequest | null,
 ): Promise<void> {
   const { connect } = await import("../../chain/provider");
   const { rpcUrlFor } = await import("../rpc-endpoint");
@@ -322,6 +406,8 @@ async function verifyResolved(
     expectedChainId: trusted.chainId,
     ensRegistry: options.ens ? ens : null,
   });
+  // The issuer's server, V1's first request answered by the early one (an https URL's only verification).
+  const web = answeringEarly(outcome.form === "url" ? early : null, pinnedFetcher);
   try {
     const resolved = await resolveTargets(target, options, provider, trusted, { bundles: true, auth });
     for (const [index, item] of resolved.entries()) {
@@ -345,7 +431,7 @@ async function verifyResolved(
         ens: options.ens && ens ? ensReaderFromProvider(provider) : null,
         conformance: options.conformance !== false,
         auditor: auth,
-        fetcher: offline ?? wrap(pinnedFetcher),
+        fetcher: offline ?? wrap(web),
         mirror: offline
           ? { fetcher: offline }
           : mirrored
@@ -363,6 +449,8 @@ async function verifyResolved(
     }
   } finally {
     provider.destroy();
+    // The issuer's servers' kept connections (pinnedFetcher's keep-alive): closed with the command's chain.
+    (await import("../../net/pinned-fetch")).closePinnedConnections();
   }
 }
 
@@ -486,7 +574,7 @@ async function instancesOfEnsName(
       })
     : auth;
   const list = async (fingerprint?: string): Promise<PinnedResponse> => {
-    const options = { maxBytes: 8 * 1024 * 1024, fingerprint };
+    const options = { maxBytes: 8 * 1024 * 1024, fingerprint, reuse: true };
     return (signIns ? signIns.fetch(listingUrl, options) : pinnedFetch(listingUrl, options)).catch((error: unknown) => {
       throw serverUnreachable(error, listingUrl) ?? error;
     });
