@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import { randomBytes } from "node:crypto";
 import { type Block, type JsonRpcProvider, type TransactionReceipt } from "ethers";
-import { sha256Hex, toBytes32, type HexHash } from "../../src/chain/hash";
+import { toBytes32, type HexHash } from "../../src/chain/hash";
 import { buildContextObject, stateMachineNameForModel } from "../../src/engine/context";
 import { loadModelFromBytes } from "../../src/model/load";
 import { prepareKeccak } from "../../src/chain/keccak";
