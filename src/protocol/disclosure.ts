@@ -272,6 +272,7 @@ function parseLine(line: Buffer, where: string): unknown {
     throw new StatetrailError("PROTOCOL_INVALID", `${where} is not JSON`);
   }
   if (!isCanonicalBytes(value, line)) {
+    decodeUtf8(line, where); // names bytes that are not UTF-8 as such (the decoder read U+FFFD for them)
     throw new StatetrailError("PROTOCOL_INVALID", `${where} is not in RFC 8785 canonical form`);
   }
   return value;
