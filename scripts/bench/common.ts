@@ -147,7 +147,8 @@ export function fileFetcher(homeDir: string, onRead?: (url: string, bytes: numbe
     let page = false;
     if (parts[0] === "models" && parts.length === 2) file = home.modelFile(parts[1]);
     else if (parts[0] === "states" && parts.length === 2) file = home.stateFile(parts[1]);
-    else if (parts[0] === "instances" && parts.length === 3 && parts[2] === "input") file = home.inputFile(parts[1]);
+    else if (parts[0] === "instances" && parts.length === 3 && parts[2] === "input")
+      file = home.inputDocumentFile(parts[1]);
     else if (parts[0] === "instances" && parts.length === 3 && parts[2] === "protocol") {
       file = home.protocolFile(parts[1]);
     } else if (
