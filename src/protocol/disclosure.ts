@@ -1,8 +1,9 @@
-import crypto, { randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { sha256Hex, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
 import { canonicalBytes, isCanonicalBytes } from "./canonical";
 import { decodeUtf8 } from "./limits";
+import { sha256HexOf } from "./pages";
 import {
   DATA_FIELDS,
   fastFieldValue,
@@ -229,15 +230,10 @@ function lineDigest(line: Buffer, disclosure: Disclosure): HexHash {
   let at = digestScratch.write(`[${salt},${field},`, 0, "utf8");
   at += value.copy(digestScratch, at);
   digestScratch[at] = 0x5d; // "]"
-  return hashOnce("sha256", digestScratch.subarray(0, at + 1), "hex");
+  return sha256HexOf(digestScratch.subarray(0, at + 1));
 }
 
 let digestScratch = Buffer.allocUnsafe(4096);
-
-/** Node's one-shot `crypto.hash` (Node 20.12 on), else a Hash object. */
-const hashOnce: (algorithm: string, data: Buffer, encoding: "hex") => string =
-  (crypto as { hash?: (algorithm: string, data: Buffer, encoding: "hex") => string }).hash ??
-  ((algorithm, data) => crypto.createHash(algorithm).update(data).digest("hex"));
 
 /**
  * A disclosure line of a known field read without parsing its frame: the line is exactly

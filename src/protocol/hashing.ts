@@ -1,15 +1,6 @@
 import { sha256Hex, type HexHash } from "../chain/hash";
 import { canonicalBytes } from "./canonical";
-import { type InstanceRecord, type StateData } from "./schema";
-
-/** The exact bytes published for a state: RFC 8785 canonical JSON. */
-export function stateDataBytes(data: StateData): Buffer {
-  return canonicalBytes(data);
-}
-
-export function stateHash(data: StateData): HexHash {
-  return sha256Hex(stateDataBytes(data));
-}
+import { type InstanceRecord } from "./schema";
 
 export function instanceRecordBytes(record: InstanceRecord): Buffer {
   return canonicalBytes(record);

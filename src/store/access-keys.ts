@@ -4,7 +4,7 @@ import { type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
 import { lazy } from "../lazy";
 import { parseStrictJson } from "../protocol/strict-json";
-import { isLive, type AccessPolicy, type Grant } from "./access";
+import { isLive, writePrivateFileAtomic, type AccessPolicy, type Grant } from "./access";
 import { type Home } from "./home";
 
 /**
@@ -69,18 +69,7 @@ export function readAccessKeys(home: Home): AccessKeys {
 }
 
 function writeAccessKeys(home: Home, keys: AccessKeys): void {
-  const file = accessKeysFile(home);
-  fs.mkdirSync(home.root, { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(temp, "w", 0o600);
-  try {
-    fs.fchmodSync(fd, 0o600);
-    fs.writeSync(fd, JSON.stringify(keys, null, 2) + "\n");
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
+  writePrivateFileAtomic(home, accessKeysFile(home), JSON.stringify(keys, null, 2) + "\n");
 }
 
 /** The uncompressed `0x04…` form of a public key given as `0x04…` or compressed `0x02…`/`0x03…`; INVALID_ARGUMENT. */

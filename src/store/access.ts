@@ -123,13 +123,17 @@ export function readPolicy(home: Home): AccessPolicy | null {
 /** Writes the policy atomically (temporary file, fsync, rename) with mode 0600. */
 export function writePolicy(home: Home, policy: AccessPolicy): void {
   const checked = parsePolicy(JSON.stringify(policy)); // never writes what the server would refuse
-  const file = accessFile(home);
+  writePrivateFileAtomic(home, accessFile(home), JSON.stringify(checked, null, 2) + "\n");
+}
+
+/** Writes a file of the data directory readable by its owner only (0600), atomically: temporary file, fsync, rename. */
+export function writePrivateFileAtomic(home: Home, file: string, text: string): void {
   fs.mkdirSync(home.root, { recursive: true });
   const temp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(temp, "w", 0o600);
   try {
     fs.fchmodSync(fd, 0o600);
-    fs.writeSync(fd, JSON.stringify(checked, null, 2) + "\n");
+    fs.writeSync(fd, text);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
