@@ -120,6 +120,20 @@ describe("selective disclosure (state data v3, per-field salted digests)", funct
       ["twice", document(dataLine, outcomeLine, outcomeLine), /disclosed twice/],
       ["unknown field", document(dataLine, outcomeLine.replace('"outcome"', '"secret"')), /unknown field/],
       ["not canonical", document(dataLine, outcomeLine.replace('{"field"', '{ "field"')), /canonical/],
+      // The frame as the fast reader expects it, the value not canonical or the salt not lowercase: still refused.
+      [
+        "value spelt otherwise",
+        document(dataLine, outcomeLine.replace('"approved":false', '"approved" :false')),
+        /canonical/,
+      ],
+      [
+        "salt in capitals",
+        document(
+          dataLine,
+          outcomeLine.replace(/"salt":"([0-9a-f]{32})"/, (_m, salt: string) => `"salt":"${salt.toUpperCase()}"`),
+        ),
+        /salt/,
+      ],
       ["no final newline", Buffer.from(dataLine), /newline/],
       ["extra member in the data", document(dataLine.replace('{"attempt"', '{"amount":1,"attempt"')), /state data/],
     ];
