@@ -2,7 +2,8 @@ import { isUtf8 } from "node:buffer";
 import crypto, { createHash } from "node:crypto";
 import { type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
-import { canonicalize } from "./canonical";
+import { canonicalize, isCanonicalBytes } from "./canonical";
+import { fastEntryLine } from "./entry-line";
 import { safeParseBounded } from "./limits";
 import {
   DEFAULT_PAGE_SIZE,
@@ -236,25 +237,11 @@ export class PageReader {
     const line = this.nextLine();
     if (!line) return null;
     this.current = this.advance(line);
-    const lineNumber = this.lineNumber;
-    let json: unknown;
+    let entry: ProtocolEntry;
     try {
-      json = parseStrictJson(decodeLine(line), `${this.what} line ${lineNumber}`);
+      entry = readEntryLine(line);
     } catch (error) {
-      throw this.invalid(`line ${lineNumber} is not JSON: ${(error as Error).message}`);
-    }
-    // The fast validator accepts exactly what the schema does (test/protocol/fast-validators.test.ts); zod says
-    // what is wrong with an entry it refuses.
-    let entry = fastProtocolEntry(json);
-    if (!entry) {
-      const parsed = safeParseBounded(STRICT_ENTRY, json);
-      if (!parsed.success) {
-        const issue = parsed.issues[0];
-        throw this.invalid(
-          `line ${lineNumber} is not a protocol entry: ${issue?.path.join(".") || "(root)"}: ${issue?.message}`,
-        );
-      }
-      entry = parsed.data;
+      throw this.invalid(`line ${this.lineNumber} ${(error as Error).message}`);
     }
     this.count += 1;
     return entry;
@@ -293,6 +280,58 @@ export class PageReader {
     line.copy(this.scratch, 32);
     return oneShotHash("sha256", this.scratch.subarray(0, size), "hex");
   }
+}
+
+/**
+ * The entry an entry line holds: the RFC 8785 canonical JSON of a protocol entry (as the tracker writes it: one
+ * entry, one line). A canonical line of printable ASCII is read straight from its bytes (src/protocol/entry-line.ts);
+ * any other line the general way: the native parser, then an in-place comparison with the canonical form of what it
+ * read (a canonical text names no member twice, so the strict scanner runs only to say what is wrong with a line
+ * that is not), then the schema. Throws an Error whose message completes "line N …" for a line refused.
+ */
+export function readEntryLine(line: Buffer): ProtocolEntry {
+  const fast = fastEntryLine(line);
+  if (fast) return fast;
+  const json = canonicalJsonOf(line);
+  // The fast validator accepts exactly what the schema does (test/protocol/fast-validators.test.ts); zod says
+  // what is wrong with an entry it refuses.
+  const entry = fastProtocolEntry(json);
+  if (entry) return entry;
+  const parsed = safeParseBounded(STRICT_ENTRY, json);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    throw new Error(`is not a protocol entry: ${issue?.path.join(".") || "(root)"}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+/** A line's JSON when the line is its canonical form; else an Error saying what it is not. */
+function canonicalJsonOf(line: Buffer): unknown {
+  const text = decodeLineOrNull(line);
+  if (text !== null) {
+    let json: unknown = undefined;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // said below, with the position
+    }
+    if (json !== undefined && isCanonicalBytes(json, line)) return json;
+  }
+  let json: unknown;
+  try {
+    json = parseStrictJson(decodeLine(line), "the line");
+  } catch (error) {
+    throw new Error(`is not JSON: ${(error as Error).message}`);
+  }
+  throw new Error(
+    "is not in canonical form (RFC 8785: members sorted, no spaces, numbers and strings as JSON.stringify " +
+      `writes them): the tracker writes ${canonicalize(json).slice(0, 200)}`,
+  );
+}
+
+/** The UTF-8 text of a line, or null for bytes that are not UTF-8. */
+function decodeLineOrNull(line: Buffer): string | null {
+  return isUtf8(line) ? line.toString("utf8") : null;
 }
 
 /** The UTF-8 text of a line; INVALID_JSON for bytes that are not UTF-8 (never decoded leniently). */

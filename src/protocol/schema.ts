@@ -287,7 +287,7 @@ const HEX_HASH = /^[0-9a-f]{64}$/;
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const TX_HASH = /^0x[0-9a-fA-F]{64}$/;
 const MERKLE_NODE = /^0x[0-9a-f]{64}$/;
-const STATE_TYPE_SET: ReadonlySet<unknown> = new Set<string>([...STATE_TYPES, ...END_TYPES]);
+export const STATE_TYPE_SET: ReadonlySet<unknown> = new Set<string>([...STATE_TYPES, ...END_TYPES]);
 
 type Json = Record<string, unknown>;
 

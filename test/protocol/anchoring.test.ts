@@ -14,6 +14,7 @@ import {
   type LeafFields,
 } from "../../src/protocol/anchoring";
 import { decodePage, pageHeaderLine } from "../../src/protocol/pages";
+import { canonicalize } from "../../src/protocol/canonical";
 import { StatetrailError } from "../../src/errors";
 import { keccak256 } from "ethers";
 import { keccak256Bytes, keccakIsFast, prepareKeccak } from "../../src/chain/keccak";
@@ -213,7 +214,7 @@ describe("Merkle batch anchoring (src/protocol/anchoring.ts)", function () {
       const proof = new LeafBatch(leaves(4)).proof(1);
       const read = (value: unknown) =>
         decodePage(
-          Buffer.from(`${pageHeaderLine(H, 0, H)}\n${JSON.stringify({ ...JSON.parse(ENTRY), proof: value })}\n`),
+          Buffer.from(`${pageHeaderLine(H, 0, H)}\n${canonicalize({ ...JSON.parse(ENTRY), proof: value })}\n`),
           { instanceHash: H, index: 0, accumulatorBefore: H, wanted: 1 },
         );
       expect(read(proof).entries[0].proof).to.deep.equal(proof);

@@ -127,10 +127,19 @@ describe("protocol pages (version 3)", () => {
     expect(() => decodePage(Buffer.from([lines[0], duplicated, lines[2], ""].join("\n")), base)).to.throw(
       /PAGE_INVALID|line 2 is not JSON/,
     );
-    const extra = lines[1].replace('{"block_nr"', '{"note":"x","block_nr"');
+    // A member the entry schema doesn't know, in its canonical place (members sorted: last).
+    const extra = lines[1].replace(/}$/, ',"zz_note":"x"}');
     expect(() => decodePage(Buffer.from([lines[0], extra, lines[2], ""].join("\n")), base)).to.throw(
       /not a protocol entry/,
     );
+    // The same entry, spelt otherwise than canonically: one entry, one line (an issuer can't vary its bytes).
+    const unsorted = lines[1].replace('{"block_nr"', '{"zz_note":"x","block_nr"');
+    const spaced = lines[1].replace('"seq":', '"seq": ');
+    for (const line of [unsorted, spaced]) {
+      expect(() => decodePage(Buffer.from([lines[0], line, lines[2], ""].join("\n")), base)).to.throw(
+        /line 2 is not in canonical form/,
+      );
+    }
   });
 
   it("reads a page one entry at a time as decodePage reads it whole (the same entries and accumulators)", async () => {
