@@ -237,7 +237,18 @@ class CanonicalMatcher {
   private string(text: string): boolean {
     const { bytes } = this;
     if (!this.byte(0x22)) return false;
-    for (let index = 0; index < text.length; index += 1) {
+    // Printable ASCII other than `"` and `\` is its own byte (hashes, names, URLs): compared in one tight loop, the
+    // rest of the text (from its first other character) as below.
+    let index = 0;
+    const at = this.offset;
+    const length = text.length;
+    while (index < length) {
+      const code = text.charCodeAt(index);
+      if (code < 0x20 || code > 0x7e || code === 0x22 || code === 0x5c || bytes[at + index] !== code) break;
+      index += 1;
+    }
+    this.offset = at + index;
+    for (; index < text.length; index += 1) {
       const code = text.charCodeAt(index);
       if (code < 0x80) {
         if (code < 0x20 || code === 0x22 || code === 0x5c) {

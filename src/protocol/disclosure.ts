@@ -188,7 +188,8 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
   for (let index = 1; index < lines.length; index += 1) {
     const where = `${what}, line ${index + 1}`;
     const line = lines[index];
-    const disclosure = fastDisclosure(line) ?? readDisclosure(line, where);
+    const fast = fastDisclosure(line);
+    const disclosure = fast ?? readDisclosure(line, where);
     const field = disclosure.field;
     if (!(DATA_FIELDS as readonly string[]).includes(field)) {
       throw new StatetrailError("PROTOCOL_INVALID", `${where}: disclosure of unknown field ${JSON.stringify(field)}`);
@@ -197,7 +198,7 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
     if (dataField in disclosed) {
       throw new StatetrailError("PROTOCOL_INVALID", `${where}: field ${field} is disclosed twice`);
     }
-    if (lineDigest(line, disclosure) !== data.fields[dataField]) {
+    if ((fast ? fast.digest : lineDigest(line, disclosure)) !== data.fields[dataField]) {
       throw new StatetrailError(
         "PROTOCOL_INVALID",
         `${where}: the disclosure of ${field} does not match its digest in the state data (a forged disclosure)`,
@@ -241,31 +242,49 @@ let digestScratch = Buffer.allocUnsafe(4096);
  * without parsing: most fields of most states are null), which makes the line the canonical form of the disclosure.
  * Undefined when the line is not of that shape (the general reader then refuses it or reads it).
  */
-function fastDisclosure(line: Buffer): Disclosure | undefined {
-  for (const field of DATA_FIELDS) {
-    const frame = FRAMES[field];
-    const saltAt = frame.length;
-    const valueAt = saltAt + 32 + VALUE_KEY.length;
-    if (line.length <= valueAt || line[line.length - 1] !== 0x7d) continue;
-    if (line.compare(frame, 0, frame.length, 0, frame.length) !== 0) continue;
-    for (let at = saltAt; at < saltAt + 32; at += 1) {
-      const byte = line[at];
-      if (!((byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66))) return undefined;
-    }
-    if (line.compare(VALUE_KEY, 0, VALUE_KEY.length, saltAt + 32, valueAt) !== 0) return undefined;
-    const salt = line.toString("latin1", saltAt, saltAt + 32);
-    const valueBytes = line.subarray(valueAt, line.length - 1);
-    if (valueBytes.length === 4 && valueBytes.equals(NULL_BYTES)) return { field, salt, value: null };
-    let value: unknown;
+function fastDisclosure(line: Buffer): (Disclosure & { digest: HexHash }) | undefined {
+  // The field is told by the bytes after `{"field":"` (caught, context, input, outcome), then its frame compared.
+  const first = line[FIELD_AT];
+  const field: DataField | undefined =
+    first === 0x63 ? (line[FIELD_AT + 1] === 0x61 ? "caught" : "context") : first === 0x69 ? "input" : "outcome";
+  const frame = FRAMES[field];
+  const saltAt = frame.length;
+  const valueAt = saltAt + 32 + VALUE_KEY.length;
+  if (line.length <= valueAt || line[line.length - 1] !== 0x7d) return undefined;
+  for (let at = 0; at < saltAt; at += 1) if (line[at] !== frame[at]) return undefined;
+  for (let at = saltAt; at < saltAt + 32; at += 1) {
+    const byte = line[at];
+    if (!((byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66))) return undefined;
+  }
+  for (let at = 0; at < VALUE_KEY.length; at += 1) if (line[saltAt + 32 + at] !== VALUE_KEY[at]) return undefined;
+  const salt = line.toString("latin1", saltAt, saltAt + 32);
+  const valueBytes = line.subarray(valueAt, line.length - 1);
+  let value: unknown = null;
+  if (!(valueBytes.length === 4 && valueBytes.equals(NULL_BYTES))) {
     try {
       value = JSON.parse(valueBytes.toString("utf8"));
     } catch {
       return undefined;
     }
-    return isCanonicalBytes(value, valueBytes) ? { field, salt, value } : undefined;
+    if (!isCanonicalBytes(value, valueBytes)) return undefined;
   }
-  return undefined;
+  // The digest's bytes, `[<"salt">,<"field">,<value>]`, from the line's own: what lineDigest writes.
+  const size = 1 + 34 + DIGEST_MIDDLES[field].length + valueBytes.length + 1;
+  if (digestScratch.length < size) digestScratch = Buffer.allocUnsafe(Math.max(size, 2 * digestScratch.length));
+  digestScratch[0] = 0x5b; // "["
+  line.copy(digestScratch, 1, saltAt - 1, saltAt + 33); // the salt with its quotes
+  let at = 35 + DIGEST_MIDDLES[field].copy(digestScratch, 35);
+  at += valueBytes.copy(digestScratch, at);
+  digestScratch[at] = 0x5d; // "]"
+  return { field, salt, value, digest: sha256HexOf(digestScratch.subarray(0, at + 1)) };
 }
+
+/** Where a disclosure line's field name starts: after `{"field":"`. */
+const FIELD_AT = '{"field":"'.length;
+/** `,"<field>",` of each field: what a digest's bytes hold between the salt and the value. */
+const DIGEST_MIDDLES = Object.fromEntries(
+  DATA_FIELDS.map((field) => [field, Buffer.from(`,${JSON.stringify(field)},`)]),
+) as Record<DataField, Buffer>;
 
 const FRAMES = Object.fromEntries(
   DATA_FIELDS.map((field) => [field, Buffer.from(`{"field":${JSON.stringify(field)},"salt":"`)]),

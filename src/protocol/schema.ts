@@ -283,7 +283,19 @@ export function checkVersion(json: unknown): void {
  * test/protocol/fast-validators.test.ts checks this against zod on random and mutated documents.
  */
 
-const HEX_HASH = /^[0-9a-f]{64}$/;
+/** Lowercase hex digits by character code (a table walk is twice as fast as /^[0-9a-f]{64}$/ here). */
+const LOWER_HEX_CODE = new Uint8Array(128);
+for (const digit of "0123456789abcdef") LOWER_HEX_CODE[digit.charCodeAt(0)] = 1;
+
+/** A hash as the schema's hexHashSchema accepts it: 64 lowercase hex digits. */
+function isHexHash(value: unknown): value is string {
+  if (typeof value !== "string" || value.length !== 64) return false;
+  for (let index = 0; index < 64; index += 1) {
+    const code = value.charCodeAt(index);
+    if (code > 0x7f || LOWER_HEX_CODE[code] === 0) return false;
+  }
+  return true;
+}
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const TX_HASH = /^0x[0-9a-fA-F]{64}$/;
 const MERKLE_NODE = /^0x[0-9a-f]{64}$/;
@@ -331,7 +343,7 @@ export function fastProtocolEntry(value: unknown): ProtocolEntry | null {
   const v = value;
   if (v.event_type !== "Register State") return null;
   if (!isCount(v.seq) || typeof v.state_name !== "string" || !STATE_TYPE_SET.has(v.state_type)) return null;
-  if (!matches(v.state_hash, HEX_HASH) || !matches(v.prev_state_hash, HEX_HASH)) return null;
+  if (!isHexHash(v.state_hash) || !isHexHash(v.prev_state_hash)) return null;
   if (!isCount(v.timestamp) || !isCount(v.block_nr)) return null;
   if (!matches(v.client_address, ADDRESS) || !matches(v.transaction_hash, TX_HASH)) return null;
   if (typeof v.state_data !== "string") return null;
@@ -402,7 +414,7 @@ export function fastStateData(value: unknown): StateData | null {
   if (!isObject(value) || !onlyKeys(value, STATE_KEYS)) return null;
   const v = value;
   if (v.statetrail_state !== STATE_DATA_VERSION) return null;
-  if (!matches(v.instance_hash, HEX_HASH) || !isCount(v.seq)) return null;
+  if (!isHexHash(v.instance_hash) || !isCount(v.seq)) return null;
   if (typeof v.state_name !== "string" || !STATE_TYPE_SET.has(v.state_type)) return null;
   const path = v.iteration_path;
   if (!Array.isArray(path)) return null;
@@ -417,8 +429,7 @@ export function fastStateData(value: unknown): StateData | null {
   const fields = v.fields;
   if (!isObject(fields) || !onlyKeys(fields, FIELD_KEYS)) return null;
   const { caught, context, input, outcome } = fields;
-  if (!matches(caught, HEX_HASH) || !matches(context, HEX_HASH)) return null;
-  if (!matches(input, HEX_HASH) || !matches(outcome, HEX_HASH)) return null;
+  if (!isHexHash(caught) || !isHexHash(context) || !isHexHash(input) || !isHexHash(outcome)) return null;
   return {
     statetrail_state: STATE_DATA_VERSION,
     instance_hash: v.instance_hash,
