@@ -4,7 +4,7 @@ import path from "node:path";
 import { StatetrailError } from "../../src/errors";
 import { certificateInfo } from "../../src/identity/certificate";
 import { Home } from "../../src/store/home";
-import { type Fetcher } from "../../src/verify/types";
+import { type Fetched, type Fetcher } from "../../src/verify/types";
 
 /** The repository root. */
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -125,6 +125,9 @@ export function machine(): Machine {
   };
 }
 
+/** A state hash as the issuer's server accepts it in a URL. */
+const HEX_HASH = /^[0-9a-f]{64}$/;
+
 /** A page index as the issuer's server accepts it: a decimal integer without sign or leading zero. */
 const PAGE_INDEX = /^(0|[1-9][0-9]*)$/;
 
@@ -141,7 +144,15 @@ export function fileFetcher(homeDir: string, onRead?: (url: string, bytes: numbe
   const info = certificateInfo(pem);
   const certificate = { fingerprint: info.fingerprint, notBefore: info.notBefore, notAfter: info.notAfter };
   const notFound = (url: string): StatetrailError => new StatetrailError("FETCH_FAILED", `GET ${url}: HTTP 404`);
+  const statesPrefix = home.path("states") + path.sep;
   return async (url, request) => {
+    // A state document's URL is `https://<host>/states/<hash>` (a million of them): its file found without a URL
+    // object or a path join (a microsecond each); any other URL parsed.
+    const states = url.indexOf("/states/", url.indexOf("//") + 2);
+    const hash = states > 0 ? url.slice(states + 8) : "";
+    if (hash.length === 64 && url.indexOf("/", url.indexOf("//") + 2) === states && HEX_HASH.test(hash)) {
+      return answer(url, request.maxBytes, statesPrefix + hash + ".jsonl", false);
+    }
     const parts = new URL(url).pathname.split("/").filter(Boolean);
     let file: string | null = null;
     let page = false;
@@ -162,6 +173,11 @@ export function fileFetcher(homeDir: string, onRead?: (url: string, bytes: numbe
       page = true;
     }
     if (file === null) throw notFound(url);
+    return answer(url, request.maxBytes, file, page);
+  };
+
+  /** The response to `url`: the file's bytes (a page's whole lines), as the server sends them. */
+  function answer(url: string, maxBytes: number, file: string, page: boolean): Fetched {
     let bytes: Buffer;
     try {
       bytes = readFile(file);
@@ -175,10 +191,10 @@ export function fileFetcher(homeDir: string, onRead?: (url: string, bytes: numbe
       if (end < 0) throw notFound(url);
       bytes = bytes.subarray(0, end + 1);
     }
-    if (bytes.length > request.maxBytes) throw new StatetrailError("FETCH_FAILED", `${url} is too large`);
+    if (bytes.length > maxBytes) throw new StatetrailError("FETCH_FAILED", `${url} is too large`);
     onRead?.(url, bytes.length);
     return { bytes, certificate };
-  };
+  }
 }
 
 /** {@link readFile}'s buffer: a state document fits in it. */
