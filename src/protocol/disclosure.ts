@@ -14,6 +14,7 @@ import {
   type StateData,
   type StateFields,
 } from "./schema";
+import { fastStateLine } from "./state-line";
 import { parseStrictJson } from "./strict-json";
 
 /*
@@ -170,48 +171,56 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
     throw new StatetrailError("PROTOCOL_INVALID", `${what} is not JSON lines ending in a newline`);
   }
   const dataBytes = lines[0];
-  const value = parseLine(dataBytes, `${what}, line 1`);
-  const data = fastStateData(value);
-  if (!data) {
-    const version = (value as { statetrail_state?: unknown } | null)?.statetrail_state;
-    if (typeof version === "number" && version !== 3) {
-      throw new StatetrailError("PROTOCOL_VERSION", `${what} is state data version ${version}, not 3`, {
-        hint: "the issuer's store holds state data of another statetrail release",
-      });
-    }
-    const result = stateDataSchema.safeParse(value);
-    const problem = result.success ? "not state data" : result.error.issues[0]?.message;
-    throw new StatetrailError("PROTOCOL_INVALID", `${what}: line 1 is not state data of version 3 (${problem})`);
-  }
+  // A canonical data line of printable ASCII is read straight from its bytes (state-line.ts); any other the general
+  // way, which accepts or refuses it and says why.
+  let data = fastStateLine(dataBytes);
+  if (!data) data = readDataLine(dataBytes, what);
   const disclosed: Partial<StateFields> = {};
   const salts: Partial<FieldSalts> = {};
   for (let index = 1; index < lines.length; index += 1) {
-    const where = `${what}, line ${index + 1}`;
+    // Named only for a finding (a million documents are read without one).
+    const where = (): string => `${what}, line ${index + 1}`;
     const line = lines[index];
     const fast = fastDisclosure(line);
-    const disclosure = fast ?? readDisclosure(line, where);
+    const disclosure = fast ?? readDisclosure(line, where());
     const field = disclosure.field;
     if (!(DATA_FIELDS as readonly string[]).includes(field)) {
-      throw new StatetrailError("PROTOCOL_INVALID", `${where}: disclosure of unknown field ${JSON.stringify(field)}`);
+      throw new StatetrailError("PROTOCOL_INVALID", `${where()}: disclosure of unknown field ${JSON.stringify(field)}`);
     }
     const dataField = field as DataField;
     if (dataField in disclosed) {
-      throw new StatetrailError("PROTOCOL_INVALID", `${where}: field ${field} is disclosed twice`);
+      throw new StatetrailError("PROTOCOL_INVALID", `${where()}: field ${field} is disclosed twice`);
     }
     if ((fast ? fast.digest : lineDigest(line, disclosure)) !== data.fields[dataField]) {
       throw new StatetrailError(
         "PROTOCOL_INVALID",
-        `${where}: the disclosure of ${field} does not match its digest in the state data (a forged disclosure)`,
+        `${where()}: the disclosure of ${field} does not match its digest in the state data (a forged disclosure)`,
       );
     }
     const checked = fastFieldValue(dataField, disclosure.value);
     if (checked === undefined) {
-      throw new StatetrailError("PROTOCOL_INVALID", `${where}: the disclosed ${field} is not a valid ${field}`);
+      throw new StatetrailError("PROTOCOL_INVALID", `${where()}: the disclosed ${field} is not a valid ${field}`);
     }
     (disclosed as Record<string, unknown>)[field] = checked;
     salts[dataField] = disclosure.salt;
   }
   return { dataBytes, data, disclosed, redacted: DATA_FIELDS.filter((field) => !(field in disclosed)), salts };
+}
+
+/** A state document's data line read the general way: canonical JSON of state data of version 3, else an error. */
+function readDataLine(dataBytes: Buffer, what: string): StateData {
+  const value = parseLine(dataBytes, `${what}, line 1`);
+  const data = fastStateData(value);
+  if (data) return data;
+  const version = (value as { statetrail_state?: unknown } | null)?.statetrail_state;
+  if (typeof version === "number" && version !== 3) {
+    throw new StatetrailError("PROTOCOL_VERSION", `${what} is state data version ${version}, not 3`, {
+      hint: "the issuer's store holds state data of another statetrail release",
+    });
+  }
+  const result = stateDataSchema.safeParse(value);
+  const problem = result.success ? "not state data" : result.error.issues[0]?.message;
+  throw new StatetrailError("PROTOCOL_INVALID", `${what}: line 1 is not state data of version 3 (${problem})`);
 }
 
 /**

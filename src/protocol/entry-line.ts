@@ -1,3 +1,4 @@
+import { ANY_HEX, ascii, Cursor, LOWER_HEX } from "./line-reader";
 import { type ProtocolEntry, type StateType, STATE_TYPE_SET } from "./schema";
 
 /*
@@ -9,20 +10,6 @@ import { type ProtocolEntry, type StateType, STATE_TYPE_SET } from "./schema";
  * non-ASCII character, a number beyond 15 digits), but it never accepts a line the general path would refuse, and
  * it gives the same entry (test/protocol/entry-line.test.ts compares the two on every byte altered).
  */
-
-/** Byte classes: lowercase hex, any-case hex, and the printable ASCII a JSON string holds unescaped. */
-const LOWER_HEX = new Uint8Array(256);
-const ANY_HEX = new Uint8Array(256);
-const PLAIN = new Uint8Array(256);
-for (let code = 0; code < 256; code += 1) {
-  const lower = (code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66);
-  LOWER_HEX[code] = lower ? 1 : 0;
-  ANY_HEX[code] = lower || (code >= 0x41 && code <= 0x46) ? 1 : 0;
-  PLAIN[code] = code >= 0x20 && code <= 0x7e && code !== 0x22 && code !== 0x5c ? 1 : 0;
-}
-
-/** The bytes of an ASCII text. */
-const ascii = (text: string): Uint8Array => Uint8Array.from(text, (char) => char.charCodeAt(0));
 
 const KEY = {
   block: ascii('{"block_nr":'),
@@ -41,61 +28,6 @@ const KEY = {
   timestamp: ascii('","timestamp":'),
   transaction: ascii(',"transaction_hash":"0x'),
 };
-
-/** Whole numbers of up to 15 digits are read here (exact as doubles); longer ones go the general way. */
-const MAX_DIGITS = 15;
-
-class Cursor {
-  at = 0;
-  constructor(readonly bytes: Uint8Array) {}
-
-  literal(expected: Uint8Array): boolean {
-    const { bytes } = this;
-    if (this.at + expected.length > bytes.length) return false;
-    for (let index = 0; index < expected.length; index += 1) {
-      if (bytes[this.at + index] !== expected[index]) return false;
-    }
-    this.at += expected.length;
-    return true;
-  }
-
-  /** A canonical whole number (no sign, no leading zero, no fraction or exponent), or -1. */
-  count(): number {
-    const { bytes } = this;
-    const start = this.at;
-    let value = 0;
-    while (this.at < bytes.length && bytes[this.at] >= 0x30 && bytes[this.at] <= 0x39) {
-      value = value * 10 + (bytes[this.at] - 0x30);
-      this.at += 1;
-    }
-    const digits = this.at - start;
-    if (digits === 0 || digits > MAX_DIGITS || (digits > 1 && bytes[start] === 0x30)) return -1;
-    return value;
-  }
-
-  /** `length` hex digits of the class `table`, as text; null otherwise. */
-  hex(length: number, table: Uint8Array): string | null {
-    const { bytes } = this;
-    const start = this.at;
-    if (start + length > bytes.length) return null;
-    for (let index = start; index < start + length; index += 1) if (table[bytes[index]] === 0) return null;
-    this.at += length;
-    return latin1(bytes, start, this.at);
-  }
-
-  /** A string's content up to its closing quote (not consumed), if it is printable ASCII with no escape; else null. */
-  plain(): string | null {
-    const { bytes } = this;
-    const start = this.at;
-    while (this.at < bytes.length && PLAIN[bytes[this.at]] === 1) this.at += 1;
-    if (bytes[this.at] !== 0x22) return null;
-    return latin1(bytes, start, this.at);
-  }
-}
-
-function latin1(bytes: Uint8Array, start: number, end: number): string {
-  return Buffer.prototype.latin1Slice.call(bytes, start, end) as string;
-}
 
 /**
  * The entry of a canonical entry line whose every string is printable ASCII without escapes, or null (the general

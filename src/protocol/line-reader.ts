@@ -1,0 +1,74 @@
+/*
+ * Reading canonical JSON lines of a fixed shape straight from their bytes (entry-line.ts, state-line.ts): a cursor
+ * that matches literal bytes, whole numbers, hex digits and plain strings, and declines (returns null or -1) on
+ * anything else, so that the general reader (a JSON parser, the canonical comparison, the schema) decides.
+ */
+
+/** Byte classes: lowercase hex, any-case hex, and the printable ASCII a JSON string holds unescaped. */
+export const LOWER_HEX = new Uint8Array(256);
+export const ANY_HEX = new Uint8Array(256);
+const PLAIN = new Uint8Array(256);
+for (let code = 0; code < 256; code += 1) {
+  const lower = (code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66);
+  LOWER_HEX[code] = lower ? 1 : 0;
+  ANY_HEX[code] = lower || (code >= 0x41 && code <= 0x46) ? 1 : 0;
+  PLAIN[code] = code >= 0x20 && code <= 0x7e && code !== 0x22 && code !== 0x5c ? 1 : 0;
+}
+
+/** The bytes of an ASCII text. */
+export const ascii = (text: string): Uint8Array => Uint8Array.from(text, (char) => char.charCodeAt(0));
+
+/** Whole numbers of up to 15 digits are read here (exact as doubles); longer ones go the general way. */
+const MAX_DIGITS = 15;
+
+export class Cursor {
+  at = 0;
+  constructor(readonly bytes: Uint8Array) {}
+
+  literal(expected: Uint8Array): boolean {
+    const { bytes } = this;
+    if (this.at + expected.length > bytes.length) return false;
+    for (let index = 0; index < expected.length; index += 1) {
+      if (bytes[this.at + index] !== expected[index]) return false;
+    }
+    this.at += expected.length;
+    return true;
+  }
+
+  /** A canonical whole number (no sign, no leading zero, no fraction or exponent), or -1. */
+  count(): number {
+    const { bytes } = this;
+    const start = this.at;
+    let value = 0;
+    while (this.at < bytes.length && bytes[this.at] >= 0x30 && bytes[this.at] <= 0x39) {
+      value = value * 10 + (bytes[this.at] - 0x30);
+      this.at += 1;
+    }
+    const digits = this.at - start;
+    if (digits === 0 || digits > MAX_DIGITS || (digits > 1 && bytes[start] === 0x30)) return -1;
+    return value;
+  }
+
+  /** `length` hex digits of the class `table`, as text; null otherwise. */
+  hex(length: number, table: Uint8Array): string | null {
+    const { bytes } = this;
+    const start = this.at;
+    if (start + length > bytes.length) return null;
+    for (let index = start; index < start + length; index += 1) if (table[bytes[index]] === 0) return null;
+    this.at += length;
+    return latin1(bytes, start, this.at);
+  }
+
+  /** A string's content up to its closing quote (not consumed), if it is printable ASCII with no escape; else null. */
+  plain(): string | null {
+    const { bytes } = this;
+    const start = this.at;
+    while (this.at < bytes.length && PLAIN[bytes[this.at]] === 1) this.at += 1;
+    if (bytes[this.at] !== 0x22) return null;
+    return latin1(bytes, start, this.at);
+  }
+}
+
+function latin1(bytes: Uint8Array, start: number, end: number): string {
+  return Buffer.prototype.latin1Slice.call(bytes, start, end) as string;
+}
