@@ -1,20 +1,12 @@
+import { isCanonicalBytes } from "../../src/protocol/canonical";
+import { parseStrictJson } from "../../src/protocol/strict-json";
+import { seededRandom } from "./seeded-random";
+
 /*
  * Lines altered byte by byte, for the differential tests of the readers that read canonical lines straight from
  * their bytes (test/protocol/entry-line.test.ts, state-line.test.ts): every byte removed, doubled, and replaced by
  * JSON-ish characters and by random bytes.
  */
-
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHABET = Buffer.from('0123456789abcdefABCDEFxX{}[]",:. \\-+eE\nnul', "latin1");
 
@@ -30,4 +22,15 @@ export function* byteMutations(line: Buffer, seed: number): Generator<Buffer> {
       yield altered;
     }
   }
+}
+
+/** The JSON of a line read strictly (no member named twice, UTF-8) when the line is its canonical form; else null. */
+export function canonicalJsonOf(line: Buffer): unknown {
+  let json: unknown;
+  try {
+    json = parseStrictJson(line.toString("utf8"));
+  } catch {
+    return null;
+  }
+  return isCanonicalBytes(json, line) ? json : null;
 }

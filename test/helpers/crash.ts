@@ -11,6 +11,7 @@ import { Journal } from "../../src/tracker/journal";
 import { readJournal, TRACKER_CRASHED } from "../../src/tracker/resume";
 import { ChainView, rebuildChain, verifyProtocol } from "../../src/verify";
 import { setupIssuer, type TestIssuer } from "./issuer";
+import { seededRandom } from "./seeded-random";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
@@ -89,18 +90,6 @@ function spawnCli(args: string[], env: NodeJS.ProcessEnv): Spawned {
   return spawned;
 }
 
-/** A small deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A process of the campaign still running after this long is hung (not slow): the campaign reports it. */
 const HUNG_MS = 600_000;
 
@@ -137,7 +126,7 @@ function instancesOf(issuer: TestIssuer): Set<string> {
  */
 export async function crashCampaign(options: CrashCampaignOptions): Promise<CrashCampaignResult> {
   const log = options.log ?? (() => undefined);
-  const rand = random(options.seed ?? Date.now());
+  const rand = seededRandom(options.seed ?? Date.now());
   const maxRuns = options.maxRuns ?? Math.max(8, options.kills * 4);
   let runsStarted = 0;
   const result: CrashCampaignResult = { kills: 0, runs: [], problems: [] };

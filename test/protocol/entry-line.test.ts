@@ -1,12 +1,11 @@
 import { expect } from "chai";
 import { sha256Hex } from "../../src/chain/hash";
-import { canonicalize, isCanonicalBytes } from "../../src/protocol/canonical";
+import { canonicalize } from "../../src/protocol/canonical";
 import { fastEntryLine } from "../../src/protocol/entry-line";
 import { entryLine, readEntryLine } from "../../src/protocol/pages";
 import { safeParseBounded } from "../../src/protocol/limits";
 import { fastProtocolEntry, protocolEntrySchema, type ProtocolEntry } from "../../src/protocol/schema";
-import { parseStrictJson } from "../../src/protocol/strict-json";
-import { byteMutations } from "../helpers/byte-mutations";
+import { byteMutations, canonicalJsonOf } from "../helpers/byte-mutations";
 
 /*
  * The page reader reads a canonical entry line straight from its bytes (src/protocol/entry-line.ts) and any other
@@ -18,32 +17,20 @@ import { byteMutations } from "../helpers/byte-mutations";
 
 const STRICT_ENTRY = protocolEntrySchema.strict();
 
-/** The reference: what the entry schema accepts from a canonical line, or null. */
+/**
+ * The reference: the entry of a canonical line, or null. fastProtocolEntry accepts exactly what the zod schema does
+ * (test/protocol/fast-validators.test.ts) and is a thousand times faster: zod decides the named cases below.
+ */
 function reference(line: Buffer): ProtocolEntry | null {
-  let json: unknown;
-  try {
-    json = parseStrictJson(line.toString("utf8"));
-  } catch {
-    return null;
-  }
-  if (!line.equals(Buffer.from(line.toString("utf8"), "utf8"))) return null; // not UTF-8
-  if (!isCanonicalBytes(json, line)) return null;
-  // fastProtocolEntry accepts exactly what the zod schema does (test/protocol/fast-validators.test.ts) and is a
-  // thousand times faster: zod decides the lines of the named cases below.
-  return fastProtocolEntry(json);
+  const json = canonicalJsonOf(line);
+  return json === null ? null : fastProtocolEntry(json);
 }
 
 /** {@link reference} with the zod schema itself. */
 function referenceByZod(line: Buffer): ProtocolEntry | null {
-  let json: unknown;
-  try {
-    json = parseStrictJson(line.toString("utf8"));
-  } catch {
-    return null;
-  }
-  if (!isCanonicalBytes(json, line)) return null;
-  const parsed = safeParseBounded(STRICT_ENTRY, json);
-  return parsed.success ? parsed.data : null;
+  const json = canonicalJsonOf(line);
+  const parsed = json === null ? null : safeParseBounded(STRICT_ENTRY, json);
+  return parsed?.success ? parsed.data : null;
 }
 
 function entry(overrides: Partial<ProtocolEntry> = {}): ProtocolEntry {

@@ -11,6 +11,7 @@ import {
 import { sha256Hex } from "../../src/chain/hash";
 import { parseStrictJson } from "../../src/protocol/strict-json";
 import { canonicalBytes, canonicalSmall, canonicalize, isCanonicalBytes } from "../../src/protocol/canonical";
+import { seededRandom } from "../helpers/seeded-random";
 
 /*
  * The verifier checks page lines and state bodies with hand-written validators (schema.ts fastProtocolEntry,
@@ -22,18 +23,6 @@ import { canonicalBytes, canonicalSmall, canonicalize, isCanonicalBytes } from "
 
 const STRICT_ENTRY = protocolEntrySchema.strict();
 const hash = (label: string): string => sha256Hex(label);
-
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function entry(anchored: boolean): ProtocolEntry {
   return {
@@ -232,7 +221,7 @@ function same(fast: unknown, zod: { success: boolean; data?: unknown }, document
 describe("fast validators: the same accept and refuse as the zod schemas", function () {
   this.timeout(600_000);
   it("protocol entries: valid ones and 5,000 mutations (as objects and as parsed JSON)", function () {
-    const next = random(16);
+    const next = seededRandom(16);
     let accepted = 0;
     for (let round = 0; round < 5_000; round += 1) {
       const base = entry(round % 2 === 0);
@@ -255,7 +244,7 @@ describe("fast validators: the same accept and refuse as the zod schemas", funct
   });
 
   it("state data: valid ones and 6,000 mutations (as objects and as parsed JSON)", function () {
-    const next = random(61);
+    const next = seededRandom(61);
     let accepted = 0;
     for (let round = 0; round < 6_000; round += 1) {
       const base = stateData(round % 7);
@@ -299,7 +288,7 @@ describe("strict JSON: numbers scanned by hand, as the regular expression did", 
   }
 
   it("accepts and refuses the same numbers (random strings of number characters, and long ones)", function () {
-    const next = random(8259);
+    const next = seededRandom(8259);
     const alphabet = "0123456789.eE+-0011";
     const cases: string[] = [
       "0",
@@ -339,7 +328,7 @@ describe("strict JSON: numbers scanned by hand, as the regular expression did", 
 
 describe("canonical: the one-string form is canonicalize's text", function () {
   it("random JSON values (keys in any script, escapes, numbers of every kind)", function () {
-    const next = random(8785);
+    const next = seededRandom(8785);
     const pick = <U>(list: readonly U[]): U => list[Math.floor(next() * list.length)];
     const keys = ["a", "b", "B", "_", "é", "\u20ac", "\ud83d\ude00", "\u0000", '"', "\\", "10", "2", "", "aa", "a\n"];
     const scalars: unknown[] = [

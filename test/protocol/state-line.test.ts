@@ -1,12 +1,11 @@
 import { expect } from "chai";
 import { sha256Hex } from "../../src/chain/hash";
-import { canonicalBytes, isCanonicalBytes } from "../../src/protocol/canonical";
+import { canonicalBytes } from "../../src/protocol/canonical";
 import { readStateDocument, sealState } from "../../src/protocol/disclosure";
 import { safeParseBounded } from "../../src/protocol/limits";
 import { fastStateData, stateDataSchema, type StateContent, type StateData } from "../../src/protocol/schema";
 import { fastStateLine } from "../../src/protocol/state-line";
-import { parseStrictJson } from "../../src/protocol/strict-json";
-import { byteMutations } from "../helpers/byte-mutations";
+import { byteMutations, canonicalJsonOf } from "../helpers/byte-mutations";
 
 /*
  * A state document's data line is read straight from its bytes when it is canonical and printable ASCII
@@ -18,27 +17,15 @@ import { byteMutations } from "../helpers/byte-mutations";
 
 /** The reference: the state data of a canonical line, or null (fastStateData is zod's equal: fast-validators.test). */
 function reference(line: Buffer): StateData | null {
-  let json: unknown;
-  try {
-    json = parseStrictJson(line.toString("utf8"));
-  } catch {
-    return null;
-  }
-  if (!isCanonicalBytes(json, line)) return null;
-  return fastStateData(json);
+  const json = canonicalJsonOf(line);
+  return json === null ? null : fastStateData(json);
 }
 
 /** {@link reference} with the zod schema itself. */
 function referenceByZod(line: Buffer): StateData | null {
-  let json: unknown;
-  try {
-    json = parseStrictJson(line.toString("utf8"));
-  } catch {
-    return null;
-  }
-  if (!isCanonicalBytes(json, line)) return null;
-  const parsed = safeParseBounded(stateDataSchema, json);
-  return parsed.success ? (parsed.data as StateData) : null;
+  const json = canonicalJsonOf(line);
+  const parsed = json === null ? null : safeParseBounded(stateDataSchema, json);
+  return parsed?.success ? (parsed.data as StateData) : null;
 }
 
 function content(overrides: Partial<StateContent> = {}): StateContent {
