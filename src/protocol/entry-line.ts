@@ -13,12 +13,12 @@ import { type ProtocolEntry, type StateType, STATE_TYPE_SET } from "./schema";
 
 const KEY = {
   block: ascii('{"block_nr":'),
-  client: ascii(',"client_address":"0x'),
+  client: ascii(',"client_address":"'),
   event: ascii('","event_type":"Register State","prev_state_hash":"'),
   proof: ascii('","proof":'),
   nullProof: ascii("null"),
   leafIndex: ascii('{"leaf_index":'),
-  root: ascii(',"root":"0x'),
+  root: ascii(',"root":"'),
   siblings: ascii('","siblings":['),
   seq: ascii(',"seq":'),
   stateData: ascii(',"state_data":"'),
@@ -26,7 +26,7 @@ const KEY = {
   stateName: ascii('","state_name":"'),
   stateType: ascii('","state_type":"'),
   timestamp: ascii('","timestamp":'),
-  transaction: ascii(',"transaction_hash":"0x'),
+  transaction: ascii(',"transaction_hash":"'),
 };
 
 /**
@@ -38,7 +38,7 @@ export function fastEntryLine(line: Uint8Array): ProtocolEntry | null {
   if (!cursor.literal(KEY.block)) return null;
   const blockNr = cursor.count();
   if (blockNr < 0 || !cursor.literal(KEY.client)) return null;
-  const client = cursor.hex(40, ANY_HEX);
+  const client = cursor.prefixedHex(40, ANY_HEX);
   if (client === null || !cursor.literal(KEY.event)) return null;
   const prev = cursor.hex(64, LOWER_HEX);
   if (prev === null || !cursor.literal(KEY.proof)) return null;
@@ -47,17 +47,17 @@ export function fastEntryLine(line: Uint8Array): ProtocolEntry | null {
     if (!cursor.literal(KEY.leafIndex)) return null;
     const leafIndex = cursor.count();
     if (leafIndex < 0 || !cursor.literal(KEY.root)) return null;
-    const root = cursor.hex(64, LOWER_HEX);
+    const root = cursor.prefixedHex(64, LOWER_HEX);
     if (root === null || !cursor.literal(KEY.siblings)) return null;
     const siblings: string[] = [];
     if (line[cursor.at] === 0x5d) cursor.at += 1;
     else {
       for (;;) {
-        if (line[cursor.at] !== 0x22 || line[cursor.at + 1] !== 0x30 || line[cursor.at + 2] !== 0x78) return null;
-        cursor.at += 3;
-        const sibling = cursor.hex(64, LOWER_HEX);
+        if (line[cursor.at] !== 0x22) return null;
+        cursor.at += 1;
+        const sibling = cursor.prefixedHex(64, LOWER_HEX);
         if (sibling === null || line[cursor.at] !== 0x22) return null;
-        siblings.push("0x" + sibling);
+        siblings.push(sibling);
         cursor.at += 1;
         const next = line[cursor.at];
         cursor.at += 1;
@@ -67,7 +67,7 @@ export function fastEntryLine(line: Uint8Array): ProtocolEntry | null {
     }
     if (line[cursor.at] !== 0x7d) return null;
     cursor.at += 1;
-    proof = { root: "0x" + root, leaf_index: leafIndex, siblings };
+    proof = { root, leaf_index: leafIndex, siblings };
   }
   if (!cursor.literal(KEY.seq)) return null;
   const seq = cursor.count();
@@ -82,7 +82,7 @@ export function fastEntryLine(line: Uint8Array): ProtocolEntry | null {
   if (stateType === null || !STATE_TYPE_SET.has(stateType) || !cursor.literal(KEY.timestamp)) return null;
   const timestamp = cursor.count();
   if (timestamp < 0 || !cursor.literal(KEY.transaction)) return null;
-  const transaction = cursor.hex(64, ANY_HEX);
+  const transaction = cursor.prefixedHex(64, ANY_HEX);
   if (transaction === null || line[cursor.at] !== 0x22 || line[cursor.at + 1] !== 0x7d) return null;
   if (cursor.at + 2 !== line.length) return null;
   return {
@@ -94,8 +94,8 @@ export function fastEntryLine(line: Uint8Array): ProtocolEntry | null {
     prev_state_hash: prev,
     timestamp,
     block_nr: blockNr,
-    client_address: "0x" + client,
-    transaction_hash: "0x" + transaction,
+    client_address: client,
+    transaction_hash: transaction,
     state_data: stateData,
     proof,
   };

@@ -51,11 +51,30 @@ export class Cursor {
 
   /** `length` hex digits of the class `table`, as text; null otherwise. */
   hex(length: number, table: Uint8Array): string | null {
+    const start = this.at;
+    return this.hexDigits(length, table) === null ? null : latin1(this.bytes, start, this.at);
+  }
+
+  /** Past `length` hex digits of the class `table` (true), or null where they are not. */
+  private hexDigits(length: number, table: Uint8Array): true | null {
     const { bytes } = this;
     const start = this.at;
     if (start + length > bytes.length) return null;
     for (let index = start; index < start + length; index += 1) if (table[bytes[index]] === 0) return null;
     this.at += length;
+    return true;
+  }
+
+  /**
+   * `0x` and `length` hex digits of the class `table`, as one text (sliced whole from the bytes: a flat string, not
+   * "0x" joined to the digits, which V8 would flatten again on every read); null otherwise.
+   */
+  prefixedHex(length: number, table: Uint8Array): string | null {
+    const { bytes } = this;
+    const start = this.at;
+    if (bytes[start] !== 0x30 || bytes[start + 1] !== 0x78) return null;
+    this.at += 2;
+    if (this.hexDigits(length, table) === null) return null;
     return latin1(bytes, start, this.at);
   }
 
