@@ -38,6 +38,7 @@ import { parseArgs } from "node:util";
 import { Wallet } from "ethers";
 import * as prettier from "prettier";
 import { devPrivateKey } from "../../src/chain/keys";
+import { PROTOCOL_VERSION } from "../../src/protocol/schema";
 import { freePort, startNode } from "../../src/chain/node";
 import { connect } from "../../src/chain/provider";
 import { setupIssuer } from "../../test/helpers/issuer";
@@ -80,7 +81,8 @@ export interface PreviousVerifier {
 export interface BenchResults {
   /** 2: protocol v3 figures (rows carry when and under which load they were measured). */
   statetrail_benchmarks: 2;
-  protocol_version: 3;
+  /** The protocol version of the verifier that wrote the file (each verifier row says its own). */
+  protocol_version: number;
   generated_at: string;
   /** The last run's duration and what it ran. */
   seconds: number;
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
   const load = (): number => Math.round(os.loadavg()[0] * 100) / 100;
   const results: BenchResults = {
     statetrail_benchmarks: 2,
-    protocol_version: 3,
+    protocol_version: PROTOCOL_VERSION,
     generated_at: new Date().toISOString(),
     seconds: 0,
     ran: process.argv.slice(2).join(" ") || "(all)",

@@ -4,6 +4,7 @@ import { int } from "./common";
 import { type BenchResults } from "./index";
 import { type PublicationResults } from "./publication";
 import { type VerifierRow } from "./verifier";
+import { PROTOCOL_VERSION } from "../../src/protocol/schema";
 
 type Cell = string | number;
 
@@ -14,14 +15,26 @@ function table(head: string[], rows: Cell[][], align: Array<"l" | "r"> = []): st
 }
 
 /** BENCHMARKS.md: the machine, then one table per part, then the goals. */
+/** Which protocol version the verifier rows were measured on (rows from before versions were kept: 3). */
+function protocolVersions(results: BenchResults): string {
+  const rows = results.verifier?.rows ?? [];
+  const versions = [...new Set(rows.map((row) => row.protocol_version ?? 3))].sort();
+  if (versions.length <= 1) return `protocol version ${versions[0] ?? PROTOCOL_VERSION}`;
+  const latest = versions[versions.length - 1];
+  return (
+    `protocol version ${latest} for the verifier rows measured with it, ` +
+    `${versions.slice(0, -1).join(" and ")} for the others (each row's commit says which verifier)`
+  );
+}
+
 export function renderMarkdown(results: BenchResults): string {
   const m = results.machine;
   const out: string[] = [
     "# statetrail benchmarks",
     "",
     `Written by \`npm run bench\` (scripts/bench/) on ${results.generated_at.replace("T", " ").replace(/\.\d+Z$/, " UTC")} ` +
-      `(the last run, \`${results.ran}\`, took ${results.seconds} s) on a local \`hardhat node\` process (automine); protocol ` +
-      `version ${results.protocol_version}. Figures a run did not measure are kept from the run that did: each verifier ` +
+      `(the last run, \`${results.ran}\`, took ${results.seconds} s) on a local \`hardhat node\` process (automine); ` +
+      `${protocolVersions(results)}. Figures a run did not measure are kept from the run that did: each verifier ` +
       "row says when it was measured and under which load. Raw figures: BENCHMARKS.json.",
     "",
     table(

@@ -2,6 +2,7 @@ import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { trustedFromDeployment } from "../../src/verify";
+import { PROTOCOL_VERSION } from "../../src/protocol/schema";
 import { type TestIssuer } from "../../test/helpers/issuer";
 import { buildInstance, removeInstance, type BuiltInstance } from "./build";
 import { ROOT, counter, int, type Progress } from "./common";
@@ -45,6 +46,8 @@ export interface VerifierRow {
   read: { head: number; pages: number; page_bytes: number; states: number; state_bytes: number; other: number };
   /** The commit the verifier was compiled from ("+" when src/ had uncommitted changes then). */
   verifier_commit?: string;
+  /** The protocol version the instance was built and verified in (absent on rows measured before it was kept: 3). */
+  protocol_version?: number;
   /** When and under which load (1-minute average at the start of the verification) the row was measured. */
   measured_at: string;
   load_average: number;
@@ -276,6 +279,7 @@ export async function measureVerifier(
           peak_external_mb: Math.round(result.peak_external_mb),
           read: result.read,
           ...(commit ? { verifier_commit: commit } : {}),
+          protocol_version: PROTOCOL_VERSION,
           measured_at: at,
           load_average: loadAverage,
           ...(result.samples ? { samples: result.samples } : {}),
