@@ -6,6 +6,7 @@ import { expect } from "chai";
 import { ethers } from "ethers";
 import { StatetrailError } from "../../src/errors";
 import * as stubs from "../../src/engine/interpreter-stubs";
+import { bundleText } from "../helpers/bundle-text";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
@@ -27,7 +28,7 @@ process.stdout.write(JSON.stringify((() => { ${code} })()));`;
 describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
   it("holds the interpreter without the Lambda client, credential providers and ASL validator it never calls", function () {
     if (!fs.existsSync(BUNDLE)) this.skip(); // `npm run build` writes it (npm test builds first)
-    const source = fs.readFileSync(BUNDLE, "utf8");
+    const source = bundleText(BUNDLE);
     expect(source).to.contain("aws-local-stepfunctions/build/main.node.cjs");
     expect(source).to.not.contain("aws-local-stepfunctions/build/main.node.esm.js"); // one copy, the patched one
     for (const name of ["@aws-sdk/client-lambda", "@aws-sdk/credential-providers"]) {
@@ -87,7 +88,7 @@ describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
       paths: [path.dirname(require.resolve("asl-validator"))],
     });
     expect(fromValidator).to.equal(require.resolve("asl-path-validator"));
-    expect(fs.readFileSync(BUNDLE, "utf8")).to.contain("node_modules/asl-path-validator/dist/index.js");
+    expect(bundleText(BUNDLE)).to.contain("node_modules/asl-path-validator/dist/index.js");
   });
 
   it("runs through V8's code cache, written once per command into the cache folder", function () {
