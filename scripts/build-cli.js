@@ -355,11 +355,13 @@ module.exports = new Proxy({}, {
  * ethers' ENS normaliser (@adraffy/ens-normalize), bundled into ethers' bundle (compiled through the code cache, not
  * from node_modules at every start) and evaluated on first use: its module decodes its Unicode data when it is
  * loaded (some 5 ms), which a verification whose names all take src/verify/ens-fast-path.ts's fast path never needs.
- * Its exports are stood in for by an object registered in `require.cache` under the installed module's file, which
- * ens-fast-path.ts requires (as resolved from ethers' folder) to put its fast path in front of `ens_normalize`, the
- * one function ethers imports from it: `ens_normalize` there is the library's, loaded when first called (and can be
- * replaced, as ens-fast-path.ts does), each other export the library's on first read. One instance either way: if the
- * installed module was required first, that one is used.
+ * Its exports are stood in for by an object that ens-fast-path.ts (the CLI's bundle's copy) finds under
+ * `Symbol.for("statetrail.ethersEnsNormalize")`, without resolving a module (it resolved @adraffy/ens-normalize from
+ * ethers' folder, and this stand-in registered itself in `require.cache` under that file: some 5 ms of a `verify`
+ * in package resolution), to put its fast path in front of `ens_normalize`, the one function ethers imports from it.
+ * If ens-fast-path.ts was asked first, this bundle calls the function it left (`statetrail.ensFastPath.whenLoaded`)
+ * when it loads. `ens_normalize` here is the library's, loaded when first called (and can be replaced, as
+ * ens-fast-path.ts does), each other export the library's on first read.
  */
 const ENS_NORMALIZE_FILE = require.resolve("@adraffy/ens-normalize", {
   paths: [path.dirname(require.resolve("ethers"))],
@@ -367,32 +369,25 @@ const ENS_NORMALIZE_FILE = require.resolve("@adraffy/ens-normalize", {
 const ENS_NORMALIZE_EXPORTS = Object.keys(require(ENS_NORMALIZE_FILE));
 if (!ENS_NORMALIZE_EXPORTS.includes("ens_normalize"))
   throw new Error("build-cli: @adraffy/ens-normalize has no ens_normalize");
-const ENS_NORMALIZE = `const path = require("node:path");
-const Module = require("node:module");
-const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
-if (!require.cache[file]) {
-  let library;
-  const load = () => (library ??= require(${JSON.stringify(ENS_NORMALIZE_FILE)}));
-  let normalize = (name) => load().ens_normalize(name);
-  const exports = {};
-  for (const name of ${JSON.stringify(ENS_NORMALIZE_EXPORTS)}) {
-    Object.defineProperty(exports, name, {
-      enumerable: true,
-      configurable: true,
-      get: name === "ens_normalize" ? () => normalize : () => load()[name],
-      set: (value) => {
-        if (name === "ens_normalize") normalize = value;
-        else Object.defineProperty(exports, name, { value, enumerable: true, configurable: true, writable: true });
-      },
-    });
-  }
-  const module = new Module(file);
-  module.filename = file;
-  module.exports = exports;
-  module.loaded = true;
-  require.cache[file] = module;
+const ENS_NORMALIZE = `let library;
+const load = () => (library ??= require(${JSON.stringify(ENS_NORMALIZE_FILE)}));
+let normalize = (name) => load().ens_normalize(name);
+const normalizer = {};
+for (const name of ${JSON.stringify(ENS_NORMALIZE_EXPORTS)}) {
+  Object.defineProperty(normalizer, name, {
+    enumerable: true,
+    configurable: true,
+    get: name === "ens_normalize" ? () => normalize : () => load()[name],
+    set: (value) => {
+      if (name === "ens_normalize") normalize = value;
+      else Object.defineProperty(normalizer, name, { value, enumerable: true, configurable: true, writable: true });
+    },
+  });
 }
-module.exports = require.cache[file].exports;`;
+globalThis[Symbol.for("statetrail.ethersEnsNormalize")] = normalizer;
+const whenLoaded = globalThis[Symbol.for("statetrail.ensFastPath.whenLoaded")];
+if (typeof whenLoaded === "function") whenLoaded(normalizer);
+module.exports = normalizer;`;
 
 const ensNormalize = {
   name: "ens-normalize",
@@ -478,6 +473,8 @@ async function main() {
     plugins: [onFirstUse, packages(interpreterSource), sourceDirname],
     // `await import("x")` becomes a require() as tsc compiles it (an ES import would load a package's ES build).
     supported: { "dynamic-import": false },
+    // src/verify/ens-fast-path.ts finds ethers' bundle's ENS normaliser without resolving a module.
+    define: { STATETRAIL_CLI_BUNDLE: "true" },
     // require.resolve() of a bundled package still resolves the installed one (its files, its version).
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",

@@ -69,17 +69,63 @@ describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
     expect(result.id).to.equal(ethers.id("StateRegistered(bytes32)"));
   });
 
-  it("ethers' bundle registers its ENS normaliser as the installed module, the one ens-fast-path.ts patches", function () {
+  it("ethers' bundle publishes its ENS normaliser, the one ens-fast-path.ts patches, without resolving a module", function () {
     if (!fs.existsSync(VENDOR)) this.skip();
     const result = withVendor(`
-      const path = require("node:path");
-      const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
-      const module = require(file);
+      const module = globalThis[Symbol.for("statetrail.ethersEnsNormalize")];
       const full = module.ens_normalize;
       module.ens_normalize = (name) => "patched:" + full(name);
-      return { cached: file in require.cache, normalized: vendor.ethers.ensNormalize("Acme.eth") };
-    `) as { cached: boolean; normalized: string };
-    expect(result).to.deep.equal({ cached: true, normalized: "patched:acme.eth" });
+      return {
+        normalized: vendor.ethers.ensNormalize("Acme.eth"),
+        resolved: Object.keys(require.cache).filter((file) => file.includes("ens-normalize")),
+      };
+    `) as { normalized: string; resolved: string[] };
+    expect(result).to.deep.equal({ normalized: "patched:acme.eth", resolved: [] });
+  });
+
+  it("ethers' bundle, loaded after ens-fast-path.ts asked for its normaliser, hands it over when it loads", function () {
+    if (!fs.existsSync(VENDOR)) this.skip();
+    const script = `globalThis[Symbol.for("statetrail.ensFastPath.whenLoaded")] = (module) => {
+  const full = module.ens_normalize;
+  module.ens_normalize = (name) => "fast:" + full(name);
+};
+const vendor = require(${JSON.stringify(path.join(ROOT, "dist", "src", "cli", "code-cache.js"))}).loadBundle(${JSON.stringify(VENDOR)});
+process.stdout.write(JSON.stringify(vendor.ethers.ensNormalize("Acme.eth")));`;
+    const result = spawnSync(process.execPath, ["-e", script], {
+      encoding: "utf8",
+      env: { ...process.env, STATETRAIL_CODE_CACHE: "0" },
+    });
+    expect(result.status, result.stderr).to.equal(0);
+    expect(JSON.parse(result.stdout)).to.equal("fast:acme.eth");
+  });
+
+  it("the CLI's verify puts the fast path in front of ethers' bundle's normaliser", function () {
+    if (!fs.existsSync(BUNDLE)) this.skip();
+    // `verify` of a file that is not a protocol: the verifier's modules load (and ethers' bundle), nothing else.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-ens-"));
+    try {
+      const file = path.join(dir, "not-a-protocol.json");
+      fs.writeFileSync(file, "{}");
+      const check = path.join(dir, "check.js");
+      fs.writeFileSync(
+        check,
+        `process.on("exit", () => {
+  const module = globalThis[Symbol.for("statetrail.ethersEnsNormalize")];
+  process.stderr.write("\\nENS " + JSON.stringify({
+    published: Boolean(module),
+    fast: Boolean(module && module.ens_normalize[Symbol.for("statetrail.ensFastPath")]),
+  }));
+});`,
+      );
+      const result = spawnSync(process.execPath, ["-r", check, BIN, "--home", dir, "verify", file], {
+        encoding: "utf8",
+        env: { ...process.env, XDG_CACHE_HOME: path.join(dir, "cache") },
+      });
+      const line = result.stderr.slice(result.stderr.lastIndexOf("\nENS ") + 5);
+      expect(JSON.parse(line), result.stderr).to.deep.equal({ published: true, fast: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("bundles asl-path-validator, the copy asl-validator requires", function () {
