@@ -427,6 +427,107 @@ function minified(text) {
 }
 
 /**
+ * ethers converts between hex strings and bytes in JavaScript, a pair of characters or a byte at a time
+ * (utils/data.js: `_getBytes`, behind getBytes, and `hexlify`): every RPC answer, code, log and ABI value a
+ * `verify` reads goes through them, in a fresh process before V8 has optimised them (some 10 ms of a `verify`;
+ * the runtime code keccak256 hashes for V0 alone is tens of kilobytes of hex). In ethers' bundle they use Node's
+ * hex codec on the same bytes: a hex string is still checked by ethers' own test first, invalid values still fail
+ * with ethers' own error, and the result is still a plain Uint8Array (a new one) or a lowercase `0x` string. The
+ * build checks the two against ethers' on random and invalid values (hexSelfTest), test/cli/bundle.test.ts through
+ * the bundle's exports.
+ */
+const ETHERS_DATA = `${path.sep}ethers${path.sep}lib.esm${path.sep}utils${path.sep}data.js`;
+const HEX_REWRITES = [
+  {
+    what: "_getBytes's loop",
+    from: `        const result = new Uint8Array((value.length - 2) / 2);
+        let offset = 2;
+        for (let i = 0; i < result.length; i++) {
+            result[i] = parseInt(value.substring(offset, offset + 2), 16);
+            offset += 2;
+        }
+        return result;`,
+    to: `        const result = new Uint8Array((value.length - 2) / 2);
+        Buffer.from(result.buffer, result.byteOffset, result.length).write(value.substring(2), "hex");
+        return result;`,
+  },
+  {
+    what: "hexlify's loop",
+    from: `    let result = "0x";
+    for (let i = 0; i < bytes.length; i++) {
+        const v = bytes[i];
+        result += HexCharacters[(v & 0xf0) >> 4] + HexCharacters[v & 0x0f];
+    }
+    return result;`,
+    to: `    return "0x" + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");`,
+  },
+];
+
+function rewriteHex(text) {
+  for (const { what, from, to } of HEX_REWRITES) {
+    if (text.split(from).length !== 2) throw new Error(`build-cli: ethers' utils/data.js has not ${what} as expected`);
+    text = text.replace(from, () => to);
+  }
+  return text;
+}
+
+const ethersHex = {
+  name: "ethers-hex",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]ethers[\\/]lib\.esm[\\/]utils[\\/]data\.js$/ }, async (args) => {
+      if (!args.path.endsWith(ETHERS_DATA)) return undefined;
+      const fs = require("node:fs");
+      return { contents: rewriteHex(await fs.promises.readFile(args.path, "utf8")), loader: "js" };
+    });
+  },
+};
+
+/** The rewritten getBytes and hexlify against ethers' own, on random bytes of many lengths and on invalid values. */
+function hexSelfTest() {
+  const crypto = require("node:crypto");
+  const fs = require("node:fs");
+  const ethers = require("ethers");
+  const file = path.join(path.dirname(require.resolve("ethers")), "..", "lib.esm", "utils", "data.js");
+  const source = rewriteHex(fs.readFileSync(file, "utf8"));
+  const body = source
+    .replace(/^import .*$/m, "")
+    .replace(/^export /gm, "")
+    .concat("\nreturn { getBytes, getBytesCopy, hexlify };");
+  const ours = new Function("assert", "assertArgument", body)(
+    () => undefined,
+    (check, message, name, value) => {
+      if (!check) ethers.assertArgument(check, message, name, value);
+    },
+  );
+  const outcome = (f) => {
+    try {
+      const value = f();
+      return value instanceof Uint8Array
+        ? `${Object.getPrototypeOf(value) === Uint8Array.prototype} ${Buffer.from(value).toString("hex")}`
+        : `${typeof value} ${value}`;
+    } catch (error) {
+      return `throws ${error.message}`;
+    }
+  };
+  const values = ["", "0x", "0X", "0x0", "0xg0", "0x 0", "00", "0xAbCd", "0x00ff", "x", 12, null, "0x\u0660\u0661"];
+  for (let n = 0; n < 300; n++) {
+    const bytes = crypto.randomBytes(n);
+    values.push(bytes, new Uint8Array(bytes), `0x${bytes.toString("hex")}`, `0x${bytes.toString("hex").toUpperCase()}`);
+    values.push(`0x${bytes.toString("hex")}0`, `0x${bytes.toString("hex")}zz`);
+  }
+  const shared = crypto.randomBytes(64);
+  values.push(new Uint8Array(shared.buffer, shared.byteOffset + 5, 20));
+  for (const value of values) {
+    for (const name of ["getBytes", "getBytesCopy", "hexlify"]) {
+      const expected = outcome(() => ethers[name](value));
+      if (outcome(() => ours[name](value)) !== expected) {
+        throw new Error(`build-cli: the rewritten ${name} differs from ethers' on ${String(value).slice(0, 40)}`);
+      }
+    }
+  }
+}
+
+/**
  * Writes a bundle (esbuild's output, `write: false`) after the rewrites above, minified, its first line the SHA-256
  * of the rest (src/cli/code-cache.ts names the code cache after it: a start does not hash the bundle).
  */
@@ -443,6 +544,7 @@ function write(result, rewrite = (text) => text) {
 
 async function main() {
   keccakSelfTest();
+  hexSelfTest();
   const interpreter = await esbuild.build({
     stdin: {
       contents: 'module.exports = require("aws-local-stepfunctions");',
@@ -496,7 +598,7 @@ async function main() {
     target: "node20",
     // ws's optional native speed-ups, required in a try/catch.
     external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize, onFirstUse],
+    plugins: [ensNormalize, onFirstUse, ethersHex],
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",
     logLevel: "warning",

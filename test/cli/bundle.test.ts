@@ -128,6 +128,36 @@ process.stdout.write(JSON.stringify(vendor.ethers.ensNormalize("Acme.eth")));`;
     }
   });
 
+  it("ethers' bundle converts hex and bytes with Node's codec, with ethers' own results and errors", function () {
+    if (!fs.existsSync(VENDOR)) this.skip();
+    // Through exports that use getBytes and hexlify (scripts/build-cli.js, HEX_REWRITES), against ethers' own.
+    const probe = `(ethers, values) => values.map((value) => ["concat", "dataSlice", "keccak256", "zeroPadValue"].map((name) => {
+      try {
+        const args = name === "concat" ? [[value, value]] : name === "dataSlice" ? [value, 1] : name === "zeroPadValue" ? [value, 300] : [value];
+        return String(ethers[name](...args));
+      } catch (error) {
+        return "throws " + error.message;
+      }
+    }))`;
+    const values = `(() => {
+      const crypto = require("node:crypto");
+      const values = ["0x", "0X", "0x0", "0xg0", "0xAbCd", "00", "x", "0x\\u0660\\u0661"];
+      for (let n = 1; n < 200; n += 7) {
+        const bytes = crypto.randomBytes(n);
+        values.push("0x" + bytes.toString("hex"), "0x" + bytes.toString("hex").toUpperCase(), "0x" + bytes.toString("hex") + "z");
+        values.push(new Uint8Array(bytes));
+      }
+      return values;
+    })()`;
+    const result = withVendor(`
+      const values = ${values};
+      const probe = ${probe};
+      return { bundled: probe(vendor.ethers, values), own: probe(require("ethers"), values) };
+    `) as { bundled: string[][]; own: string[][] };
+    expect(result.bundled).to.have.length.greaterThan(100);
+    expect(result.bundled).to.deep.equal(result.own);
+  });
+
   it("bundles asl-path-validator, the copy asl-validator requires", function () {
     if (!fs.existsSync(BUNDLE)) this.skip();
     const fromValidator = require.resolve("asl-path-validator", {
