@@ -427,78 +427,107 @@ function minified(text) {
 }
 
 /**
- * ethers converts between hex strings and bytes in JavaScript, a pair of characters or a byte at a time
- * (utils/data.js: `_getBytes`, behind getBytes, and `hexlify`): every RPC answer, code, log and ABI value a
- * `verify` reads goes through them, in a fresh process before V8 has optimised them (some 10 ms of a `verify`;
- * the runtime code keccak256 hashes for V0 alone is tens of kilobytes of hex). In ethers' bundle they use Node's
- * hex codec on the same bytes: a hex string is still checked by ethers' own test first, invalid values still fail
- * with ethers' own error, and the result is still a plain Uint8Array (a new one) or a lowercase `0x` string. The
- * build checks the two against ethers' on random and invalid values (hexSelfTest), test/cli/bundle.test.ts through
- * the bundle's exports.
+ * ethers converts between hex strings, bytes and text in JavaScript, a character or a byte at a time (utils/data.js:
+ * `_getBytes`, behind getBytes, and `hexlify`; utils/utf8.js: `toUtf8String`, which decodes every RPC answer's body):
+ * every RPC answer, code, log and ABI value a `verify` reads goes through them, in a fresh process before V8 has
+ * optimised them (some 20 ms of a `verify`; the runtime code keccak256 hashes for V0 alone is tens of kilobytes of
+ * hex, read as JSON text first). In ethers' bundle they use Node's codecs on the same bytes: a hex string is still
+ * checked by ethers' own test first, invalid values still fail with ethers' own error, a result is still a new plain
+ * Uint8Array or a lowercase `0x` string; text is decoded by a strict UTF-8 decoder (WHATWG's, which accepts exactly
+ * the bytes ethers' own accepts, and keeps a byte order mark as ethers does), and anything it refuses, or a call
+ * with ethers' `onError`, goes to ethers' own decoder as before. The build checks the three against ethers' on
+ * random and invalid values (ethersCodecSelfTest), test/cli/bundle.test.ts through the bundle's exports.
  */
-const ETHERS_DATA = `${path.sep}ethers${path.sep}lib.esm${path.sep}utils${path.sep}data.js`;
-const HEX_REWRITES = [
-  {
-    what: "_getBytes's loop",
-    from: `        const result = new Uint8Array((value.length - 2) / 2);
+const ETHERS_REWRITES = {
+  "data.js": [
+    {
+      what: "_getBytes's loop",
+      from: `        const result = new Uint8Array((value.length - 2) / 2);
         let offset = 2;
         for (let i = 0; i < result.length; i++) {
             result[i] = parseInt(value.substring(offset, offset + 2), 16);
             offset += 2;
         }
         return result;`,
-    to: `        const result = new Uint8Array((value.length - 2) / 2);
+      to: `        const result = new Uint8Array((value.length - 2) / 2);
         Buffer.from(result.buffer, result.byteOffset, result.length).write(value.substring(2), "hex");
         return result;`,
-  },
-  {
-    what: "hexlify's loop",
-    from: `    let result = "0x";
+    },
+    {
+      what: "hexlify's loop",
+      from: `    let result = "0x";
     for (let i = 0; i < bytes.length; i++) {
         const v = bytes[i];
         result += HexCharacters[(v & 0xf0) >> 4] + HexCharacters[v & 0x0f];
     }
     return result;`,
-    to: `    return "0x" + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");`,
-  },
-];
+      to: `    return "0x" + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");`,
+    },
+  ],
+  "utf8.js": [
+    {
+      what: "toUtf8String",
+      from: `export function toUtf8String(bytes, onError) {
+    return _toUtf8String(getUtf8CodePoints(bytes, onError));
+}`,
+      to: `let strictUtf8;
+export function toUtf8String(bytes, onError) {
+    if (onError == null) {
+        const data = getBytes(bytes, "bytes");
+        try {
+            strictUtf8 ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+            return strictUtf8.decode(data);
+        }
+        catch {
+            // refused (or no ICU for a strict decoder): ethers' own decoder, and its error
+        }
+    }
+    return _toUtf8String(getUtf8CodePoints(bytes, onError));
+}`,
+    },
+  ],
+};
 
-function rewriteHex(text) {
-  for (const { what, from, to } of HEX_REWRITES) {
-    if (text.split(from).length !== 2) throw new Error(`build-cli: ethers' utils/data.js has not ${what} as expected`);
+const ETHERS_UTILS = `${path.sep}ethers${path.sep}lib.esm${path.sep}utils${path.sep}`;
+
+function rewriteEthers(file, text) {
+  for (const { what, from, to } of ETHERS_REWRITES[file]) {
+    if (text.split(from).length !== 2) throw new Error(`build-cli: ethers' utils/${file} has not ${what} as expected`);
     text = text.replace(from, () => to);
   }
   return text;
 }
 
-const ethersHex = {
-  name: "ethers-hex",
+const ethersCodecs = {
+  name: "ethers-codecs",
   setup(build) {
-    build.onLoad({ filter: /[\\/]ethers[\\/]lib\.esm[\\/]utils[\\/]data\.js$/ }, async (args) => {
-      if (!args.path.endsWith(ETHERS_DATA)) return undefined;
+    build.onLoad({ filter: /[\\/]ethers[\\/]lib\.esm[\\/]utils[\\/](data|utf8)\.js$/ }, async (args) => {
+      const file = path.basename(args.path);
+      if (!args.path.endsWith(`${ETHERS_UTILS}${file}`)) return undefined;
       const fs = require("node:fs");
-      return { contents: rewriteHex(await fs.promises.readFile(args.path, "utf8")), loader: "js" };
+      return { contents: rewriteEthers(file, await fs.promises.readFile(args.path, "utf8")), loader: "js" };
     });
   },
 };
 
-/** The rewritten getBytes and hexlify against ethers' own, on random bytes of many lengths and on invalid values. */
-function hexSelfTest() {
+/** The rewritten getBytes, hexlify and toUtf8String against ethers' own, on random and invalid values. */
+function ethersCodecSelfTest() {
   const crypto = require("node:crypto");
   const fs = require("node:fs");
   const ethers = require("ethers");
-  const file = path.join(path.dirname(require.resolve("ethers")), "..", "lib.esm", "utils", "data.js");
-  const source = rewriteHex(fs.readFileSync(file, "utf8"));
-  const body = source
-    .replace(/^import .*$/m, "")
-    .replace(/^export /gm, "")
-    .concat("\nreturn { getBytes, getBytesCopy, hexlify };");
-  const ours = new Function("assert", "assertArgument", body)(
-    () => undefined,
-    (check, message, name, value) => {
-      if (!check) ethers.assertArgument(check, message, name, value);
-    },
-  );
+  const utils = path.join(path.dirname(require.resolve("ethers")), "..", "lib.esm", "utils");
+  const load = (file, names, imports) => {
+    const body = rewriteEthers(file, fs.readFileSync(path.join(utils, file), "utf8"))
+      .replace(/^import .*$/gm, "")
+      .replace(/^export /gm, "")
+      .concat(`\nreturn { ${names.join(", ")} };`);
+    return new Function(...Object.keys(imports), body)(...Object.values(imports));
+  };
+  const errors = { assert: ethers.assert, assertArgument: ethers.assertArgument, assertNormalize: () => undefined };
+  const ours = {
+    ...load("data.js", ["getBytes", "getBytesCopy", "hexlify"], errors),
+    ...load("utf8.js", ["toUtf8String"], { ...errors, getBytes: ethers.getBytes }),
+  };
   const outcome = (f) => {
     try {
       const value = f();
@@ -509,22 +538,63 @@ function hexSelfTest() {
       return `throws ${error.message}`;
     }
   };
-  const values = ["", "0x", "0X", "0x0", "0xg0", "0x 0", "00", "0xAbCd", "0x00ff", "x", 12, null, "0x\u0660\u0661"];
-  for (let n = 0; n < 300; n++) {
-    const bytes = crypto.randomBytes(n);
-    values.push(bytes, new Uint8Array(bytes), `0x${bytes.toString("hex")}`, `0x${bytes.toString("hex").toUpperCase()}`);
-    values.push(`0x${bytes.toString("hex")}0`, `0x${bytes.toString("hex")}zz`);
-  }
-  const shared = crypto.randomBytes(64);
-  values.push(new Uint8Array(shared.buffer, shared.byteOffset + 5, 20));
-  for (const value of values) {
-    for (const name of ["getBytes", "getBytesCopy", "hexlify"]) {
-      const expected = outcome(() => ethers[name](value));
-      if (outcome(() => ours[name](value)) !== expected) {
-        throw new Error(`build-cli: the rewritten ${name} differs from ethers' on ${String(value).slice(0, 40)}`);
+  const check = (names, value, ...rest) => {
+    for (const name of names) {
+      if (outcome(() => ours[name](value, ...rest)) !== outcome(() => ethers[name](value, ...rest))) {
+        throw new Error(`build-cli: the rewritten ${name} differs from ethers' on ${String(value).slice(0, 60)}`);
       }
     }
+  };
+  const hex = ["getBytes", "getBytesCopy", "hexlify", "toUtf8String"];
+  for (const value of ["", "0x", "0X", "0x0", "0xg0", "0x 0", "00", "0xAbCd", "0x00ff", "x", 12, null, "0x\u0660"]) {
+    check(hex, value);
   }
+  for (let n = 0; n < 300; n++) {
+    const bytes = crypto.randomBytes(n);
+    const text = bytes.toString("hex");
+    for (const value of [bytes, new Uint8Array(bytes), `0x${text}`, `0x${text.toUpperCase()}`, `0x${text}0`]) {
+      check(hex, value);
+    }
+    check(hex, `0x${text}zz`);
+  }
+  const shared = crypto.randomBytes(64);
+  check(hex, new Uint8Array(shared.buffer, shared.byteOffset + 5, 20));
+  // Text: valid UTF-8 of every width, byte order marks, and the invalid sequences of each kind ethers names.
+  const pieces = ["a", "\u00e9", "\u20ac", "\u{1f600}", "\ufeff", "\u0000", "\uffff", "\u{10ffff}", "\u07ff", "\u0800"];
+  for (let n = 0; n < 2000; n++) {
+    let text = "";
+    for (let k = crypto.randomInt(0, 12); k > 0; k--) text += pieces[crypto.randomInt(0, pieces.length)];
+    const bytes = Buffer.from(text, "utf8");
+    check(["toUtf8String"], bytes);
+    // One byte changed or cut: usually invalid, sometimes still valid.
+    if (bytes.length > 0) {
+      const changed = Buffer.from(bytes);
+      changed[crypto.randomInt(0, changed.length)] = crypto.randomInt(0, 256);
+      check(["toUtf8String"], changed);
+      check(["toUtf8String"], bytes.subarray(0, crypto.randomInt(0, bytes.length)));
+      check(["toUtf8String"], changed, ethers.Utf8ErrorFuncs.ignore);
+      check(["toUtf8String"], changed, ethers.Utf8ErrorFuncs.replace);
+    }
+  }
+  const invalid = [
+    "80",
+    "bf",
+    "c0af",
+    "c1bf",
+    "e080af",
+    "eda080",
+    "edbfbf",
+    "f08080af",
+    "f4908080",
+    "f5808080",
+    "f8",
+    "ff",
+    "c3",
+    "e282",
+    "efbbbf",
+  ];
+  for (const bytes of invalid) check(["toUtf8String"], Buffer.from(bytes, "hex"));
+  for (let n = 0; n < 3000; n++) check(["toUtf8String"], crypto.randomBytes(crypto.randomInt(1, 8)));
 }
 
 /**
@@ -544,7 +614,7 @@ function write(result, rewrite = (text) => text) {
 
 async function main() {
   keccakSelfTest();
-  hexSelfTest();
+  ethersCodecSelfTest();
   const interpreter = await esbuild.build({
     stdin: {
       contents: 'module.exports = require("aws-local-stepfunctions");',
@@ -598,7 +668,7 @@ async function main() {
     target: "node20",
     // ws's optional native speed-ups, required in a try/catch.
     external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize, onFirstUse, ethersHex],
+    plugins: [ensNormalize, onFirstUse, ethersCodecs],
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",
     logLevel: "warning",

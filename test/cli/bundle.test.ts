@@ -128,24 +128,30 @@ process.stdout.write(JSON.stringify(vendor.ethers.ensNormalize("Acme.eth")));`;
     }
   });
 
-  it("ethers' bundle converts hex and bytes with Node's codec, with ethers' own results and errors", function () {
+  it("ethers' bundle converts hex, bytes and text with Node's codecs, with ethers' own results and errors", function () {
     if (!fs.existsSync(VENDOR)) this.skip();
-    // Through exports that use getBytes and hexlify (scripts/build-cli.js, HEX_REWRITES), against ethers' own.
-    const probe = `(ethers, values) => values.map((value) => ["concat", "dataSlice", "keccak256", "zeroPadValue"].map((name) => {
+    // Through exports that use getBytes, hexlify and toUtf8String (scripts/build-cli.js, ETHERS_REWRITES), against
+    // ethers' own: ABI strings are decoded from their bytes with toUtf8String.
+    const probe = `(ethers, values) => values.map((value) => ["concat", "dataSlice", "keccak256", "zeroPadValue", "string"].map((name) => {
       try {
+        if (name === "string") {
+          const coder = ethers.AbiCoder.defaultAbiCoder();
+          return String(coder.decode(["string"], coder.encode(["bytes"], [value]))[0]);
+        }
         const args = name === "concat" ? [[value, value]] : name === "dataSlice" ? [value, 1] : name === "zeroPadValue" ? [value, 300] : [value];
         return String(ethers[name](...args));
       } catch (error) {
-        return "throws " + error.message;
+        // ABI decoding defers a value's error: its own is the cause.
+        return "throws " + error.message + (error.error ? " / " + error.error.message : "");
       }
     }))`;
     const values = `(() => {
       const crypto = require("node:crypto");
-      const values = ["0x", "0X", "0x0", "0xg0", "0xAbCd", "00", "x", "0x\\u0660\\u0661"];
+      const values = ["0x", "0X", "0x0", "0xg0", "0xAbCd", "00", "x", "0x\\u0660\\u0661", "0xefbbbf41", "0xc0af", "0xeda080"];
       for (let n = 1; n < 200; n += 7) {
         const bytes = crypto.randomBytes(n);
         values.push("0x" + bytes.toString("hex"), "0x" + bytes.toString("hex").toUpperCase(), "0x" + bytes.toString("hex") + "z");
-        values.push(new Uint8Array(bytes));
+        values.push(new Uint8Array(bytes), Buffer.from("\\u00e9t\\u00e9 \\u{1f600} " + n, "utf8"));
       }
       return values;
     })()`;
@@ -155,6 +161,8 @@ process.stdout.write(JSON.stringify(vendor.ethers.ensNormalize("Acme.eth")));`;
       return { bundled: probe(vendor.ethers, values), own: probe(require("ethers"), values) };
     `) as { bundled: string[][]; own: string[][] };
     expect(result.bundled).to.have.length.greaterThan(100);
+    expect(result.bundled.flat().filter((outcome) => outcome.includes("\u{1f600}"))).to.not.be.empty;
+    expect(result.bundled.flat().filter((outcome) => outcome.includes("invalid codepoint"))).to.not.be.empty;
     expect(result.bundled).to.deep.equal(result.own);
   });
 
