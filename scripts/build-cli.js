@@ -355,11 +355,13 @@ module.exports = new Proxy({}, {
  * ethers' ENS normaliser (@adraffy/ens-normalize), bundled into ethers' bundle (compiled through the code cache, not
  * from node_modules at every start) and evaluated on first use: its module decodes its Unicode data when it is
  * loaded (some 5 ms), which a verification whose names all take src/verify/ens-fast-path.ts's fast path never needs.
- * Its exports are stood in for by an object registered in `require.cache` under the installed module's file, which
- * ens-fast-path.ts requires (as resolved from ethers' folder) to put its fast path in front of `ens_normalize`, the
- * one function ethers imports from it: `ens_normalize` there is the library's, loaded when first called (and can be
- * replaced, as ens-fast-path.ts does), each other export the library's on first read. One instance either way: if the
- * installed module was required first, that one is used.
+ * Its exports are stood in for by an object that ens-fast-path.ts (the CLI's bundle's copy) finds under
+ * `Symbol.for("statetrail.ethersEnsNormalize")`, without resolving a module (it resolved @adraffy/ens-normalize from
+ * ethers' folder, and this stand-in registered itself in `require.cache` under that file: some 5 ms of a `verify`
+ * in package resolution), to put its fast path in front of `ens_normalize`, the one function ethers imports from it.
+ * If ens-fast-path.ts was asked first, this bundle calls the function it left (`statetrail.ensFastPath.whenLoaded`)
+ * when it loads. `ens_normalize` here is the library's, loaded when first called (and can be replaced, as
+ * ens-fast-path.ts does), each other export the library's on first read.
  */
 const ENS_NORMALIZE_FILE = require.resolve("@adraffy/ens-normalize", {
   paths: [path.dirname(require.resolve("ethers"))],
@@ -367,32 +369,25 @@ const ENS_NORMALIZE_FILE = require.resolve("@adraffy/ens-normalize", {
 const ENS_NORMALIZE_EXPORTS = Object.keys(require(ENS_NORMALIZE_FILE));
 if (!ENS_NORMALIZE_EXPORTS.includes("ens_normalize"))
   throw new Error("build-cli: @adraffy/ens-normalize has no ens_normalize");
-const ENS_NORMALIZE = `const path = require("node:path");
-const Module = require("node:module");
-const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
-if (!require.cache[file]) {
-  let library;
-  const load = () => (library ??= require(${JSON.stringify(ENS_NORMALIZE_FILE)}));
-  let normalize = (name) => load().ens_normalize(name);
-  const exports = {};
-  for (const name of ${JSON.stringify(ENS_NORMALIZE_EXPORTS)}) {
-    Object.defineProperty(exports, name, {
-      enumerable: true,
-      configurable: true,
-      get: name === "ens_normalize" ? () => normalize : () => load()[name],
-      set: (value) => {
-        if (name === "ens_normalize") normalize = value;
-        else Object.defineProperty(exports, name, { value, enumerable: true, configurable: true, writable: true });
-      },
-    });
-  }
-  const module = new Module(file);
-  module.filename = file;
-  module.exports = exports;
-  module.loaded = true;
-  require.cache[file] = module;
+const ENS_NORMALIZE = `let library;
+const load = () => (library ??= require(${JSON.stringify(ENS_NORMALIZE_FILE)}));
+let normalize = (name) => load().ens_normalize(name);
+const normalizer = {};
+for (const name of ${JSON.stringify(ENS_NORMALIZE_EXPORTS)}) {
+  Object.defineProperty(normalizer, name, {
+    enumerable: true,
+    configurable: true,
+    get: name === "ens_normalize" ? () => normalize : () => load()[name],
+    set: (value) => {
+      if (name === "ens_normalize") normalize = value;
+      else Object.defineProperty(normalizer, name, { value, enumerable: true, configurable: true, writable: true });
+    },
+  });
 }
-module.exports = require.cache[file].exports;`;
+globalThis[Symbol.for("statetrail.ethersEnsNormalize")] = normalizer;
+const whenLoaded = globalThis[Symbol.for("statetrail.ensFastPath.whenLoaded")];
+if (typeof whenLoaded === "function") whenLoaded(normalizer);
+module.exports = normalizer;`;
 
 const ensNormalize = {
   name: "ens-normalize",
@@ -410,14 +405,207 @@ const ensNormalize = {
 };
 
 /**
- * Writes a bundle (esbuild's output, `write: false`) after the rewrites above, its first line the SHA-256 of the rest
- * (src/cli/code-cache.ts names the code cache after it: a start does not hash the bundle).
+ * The bundles' text without comments and without the whitespace esbuild lays code out with, statements and
+ * expressions written shorter (esbuild's `minifyWhitespace` and `minifySyntax`), names kept as they are (no
+ * `minifyIdentifiers`: classes', functions' and modules' names stay what errors, stack traces and profiles show;
+ * the ASL interpreter's text, embedded as a string, unchanged: src/engine/interpreter-patches.ts reads its scopes by
+ * name). About 30% less for a start to read, decode, hold and wrap (1.7 MB and 0.7 MB before; the code cache is
+ * about the same size). Lines of at most about 500 characters: an uncaught error prints the line it was thrown on.
+ * Done after the rewrites and checks that read esbuild's laid-out output (ethersNamesUsed, sharedInterop).
+ */
+function minified(text) {
+  return esbuild.transformSync(text, {
+    loader: "js",
+    platform: "node",
+    target: "node20",
+    minifyWhitespace: true,
+    minifySyntax: true,
+    lineLimit: 500,
+    charset: "ascii",
+    legalComments: "none",
+  }).code;
+}
+
+/**
+ * ethers converts between hex strings, bytes and text in JavaScript, a character or a byte at a time (utils/data.js:
+ * `_getBytes`, behind getBytes, and `hexlify`; utils/utf8.js: `toUtf8String`, which decodes every RPC answer's body):
+ * every RPC answer, code, log and ABI value a `verify` reads goes through them, in a fresh process before V8 has
+ * optimised them (some 20 ms of a `verify`; the runtime code keccak256 hashes for V0 alone is tens of kilobytes of
+ * hex, read as JSON text first). In ethers' bundle they use Node's codecs on the same bytes: a hex string is still
+ * checked by ethers' own test first, invalid values still fail with ethers' own error, a result is still a new plain
+ * Uint8Array or a lowercase `0x` string; text is decoded by a strict UTF-8 decoder (WHATWG's, which accepts exactly
+ * the bytes ethers' own accepts, and keeps a byte order mark as ethers does), and anything it refuses, or a call
+ * with ethers' `onError`, goes to ethers' own decoder as before. The build checks the three against ethers' on
+ * random and invalid values (ethersCodecSelfTest), test/cli/bundle.test.ts through the bundle's exports.
+ */
+const ETHERS_REWRITES = {
+  "data.js": [
+    {
+      what: "_getBytes's loop",
+      from: `        const result = new Uint8Array((value.length - 2) / 2);
+        let offset = 2;
+        for (let i = 0; i < result.length; i++) {
+            result[i] = parseInt(value.substring(offset, offset + 2), 16);
+            offset += 2;
+        }
+        return result;`,
+      to: `        const result = new Uint8Array((value.length - 2) / 2);
+        Buffer.from(result.buffer, result.byteOffset, result.length).write(value.substring(2), "hex");
+        return result;`,
+    },
+    {
+      what: "hexlify's loop",
+      from: `    let result = "0x";
+    for (let i = 0; i < bytes.length; i++) {
+        const v = bytes[i];
+        result += HexCharacters[(v & 0xf0) >> 4] + HexCharacters[v & 0x0f];
+    }
+    return result;`,
+      to: `    return "0x" + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");`,
+    },
+  ],
+  "utf8.js": [
+    {
+      what: "toUtf8String",
+      from: `export function toUtf8String(bytes, onError) {
+    return _toUtf8String(getUtf8CodePoints(bytes, onError));
+}`,
+      to: `let strictUtf8;
+export function toUtf8String(bytes, onError) {
+    if (onError == null) {
+        const data = getBytes(bytes, "bytes");
+        try {
+            strictUtf8 ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+            return strictUtf8.decode(data);
+        }
+        catch {
+            // refused (or no ICU for a strict decoder): ethers' own decoder, and its error
+        }
+    }
+    return _toUtf8String(getUtf8CodePoints(bytes, onError));
+}`,
+    },
+  ],
+};
+
+const ETHERS_UTILS = `${path.sep}ethers${path.sep}lib.esm${path.sep}utils${path.sep}`;
+
+function rewriteEthers(file, text) {
+  for (const { what, from, to } of ETHERS_REWRITES[file]) {
+    if (text.split(from).length !== 2) throw new Error(`build-cli: ethers' utils/${file} has not ${what} as expected`);
+    text = text.replace(from, () => to);
+  }
+  return text;
+}
+
+const ethersCodecs = {
+  name: "ethers-codecs",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]ethers[\\/]lib\.esm[\\/]utils[\\/](data|utf8)\.js$/ }, async (args) => {
+      const file = path.basename(args.path);
+      if (!args.path.endsWith(`${ETHERS_UTILS}${file}`)) return undefined;
+      const fs = require("node:fs");
+      return { contents: rewriteEthers(file, await fs.promises.readFile(args.path, "utf8")), loader: "js" };
+    });
+  },
+};
+
+/** The rewritten getBytes, hexlify and toUtf8String against ethers' own, on random and invalid values. */
+function ethersCodecSelfTest() {
+  const crypto = require("node:crypto");
+  const fs = require("node:fs");
+  const ethers = require("ethers");
+  const utils = path.join(path.dirname(require.resolve("ethers")), "..", "lib.esm", "utils");
+  const load = (file, names, imports) => {
+    const body = rewriteEthers(file, fs.readFileSync(path.join(utils, file), "utf8"))
+      .replace(/^import .*$/gm, "")
+      .replace(/^export /gm, "")
+      .concat(`\nreturn { ${names.join(", ")} };`);
+    return new Function(...Object.keys(imports), body)(...Object.values(imports));
+  };
+  const errors = { assert: ethers.assert, assertArgument: ethers.assertArgument, assertNormalize: () => undefined };
+  const ours = {
+    ...load("data.js", ["getBytes", "getBytesCopy", "hexlify"], errors),
+    ...load("utf8.js", ["toUtf8String"], { ...errors, getBytes: ethers.getBytes }),
+  };
+  const outcome = (f) => {
+    try {
+      const value = f();
+      return value instanceof Uint8Array
+        ? `${Object.getPrototypeOf(value) === Uint8Array.prototype} ${Buffer.from(value).toString("hex")}`
+        : `${typeof value} ${value}`;
+    } catch (error) {
+      return `throws ${error.message}`;
+    }
+  };
+  const check = (names, value, ...rest) => {
+    for (const name of names) {
+      if (outcome(() => ours[name](value, ...rest)) !== outcome(() => ethers[name](value, ...rest))) {
+        throw new Error(`build-cli: the rewritten ${name} differs from ethers' on ${String(value).slice(0, 60)}`);
+      }
+    }
+  };
+  const hex = ["getBytes", "getBytesCopy", "hexlify", "toUtf8String"];
+  for (const value of ["", "0x", "0X", "0x0", "0xg0", "0x 0", "00", "0xAbCd", "0x00ff", "x", 12, null, "0x\u0660"]) {
+    check(hex, value);
+  }
+  for (let n = 0; n < 300; n++) {
+    const bytes = crypto.randomBytes(n);
+    const text = bytes.toString("hex");
+    for (const value of [bytes, new Uint8Array(bytes), `0x${text}`, `0x${text.toUpperCase()}`, `0x${text}0`]) {
+      check(hex, value);
+    }
+    check(hex, `0x${text}zz`);
+  }
+  const shared = crypto.randomBytes(64);
+  check(hex, new Uint8Array(shared.buffer, shared.byteOffset + 5, 20));
+  // Text: valid UTF-8 of every width, byte order marks, and the invalid sequences of each kind ethers names.
+  const pieces = ["a", "\u00e9", "\u20ac", "\u{1f600}", "\ufeff", "\u0000", "\uffff", "\u{10ffff}", "\u07ff", "\u0800"];
+  for (let n = 0; n < 2000; n++) {
+    let text = "";
+    for (let k = crypto.randomInt(0, 12); k > 0; k--) text += pieces[crypto.randomInt(0, pieces.length)];
+    const bytes = Buffer.from(text, "utf8");
+    check(["toUtf8String"], bytes);
+    // One byte changed or cut: usually invalid, sometimes still valid.
+    if (bytes.length > 0) {
+      const changed = Buffer.from(bytes);
+      changed[crypto.randomInt(0, changed.length)] = crypto.randomInt(0, 256);
+      check(["toUtf8String"], changed);
+      check(["toUtf8String"], bytes.subarray(0, crypto.randomInt(0, bytes.length)));
+      check(["toUtf8String"], changed, ethers.Utf8ErrorFuncs.ignore);
+      check(["toUtf8String"], changed, ethers.Utf8ErrorFuncs.replace);
+    }
+  }
+  const invalid = [
+    "80",
+    "bf",
+    "c0af",
+    "c1bf",
+    "e080af",
+    "eda080",
+    "edbfbf",
+    "f08080af",
+    "f4908080",
+    "f5808080",
+    "f8",
+    "ff",
+    "c3",
+    "e282",
+    "efbbbf",
+  ];
+  for (const bytes of invalid) check(["toUtf8String"], Buffer.from(bytes, "hex"));
+  for (let n = 0; n < 3000; n++) check(["toUtf8String"], crypto.randomBytes(crypto.randomInt(1, 8)));
+}
+
+/**
+ * Writes a bundle (esbuild's output, `write: false`) after the rewrites above, minified, its first line the SHA-256
+ * of the rest (src/cli/code-cache.ts names the code cache after it: a start does not hash the bundle).
  */
 function write(result, rewrite = (text) => text) {
   const fs = require("node:fs");
   const crypto = require("node:crypto");
   for (const file of result.outputFiles) {
-    const text = ascii(rewrite(file.text));
+    const text = ascii(minified(rewrite(file.text)));
     const hash = crypto.createHash("sha256").update(text).digest("hex");
     fs.mkdirSync(path.dirname(file.path), { recursive: true });
     fs.writeFileSync(file.path, `${BUNDLE_HEADER}${hash}\n${text}`);
@@ -426,6 +614,7 @@ function write(result, rewrite = (text) => text) {
 
 async function main() {
   keccakSelfTest();
+  ethersCodecSelfTest();
   const interpreter = await esbuild.build({
     stdin: {
       contents: 'module.exports = require("aws-local-stepfunctions");',
@@ -456,6 +645,8 @@ async function main() {
     plugins: [onFirstUse, packages(interpreterSource), sourceDirname],
     // `await import("x")` becomes a require() as tsc compiles it (an ES import would load a package's ES build).
     supported: { "dynamic-import": false },
+    // src/verify/ens-fast-path.ts finds ethers' bundle's ENS normaliser without resolving a module.
+    define: { STATETRAIL_CLI_BUNDLE: "true" },
     // require.resolve() of a bundled package still resolves the installed one (its files, its version).
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",
@@ -477,7 +668,7 @@ async function main() {
     target: "node20",
     // ws's optional native speed-ups, required in a try/catch.
     external: ["bufferutil", "utf-8-validate"],
-    plugins: [ensNormalize, onFirstUse],
+    plugins: [ensNormalize, onFirstUse, ethersCodecs],
     logOverride: { "require-resolve-not-external": "silent" },
     legalComments: "none",
     logLevel: "warning",

@@ -43,8 +43,27 @@ interface EnsNormalizeModule {
 
 const INSTALLED = Symbol.for("statetrail.ensFastPath");
 
+/**
+ * `true` in the CLI's bundle (scripts/build-cli.js defines it), where ethers is ethers' bundle: the normaliser it
+ * uses is published under {@link BUNDLED_NORMALIZER} when that bundle loads, found without resolving a module
+ * (two resolutions through packages' `exports`, some 5 ms of a `verify`). Undeclared elsewhere (tsc's output, the
+ * library), where the module is resolved from ethers' folder as below.
+ */
+declare const STATETRAIL_CLI_BUNDLE: true | undefined;
+/** Where ethers' bundle puts the normaliser it uses (its stand-in for @adraffy/ens-normalize's exports). */
+export const BUNDLED_NORMALIZER = Symbol.for("statetrail.ethersEnsNormalize");
+/** A function ethers' bundle calls with that normaliser when it loads after {@link installEnsFastPath} was called. */
+export const WHEN_BUNDLED_LOADS = Symbol.for("statetrail.ensFastPath.whenLoaded");
+
 /** The @adraffy/ens-normalize module ethers loads (its own copy when it has one). */
 function ethersNormalizer(): EnsNormalizeModule | null {
+  if (typeof STATETRAIL_CLI_BUNDLE !== "undefined") {
+    const bundled = (globalThis as Record<symbol, unknown>)[BUNDLED_NORMALIZER] as EnsNormalizeModule | undefined;
+    if (bundled) return bundled;
+    // ethers' bundle is not loaded yet: it puts the fast path in front of its normaliser when it is.
+    (globalThis as Record<symbol, unknown>)[WHEN_BUNDLED_LOADS] = (module: EnsNormalizeModule) => installOn(module);
+    return null;
+  }
   try {
     const ethersDir = path.dirname(require.resolve("ethers"));
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -59,7 +78,10 @@ function ethersNormalizer(): EnsNormalizeModule | null {
  * is in place (false: the module was not found or its export is not a writable function; nothing changed).
  */
 export function installEnsFastPath(): boolean {
-  const module = ethersNormalizer();
+  return installOn(ethersNormalizer());
+}
+
+function installOn(module: EnsNormalizeModule | null): boolean {
   if (!module || typeof module.ens_normalize !== "function") return false;
   const current = module.ens_normalize as EnsNormalizeModule["ens_normalize"] & { [INSTALLED]?: unknown };
   if (current[INSTALLED]) return true;

@@ -6,6 +6,7 @@ import { expect } from "chai";
 import { ethers } from "ethers";
 import { StatetrailError } from "../../src/errors";
 import * as stubs from "../../src/engine/interpreter-stubs";
+import { bundleText } from "../helpers/bundle-text";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const BIN = path.join(ROOT, "bin", "statetrail.js");
@@ -27,7 +28,7 @@ process.stdout.write(JSON.stringify((() => { ${code} })()));`;
 describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
   it("holds the interpreter without the Lambda client, credential providers and ASL validator it never calls", function () {
     if (!fs.existsSync(BUNDLE)) this.skip(); // `npm run build` writes it (npm test builds first)
-    const source = fs.readFileSync(BUNDLE, "utf8");
+    const source = bundleText(BUNDLE);
     expect(source).to.contain("aws-local-stepfunctions/build/main.node.cjs");
     expect(source).to.not.contain("aws-local-stepfunctions/build/main.node.esm.js"); // one copy, the patched one
     for (const name of ["@aws-sdk/client-lambda", "@aws-sdk/credential-providers"]) {
@@ -68,17 +69,101 @@ describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
     expect(result.id).to.equal(ethers.id("StateRegistered(bytes32)"));
   });
 
-  it("ethers' bundle registers its ENS normaliser as the installed module, the one ens-fast-path.ts patches", function () {
+  it("ethers' bundle publishes its ENS normaliser, the one ens-fast-path.ts patches, without resolving a module", function () {
     if (!fs.existsSync(VENDOR)) this.skip();
     const result = withVendor(`
-      const path = require("node:path");
-      const file = require.resolve("@adraffy/ens-normalize", { paths: [path.dirname(require.resolve("ethers"))] });
-      const module = require(file);
+      const module = globalThis[Symbol.for("statetrail.ethersEnsNormalize")];
       const full = module.ens_normalize;
       module.ens_normalize = (name) => "patched:" + full(name);
-      return { cached: file in require.cache, normalized: vendor.ethers.ensNormalize("Acme.eth") };
-    `) as { cached: boolean; normalized: string };
-    expect(result).to.deep.equal({ cached: true, normalized: "patched:acme.eth" });
+      return {
+        normalized: vendor.ethers.ensNormalize("Acme.eth"),
+        resolved: Object.keys(require.cache).filter((file) => file.includes("ens-normalize")),
+      };
+    `) as { normalized: string; resolved: string[] };
+    expect(result).to.deep.equal({ normalized: "patched:acme.eth", resolved: [] });
+  });
+
+  it("ethers' bundle, loaded after ens-fast-path.ts asked for its normaliser, hands it over when it loads", function () {
+    if (!fs.existsSync(VENDOR)) this.skip();
+    const script = `globalThis[Symbol.for("statetrail.ensFastPath.whenLoaded")] = (module) => {
+  const full = module.ens_normalize;
+  module.ens_normalize = (name) => "fast:" + full(name);
+};
+const vendor = require(${JSON.stringify(path.join(ROOT, "dist", "src", "cli", "code-cache.js"))}).loadBundle(${JSON.stringify(VENDOR)});
+process.stdout.write(JSON.stringify(vendor.ethers.ensNormalize("Acme.eth")));`;
+    const result = spawnSync(process.execPath, ["-e", script], {
+      encoding: "utf8",
+      env: { ...process.env, STATETRAIL_CODE_CACHE: "0" },
+    });
+    expect(result.status, result.stderr).to.equal(0);
+    expect(JSON.parse(result.stdout)).to.equal("fast:acme.eth");
+  });
+
+  it("the CLI's verify puts the fast path in front of ethers' bundle's normaliser", function () {
+    if (!fs.existsSync(BUNDLE)) this.skip();
+    // `verify` of a file that is not a protocol: the verifier's modules load (and ethers' bundle), nothing else.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "statetrail-ens-"));
+    try {
+      const file = path.join(dir, "not-a-protocol.json");
+      fs.writeFileSync(file, "{}");
+      const check = path.join(dir, "check.js");
+      fs.writeFileSync(
+        check,
+        `process.on("exit", () => {
+  const module = globalThis[Symbol.for("statetrail.ethersEnsNormalize")];
+  process.stderr.write("\\nENS " + JSON.stringify({
+    published: Boolean(module),
+    fast: Boolean(module && module.ens_normalize[Symbol.for("statetrail.ensFastPath")]),
+  }));
+});`,
+      );
+      const result = spawnSync(process.execPath, ["-r", check, BIN, "--home", dir, "verify", file], {
+        encoding: "utf8",
+        env: { ...process.env, XDG_CACHE_HOME: path.join(dir, "cache") },
+      });
+      const line = result.stderr.slice(result.stderr.lastIndexOf("\nENS ") + 5);
+      expect(JSON.parse(line), result.stderr).to.deep.equal({ published: true, fast: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("ethers' bundle converts hex, bytes and text with Node's codecs, with ethers' own results and errors", function () {
+    if (!fs.existsSync(VENDOR)) this.skip();
+    // Through exports that use getBytes, hexlify and toUtf8String (scripts/build-cli.js, ETHERS_REWRITES), against
+    // ethers' own: ABI strings are decoded from their bytes with toUtf8String.
+    const probe = `(ethers, values) => values.map((value) => ["concat", "dataSlice", "keccak256", "zeroPadValue", "string"].map((name) => {
+      try {
+        if (name === "string") {
+          const coder = ethers.AbiCoder.defaultAbiCoder();
+          return String(coder.decode(["string"], coder.encode(["bytes"], [value]))[0]);
+        }
+        const args = name === "concat" ? [[value, value]] : name === "dataSlice" ? [value, 1] : name === "zeroPadValue" ? [value, 300] : [value];
+        return String(ethers[name](...args));
+      } catch (error) {
+        // ABI decoding defers a value's error: its own is the cause.
+        return "throws " + error.message + (error.error ? " / " + error.error.message : "");
+      }
+    }))`;
+    const values = `(() => {
+      const crypto = require("node:crypto");
+      const values = ["0x", "0X", "0x0", "0xg0", "0xAbCd", "00", "x", "0x\\u0660\\u0661", "0xefbbbf41", "0xc0af", "0xeda080"];
+      for (let n = 1; n < 200; n += 7) {
+        const bytes = crypto.randomBytes(n);
+        values.push("0x" + bytes.toString("hex"), "0x" + bytes.toString("hex").toUpperCase(), "0x" + bytes.toString("hex") + "z");
+        values.push(new Uint8Array(bytes), Buffer.from("\\u00e9t\\u00e9 \\u{1f600} " + n, "utf8"));
+      }
+      return values;
+    })()`;
+    const result = withVendor(`
+      const values = ${values};
+      const probe = ${probe};
+      return { bundled: probe(vendor.ethers, values), own: probe(require("ethers"), values) };
+    `) as { bundled: string[][]; own: string[][] };
+    expect(result.bundled).to.have.length.greaterThan(100);
+    expect(result.bundled.flat().filter((outcome) => outcome.includes("\u{1f600}"))).to.not.be.empty;
+    expect(result.bundled.flat().filter((outcome) => outcome.includes("invalid codepoint"))).to.not.be.empty;
+    expect(result.bundled).to.deep.equal(result.own);
   });
 
   it("bundles asl-path-validator, the copy asl-validator requires", function () {
@@ -87,7 +172,7 @@ describe("the bundled CLI (dist/statetrail.cjs, scripts/build-cli.js)", () => {
       paths: [path.dirname(require.resolve("asl-validator"))],
     });
     expect(fromValidator).to.equal(require.resolve("asl-path-validator"));
-    expect(fs.readFileSync(BUNDLE, "utf8")).to.contain("node_modules/asl-path-validator/dist/index.js");
+    expect(bundleText(BUNDLE)).to.contain("node_modules/asl-path-validator/dist/index.js");
   });
 
   it("runs through V8's code cache, written once per command into the cache folder", function () {

@@ -117,6 +117,24 @@ describe("net: pinned fetch keeps connections per origin and pin (keep-alive)", 
     }
   });
 
+  it("makes its TLS contexts without certificate authorities: Node's root store is never loaded for them", async () => {
+    const site = await serve([a], () => 0);
+    const original = tls.createSecureContext;
+    const cas: unknown[] = [];
+    tls.createSecureContext = (options?: tls.SecureContextOptions) => {
+      cas.push(options?.ca);
+      return original(options);
+    };
+    try {
+      const response = await pinnedFetch(`${site.url}/x`, { fingerprint: a.fingerprint });
+      expect(response.certificate.fingerprint).to.equal(a.fingerprint);
+      expect(cas).to.deep.equal([[]]);
+    } finally {
+      tls.createSecureContext = original;
+      await close(site.server);
+    }
+  });
+
   it("never sends a request over a connection made for another pin, or for none", async () => {
     const site = await serve([a], () => 0);
     try {
