@@ -19,6 +19,14 @@ if (!fs.existsSync(entry)) {
   );
   process.exit(70);
 }
+// A reader that stops early (`statetrail --help | head -1`) closes the pipe: the CLI stops there, as Unix tools do,
+// with 141 (128 + SIGPIPE: never 0, since the command did not finish), instead of an unhandled 'error' event.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error) => {
+    if (error.code !== "EPIPE") throw error;
+    process.exit(141);
+  });
+}
 const args = process.argv.slice(2);
 const command = commandOf(args);
 const help = args.includes("--help") || args.includes("-h") || args.includes("help");

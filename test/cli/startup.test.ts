@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -169,5 +169,17 @@ describe("CLI startup (bin/statetrail.js, src/cli/code-cache.ts, scripts/build-c
         );
       });
     }
+  });
+
+  it("stops with 141 (never 0) when its reader closes the pipe (`statetrail --help | head -1`), no unhandled error", async () => {
+    const child = spawn(process.execPath, [path.join(ROOT, "bin", "statetrail.js"), "--help"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.destroy(); // the reader is gone before the CLI writes
+    let stderr = "";
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (exit) => resolve(exit)));
+    expect(code).to.equal(141);
+    expect(stderr).to.not.match(/Unhandled|EPIPE/);
   });
 });
