@@ -171,7 +171,7 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
     throw new StatetrailError("PROTOCOL_INVALID", `${what} is not JSON lines ending in a newline`);
   }
   const dataBytes = lines[0];
-  // A canonical data line of printable ASCII is read straight from its bytes (state-line.ts); any other the general
+  // A canonical data line whose strings hold no escape is read straight from its bytes (state-line.ts); any other the general
   // way, which accepts or refuses it and says why.
   let data = fastStateLine(dataBytes);
   if (!data) data = readDataLine(dataBytes, what);

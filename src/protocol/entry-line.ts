@@ -7,7 +7,7 @@ import { type ProtocolEntry, type StateType, STATE_TYPE_SET } from "./schema";
  * walks that shape once, checking each value's format as it goes, and answers the entry, or null for anything it does
  * not recognise: then the page reader takes its general path (JSON.parse, the canonical comparison, the schema),
  * which accepts or refuses the line and says why. So it may decline a good line (a name with an escape or a
- * non-ASCII character, a number beyond 15 digits), but it never accepts a line the general path would refuse, and
+ * control character, a number beyond 15 digits), but it never accepts a line the general path would refuse, and
  * it gives the same entry (test/protocol/entry-line.test.ts compares the two on every byte altered).
  */
 
@@ -30,7 +30,7 @@ const KEY = {
 };
 
 /**
- * The entry of a canonical entry line whose every string is printable ASCII without escapes, or null (the general
+ * The entry of a canonical entry line whose strings hold no escape or control character, or null (the general
  * path decides). The values are checked as the entry schema checks them.
  */
 export function fastEntryLine(line: Uint8Array): ProtocolEntry | null {

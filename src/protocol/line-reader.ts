@@ -1,10 +1,15 @@
+import { isUtf8 } from "node:buffer";
+
 /*
  * Reading canonical JSON lines of a fixed shape straight from their bytes (entry-line.ts, state-line.ts): a cursor
  * that matches literal bytes, whole numbers, hex digits and plain strings, and declines (returns null or -1) on
  * anything else, so that the general reader (a JSON parser, the canonical comparison, the schema) decides.
  */
 
-/** Byte classes: lowercase hex, any-case hex, and the printable ASCII a JSON string holds unescaped. */
+/**
+ * Byte classes: lowercase hex, any-case hex, and the bytes a canonical JSON string holds unescaped (what
+ * JSON.stringify leaves as it is: U+0020 to U+007F but `"` and `\`, and every byte of a non-ASCII character's UTF-8).
+ */
 export const LOWER_HEX = new Uint8Array(256);
 export const ANY_HEX = new Uint8Array(256);
 const PLAIN = new Uint8Array(256);
@@ -12,7 +17,7 @@ for (let code = 0; code < 256; code += 1) {
   const lower = (code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66);
   LOWER_HEX[code] = lower ? 1 : 0;
   ANY_HEX[code] = lower || (code >= 0x41 && code <= 0x46) ? 1 : 0;
-  PLAIN[code] = code >= 0x20 && code <= 0x7e && code !== 0x22 && code !== 0x5c ? 1 : 0;
+  PLAIN[code] = code >= 0x20 && code !== 0x22 && code !== 0x5c ? 1 : 0;
 }
 
 /** The bytes of an ASCII text. */
@@ -78,13 +83,24 @@ export class Cursor {
     return latin1(bytes, start, this.at);
   }
 
-  /** A string's content up to its closing quote (not consumed), if it is printable ASCII with no escape; else null. */
+  /**
+   * A string's content up to its closing quote (not consumed), if it holds no escape and no control character (as
+   * JSON.stringify writes such a string, byte for byte) and is UTF-8; else null.
+   */
   plain(): string | null {
     const { bytes } = this;
     const start = this.at;
-    while (this.at < bytes.length && PLAIN[bytes[this.at]] === 1) this.at += 1;
+    let wide = false;
+    for (; this.at < bytes.length; this.at += 1) {
+      const byte = bytes[this.at];
+      if (PLAIN[byte] === 0) break;
+      if (byte >= 0x80) wide = true;
+    }
     if (bytes[this.at] !== 0x22) return null;
-    return latin1(bytes, start, this.at);
+    if (!wide) return latin1(bytes, start, this.at);
+    // Non-ASCII: the bytes must be UTF-8 (a decoder would make U+FFFD of others, another text than the bytes).
+    if (!isUtf8(bytes.subarray(start, this.at))) return null;
+    return Buffer.prototype.utf8Slice.call(bytes, start, this.at) as string;
   }
 }
 

@@ -284,7 +284,7 @@ export class PageReader {
 
 /**
  * The entry an entry line holds: the RFC 8785 canonical JSON of a protocol entry (as the tracker writes it: one
- * entry, one line). A canonical line of printable ASCII is read straight from its bytes (src/protocol/entry-line.ts);
+ * entry, one line). A canonical line whose strings hold no escape is read straight from its bytes (src/protocol/entry-line.ts);
  * any other line the general way: the native parser, then an in-place comparison with the canonical form of what it
  * read (a canonical text names no member twice, so the strict scanner runs only to say what is wrong with a line
  * that is not), then the schema. Throws an Error whose message completes "line N …" for a line refused.

@@ -5,7 +5,7 @@ import { type IterationStep, type StateData, type StateType, STATE_DATA_VERSION,
  * A state document's data line read straight from its bytes (issue 16: a million state documents), as
  * entry-line.ts reads a page's entry line: the canonical form of version 3 state data has a fixed shape (its eight
  * members sorted, the four field digests sorted, each iteration step's three members sorted), walked once with
- * each value's format checked. Anything else (an escape or a non-ASCII character in a name, a number beyond 15
+ * each value's format checked. Anything else (an escape or a control character in a name, a number beyond 15
  * digits, another version) is declined (null) and read the general way: JSON.parse, the canonical comparison and
  * the schema, which accepts or refuses it and says why. It never accepts a line the general way refuses, and gives
  * the same data (test/protocol/state-line.test.ts alters every byte of good lines).
@@ -30,7 +30,7 @@ const KEY = {
   version: ascii(`","statetrail_state":${STATE_DATA_VERSION}}`),
 };
 
-/** The state data of a canonical data line whose strings are all printable ASCII without escapes, or null. */
+/** The state data of a canonical data line whose strings hold no escape or control character, or null. */
 export function fastStateLine(line: Uint8Array): StateData | null {
   const cursor = new Cursor(line);
   if (!cursor.literal(KEY.attempt)) return null;

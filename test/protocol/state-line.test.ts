@@ -74,6 +74,13 @@ describe("state data lines read from their bytes (src/protocol/state-line.ts)", 
     ],
     ["a retry", content({ attempt: 2, seq: 0 })],
     ["the end", content({ state_name: "(end)", state_type: "ExecutionSucceeded" })],
+    [
+      "non-ASCII names (2-, 3- and 4-byte UTF-8)",
+      content({
+        state_name: "Zahlung prüfen ✓",
+        iteration_path: [{ parent: "Für jede Position 🚀", kind: "map", index: 1 }],
+      }),
+    ],
   ];
 
   for (const [name, value] of variants) {
@@ -92,7 +99,6 @@ describe("state data lines read from their bytes (src/protocol/state-line.ts)", 
   it("declines what it does not read, and the general path decides", () => {
     const declined: Array<[string, StateContent]> = [
       ["a name with a quote", content({ state_name: 'Say "hi"' })],
-      ["a non-ASCII name", content({ state_name: "Zahlung prüfen" })],
       ["a parent with a backslash", content({ iteration_path: [{ parent: "a\\b", kind: "map", index: 0 }] })],
       ["a seq of 16 digits", content({ seq: 1_000_000_000_000_000 })],
     ];
