@@ -1,4 +1,6 @@
 import { StatetrailError } from "../errors";
+import { decodeUtf8 } from "./limits";
+import { parseStrictJson } from "./strict-json";
 
 /**
  * RFC 8785 (JSON Canonicalization Scheme) serialisation. The implementation recurses: a value nested some
@@ -294,4 +296,27 @@ class CanonicalMatcher {
     }
     return this.byte(0x22);
   }
+}
+
+/**
+ * Parses one line and requires it in RFC 8785 form. JSON.parse (native) and then the in-place canonical comparison:
+ * bytes that are not the canonical form of what they parse to — a member named twice (JSON.parse keeps the last,
+ * other readers the first), whitespace, key order, a number or string spelt otherwise, bytes that are not UTF-8 (the
+ * decoder's U+FFFD doesn't encode back to them) — are refused, so one line reads the same to every reader. The strict
+ * parser runs only to name the problem of a line JSON.parse refuses. Throws INVALID_JSON (not UTF-8, not JSON: with
+ * the position) or PROTOCOL_INVALID (not the canonical form). State documents, the input document and page lines.
+ */
+export function parseCanonicalLine(line: Buffer, where: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(line.toString("utf8"));
+  } catch {
+    parseStrictJson(decodeUtf8(line, where), where); // throws the positioned error
+    throw new StatetrailError("PROTOCOL_INVALID", `${where} is not JSON`);
+  }
+  if (!isCanonicalBytes(value, line)) {
+    decodeUtf8(line, where); // names bytes that are not UTF-8 as such (the decoder read U+FFFD for them)
+    throw new StatetrailError("PROTOCOL_INVALID", `${where} is not in RFC 8785 canonical form`);
+  }
+  return value;
 }

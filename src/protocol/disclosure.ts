@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { sha256Hex, type HexHash } from "../chain/hash";
 import { StatetrailError } from "../errors";
-import { canonicalBytes, isCanonicalBytes } from "./canonical";
-import { decodeUtf8 } from "./limits";
+import { canonicalBytes, isCanonicalBytes, parseCanonicalLine } from "./canonical";
 import { sha256HexOf } from "./pages";
 import {
   DATA_FIELDS,
@@ -15,7 +14,6 @@ import {
   type StateFields,
 } from "./schema";
 import { fastStateLine } from "./state-line";
-import { parseStrictJson } from "./strict-json";
 
 /*
  * Selective disclosure (issue 17), after SD-JWT: each data field of a state is committed to by a salted digest
@@ -209,7 +207,7 @@ export function readStateDocument(bytes: Buffer, what = "state document"): ReadS
 
 /** A state document's data line read the general way: canonical JSON of state data of version 3, else an error. */
 function readDataLine(dataBytes: Buffer, what: string): StateData {
-  const value = parseLine(dataBytes, `${what}, line 1`);
+  const value = parseCanonicalLine(dataBytes, `${what}, line 1`);
   const data = fastStateData(value);
   if (data) return data;
   const version = (value as { statetrail_state?: unknown } | null)?.statetrail_state;
@@ -303,7 +301,7 @@ const NULL_BYTES = Buffer.from("null");
 
 /** One disclosure line: canonical `{field, salt, value}` with exactly those members. */
 function readDisclosure(line: Buffer, where: string): Disclosure {
-  const value = parseLine(line, where);
+  const value = parseCanonicalLine(line, where);
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new StatetrailError("PROTOCOL_INVALID", `${where}: a disclosure must be an object {field, salt, value}`);
   }
@@ -316,28 +314,6 @@ function readDisclosure(line: Buffer, where: string): Disclosure {
     throw new StatetrailError("PROTOCOL_INVALID", `${where}: a disclosure's salt must be 32 lowercase hex characters`);
   }
   return { field: record.field as DisclosedName, salt: record.salt, value: record.value };
-}
-
-/**
- * Parses one line and requires it in RFC 8785 form. JSON.parse (native) and then the in-place canonical comparison:
- * bytes that are not the canonical form of what they parse to — a member named twice (JSON.parse keeps the last,
- * other readers the first), whitespace, key order, a number or string spelt otherwise, bytes that are not UTF-8 (the
- * decoder's U+FFFD doesn't encode back to them) — are refused, so one line reads the same to every reader. The strict
- * parser runs only to name the problem of a line JSON.parse refuses.
- */
-function parseLine(line: Buffer, where: string): unknown {
-  let value: unknown;
-  try {
-    value = JSON.parse(line.toString("utf8"));
-  } catch {
-    parseStrictJson(decodeUtf8(line, where), where); // throws the positioned error
-    throw new StatetrailError("PROTOCOL_INVALID", `${where} is not JSON`);
-  }
-  if (!isCanonicalBytes(value, line)) {
-    decodeUtf8(line, where); // names bytes that are not UTF-8 as such (the decoder read U+FFFD for them)
-    throw new StatetrailError("PROTOCOL_INVALID", `${where} is not in RFC 8785 canonical form`);
-  }
-  return value;
 }
 
 /** The clear content of a state: its data's structure with the disclosed fields (null where redacted). */

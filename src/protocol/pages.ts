@@ -1,8 +1,8 @@
 import { isUtf8 } from "node:buffer";
 import crypto, { createHash } from "node:crypto";
 import { type HexHash } from "../chain/hash";
-import { StatetrailError } from "../errors";
-import { canonicalize, isCanonicalBytes } from "./canonical";
+import { StatetrailError, isStatetrailError } from "../errors";
+import { canonicalize, parseCanonicalLine } from "./canonical";
 import { fastEntryLine } from "./entry-line";
 import { safeParseBounded } from "./limits";
 import {
@@ -292,7 +292,7 @@ export class PageReader {
 export function readEntryLine(line: Buffer): ProtocolEntry {
   const fast = fastEntryLine(line);
   if (fast) return fast;
-  const json = canonicalJsonOf(line);
+  const json = entryLineJson(line);
   // The fast validator accepts exactly what the schema does (test/protocol/fast-validators.test.ts); zod says
   // what is wrong with an entry it refuses.
   const entry = fastProtocolEntry(json);
@@ -305,33 +305,27 @@ export function readEntryLine(line: Buffer): ProtocolEntry {
   return parsed.data;
 }
 
-/** A line's JSON when the line is its canonical form; else an Error saying what it is not. */
-function canonicalJsonOf(line: Buffer): unknown {
-  const text = decodeLineOrNull(line);
-  if (text !== null) {
-    let json: unknown = undefined;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // said below, with the position
-    }
-    if (json !== undefined && isCanonicalBytes(json, line)) return json;
-  }
-  let json: unknown;
+/** A line's JSON when the line is its canonical form (parseCanonicalLine); else an Error saying what it is not. */
+function entryLineJson(line: Buffer): unknown {
+  if (!isUtf8(line)) throw new Error("is not JSON: not valid UTF-8");
   try {
-    json = parseStrictJson(decodeLine(line), "the line");
+    return parseCanonicalLine(line, "the line");
   } catch (error) {
-    throw new Error(`is not JSON: ${(error as Error).message}`);
+    if (!(isStatetrailError(error) && error.code === "PROTOCOL_INVALID")) {
+      throw new Error(`is not JSON: ${(error as Error).message}`);
+    }
+    // Not canonical: the strict parser names a member named twice (a decoy before the signed value) as such.
+    let json: unknown;
+    try {
+      json = parseStrictJson(line.toString("utf8"), "the line");
+    } catch (strict) {
+      throw new Error(`is not JSON: ${(strict as Error).message}`);
+    }
+    throw new Error(
+      "is not in canonical form (RFC 8785: members sorted, no spaces, numbers and strings as JSON.stringify " +
+        `writes them): the tracker writes ${canonicalize(json).slice(0, 200)}`,
+    );
   }
-  throw new Error(
-    "is not in canonical form (RFC 8785: members sorted, no spaces, numbers and strings as JSON.stringify " +
-      `writes them): the tracker writes ${canonicalize(json).slice(0, 200)}`,
-  );
-}
-
-/** The UTF-8 text of a line, or null for bytes that are not UTF-8. */
-function decodeLineOrNull(line: Buffer): string | null {
-  return isUtf8(line) ? line.toString("utf8") : null;
 }
 
 /** The UTF-8 text of a line; INVALID_JSON for bytes that are not UTF-8 (never decoded leniently). */

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { StatetrailError } from "../errors";
 import { decodeUtf8, describeIssues, safeParseBounded } from "./limits";
 import { parseStrictJson } from "./strict-json";
+import { LOWER_HEX } from "./line-reader";
 
 /** The wire form of a SHA-256 hash: 64 lowercase hex characters. */
 export const hexHashSchema = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex characters");
@@ -283,16 +284,15 @@ export function checkVersion(json: unknown): void {
  * test/protocol/fast-validators.test.ts checks this against zod on random and mutated documents.
  */
 
-/** Lowercase hex digits by character code (a table walk is twice as fast as /^[0-9a-f]{64}$/ here). */
-const LOWER_HEX_CODE = new Uint8Array(128);
-for (const digit of "0123456789abcdef") LOWER_HEX_CODE[digit.charCodeAt(0)] = 1;
-
-/** A hash as the schema's hexHashSchema accepts it: 64 lowercase hex digits. */
+/**
+ * A hash as the schema's hexHashSchema accepts it: 64 lowercase hex digits (walked through line-reader.ts's table of
+ * lowercase hex bytes: twice as fast as /^[0-9a-f]{64}$/ here).
+ */
 function isHexHash(value: unknown): value is string {
   if (typeof value !== "string" || value.length !== 64) return false;
   for (let index = 0; index < 64; index += 1) {
     const code = value.charCodeAt(index);
-    if (code > 0x7f || LOWER_HEX_CODE[code] === 0) return false;
+    if (code > 0xff || LOWER_HEX[code] === 0) return false;
   }
   return true;
 }
