@@ -398,6 +398,17 @@ export async function reverseLookup(provider: AbstractProvider, address: string)
 }
 
 /**
+ * What the reverse record of `address` says, unconfirmed (null if none): no forward lookup, for a caller that checks
+ * the name's normal form and forward address itself (the verifier's V2, which says which link is broken).
+ */
+export async function reverseRecord(provider: AbstractProvider, address: string): Promise<string | null> {
+  const checksummed = getAddress(address);
+  return ensRead(provider, `looking up the name of ${checksummed}`, async () =>
+    readReverseRecord(provider, await requireEnsRegistry(provider), checksummed),
+  );
+}
+
+/**
  * The primary name of `address`: its reverse record, returned only if that name's forward `addr` is the same
  * address (anyone can claim any name in their own reverse record). Null otherwise.
  */

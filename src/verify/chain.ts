@@ -52,6 +52,8 @@ export interface ChainSnapshot {
   chainId: number;
   blockNumber: number;
   timestamp: number;
+  /** The block's hash, as read with it (for the report's `checked_against`). */
+  blockHash?: string | null;
 }
 
 export interface CertificateRecord {
@@ -113,6 +115,9 @@ export class ChainView {
   /** The chain id and latest block, read once. Rejects with RPC_UNREACHABLE or WRONG_CHAIN. */
   snapshot(): Promise<ChainSnapshot> {
     this.snapshotPromise ??= (async () => {
+      // Both asked for at once (one round trip); the block is used only once the chain is known to be the trusted one.
+      const latest = this.rpc("latest block", () => this.provider.getBlock("latest"), "RPC_UNREACHABLE");
+      latest.catch(() => undefined); // awaited below unless the chain is the wrong one
       const network = await this.rpc("eth_chainId", () => this.provider.getNetwork(), "RPC_UNREACHABLE");
       const chainId = Number(network.chainId);
       if (chainId !== this.trusted.chainId) {
@@ -122,20 +127,24 @@ export class ChainView {
           { hint: "point the RPC URL at the network the registries are deployed on" },
         );
       }
-      const block = await this.rpc("latest block", () => this.provider.getBlock("latest"), "RPC_UNREACHABLE");
+      const block = await latest;
       if (!block) throw new StatetrailError("RPC_UNREACHABLE", "the RPC endpoint returned no latest block");
-      return { chainId, blockNumber: block.number, timestamp: block.timestamp };
+      return { chainId, blockNumber: block.number, timestamp: block.timestamp, blockHash: block.hash };
     })();
     return this.snapshotPromise;
   }
 
   /** Whether contract code exists at `address` at the pinned block. */
   async hasCode(address: string): Promise<boolean> {
+    return (await this.codeAt(address)) !== "0x";
+  }
+
+  /** The contract code at `address` at the pinned block ("0x" if none), read once. */
+  async codeAt(address: string): Promise<string> {
     const { blockNumber } = await this.snapshot();
-    return this.once(`code:${address}`, async () => {
-      const code = await this.rpc(`eth_getCode ${address}`, () => this.provider.getCode(address, blockNumber));
-      return code !== "0x";
-    });
+    return this.once(`code:${getAddress(address)}`, () =>
+      this.rpc(`eth_getCode ${address}`, () => this.provider.getCode(address, blockNumber)),
+    );
   }
 
   /** The ModelRegistry the trusted InstanceRegistry checks models against. */

@@ -76,6 +76,51 @@ describe("verifier steps", function () {
       expect(none.detail).to.contain("has no url text record");
     });
 
+    // V2 reads the forward records of the name the protocol claims while it reads the reverse record. A dishonest
+    // protocol claims a name whose records are good: only the primary name's own records may decide.
+    it("judges the primary name's own records, never those of the name the protocol claims", async function () {
+      const GOOD = "good.statetrail.test";
+      const EVIL = "evil.statetrail.test";
+      const asked: string[] = [];
+      const ens: EnsReader = {
+        primaryName: async () => EVIL,
+        resolveAddress: async (name) => (asked.push(`addr ${name}`), name === GOOD ? ISSUER : null),
+        text: async (name, key) => (asked.push(`${key} ${name}`), name === GOOD ? `${ISSUER_ORIGIN}/` : null),
+      };
+      const outcome = await ensStep.run(ensContext(ens, GOOD));
+      expect(outcome).to.include({ status: "fail", code: "ENS_FAILED" });
+      expect(outcome.problems).to.include(`${EVIL} resolves to no address, not the issuer ${ISSUER}`);
+      expect(outcome.problems).to.include(`${EVIL} has no url text record`);
+      expect(asked).to.include.members([`addr ${EVIL}`, `url ${EVIL}`]);
+    });
+
+    it("uses the claimed name's records, read ahead, when it is the primary name, and reads them once", async function () {
+      const asked: string[] = [];
+      const base = stubEns();
+      const ens: EnsReader = {
+        ...base,
+        resolveAddress: (name) => (asked.push(`addr ${name}`), base.resolveAddress(name)),
+        text: (name, key) => (asked.push(`${key} ${name}`), base.text(name, key)),
+      };
+      expect((await ensStep.run(ensContext(ens))).status).to.equal("pass");
+      expect(asked).to.deep.equal([`addr ${NAME}`, `url ${NAME}`]);
+    });
+
+    it("reports an error of the records read ahead only when they are the ones used", async function () {
+      const GOOD = "good.statetrail.test";
+      const base = stubEns();
+      const ens: EnsReader = {
+        ...base,
+        resolveAddress: (name) => (name === GOOD ? Promise.reject(new Error("down")) : base.resolveAddress(name)),
+      };
+      // The protocol claims another name (fails for that), whose failing read must not turn V2 into an error.
+      const outcome = await ensStep.run(ensContext(ens, GOOD));
+      expect(outcome).to.include({ status: "fail" });
+      expect(outcome.problems).to.deep.equal([`protocol names ENS name ${GOOD}, the issuer's primary name is ${NAME}`]);
+      const broken: EnsReader = { ...base, text: () => Promise.reject(new Error("resolver down")) };
+      expect(await ensStep.run(ensContext(broken))).to.include({ status: "error" });
+    });
+
     it("reports a failing ENS lookup as an error", async function () {
       const broken: EnsReader = { ...stubEns(), primaryName: () => Promise.reject(new Error("resolver down")) };
       expect(await ensStep.run(ensContext(broken))).to.include({ status: "error" });

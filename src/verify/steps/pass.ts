@@ -450,6 +450,11 @@ async function checkEntry(
     if (result.unprovenSeqs.length < 10) result.unprovenSeqs.push(index);
   }
 
+  if (entry.proof === null && state !== null && state.stateHash === entry.state_hash) {
+    // The block time checked below, asked for with the state document rather than after it: the block times of
+    // the entries in the pool then travel in one RPC batch. Memoized; an error is met and reported where it is read.
+    chain.blockTimestamp(state.at.blockNumber).catch(() => undefined);
+  }
   await pool.add(async () => {
     try {
       await checkBody(context, entry, index, fail, error, settings.maxBytes.state, web);

@@ -36,7 +36,12 @@ export const anchorsStep: Step = {
         "WRONG_CHAIN",
       );
     }
-    for (const key of Object.keys(REGISTRY_NAMES) as (keyof Registries)[]) {
+    const keys = Object.keys(REGISTRY_NAMES) as (keyof Registries)[];
+    // Every read of this step asked for at once (one round trip); each is awaited where it is checked, in order.
+    const codes = keys.map((key) => chain.codeAt(trusted.registries[key]));
+    const linked = chain.linkedModelRegistry();
+    for (const read of [...codes, linked]) read.catch(() => undefined);
+    for (const [index, key] of keys.entries()) {
       const claimed = protocol.registries[key];
       const expected = trusted.registries[key];
       if (!isAddress(claimed) || getAddress(claimed) !== getAddress(expected)) {
@@ -44,13 +49,15 @@ export const anchorsStep: Step = {
           `protocol names ${REGISTRY_NAMES[key]} ${claimed}, the trusted one (${trusted.source}) is ${expected}: look-alike registry`,
         );
       }
+      let code: string;
       try {
-        if (!(await chain.hasCode(expected))) {
-          findings.error(`no contract at the trusted ${REGISTRY_NAMES[key]} ${expected} on chain ${snapshot.chainId}`);
-          continue;
-        }
+        code = await codes[index];
       } catch (error) {
         findings.error(error);
+        continue;
+      }
+      if (code === "0x") {
+        findings.error(`no contract at the trusted ${REGISTRY_NAMES[key]} ${expected} on chain ${snapshot.chainId}`);
         continue;
       }
       const committed = committedCodeHash(REGISTRY_NAMES[key], expected, snapshot.chainId);
@@ -58,24 +65,20 @@ export const anchorsStep: Step = {
         pinned.push(`${REGISTRY_NAMES[key]} code hash not pinned (not its canonical address on this chain)`);
         continue;
       }
-      try {
-        const codeHash = keccak256(await chain.provider.getCode(expected, snapshot.blockNumber));
-        if (codeHash !== committed) {
-          findings.fail(
-            `the code at the trusted ${REGISTRY_NAMES[key]} ${expected} hashes to ${codeHash}, the committed runtime code hash (deployments/canonical.json, chain ${snapshot.chainId}) is ${committed}: look-alike contract; this chain's registries are not statetrail's, so nothing recorded there can be trusted (check the RPC endpoint serves the real chain; \`npm run addresses -- --check\` confirms the committed hashes)`,
-            "DEPLOYMENT_CODE_MISMATCH",
-          );
-        }
-      } catch (error) {
-        findings.error(error);
+      const codeHash = keccak256(code);
+      if (codeHash !== committed) {
+        findings.fail(
+          `the code at the trusted ${REGISTRY_NAMES[key]} ${expected} hashes to ${codeHash}, the committed runtime code hash (deployments/canonical.json, chain ${snapshot.chainId}) is ${committed}: look-alike contract; this chain's registries are not statetrail's, so nothing recorded there can be trusted (check the RPC endpoint serves the real chain; \`npm run addresses -- --check\` confirms the committed hashes)`,
+          "DEPLOYMENT_CODE_MISMATCH",
+        );
       }
     }
     if (!findings.failed && findings.errors.length === 0) {
       try {
-        const linked = await chain.linkedModelRegistry();
-        if (linked !== getAddress(trusted.registries.model)) {
+        const model = await linked;
+        if (model !== getAddress(trusted.registries.model)) {
           findings.error(
-            `the trusted InstanceRegistry checks models against ${linked}, not the trusted ModelRegistry ${trusted.registries.model}`,
+            `the trusted InstanceRegistry checks models against ${model}, not the trusted ModelRegistry ${trusted.registries.model}`,
           );
         }
       } catch (error) {

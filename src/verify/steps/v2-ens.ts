@@ -2,6 +2,7 @@ import { ensNormalize } from "ethers";
 import { type Step } from "../context";
 import { originOf } from "../fetcher";
 import { Findings, sameAddress } from "../findings";
+import { type EnsReader } from "../types";
 
 /**
  * V2: ENS links the three names of the issuer. The issuer address's primary (reverse) name resolves
@@ -14,6 +15,12 @@ export const ensStep: Step = {
     if (!ens) return { status: "skip", detail: "no ENS registry is configured for this chain" };
     const findings = new Findings();
     const address = protocol.issuer.address;
+    const claimed = protocol.issuer.ens_name;
+    // The name the protocol claims is the primary name in every honest protocol: its forward records are asked for
+    // while the reverse record is read, and used only if the reverse record names exactly that name.
+    const guessed = claimed === null ? null : normalizedOrSelf(claimed);
+    const guess = guessed === null ? null : forwardRecords(ens, guessed);
+    guess?.catch(() => undefined); // read again below (and its error reported) if it is the one used
     try {
       const name = await ens.primaryName(address);
       if (!name) {
@@ -30,15 +37,13 @@ export const ensStep: Step = {
         findings.fail(`the primary name "${name}" of ${address} is not in ENS-normalised form`, "ENS_FAILED");
         return findings.outcome("");
       }
-      const claimed = protocol.issuer.ens_name;
-      if (claimed !== null && normalizedOrSelf(claimed) !== name) {
+      if (claimed !== null && guessed !== name) {
         findings.fail(`protocol names ENS name ${claimed}, the issuer's primary name is ${name}`, "ENS_FAILED");
       }
-      const forward = await ens.resolveAddress(name);
+      const { forward, url } = await (guess !== null && guessed === name ? guess : forwardRecords(ens, name));
       if (!sameAddress(forward, address)) {
         findings.fail(`${name} resolves to ${forward ?? "no address"}, not the issuer ${address}`, "ENS_FAILED");
       }
-      const url = await ens.text(name, "url");
       let urlOrigin: string | null = null;
       try {
         urlOrigin = url ? originOf(url) : null;
@@ -56,6 +61,12 @@ export const ensStep: Step = {
     }
   },
 };
+
+/** The forward address and `url` text record of `name`, asked for together (one round trip each, not two). */
+async function forwardRecords(ens: EnsReader, name: string): Promise<{ forward: string | null; url: string | null }> {
+  const [forward, url] = await Promise.all([ens.resolveAddress(name), ens.text(name, "url")]);
+  return { forward, url };
+}
 
 function normalizedOrSelf(name: string): string {
   try {
