@@ -180,6 +180,12 @@ const nesting = new WeakMap<object, NestInfo>();
 const mapGroups = new WeakMap<object, Group>();
 const mapCounters = new WeakMap<object, number>();
 const runStore = new AsyncLocalStorage<RunStore>();
+/**
+ * Root runs not yet settled. The run store is what turns Node's async hooks on (Node 20: a hook on every promise of
+ * the process); once no run is left it is disabled, so that a long-lived process (a verifier, a server, an
+ * application embedding the library) does not pay for it after its last run. The next run enables it again.
+ */
+let liveRuns = 0;
 let patched = false;
 
 type RunFn = StateMachine["run"];
@@ -397,6 +403,11 @@ export function startInterpreter(
     () => undefined,
     () => undefined,
   );
+  liveRuns += 1;
+  void done.then(() => {
+    // A handler still running (an aborted iteration's) keeps the store it read when it started.
+    if (--liveRuns === 0) runStore.disable();
+  });
   const abort = (): void => {
     rootAborted = true;
     execution.abort();

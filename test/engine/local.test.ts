@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "chai";
@@ -788,6 +789,56 @@ describe("local engine", function () {
     expect(end.error?.error).to.equal("States.Runtime");
     for (const state of states.filter((s) => s.name === "W")) {
       expect(state.input).to.deep.equal({ x: state.iterationPath[0].index + 1 });
+    }
+  });
+});
+
+// The local engine's run store (an AsyncLocalStorage) turns on Node's async hooks: a cost on every promise of the
+// process. It is disabled once no run is left, not kept on for the life of a verifier, server or application.
+/** Waits turns of the event loop until `condition` holds (a bounded count: fails rather than hangs). */
+async function turnsUntil(condition: () => boolean): Promise<void> {
+  for (let turn = 0; turn < 10_000 && !condition(); turn++) await new Promise((resolve) => setImmediate(resolve));
+  expect(condition(), "condition never held").to.equal(true);
+}
+
+describe("local engine: the run store is released when no run is left", function () {
+  it("disables it after the last of two overlapping runs, not before, and a later run works", async function () {
+    const disabled: unknown[] = [];
+    const original = AsyncLocalStorage.prototype.disable;
+    AsyncLocalStorage.prototype.disable = function (this: AsyncLocalStorage<unknown>) {
+      disabled.push(this);
+      return original.call(this);
+    };
+    try {
+      const gates = new Map<string, () => void>();
+      const handlers = {
+        Wait: (input: { id: string }) => new Promise((resolve) => gates.set(input.id, () => resolve(input))),
+      };
+      const definition = {
+        StartAt: "Wait",
+        States: { Wait: { Type: "Task", Resource: `${LAMBDA}wait`, End: true } },
+      };
+      const engine = new LocalEngine({ handlers: handlers as unknown as TaskHandlers });
+      const first = collect(engine.run(model(definition), { input: { id: "a" }, executionName: "a" }));
+      const second = collect(engine.run(model(definition), { input: { id: "b" }, executionName: "b" }));
+      await turnsUntil(() => gates.size === 2);
+      gates.get("a")!();
+      expect((await first).end.status).to.equal("succeeded");
+      expect(disabled, "disabled while a run is still going").to.have.length(0);
+      gates.get("b")!();
+      expect((await second).end.status).to.equal("succeeded");
+      await turnsUntil(() => disabled.length > 0);
+      expect(disabled).to.have.length(1);
+      gates.clear();
+      const third = collect(engine.run(model(definition), { input: { id: "c" }, executionName: "c" }));
+      await turnsUntil(() => gates.size === 1);
+      gates.get("c")!();
+      expect((await third).end.status).to.equal("succeeded");
+      await turnsUntil(() => disabled.length > 1);
+      expect(disabled).to.have.length(2);
+      expect(disabled[1]).to.equal(disabled[0]);
+    } finally {
+      AsyncLocalStorage.prototype.disable = original;
     }
   });
 });
