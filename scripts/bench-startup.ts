@@ -6,7 +6,9 @@
  *     RSS of the child process (/usr/bin/time -f %M);
  *   - on the demo's instance (a `statetrail demo --keep-serving` started here): `statetrail verify <url>` from start
  *     to exit, the same verification done in this process by the library (`verifyProtocol`, modules already loaded),
- *     and `statetrail watch <url>`'s time to its first line on stdout and to its first per-state line;
+ *     and `statetrail watch <url>`'s time to its first line on stdout and to its first per-state line; then the
+ *     CLI's and the library's verification through an RPC endpoint 50 ms away (a delaying forwarder), with their
+ *     RPC round trips;
  *   - the auditor's install: the tarball of `npm pack`, and its `npm install --omit=dev` into an empty folder.
  *
  * Writes BENCHMARKS-startup.md (and says so when BENCHMARKS.md does not link it; that file is not written here).
@@ -104,6 +106,55 @@ async function startDemo(): Promise<{ url: string; stop: () => Promise<void> }> 
       child.kill("SIGINT");
       await exited;
       fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Milliseconds the remote RPC endpoint's forwarder waits before passing on each request (one round trip's time). */
+const REMOTE_RPC_DELAY_MS = 50;
+
+/**
+ * An RPC endpoint `delayMs` away: a forwarder to the local chain, in a process of its own (its timers never wait on
+ * this process's work), that holds each HTTP request `delayMs` before passing it on and counts them (one request,
+ * one round trip; a JSON-RPC batch is one request).
+ */
+async function startRemoteRpc(
+  target: string,
+  delayMs: number,
+): Promise<{ url: string; requests: () => Promise<number>; stop: () => Promise<void> }> {
+  const script = `
+    const http = require("node:http");
+    let count = 0;
+    const server = http.createServer((request, response) => {
+      const chunks = [];
+      request.on("data", (chunk) => chunks.push(chunk));
+      request.on("end", () => setTimeout(() => {
+        count += 1;
+        const upstream = http.request(${JSON.stringify(target)}, { method: "POST", headers: { "content-type": "application/json" } });
+        upstream.on("response", (answer) => { response.writeHead(answer.statusCode, { "content-type": "application/json" }); answer.pipe(response); });
+        upstream.on("error", () => response.destroy());
+        upstream.end(Buffer.concat(chunks));
+      }, ${delayMs}));
+    });
+    server.listen(0, "127.0.0.1", () => process.send({ port: server.address().port }));
+    process.on("message", (message) => { if (message === "count") { process.send({ count }); count = 0; } });
+  `;
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once("message", (message: { port: number }) => resolve(message.port));
+    child.once("exit", (code) => reject(new Error(`the RPC forwarder exited with ${code}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests: () =>
+      new Promise<number>((resolve) => {
+        child.once("message", (message: { count: number }) => resolve(message.count));
+        child.send("count");
+      }),
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill();
+      await exited;
     },
   };
 }
@@ -215,6 +266,12 @@ async function main(): Promise<void> {
   const verifyUnbundled: Sample[] = [];
   const work: number[] = [];
   const watch: Array<{ ms: number; line: string; stateMs: number }> = [];
+  const remote = {
+    cli: [] as number[],
+    cliRequests: [] as number[],
+    work: [] as number[],
+    workRequests: [] as number[],
+  };
   try {
     const rpc = `http://127.0.0.1:${CHAIN_PORT}`;
     const target = ["--rpc", rpc, "verify", demo.url];
@@ -227,16 +284,16 @@ async function main(): Promise<void> {
       path.join(ROOT, "dist", "src", "net", "pinned-fetch.js"),
     ) as typeof import("../src/net/pinned-fetch");
     /* eslint-enable @typescript-eslint/no-require-imports */
-    const verifyOnce = async (retry = true): Promise<number> => {
+    const verifyOnce = async (retry = true, rpcUrl = rpc): Promise<number> => {
       // Every call opens its own connections to the issuer's server, as a CLI run does: none kept from the last.
       net.closePinnedConnections();
       const started = process.hrtime.bigint();
       // A pooled keep-alive connection the node has just closed fails the call ("other side closed"): once more.
-      const report = await lib.verifyProtocol({ url: demo.url, rpcUrl: rpc }).catch((error: unknown) => {
+      const report = await lib.verifyProtocol({ url: demo.url, rpcUrl }).catch((error: unknown) => {
         if (retry) return null;
         throw error;
       });
-      if (report === null) return verifyOnce(false);
+      if (report === null) return verifyOnce(false, rpcUrl);
       if (report.verdict !== "valid") throw new Error(`library verification: ${report.verdict}`);
       return Number(process.hrtime.bigint() - started) / 1e6;
     };
@@ -247,6 +304,23 @@ async function main(): Promise<void> {
       verifyUnbundled.push(measure([BIN, ...target], { STATETRAIL_BUNDLE: "0" }));
       work.push(await verifyOnce());
       watch.push(await watchFirstLine(["--rpc", rpc, "watch", demo.url]));
+    }
+    // The same two through an RPC endpoint REMOTE_RPC_DELAY_MS away, as a testnet's is.
+    console.error(`the same through an RPC endpoint ${REMOTE_RPC_DELAY_MS} ms away…`);
+    const remoteRpc = await startRemoteRpc(rpc, REMOTE_RPC_DELAY_MS);
+    try {
+      const remoteTarget = ["--rpc", remoteRpc.url, "verify", demo.url];
+      measure([BIN, ...remoteTarget]);
+      await verifyOnce(true, remoteRpc.url);
+      await remoteRpc.requests();
+      for (let i = 0; i < RUNS; i++) {
+        remote.cli.push(measure([BIN, ...remoteTarget]).ms);
+        remote.cliRequests.push(await remoteRpc.requests());
+        remote.work.push(await verifyOnce(true, remoteRpc.url));
+        remote.workRequests.push(await remoteRpc.requests());
+      }
+    } finally {
+      await remoteRpc.stop();
     }
   } finally {
     await demo.stop();
@@ -259,6 +333,8 @@ async function main(): Promise<void> {
   const verifyNoCacheMs = median(verifyNoCache.map((s) => s.ms));
   const verifyUnbundledMs = median(verifyUnbundled.map((s) => s.ms));
   const workMs = median(work);
+  const remoteCliMs = median(remote.cli);
+  const remoteWorkMs = median(remote.work);
   const watchMs = median(watch.map((w) => w.ms));
   const watchStateMs = median(watch.map((w) => w.stateMs));
   const help = startup[1];
@@ -306,7 +382,16 @@ async function main(): Promise<void> {
     `| \`statetrail watch <url>\`, start to its first line (stdout) | ${ms(watchMs)} |`,
     `| \`statetrail watch <url>\`, start to its first per-state line (\`published #0\`) | ${ms(watchStateMs)} |`,
     "",
-    "**The verification work** is the second row: the library's `verifyProtocol` on the same URL and RPC endpoint " +
+    `Through an RPC endpoint ${REMOTE_RPC_DELAY_MS} ms away (a forwarder in a process of its own holds each HTTP ` +
+      `request ${REMOTE_RPC_DELAY_MS} ms before passing it to the demo's chain, as a testnet's endpoint is some tens ` +
+      "of milliseconds away; a JSON-RPC batch is one request, one round trip):",
+    "",
+    "| | wall time | RPC round trips | × the verification work |",
+    "| --- | ---: | ---: | ---: |",
+    `| \`statetrail verify <url>\`, start to exit | ${ms(remoteCliMs)} | ${median(remote.cliRequests)} | ${(remoteCliMs / remoteWorkMs).toFixed(2)} |`,
+    `| the same verification by the library in a warm process | ${ms(remoteWorkMs)} | ${median(remote.workRequests)} | 1.00 |`,
+    "",
+    "**The verification work** is the fourth row of the first table and the second of the other: the library's `verifyProtocol` on the same URL and RPC endpoint " +
       "in this (the benchmark's) process, its modules loaded and a first call made before the timed ones, so that " +
       "it holds neither loading nor first-run cost; every step runs, V9 replays the run, nothing is cached across " +
       "calls but Node's compiled code (the connections to the issuer's server a call keeps alive, one TLS handshake per " +
