@@ -167,12 +167,21 @@ export async function* logChunks(
   const backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
   const sleep = options.sleep ?? defaultSleep;
   let start = fromBlock;
+  // After a sparse chunk, the next one is asked for when it arrives: it travels while the reader consumes that one
+  // (at the pace of the issuer's server, state documents a few at a time), instead of after. One chunk ahead at most,
+  // and never after a dense one: its log data would wait through the reader's collections (see instanceEventStream).
+  let ahead: { start: number; end: number; logs: Promise<Log[]> } | null = null;
   while (start <= toBlock) {
     const end = Math.min(toBlock, start + size - 1);
     let chunk: Log[] | null = null;
     for (let attempt = 0; ; attempt++) {
       try {
-        chunk = await provider.getLogs({ ...query, fromBlock: start, toBlock: end });
+        const asked: Promise<Log[]> =
+          ahead !== null && ahead.start === start && ahead.end === end
+            ? ahead.logs
+            : provider.getLogs({ ...query, fromBlock: start, toBlock: end });
+        ahead = null;
+        chunk = await asked;
         break;
       } catch (error) {
         if (isRangeError(error) && end > start) {
@@ -199,6 +208,12 @@ export async function* logChunks(
     const sorted = [...chunk].sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
     // Only the sorted copy is kept while the reader consumes it (it may drop each log once decoded).
     chunk = null;
+    if (start <= toBlock && bytes < DENSE_CHUNK_BYTES / 8) {
+      const next = { start, end: Math.min(toBlock, start + size - 1) };
+      const logs = provider.getLogs({ ...query, fromBlock: next.start, toBlock: next.end });
+      logs.catch(() => undefined); // met, and retried or reported, when it is awaited above
+      ahead = { ...next, logs };
+    }
     yield sorted;
   }
 }

@@ -241,6 +241,41 @@ describe("logs reader", function () {
       ]);
       expect(sizes).to.deep.equal([2, 0, 0, 0, 0, 0]);
     });
+
+    it("asks for the next chunk while the reader consumes a sparse one, never after a dense one", async function () {
+      const dense = (blockNumber: number): Log =>
+        ({ blockNumber, index: blockNumber, data: "0x" + "0".repeat(1024 * 1024) }) as unknown as Log;
+      const provider = fakeProvider([created(1), dense(10)]);
+      const askedWhenRead: number[] = [];
+      for await (const chunk of logChunks(provider, QUERY, 0, 23, { chunkSize: 8 })) {
+        void chunk;
+        askedWhenRead.push(provider.ranges.length);
+      }
+      expect(provider.ranges).to.deep.equal([
+        [0, 7],
+        [8, 15],
+        [16, 19],
+        [20, 23],
+      ]);
+      // Chunk 1 (sparse): chunk 2 was already asked for; chunk 2 (dense): chunk 3 only once the reader was done.
+      expect(askedWhenRead).to.deep.equal([2, 2, 4, 4]);
+    });
+
+    it("retries a chunk asked for ahead that failed, as any other", async function () {
+      const provider = fakeProvider([created(1), state(12, H("a"), INSTANCE)], (from, _to, call) =>
+        from === 8 && call === 1 ? new Error("bad gateway") : undefined,
+      );
+      const read: number[] = [];
+      for await (const chunk of logChunks(provider, QUERY, 0, 15, { chunkSize: 8, sleep: async () => undefined })) {
+        read.push(...chunk.map((entry) => entry.blockNumber));
+      }
+      expect(read).to.deep.equal([1, 12]);
+      expect(provider.ranges).to.deep.equal([
+        [0, 7],
+        [8, 15],
+        [8, 15],
+      ]);
+    });
   });
 
   describe("decodeInstanceLogs", function () {
