@@ -231,7 +231,14 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   const optional = new Set([...(options.optional ?? []), ...(mirror ? MIRROR_OPTIONAL_STEPS : [])]);
   if (options.conformance === false) optional.add("V9");
   const results: StepResult[] = [];
-  const record = (id: StepId, { outcome, durationMs }: TimedOutcome): void => {
+  // A step's duration is the wall time it added: from its start, or from the outcome of the step reported before it
+  // if that came later, to its own outcome. Run one after another, that is each step's time; run at once, the
+  // durations still add up to the verification's, and a step done while another ran (V8's signature, checked while
+  // the pass read the pages) adds nothing.
+  let lastOutcomeAt = 0;
+  const record = (id: StepId, { outcome, startedAt, endedAt }: TimedOutcome): void => {
+    const durationMs = Math.max(0, endedAt - Math.max(startedAt, lastOutcomeAt));
+    lastOutcomeAt = Math.max(lastOutcomeAt, endedAt);
     const result: StepResult = {
       id,
       title: STEP_TITLES[id],
@@ -251,7 +258,12 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   const protocol = context.protocol;
   if (!protocol) {
     for (const step of STEPS) {
-      record(step.id, { outcome: { status: "skip", detail: "no protocol to verify (see V1)" }, durationMs: 0 });
+      const now = Date.now();
+      record(step.id, {
+        outcome: { status: "skip", detail: "no protocol to verify (see V1)" },
+        startedAt: now,
+        endedAt: now,
+      });
     }
   } else {
     const ready = context as ReadyContext;
@@ -322,14 +334,15 @@ function signInsOf(options: VerifyOptions, chain: ChainView, now: () => Promise<
 
 interface TimedOutcome {
   outcome: StepOutcome;
-  durationMs: number;
+  startedAt: number;
+  endedAt: number;
 }
 
-/** A step's outcome ({@link guarded}) and how long it ran, from its start to its outcome. */
+/** A step's outcome ({@link guarded}), when it started and when it ended. */
 async function timed(run: () => Promise<StepOutcome>): Promise<TimedOutcome> {
-  const started = Date.now();
+  const startedAt = Date.now();
   const outcome = await guarded(run);
-  return { outcome, durationMs: Date.now() - started };
+  return { outcome, startedAt, endedAt: Date.now() };
 }
 
 /**
