@@ -106,6 +106,20 @@ describe("verifier steps", function () {
       expect(asked).to.deep.equal([`addr ${NAME}`, `url ${NAME}`]);
     });
 
+    it("reads ahead nothing for a claimed name of many labels (a resolver is looked for label by label)", async function () {
+      const asked: string[] = [];
+      const base = stubEns();
+      const ens: EnsReader = {
+        ...base,
+        resolveAddress: (name) => (asked.push(`addr ${name}`), base.resolveAddress(name)),
+        text: (name, key) => (asked.push(`${key} ${name}`), base.text(name, key)),
+      };
+      const long = `${"a.".repeat(1_000)}statetrail.test`;
+      const outcome = await ensStep.run(ensContext(ens, long));
+      expect(outcome.problems).to.deep.equal([`protocol names ENS name ${long}, the issuer's primary name is ${NAME}`]);
+      expect(asked).to.deep.equal([`addr ${NAME}`, `url ${NAME}`]);
+    });
+
     it("reports an error of the records read ahead only when they are the ones used", async function () {
       const GOOD = "good.statetrail.test";
       const base = stubEns();

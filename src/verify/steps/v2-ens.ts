@@ -19,7 +19,7 @@ export const ensStep: Step = {
     // The name the protocol claims is the primary name in every honest protocol: its forward records are asked for
     // while the reverse record is read, and used only if the reverse record names exactly that name.
     const guessed = claimed === null ? null : normalizedOrSelf(claimed);
-    const guess = guessed === null ? null : forwardRecords(ens, guessed);
+    const guess = guessed === null || !guessable(guessed) ? null : forwardRecords(ens, guessed);
     guess?.catch(() => undefined); // read again below (and its error reported) if it is the one used
     try {
       const name = await ens.primaryName(address);
@@ -67,6 +67,20 @@ async function forwardRecords(ens: EnsReader, name: string): Promise<{ forward: 
   const [forward, url] = await Promise.all([ens.resolveAddress(name), ens.text(name, "url")]);
   return { forward, url };
 }
+
+/**
+ * A claimed name whose records are worth reading ahead: a resolver is looked for label by label up the name (one
+ * RPC call each, one after another), and the claim is the protocol's, anyone's to write; a name of many labels is
+ * read, if it is the primary name, once the reverse record says so.
+ */
+function guessable(name: string): boolean {
+  if (name.length > MAX_GUESSED_LENGTH) return false;
+  let labels = 1;
+  for (let index = 0; index < name.length; index++) if (name.charCodeAt(index) === 0x2e) labels++;
+  return labels <= MAX_GUESSED_LABELS;
+}
+const MAX_GUESSED_LENGTH = 255;
+const MAX_GUESSED_LABELS = 8;
 
 function normalizedOrSelf(name: string): string {
   try {
