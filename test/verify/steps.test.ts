@@ -28,6 +28,17 @@ function stubEns(records: { primary?: string | null; addr?: string | null; url?:
   };
 }
 
+/** `ens`, recording the forward reads asked of it (`addr <name>`, `<key> <name>`). */
+function recordingEns(base: EnsReader): { ens: EnsReader; asked: string[] } {
+  const asked: string[] = [];
+  const ens: EnsReader = {
+    ...base,
+    resolveAddress: (name) => (asked.push(`addr ${name}`), base.resolveAddress(name)),
+    text: (name, key) => (asked.push(`${key} ${name}`), base.text(name, key)),
+  };
+  return { ens, asked };
+}
+
 function ensContext(ens: EnsReader | null, ensName: string | null = NAME): ReadyContext {
   return {
     protocol: { issuer: { address: ISSUER, ens_name: ensName, url: ISSUER_ORIGIN } },
@@ -95,25 +106,13 @@ describe("verifier steps", function () {
     });
 
     it("uses the claimed name's records, read ahead, when it is the primary name, and reads them once", async function () {
-      const asked: string[] = [];
-      const base = stubEns();
-      const ens: EnsReader = {
-        ...base,
-        resolveAddress: (name) => (asked.push(`addr ${name}`), base.resolveAddress(name)),
-        text: (name, key) => (asked.push(`${key} ${name}`), base.text(name, key)),
-      };
+      const { ens, asked } = recordingEns(stubEns());
       expect((await ensStep.run(ensContext(ens))).status).to.equal("pass");
       expect(asked).to.deep.equal([`addr ${NAME}`, `url ${NAME}`]);
     });
 
     it("reads ahead nothing for a claimed name of many labels (a resolver is looked for label by label)", async function () {
-      const asked: string[] = [];
-      const base = stubEns();
-      const ens: EnsReader = {
-        ...base,
-        resolveAddress: (name) => (asked.push(`addr ${name}`), base.resolveAddress(name)),
-        text: (name, key) => (asked.push(`${key} ${name}`), base.text(name, key)),
-      };
+      const { ens, asked } = recordingEns(stubEns());
       const long = `${"a.".repeat(1_000)}statetrail.test`;
       const outcome = await ensStep.run(ensContext(ens, long));
       expect(outcome.problems).to.deep.equal([`protocol names ENS name ${long}, the issuer's primary name is ${NAME}`]);
