@@ -222,6 +222,29 @@ describe("V9 conformance against coherent lies (hashes, chain and signature cons
     expect(v9(report)).to.include({ status: "skip", detail: "the model bytes were not verified (see V4)" });
   });
 
+  // V0 and V2–V8 run at once; V9 replays from what V4 (the model), V5 (the input) and the pass verified, so it must
+  // wait for them however late their answers come.
+  it("replays after V4, V5 and the pass, even when the model and input documents answer last", async function () {
+    const run = await orderRun();
+    const env = await conformanceEnv();
+    const recorded = await forgeRecorded(env, run.model, run.input, run.states, "succeeded");
+    const late = new Set([recorded.protocol.model_data, recorded.protocol.instance_data]);
+    const served = env.server.fetcher;
+    const report = await verifyForged(
+      env,
+      { url: recorded.url },
+      {
+        conformance: true,
+        fetcher: async (url, request) => {
+          if (late.has(url)) await new Promise((resolve) => setTimeout(resolve, 300));
+          return served(url, request);
+        },
+      },
+    );
+    expect(statuses(report), renderReport(report)).to.include.members(["V4:pass", "V5:pass", "V9:pass"]);
+    expect(report.verdict).to.equal("valid");
+  });
+
   it("never passes a run it could not replay whole: state data beyond the keep budget makes V9 err (could not verify)", async function () {
     const run = await orderRun();
     const env = await conformanceEnv();
