@@ -84,8 +84,10 @@ describe("the verifier's RPC round trips", function () {
       expect(batchOf("eth_getCode")).to.include(MODEL_REGISTRY);
       // V2: the name's forward address and url record together, asked for while V0's reads are (steps at once).
       expect(batchOf(ADDR)).to.include(TEXT);
-      // Round trips: fewer than half the calls (one a call, before).
-      expect(proxy.requests.length, JSON.stringify(proxy.requests)).to.be.at.most(calls.length / 2);
+      // Round trips: at most two thirds of the calls (one a call, before; 7 for 23 calls here). Not tighter: the
+      // entries' block times go out as their state documents are asked for, which the server's answers pace, so in
+      // the worst case each is a request of its own.
+      expect(proxy.requests.length, JSON.stringify(proxy.requests)).to.be.at.most((calls.length * 2) / 3);
     } finally {
       await proxy.close();
     }
