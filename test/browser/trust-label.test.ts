@@ -98,11 +98,16 @@ describe("timeline page: the verdict is labelled as the issuer's claim, with the
     expect((await verdict.textContent())!.trim()).to.match(/^The issuer's server says:\s*VALID\b/);
     const label = verdict.locator(".claim-label");
     expect(await label.isVisible()).to.equal(true);
-    const labelSize = await label.evaluate((element) => parseFloat(getComputedStyle(element).fontSize));
-    const wordSize = await verdict
-      .locator(".verdict-word")
-      .evaluate((element) => parseFloat(getComputedStyle(element).fontSize));
-    expect(labelSize).to.be.at.least(wordSize);
+    // Both read in one evaluation: the page builds the verdict again when a later verification answers, and an
+    // element found by one call may be detached by the next (its computed style empty).
+    const sizes = await page.evaluate(() => {
+      const of = (selector: string): number => {
+        const element = document.querySelector(selector);
+        return element ? parseFloat(getComputedStyle(element).fontSize) : NaN;
+      };
+      return { label: of("#verdict .claim-label"), word: of("#verdict .verdict-word") };
+    });
+    expect(sizes.label).to.be.at.least(sizes.word);
     const check = page.locator("#check-yourself");
     expect(await check.isVisible()).to.equal(true);
     expect(await check.textContent()).to.match(/^— check it yourself:/);
