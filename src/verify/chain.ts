@@ -134,11 +134,6 @@ export class ChainView {
     return this.snapshotPromise;
   }
 
-  /** Whether contract code exists at `address` at the pinned block. */
-  async hasCode(address: string): Promise<boolean> {
-    return (await this.codeAt(address)) !== "0x";
-  }
-
   /** The contract code at `address` at the pinned block ("0x" if none), read once. */
   async codeAt(address: string): Promise<string> {
     const { blockNumber } = await this.snapshot();

@@ -6,7 +6,8 @@ import { type CheckedAgainst } from "./types";
 /**
  * What a verification trusted, for the report (`checked_against`): the trusted setup given by the caller, the
  * ENS registry the provider reads (null when ENS is not read), the RPC endpoint without credentials, and the
- * block every read was pinned to with its hash (read with the block, else asked for). Never throws: what can't be read is null.
+ * block every read was pinned to with its hash (read with the block, else asked for). Never throws: what can't be
+ * read is null.
  */
 export async function checkedAgainst(
   trusted: TrustedSetup,
@@ -16,14 +17,13 @@ export async function checkedAgainst(
 ): Promise<CheckedAgainst> {
   const [ensRegistry, blockHash] = await Promise.all([
     readsEns ? ensRegistryOf(provider).catch(() => null) : null,
-    snapshot?.blockHash
-      ? snapshot.blockHash
-      : snapshot
+    snapshot?.blockHash ??
+      (snapshot
         ? provider
             .getBlock(snapshot.blockNumber)
             .then((block) => block?.hash ?? null)
             .catch(() => null)
-        : null,
+        : null),
   ]);
   const rpcUrl = rpcUrlOf(provider);
   return {

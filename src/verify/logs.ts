@@ -209,10 +209,9 @@ export async function* logChunks(
     // Only the sorted copy is kept while the reader consumes it (it may drop each log once decoded).
     chunk = null;
     if (start <= toBlock && bytes < DENSE_CHUNK_BYTES / 8) {
-      const next = { start, end: Math.min(toBlock, start + size - 1) };
-      const logs = provider.getLogs({ ...query, fromBlock: next.start, toBlock: next.end });
-      logs.catch(() => undefined); // met, and retried or reported, when it is awaited above
-      ahead = { ...next, logs };
+      const nextEnd = Math.min(toBlock, start + size - 1);
+      ahead = { start, end: nextEnd, logs: provider.getLogs({ ...query, fromBlock: start, toBlock: nextEnd }) };
+      ahead.logs.catch(() => undefined); // met, and retried or reported, when it is awaited above
     }
     yield sorted;
   }

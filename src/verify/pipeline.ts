@@ -348,8 +348,8 @@ async function timed(run: () => Promise<StepOutcome>): Promise<TimedOutcome> {
 /**
  * Reads the steps make after a wait of their own, asked for as soon as the protocol is read: the streaming pass
  * (V3 needs its states' times after reading the certificate's record; V5 to V8 its results), V4's model record
- * (asked for after the model's bytes) and the block time of the instance's creation (V9, which runs last). Each is memoized: the step that needs it awaits the same answer, and reports
- * its error as before.
+ * (asked for after the model's bytes) and the block time of the instance's creation (V9, which runs last). Each is
+ * memoized: the step that needs it awaits the same answer, and reports its error as before.
  */
 function startReads(context: ReadyContext): void {
   const { chain, protocol } = context;

@@ -151,6 +151,25 @@ describe("chain: canonical CREATE2 addresses", function () {
       expect((await runV0(canonicalDeployment())).status).to.equal("pass");
     });
 
+    // An RPC endpoint (or a chain) with nothing at a trusted address: nothing it answers for that registry can be
+    // trusted, so V0 errs (could not verify), never passes; the other registries' code is still checked.
+    it("errs in V0 when a trusted address holds no contract", async function () {
+      const canonical = canonicalRegistries();
+      const original = await provider.getCode(canonical.ModelRegistry.address);
+      await provider.send("hardhat_setCode", [canonical.ModelRegistry.address, "0x"]);
+      try {
+        const outcome = await runV0(canonicalDeployment());
+        expect(outcome.status, outcome.detail).to.equal("error");
+        expect(outcome.problems).to.include(
+          `no contract at the trusted ModelRegistry ${canonical.ModelRegistry.address} on chain 31337`,
+        );
+        expect((outcome.problems ?? []).join("\n")).to.not.contain("CertificateRegistry");
+      } finally {
+        await provider.send("hardhat_setCode", [canonical.ModelRegistry.address, original]);
+      }
+      expect((await runV0(canonicalDeployment())).status).to.equal("pass");
+    });
+
     it("refuses other code at the proxy's address", async function () {
       const other = Wallet.createRandom().connect(provider);
       await provider.send("hardhat_setBalance", [other.address, toBeHex(10n ** 18n)]);

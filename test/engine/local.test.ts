@@ -793,48 +793,58 @@ describe("local engine", function () {
   });
 });
 
-// The local engine's run store (an AsyncLocalStorage) turns on Node's async hooks: a cost on every promise of the
-// process. It is disabled once no run is left, not kept on for the life of a verifier, server or application.
-/** Waits turns of the event loop until `condition` holds (a bounded count: fails rather than hangs). */
-async function turnsUntil(condition: () => boolean): Promise<void> {
-  for (let turn = 0; turn < 10_000 && !condition(); turn++) await new Promise((resolve) => setImmediate(resolve));
-  expect(condition(), "condition never held").to.equal(true);
+/** A promise and the function that settles it: a handler's arrival or release, the store's next disabling. */
+function signal(): { fire: () => void; fired: Promise<void> } {
+  let fire!: () => void;
+  const fired = new Promise<void>((resolve) => (fire = resolve));
+  return { fire, fired };
 }
 
+// The local engine's run store (an AsyncLocalStorage) turns on Node's async hooks: a cost on every promise of the
+// process. It is disabled once no run is left, not kept on for the life of a verifier, server or application.
 describe("local engine: the run store is released when no run is left", function () {
   it("disables it after the last of two overlapping runs, not before, and a later run works", async function () {
     const disabled: unknown[] = [];
+    let disabling = signal();
     const original = AsyncLocalStorage.prototype.disable;
     AsyncLocalStorage.prototype.disable = function (this: AsyncLocalStorage<unknown>) {
       disabled.push(this);
+      disabling.fire();
       return original.call(this);
     };
     try {
-      const gates = new Map<string, () => void>();
+      const runs = ["a", "b", "c"].map((id) => ({ id, entered: signal(), released: signal() }));
+      const [a, b, c] = runs;
       const handlers = {
-        Wait: (input: { id: string }) => new Promise((resolve) => gates.set(input.id, () => resolve(input))),
+        Wait: async (input: { id: string }) => {
+          const run = runs.find((candidate) => candidate.id === input.id)!;
+          run.entered.fire();
+          await run.released.fired;
+          return input;
+        },
       };
       const definition = {
         StartAt: "Wait",
         States: { Wait: { Type: "Task", Resource: `${LAMBDA}wait`, End: true } },
       };
       const engine = new LocalEngine({ handlers: handlers as unknown as TaskHandlers });
-      const first = collect(engine.run(model(definition), { input: { id: "a" }, executionName: "a" }));
-      const second = collect(engine.run(model(definition), { input: { id: "b" }, executionName: "b" }));
-      await turnsUntil(() => gates.size === 2);
-      gates.get("a")!();
+      const start = (id: string) => collect(engine.run(model(definition), { input: { id }, executionName: id }));
+      const first = start("a");
+      const second = start("b");
+      await Promise.all([a.entered.fired, b.entered.fired]);
+      a.released.fire();
       expect((await first).end.status).to.equal("succeeded");
       expect(disabled, "disabled while a run is still going").to.have.length(0);
-      gates.get("b")!();
+      b.released.fire();
       expect((await second).end.status).to.equal("succeeded");
-      await turnsUntil(() => disabled.length > 0);
+      await disabling.fired;
       expect(disabled).to.have.length(1);
-      gates.clear();
-      const third = collect(engine.run(model(definition), { input: { id: "c" }, executionName: "c" }));
-      await turnsUntil(() => gates.size === 1);
-      gates.get("c")!();
+      disabling = signal();
+      const third = start("c");
+      await c.entered.fired;
+      c.released.fire();
       expect((await third).end.status).to.equal("succeeded");
-      await turnsUntil(() => disabled.length > 1);
+      await disabling.fired;
       expect(disabled).to.have.length(2);
       expect(disabled[1]).to.equal(disabled[0]);
     } finally {

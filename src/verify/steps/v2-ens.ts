@@ -20,7 +20,7 @@ export const ensStep: Step = {
     // while the reverse record is read, and used only if the reverse record names exactly that name.
     const guessed = claimed === null ? null : normalizedOrSelf(claimed);
     const guess = guessed === null || !guessable(guessed) ? null : forwardRecords(ens, guessed);
-    guess?.catch(() => undefined); // read again below (and its error reported) if it is the one used
+    guess?.catch(() => undefined); // awaited below, and its error reported, only if it is the one used
     try {
       const name = await ens.primaryName(address);
       if (!name) {
@@ -62,11 +62,14 @@ export const ensStep: Step = {
   },
 };
 
-/** The forward address and `url` text record of `name`, asked for together (one round trip each, not two). */
+/** The forward address and `url` text record of `name`, asked for together (their reads share round trips). */
 async function forwardRecords(ens: EnsReader, name: string): Promise<{ forward: string | null; url: string | null }> {
   const [forward, url] = await Promise.all([ens.resolveAddress(name), ens.text(name, "url")]);
   return { forward, url };
 }
+
+const MAX_GUESSED_LENGTH = 255;
+const MAX_GUESSED_LABELS = 8;
 
 /**
  * A claimed name whose records are worth reading ahead: a resolver is looked for label by label up the name (one
@@ -74,13 +77,8 @@ async function forwardRecords(ens: EnsReader, name: string): Promise<{ forward: 
  * read, if it is the primary name, once the reverse record says so.
  */
 function guessable(name: string): boolean {
-  if (name.length > MAX_GUESSED_LENGTH) return false;
-  let labels = 1;
-  for (let index = 0; index < name.length; index++) if (name.charCodeAt(index) === 0x2e) labels++;
-  return labels <= MAX_GUESSED_LABELS;
+  return name.length <= MAX_GUESSED_LENGTH && name.split(".").length <= MAX_GUESSED_LABELS;
 }
-const MAX_GUESSED_LENGTH = 255;
-const MAX_GUESSED_LABELS = 8;
 
 function normalizedOrSelf(name: string): string {
   try {
