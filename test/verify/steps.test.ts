@@ -119,6 +119,23 @@ describe("verifier steps", function () {
       expect(asked).to.deep.equal([`addr ${NAME}`, `url ${NAME}`]);
     });
 
+    // A resolver is looked for one label at a time up a name, one RPC call each, and the reverse record is the
+    // issuer's to write: a primary name of thousands of labels would hold the verification for as many calls.
+    it("does not resolve a primary name of more labels or characters than DNS allows, and says so", async function () {
+      for (const long of [`${"a.".repeat(40)}statetrail.test`, `${"a".repeat(300)}.statetrail.test`]) {
+        const { ens, asked } = recordingEns(stubEns({ primary: long }));
+        const outcome = await ensStep.run(ensContext(ens, null));
+        expect(outcome).to.include({ status: "error", code: "ENS_FAILED" });
+        expect(outcome.detail).to.contain(`${long.split(".").length} labels) is not resolved`);
+        expect(asked).to.deep.equal([]);
+      }
+      // A name of 32 labels is resolved.
+      const deep = `${"a.".repeat(30)}statetrail.test`;
+      const { ens, asked } = recordingEns(stubEns({ primary: deep }));
+      await ensStep.run(ensContext(ens, null));
+      expect(asked).to.deep.equal([`addr ${deep}`, `url ${deep}`]);
+    });
+
     it("reports an error of the records read ahead only when they are the ones used", async function () {
       const GOOD = "good.statetrail.test";
       const base = stubEns();

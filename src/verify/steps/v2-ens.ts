@@ -1,6 +1,7 @@
 import { ensNormalize } from "ethers";
 import { type Step } from "../context";
 import { originOf } from "../fetcher";
+import { StatetrailError } from "../../errors";
 import { Findings, sameAddress } from "../findings";
 import { type EnsReader } from "../types";
 
@@ -37,6 +38,19 @@ export const ensStep: Step = {
         findings.fail(`the primary name "${name}" of ${address} is not in ENS-normalised form`, "ENS_FAILED");
         return findings.outcome("");
       }
+      if (!resolvable(name)) {
+        // The reverse record is the issuer's to write, of any length: a resolver is looked for one label at a
+        // time up the name, one RPC call each, so a name of thousands of labels would hold the verification.
+        findings.error(
+          new StatetrailError(
+            "ENS_FAILED",
+            `the primary name of ${address} (${name.length} characters, ${name.split(".").length} labels) is not ` +
+              `resolved: the verifier resolves names of at most ${MAX_NAME_LENGTH} characters and ${MAX_NAME_LABELS} labels`,
+            { hint: "the issuer should set a primary name of ordinary length (ENS names follow DNS: 255 characters)" },
+          ),
+        );
+        return findings.outcome("");
+      }
       if (claimed !== null && guessed !== name) {
         findings.fail(`protocol names ENS name ${claimed}, the issuer's primary name is ${name}`, "ENS_FAILED");
       }
@@ -68,8 +82,15 @@ async function forwardRecords(ens: EnsReader, name: string): Promise<{ forward: 
   return { forward, url };
 }
 
-const MAX_GUESSED_LENGTH = 255;
+/** DNS's limit on a name's length, which ENS names follow in practice; more labels than any name in use. */
+const MAX_NAME_LENGTH = 255;
+const MAX_NAME_LABELS = 32;
 const MAX_GUESSED_LABELS = 8;
+
+/** A primary name the verifier resolves (see where it is called). */
+function resolvable(name: string): boolean {
+  return name.length <= MAX_NAME_LENGTH && name.split(".").length <= MAX_NAME_LABELS;
+}
 
 /**
  * A claimed name whose records are worth reading ahead: a resolver is looked for label by label up the name (one
@@ -77,7 +98,7 @@ const MAX_GUESSED_LABELS = 8;
  * read, if it is the primary name, once the reverse record says so.
  */
 function guessable(name: string): boolean {
-  return name.length <= MAX_GUESSED_LENGTH && name.split(".").length <= MAX_GUESSED_LABELS;
+  return name.length <= MAX_NAME_LENGTH && name.split(".").length <= MAX_GUESSED_LABELS;
 }
 
 function normalizedOrSelf(name: string): string {
