@@ -243,7 +243,12 @@ export class PinnedAgent extends https.Agent {
     socket.once("connect", () => (tcpConnected = true));
     socket.on("error", onError);
     socket.setTimeout(this.handshakeTimeoutMs, () =>
-      finish(new FetchError("FETCH_FAILED", `connection to ${host}:${port} timed out during the TLS handshake`)),
+      finish(
+        new FetchError(
+          "FETCH_FAILED",
+          `connection to ${host}:${port} timed out during the TLS handshake (${this.handshakeTimeoutMs} ms)`,
+        ),
+      ),
     );
     socket.once("secureConnect", () => {
       let certificate: PeerCertificate;

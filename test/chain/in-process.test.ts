@@ -17,10 +17,9 @@ describe("chain: ENS on Hardhat's in-process network through a BrowserProvider",
     const writer = new BrowserProvider(network.provider as unknown as Eip1193Provider, makeNetwork(31337, null));
     const ens = await deployLocalEns(new Wallet(devPrivateKey(0), writer));
     const issuer = new Wallet(devPrivateKey(1), writer);
-    const started = Date.now();
+    // A write that waited for a block the automining chain never produces would hold until the test's time-out.
     const name = await registerLocalName(issuer, ens, "acme");
     await publishEnsIdentity(issuer, ens, { name, url: "https://acme.example" });
-    expect(Date.now() - started).to.be.below(10_000);
 
     const reader = new BrowserProvider(
       network.provider as unknown as Eip1193Provider,

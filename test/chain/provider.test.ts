@@ -74,10 +74,9 @@ describe("chain: provider", function () {
 
   it("fails fast with RPC_UNREACHABLE on a closed port", async function () {
     const port = await freePort();
-    const started = Date.now();
+    // The refusal itself, not a time-out after it (which says "no answer within").
     const error = await expectCode(connect({ rpcUrl: `http://127.0.0.1:${port}` }), "RPC_UNREACHABLE");
-    expect(Date.now() - started).to.be.below(3_000);
-    expect(error.message).to.contain("connection refused");
+    expect(error.message).to.contain("connection refused").and.not.contain("no answer within");
     expect(error.hint).to.contain("statetrail node");
   });
 
@@ -92,9 +91,8 @@ describe("chain: provider", function () {
       },
     });
     const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-    const started = Date.now();
+    // The message names the deadline that fired: the one asked for.
     const error = await expectCode(connect({ rpcUrl: url, timeoutMs: 300 }), "RPC_UNREACHABLE");
-    expect(Date.now() - started).to.be.below(2_000);
     expect(error.message).to.contain("no answer within 300 ms");
   });
 

@@ -11,13 +11,21 @@ import { makeCertificate, makeHome, type TestHome } from "../server/fixtures";
  * within its limit, and the server keeps serving.
  */
 
-function closedWithin(socket: net.Socket, ms: number): Promise<number> {
+/**
+ * Milliseconds until the server closes `socket`. Node's own handshake time-out is 120 s; this server's is 400 ms. A
+ * socket still open at half of Node's is held by Node's default, not the server's (no wall-clock budget: a slow
+ * machine closes later, never earlier).
+ */
+function closedWithin(socket: net.Socket): Promise<number> {
+  const NODE_DEFAULT_HALF_MS = 60_000;
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`still open after ${ms} ms`));
-    }, ms);
+      reject(
+        new Error(`still open after ${NODE_DEFAULT_HALF_MS} ms: the server's handshake time-out did not close it`),
+      );
+    }, NODE_DEFAULT_HALF_MS);
     socket.on("error", () => undefined);
     socket.on("close", () => {
       clearTimeout(timer);
@@ -64,15 +72,14 @@ describe("hostile clients of the HTTPS server", function () {
   });
 
   it("a TCP connection that never starts TLS is closed at the handshake time-out (Node's default: 120 s)", async function () {
-    const ms = await closedWithin(net.connect(server.port, "127.0.0.1"), 6_000);
-    expect(ms).to.be.within(300, 5_000);
+    expect(await closedWithin(net.connect(server.port, "127.0.0.1"))).to.be.at.least(300);
   });
 
   it("a TLS handshake that stops half-way is closed at the handshake time-out", async function () {
     const socket = net.connect(server.port, "127.0.0.1", () =>
       socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x80])),
     );
-    expect(await closedWithin(socket, 6_000)).to.be.within(300, 5_000);
+    expect(await closedWithin(socket)).to.be.at.least(300);
   });
 
   it("request heads the HTTP parser refuses get a JSON error and a closed connection", async function () {

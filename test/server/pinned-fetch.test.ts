@@ -135,13 +135,12 @@ describe("net: pinned fetch", function () {
     const declared = await rejection(pinnedFetch(modelUrl(), { fingerprint: cert.fingerprint, maxBytes: 10 }));
     expect(declared.code).to.equal("FETCH_FAILED");
     expect(declared.message).to.match(/too large/);
-    const started = Date.now();
+    // The endless body never ends: only the limit can settle this request.
     const streamed = await rejection(
       pinnedFetch(`${server.url}/test/endless`, { fingerprint: cert.fingerprint, maxBytes: 256 * 1024 }),
     );
     expect(streamed.code).to.equal("FETCH_FAILED");
     expect(streamed.message).to.match(/too large/);
-    expect(Date.now() - started).to.be.lessThan(5000);
   });
 
   it("does not follow redirects", async () => {
@@ -165,14 +164,13 @@ describe("net: pinned fetch", function () {
     const tcpPort = await listen(silentTcp);
     const httpPort = await listen(silentHttp);
     try {
+      // The message names the deadline that fired (the request's or the handshake's): the one asked for.
       for (const port of [tcpPort, httpPort]) {
-        const started = Date.now();
         const error = await rejection(
           pinnedFetch(`https://127.0.0.1:${port}/`, { fingerprint: cert.fingerprint, timeoutMs: 300 }),
         );
         expect(error.code, `port ${port}`).to.equal("FETCH_FAILED");
-        expect(error.message).to.match(/timed out/);
-        expect(Date.now() - started).to.be.lessThan(3000);
+        expect(error.message).to.match(/timed out (after 300 ms|during the TLS handshake \(300 ms\))/);
       }
     } finally {
       silentTcp.close();
