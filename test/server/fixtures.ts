@@ -225,9 +225,15 @@ export function writeTestIdentity(home: Home, cert: TestCertificate, port: numbe
   return record;
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
+const MIN_WAIT_MS = 30_000;
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`, but never before
+ * {@link MIN_WAIT_MS}: the time is where a test gives up on a condition that never comes, not a budget a busy
+ * machine could miss (what a test asserts about time, it asserts otherwise).
+ */
 export async function waitFor<T>(check: () => T | undefined | false, timeoutMs = 5000, what = "condition"): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + Math.max(timeoutMs, MIN_WAIT_MS);
   for (;;) {
     const value = check();
     if (value !== undefined && value !== false) return value;
