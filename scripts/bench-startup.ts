@@ -333,6 +333,8 @@ async function main(): Promise<void> {
   const verifyNoCacheMs = median(verifyNoCache.map((s) => s.ms));
   const verifyUnbundledMs = median(verifyUnbundled.map((s) => s.ms));
   const workMs = median(work);
+  // No CLI can take less than Node's start plus the work: the ratio's floor on this machine.
+  const floorRatio = (startup[0].ms + workMs) / workMs;
   const remoteCliMs = median(remote.cli);
   const remoteWorkMs = median(remote.work);
   const watchMs = median(watch.map((w) => w.ms));
@@ -379,6 +381,7 @@ async function main(): Promise<void> {
     `| the same without V8's code cache (\`STATETRAIL_CODE_CACHE=0\`) | ${ms(verifyNoCacheMs)} |`,
     `| the same from the modules of \`dist/src/\`, as before the bundle (\`STATETRAIL_BUNDLE=0\`) | ${ms(verifyUnbundledMs)} |`,
     `| the same verification by the library in a warm process (\`verifyProtocol\`) | ${ms(workMs)} |`,
+    `| \`node -e 0\` plus the verification work: the least any CLI can take (${floorRatio.toFixed(2)} × the work) | ${ms(startup[0].ms + workMs)} |`,
     `| \`statetrail watch <url>\`, start to its first line (stdout) | ${ms(watchMs)} |`,
     `| \`statetrail watch <url>\`, start to its first per-state line (\`published #0\`) | ${ms(watchStateMs)} |`,
     "",
@@ -403,7 +406,9 @@ async function main(): Promise<void> {
       "time in a fresh process (code optimised on first use; compiled, unless V8's code cache has it). Across runs " +
       "only that compiled code is kept: every step runs and V9 replays in every run. `watch` prints its first line once the protocol's head is " +
       "fetched (what it watches, as served), before the chain's and verifier's modules are loaded; then every state " +
-      "from the first in order (the per-state row), while the verification runs.",
+      "from the first in order (the per-state row), while the verification runs. " +
+      "No CLI can take less than `node -e 0` plus the verification work: that row is the floor of the goal's ratio " +
+      "on this machine.",
     "",
     `watch's first line: \`${watch[0]?.line.replace(/`/g, "'").slice(0, 200)}\``,
     "",
@@ -422,7 +427,7 @@ async function main(): Promise<void> {
     `| \`statetrail --help\` peak RSS | ≤ 80 MB | ${help.rssMb.toFixed(1)} MB | ${verdict(help.rssMb <= 80)} |`,
     `| \`statetrail verify --help\` time | ≤ 3 × \`node -e 0\` | ${verifyHelp.ratio.toFixed(2)} × | ${verdict(verifyHelp.ratio <= 3)} |`,
     `| \`statetrail verify --help\` peak RSS | ≤ 80 MB | ${verifyHelp.rssMb.toFixed(1)} MB | ${verdict(verifyHelp.rssMb <= 80)} |`,
-    `| \`verify\` of the demo instance | ≤ 2 × the verification work | ${(verifyMs / workMs).toFixed(2)} × | ${verdict(verifyMs <= 2 * workMs)} |`,
+    `| \`verify\` of the demo instance | ≤ 2 × the verification work | ${(verifyMs / workMs).toFixed(2)} × (floor ${floorRatio.toFixed(2)} ×) | ${verdict(verifyMs <= 2 * workMs)} |`,
     `| \`watch\`'s first line | ≤ 1 s after start | ${ms(watchMs)} | ${verdict(watchMs <= 1000)} |`,
     "",
   ].join("\n");
