@@ -76,10 +76,14 @@ const MIRRORED_PATH =
 /** Where a protocol URL of a mirror says the mirror's root is, and which instance it names. */
 export function mirrorLocation(url: string): { base: string; instanceHash: string } {
   const match = /^(.*?)\/instances\/([0-9a-f]{64})\/protocol\/?$/.exec(url.trim());
-  if (!match || !/^(s3|https?):\/\/[^/]/i.test(match[1] + "/")) {
+  // No query or fragment: the instance found here must be the one the URL's path names, which is the path the mirror
+  // is asked for and the instance the report says was asked about. "…/instances/<A>/protocol?/instances/<B>/protocol"
+  // was read as B's while the mirror was asked for A's path.
+  if (!match || /[?#]/.test(url) || !/^(s3|https?):\/\/[^/]/i.test(match[1] + "/")) {
     throw new StatetrailError(
       "INVALID_ARGUMENT",
-      `a mirror URL must end in /instances/<instance_hash>/protocol and start with s3://, http:// or https://: "${url}"`,
+      `a mirror URL must end in /instances/<instance_hash>/protocol (no query or fragment) and start with s3://, ` +
+        `http:// or https://: "${url}"`,
     );
   }
   return { base: match[1], instanceHash: match[2] };

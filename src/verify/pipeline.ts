@@ -1,6 +1,7 @@
 import { type Provider, type Signer } from "ethers";
 import { LOCAL_CHAIN_ID } from "../chain/keys";
 import { toStatetrailError } from "../errors";
+import { type ProtocolHead } from "../protocol/schema";
 import { ChainView, type TrustedSetup } from "./chain";
 import { checkedAgainst } from "./checked-against";
 import {
@@ -14,10 +15,10 @@ import {
 import { issuerCertificateCheck, signInSessionFor, type SignInSession } from "./auth";
 import { FetchSession, pinnedFetcher } from "./fetcher";
 import { MIRROR_OPTIONAL_STEPS, MirrorReader, type MirrorOptions } from "./mirror";
-import { type StepOutcome } from "./findings";
+import { Findings, type StepOutcome } from "./findings";
 import { DEFAULT_BACKOFF_MS, DEFAULT_LOG_CHUNK, DEFAULT_LOG_RETRIES } from "./logs";
 import { anchorsStep } from "./steps/v0-anchors";
-import { instanceNamedBy, matchesExpected, readProtocol } from "./steps/v1-transport";
+import { checkSubject, instanceNamedBy, matchesExpected, readProtocol } from "./steps/v1-transport";
 import { ensStep } from "./steps/v2-ens";
 import { certificateStep } from "./steps/v3-certificate";
 import { modelStep } from "./steps/v4-model";
@@ -254,7 +255,9 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   };
 
   const expected = options.expected ?? {};
-  record("V1", await timed(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected))));
+  const url = "url" in options.input ? options.input.url : null;
+  const v1 = await timed(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected)));
+  record("V1", boundToQuestion(v1, context.protocol, expected, url));
   const protocol = context.protocol;
   if (!protocol) {
     for (const step of STEPS) {
@@ -284,7 +287,6 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
   const disclosure = protocol ? context.artifacts.disclosure.summary() : null;
   const verdict = verdictOf(steps, disclosure);
   const snapshot = protocol ? await chain.snapshot().catch(() => null) : null;
-  const url = "url" in options.input ? options.input.url : null;
   const asked = expected.instanceHash || expected.issuer || (url && instanceNamedBy(url));
   return {
     statetrail_verification: 1,
@@ -359,6 +361,29 @@ function startReads(context: ReadyContext): void {
     reads.push(chain.blockTimestamp(protocol.created.block_nr));
   }
   for (const read of reads) read.catch(() => undefined);
+}
+
+/**
+ * V1's outcome, failed (SUBJECT_MISMATCH) if the protocol it read is not about what was asked: the instance the URL
+ * names and the instance and issuer of the question. V1 checks that on every input path; this holds it whatever path
+ * read the protocol (a URL, a mirror copy, a file, a bundle), so that no "valid" is ever about another instance or
+ * issuer than the report's `expected` (a mirror once bound its check to an instance found in the URL's query).
+ */
+function boundToQuestion(
+  v1: TimedOutcome,
+  protocol: ProtocolHead | null,
+  expected: ExpectedSubject,
+  url: string | null,
+): TimedOutcome {
+  if (!protocol) return v1;
+  const subject = new Findings();
+  checkSubject(protocol, { ...expected, urlInstance: url ? instanceNamedBy(url) : null }, subject);
+  if (!subject.failed) return v1;
+  const mismatches = subject.outcome("").problems ?? [];
+  const problems = v1.outcome.problems ?? [];
+  if (v1.outcome.status === "fail" && mismatches.every((problem) => problems.includes(problem))) return v1;
+  const all = [...mismatches, ...problems.filter((problem) => !mismatches.includes(problem))];
+  return { ...v1, outcome: { status: "fail", code: "SUBJECT_MISMATCH", detail: all[0], problems: all } };
 }
 
 /** Runs a step; anything it throws becomes an `error` outcome with the error's code. */
