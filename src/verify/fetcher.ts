@@ -100,6 +100,14 @@ export class FetchSession {
       throw new StatetrailError("FETCH_FAILED", `${url} is larger than ${maxBytes} bytes`);
     }
     const certificate = fetched.certificate;
+    if (!certificate && pinned) {
+      // Every byte from a pinned origin comes over a connection that presented its certificate: a fetcher that
+      // answers without one (a library user's own) would otherwise bypass the pin.
+      throw new StatetrailError(
+        "TLS_FAILED",
+        `${url} was answered without a server certificate, but ${origin} presented ${pinned.fingerprint} before`,
+      );
+    }
     if (certificate) {
       const known = this.pins.get(origin);
       if (known && known.fingerprint !== certificate.fingerprint) {

@@ -195,6 +195,22 @@ describe("verifier steps", function () {
       }
     });
 
+    it("refuses an answer without a certificate from an origin that presented one (a fetcher can't bypass the pin)", async function () {
+      let next: typeof certificate | null = certificate;
+      const session = new FetchSession(async () => ({ bytes: Buffer.from("x"), certificate: next }), 1_000);
+      await session.get("https://a.example/1", 10);
+      next = null;
+      try {
+        await session.get("https://a.example/2", 10);
+        expect.fail("should have thrown");
+      } catch (error) {
+        expect(isStatetrailError(error, "TLS_FAILED")).to.equal(true);
+        expect((error as Error).message).to.contain("answered without a server certificate");
+      }
+      // An origin never pinned (a mirror's, a bundle's: nothing there was seen over TLS) is read as before.
+      expect((await session.get("https://b.example/1", 10)).certificate).to.equal(null);
+    });
+
     it("restricted to the issuer's origin, refuses other origins after URLs of the issuer's (origins remembered)", async function () {
       const asked: string[] = [];
       const session = new FetchSession(async (url) => {
