@@ -3,7 +3,7 @@ import { type ChainView } from "./chain";
 import { type VerifiedArtifacts } from "./conformance/artifacts";
 import { type FetchSession } from "./fetcher";
 import { type StepOutcome } from "./findings";
-import { type EnsReader, type ServerCertificate, type StepId } from "./types";
+import { type EnsReader, type ExpectedSubject, type ServerCertificate, type StepId } from "./types";
 
 /**
  * What to verify: a URL (fetched over TLS), or a protocol already read from a file or built in memory: a head alone
@@ -69,6 +69,8 @@ export interface VerifyContext {
   certificate: ServerCertificate | null;
   /** What V4 and V6 verified and V9 reads again (model bytes, state data), so nothing is fetched twice. */
   readonly artifacts: VerifiedArtifacts;
+  /** What the auditor asked about (V1 binds the protocol to it; V2 the ENS name asked for). */
+  readonly expected?: ExpectedSubject;
 }
 
 /** The protocol, once V1 has read it; steps run only when it is there. */

@@ -228,6 +228,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     origin: null,
     certificate: null,
     artifacts: new VerifiedArtifacts(options.conformance !== false, options.keptStateBytes),
+    expected: options.expected ?? {},
   };
   const optional = new Set([...(options.optional ?? []), ...(mirror ? MIRROR_OPTIONAL_STEPS : [])]);
   if (options.conformance === false) optional.add("V9");
@@ -254,7 +255,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     options.onStep?.(result);
   };
 
-  const expected = options.expected ?? {};
+  const expected = context.expected!;
   const url = "url" in options.input ? options.input.url : null;
   const v1 = await timed(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected)));
   record("V1", boundToQuestion(v1, context.protocol, expected, url));

@@ -39,11 +39,12 @@ function recordingEns(base: EnsReader): { ens: EnsReader; asked: string[] } {
   return { ens, asked };
 }
 
-function ensContext(ens: EnsReader | null, ensName: string | null = NAME): ReadyContext {
+function ensContext(ens: EnsReader | null, ensName: string | null = NAME, askedName?: string): ReadyContext {
   return {
     protocol: { issuer: { address: ISSUER, ens_name: ensName, url: ISSUER_ORIGIN } },
     ens,
     origin: ISSUER_ORIGIN,
+    expected: askedName === undefined ? {} : { issuer: ISSUER, ensName: askedName },
   } as unknown as ReadyContext;
 }
 
@@ -85,6 +86,16 @@ describe("verifier steps", function () {
       expect(moved.detail).to.contain("but the protocol is served from");
       const none = await ensStep.run(ensContext(stubEns({ url: null })));
       expect(none.detail).to.contain("has no url text record");
+    });
+
+    // Anyone can point a name of theirs at any address and url: "verify mallory.test" reaching Acme's address and
+    // server must not come out valid for mallory.test, which Acme never claimed (its primary name is another).
+    it("fails when the name the auditor asked about is not the issuer's primary name", async function () {
+      const outcome = await ensStep.run(ensContext(stubEns(), null, "mallory.statetrail.test"));
+      expect(outcome).to.include({ status: "fail", code: "ENS_FAILED" });
+      expect(outcome.detail).to.contain("the issuer does not claim mallory.statetrail.test");
+      expect((await ensStep.run(ensContext(stubEns(), null, NAME))).status).to.equal("pass");
+      expect((await ensStep.run(ensContext(stubEns(), null, NAME.toUpperCase()))).status).to.equal("pass");
     });
 
     // V2 reads the forward records of the name the protocol claims while it reads the reverse record. A dishonest
@@ -161,6 +172,17 @@ describe("verifier steps", function () {
       const report = await verifyForged(env, { url: run.url }, { ens: stubEns(), optional: [] });
       expect(report.steps.find((step) => step.id === "V2")).to.include({ status: "pass", required: true });
       expect(report.verdict).to.equal("valid");
+    });
+
+    it("binds a whole verification to the ENS name asked about: another name pointed at the issuer is invalid", async function () {
+      const { env, run } = await forgeScenario();
+      const asked = (ensName: string) =>
+        verifyForged(env, { url: run.url }, { ens: stubEns(), optional: [], expected: { issuer: ISSUER, ensName } });
+      const borrowed = await asked("mallory.statetrail.test");
+      expect(borrowed.verdict).to.equal("invalid");
+      expect(borrowed.steps.find((step) => step.id === "V1")).to.include({ status: "pass" });
+      expect(borrowed.steps.find((step) => step.id === "V2")!.detail).to.contain("does not claim mallory");
+      expect((await asked(NAME)).verdict).to.equal("valid");
     });
   });
 

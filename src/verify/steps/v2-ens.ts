@@ -12,7 +12,7 @@ import { type EnsReader } from "../types";
  */
 export const ensStep: Step = {
   id: "V2",
-  async run({ protocol, ens, origin }) {
+  async run({ protocol, ens, origin, expected }) {
     if (!ens) return { status: "skip", detail: "no ENS registry is configured for this chain" };
     const findings = new Findings();
     const address = protocol.issuer.address;
@@ -53,6 +53,16 @@ export const ensStep: Step = {
       }
       if (claimed !== null && guessed !== name) {
         findings.fail(`protocol names ENS name ${claimed}, the issuer's primary name is ${name}`, "ENS_FAILED");
+      }
+      // The name the auditor asked about must be the one the issuer calls itself: anyone can point a name of theirs
+      // at any address (and url), so a name's forward records alone would let it borrow another issuer's protocols.
+      const asked = expected?.ensName;
+      if (asked !== undefined && normalizedOrSelf(asked) !== name) {
+        findings.fail(
+          `the name asked about, ${asked}, resolves to the issuer ${address}, whose primary name is ${name}: ` +
+            `the issuer does not claim ${asked}`,
+          "ENS_FAILED",
+        );
       }
       const { forward, url } = await (guess !== null && guessed === name ? guess : forwardRecords(ens, name));
       if (!sameAddress(forward, address)) {
