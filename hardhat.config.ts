@@ -1,6 +1,8 @@
+import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { subtask, vars, type HardhatUserConfig } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, TASK_TEST_RUN_MOCHA_TESTS } from "hardhat/builtin-tasks/task-names";
 import "@nomicfoundation/hardhat-toolbox";
 
 const SOLC_VERSION = "0.8.28";
@@ -17,6 +19,26 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
     version: SOLC_VERSION,
     longVersion: solc.version().replace(/\.Emscripten\.clang$/, ""),
   };
+});
+
+// Every temporary folder the tests make (homes, keystores, deployments, browser profiles), in this process and its
+// children, goes into one folder of this run, removed when the tests end: a run left some hundred behind. The
+// folder shared across runs (the bundled Chromium, inflated once) stays in the system's (STATETRAIL_SHARED_TMPDIR).
+subtask(TASK_TEST_RUN_MOCHA_TESTS, async (args, _hre, runSuper) => {
+  const shared = os.tmpdir();
+  const run = fs.mkdtempSync(path.join(shared, "statetrail-test-run-"));
+  const saved = { TMPDIR: process.env.TMPDIR, STATETRAIL_SHARED_TMPDIR: process.env.STATETRAIL_SHARED_TMPDIR };
+  process.env.STATETRAIL_SHARED_TMPDIR ??= shared;
+  process.env.TMPDIR = run;
+  try {
+    return await runSuper(args);
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    fs.rmSync(run, { recursive: true, force: true });
+  }
 });
 
 // Public-network secrets come from Hardhat configuration variables (`npx hardhat vars set`) or the

@@ -82,7 +82,9 @@ export function bundledChromium(): Promise<ChromiumBrowser> {
 
 /** The directory the bundled Chromium is inflated into. */
 export function bundledChromiumDir(): string {
-  return path.join(os.tmpdir(), `statetrail-chromium-${sparticuzVersion()}-${os.userInfo().uid}`);
+  // The test run's own temporary folder is removed when it ends (hardhat.config.ts): inflate into the shared one.
+  const shared = process.env.STATETRAIL_SHARED_TMPDIR ?? os.tmpdir();
+  return path.join(shared, `statetrail-chromium-${sparticuzVersion()}-${os.userInfo().uid}`);
 }
 
 function sparticuzRoot(): string {
