@@ -1,4 +1,5 @@
 import { ERROR_CODES, type ErrorCode, StatetrailError, toStatetrailError } from "../errors";
+import { printable } from "../printable";
 
 /**
  * Exit codes (documented in README):
@@ -98,14 +99,14 @@ export function createOutput(json: boolean, quiet = false): Output {
   return {
     json,
     log: (message) => {
-      if (!quiet) process.stderr.write(`${message}\n`);
+      if (!quiet) process.stderr.write(`${printable(message)}\n`);
     },
     result: (data, text) => {
       if (json) process.stdout.write(JSON.stringify(data, bigintReplacer, 2) + "\n");
-      else process.stdout.write((text ?? JSON.stringify(data, bigintReplacer, 2)) + "\n");
+      else process.stdout.write(printable(text ?? JSON.stringify(data, bigintReplacer, 2)) + "\n");
     },
     event: (data, text) => {
-      process.stdout.write((json ? JSON.stringify(data, bigintReplacer) : text) + "\n");
+      process.stdout.write((json ? JSON.stringify(data, bigintReplacer) : printable(text)) + "\n");
     },
   };
 }
@@ -123,8 +124,8 @@ export function reportError(error: unknown, json: boolean, role: CommandRole = "
       JSON.stringify({ error: { code: coded.code, message: coded.message, hint: coded.hint ?? null } }, null, 2) + "\n",
     );
   }
-  process.stderr.write(`error ${coded.code}: ${coded.message}\n`);
-  if (coded.hint) process.stderr.write(`  what to do: ${coded.hint}\n`);
+  process.stderr.write(`error ${coded.code}: ${printable(coded.message)}\n`);
+  if (coded.hint) process.stderr.write(`  what to do: ${printable(coded.hint)}\n`);
   if (coded.code === "INTERNAL" && coded.cause instanceof Error && coded.cause.stack) {
     process.stderr.write(`${coded.cause.stack}\n`);
   }

@@ -6,6 +6,7 @@ import { type ReadStateDocument } from "../protocol/disclosure";
 import { type InstanceProtocol, type ProtocolEntry, type ProtocolHead } from "../protocol/schema";
 import { disclosureLines, somethingWithheld, subjectLine } from "./report";
 import { REDACTED } from "../chain/provider";
+import { printable } from "../printable";
 import { type DisclosureSummary, type StepStatus, type Verdict, type VerificationReport } from "./types";
 
 /**
@@ -760,7 +761,8 @@ export function isoTime(seconds: number): string {
 }
 
 function text(value: string): string {
-  return value.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"));
+  // Controls (bidi overrides, which make the text after them read backwards) are shown, never applied.
+  return printable(value).replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"));
 }
 
 /** For attribute values, which are always written in double quotes. */

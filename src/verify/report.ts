@@ -11,6 +11,7 @@ import {
   type VerificationReport,
 } from "./types";
 import { exitCodeOf, verdictOf } from "./verdict";
+import { printableLine } from "../printable";
 
 const LABELS: Record<StepStatus, string> = {
   pass: "PASS ",
@@ -95,7 +96,8 @@ export function renderReport(report: VerificationReport, options: RenderOptions 
   }
   lines.push(...disclosureLines(report.disclosure));
   lines.push("", `verdict: ${VERDICT_LINES[report.verdict]} (exit ${report.exit_code})`);
-  return onceEach(lines).join("\n") + "\n";
+  // Every value in a line may be another's (a name, a URL, a bundle's date): none may act on the terminal or start a line.
+  return onceEach(lines).map(printableLine).join("\n") + "\n";
 }
 
 /**

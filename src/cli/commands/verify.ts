@@ -606,11 +606,28 @@ async function instancesOfEnsName(
     throw new StatetrailError("FETCH_FAILED", `${listingUrl} did not return JSON`, { cause: error });
   }
   if (!Array.isArray(rows)) throw new StatetrailError("FETCH_FAILED", `${listingUrl} did not return a list`);
-  // The listing is untrusted: only well-formed hashes become URLs, each verified as the named issuer's.
-  return rows.map((row) => ({
-    input: { url: `${base}/instances/${parseHexHash(String(row?.instance_hash), "listed instance")}/protocol` },
+  // The listing is untrusted: only well-formed hashes become URLs, each verified once (a hash listed again, in any
+  // case, is the same instance: not verified and counted again) as the named issuer's. Rows that are not instance
+  // hashes are the server's fault, not the auditor's (never a usage error): one report says it could not verify them.
+  const listed = new Set<string>();
+  const malformed: unknown[] = [];
+  for (const row of rows) {
+    try {
+      listed.add(parseHexHash(String(row?.instance_hash), "listed instance"));
+    } catch {
+      malformed.push(row);
+    }
+  }
+  const resolved: Resolved[] = [...listed].map((hash) => ({
+    input: { url: `${base}/instances/${hash}/protocol` },
     expected,
   }));
+  if (malformed.length > 0) {
+    const example = JSON.stringify(malformed[0])?.slice(0, 200) ?? String(malformed[0]);
+    const detail = `${listingUrl} lists ${malformed.length} row(s) that name no instance (e.g. ${example})`;
+    resolved.push({ refused: refusedReport(listingUrl, expected, detail, "FETCH_FAILED", "error") });
+  }
+  return resolved;
 }
 
 /** Why the certificate a server presented does not speak for the issuer now, or null when it does. */
