@@ -31,6 +31,8 @@ import { StatetrailError } from "../errors";
  *    the override and on AWS; only the waiting is shortened. A `TimestampPath` more than 2^31 - 1 seconds
  *    ahead fails with States.Runtime ("Wait state delay is too long"), as on AWS (the library's timer
  *    overflowed and ended the wait at once).
+ * 3. Intrinsic functions keep backslashes: only a string literal's escapes (`\'`, `\{`, `\}`, `\\`) are
+ *    removed (the library stripped every backslash from every string an intrinsic returned).
  *
  * The library exports neither the Choice nor the Wait implementation, so their classes are looked up in the
  * closure of the exported `StateMachine.prototype.execute` through the in-process inspector (read-only, no
@@ -64,6 +66,9 @@ interface ActionClass {
 }
 
 interface Internals {
+  /** The intrinsic functions by name (instances of the library's BaseIntrinsicFunction). */
+  functions: Record<string, object>;
+  validateArguments: (definition: unknown, ...args: unknown[]) => void;
   ChoiceStateAction: ActionClass;
   MapStateAction: ActionClass;
   WaitStateAction: ActionClass;
@@ -77,6 +82,8 @@ interface Internals {
 }
 
 const INTERNAL_NAMES: (keyof Internals)[] = [
+  "functions",
+  "validateArguments",
   "ChoiceStateAction",
   "MapStateAction",
   "WaitStateAction",
@@ -162,7 +169,9 @@ function readInternals(): Internals {
     delete global[slot];
     session.disconnect();
   }
-  const missing = INTERNAL_NAMES.filter((name) => typeof found[name] !== "function");
+  const missing = INTERNAL_NAMES.filter(
+    (name) => typeof found[name] !== (name === "functions" ? "object" : "function"),
+  );
   if (missing.length > 0) throw unsupported(`the library's ${missing.join(", ")} could not be found`);
   return found as Internals;
 }
@@ -172,6 +181,9 @@ function checkShape(internals: Internals): void {
   const choice = internals.ChoiceStateAction.prototype.testChoiceRule;
   const wait = internals.WaitStateAction.prototype.execute;
   const processItem = internals.MapStateAction.prototype.processItem;
+  if (!String(intrinsicPrototype(internals).call).includes('replaceAll("\\\\", "")')) {
+    throw unsupported(`its code differs from ${PATCHED_LIBRARY_VERSION} (intrinsic call)`);
+  }
   if (typeof choice !== "function" || typeof wait !== "function" || typeof processItem !== "function") {
     throw unsupported("Choice/Wait/Map methods not found");
   }
@@ -419,8 +431,74 @@ export function installInterpreterPatches(): void {
     },
   });
 
+  Object.defineProperty(intrinsicPrototype(internals), "call", {
+    configurable: true,
+    writable: true,
+    value: makeIntrinsicCall(internals),
+  });
+
   for (const proto of [choiceProto, waitProto, mapProto]) {
     Object.defineProperty(proto, PATCHED, { value: true, configurable: false, enumerable: false });
   }
   installed = true;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Intrinsic functions: escapes
+// ---------------------------------------------------------------------------------------------------
+
+interface Intrinsic {
+  funcDefinition: { name: string };
+  execute(...args: unknown[]): unknown;
+}
+
+/** BaseIntrinsicFunction.prototype, reached through an instance (the class itself is not in any closure). */
+function intrinsicPrototype(internals: Internals): Record<string, unknown> {
+  const format = internals.functions["States.Format"];
+  return Object.getPrototypeOf(Object.getPrototypeOf(format ?? {}) ?? {}) as Record<string, unknown>;
+}
+
+/**
+ * 3. An intrinsic's string literal escapes `'`, `{`, `}` and `\` with a backslash; nothing else loses a backslash.
+ * The library removed every backslash from every string an intrinsic returned, so `States.JsonToString` of a value
+ * holding a quote returned text that is not JSON and `States.Format` dropped backslashes read from the input.
+ * `States.Format`'s template keeps `\{` `\}` literal (only an unescaped `{}` is a placeholder).
+ */
+function makeIntrinsicCall(internals: Internals) {
+  const unescape = (text: string): string => text.replace(/\\([\s\S])/g, "$1");
+  return function (this: Intrinsic, input: Json, context: Context, ...args: string[]): unknown {
+    const literal = args.map((arg) => arg[0] === "'");
+    const parsed = args.map((arg, index) =>
+      literal[index]
+        ? arg.slice(1, arg.lastIndexOf("'"))
+        : arg[0] === "$"
+          ? internals.jsonPathQuery(arg, input, context)
+          : (JSON.parse(arg) as unknown),
+    );
+    const values = parsed.map((value, index) => (literal[index] ? unescape(value as string) : value));
+    internals.validateArguments(this.funcDefinition, ...values);
+    if (this.funcDefinition.name !== "States.Format" || !literal[0]) return this.execute(...values);
+    const template = parsed[0] as string;
+    const fill = values.slice(1);
+    let out = "";
+    let used = 0;
+    for (let i = 0; i < template.length; i += 1) {
+      if (template[i] === "\\" && i + 1 < template.length) {
+        out += template[(i += 1)];
+      } else if (template[i] === "{" && template[i + 1] === "}") {
+        if (used >= fill.length) break;
+        out += String(fill[used++]);
+        i += 1;
+      } else {
+        out += template[i];
+      }
+    }
+    const placeholders = (template.replace(/\\[\s\S]/g, "").match(/\{\}/g) ?? []).length;
+    if (placeholders !== fill.length) {
+      throw new internals.StatesRuntimeError(
+        `Number of arguments in ${this.funcDefinition.name} do not match the occurrences of {}`,
+      );
+    }
+    return out;
+  };
 }

@@ -60,6 +60,12 @@ export interface ReplayInput {
    * compares times with it can't be steered by a start time chosen afterwards.
    */
   startWindow?: { from: number | null; to: number | null };
+  /**
+   * The most seconds the run can have lasted: the end entry's block time less the instance's creation block time
+   * (the execution started after the instance was created, within {@link CLOCK_SKEW_S}). A claim that the
+   * execution's TimeoutSeconds ran out is refused when it exceeds this; null when not known.
+   */
+  lastedAtMost?: number | null;
 }
 
 /** Clock difference allowed between the engine's start time and block times (seconds). */
@@ -115,11 +121,16 @@ export function nonReplayableReason(definition: unknown): string | null {
     delete own.Branches;
     delete own.Iterator;
     delete own.ItemProcessor;
+    // Literals the interpreter never evaluates as paths.
+    delete own.Comment;
+    delete own.Result;
     const text = JSON.stringify(own);
     const random = /States\.(UUID|MathRandom)\s*\(/.exec(text);
     if (random) reason = `state "${name}" draws a random value (States.${random[1]}), which no replay can reproduce`;
-    else if (/"\$\$\.State\b/.test(text))
-      reason = `state "${name}" reads $$.State, which the verifier's interpreter does not reproduce`;
+    // Any read of the Context Object other than the parts the replay has (Execution, StateMachine, Task, Map):
+    // $$.State however written (inside an intrinsic, $$['State'], $$..Name, $$.*, the whole $$).
+    else if (/\$\$(?!\.(?:Execution|StateMachine|Task|Map)\b)/.test(text))
+      reason = `state "${name}" reads $$.State (or the whole Context Object), which the verifier's interpreter does not reproduce`;
     else if (state.Type === "Fail" && [state.ErrorPath, state.CausePath].some((p) => /^States\./.test(String(p ?? ""))))
       reason = `Fail state "${name}" computes its error with an intrinsic function, which the verifier's interpreter does not implement there`;
   });
@@ -261,7 +272,10 @@ async function replayWith(
   });
   const mapper = new LibraryEventMapper(interpreter.taskCalls);
   const replayed: StateEnteredEvent[] = [];
+  /** Map/Parallel states whose last visit (per iteration path) failed: their iterations may be cut short. */
   const failedContainers = new Set<string>();
+  /** [error, cause] of every error a Fail state raised in the replay. */
+  const failStateErrors = new Set<string>();
   let end: ExecutionEndEvent | null = null;
   let stuck = false;
 
@@ -291,8 +305,17 @@ async function replayWith(
     for await (const tagged of interpreter.events) {
       progress += 1;
       const { event, path } = tagged;
-      if (event.type === "StateFailed" && (event.state.type === "Map" || event.state.type === "Parallel")) {
-        failedContainers.add(TaskCallLog.key(path, event.state.name));
+      const container =
+        event.type.startsWith("State") &&
+        "state" in event &&
+        (event.state.type === "Map" || event.state.type === "Parallel");
+      if (container && (event.type === "StateEntered" || event.type === "StateRetried")) {
+        // Entered again (a Retry, a loop): iterations of this visit are judged by how this visit ends.
+        failedContainers.delete(TaskCallLog.key(path, event.state.name));
+      }
+      if (container && event.type === "StateFailed") failedContainers.add(TaskCallLog.key(path, event.state.name));
+      if (event.type === "StateFailed" && event.state.type === "Fail") {
+        failStateErrors.add(canonicalize([String(event.Error), causeOf(event.Cause)]));
       }
       for (const mapped of mapper.map(tagged)) {
         if (mapped.kind === "end") end = mapped;
@@ -323,7 +346,8 @@ async function replayWith(
   const mismatch = compareTraces(states, replayed, failedContainers, open, notes);
   if (mismatch) return { kind: "mismatch", ...mismatch, notes };
   // A running instance claims no end yet.
-  const endMismatch = status === "running" ? null : compareEnd(recordedEnd, end, stuck, definition);
+  const endMismatch =
+    status === "running" ? null : compareEnd(recordedEnd, end, stuck, definition, run.lastedAtMost, failStateErrors);
   if (endMismatch) return { kind: "mismatch", seq: recordedEnd.seq, message: endMismatch, notes };
   const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
   return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
@@ -383,6 +407,13 @@ function replayedComparable(event: StateEnteredEvent): Comparable {
     caught: event.caughtError,
     outcome: event.outcome,
   };
+}
+
+function causeOf(cause: unknown): string {
+  if (cause === undefined || cause === null) return "";
+  if (typeof cause === "string") return cause;
+  if (cause instanceof Error) return cause.message;
+  return JSON.stringify(cause);
 }
 
 /** Errors a worker may raise itself: their causes are data, fed to the replay and compared. */
@@ -473,8 +504,14 @@ function compareTraces(
     group.entries.push(replayedComparable(event));
     replayedGroups.set(key, group);
   }
+  // The last state each iteration path records. Where the record moved past a Map or Parallel (a later state of the
+  // path enclosing it is recorded), that container ended, so its iterations ran to their end even when aborted.
+  const lastRecorded = new Map<string, string>();
+  for (const [key, group] of recordedGroups) lastRecorded.set(key, group.entries[group.entries.length - 1].state_name);
+  const stoppedInside = (path: IterationStep[]): boolean =>
+    path.every((step, depth) => lastRecorded.get(JSON.stringify(path.slice(0, depth))) === step.parent);
   const cutShortAllowed = (path: IterationStep[]): boolean => {
-    if (open) return true;
+    if (open && stoppedInside(path)) return true;
     for (let depth = path.length; depth > 0; depth -= 1) {
       const step = path[depth - 1];
       if (failedContainers.has(TaskCallLog.key(path.slice(0, depth - 1), step.parent))) return true;
@@ -535,7 +572,14 @@ function compareTraces(
 }
 
 /** How the recorded end differs from the replayed one, or null. */
-function compareEnd(recorded: ReplayState, end: ExecutionEndEvent, stuck: boolean, definition: unknown): string | null {
+function compareEnd(
+  recorded: ReplayState,
+  end: ExecutionEndEvent,
+  stuck: boolean,
+  definition: unknown,
+  lastedAtMost: number | null | undefined,
+  failStateErrors: ReadonlySet<string>,
+): string | null {
   const type = END_TYPE_OF_STATUS[end.status];
   if (recorded.state_name !== EXECUTION_END_STATE) {
     return `the protocol's last entry is "${recorded.state_name}", not the execution's end`;
@@ -551,6 +595,9 @@ function compareEnd(recorded: ReplayState, end: ExecutionEndEvent, stuck: boolea
       recorded.outcome?.error?.error === "States.Timeout" &&
       timeout !== undefined
     ) {
+      if (typeof timeout === "number" && lastedAtMost != null && lastedAtMost + CLOCK_SKEW_S < timeout) {
+        return `the protocol records the execution's TimeoutSeconds (${timeout} s) running out, but by block times the run lasted at most ${lastedAtMost} s`;
+      }
       return null;
     }
     return `the model's replay can't go on past the last recorded Task outcomes (the run ${recorded.state_type === "ExecutionSucceeded" ? "can't have succeeded" : "ends otherwise"}), the protocol records ${recorded.state_type}`;
@@ -560,7 +607,14 @@ function compareEnd(recorded: ReplayState, end: ExecutionEndEvent, stuck: boolea
   }
   if (end.status === "aborted") return null;
   const replayedOutcome: Outcome | null = end.error ? { error: end.error } : { result: end.output ?? null };
-  if (canonicalize(normalOutcome(recorded.outcome)) !== canonicalize(normalOutcome(replayedOutcome))) {
+  // An error a Fail state raised is the model's own (Error and Cause): compared in full, whatever its name.
+  const fromFailState =
+    end.error !== null && failStateErrors.has(canonicalize([end.error.error, end.error.cause ?? ""]));
+  const form = (outcome: Outcome | null): unknown =>
+    fromFailState && outcome?.error
+      ? { error: outcome.error.error, cause: outcome.error.cause ?? "" }
+      : normalOutcome(outcome);
+  if (canonicalize(form(recorded.outcome)) !== canonicalize(form(replayedOutcome))) {
     return `the execution ends with ${preview(replayedOutcome)} in the replay, the protocol records ${preview(recorded.outcome)}`;
   }
   return null;

@@ -1,5 +1,6 @@
 import { LOCAL_CHAIN_ID } from "../../chain/keys";
 import { loadModelFromBytes } from "../../model/load";
+import { validateDefinition } from "../../model/validate";
 import { decodeUtf8 } from "../../protocol/limits";
 import { parseStrictJson } from "../../protocol/strict-json";
 import { checkConformance, conformanceEntryOf, type ConformanceEntry, type ConformanceStats } from "../conformance";
@@ -46,6 +47,14 @@ export const conformanceStep: Step = {
       }).definition;
     } catch (error) {
       const message = `the model is not a state machine definition, so no run conforms to it: ${(error as Error).message}`;
+      return { status: "fail", detail: message, problems: [message] };
+    }
+    try {
+      // Structurally (as AWS Step Functions validates at CreateStateMachine): an invalid model never runs, so no
+      // recorded run of it is true, whatever the interpreter makes of it.
+      validateDefinition(definition, "the model", { strictness: "aws" });
+    } catch (error) {
+      const message = `the model is not a valid state machine, so no run of it exists: ${(error as Error).message}`;
       return { status: "fail", detail: message, problems: [message] };
     }
     let input: unknown = null;
@@ -98,6 +107,22 @@ export const conformanceStep: Step = {
     }
     const walked = `${summary(result.stats)}; ${result.ending}`;
     if (missing.length > 0) {
+      // Only Task outcomes withheld: the states entered before the first of them can't depend on it (they were
+      // entered before that Task was), so they are replayed and compared as a running instance's prefix is. A lie in
+      // what was disclosed there is a lie, withheld outcomes or not ("nothing you were shown is false").
+      const cut = !inputRedacted && !needs.context && needs.outcomes.length > 0 ? Math.min(...needs.outcomes) : 0;
+      if (cut > 0) {
+        const prefix = await replayRun({
+          definition,
+          input,
+          states: loaded.states.filter((data) => data.seq < cut),
+          status: "running",
+        });
+        if (prefix.kind === "mismatch") {
+          const message = `the replay of the model disagrees with the protocol before the first withheld outcome (seq ${cut}): ${prefix.message}`;
+          return { status: "fail", detail: message, problems: [message, ...prefix.notes] };
+        }
+      }
       const all = loaded.states.length;
       tally.replay = "none";
       tally.notReplayed = missing.join("; ");
@@ -117,15 +142,17 @@ export const conformanceStep: Step = {
     // The start time must fall between the instance's creation and entry 0 by block time. Not on the local
     // development chain: Hardhat's automine moves its block times ahead of the wall clock by a second a block.
     const localChain = protocol.chain_id === LOCAL_CHAIN_ID;
-    const createdAt = localChain
-      ? null
-      : await context.chain.blockTimestamp(protocol.created.block_nr).catch(() => null);
+    const createdAt = await context.chain.blockTimestamp(protocol.created.block_nr).catch(() => null);
+    const endedAt =
+      protocol.status === "running" ? null : (artifacts.entry(loaded.states.length - 1)?.timestamp ?? null);
     const replay = await replayRun({
       definition,
       input,
       states: loaded.states,
       status: protocol.status,
       startWindow: localChain ? undefined : { from: createdAt, to: artifacts.entry(0)?.timestamp ?? null },
+      // Automine runs block times ahead of the clock on the local chain: that only lengthens this bound.
+      lastedAtMost: createdAt !== null && endedAt !== null ? endedAt - createdAt : null,
     });
     if (replay.kind === "not-replayable") {
       const message = `the run can't be replayed, so its conformance to the model is not established: ${replay.message}`;
