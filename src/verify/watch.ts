@@ -297,7 +297,11 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   const unpublished = new Map<number, number>();
   let registeredCount = 0;
   const start = Date.now();
-  let terminated = initial.status !== "running";
+  /**
+   * Whether the chain says the instance ended: only the registry's termination event counts. The head's status and
+   * an SSE `status` event are the issuer's word (a head saying so must be confirmed by the chain within the grace).
+   */
+  let terminated = false;
   /** A new head: the same instance and issuer, signed by the issuer; false: reported, stop following. */
   const acceptHead = (head: ProtocolHead): boolean => {
     if (head.instance_hash !== instance || !sameAddress(head.issuer.address, issuer)) {
@@ -336,8 +340,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       ...(used ? { headers: { authorization: `Bearer ${used.token}` } } : {}),
       onOpen: () => (streamSignIns = 0),
       // An event only says that something changed: what changed is read from the head and its pages.
-      onEvent: (event) => {
-        if (event.type === "status") terminated = true;
+      onEvent: () => {
         woken = true;
         wake?.();
       },
@@ -370,11 +373,19 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
   };
 
   let terminatedAt: number | undefined;
+  /** Since when a head has said the instance ended while the chain says it runs. */
+  let headEndedAt: number | undefined;
+  /** Since when the instance's creation has not been found from the block the (unverified) first head names. */
+  let creationMissingSince: number | undefined;
+  /** Whether the published entries are Merkle-anchored; then no state may be registered one by one. */
+  let anchoredProtocol = false;
+  /** The first state seen registered one by one. */
+  let perState: { seq: number; hash: HexHash } | undefined;
   let latestHeadEntries = initial.entries;
   const builder = new rebuild.ChainBuilder(instance);
   let nextBlock = initial.created.block_nr;
   try {
-    if (!terminated) follow();
+    if (initial.status === "running") follow();
     let head: ProtocolHead | null = acceptHead(initial) ? initial : null;
     if (!head) stopped = true;
     for (let round = 0; !stopped; round++) {
@@ -389,6 +400,21 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
       }
       nextBlock = Math.max(nextBlock, blockNumber + 1);
       const now = Date.now();
+      // The creation block is the first head's word: the instance's creation must be found from there, or the chain
+      // read from a later block hides every state registered before it (or, past the tip, every state).
+      if (!builder.created) {
+        creationMissingSince ??= now;
+        if (now - creationMissingSince > graceMs) {
+          diverge(
+            "created",
+            "forged",
+            `no creation of instance ${instance} by ${issuer} from block ${initial.created.block_nr} on, where the ` +
+              `head served to the watch puts it`,
+          );
+          stopped = true;
+          break;
+        }
+      }
       // The head again (not in round 0: it was just read), then what is new in its pages.
       if (round > 0 && !stopped) {
         const next = await protocol.poll();
@@ -410,7 +436,10 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         registeredCount = Math.max(registeredCount, seq + 1);
         registeredLines.set(seq, { hash, block });
       };
-      for (const [seq, state] of fresh) registered(seq, state.hash, state.block);
+      for (const [seq, state] of fresh) {
+        registered(seq, state.hash, state.block);
+        perState ??= { seq, hash: state.hash };
+      }
       let roundAnchors: Awaited<ReturnType<typeof batch.issuerAnchors>> | null = null;
       const anchorsNow = async () =>
         (roundAnchors ??= await batch.issuerAnchors(chain, issuer, initial.created.block_nr));
@@ -471,6 +500,7 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
         const problem = await protocol.readNew(head, async (entries) => {
           const anchors = entries.some((entry) => entry.proof !== null) ? await anchorsNow() : null;
           for (const entry of entries) {
+            if (entry.proof !== null) anchoredProtocol = true;
             emit({ type: "published", seq: entry.seq, state_name: entry.state_name, state_hash: entry.state_hash });
             compare(entry, now, anchors);
             const line = registeredLines.get(entry.seq);
@@ -488,7 +518,27 @@ export async function watchInstance(options: WatchOptions): Promise<WatchResult>
           diverge(problem.key, problem.kind, problem.detail);
           stopped = true;
         }
-        if (head.status !== "running") terminated = true;
+        // A head saying the run ended is the issuer's word: the chain must say so too, within the grace period.
+        if (head.status !== "running" && !builder.terminated) {
+          headEndedAt ??= now;
+          if (now - headEndedAt > graceMs) {
+            diverge(
+              "head-ended",
+              "forged",
+              `the head served at ${url} says the instance ${head.status}, the chain says it still runs after ${graceMs} ms`,
+            );
+            stopped = true;
+          }
+        }
+      }
+      // A Merkle-anchored instance registers no state one by one: one that is is on-chain and not published.
+      if (anchoredProtocol && perState) {
+        diverge(
+          "per-state",
+          "withheld",
+          `on-chain state #${perState.seq} ${perState.hash} is registered one by one for this Merkle-anchored ` +
+            `instance: it is not among the published (anchored) states`,
+        );
       }
       for (const [seq, line] of [...registeredLines].sort(([x], [y]) => x - y)) {
         emit({ type: "registered", seq, state_hash: line.hash, block_nr: line.block });
