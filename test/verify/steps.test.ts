@@ -75,6 +75,14 @@ describe("verifier steps", function () {
       expect(outcome.detail).to.contain("the issuer's primary name is acme.statetrail.test");
     });
 
+    it("fails when the protocol's ens_name only normalises to the primary name (the report shows its spelling)", async function () {
+      for (const spelling of [NAME.toUpperCase(), "ａｃｍｅ.statetrail.test"]) {
+        const outcome = await ensStep.run(ensContext(stubEns(), spelling));
+        expect(outcome).to.include({ status: "fail", code: "ENS_FAILED" });
+        expect(outcome.detail).to.contain(`protocol names ENS name ${spelling}, the issuer's primary name is ${NAME}`);
+      }
+    });
+
     it("fails when the name resolves to another address", async function () {
       const outcome = await ensStep.run(ensContext(stubEns({ addr: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC" })));
       expect(outcome.status).to.equal("fail");

@@ -19,8 +19,7 @@ export const ensStep: Step = {
     const claimed = protocol.issuer.ens_name;
     // The name the protocol claims is the primary name in every honest protocol: its forward records are asked for
     // while the reverse record is read, and used only if the reverse record names exactly that name.
-    const guessed = claimed === null ? null : normalizedOrSelf(claimed);
-    const guess = guessed === null || !guessable(guessed) ? null : forwardRecords(ens, guessed);
+    const guess = claimed === null || !guessable(claimed) ? null : forwardRecords(ens, claimed);
     guess?.catch(() => undefined); // awaited below, and its error reported, only if it is the one used
     try {
       const name = await ens.primaryName(address);
@@ -51,7 +50,9 @@ export const ensStep: Step = {
         );
         return findings.outcome("");
       }
-      if (claimed !== null && guessed !== name) {
+      // As written: the report shows the protocol's spelling, so "ACME.test" or full-width letters, which normalise
+      // to the primary name, are not it.
+      if (claimed !== null && claimed !== name) {
         findings.fail(`protocol names ENS name ${claimed}, the issuer's primary name is ${name}`, "ENS_FAILED");
       }
       // The name the auditor asked about must be the one the issuer calls itself: anyone can point a name of theirs
@@ -64,7 +65,7 @@ export const ensStep: Step = {
           "ENS_FAILED",
         );
       }
-      const { forward, url } = await (guess !== null && guessed === name ? guess : forwardRecords(ens, name));
+      const { forward, url } = await (guess !== null && claimed === name ? guess : forwardRecords(ens, name));
       if (!sameAddress(forward, address)) {
         findings.fail(`${name} resolves to ${forward ?? "no address"}, not the issuer ${address}`, "ENS_FAILED");
       }
