@@ -32,7 +32,19 @@ import { StatetrailError } from "../errors";
  *    ahead fails with States.Runtime ("Wait state delay is too long"), as on AWS (the library's timer
  *    overflowed and ended the wait at once).
  * 3. Intrinsic functions keep backslashes: only a string literal's escapes (`\'`, `\{`, `\}`, `\\`) are
- *    removed (the library stripped every backslash from every string an intrinsic returned).
+ *    removed (the library stripped every backslash from every string an intrinsic returned). They work on copies of
+ *    their arguments (the library's `States.JsonMerge` merged into the very object of the state's input, so the
+ *    recorded input changed), and follow the service where the library did not: `States.MathAdd` rounds each
+ *    argument to an integer, `States.StringSplit` splits on every character of its splitter and drops empty strings,
+ *    `States.Base64Encode`/`Base64Decode` encode and decode UTF-8 (the library's btoa/atob: Latin-1, and a
+ *    DOMException for any other character).
+ * 4. A Pass state's `Result` is its result whatever its value (the library ignored a falsy one: `false`, `0`, `""`,
+ *    `null`, and passed the input on instead).
+ * 5. A recorded `States.Timeout` is the library's own timeout error, so `States.TaskFailed` does not match it in a
+ *    Retry or Catch (see {@link timeoutErrorOf}).
+ * 6. A Task without `TimeoutSeconds` (or `TimeoutSecondsPath`) times out after AWS's default, 99,999,999 s, not the
+ *    library's 60 s; and a time-out longer than a Node timer can hold (2^31 - 1 ms, 24.8 days) waits that long
+ *    instead of firing at once (the library's timer overflowed).
  *
  * The library exports neither the Choice nor the Wait implementation, so their classes are looked up in the
  * closure of the exported `StateMachine.prototype.execute` through the in-process inspector (read-only, no
@@ -71,9 +83,12 @@ interface Internals {
   validateArguments: (definition: unknown, ...args: unknown[]) => void;
   ChoiceStateAction: ActionClass;
   MapStateAction: ActionClass;
+  PassStateAction: ActionClass;
+  TaskStateAction: ActionClass;
   WaitStateAction: ActionClass;
   jsonPathQuery: JsonPathQuery;
   StatesRuntimeError: new (message?: string) => Error;
+  StatesTimeoutError: new () => Error;
   StringConstraint: Constraint;
   NumberConstraint: Constraint;
   BooleanConstraint: Constraint;
@@ -86,9 +101,12 @@ const INTERNAL_NAMES: (keyof Internals)[] = [
   "validateArguments",
   "ChoiceStateAction",
   "MapStateAction",
+  "PassStateAction",
+  "TaskStateAction",
   "WaitStateAction",
   "jsonPathQuery",
   "StatesRuntimeError",
+  "StatesTimeoutError",
   "StringConstraint",
   "NumberConstraint",
   "BooleanConstraint",
@@ -98,6 +116,21 @@ const INTERNAL_NAMES: (keyof Internals)[] = [
 
 const PATCHED = Symbol.for("statetrail.interpreterPatches");
 let installed = false;
+let timeoutErrorClass: (new () => Error) | null = null;
+
+/**
+ * The library's own States.Timeout error carrying `message`: a handler's (or a replayed) `States.Timeout` must be
+ * one, or the library's `States.TaskFailed` wildcard matches it (on AWS, States.TaskFailed never matches
+ * States.Timeout). Any other error is returned as it is.
+ */
+export function timeoutErrorOf(error: Error): Error {
+  const { name, message } = error;
+  const Timeout = timeoutErrorClass;
+  if (name !== "States.Timeout" || !Timeout || error instanceof Timeout) return error;
+  const timeout = new Timeout();
+  timeout.message = message;
+  return timeout;
+}
 
 function unsupported(message: string, cause?: unknown): StatetrailError {
   return new StatetrailError("ENGINE_FAILED", `cannot correct aws-local-stepfunctions: ${message}`, {
@@ -181,6 +214,9 @@ function checkShape(internals: Internals): void {
   const choice = internals.ChoiceStateAction.prototype.testChoiceRule;
   const wait = internals.WaitStateAction.prototype.execute;
   const processItem = internals.MapStateAction.prototype.processItem;
+  if (!String(internals.TaskStateAction.prototype.getTimeoutMs).includes("DEFAULT_TIMEOUT_SECONDS")) {
+    throw unsupported(`its code differs from ${PATCHED_LIBRARY_VERSION} (Task getTimeoutMs)`);
+  }
   if (!String(intrinsicPrototype(internals).call).includes('replaceAll("\\\\", "")')) {
     throw unsupported(`its code differs from ${PATCHED_LIBRARY_VERSION} (intrinsic call)`);
   }
@@ -340,6 +376,10 @@ function makeChoiceEvaluator(internals: Internals) {
 
 /** The longest delay AWS accepts for a Wait, in seconds (a Wait 24,856 days ahead fails, 24,855 does not). */
 const MAX_WAIT_SECONDS = 2 ** 31 - 1;
+/** AWS Step Functions' TimeoutSeconds of a Task that declares none. */
+export const AWS_DEFAULT_TASK_TIMEOUT_S = 99_999_999;
+/** The longest delay a Node timer holds (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function makeWaitCheck(internals: Internals) {
   const { jsonPathQuery, StatesRuntimeError, IntegerConstraint, RFC3339TimestampConstraint } = internals;
@@ -385,6 +425,9 @@ export function installInterpreterPatches(): void {
   const choiceProto = internals.ChoiceStateAction.prototype;
   const waitProto = internals.WaitStateAction.prototype;
   const mapProto = internals.MapStateAction.prototype;
+  const passProto = internals.PassStateAction.prototype;
+  const taskProto = internals.TaskStateAction.prototype;
+  timeoutErrorClass = internals.StatesTimeoutError;
   if (choiceProto[PATCHED as unknown as string] && waitProto[PATCHED as unknown as string]) {
     installed = true;
     return;
@@ -431,13 +474,38 @@ export function installInterpreterPatches(): void {
     },
   });
 
+  const libraryTimeoutMs = taskProto.getTimeoutMs as (input: Json, context: Context) => number;
+  Object.defineProperty(taskProto, "getTimeoutMs", {
+    configurable: true,
+    writable: true,
+    value: function (this: { stateDefinition: Record<string, unknown> }, input: Json, context: Context): number {
+      const { TimeoutSeconds, TimeoutSecondsPath } = this.stateDefinition;
+      const ms =
+        TimeoutSeconds || TimeoutSecondsPath
+          ? libraryTimeoutMs.call(this, input, context)
+          : AWS_DEFAULT_TASK_TIMEOUT_S * 1000;
+      return Math.min(ms, MAX_TIMER_MS);
+    },
+  });
+
+  Object.defineProperty(passProto, "execute", {
+    configurable: true,
+    writable: true,
+    value: async function (
+      this: { stateDefinition: Record<string, unknown>; buildExecutionResult(result: unknown): unknown },
+      input: Json,
+    ): Promise<unknown> {
+      return this.buildExecutionResult("Result" in this.stateDefinition ? this.stateDefinition.Result : input);
+    },
+  });
+
   Object.defineProperty(intrinsicPrototype(internals), "call", {
     configurable: true,
     writable: true,
     value: makeIntrinsicCall(internals),
   });
 
-  for (const proto of [choiceProto, waitProto, mapProto]) {
+  for (const proto of [choiceProto, waitProto, mapProto, passProto, taskProto]) {
     Object.defineProperty(proto, PATCHED, { value: true, configurable: false, enumerable: false });
   }
   installed = true;
@@ -458,6 +526,32 @@ function intrinsicPrototype(internals: Internals): Record<string, unknown> {
   return Object.getPrototypeOf(Object.getPrototypeOf(format ?? {}) ?? {}) as Record<string, unknown>;
 }
 
+/** Intrinsics the library computes otherwise than the service (arguments already validated by the library). */
+const SERVICE_INTRINSICS: Record<string, (args: unknown[], library: () => unknown) => unknown> = {
+  // "If you specify a non-integer value for one or both the arguments, Step Functions will round it off to the
+  // nearest integer" (Java's rounding: half up).
+  "States.MathAdd": ([a, b]) => Math.round(a as number) + Math.round(b as number),
+  // Every character of the splitter separates; empty strings are dropped ("a,b;;c" by ",;" is ["a","b","c"]).
+  "States.StringSplit": ([text, splitter]) => {
+    const separators = new Set(splitter as string);
+    const parts: string[] = [];
+    let part = "";
+    for (const char of text as string) {
+      if (separators.has(char)) {
+        if (part) parts.push(part);
+        part = "";
+      } else part += char;
+    }
+    if (part) parts.push(part);
+    return parts;
+  },
+  // UTF-8 (the library's 10,000-character limit and its error kept).
+  "States.Base64Encode": ([text], library) =>
+    (text as string).length > 10_000 ? library() : Buffer.from(text as string, "utf8").toString("base64"),
+  "States.Base64Decode": ([text], library) =>
+    (text as string).length > 10_000 ? library() : Buffer.from(text as string, "base64").toString("utf8"),
+};
+
 /**
  * 3. An intrinsic's string literal escapes `'`, `{`, `}` and `\` with a backslash; nothing else loses a backslash.
  * The library removed every backslash from every string an intrinsic returned, so `States.JsonToString` of a value
@@ -475,8 +569,13 @@ function makeIntrinsicCall(internals: Internals) {
           ? internals.jsonPathQuery(arg, input, context)
           : (JSON.parse(arg) as unknown),
     );
-    const values = parsed.map((value, index) => (literal[index] ? unescape(value as string) : value));
+    // Copies: an intrinsic must not change the state's input (States.JsonMerge merged into its first argument).
+    const values = parsed.map((value, index) =>
+      literal[index] ? unescape(value as string) : value === undefined ? value : structuredClone(value),
+    );
     internals.validateArguments(this.funcDefinition, ...values);
+    const service = SERVICE_INTRINSICS[this.funcDefinition.name];
+    if (service) return service(values, () => this.execute(...values));
     if (this.funcDefinition.name !== "States.Format" || !literal[0]) return this.execute(...values);
     const template = parsed[0] as string;
     const fill = values.slice(1);

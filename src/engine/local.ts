@@ -10,7 +10,7 @@ import { withoutDotBeforeBracket } from "../model/paths";
 import { forEachState, validateDefinition } from "../model/validate";
 import { type ErrorInfo, type IterationStep, type Outcome } from "../protocol/schema";
 import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
-import { currentMapItemIndex, installInterpreterPatches } from "./interpreter-patches";
+import { currentMapItemIndex, installInterpreterPatches, timeoutErrorOf } from "./interpreter-patches";
 import { type AslStateType, type Engine, type EngineEvent, type StartOptions, type StateEnteredEvent } from "./types";
 
 /** What a Task handler learns besides its input. */
@@ -355,6 +355,11 @@ export function startInterpreter(
   const waitOverrides: Record<string, number> = {};
   const retryOverrides: Record<string, number> = {};
   forEachState(copy, ({ name, state }) => {
+    // ResultPath "$" (a state's or a Catcher's) is the default: the result replaces the input. The library would set
+    // a member named "$" instead.
+    for (const holder of [state, ...(Array.isArray(state.Catch) ? (state.Catch as Record<string, unknown>[]) : [])]) {
+      if (holder?.ResultPath === "$") delete holder.ResultPath;
+    }
     if (options.skipWaits && state.Type === "Wait") waitOverrides[name] = 1;
     if (options.skipWaits && Array.isArray(state.Retry)) retryOverrides[name] = 1;
   });
@@ -373,7 +378,8 @@ export function startInterpreter(
           thrown instanceof Error ? thrown : new Error(typeof thrown === "string" ? thrown : JSON.stringify(thrown));
         // A call that outlived its aborted iteration must not be taken for a later attempt's (a retried Map).
         if (!store?.aborted()) taskCalls.record(key, { error: libraryErrorInfo(error) });
-        throw error;
+        // States.Timeout as the library's own, so that States.TaskFailed does not match it (as on AWS).
+        throw timeoutErrorOf(error);
       }
       const result = output === undefined ? null : output;
       // A copy: the library may process (and so mutate) the very object the handler returned.

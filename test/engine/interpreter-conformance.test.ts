@@ -263,6 +263,44 @@ describe("interpreter conformance with AWS Step Functions", function () {
     });
   });
 
+  // AWS's default for a Task without TimeoutSeconds (99,999,999 s, not the library's 60 s) would take a minute to
+  // show; V9's refusal of a time-out claimed within it is tested in test/attacks/replay-2.test.ts.
+  describe("Task time-outs: no timer overflow", function () {
+    async function task(timeout: Record<string, unknown>): Promise<Observed> {
+      const definition = {
+        StartAt: "Work",
+        States: { Work: { Type: "Task", Resource: "arn:aws:states:::work", End: true, ...timeout } },
+      };
+      const context = buildContextObject({ stateMachineName: "conformance", executionName: "case", input: {} });
+      // The handler answers only after the timers already due have fired: a time-out that fires at once wins.
+      const slow = async () => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return { done: true };
+      };
+      const interpreter = startInterpreter(
+        definition as unknown as AslDefinition,
+        {},
+        {
+          handlers: new Map([["Work", { handler: slow, resource: "arn:aws:states:::work" }]]),
+          context,
+          skipWaits: true,
+          maxSteps: 100,
+        },
+      );
+      const observed: Partial<Observed> = {};
+      for await (const { event } of interpreter.events) {
+        if (event.type === "ExecutionSucceeded") Object.assign(observed, { status: "succeeded", output: event.output });
+        if (event.type === "ExecutionFailed") Object.assign(observed, { status: "failed", error: String(event.Error) });
+      }
+      return observed as Observed;
+    }
+
+    it("a TimeoutSeconds longer than a Node timer holds (34 days) does not fire at once", async function () {
+      expect(await task({ TimeoutSeconds: 3_000_000 })).to.deep.include({ status: "succeeded" });
+      expect(await task({ TimeoutSecondsPath: "$$.Execution.Input.t" })).to.deep.include({ status: "failed" });
+    });
+  });
+
   describe("recorded on AWS (LocalStack snapshot tests, test/fixtures/aws-recorded)", function () {
     /**
      * Cases where the interpreter still disagrees with what AWS recorded, with the reason. The test requires

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type ContextObject } from "../../engine/context";
+import { AWS_DEFAULT_TASK_TIMEOUT_S } from "../../engine/interpreter-patches";
 import { LibraryEventMapper, startInterpreter, TaskCallLog, type TaskHandler } from "../../engine/local";
 import { type ExecutionEndEvent, type StateEnteredEvent } from "../../engine/types";
 import { analyzeLocalSupport } from "../../model/features";
@@ -162,6 +163,8 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
   }
   const contextProblem = checkContext(states, run.input, run.startWindow);
   if (contextProblem) return { kind: "mismatch", seq: 0, message: contextProblem, notes: [] };
+  const timeoutProblem = taskTimeoutProblem(definition, states, run.lastedAtMost);
+  if (timeoutProblem) return { kind: "mismatch", ...timeoutProblem, notes: [] };
   const recordedContext = states[0].context as ContextObject;
   const recordedEnd = states[states.length - 1];
   const misplacedEnd = states.findIndex((data, index) => {
@@ -351,6 +354,47 @@ async function replayWith(
   if (endMismatch) return { kind: "mismatch", seq: recordedEnd.seq, message: endMismatch, notes };
   const iterations = new Set(states.map((data) => JSON.stringify(data.iteration_path))).size - 1;
   return { kind: "match", summary: { entries: states.length, taskAttempts, iterations }, notes };
+}
+
+/**
+ * A Task attempt recorded as timed out (States.Timeout, States.HeartbeatTimeout) is the service's word, not the
+ * worker's ("States." errors are the service's): the state must declare the timeout, and the run must have lasted
+ * long enough for it to run out (a fixed one; one read from a path is not bounded here). Otherwise a Catch or a Retry
+ * of the timeout is taken at will. The first such attempt that can't have timed out, or null.
+ */
+function taskTimeoutProblem(
+  definition: unknown,
+  states: readonly ReplayState[],
+  lastedAtMost: number | null | undefined,
+): { seq: number; message: string } | null {
+  const tasks = new Map<string, Record<string, unknown>>();
+  forEachState(definition, ({ name, state }) => {
+    if (state.Type === "Task") tasks.set(name, state as Record<string, unknown>);
+  });
+  for (const data of states) {
+    const error = data.state_type === "Task" ? data.outcome?.error?.error : undefined;
+    if (error !== "States.Timeout" && error !== "States.HeartbeatTimeout") continue;
+    const state = tasks.get(data.state_name);
+    if (!state) continue; // not a Task of the model: the replay refuses it
+    const fields = error === "States.Timeout" ? ["TimeoutSeconds", "HeartbeatSeconds"] : ["HeartbeatSeconds"];
+    if (fields.some((field) => state[`${field}Path`] !== undefined)) continue;
+    const limits = fields.map((field) => state[field]).filter((value): value is number => typeof value === "number");
+    if (error === "States.Timeout" && state.TimeoutSeconds === undefined) limits.push(AWS_DEFAULT_TASK_TIMEOUT_S);
+    if (limits.length === 0) {
+      return {
+        seq: data.seq,
+        message: `seq ${data.seq}: Task "${data.state_name}" is recorded ending with ${error}, but it declares no HeartbeatSeconds`,
+      };
+    }
+    const limit = Math.min(...limits);
+    if (lastedAtMost != null && lastedAtMost + CLOCK_SKEW_S < limit) {
+      return {
+        seq: data.seq,
+        message: `seq ${data.seq}: Task "${data.state_name}" is recorded ending with ${error} after ${limit} s, but by block times the run lasted at most ${lastedAtMost} s`,
+      };
+    }
+  }
+  return null;
 }
 
 /** What is wrong with entry 0's Context Object, or null. */
