@@ -1,7 +1,16 @@
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
 import { expect } from "chai";
 import { StatetrailError } from "../../src/errors";
 import { loadModelFromBytes } from "../../src/model/load";
-import { type AslProblem, checkDefinition, validateDefinition, validateModel } from "../../src/model/validate";
+import {
+  type AslProblem,
+  awsRefusals,
+  checkDefinition,
+  validateDefinition,
+  validateModel,
+} from "../../src/model/validate";
 
 /**
  * Issue 12, finding 10: with `--engine aws`, AWS Step Functions is the authority on validity. Validation with
@@ -88,5 +97,44 @@ describe("ASL validation strictness", function () {
     expect(codes(seen)).to.deep.equal(["ASL_VALIDATOR_REFUSED /States/T/TimeoutSeconds"]);
     expect(codes(validateModel(model))).to.deep.equal(["ASL_VALIDATOR_REFUSED /States/T/TimeoutSeconds"]);
     throwsAslInvalid(() => validateModel(model, { strictness: "local" }));
+  });
+});
+
+describe("awsRefusals: what AWS refuses, without asl-validator (V9)", function () {
+  const cases: Array<[string, unknown]> = [
+    ["a transition to no state", { StartAt: "A", States: { A: { Type: "Pass", Next: "Nowhere" } } }],
+    ["no terminal state", { StartAt: "A", States: { A: { Type: "Pass", Next: "A" } } }],
+    ["a state that is not an object", { StartAt: "A", States: { A: 5 } }],
+    ["not an object", [1]],
+    ["what only asl-validator refuses (a warning: AWS decides)", REFUSED_BY_ASL_VALIDATOR],
+  ];
+
+  it("refuses what checkDefinition's aws strictness refuses, and nothing else", function () {
+    for (const [what, definition] of cases) {
+      const expected = checkDefinition(definition, { strictness: "aws" })
+        .errors.map((p) => p.code)
+        .sort();
+      const got = awsRefusals(definition)
+        .map((p) => p.code)
+        .sort();
+      expect([...new Set(got)], what).to.deep.equal([...new Set(expected)]);
+    }
+  });
+
+  it("does not load asl-validator (its schemas take a tenth of a second to compile)", function () {
+    const validate = path.join(__dirname, "..", "..", "dist", "src", "model", "validate.js");
+    if (!fs.existsSync(validate)) this.skip(); // `npm run build` writes it (npm test builds first)
+    const script = `
+      const { awsRefusals } = require(${JSON.stringify(validate)});
+      const problems = awsRefusals({ StartAt: "A", States: { A: { Type: "Pass", Next: "Nowhere" } } });
+      const loaded = Object.keys(require.cache).some((file) => file.includes("/asl-validator/"));
+      process.stdout.write(JSON.stringify({ codes: problems.map((p) => p.code), loaded }));
+    `;
+    const result = JSON.parse(execFileSync(process.execPath, ["-e", script], { encoding: "utf8" })) as {
+      codes: string[];
+      loaded: boolean;
+    };
+    expect(result.codes).to.include("MISSING_TRANSITION_TARGET");
+    expect(result.loaded).to.equal(false);
   });
 });
