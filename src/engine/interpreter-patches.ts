@@ -45,6 +45,18 @@ import { StatetrailError } from "../errors";
  * 6. A Task without `TimeoutSeconds` (or `TimeoutSecondsPath`) times out after AWS's default, 99,999,999 s, not the
  *    library's 60 s; and a time-out longer than a Node timer can hold (2^31 - 1 ms, 24.8 days) waits that long
  *    instead of firing at once (the library's timer overflowed).
+ * 7. A Task's `TimeoutSecondsPath`, `HeartbeatSecondsPath` (a positive integer) and `Credentials` paths are evaluated
+ *    before the Task is called, as the service does before it schedules it: one that does not resolve fails the
+ *    Task with States.Runtime (the library ignored HeartbeatSecondsPath and Credentials, and read TimeoutSecondsPath
+ *    only after calling the Task, so its record held a result the service never had).
+ * 8. A `ResultPath` that goes through a value that is not an object (`$.a.b` where `a` is 5, null, an array or a
+ *    string) fails the state with States.ResultPathMatchFailure (the library replaced the value with an object).
+ * 9. Where the service's behaviour is not established, the replay is told ({@link setDoubtSink}) and V9 errs as not
+ *    replayable: `States.ArrayGetItem` with an index that is not an integer within the array (the library returned
+ *    null), an intrinsic that fails with a JavaScript error (`States.StringToJson` of text that is not JSON: a
+ *    SyntaxError), and `States.Format` / `States.JsonToString` writing a number whose text form JavaScript and the
+ *    service may spell differently (an exponent, 1e7 or more, below 1e-3, or an unsafe integer). Outside a replay
+ *    they fail the state with States.Runtime.
  *
  * The library exports neither the Choice nor the Wait implementation, so their classes are looked up in the
  * closure of the exported `StateMachine.prototype.execute` through the in-process inspector (read-only, no
@@ -86,6 +98,8 @@ interface Internals {
   PassStateAction: ActionClass;
   TaskStateAction: ActionClass;
   WaitStateAction: ActionClass;
+  StateExecutor: ActionClass;
+  StatesResultPathMatchFailureError: new () => Error;
   jsonPathQuery: JsonPathQuery;
   StatesRuntimeError: new (message?: string) => Error;
   StatesTimeoutError: new () => Error;
@@ -104,6 +118,8 @@ const INTERNAL_NAMES: (keyof Internals)[] = [
   "PassStateAction",
   "TaskStateAction",
   "WaitStateAction",
+  "StateExecutor",
+  "StatesResultPathMatchFailureError",
   "jsonPathQuery",
   "StatesRuntimeError",
   "StatesTimeoutError",
@@ -116,7 +132,25 @@ const INTERNAL_NAMES: (keyof Internals)[] = [
 
 const PATCHED = Symbol.for("statetrail.interpreterPatches");
 let installed = false;
+
 let timeoutErrorClass: (new () => Error) | null = null;
+
+/**
+ * Where the run in progress collects why it can't be judged (see 9. above): the local engine's run store
+ * (engine/local.ts sets it; a replay reads what was pushed, empty: nothing). Not an AsyncLocalStorage of its own:
+ * one turns Node's promise hooks on for good, and the engine's is disabled once no run is left.
+ */
+let doubtSink: () => string[] | undefined = () => undefined;
+
+export function setDoubtSink(sink: () => string[] | undefined): void {
+  doubtSink = sink;
+}
+
+/** Notes a doubt for the run in progress (a replay reads it) and fails the state with States.Runtime. */
+function doubt(internals: Internals, reason: string): never {
+  doubtSink()?.push(reason);
+  throw new internals.StatesRuntimeError(reason);
+}
 
 /**
  * The library's own States.Timeout error carrying `message`: a handler's (or a replayed) `States.Timeout` must be
@@ -402,6 +436,59 @@ function makeWaitCheck(internals: Internals) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Task fields evaluated before the call, and ResultPath
+// ---------------------------------------------------------------------------------------------------
+
+function makeTaskCheck(internals: Internals) {
+  const { jsonPathQuery, IntegerConstraint } = internals;
+  const paths = (template: unknown, input: Json, context: Context): void => {
+    if (Array.isArray(template)) template.forEach((item) => paths(item, input, context));
+    if (template === null || typeof template !== "object" || Array.isArray(template)) return;
+    for (const [key, value] of Object.entries(template)) {
+      if (key.endsWith(".$") && typeof value === "string" && value.startsWith("$"))
+        jsonPathQuery(value, input, context);
+      else paths(value, input, context);
+    }
+  };
+  return function checkTask(state: Record<string, unknown>, input: Json, context: Context): void {
+    for (const field of ["TimeoutSecondsPath", "HeartbeatSecondsPath"]) {
+      const path = state[field];
+      if (typeof path === "string") {
+        jsonPathQuery(path, input, context, { constraints: [IntegerConstraint.greaterThanOrEqual(1)] });
+      }
+    }
+    if (state.Credentials !== undefined) paths(state.Credentials, input, context);
+  };
+}
+
+/**
+ * Can `path` (a ResultPath) be applied to `rawInput`? Every value it goes through must be absent (it is created) or an
+ * object (an array, for an index); the library replaced anything else with an object.
+ */
+export function resultPathApplies(path: string, rawInput: unknown): boolean {
+  if (path === "$") return true;
+  const segments: (string | number)[] = [];
+  const pattern = /\.([^.[\]]+)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*(\d+)\s*\]/y;
+  let at = 1;
+  while (at < path.length) {
+    pattern.lastIndex = at;
+    const match = pattern.exec(path);
+    if (!match) return true; // not a path this check reads: left to the library
+    segments.push(match[4] !== undefined ? Number(match[4]) : (match[1] ?? match[2] ?? match[3]));
+    at = pattern.lastIndex;
+  }
+  let value: unknown = rawInput;
+  for (const segment of segments) {
+    if (value === undefined) return true;
+    const fits =
+      typeof segment === "number"
+        ? Array.isArray(value)
+        : value !== null && typeof value === "object" && !Array.isArray(value);
+    if (!fits) return false;
+    value = (value as Record<string | number, unknown>)[segment];
+  }
+  return true;
+}
 
 let mapItemIndex: number | undefined;
 
@@ -488,6 +575,42 @@ export function installInterpreterPatches(): void {
     },
   });
 
+  const checkTask = makeTaskCheck(internals);
+  const originalTask = taskProto.execute as (this: unknown, ...args: unknown[]) => Promise<unknown>;
+  Object.defineProperty(taskProto, "execute", {
+    configurable: true,
+    writable: true,
+    value: async function (
+      this: { stateDefinition: Record<string, unknown> },
+      input: Json,
+      context: Context,
+      options: unknown,
+    ): Promise<unknown> {
+      checkTask(this.stateDefinition, input, context);
+      return originalTask.call(this, input, context, options);
+    },
+  });
+
+  const executorProto = internals.StateExecutor.prototype;
+  const processResult = executorProto.processResult as (this: unknown, ...args: unknown[]) => unknown;
+  if (typeof processResult !== "function") throw unsupported("StateExecutor.processResult not found");
+  Object.defineProperty(executorProto, "processResult", {
+    configurable: true,
+    writable: true,
+    value: function (
+      this: { stateDefinition: Record<string, unknown> },
+      result: Json,
+      rawInput: Json,
+      context: Context,
+    ): unknown {
+      const path = this.stateDefinition.ResultPath;
+      if (typeof path === "string" && !resultPathApplies(path, rawInput)) {
+        throw new internals.StatesResultPathMatchFailureError();
+      }
+      return processResult.call(this, result, rawInput, context);
+    },
+  });
+
   Object.defineProperty(passProto, "execute", {
     configurable: true,
     writable: true,
@@ -505,7 +628,7 @@ export function installInterpreterPatches(): void {
     value: makeIntrinsicCall(internals),
   });
 
-  for (const proto of [choiceProto, waitProto, mapProto, passProto, taskProto]) {
+  for (const proto of [choiceProto, waitProto, mapProto, passProto, taskProto, executorProto]) {
     Object.defineProperty(proto, PATCHED, { value: true, configurable: false, enumerable: false });
   }
   installed = true;
@@ -524,6 +647,18 @@ interface Intrinsic {
 function intrinsicPrototype(internals: Internals): Record<string, unknown> {
   const format = internals.functions["States.Format"];
   return Object.getPrototypeOf(Object.getPrototypeOf(format ?? {}) ?? {}) as Record<string, unknown>;
+}
+
+/** A number JavaScript may write otherwise than the service (Java's Double.toString: 1.0E21, 1.0E-7, 1.2345678E7). */
+function ambiguousNumber(value: unknown): boolean {
+  if (typeof value === "number") {
+    if (Number.isSafeInteger(value)) return false;
+    const size = Math.abs(value);
+    return String(value).includes("e") || size >= 1e7 || (size > 0 && size < 1e-3);
+  }
+  if (Array.isArray(value)) return value.some(ambiguousNumber);
+  if (value !== null && typeof value === "object") return Object.values(value).some(ambiguousNumber);
+  return false;
 }
 
 /** Intrinsics the library computes otherwise than the service (arguments already validated by the library). */
@@ -561,6 +696,16 @@ const SERVICE_INTRINSICS: Record<string, (args: unknown[], library: () => unknow
 function makeIntrinsicCall(internals: Internals) {
   const unescape = (text: string): string => text.replace(/\\([\s\S])/g, "$1");
   return function (this: Intrinsic, input: Json, context: Context, ...args: string[]): unknown {
+    try {
+      return call.call(this, input, context, ...args);
+    } catch (error) {
+      const name = (error as Error).name;
+      if (typeof name === "string" && name.startsWith("States.")) throw error;
+      // A JavaScript error (SyntaxError…): how the service names this failure is not established.
+      return doubt(internals, `${this.funcDefinition.name} failed in JavaScript (${String(error)})`);
+    }
+  };
+  function call(this: Intrinsic, input: Json, context: Context, ...args: string[]): unknown {
     const literal = args.map((arg) => arg[0] === "'");
     const parsed = args.map((arg, index) =>
       literal[index]
@@ -574,6 +719,22 @@ function makeIntrinsicCall(internals: Internals) {
       literal[index] ? unescape(value as string) : value === undefined ? value : structuredClone(value),
     );
     internals.validateArguments(this.funcDefinition, ...values);
+    const name = this.funcDefinition.name;
+    if (name === "States.ArrayGetItem") {
+      const [array, index] = values as [unknown[], number];
+      if (!Number.isInteger(index) || index < 0 || index >= array.length) {
+        return doubt(
+          internals,
+          `States.ArrayGetItem with index ${index} of an array of ${array.length}: the service's result is not established`,
+        );
+      }
+    }
+    if (
+      (name === "States.Format" || name === "States.JsonToString") &&
+      ambiguousNumber(values.slice(name === "States.Format" ? 1 : 0))
+    ) {
+      return doubt(internals, `${name} writes a number JavaScript and the service may spell differently`);
+    }
     const service = SERVICE_INTRINSICS[this.funcDefinition.name];
     if (service) return service(values, () => this.execute(...values));
     if (this.funcDefinition.name !== "States.Format" || !literal[0]) return this.execute(...values);
@@ -599,5 +760,5 @@ function makeIntrinsicCall(internals: Internals) {
       );
     }
     return out;
-  };
+  }
 }

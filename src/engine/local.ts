@@ -10,7 +10,7 @@ import { withoutDotBeforeBracket } from "../model/paths";
 import { forEachState, validateDefinition } from "../model/validate";
 import { type ErrorInfo, type IterationStep, type Outcome } from "../protocol/schema";
 import { buildContextObject, type ContextObject, stateMachineNameForModel } from "./context";
-import { currentMapItemIndex, installInterpreterPatches, timeoutErrorOf } from "./interpreter-patches";
+import { currentMapItemIndex, installInterpreterPatches, setDoubtSink, timeoutErrorOf } from "./interpreter-patches";
 import { type AslStateType, type Engine, type EngineEvent, type StartOptions, type StateEnteredEvent } from "./types";
 
 /** What a Task handler learns besides its input. */
@@ -71,6 +71,11 @@ export interface InterpreterOptions {
   skipWaits?: boolean;
   /** The run is aborted when more states than this are entered (default 10,000). */
   maxSteps?: number;
+  /**
+   * Collects why the run can't be judged as the service would run it (an intrinsic whose result on AWS is not
+   * established: see interpreter-patches.ts, 9.); the state fails with States.Runtime meanwhile. For a replay.
+   */
+  doubts?: string[];
 }
 
 export interface InterpreterRun {
@@ -173,6 +178,8 @@ interface RunStore {
   startTime: string | undefined;
   /** Parallel groups of the runs nested directly in this one, by Parallel state name. */
   parallelGroups: Map<string, Group>;
+  /** Where the interpreter's corrections say why the run can't be judged (InterpreterOptions.doubts). */
+  doubts?: string[];
 }
 
 const PATH_TAG = "__statetrailPath";
@@ -180,6 +187,7 @@ const nesting = new WeakMap<object, NestInfo>();
 const mapGroups = new WeakMap<object, Group>();
 const mapCounters = new WeakMap<object, number>();
 const runStore = new AsyncLocalStorage<RunStore>();
+setDoubtSink(() => runStore.getStore()?.doubts);
 /**
  * Root runs not yet settled. The run store is what turns Node's async hooks on (Node 20: a hook on every promise of
  * the process); once no run is left it is disabled, so that a long-lived process (a verifier, a server, an
@@ -239,6 +247,7 @@ function installNestingPatch(): void {
       aborted: () => abortedHere || (parentStore?.aborted() ?? false),
       startTime: parentStore?.startTime,
       parallelGroups: new Map(),
+      doubts: parentStore?.doubts,
     };
     const execution = runStore.run(store, () =>
       withStartTime(store.startTime, () => original.call(this, input, options)),
@@ -391,7 +400,13 @@ export function startInterpreter(
   const machine = new StateMachine(copy as never, { validationOptions: { noValidate: true } });
   const startTime = options.context.Execution.StartTime;
   let rootAborted = false;
-  const rootStore: RunStore = { path: [], aborted: () => rootAborted, startTime, parallelGroups: new Map() };
+  const rootStore: RunStore = {
+    path: [],
+    aborted: () => rootAborted,
+    startTime,
+    parallelGroups: new Map(),
+    doubts: options.doubts,
+  };
   const execution = runStore.run(rootStore, () =>
     withStartTime(startTime, () =>
       machine.run(input as never, {

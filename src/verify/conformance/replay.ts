@@ -108,6 +108,45 @@ const QUIET_TURNS = 3;
 /** A replay that makes no progress at all for this long, with nothing waiting, is stopped. */
 const STALL_MS = 30_000;
 
+/** Fields whose string values (however deep, for templates and Choice rules) are paths or intrinsics. */
+const PATH_KEY = /(?:Path|\.\$)$|^Variable$/;
+
+/**
+ * A JSONPath variable read (`$limit`, in a path or an intrinsic's argument, outside its string literals), or null.
+ * The interpreter implements no variables: it reads `$limit` as a path into the state's input.
+ */
+function variableRead(node: unknown, key = ""): string | null {
+  if (Array.isArray(node)) {
+    for (const item of node) {
+      const found = variableRead(item, key);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (node !== null && typeof node === "object") {
+    for (const [field, value] of Object.entries(node)) {
+      if (field === "Result" || field === "Branches" || field === "Iterator" || field === "ItemProcessor") continue;
+      const found = variableRead(value, field);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (typeof node !== "string" || !PATH_KEY.test(key)) return null;
+  const code = node.replace(/'(?:[^'\\]|\\[\s\S])*'/g, "''");
+  return /(?<!\$)\$(?![$.[]|$)/.test(code) ? node : null;
+}
+
+/** The first integer of `value` JavaScript can't hold exactly (above 2^53), or null: its text was rounded. */
+function unsafeInteger(value: unknown): number | null {
+  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value) ? value : null;
+  if (value === null || typeof value !== "object") return null;
+  for (const item of Object.values(value)) {
+    const found = unsafeInteger(item);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 /** Why a model can't be replayed faithfully, or null. */
 export function nonReplayableReason(definition: unknown): string | null {
   const unsupported = analyzeLocalSupport(definition).unsupported;
@@ -126,8 +165,14 @@ export function nonReplayableReason(definition: unknown): string | null {
     delete own.Comment;
     delete own.Result;
     const text = JSON.stringify(own);
+    const variable = variableRead(own);
+    const big = unsafeInteger(own);
     const random = /States\.(UUID|MathRandom)\s*\(/.exec(text);
     if (random) reason = `state "${name}" draws a random value (States.${random[1]}), which no replay can reproduce`;
+    else if (variable)
+      reason = `state "${name}" reads a variable (${JSON.stringify(variable)}), which the verifier's interpreter does not implement`;
+    else if (big !== null)
+      reason = `state "${name}" holds the integer ${big}, above 2^53: JavaScript rounds it, so the replay can't compare it as the service does`;
     // Any read of the Context Object other than the parts the replay has (Execution, StateMachine, Task, Map):
     // $$.State however written (inside an intrinsic, $$['State'], $$..Name, $$.*, the whole $$).
     else if (/\$\$(?!\.(?:Execution|StateMachine|Task|Map)\b)/.test(text))
@@ -142,6 +187,13 @@ export async function replayRun(run: ReplayInput): Promise<ReplayVerdict> {
   const { definition, states, status } = run;
   const reason = nonReplayableReason(definition);
   if (reason) return { kind: "not-replayable", message: reason };
+  const big = unsafeInteger(run.input);
+  if (big !== null) {
+    return {
+      kind: "not-replayable",
+      message: `the execution input holds the integer ${big}, above 2^53: JavaScript rounds it, so the replay can't use it as the service does`,
+    };
+  }
   if (states.length === 0) {
     if (status === "running") {
       return { kind: "match", summary: { entries: 0, taskAttempts: 0, iterations: 0 }, notes: ["no state yet"] };
@@ -267,11 +319,13 @@ async function replayWith(
   });
 
   const context = structuredClone(recordedContext);
+  const doubts: string[] = [];
   const interpreter = startInterpreter(definition as never, run.input, {
     handlers,
     context,
     skipWaits: true,
     maxSteps: states.length + 16,
+    doubts,
   });
   const mapper = new LibraryEventMapper(interpreter.taskCalls);
   const replayed: StateEnteredEvent[] = [];
@@ -333,6 +387,7 @@ async function replayWith(
     interpreter.abort();
     await watchdog;
   }
+  if (doubts.length > 0) return { kind: "not-replayable", message: doubts[0] };
   // A run still going (or aborted) claims no end: its entries must be the start of the replay's.
   const open = status === "running" || status === "aborted";
   if (interpreter.limitExceeded() && !open) {
