@@ -490,6 +490,27 @@ export function resultPathApplies(path: string, rawInput: unknown): boolean {
   return true;
 }
 
+/** Makes a state action's `execute` run `check` on the state's definition and input first (it throws to fail it). */
+function checkedExecute(
+  proto: Record<string, unknown>,
+  check: (state: Record<string, unknown>, input: Json, context: Context) => void,
+): void {
+  const original = proto.execute as (this: unknown, ...args: unknown[]) => Promise<unknown>;
+  Object.defineProperty(proto, "execute", {
+    configurable: true,
+    writable: true,
+    value: async function (
+      this: { stateDefinition: Record<string, unknown> },
+      input: Json,
+      context: Context,
+      options: unknown,
+    ): Promise<unknown> {
+      check(this.stateDefinition, input, context);
+      return original.call(this, input, context, options);
+    },
+  });
+}
+
 let mapItemIndex: number | undefined;
 
 /**
@@ -530,21 +551,7 @@ export function installInterpreterPatches(): void {
     },
   });
 
-  const checkWait = makeWaitCheck(internals);
-  const originalWait = waitProto.execute as (this: unknown, ...args: unknown[]) => Promise<unknown>;
-  Object.defineProperty(waitProto, "execute", {
-    configurable: true,
-    writable: true,
-    value: async function (
-      this: { stateDefinition: Record<string, unknown> },
-      input: Json,
-      context: Context,
-      options: unknown,
-    ): Promise<unknown> {
-      checkWait(this.stateDefinition, input, context);
-      return originalWait.call(this, input, context, options);
-    },
-  });
+  checkedExecute(waitProto, makeWaitCheck(internals));
 
   const processItem = mapProto.processItem as (this: unknown, ...args: unknown[]) => unknown;
   Object.defineProperty(mapProto, "processItem", {
@@ -575,21 +582,7 @@ export function installInterpreterPatches(): void {
     },
   });
 
-  const checkTask = makeTaskCheck(internals);
-  const originalTask = taskProto.execute as (this: unknown, ...args: unknown[]) => Promise<unknown>;
-  Object.defineProperty(taskProto, "execute", {
-    configurable: true,
-    writable: true,
-    value: async function (
-      this: { stateDefinition: Record<string, unknown> },
-      input: Json,
-      context: Context,
-      options: unknown,
-    ): Promise<unknown> {
-      checkTask(this.stateDefinition, input, context);
-      return originalTask.call(this, input, context, options);
-    },
-  });
+  checkedExecute(taskProto, makeTaskCheck(internals));
 
   const executorProto = internals.StateExecutor.prototype;
   const processResult = executorProto.processResult as (this: unknown, ...args: unknown[]) => unknown;
