@@ -642,6 +642,25 @@ describe("attack: selective disclosure can't be abused for another value or a fa
     expect(report.verdict, shown).to.equal("invalid");
     expect(step(report, "V9").status, shown).to.equal("fail");
   });
+  it("a model no replay can follow, with a Task outcome withheld: could not verify, not valid-as-disclosed", async () => {
+    const model = {
+      StartAt: "Work",
+      States: {
+        Work: { Type: "Task", Resource: "arn:aws:lambda:us-east-1:123456789012:function:work", Next: "Stamp" },
+        Stamp: { Type: "Pass", Parameters: { "id.$": "States.UUID()" }, End: true },
+      },
+    };
+    const run = await runLocal(model, { order: 1 }, { handlers: { Work: () => ({ done: true }) } });
+    const env = await conformanceEnv();
+    const recorded = (await forgeRecorded(env, run.model, run.input, run.states, "succeeded")) as ForgedRun;
+    discloseOnlyFields(env.server, recorded, 0, ["caught", "context", "input"]);
+    const report = await verifyRecorded(env, recorded);
+    const shown = renderReport(report);
+    // With everything disclosed this run can't be replayed either (a random value): "every check that could be made
+    // passed" (valid-as-disclosed) would overstate it.
+    expect(step(report, "V9"), shown).to.include({ status: "error", code: "NOT_REPLAYABLE" });
+    expect(report.verdict, shown).to.equal("could-not-verify");
+  });
 });
 
 describe("attack: encrypted mirror copies are readable only with a recipient's key", function () {

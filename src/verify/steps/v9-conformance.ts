@@ -4,7 +4,7 @@ import { awsRefusals, formatProblems } from "../../model/validate";
 import { decodeUtf8 } from "../../protocol/limits";
 import { parseStrictJson } from "../../protocol/strict-json";
 import { checkConformance, conformanceEntryOf, type ConformanceEntry, type ConformanceStats } from "../conformance";
-import { notCompared, replayNeeds, replayRun, type ReplayState } from "../conformance/replay";
+import { nonReplayableReason, notCompared, replayNeeds, replayRun, type ReplayState } from "../conformance/replay";
 import { type ReadyContext, type Step } from "../context";
 import { type StepOutcome } from "../findings";
 import { instancePass } from "./pass";
@@ -107,6 +107,10 @@ export const conformanceStep: Step = {
     }
     const walked = `${summary(result.stats)}; ${result.ending}`;
     if (missing.length > 0) {
+      // A model no replay can follow is not established with everything disclosed either: could not verify, not
+      // valid-as-disclosed (which says every check that could be made passed).
+      const reason = nonReplayableReason(definition);
+      if (reason) return notReplayable(reason);
       // Only Task outcomes withheld: the states entered before the first of them can't depend on it (they were
       // entered before that Task was), so they are replayed and compared as a running instance's prefix is. A lie in
       // what was disclosed there is a lie, withheld outcomes or not ("nothing you were shown is false").
@@ -122,6 +126,7 @@ export const conformanceStep: Step = {
           const message = `the replay of the model disagrees with the protocol before the first withheld outcome (seq ${cut}): ${prefix.message}`;
           return { status: "fail", detail: message, problems: [message, ...prefix.notes] };
         }
+        if (prefix.kind === "not-replayable") return notReplayable(prefix.message);
       }
       const all = loaded.states.length;
       tally.replay = "none";
@@ -154,10 +159,7 @@ export const conformanceStep: Step = {
       // Automine runs block times ahead of the clock on the local chain: that only lengthens this bound.
       lastedAtMost: createdAt !== null && endedAt !== null ? endedAt - createdAt : null,
     });
-    if (replay.kind === "not-replayable") {
-      const message = `the run can't be replayed, so its conformance to the model is not established: ${replay.message}`;
-      return { status: "error", detail: message, problems: [message], code: "NOT_REPLAYABLE" };
-    }
+    if (replay.kind === "not-replayable") return notReplayable(replay.message);
     if (replay.kind === "mismatch") {
       const message = `the replay of the model disagrees with the protocol: ${replay.message}`;
       return { status: "fail", detail: message, problems: [message, ...replay.notes] };
@@ -249,4 +251,9 @@ async function stateData(context: ReadyContext): Promise<{ states: ReplayState[]
 
 function mib(bytes: number): string {
   return bytes >= 1024 * 1024 ? String(Math.round(bytes / 1024 / 1024)) : (bytes / 1024 / 1024).toFixed(3);
+}
+
+function notReplayable(reason: string): StepOutcome {
+  const message = `the run can't be replayed, so its conformance to the model is not established: ${reason}`;
+  return { status: "error", detail: message, problems: [message], code: "NOT_REPLAYABLE" };
 }
