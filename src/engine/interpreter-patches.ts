@@ -728,29 +728,26 @@ function makeIntrinsicCall(internals: Internals) {
     ) {
       return doubt(internals, `${name} writes a number JavaScript and the service may spell differently`);
     }
-    const service = SERVICE_INTRINSICS[this.funcDefinition.name];
+    const service = SERVICE_INTRINSICS[name];
     if (service) return service(values, () => this.execute(...values));
-    if (this.funcDefinition.name !== "States.Format" || !literal[0]) return this.execute(...values);
+    if (name !== "States.Format" || !literal[0]) return this.execute(...values);
     const template = parsed[0] as string;
     const fill = values.slice(1);
+    const placeholders = (template.replace(/\\[\s\S]/g, "").match(/\{\}/g) ?? []).length;
+    if (placeholders !== fill.length) {
+      throw new internals.StatesRuntimeError(`Number of arguments in ${name} do not match the occurrences of {}`);
+    }
     let out = "";
     let used = 0;
     for (let i = 0; i < template.length; i += 1) {
       if (template[i] === "\\" && i + 1 < template.length) {
         out += template[(i += 1)];
       } else if (template[i] === "{" && template[i + 1] === "}") {
-        if (used >= fill.length) break;
         out += String(fill[used++]);
         i += 1;
       } else {
         out += template[i];
       }
-    }
-    const placeholders = (template.replace(/\\[\s\S]/g, "").match(/\{\}/g) ?? []).length;
-    if (placeholders !== fill.length) {
-      throw new internals.StatesRuntimeError(
-        `Number of arguments in ${this.funcDefinition.name} do not match the occurrences of {}`,
-      );
     }
     return out;
   }

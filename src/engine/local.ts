@@ -573,7 +573,8 @@ export function resolveTaskHandlers(
 
 const STATE_TYPES = new Set<string>(["Task", "Pass", "Choice", "Wait", "Parallel", "Map", "Succeed", "Fail"]);
 
-function causeString(cause: unknown): string | undefined {
+/** A library event's Cause as text (undefined when it has none). */
+export function causeString(cause: unknown): string | undefined {
   if (cause === undefined || cause === null) return undefined;
   if (typeof cause === "string") return cause;
   if (cause instanceof Error) return cause.message;

@@ -1,6 +1,5 @@
 import { type Provider, type Signer } from "ethers";
 import { toStatetrailError } from "../errors";
-import { type ProtocolHead } from "../protocol/schema";
 import { ChainView, type TrustedSetup } from "./chain";
 import { checkedAgainst } from "./checked-against";
 import {
@@ -14,10 +13,10 @@ import {
 import { issuerCertificateCheck, signInSessionFor, type SignInSession } from "./auth";
 import { FetchSession, pinnedFetcher } from "./fetcher";
 import { MIRROR_OPTIONAL_STEPS, MirrorReader, type MirrorOptions } from "./mirror";
-import { Findings, type StepOutcome } from "./findings";
+import { type StepOutcome } from "./findings";
 import { DEFAULT_BACKOFF_MS, DEFAULT_LOG_CHUNK, DEFAULT_LOG_RETRIES } from "./logs";
 import { anchorsStep } from "./steps/v0-anchors";
-import { checkSubject, instanceNamedBy, matchesExpected, readProtocol } from "./steps/v1-transport";
+import { instanceNamedBy, readProtocol, subjectMismatches } from "./steps/v1-transport";
 import { ensStep } from "./steps/v2-ens";
 import { certificateStep } from "./steps/v3-certificate";
 import { modelStep } from "./steps/v4-model";
@@ -190,6 +189,8 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     backoffMs: options.retryBackoffMs ?? DEFAULT_BACKOFF_MS,
   });
   let now: Promise<number> | undefined;
+  const expected = options.expected ?? {};
+  const url = "url" in options.input ? options.input.url : null;
   // An encrypted mirror copy is opened with the auditor's key (the one it signs in with), asked for only then.
   const mirror = options.mirror
     ? new MirrorReader(
@@ -227,7 +228,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     origin: null,
     certificate: null,
     artifacts: new VerifiedArtifacts(options.conformance !== false, options.keptStateBytes),
-    expected: options.expected ?? {},
+    expected,
   };
   const optional = new Set([...(options.optional ?? []), ...(mirror ? MIRROR_OPTIONAL_STEPS : [])]);
   if (options.conformance === false) optional.add("V9");
@@ -254,11 +255,10 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
     options.onStep?.(result);
   };
 
-  const expected = context.expected!;
-  const url = "url" in options.input ? options.input.url : null;
   const v1 = await timed(() => (mirror ? mirror.read(context, expected) : readProtocol(context, expected)));
-  record("V1", boundToQuestion(v1, context.protocol, expected, url));
   const protocol = context.protocol;
+  const mismatches = protocol ? subjectMismatches(protocol, expected, url) : [];
+  record("V1", boundToQuestion(v1, mismatches));
   if (!protocol) {
     for (const step of STEPS) {
       const now = Date.now();
@@ -310,7 +310,7 @@ export async function verifyProtocol(options: VerifyOptions): Promise<Verificati
             instance_hash: expected.instanceHash?.toLowerCase() ?? (url ? instanceNamedBy(url) : null),
             issuer: expected.issuer ?? null,
             ens_name: expected.ensName ?? null,
-            matched: protocol ? matchesExpected(protocol, expected, url) : null,
+            matched: protocol ? mismatches.length === 0 : null,
           },
         }
       : {}),
@@ -362,22 +362,13 @@ function startReads(context: ReadyContext): void {
 }
 
 /**
- * V1's outcome, failed (SUBJECT_MISMATCH) if the protocol it read is not about what was asked: the instance the URL
- * names and the instance and issuer of the question. V1 checks that on every input path; this holds it whatever path
+ * V1's outcome, failed (SUBJECT_MISMATCH) if the protocol it read is not about what was asked (`mismatches`: the
+ * instance the URL names and the instance and issuer of the question). V1 checks that on every input path; this holds it whatever path
  * read the protocol (a URL, a mirror copy, a file, a bundle), so that no "valid" is ever about another instance or
  * issuer than the report's `expected` (a mirror once bound its check to an instance found in the URL's query).
  */
-function boundToQuestion(
-  v1: TimedOutcome,
-  protocol: ProtocolHead | null,
-  expected: ExpectedSubject,
-  url: string | null,
-): TimedOutcome {
-  if (!protocol) return v1;
-  const subject = new Findings();
-  checkSubject(protocol, { ...expected, urlInstance: url ? instanceNamedBy(url) : null }, subject);
-  if (!subject.failed) return v1;
-  const mismatches = subject.outcome("").problems ?? [];
+function boundToQuestion(v1: TimedOutcome, mismatches: string[]): TimedOutcome {
+  if (mismatches.length === 0) return v1;
   const problems = v1.outcome.problems ?? [];
   if (v1.outcome.status === "fail" && mismatches.every((problem) => problems.includes(problem))) return v1;
   const all = [...mismatches, ...problems.filter((problem) => !mismatches.includes(problem))];

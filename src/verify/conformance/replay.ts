@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { type ContextObject } from "../../engine/context";
 import { AWS_DEFAULT_TASK_TIMEOUT_S } from "../../engine/interpreter-patches";
-import { LibraryEventMapper, startInterpreter, TaskCallLog, type TaskHandler } from "../../engine/local";
+import { causeString, LibraryEventMapper, startInterpreter, TaskCallLog, type TaskHandler } from "../../engine/local";
 import { type ExecutionEndEvent, type StateEnteredEvent } from "../../engine/types";
 import { analyzeLocalSupport } from "../../model/features";
 import { forEachState } from "../../model/validate";
@@ -372,7 +372,7 @@ async function replayWith(
       }
       if (container && event.type === "StateFailed") failedContainers.add(TaskCallLog.key(path, event.state.name));
       if (event.type === "StateFailed" && event.state.type === "Fail") {
-        failStateErrors.add(canonicalize([String(event.Error), causeOf(event.Cause)]));
+        failStateErrors.add(canonicalize([String(event.Error), causeString(event.Cause) ?? ""]));
       }
       for (const mapped of mapper.map(tagged)) {
         if (mapped.kind === "end") end = mapped;
@@ -442,7 +442,7 @@ function taskTimeoutProblem(
       };
     }
     const limit = Math.min(...limits);
-    if (lastedAtMost != null && lastedAtMost + CLOCK_SKEW_S < limit) {
+    if (tooSoon(limit, lastedAtMost)) {
       return {
         seq: data.seq,
         message: `seq ${data.seq}: Task "${data.state_name}" is recorded ending with ${error} after ${limit} s, but by block times the run lasted at most ${lastedAtMost} s`,
@@ -450,6 +450,11 @@ function taskTimeoutProblem(
     }
   }
   return null;
+}
+
+/** Whether a time-out of `seconds` can't have run out in a run that lasted at most `lastedAtMost` (when known). */
+function tooSoon(seconds: number, lastedAtMost: number | null | undefined): boolean {
+  return lastedAtMost != null && lastedAtMost + CLOCK_SKEW_S < seconds;
 }
 
 /** What is wrong with entry 0's Context Object, or null. */
@@ -506,13 +511,6 @@ function replayedComparable(event: StateEnteredEvent): Comparable {
     caught: event.caughtError,
     outcome: event.outcome,
   };
-}
-
-function causeOf(cause: unknown): string {
-  if (cause === undefined || cause === null) return "";
-  if (typeof cause === "string") return cause;
-  if (cause instanceof Error) return cause.message;
-  return JSON.stringify(cause);
 }
 
 /** Errors a worker may raise itself: their causes are data, fed to the replay and compared. */
@@ -694,7 +692,7 @@ function compareEnd(
       recorded.outcome?.error?.error === "States.Timeout" &&
       timeout !== undefined
     ) {
-      if (typeof timeout === "number" && lastedAtMost != null && lastedAtMost + CLOCK_SKEW_S < timeout) {
+      if (typeof timeout === "number" && tooSoon(timeout, lastedAtMost)) {
         return `the protocol records the execution's TimeoutSeconds (${timeout} s) running out, but by block times the run lasted at most ${lastedAtMost} s`;
       }
       return null;

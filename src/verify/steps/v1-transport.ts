@@ -158,11 +158,11 @@ export function checkSubject(
   }
 }
 
-/** Whether a protocol is about what was asked (every expectation given holds). */
-export function matchesExpected(protocol: ProtocolHead, expected: ExpectedSubject, url: string | null): boolean {
+/** How a protocol is not about what was asked (every expectation given, and the instance its URL names); empty if it is. */
+export function subjectMismatches(protocol: ProtocolHead, expected: ExpectedSubject, url: string | null): string[] {
   const findings = new Findings();
   checkSubject(protocol, { ...expected, urlInstance: url ? instanceNamedBy(url) : null }, findings);
-  return !findings.failed;
+  return findings.failed ? (findings.outcome("").problems ?? []) : [];
 }
 
 function asAsked(protocol: ProtocolHead, expected: ExpectedSubject): string {

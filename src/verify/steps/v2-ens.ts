@@ -19,7 +19,9 @@ export const ensStep: Step = {
     const claimed = protocol.issuer.ens_name;
     // The name the protocol claims is the primary name in every honest protocol: its forward records are asked for
     // while the reverse record is read, and used only if the reverse record names exactly that name.
-    const guess = claimed === null || !guessable(claimed) ? null : forwardRecords(ens, claimed);
+    // Read ahead only for a name of few labels: a resolver is looked for label by label up the name (one RPC call
+    // each, one after another), and the claim is the protocol's, anyone's to write.
+    const guess = claimed === null || !withinLimits(claimed, MAX_GUESSED_LABELS) ? null : forwardRecords(ens, claimed);
     guess?.catch(() => undefined); // awaited below, and its error reported, only if it is the one used
     try {
       const name = await ens.primaryName(address);
@@ -37,7 +39,7 @@ export const ensStep: Step = {
         findings.fail(`the primary name "${name}" of ${address} is not in ENS-normalised form`, "ENS_FAILED");
         return findings.outcome("");
       }
-      if (!resolvable(name)) {
+      if (!withinLimits(name, MAX_NAME_LABELS)) {
         // The reverse record is the issuer's to write, of any length: a resolver is looked for one label at a
         // time up the name, one RPC call each, so a name of thousands of labels would hold the verification.
         findings.error(
@@ -98,18 +100,9 @@ const MAX_NAME_LENGTH = 255;
 const MAX_NAME_LABELS = 32;
 const MAX_GUESSED_LABELS = 8;
 
-/** A primary name the verifier resolves (see where it is called). */
-function resolvable(name: string): boolean {
-  return name.length <= MAX_NAME_LENGTH && name.split(".").length <= MAX_NAME_LABELS;
-}
-
-/**
- * A claimed name whose records are worth reading ahead: a resolver is looked for label by label up the name (one
- * RPC call each, one after another), and the claim is the protocol's, anyone's to write; a name of many labels is
- * read, if it is the primary name, once the reverse record says so.
- */
-function guessable(name: string): boolean {
-  return name.length <= MAX_NAME_LENGTH && name.split(".").length <= MAX_GUESSED_LABELS;
+/** A name of at most {@link MAX_NAME_LENGTH} characters and `maxLabels` labels. */
+function withinLimits(name: string, maxLabels: number): boolean {
+  return name.length <= MAX_NAME_LENGTH && name.split(".").length <= maxLabels;
 }
 
 function normalizedOrSelf(name: string): string {
